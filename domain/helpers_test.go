@@ -1,0 +1,84 @@
+package domain
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// t0 is the "now" of most tests.
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// uid returns a well-formed user id; uid(1) < uid(2) < ...
+func uid(n int) UserID { return UserID(fmt.Sprintf("u/01J00000000000000000%06d", n)) }
+
+// gid returns a well-formed group id.
+func gid(n int) GroupID { return GroupID(fmt.Sprintf("g/01J00000000000000000%06d", n)) }
+
+// wantCode fails tb unless err has code want ("" for no error) and, if it is
+// an error, carries the package prefix.
+func wantCode(tb testing.TB, err error, want Code) {
+	tb.Helper()
+	if got := ErrorCode(err); got != want {
+		tb.Fatalf("error = %v (code %q), want code %q", err, got, want)
+	}
+	if err != nil && !strings.HasPrefix(err.Error(), "domain: ") {
+		tb.Fatalf("error %q lacks the \"domain: \" prefix", err)
+	}
+}
+
+// mustApply applies events to a, failing tb on the first error.
+func mustApply(tb testing.TB, a interface{ Apply(Event) error }, events ...Event) {
+	tb.Helper()
+	for _, e := range events {
+		if err := a.Apply(e); err != nil {
+			tb.Fatalf("Apply(%#v): %v", e, err)
+		}
+	}
+}
+
+// wantEvents fails tb unless got equals want.
+func wantEvents(tb testing.TB, got, want []Event) {
+	tb.Helper()
+	if !reflect.DeepEqual(got, want) {
+		tb.Fatalf("events = %#v\nwant     %#v", got, want)
+	}
+}
+
+// wantUnchanged fails tb unless the aggregate Decide ran on equals a fresh
+// rebuild of the same history.
+func wantUnchanged(tb testing.TB, got, fresh any) {
+	tb.Helper()
+	if !reflect.DeepEqual(got, fresh) {
+		tb.Fatalf("Decide mutated the aggregate:\n got %#v\nwant %#v", got, fresh)
+	}
+}
+
+// decider is what the step-by-step helper drives.
+type decider[C any] interface {
+	Decide(cmd C, now time.Time, p Policy) ([]Event, error)
+	Apply(e Event) error
+	Version() uint64
+}
+
+// run decides and applies each command in turn, failing tb on any error, and
+// returns all the events. It checks that Version counts them.
+func run[C any](tb testing.TB, a decider[C], now time.Time, cmds ...C) []Event {
+	tb.Helper()
+	v0 := a.Version()
+	var all []Event
+	for _, c := range cmds {
+		events, err := a.Decide(c, now, DefaultPolicy())
+		if err != nil {
+			tb.Fatalf("Decide(%#v): %v", c, err)
+		}
+		mustApply(tb, a, events...)
+		all = append(all, events...)
+	}
+	if a.Version() != v0+uint64(len(all)) {
+		tb.Fatalf("Version() = %d after %d events from version %d", a.Version(), len(all), v0)
+	}
+	return all
+}

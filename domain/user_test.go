@@ -1,0 +1,137 @@
+package domain
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
+
+func TestUserDecide(t *testing.T) {
+	me := uid(1)
+	registered := []Event{UserRegistered{User: me, Username: "alice", PasswordHash: hash, DisplayName: "Alice"}}
+	loggedIn := append(registered[:1:1], DeviceLoggedIn{Device: "phone-1", Platform: "ios"})
+	tests := []struct {
+		name    string
+		history []Event
+		cmd     UserCommand
+		want    []Event
+		code    Code
+	}{
+		{"fresh user registers", nil, RegisterUser{User: me, Username: "Alice", PasswordHash: hash, DisplayName: " Alice "}, registered, ""},
+		{"registered user cannot register again", registered, RegisterUser{User: me, Username: "alice", PasswordHash: hash}, nil, EExists},
+		{"registering another user is invalid", nil, RegisterUser{User: uid(2), Username: "alice", PasswordHash: hash}, nil, EInvalid},
+		{"bad username is invalid", nil, RegisterUser{User: me, Username: "a", PasswordHash: hash}, nil, EInvalid},
+		{"plain password is invalid", nil, RegisterUser{User: me, Username: "alice", PasswordHash: "hunter2"}, nil, EInvalid},
+		{"long display name is too large", nil, RegisterUser{User: me, Username: "alice", PasswordHash: hash, DisplayName: strings.Repeat("x", 65)}, nil, ETooLarge},
+		{"control characters in display name are invalid", nil, RegisterUser{User: me, Username: "alice", PasswordHash: hash, DisplayName: "a\nb"}, nil, EInvalid},
+
+		{"profile update on unregistered user is not found", nil, UpdateProfile{DisplayName: "A"}, nil, ENotFound},
+		{"password change on unregistered user is not found", nil, ChangePassword{PasswordHash: hash}, nil, ENotFound},
+		{"log in on unregistered user is not found", nil, LogIn{Device: "d"}, nil, ENotFound},
+		{"log out on unregistered user is not found", nil, LogOut{Device: "d"}, nil, ENotFound},
+
+		{"profile updates", registered, UpdateProfile{DisplayName: "Al", AvatarURL: "https://cdn.example/a.png"}, []Event{ProfileUpdated{DisplayName: "Al", AvatarURL: "https://cdn.example/a.png"}}, ""},
+		{"profile clears avatar", registered, UpdateProfile{DisplayName: "Al"}, []Event{ProfileUpdated{DisplayName: "Al"}}, ""},
+		{"non-http avatar is invalid", registered, UpdateProfile{AvatarURL: "javascript:alert(1)"}, nil, EInvalid},
+		{"relative avatar is invalid", registered, UpdateProfile{AvatarURL: "/a.png"}, nil, EInvalid},
+		{"avatar with credentials is invalid", registered, UpdateProfile{AvatarURL: "https://u:p@cdn.example/a.png"}, nil, EInvalid},
+		{"huge avatar URL is too large", registered, UpdateProfile{AvatarURL: "https://cdn.example/" + strings.Repeat("a", 2048)}, nil, ETooLarge},
+		{"long display name update is too large", registered, UpdateProfile{DisplayName: strings.Repeat("é", 33)}, nil, ETooLarge},
+
+		{"password changes", registered, ChangePassword{PasswordHash: "$2b$10$abc"}, []Event{PasswordChanged{PasswordHash: "$2b$10$abc"}}, ""},
+		{"empty password hash is invalid", registered, ChangePassword{}, nil, EInvalid},
+
+		{"device logs in", registered, LogIn{Device: "phone-1", Platform: "ios"}, []Event{DeviceLoggedIn{Device: "phone-1", Platform: "ios"}}, ""},
+		{"device logs in again", loggedIn, LogIn{Device: "phone-1", Platform: "android"}, []Event{DeviceLoggedIn{Device: "phone-1", Platform: "android"}}, ""},
+		{"empty device is invalid", registered, LogIn{}, nil, EInvalid},
+		{"device with spaces is invalid", registered, LogIn{Device: "my phone"}, nil, EInvalid},
+		{"bad platform is invalid", registered, LogIn{Device: "d", Platform: "i o s"}, nil, EInvalid},
+		{"logged-in device logs out", loggedIn, LogOut{Device: "phone-1"}, []Event{DeviceLoggedOut{Device: "phone-1"}}, ""},
+		{"unknown device log out is not found", loggedIn, LogOut{Device: "phone-2"}, nil, ENotFound},
+
+		{"nil command on registered user is invalid", registered, nil, nil, EInvalid},
+		{"pointer command is invalid", registered, &LogOut{Device: "phone-1"}, nil, EInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := RebuildUser(me, tt.history)
+			wantCode(t, err, "")
+			fresh, _ := RebuildUser(me, tt.history)
+			got, err := u.Decide(tt.cmd, t0, DefaultPolicy())
+			wantCode(t, err, tt.code)
+			wantUnchanged(t, u, fresh)
+			wantEvents(t, got, tt.want)
+			mustApply(t, u, got...)
+		})
+	}
+}
+
+func TestUserLifecycle(t *testing.T) {
+	me := uid(7)
+	u, err := NewUser(me)
+	wantCode(t, err, "")
+	events := run[UserCommand](t, u, t0,
+		RegisterUser{User: me, Username: "Carol", PasswordHash: hash, DisplayName: "Carol"},
+		LogIn{Device: "web-1", Platform: "web"},
+		LogIn{Device: "phone-1", Platform: "ios"},
+		UpdateProfile{DisplayName: "Caz", AvatarURL: "http://img.example/c.jpg"},
+		ChangePassword{PasswordHash: "$2b$12$new"},
+		LogOut{Device: "web-1"},
+	)
+	t.Run("state follows the events", func(t *testing.T) {
+		if !u.Registered() || u.ID() != me || u.AggregateID() != string(me) || u.PartitionKey() != string(me) {
+			t.Fatalf("identity: %+v", u)
+		}
+		if u.Username() != "carol" || u.DisplayName() != "Caz" || u.AvatarURL() != "http://img.example/c.jpg" || u.PasswordHash() != "$2b$12$new" {
+			t.Fatalf("profile: %+v", u)
+		}
+		if want := []Device{{ID: "phone-1", Platform: "ios"}}; !reflect.DeepEqual(u.Devices(), want) {
+			t.Fatalf("Devices() = %v, want %v", u.Devices(), want)
+		}
+	})
+	t.Run("rebuild equals step by step", func(t *testing.T) {
+		r, err := RebuildUser(me, events)
+		wantCode(t, err, "")
+		if !reflect.DeepEqual(r, u) {
+			t.Fatalf("rebuilt %+v, stepped %+v", r, u)
+		}
+	})
+	t.Run("devices are sorted", func(t *testing.T) {
+		r, _ := RebuildUser(me, append(events[:1:1], DeviceLoggedIn{Device: "b"}, DeviceLoggedIn{Device: "a"}))
+		if ds := r.Devices(); len(ds) != 2 || ds[0].ID != "a" || ds[1].ID != "b" {
+			t.Fatalf("Devices() = %v", ds)
+		}
+	})
+}
+
+func TestUserApplyRejectsForeignEvents(t *testing.T) {
+	me := uid(1)
+	reg := UserRegistered{User: me, Username: "alice", PasswordHash: hash}
+	tests := []struct {
+		name    string
+		history []Event
+		e       Event
+	}{
+		{"event before registration", nil, ProfileUpdated{DisplayName: "x"}},
+		{"another user's registration", nil, UserRegistered{User: uid(2)}},
+		{"a second registration", []Event{reg}, reg},
+		{"a group event", []Event{reg}, MemberJoined{User: me}},
+		{"nil", []Event{reg}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, _ := RebuildUser(me, tt.history)
+			fresh, _ := RebuildUser(me, tt.history)
+			wantCode(t, u.Apply(tt.e), EInvalid)
+			wantUnchanged(t, u, fresh)
+			_, err := RebuildUser(me, append(tt.history, tt.e))
+			wantCode(t, err, EInvalid)
+		})
+	}
+	t.Run("new rejects a malformed id", func(t *testing.T) {
+		_, err := NewUser("u/nope")
+		wantCode(t, err, EInvalid)
+	})
+}

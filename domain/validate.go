@@ -1,0 +1,134 @@
+package domain
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits that are part of the data model rather than of the policy.
+const (
+	maxURLBytes          = 2048
+	maxDeviceBytes       = 64
+	maxPlatformBytes     = 32
+	maxPasswordHashBytes = 512
+	maxClientMsgIDBytes  = 64
+)
+
+// checkUser returns an EInvalid error unless u is a well-formed user id.
+func checkUser(field string, u UserID) error {
+	if !u.Valid() {
+		return Errorf(EInvalid, "domain: %s: invalid user id %q", field, u)
+	}
+	return nil
+}
+
+// cleanName trims s and checks that it is one line of valid UTF-8 without
+// control characters (EInvalid), at most max bytes (ETooLarge) and, if
+// required, not empty (EInvalid).
+func cleanName(field, s string, max int, required bool) (string, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "" && required:
+		return "", Errorf(EInvalid, "domain: %s is empty", field)
+	case len(s) > max:
+		return "", Errorf(ETooLarge, "domain: %s is longer than %d bytes", field, max)
+	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
+		return "", Errorf(EInvalid, "domain: %s has invalid characters", field)
+	}
+	return s, nil
+}
+
+// checkText checks free text: valid UTF-8 (EInvalid), at most max bytes
+// (ETooLarge).
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return Errorf(ETooLarge, "domain: %s is longer than %d bytes", field, max)
+	}
+	if !utf8.ValidString(s) {
+		return Errorf(EInvalid, "domain: %s is not valid UTF-8", field)
+	}
+	return nil
+}
+
+// printable reports whether s is 1..max bytes of printable ASCII without
+// spaces.
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkURL returns an EInvalid error unless s is an absolute http or https URL
+// with a host and no credentials, or empty and not required; ETooLarge if it is
+// longer than maxURLBytes.
+func checkURL(field, s string, required bool) error {
+	if s == "" {
+		if required {
+			return Errorf(EInvalid, "domain: %s is missing", field)
+		}
+		return nil
+	}
+	if len(s) > maxURLBytes {
+		return Errorf(ETooLarge, "domain: %s is longer than %d bytes", field, maxURLBytes)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		strings.ContainsFunc(s, unicode.IsSpace) {
+		return Errorf(EInvalid, "domain: %s %q is not an http(s) URL", field, s)
+	}
+	return nil
+}
+
+// checkDevice returns an EInvalid error unless d is 1..64 bytes of printable
+// ASCII without spaces.
+func checkDevice(d DeviceID) error {
+	if !printable(string(d), maxDeviceBytes) {
+		return Errorf(EInvalid, "domain: invalid device id %q", d)
+	}
+	return nil
+}
+
+// checkPasswordHash returns an EInvalid error unless h looks like the PHC or
+// modular-crypt string of a KDF ("$argon2id$...", "$2b$..."). Domain never sees
+// a password, only its hash.
+func checkPasswordHash(h string) error {
+	if !strings.HasPrefix(h, "$") || !printable(h, maxPasswordHashBytes) {
+		return Errorf(EInvalid, "domain: password hash is not a PHC string")
+	}
+	return nil
+}
+
+// applyAll applies events in order, stopping at the first error, which it
+// returns with the event's position.
+func applyAll(a interface{ Apply(Event) error }, events []Event) error {
+	for i, e := range events {
+		if err := a.Apply(e); err != nil {
+			return fmt.Errorf("%w (event %d of %d)", err, i+1, len(events))
+		}
+	}
+	return nil
+}
+
+// foreign is the error Apply returns for an event that does not belong to the
+// aggregate.
+func foreign(aggregate string, e Event) error {
+	if e == nil {
+		return Errorf(EInvalid, "domain: %s: nil event", aggregate)
+	}
+	return Errorf(EInvalid, "domain: %s: %s does not belong here", aggregate, e.EventType())
+}
+
+// unknownCommand is the error Decide returns for a nil command or a command
+// passed by pointer.
+func unknownCommand(aggregate string, cmd any) error {
+	return Errorf(EInvalid, "domain: %s: unknown command %T", aggregate, cmd)
+}
