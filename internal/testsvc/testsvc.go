@@ -1,0 +1,48 @@
+// Package testsvc connects tests to the real servers mpim runs on: Redis 7,
+// MariaDB/MySQL and ZooKeeper 3.8.
+//
+// Each helper takes the calling test, checks that its server answers and
+// hands out an isolated namespace on it: a key prefix on Redis, a fresh
+// database on MySQL, a path prefix on ZooKeeper. A server that does not answer
+// fails the test at once with a hint to run scripts/services.sh, which
+// installs and starts all three on loopback; tests are never skipped, so a
+// green run always means the real servers were exercised.
+//
+// Addresses default to the loopback ports services.sh uses and can be
+// overridden, for CI or a shared machine, by environment variables:
+//
+//	MPIM_TEST_REDIS  host:port                  (default 127.0.0.1:6379)
+//	MPIM_TEST_MYSQL  go-sql-driver/mysql DSN     (default root@tcp(127.0.0.1:3306)/)
+//	MPIM_TEST_ZK     comma-separated host:port   (default 127.0.0.1:2181)
+//
+// This package is test support: it reads the environment, which production
+// packages must not do. All helpers are safe to call from parallel tests.
+package testsvc
+
+import (
+	"crypto/rand"
+	"os"
+	"strings"
+	"time"
+)
+
+// dialTimeout bounds every reachability check, so an unreachable server
+// fails a test within seconds instead of hanging it.
+const dialTimeout = 5 * time.Second
+
+// hint is appended to every "server unreachable" failure.
+const hint = "run scripts/services.sh to install and start Redis, MariaDB and ZooKeeper on loopback"
+
+// env returns the environment variable key, or def when it is unset or empty.
+func env(key, def string) string {
+	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+// randomID returns n (at most 26) random lower-case base32 characters: safe
+// in Redis keys, MySQL identifiers and ZooKeeper paths.
+func randomID(n int) string {
+	return strings.ToLower(rand.Text()[:n])
+}

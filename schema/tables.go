@@ -1,0 +1,40 @@
+package schema
+
+// readModelTables are the tables the MySQL projector derives from the log,
+// in the order migrations create them.
+var readModelTables = []string{
+	"users",
+	"user_devices",
+	"friend_requests",
+	"friendships",
+	"blocks",
+	"chat_groups",
+	"group_members",
+	"messages",
+	"message_deletions",
+	"conversations",
+	"user_conversations",
+}
+
+// otherTables are the remaining tables Migrate creates.
+var otherTables = []string{
+	"schema_migrations",     // the runner's bookkeeping
+	"projector_checkpoints", // how far each projector got, per partition
+	"event_archive",         // the archiver projector's copy of the log
+	"quarantine",            // events a projector could not apply
+	"auth_tokens",           // sessions, written by the gateway
+}
+
+// ReadModelTables returns the tables the MySQL projector derives from the log
+// alone: a rebuild from position zero recreates exactly these (and their
+// projector's checkpoints), and a rebuilt copy can be compared with the live
+// one table by table (e.g. CHECKSUM TABLE). The caller may modify the slice.
+func ReadModelTables() []string {
+	return append([]string(nil), readModelTables...)
+}
+
+// Tables returns every table Migrate creates, schema_migrations included. The
+// caller may modify the slice.
+func Tables() []string {
+	return append(append([]string(nil), otherTables...), readModelTables...)
+}
