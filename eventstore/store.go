@@ -1,0 +1,366 @@
+package eventstore
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpim/mpim/domain"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed append.lua
+var appendLua string
+
+// ErrClosed is returned by appends after Close.
+var ErrClosed = domain.Errorf(domain.EUnavailable, "eventstore: store closed")
+
+// ErrPartitionMismatch is returned by Open when the configured partition
+// count differs from the one recorded when the deployment was created.
+var ErrPartitionMismatch = errors.New("eventstore: partition count mismatch")
+
+// Store is the Redis Streams event store. It is safe for concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	cfg    Config
+	keys   keys
+	script *redis.Script
+
+	queue  chan *pending // served by the committers
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// pending is an append waiting for its group commit.
+type pending struct {
+	ctx  context.Context
+	p    *prepared
+	done chan outcome
+}
+
+type outcome struct {
+	res AppendResult
+	err error
+}
+
+// Open checks the deployment's recorded partition count (recording it on
+// first use) and the durability settings, and starts the group committers.
+// The caller keeps ownership of rdb.
+func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		rdb:    rdb,
+		cfg:    cfg,
+		keys:   keys{prefix: cfg.Prefix, partitions: cfg.Partitions},
+		script: redis.NewScript(appendLua),
+		stop:   make(chan struct{}),
+	}
+	if err := s.checkPartitions(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.checkDurability(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.script.Load(ctx, rdb).Err(); err != nil {
+		return nil, fmt.Errorf("eventstore: loading append script: %w", err)
+	}
+	s.queue = make(chan *pending, 4*cfg.MaxBatchEvents)
+	for range cfg.Committers {
+		s.wg.Add(1)
+		go s.commitLoop()
+	}
+	return s, nil
+}
+
+func (s *Store) checkPartitions(ctx context.Context) error {
+	key := s.keys.meta()
+	if err := s.rdb.HSetNX(ctx, key, "partitions", s.cfg.Partitions).Err(); err != nil {
+		return fmt.Errorf("eventstore: recording partition count: %w", err)
+	}
+	got, err := s.rdb.HGet(ctx, key, "partitions").Int()
+	if err != nil {
+		return fmt.Errorf("eventstore: reading partition count: %w", err)
+	}
+	if got != s.cfg.Partitions {
+		return fmt.Errorf("%w: the deployment was created with %d partitions, configured %d", ErrPartitionMismatch, got, s.cfg.Partitions)
+	}
+	return nil
+}
+
+func (s *Store) checkDurability(ctx context.Context) error {
+	if !s.cfg.Durability.RequireFsyncAlways {
+		return nil
+	}
+	conf, err := s.rdb.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		return fmt.Errorf("eventstore: reading redis persistence settings: %w", err)
+	}
+	if conf["appendonly"] != "yes" || conf["appendfsync"] != "always" {
+		return fmt.Errorf("eventstore: durability requires appendonly yes and appendfsync always; server has appendonly %s, appendfsync %s",
+			conf["appendonly"], conf["appendfsync"])
+	}
+	return nil
+}
+
+// Close stops the committers. Appends queued but not yet committed fail with
+// ErrClosed; Close waits for commits in flight. It does not close the client.
+func (s *Store) Close() error {
+	s.closed.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		for {
+			select {
+			case pd := <-s.queue:
+				pd.done <- outcome{err: ErrClosed}
+				continue
+			default:
+			}
+			break
+		}
+	})
+	return nil
+}
+
+// Partitions returns the partition count.
+func (s *Store) Partitions() int { return s.cfg.Partitions }
+
+// PartitionOf returns the partition of a partition key.
+func (s *Store) PartitionOf(partitionKey string) int { return s.keys.partitionOf(partitionKey) }
+
+// Append validates req and appends it atomically, group-committed with the
+// appends that arrive concurrently for the same partition. It returns an
+// EInvalid or ETooLarge domain error for bad input (nothing written), an
+// EConflict error when a version, guard or cell condition fails (nothing
+// written), an EUnavailable error when Redis fails (the outcome is unknown:
+// retry with the same idempotency key), or ctx's error.
+func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	p, err := s.prepare(&req)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	pd := &pending{ctx: ctx, p: p, done: make(chan outcome, 1)}
+	select {
+	case <-s.stop:
+		return AppendResult{}, ErrClosed
+	default:
+	}
+	select {
+	case s.queue <- pd:
+	case <-ctx.Done():
+		return AppendResult{}, ctx.Err()
+	case <-s.stop:
+		return AppendResult{}, ErrClosed
+	}
+	select {
+	case o := <-pd.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return AppendResult{}, ctx.Err()
+	}
+}
+
+// commitLoop serves the queue: it takes every append waiting (up to
+// MaxBatchEvents), groups them by partition and sends one script call per
+// partition, all in one pipeline.
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	batch := make([]*pending, 0, 256)
+	for {
+		batch = batch[:0]
+		select {
+		case pd := <-s.queue:
+			batch = append(batch, pd)
+		case <-s.stop:
+			return
+		}
+		n := batch[0].p.nevents
+	drain:
+		for n < s.cfg.MaxBatchEvents {
+			select {
+			case pd := <-s.queue:
+				batch = append(batch, pd)
+				n += pd.p.nevents
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// call is the script call of one partition within a group commit.
+type call struct {
+	partition int
+	txs       []*pending
+	keys      []string
+	args      []any
+	cmd       *redis.Cmd
+}
+
+// commit runs one group commit and answers every append of the batch.
+func (s *Store) commit(batch []*pending) {
+	byPartition := make(map[int]*call, 4)
+	calls := make([]*call, 0, 4)
+	for _, pd := range batch {
+		if err := pd.ctx.Err(); err != nil {
+			pd.done <- outcome{err: err}
+			continue
+		}
+		c := byPartition[pd.p.partition]
+		if c == nil {
+			c = &call{partition: pd.p.partition}
+			byPartition[pd.p.partition] = c
+			calls = append(calls, c)
+		}
+		c.txs = append(c.txs, pd)
+	}
+	if len(calls) == 0 {
+		return
+	}
+	ttl := int64(s.cfg.IdempotencyTTL / time.Second)
+	for _, c := range calls {
+		nkeys, nargs := 1, 2
+		for _, pd := range c.txs {
+			nkeys += len(pd.p.keys)
+			nargs += len(pd.p.args)
+		}
+		c.keys = make([]string, 0, nkeys)
+		c.args = make([]any, 0, nargs)
+		c.keys = append(c.keys, s.keys.log(c.partition))
+		c.args = append(c.args, ttl, len(c.txs))
+		for _, pd := range c.txs {
+			c.keys = append(c.keys, pd.p.keys...)
+			c.args = append(c.args, pd.p.args...)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.run(ctx, calls)
+	for _, c := range calls {
+		replies, cerr := c.cmd.Slice()
+		if err != nil {
+			cerr = err
+		}
+		if cerr == nil && len(replies) != len(c.txs) {
+			cerr = fmt.Errorf("append script returned %d results for %d transactions", len(replies), len(c.txs))
+		}
+		if cerr != nil {
+			cerr = domain.Errorf(domain.EUnavailable, "eventstore: append to partition %d: %v", c.partition, cerr)
+			for _, pd := range c.txs {
+				pd.done <- outcome{err: cerr}
+			}
+			continue
+		}
+		for i, pd := range c.txs {
+			res, err := parseReply(replies[i], pd.p)
+			pd.done <- outcome{res: res, err: err}
+		}
+	}
+}
+
+// run sends every call in one pipeline, followed by WAIT when durability
+// asks for it. A NOSCRIPT reply (the server lost its script cache) reloads
+// the script and retries once: a call that failed with NOSCRIPT wrote nothing.
+func (s *Store) run(ctx context.Context, calls []*call) error {
+	d := s.cfg.Durability
+	for attempt := 0; ; attempt++ {
+		var wait *redis.Cmd
+		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+			for _, c := range calls {
+				c.cmd = s.script.EvalSha(ctx, pipe, c.keys, c.args...)
+			}
+			if d.WaitReplicas > 0 {
+				wait = pipe.Do(ctx, "WAIT", d.WaitReplicas, d.WaitTimeout.Milliseconds())
+			}
+			return nil
+		})
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+			if err := s.script.Load(ctx, s.rdb).Err(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if wait != nil {
+			if n, _ := wait.Int64(); n < int64(d.WaitReplicas) {
+				return fmt.Errorf("committed but confirmed by %d of %d replicas within %s", n, d.WaitReplicas, d.WaitTimeout)
+			}
+		}
+		return nil
+	}
+}
+
+// parseReply turns one transaction's script result into a result or error.
+func parseReply(reply any, p *prepared) (AppendResult, error) {
+	str, _ := reply.(string)
+	res := AppendResult{Partition: p.partition}
+	kind, rest, _ := strings.Cut(str, ";")
+	switch kind {
+	case "O", "D":
+		res.Duplicate = kind == "D"
+		for part := range strings.SplitSeq(rest, ";") {
+			a, err := parseAppended(part)
+			if err != nil {
+				return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q: %v", str, err)
+			}
+			res.Events = append(res.Events, a)
+		}
+		return res, nil
+	case "V", "G", "C":
+		idx, have, _ := strings.Cut(rest, ";")
+		i, _ := strconv.Atoi(idx)
+		switch {
+		case kind == "V" && i >= 1 && i <= len(p.req.Streams):
+			st := p.req.Streams[i-1]
+			return res, fmt.Errorf("eventstore: version conflict on %s: expected %s, have version %s: %w", st.Aggregate, st.Expected, have, domain.ErrConflict)
+		case kind == "G" && i >= 1 && i <= len(p.req.Guards):
+			g := p.req.Guards[i-1]
+			return res, fmt.Errorf("eventstore: guard conflict on %s: expected version %d, have %s: %w", g.Aggregate, g.Version, have, domain.ErrConflict)
+		case kind == "C" && i >= 1 && i <= len(p.req.Streams):
+			return res, fmt.Errorf("eventstore: cell conflict on %s event %s: %w", p.req.Streams[i-1].Aggregate, have, domain.ErrConflict)
+		}
+	}
+	return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q", str)
+}
+
+func parseAppended(s string) (Appended, error) {
+	f := strings.SplitN(s, ":", 4)
+	if len(f) != 4 {
+		return Appended{}, errors.New("want id:version:seq:position")
+	}
+	id, err := ulid.ParseStrict(f[0])
+	if err != nil {
+		return Appended{}, err
+	}
+	v, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return Appended{}, err
+	}
+	seq, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil {
+		return Appended{}, err
+	}
+	pos, err := ParsePosition(f[3])
+	if err != nil {
+		return Appended{}, err
+	}
+	return Appended{ID: id, Version: v, Seq: seq, Position: pos}, nil
+}
+
+func ulidString(b []byte) string {
+	var id ulid.ULID
+	copy(id[:], b)
+	return id.String()
+}
