@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: makes Redis, MariaDB and ZooKeeper reachable (starting or
+# installing them when missing), checks generated code and formatting, then
+# runs every test with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+scripts/genproto.sh --check
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n "$unformatted" ]]; then
+	echo "gofmt needed on:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 20m "$@" ./...
