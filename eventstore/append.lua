@@ -26,18 +26,20 @@
 --
 -- Heads are read once per aggregate per call and written once at the end.
 
-local log = KEYS[1]
-local ttl = ARGV[1]
-local ntx = tonumber(ARGV[2])
+-- Locals: globals are slow to reach from a script.
+local argv, keys, call, num = ARGV, KEYS, redis.call, tonumber
+local log = keys[1]
+local ttl = argv[1]
+local ntx = num(argv[2])
 local hv, hs, dirty, ndirty = {}, {}, {}, 0
 
 local function head(key)
   local v = hv[key]
   if v == nil then
-    local r = redis.call("HMGET", key, "v", "s")
-    v = tonumber(r[1]) or 0
+    local r = call("HMGET", key, "v", "s")
+    v = num(r[1]) or 0
     hv[key] = v
-    hs[key] = tonumber(r[2]) or 0
+    hs[key] = num(r[2]) or 0
   end
   return v
 end
@@ -46,37 +48,37 @@ end
 -- failure (or nil) and the positions after the transaction.
 local function check(a, k)
   local failure
-  if ARGV[a] == "1" then
-    local prev = redis.call("GET", KEYS[k])
+  if argv[a] == "1" then
+    local prev = call("GET", keys[k])
     if prev then failure = "D;" .. prev end
     k = k + 1
   end
   a = a + 1
-  local ng = tonumber(ARGV[a]); a = a + 1
+  local ng = num(argv[a]); a = a + 1
   for g = 1, ng do
     if not failure then
-      local have = head(KEYS[k])
-      if have ~= tonumber(ARGV[a]) then failure = "G;" .. g .. ";" .. have end
+      local have = head(keys[k])
+      if have ~= num(argv[a]) then failure = "G;" .. g .. ";" .. have end
     end
     a = a + 1; k = k + 1
   end
-  local ns = tonumber(ARGV[a]); a = a + 1
+  local ns = num(argv[a]); a = a + 1
   for s = 1, ns do
-    local kind, keep, ne = ARGV[a], ARGV[a + 2] == "1", tonumber(ARGV[a + 3])
+    local kind, keep, ne = argv[a], argv[a + 2] == "1", num(argv[a + 3])
     if not failure and kind ~= "a" then
-      local have = head(KEYS[k])
-      if (kind == "n" and have ~= 0) or (kind == "e" and have ~= tonumber(ARGV[a + 1])) then
+      local have = head(keys[k])
+      if (kind == "n" and have ~= 0) or (kind == "e" and have ~= num(argv[a + 1])) then
         failure = "V;" .. s .. ";" .. have
       end
     end
     a = a + 4; k = k + 1
     if keep then k = k + 1 end
-    local cells = KEYS[k]; k = k + 1
+    local cells = keys[k]; k = k + 1
     for e = 1, ne do
-      local mode = ARGV[a + 3]
+      local mode = argv[a + 3]
       a = a + 4
       if mode == "x" then
-        if not failure and redis.call("HGET", cells, ARGV[a]) ~= ARGV[a + 1] then
+        if not failure and call("HGET", cells, argv[a]) ~= argv[a + 1] then
           failure = "C;" .. s .. ";" .. e
         end
         a = a + 3
@@ -92,31 +94,31 @@ end
 local function apply(a, k)
   local res = {}
   local idemKey
-  if ARGV[a] == "1" then idemKey = KEYS[k]; k = k + 1 end
+  if argv[a] == "1" then idemKey = keys[k]; k = k + 1 end
   a = a + 1
-  local ng = tonumber(ARGV[a]); a = a + 1 + ng; k = k + ng
-  local ns = tonumber(ARGV[a]); a = a + 1
+  local ng = num(argv[a]); a = a + 1 + ng; k = k + ng
+  local ns = num(argv[a]); a = a + 1
   for _ = 1, ns do
-    local keep, ne = ARGV[a + 2] == "1", tonumber(ARGV[a + 3])
+    local keep, ne = argv[a + 2] == "1", num(argv[a + 3])
     a = a + 4
-    local hk = KEYS[k]; k = k + 1
+    local hk = keys[k]; k = k + 1
     local hist
-    if keep then hist = KEYS[k]; k = k + 1 end
-    local cells = KEYS[k]; k = k + 1
+    if keep then hist = keys[k]; k = k + 1 end
+    local cells = keys[k]; k = k + 1
     local v = head(hk)
     local seq = hs[hk]
     for _ = 1, ne do
-      local id, sequenced, data, mode = ARGV[a], ARGV[a + 1] == "1", ARGV[a + 2], ARGV[a + 3]
+      local id, sequenced, data, mode = argv[a], argv[a + 1] == "1", argv[a + 2], argv[a + 3]
       a = a + 4
       v = v + 1
       local es = 0
       if sequenced then seq = seq + 1; es = seq end
-      local pos = redis.call("XADD", log, "*", "v", v, "s", es, "d", data)
-      if hist then redis.call("XADD", hist, "*", "v", v, "s", es, "d", data) end
+      local pos = call("XADD", log, "*", "v", v, "s", es, "d", data)
+      if hist then call("XADD", hist, "*", "v", v, "s", es, "d", data) end
       if mode == "x" then
-        redis.call("HSET", cells, ARGV[a], ARGV[a + 2]); a = a + 3
+        call("HSET", cells, argv[a], argv[a + 2]); a = a + 3
       elseif mode == "s" then
-        redis.call("HSET", cells, es, ARGV[a]); a = a + 1
+        call("HSET", cells, es, argv[a]); a = a + 1
       end
       res[#res + 1] = id .. ":" .. v .. ":" .. es .. ":" .. pos
     end
@@ -124,7 +126,7 @@ local function apply(a, k)
     if not dirty[hk] then dirty[hk] = true; ndirty = ndirty + 1 end
   end
   local r = table.concat(res, ";")
-  if idemKey then redis.call("SET", idemKey, r, "EX", ttl) end
+  if idemKey then call("SET", idemKey, r, "EX", ttl) end
   return "O;" .. r
 end
 
@@ -136,6 +138,6 @@ for t = 1, ntx do
   a, k = na, nk
 end
 for key in pairs(dirty) do
-  redis.call("HSET", key, "v", hv[key], "s", hs[key])
+  call("HSET", key, "v", hv[key], "s", hs[key])
 end
 return out
