@@ -1,0 +1,50 @@
+package projectors
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type runnerMetrics struct {
+	events       *prometheus.CounterVec
+	quarantined  *prometheus.CounterVec
+	errors       *prometheus.CounterVec
+	owned        *prometheus.GaugeVec
+	checkpoint   *prometheus.GaugeVec
+	lagMs        *prometheus.GaugeVec
+	batchSeconds prometheus.Observer
+}
+
+func newRunnerMetrics(reg prometheus.Registerer, projector string) (*runnerMetrics, error) {
+	labels := prometheus.Labels{"projector": projector}
+	m := &runnerMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_events_total",
+			Help: "Events applied, by partition.", ConstLabels: labels}, []string{"partition"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_quarantined_total",
+			Help: "Undecodable log entries quarantined, by partition.", ConstLabels: labels}, []string{"partition"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_errors_total",
+			Help: "Failed steps (retried), by step.", ConstLabels: labels}, []string{"step"}),
+		owned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mpim_projector_partition_owned",
+			Help: "1 while this process owns the partition.", ConstLabels: labels}, []string{"partition"}),
+		checkpoint: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mpim_projector_checkpoint_milliseconds",
+			Help: "Redis time part of the partition's checkpoint position.", ConstLabels: labels}, []string{"partition"}),
+		lagMs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mpim_projector_lag_milliseconds",
+			Help: "Milliseconds between the checkpoint and the partition's last entry.", ConstLabels: labels}, []string{"partition"}),
+	}
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mpim_projector_batch_seconds",
+		Help: "Time to apply one batch.", ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
+	m.batchSeconds = hist
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.events, m.quarantined, m.errors, m.owned, m.checkpoint, m.lagMs, hist} {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if errors.As(err, &are) {
+					return nil, errors.New("projectors: metrics of projector " + projector + " already registered")
+				}
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

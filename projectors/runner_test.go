@@ -1,0 +1,231 @@
+package projectors_test
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/mpim/mpim/projectors"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// memProjector keeps its checkpoint and effects in memory with the contract's
+// compare-and-set, and records every event it applied.
+type memProjector struct {
+	mu      sync.Mutex
+	token   map[int]uint64
+	pos     map[int]eventstore.Position
+	applied map[int][]eventstore.Recorded
+	skipped map[int][]eventstore.Position
+}
+
+func newMem() *memProjector {
+	return &memProjector{token: map[int]uint64{}, pos: map[int]eventstore.Position{}, applied: map[int][]eventstore.Recorded{}, skipped: map[int][]eventstore.Position{}}
+}
+
+func (m *memProjector) Name() string { return "mem" }
+
+func (m *memProjector) Claim(_ context.Context, p int, token uint64) (eventstore.Position, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if token < m.token[p] {
+		return eventstore.Position{}, projectors.ErrFenced
+	}
+	m.token[p] = token
+	return m.pos[p], nil
+}
+
+func (m *memProjector) Apply(_ context.Context, b *projectors.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case b.Token < m.token[b.Partition]:
+		return projectors.ErrFenced
+	case b.After != m.pos[b.Partition]:
+		return projectors.ErrCheckpointMoved
+	}
+	m.applied[b.Partition] = append(m.applied[b.Partition], b.Events...)
+	for _, s := range b.Skipped {
+		m.skipped[b.Partition] = append(m.skipped[b.Partition], s.Position)
+	}
+	m.pos[b.Partition] = b.To
+	return nil
+}
+
+func (m *memProjector) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, a := range m.applied {
+		n += len(a)
+	}
+	return n
+}
+
+func openStore(tb testing.TB, partitions int) (*eventstore.Store, *redis.Client, string) {
+	tb.Helper()
+	rt := testsvc.Redis(tb)
+	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr})
+	tb.Cleanup(func() { rdb.Close() })
+	s, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: partitions})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s, rdb, rt.Prefix
+}
+
+func appendMessages(tb testing.TB, s *eventstore.Store, conv string, n int) {
+	tb.Helper()
+	for range n {
+		id := ulid.MustNew(ulid.Now(), rand.Reader)
+		ev := &mpimv1.Event{Id: id[:], Aggregate: conv, OccurredAtMs: time.Now().UnixMilli(),
+			Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{ConversationId: conv, Text: "x"}}}
+		if _, err := s.Append(context.Background(), eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
+			Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{ev}}}}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunnerAppliesEveryEventOnceInOrder(t *testing.T) {
+	store, rdb, prefix := openStore(t, 4)
+	mem := newMem()
+	reg := prometheus.NewRegistry()
+	r, err := projectors.NewRunner(store, &projectors.Static{}, mem, projectors.RunnerConfig{BatchSize: 7, Block: 50 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	convs := []string{"d/a.b", "d/c.d", "d/e.f", "d/g.h", "d/i.j"}
+	for _, c := range convs {
+		appendMessages(t, store, c, 30)
+	}
+	// An undecodable entry is skipped (quarantined), not a wedge.
+	p := store.PartitionOf(convs[0])
+	bad, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: prefix + "{p" + string(rune('0'+p)) + "}:log", Values: []string{"v", "1", "s", "0", "d", "garbage"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendMessages(t, store, convs[0], 5)
+	waitFor(t, "all events applied", func() bool { return mem.count() == len(convs)*30+5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	mem.mu.Lock()
+	defer mem.mu.Unlock()
+	for part, recs := range mem.applied {
+		for i := 1; i < len(recs); i++ {
+			if recs[i].Position.Compare(recs[i-1].Position) <= 0 {
+				t.Fatalf("partition %d applied out of order at %d", part, i)
+			}
+		}
+	}
+	if got := mem.skipped[p]; len(got) != 1 || got[0].String() != bad {
+		t.Fatalf("skipped %v, want [%s]", got, bad)
+	}
+	seqs := map[string]uint64{}
+	for _, recs := range mem.applied {
+		for _, r := range recs {
+			agg := r.Event.GetAggregate()
+			if r.Event.GetSeq() != seqs[agg]+1 {
+				t.Fatalf("%s: seq %d after %d", agg, r.Event.GetSeq(), seqs[agg])
+			}
+			seqs[agg] = r.Event.GetSeq()
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) == 0 {
+		t.Fatalf("metrics: %d families, %v", len(mfs), err)
+	}
+}
+
+func TestRunnerStopsWhenFenced(t *testing.T) {
+	store, _, _ := openStore(t, 1)
+	mem := newMem()
+	mem.token[0] = uint64(time.Now().Add(time.Hour).UnixNano()) // a newer owner holds the partition
+	r, err := projectors.NewRunner(store, &projectors.Static{}, mem, projectors.RunnerConfig{Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendMessages(t, store, "d/x.y", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("runner kept running while fenced")
+	}
+	if mem.count() != 0 {
+		t.Fatalf("fenced runner applied %d events", mem.count())
+	}
+}
+
+func TestRunnerReclaimsWhenCheckpointMoves(t *testing.T) {
+	store, _, _ := openStore(t, 1)
+	mem := newMem()
+	r, err := projectors.NewRunner(store, &projectors.Static{}, mem, projectors.RunnerConfig{Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	appendMessages(t, store, "d/x.y", 10)
+	waitFor(t, "first events", func() bool { return mem.count() == 10 })
+	// A replay swaps in a model that is at the head already and empty of
+	// effects: the runner must continue from the new checkpoint.
+	mem.mu.Lock()
+	mem.applied = map[int][]eventstore.Recorded{}
+	mem.mu.Unlock()
+	appendMessages(t, store, "d/x.y", 1)
+	waitFor(t, "event after the first swap", func() bool { return mem.count() == 1 })
+	mem.mu.Lock()
+	info, _ := store.Info(ctx, 0)
+	mem.pos[0] = info.Last
+	mem.applied = map[int][]eventstore.Recorded{}
+	mem.mu.Unlock()
+	appendMessages(t, store, "d/x.y", 4)
+	waitFor(t, "events after the moved checkpoint", func() bool { return mem.count() == 4 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunnerConfigValidation(t *testing.T) {
+	store, _, _ := openStore(t, 1)
+	if _, err := projectors.NewRunner(store, &projectors.Static{}, newMem(), projectors.RunnerConfig{BatchSize: -1, Block: time.Nanosecond}); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := projectors.NewRunner(store, &projectors.Static{}, newMem(), projectors.RunnerConfig{Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := projectors.NewRunner(store, &projectors.Static{}, newMem(), projectors.RunnerConfig{Registerer: reg}); err == nil {
+		t.Fatal("second runner of one projector on one registry accepted")
+	}
+}
