@@ -229,3 +229,37 @@ func TestRunnerConfigValidation(t *testing.T) {
 		t.Fatal("second runner of one projector on one registry accepted")
 	}
 }
+
+func (m *memProjector) Checkpoint(_ context.Context, p int) (eventstore.Position, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pos[p], nil
+}
+
+func TestTrimNeverRemovesUnprocessedEvents(t *testing.T) {
+	store, _, _ := openStore(t, 2)
+	fast, slow, idle := newMem(), newMem(), newMem()
+	appendMessages(t, store, "d/a.b", 20)
+	p := store.PartitionOf("d/a.b")
+	recs, err := store.ReadPartition(context.Background(), p, eventstore.Position{}, 100)
+	if err != nil || len(recs) != 20 {
+		t.Fatalf("read %d, %v", len(recs), err)
+	}
+	fast.pos[p], slow.pos[p] = recs[15].Position, recs[5].Position
+	// idle has not started partition p: nothing may be trimmed.
+	n, err := projectors.TrimLog(context.Background(), store, []projectors.Checkpointer{fast, slow, idle})
+	if err != nil || n != 0 {
+		t.Fatalf("trim with an idle projector removed %d, %v", n, err)
+	}
+	n, err = projectors.TrimLog(context.Background(), store, []projectors.Checkpointer{fast, slow})
+	if err != nil || n != 5 {
+		t.Fatalf("trim removed %d, %v; want the 5 before the slowest checkpoint", n, err)
+	}
+	left, _ := store.ReadPartition(context.Background(), p, eventstore.Position{}, 100)
+	if len(left) != 15 || left[0].Position != recs[5].Position {
+		t.Fatalf("left %d entries from %v", len(left), left[0].Position)
+	}
+	if _, err := projectors.TrimLog(context.Background(), store, nil); err == nil {
+		t.Fatal("trim without projectors accepted")
+	}
+}

@@ -1,0 +1,170 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TapConfig configures a consumer-group reader of the log.
+type TapConfig struct {
+	// Group is the consumer group name (one group per tap application).
+	Group string
+	// Consumer is this reader's name within the group.
+	Consumer string
+	// Start is where a new group starts: the zero Position means the oldest
+	// entry still in the log. An existing group keeps its own position.
+	Start Position
+	// MinIdle is how long an entry stays pending with a consumer before
+	// another consumer claims it (default 30s).
+	MinIdle time.Duration
+	// MaxDeliveries moves an entry delivered this many times to the
+	// dead-letter stream instead of delivering it again (default 5).
+	MaxDeliveries int64
+}
+
+// Tap reads the log with consumer groups: the competing-consumer path for
+// analytics and external consumers (XREADGROUP, XACK, XAUTOCLAIM of a dead
+// consumer's pending entries, dead-letter after MaxDeliveries). Projectors do
+// not use it: they read with XREAD from their own checkpoints.
+type Tap struct {
+	s   *Store
+	cfg TapConfig
+}
+
+// TapEntry is one delivered entry. Err is set for an undecodable entry; it
+// is delivered (and must be acknowledged) like any other.
+type TapEntry struct {
+	Recorded
+	Deliveries int64
+	Err        error
+}
+
+// NewTap creates the group on every partition (if missing).
+func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
+	if cfg.MinIdle == 0 {
+		cfg.MinIdle = 30 * time.Second
+	}
+	if cfg.MaxDeliveries == 0 {
+		cfg.MaxDeliveries = 5
+	}
+	var errs []error
+	if cfg.Group == "" || strings.ContainsAny(cfg.Group, " \n") {
+		errs = append(errs, fmt.Errorf("eventstore: tap group %q must be a non-empty word", cfg.Group))
+	}
+	if cfg.Consumer == "" {
+		errs = append(errs, errors.New("eventstore: tap consumer name is empty"))
+	}
+	if cfg.MaxDeliveries < 1 {
+		errs = append(errs, fmt.Errorf("eventstore: tap max deliveries must be positive, got %d", cfg.MaxDeliveries))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for p := range s.cfg.Partitions {
+		err := s.rdb.XGroupCreateMkStream(ctx, s.keys.log(p), cfg.Group, cfg.Start.String()).Err()
+		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			return nil, fmt.Errorf("eventstore: creating tap group on partition %d: %w", p, err)
+		}
+	}
+	return &Tap{s: s, cfg: cfg}, nil
+}
+
+// DeadLetterKey is the stream where entries of partition p that exceeded
+// MaxDeliveries are moved (fields: the original entry's, plus "from").
+func (t *Tap) DeadLetterKey(p int) string { return t.s.keys.tag(p) + "dlq:" + t.cfg.Group }
+
+// Read returns up to count entries of partition p for this consumer: first
+// entries other consumers left pending for longer than MinIdle (claimed with
+// XAUTOCLAIM), then new ones (XREADGROUP, blocking up to block). Entries
+// delivered MaxDeliveries times are dead-lettered and acknowledged instead.
+func (t *Tap) Read(ctx context.Context, p int, count int64, block time.Duration) ([]TapEntry, error) {
+	if err := t.s.checkPartition(p); err != nil {
+		return nil, err
+	}
+	key := t.s.keys.log(p)
+	claimed, _, err := t.s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: key, Group: t.cfg.Group, Consumer: t.cfg.Consumer, MinIdle: t.cfg.MinIdle, Start: "0-0", Count: count,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: tap claim on partition %d: %w", p, err)
+	}
+	msgs := claimed
+	if len(msgs) == 0 {
+		streams, err := t.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: t.cfg.Group, Consumer: t.cfg.Consumer, Streams: []string{key, ">"}, Count: count, Block: max(block, time.Millisecond),
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("eventstore: tap read on partition %d: %w", p, err)
+		}
+		if len(streams) == 1 {
+			msgs = streams[0].Messages
+		}
+	}
+	return t.deliver(ctx, p, msgs)
+}
+
+// deliver looks up delivery counts, dead-letters entries over the limit and
+// decodes the rest.
+func (t *Tap) deliver(ctx context.Context, p int, msgs []redis.XMessage) ([]TapEntry, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	key := t.s.keys.log(p)
+	pending, err := t.s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: key, Group: t.cfg.Group, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)) * 4,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: tap pending on partition %d: %w", p, err)
+	}
+	deliveries := make(map[string]int64, len(pending))
+	for _, pe := range pending {
+		deliveries[pe.ID] = pe.RetryCount
+	}
+	out := make([]TapEntry, 0, len(msgs))
+	for _, m := range msgs {
+		n := deliveries[m.ID]
+		if n > t.cfg.MaxDeliveries {
+			values := map[string]any{"from": m.ID}
+			for k, v := range m.Values {
+				values[k] = v
+			}
+			pipe := t.s.rdb.TxPipeline()
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: t.DeadLetterKey(p), Values: values})
+			pipe.XAck(ctx, key, t.cfg.Group, m.ID)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return out, fmt.Errorf("eventstore: tap dead-letter on partition %d: %w", p, err)
+			}
+			continue
+		}
+		pos, _ := ParsePosition(m.ID)
+		e := TapEntry{Deliveries: n}
+		r, err := decodeEntry(m.Values)
+		if err != nil {
+			e.Err = err
+		}
+		r.Partition, r.Position = p, pos
+		e.Recorded = r
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Ack acknowledges processed entries of partition p.
+func (t *Tap) Ack(ctx context.Context, p int, positions ...Position) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	ids := make([]string, len(positions))
+	for i, pos := range positions {
+		ids[i] = pos.String()
+	}
+	if err := t.s.rdb.XAck(ctx, t.s.keys.log(p), t.cfg.Group, ids...).Err(); err != nil {
+		return fmt.Errorf("eventstore: tap ack on partition %d: %w", p, err)
+	}
+	return nil
+}
