@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/config"
+	"github.com/mpim/mpim/internal/connect"
+	"github.com/redis/go-redis/v9"
+)
+
+// common are the settings every command shares.
+type common struct {
+	redisAddr, redisPassword string
+	redisDB                  int
+	prefix                   string
+	partitions               int
+	mysql                    string
+	configFile               string
+	connectTimeout           time.Duration
+}
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *common) {
+	fs := flag.NewFlagSet("mpimctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &common{}
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log")
+	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis password")
+	fs.IntVar(&c.redisDB, "redis-db", 0, "Redis database number")
+	fs.StringVar(&c.prefix, "prefix", "", "key prefix of the deployment")
+	fs.IntVar(&c.partitions, "partitions", 16, "partition count of the deployment")
+	fs.StringVar(&c.mysql, "mysql", "", "MySQL DSN of the read models, e.g. root@tcp(127.0.0.1:3306)/mpim")
+	fs.StringVar(&c.configFile, "config", "", "JSON config file (keys are flag names)")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 5*time.Second, "how long to retry connecting to Redis and MySQL")
+	return fs, c
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	return config.Load(fs, args, "MPIM", "config", os.LookupEnv)
+}
+
+// openStore connects to Redis and opens the event store.
+func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	rdb, err := connect.Redis(cctx, connect.RedisConfig{Addr: c.redisAddr, Password: c.redisPassword, DB: c.redisDB})
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := eventstore.Open(cctx, rdb, eventstore.Config{Prefix: c.prefix, Partitions: c.partitions})
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	return store, rdb, nil
+}
+
+// openMySQL connects to the read-model database.
+func (c *common) openMySQL(ctx context.Context) (*sql.DB, error) {
+	if c.mysql == "" {
+		return nil, fmt.Errorf("--mysql (or MPIM_MYSQL) is required")
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	return connect.MySQL(cctx, c.mysql)
+}

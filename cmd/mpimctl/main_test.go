@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/redis/go-redis/v9"
+)
+
+// seed writes a small chat through the real write path and returns the
+// flags that address it.
+func seed(t *testing.T) []string {
+	t.Helper()
+	rt := testsvc.Redis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	svc, err := command.New(store, command.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := svc.Register(ctx, "ann", "$h", "Ann", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.Register(ctx, "ben", "$h", "Ben", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := svc.Send(ctx, command.Actor{User: a}, domain.SendMessage{Conversation: domain.DirectConversation(a, b), Kind: domain.KindText, Text: strings.Repeat("x", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--redis-addr", rt.Addr, "--prefix", rt.Prefix, "--partitions", "4"}
+}
+
+func ctl(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err := run(ctx, args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func TestTailExportTapStats(t *testing.T) {
+	base := seed(t)
+	// 2 registrations (claim + user each) + 5 messages.
+	const events = 9
+	out, _, err := ctl(t, append([]string{"tail", "--from-start", "--json", "--limit", "9"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != events {
+		t.Fatalf("tail printed %d lines:\n%s", len(lines), out)
+	}
+	out, _, err = ctl(t, append([]string{"export", "--since", "1h"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != events {
+		t.Fatalf("export printed %d lines", len(lines))
+	}
+	var first struct {
+		Partition int             `json:"partition"`
+		Position  string          `json:"position"`
+		Event     json.RawMessage `json:"event"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Position == "" || len(first.Event) == 0 {
+		t.Fatalf("export line %q: %v", lines[0], err)
+	}
+	out, _, err = ctl(t, append([]string{"export", "--since", "2099-01-01T00:00:00Z"}, base...)...)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("export from the future: %q %v", out, err)
+	}
+	out, _, err = ctl(t, append([]string{"tap", "--group", "g1", "--limit", "9"}, base...)...)
+	if err != nil || len(strings.Split(strings.TrimSpace(out), "\n")) != events {
+		t.Fatalf("tap: %v\n%s", err, out)
+	}
+	out, _, err = ctl(t, append([]string{"stats", "--json"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st stats
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Partitions) != 4 {
+		t.Fatalf("stats %q: %v", out, err)
+	}
+	var total int64
+	for _, p := range st.Partitions {
+		total += p.Length
+	}
+	if total != events {
+		t.Fatalf("stats count %d events, want %d", total, events)
+	}
+	if out, _, err := ctl(t, append([]string{"stats"}, base...)...); err != nil || !strings.Contains(out, "PARTITION") {
+		t.Fatalf("stats table: %v\n%s", err, out)
+	}
+}
+
+func TestBadInvocations(t *testing.T) {
+	base := seed(t)
+	cases := [][]string{
+		{},
+		{"frobnicate"},
+		append([]string{"tail", "--partition", "99"}, base...),
+		append([]string{"tail", "--partition", "x"}, base...),
+		append([]string{"export", "--since", "yesterday"}, base...),
+		append([]string{"export", "--after", "1-0"}, base...),
+		append([]string{"export", "--partition", "1", "--after", "garbage"}, base...),
+		append([]string{"tap"}, base...),
+		append(append([]string{"stats"}, base...), "--partitions", "8"),
+		{"stats", "--redis-addr", "127.0.0.1:1", "--connect-timeout", "300ms"},
+		{"tail", "--no-such-flag"},
+	}
+	for _, args := range cases {
+		if _, _, err := ctl(t, args...); err == nil {
+			t.Errorf("mpimctl %v succeeded", args)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package config_test
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/internal/config"
+)
+
+type settings struct {
+	addr    string
+	n       int
+	wait    time.Duration
+	list    config.List
+	cfgPath string
+}
+
+func flags() (*flag.FlagSet, *settings) {
+	s := &settings{}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&s.addr, "redis-addr", "127.0.0.1:6379", "")
+	fs.IntVar(&s.n, "partitions", 16, "")
+	fs.DurationVar(&s.wait, "wait", time.Second, "")
+	fs.Var(&s.list, "projectors", "")
+	fs.StringVar(&s.cfgPath, "config", "", "")
+	return fs, s
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLayersOverrideInOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(path, []byte(`{"redis-addr": "file:1", "partitions": 8, "wait": "3s", "projectors": ["a", "b"]}`), 0o600)
+	fs, s := flags()
+	err := config.Load(fs, []string{"--config", path, "--wait", "5s"}, "MPIM", "config",
+		env(map[string]string{"MPIM_PARTITIONS": "4", "MPIM_WAIT": "9s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.addr != "file:1" || s.n != 4 || s.wait != 5*time.Second || s.list.String() != "a,b" {
+		t.Fatalf("got %+v", s)
+	}
+}
+
+func TestConfigPathFromEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(path, []byte(`{"partitions": 2}`), 0o600)
+	fs, s := flags()
+	if err := config.Load(fs, nil, "MPIM", "config", env(map[string]string{"MPIM_CONFIG": path})); err != nil || s.n != 2 {
+		t.Fatalf("n=%d err=%v", s.n, err)
+	}
+}
+
+func TestBadValuesAreAllReported(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(path, []byte(`{"nope": 1, "wait": "soon"}`), 0o600)
+	fs, _ := flags()
+	err := config.Load(fs, []string{"--config", path}, "MPIM", "config", env(map[string]string{"MPIM_PARTITIONS": "many"}))
+	if err == nil {
+		t.Fatal("bad values accepted")
+	}
+	for _, want := range []string{`unknown setting "nope"`, "wait", "MPIM_PARTITIONS"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	fs, _ = flags()
+	if err := config.Load(fs, []string{"--config", filepath.Join(t.TempDir(), "missing.json")}, "MPIM", "config", env(nil)); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	fs, _ = flags()
+	os.WriteFile(path, []byte(`not json`), 0o600)
+	if err := config.Load(fs, []string{"--config", path}, "MPIM", "config", env(nil)); err == nil {
+		t.Fatal("malformed file accepted")
+	}
+	fs, _ = flags()
+	if err := config.Load(fs, []string{"--no-such-flag"}, "MPIM", "config", env(nil)); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
