@@ -272,4 +272,3 @@ func positionAt(t time.Time) eventstore.Position {
 	}
 	return eventstore.Position{Ms: uint64(ms) - 1, Seq: 1<<64 - 1}
 }
-
