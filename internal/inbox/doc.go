@@ -1,0 +1,63 @@
+// Package inbox is the delivery contract between the inbox projector
+// (projectors/inbox), which writes users' inboxes, and the gateway, which
+// reads them and pushes to devices. It names every shared Redis key and
+// encodes every shared value; both sides import it and neither imports the
+// other. It is written once here and never duplicated.
+//
+// # Keys
+//
+// All keys start with the deployment's prefix (the event store's Prefix).
+// Everything that belongs to one user shares the hash tag "{<user>}" (the
+// user id, "u/<ulid>"), so a multi-key script over one user's keys is valid
+// on Redis Cluster.
+//
+//	<prefix>inbox:{<user>}                   stream: the user's inbox (Keys.Inbox)
+//	<prefix>inbox:{<user>}:cursor:<device>   string: a device's cursor (Keys.Cursor)
+//	<prefix>presence:{<user>}                hash: device -> Route (Keys.Presence)
+//	<prefix>notify:{<gateway>}               pub/sub channel of one gateway (Keys.Notify)
+//
+// Inbox. Written only by the inbox projector: one XADD per event the user
+// must receive (see projectors/inbox for who receives what), with the fields
+// of Entry, capped with MAXLEN ~ <window> (the projector's configuration),
+// so its length is at least the window and at most about one stream node
+// (stream-node-max-entries, 100 by default) above it. Read by the gateway:
+// XRANGE from a device's cursor for catch-up, and after each notification.
+// Stream entry ids are Redis-assigned and are the user's timeline positions;
+// they increase in append order. No TTL. Entries are at least once: a retry
+// of the projector after a crash may append an event again, with the same
+// event id (Entry.EventID), later in the stream; the gateway and clients
+// de-duplicate by event id. Entries of one conversation, and all entries
+// coming from one log partition, are in log order; entries from different
+// partitions interleave in projection order.
+//
+// A device whose cursor is older than the window has lost entries: the
+// gateway detects it with XINFO STREAM (max-deleted-entry-id greater than the
+// cursor) and tells the client to sync history by conversation seq instead.
+//
+// Cursor. Written only by the gateway when a device acknowledges entries:
+// the id of the last inbox entry the device acknowledged, moved forward only
+// (stream ids compare as "<ms>-<seq>" pairs), with a TTL of CursorTTL
+// refreshed on every write. Read by the gateway on connect or resume, on any
+// gateway. A device without a cursor (new, or expired) is treated as new:
+// it syncs history by conversation seq and starts at the inbox's end.
+//
+// Presence. Written only by the gateway: HSET <device> to the encoded Route
+// (gateway id and expiry) when a device connects and on every heartbeat,
+// PEXPIRE of the whole hash to RouteTTL at the same time, HDEL on a clean
+// disconnect. Redis 7.0 has no per-field expiry, so a route carries its own
+// deadline: a route past its deadline is dead (its gateway stopped
+// heartbeating) and readers ignore it; the gateway may HDEL dead fields. The
+// key itself expires RouteTTL after the last heartbeat of any of the user's
+// devices. Read by the inbox projector (HGETALL per recipient per batch, to
+// pick the gateways to notify) and by the gateway (a friend's presence).
+//
+// Notify. Published only by the inbox projector, after the batch's inbox
+// entries were written: at most one Notification per gateway per batch,
+// listing the users with new entries who have a live route on that gateway.
+// Subscribed by that gateway only. Pub/sub is fire-and-forget: a gateway
+// repairs a lost notification with a periodic position check of its
+// connected users' inboxes (XINFO or XREVRANGE COUNT 1 against what it
+// pushed), never by luck. On Redis Cluster the channel name carries the
+// gateway's hash tag so SPUBLISH/SSUBSCRIBE can be used with the same name.
+// Offline users (no live route) get only the inbox entry.
+package inbox

@@ -1,0 +1,53 @@
+package inbox
+
+import (
+	"time"
+
+	"github.com/mpim/mpim/domain"
+)
+
+// Recommended lifetimes. The gateway owns both keys and may configure other
+// values; readers never depend on them.
+const (
+	// RouteTTL is how long a presence route lives without a heartbeat. The
+	// gateway heartbeats at a fraction of it (a third, say), so a live route
+	// survives a late heartbeat and a dead gateway's routes go within RouteTTL.
+	RouteTTL = 60 * time.Second
+	// CursorTTL is how long a device's cursor outlives the device's last
+	// acknowledgement.
+	CursorTTL = 30 * 24 * time.Hour
+)
+
+// Keys builds the delivery key names of one deployment (see the package
+// comment for who writes and reads each). The zero Keys has an empty prefix.
+type Keys struct {
+	prefix string
+}
+
+// NewKeys returns the Keys of the deployment whose keys start with prefix.
+func NewKeys(prefix string) Keys { return Keys{prefix: prefix} }
+
+// Prefix returns the deployment prefix.
+func (k Keys) Prefix() string { return k.prefix }
+
+// Inbox returns the key of user's inbox stream: "<prefix>inbox:{<user>}".
+func (k Keys) Inbox(user domain.UserID) string {
+	return k.prefix + "inbox:{" + string(user) + "}"
+}
+
+// Cursor returns the key of a device's cursor, under the user's hash tag:
+// "<prefix>inbox:{<user>}:cursor:<device>".
+func (k Keys) Cursor(user domain.UserID, device domain.DeviceID) string {
+	return k.prefix + "inbox:{" + string(user) + "}:cursor:" + string(device)
+}
+
+// Presence returns the key of user's presence routes, a hash of device to
+// encoded Route: "<prefix>presence:{<user>}".
+func (k Keys) Presence(user domain.UserID) string {
+	return k.prefix + "presence:{" + string(user) + "}"
+}
+
+// Notify returns the pub/sub channel of a gateway: "<prefix>notify:{<gateway>}".
+func (k Keys) Notify(gateway string) string {
+	return k.prefix + "notify:{" + gateway + "}"
+}

@@ -1,0 +1,161 @@
+package cache
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/mpim/mpim/projectors"
+	"github.com/mpim/mpim/proto/codec"
+	"github.com/redis/go-redis/v9"
+)
+
+// Name is the projector's name.
+const Name = "cache"
+
+var (
+	//go:embed claim.lua
+	claimLua string
+	//go:embed commit.lua
+	commitLua string
+)
+
+// Projector is the cache projector. It is safe for concurrent use by the
+// owners of different partitions; one partition is applied by one owner at a
+// time (the Projector contract).
+type Projector struct {
+	rdb    redis.UniversalClient
+	cfg    Config
+	keys   cachekeys.Keys
+	claim  *redis.Script
+	commit *redis.Script
+}
+
+var (
+	_ projectors.Projector    = (*Projector)(nil)
+	_ projectors.Checkpointer = (*Projector)(nil)
+)
+
+// New returns the cache projector on rdb (the caller keeps ownership of the
+// client). It fails on an invalid configuration.
+func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil {
+		return nil, errors.New("cache: projector needs a Redis client")
+	}
+	return &Projector{rdb: rdb, cfg: cfg, keys: cachekeys.New(cfg.Prefix),
+		claim: redis.NewScript(claimLua), commit: redis.NewScript(commitLua)}, nil
+}
+
+// Name returns "cache".
+func (p *Projector) Name() string { return Name }
+
+// The projector's own keys, besides the model (internal/cachekeys):
+//
+//	<prefix>proj:{cache:pN}:ckpt   hash: pos (checkpoint), token (fencing token) of partition N
+//	<prefix>quarantine:cache       stream: quarantined entries
+func (p *Projector) checkpointKey(partition int) string {
+	return p.cfg.Prefix + "proj:{" + Name + ":p" + strconv.Itoa(partition) + "}:ckpt"
+}
+
+func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:" + Name }
+
+// Claim records token as the partition's fencing token and returns its
+// checkpoint. It fails with projectors.ErrFenced if a newer token was
+// claimed.
+func (p *Projector) Claim(ctx context.Context, partition int, token uint64) (eventstore.Position, error) {
+	res, err := p.claim.Run(ctx, p.rdb, []string{p.checkpointKey(partition)}, strconv.FormatUint(token, 10)).Slice()
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("cache: claiming partition %d: %w", partition, err)
+	}
+	return verdict(res, partition, token)
+}
+
+// Checkpoint returns the partition's checkpoint without claiming it.
+func (p *Projector) Checkpoint(ctx context.Context, partition int) (eventstore.Position, error) {
+	s, err := p.rdb.HGet(ctx, p.checkpointKey(partition), "pos").Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("cache: reading checkpoint of partition %d: %w", partition, err)
+	}
+	return eventstore.ParsePosition(s)
+}
+
+// verdict interprets the status of a checkpoint script: {"O"[, pos]},
+// {"F", token} or {"M", pos}.
+func verdict(res []any, partition int, token uint64) (eventstore.Position, error) {
+	status, _ := res[0].(string)
+	arg := ""
+	if len(res) > 1 {
+		arg, _ = res[1].(string)
+	}
+	switch status {
+	case "O":
+		return eventstore.ParsePosition(arg)
+	case "F":
+		return eventstore.Position{}, fmt.Errorf("cache: partition %d token %d, claimed by %s: %w", partition, token, arg, projectors.ErrFenced)
+	case "M":
+		return eventstore.Position{}, fmt.Errorf("cache: partition %d checkpoint is at %s: %w", partition, arg, projectors.ErrCheckpointMoved)
+	}
+	return eventstore.Position{}, fmt.Errorf("cache: unexpected script reply %v", res)
+}
+
+// Apply writes the batch's effects on the model and moves the checkpoint
+// from b.After to b.To (see the package comment). It returns an error
+// wrapping projectors.ErrFenced or projectors.ErrCheckpointMoved, having
+// written nothing, when the batch may not be applied; any other error leaves
+// the checkpoint at b.After, and the runner applies the batch again.
+func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
+	if err := p.moveCheckpoint(ctx, b, ""); err != nil { // only the check
+		return err
+	}
+	pipe := p.rdb.Pipeline()
+	for i := range b.Events {
+		r := &b.Events[i]
+		_, ev, err := codec.Decode(r.Event)
+		if err != nil {
+			p.quarantine(ctx, pipe, r.Partition, r.Position, err.Error(), r.Raw)
+			continue
+		}
+		p.write(ctx, pipe, r.Event.GetAggregate(), ev)
+	}
+	for _, s := range b.Skipped {
+		reason := "undecodable"
+		if s.Err != nil {
+			reason = s.Err.Error()
+		}
+		p.quarantine(ctx, pipe, s.Partition, s.Position, reason, s.Raw)
+	}
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("cache: writing partition %d: %w", b.Partition, err)
+		}
+	}
+	return p.moveCheckpoint(ctx, b, b.To.String())
+}
+
+// moveCheckpoint runs commit.lua: it checks b's token and After and, unless
+// to is empty, moves the checkpoint to to.
+func (p *Projector) moveCheckpoint(ctx context.Context, b *projectors.Batch, to string) error {
+	res, err := p.commit.Run(ctx, p.rdb, []string{p.checkpointKey(b.Partition)}, strconv.FormatUint(b.Token, 10), b.After.String(), to).Slice()
+	if err != nil {
+		return fmt.Errorf("cache: checkpoint of partition %d: %w", b.Partition, err)
+	}
+	_, err = verdict(res, b.Partition, b.Token)
+	return err
+}
+
+func (p *Projector) quarantine(ctx context.Context, pipe redis.Pipeliner, partition int, pos eventstore.Position, reason string, raw []byte) {
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
+		"partition", strconv.Itoa(partition), "position", pos.String(), "reason", reason, "raw", raw,
+	}})
+}

@@ -1,0 +1,23 @@
+-- begin.lua: checks that a batch may be applied and reads the group
+-- membership its fan-out starts from, atomically, before anything is written.
+--
+-- KEYS[1]     the partition's checkpoint hash (fields pos, token)
+-- KEYS[2..n]  member sets of the groups the batch touches
+-- ARGV[1]     the batch's token, decimal
+-- ARGV[2]     the batch's After position ("<ms>-<seq>")
+--
+-- Result: {"F", stored token} when a newer token was claimed, {"M", pos} when
+-- the checkpoint is not After, else {"O", members of KEYS[2], ...}.
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+
+local ckpt = KEYS[1]
+local cur = redis.call("HGET", ckpt, "token")
+if cur and newer(cur, ARGV[1]) then return {"F", cur} end
+local pos = redis.call("HGET", ckpt, "pos") or "0-0"
+if pos ~= ARGV[2] then return {"M", pos} end
+local out = {"O"}
+for i = 2, #KEYS do out[i] = redis.call("SMEMBERS", KEYS[i]) end
+return out

@@ -1,0 +1,52 @@
+-- commit.lua: moves a partition's checkpoint from After to To and applies the
+-- batch's net changes to the group member sets, atomically, if the batch's
+-- token is still current and the checkpoint is still After. The membership
+-- the next batch reads is therefore always exactly the one at the checkpoint.
+--
+-- KEYS[1]     the partition's checkpoint hash (fields pos, token)
+-- KEYS[2..n]  member sets changed by the batch
+-- ARGV[1]     token, ARGV[2] After, ARGV[3] To
+-- then per member set, in KEYS order:
+--   "d"                          delete the set (dissolved group)
+--   "s", A, A x user, R, R x user  add A users, remove R users
+--
+-- Result: {"F", stored token}, {"M", pos}, or {"O"} after the changes.
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+
+local call, argv, num = redis.call, ARGV, tonumber
+local ckpt = KEYS[1]
+local cur = call("HGET", ckpt, "token")
+if cur and newer(cur, argv[1]) then return {"F", cur} end
+local pos = call("HGET", ckpt, "pos") or "0-0"
+if pos ~= argv[2] then return {"M", pos} end
+
+-- each sends n arguments from argv[a] on in chunks (unpack has a stack limit).
+local function each(cmd, key, a, n)
+  local i = a
+  while i < a + n do
+    local j = math.min(i + 999, a + n - 1)
+    call(cmd, key, unpack(argv, i, j))
+    i = j + 1
+  end
+end
+
+local a = 4
+for k = 2, #KEYS do
+  local key = KEYS[k]
+  if argv[a] == "d" then
+    call("DEL", key)
+    a = a + 1
+  else
+    local n = num(argv[a + 1])
+    each("SADD", key, a + 2, n)
+    a = a + 2 + n
+    n = num(argv[a])
+    each("SREM", key, a + 1, n)
+    a = a + 1 + n
+  end
+end
+call("HSET", ckpt, "pos", argv[3], "token", argv[1])
+return {"O"}

@@ -1,0 +1,66 @@
+package inbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Projector. The zero value of each field takes the
+// default documented next to it.
+type Config struct {
+	// Prefix is the deployment's key prefix (the event store's Prefix).
+	Prefix string
+	// Window is the number of entries an inbox keeps (default 10,000):
+	// XADD MAXLEN ~ Window, so an inbox holds at least Window entries once it
+	// has had that many, and at most about one stream node more. A device
+	// whose cursor falls out of the window syncs history by conversation seq.
+	Window int64
+	// ReadFanoutThreshold is the group size above which a group would be
+	// delivered by read fan-out instead of write fan-out. Reserved: it is
+	// validated but not used yet; every group is written out (0, the default,
+	// states that explicitly).
+	ReadFanoutThreshold int
+	// QuarantineLen caps the quarantine stream (default 10,000, approximate).
+	QuarantineLen int64
+	// Registerer receives the projector's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger is the projector's logger (default: discard).
+	Logger *slog.Logger
+	// Now is the clock that decides whether a presence route is live
+	// (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Window == 0 {
+		c.Window = 10_000
+	}
+	if c.QuarantineLen == 0 {
+		c.QuarantineLen = 10_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate returns every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Window < 1 {
+		errs = append(errs, fmt.Errorf("inbox: window must be positive, got %d", c.Window))
+	}
+	if c.ReadFanoutThreshold < 0 {
+		errs = append(errs, fmt.Errorf("inbox: read fan-out threshold must not be negative, got %d", c.ReadFanoutThreshold))
+	}
+	if c.QuarantineLen < 1 {
+		errs = append(errs, fmt.Errorf("inbox: quarantine length must be positive, got %d", c.QuarantineLen))
+	}
+	return errors.Join(errs...)
+}

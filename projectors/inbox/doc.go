@@ -1,0 +1,88 @@
+// Package inbox is the inbox projector (name "inbox"): write fan-out of the
+// event log into users' inbox streams, and notification of the gateways
+// where the recipients are online. The key layout and value formats it
+// shares with the gateway live in internal/inbox.
+//
+// # Audience
+//
+// For each event, one entry goes to the inbox of every user that must
+// receive it, each user once:
+//
+//   - MessageSent, MessageRecalled, MessageEdited: every member of the
+//     conversation, the sender included (so the sender's other devices get
+//     it): both users of a direct conversation; the members of a group at
+//     that point of the log. A member who was kicked or left gets nothing
+//     after the event that removed them; a member who joined gets recalls and
+//     edits of older messages too (clients ignore seqs they do not hold).
+//   - ConversationRead: the reader (their other devices sync the marker) and,
+//     in a direct conversation, the other user (the read receipt). In a group
+//     only the reader: the event lives in the reader's partition, not the
+//     group's, so the projector cannot know the members at that point
+//     without a cross-partition read, and announcing every member's reads to
+//     every member costs O(members) entries per read, more than the message
+//     fan-out itself. Group read counts, if wanted, come from the MySQL read
+//     model on demand.
+//   - MessageDeletedForMe: the user (their other devices hide the message).
+//   - FriendRequested, FriendRequestAccepted, FriendRequestDeclined,
+//     FriendRemoved: both users.
+//   - UserBlocked, UserUnblocked: the blocker only; a block is not announced
+//     to the blocked user (whose friend list loses the blocker, which they
+//     see when they next list friends).
+//   - GroupCreated, MemberAdded, MemberJoined, MemberLeft, MemberKicked,
+//     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted,
+//     GroupDissolved: the members before and after the event together (so a
+//     joiner gets their join and a kicked or leaving user their removal) and
+//     the user the event is about.
+//   - ProfileUpdated: the user's own devices.
+//
+// Other events (registration, username claims, passwords, device sessions)
+// reach no inbox.
+//
+// # Group membership
+//
+// The members of each group are kept in Redis by this projector, from the
+// group's events, in a set per group under the partition's hash tag (a
+// group's events and messages share its partition, so the set is always the
+// membership at the partition's checkpoint). A batch reads the sets it needs
+// together with its fencing check, moves them through the batch in memory
+// and writes the net changes together with the checkpoint, in one script: the
+// membership is exactly-once even though inbox entries are not. The sets are
+// rebuilt by replaying the log from zero (after deleting the projector's keys
+// and inboxes).
+//
+// # Delivery guarantees
+//
+// A batch is applied in three round trips: (1) the fencing check and the
+// membership read; (2) all inbox XADDs (each capped with MAXLEN ~ Window),
+// quarantine records and the presence reads of every recipient, in one
+// pipeline; (3) the checkpoint compare-and-set with the membership changes,
+// and at most one PUBLISH per gateway, in one pipeline. A batch fenced
+// (ErrFenced) or behind a moved checkpoint (ErrCheckpointMoved) at (1) writes
+// nothing.
+//
+// Inbox writes are at least once: a crash or error after (2) and before (3)
+// makes the runner apply the batch again, and its entries appear again, with
+// the same event ids, later in the same inboxes. Every entry carries its
+// event id (internal/inbox.Entry.EventID); the gateway and clients
+// de-duplicate on it, after which the timeline is the same. An owner that
+// lost its partition while between (1) and (3) may likewise write duplicate
+// entries; its commit then fails with ErrFenced.
+//
+// Notifications are hints, published after the entries exist: at most one
+// per gateway per batch, naming the recipients with a live presence route on
+// that gateway (internal/inbox.Route; the projector only reads routes).
+// Offline users get only the inbox entry.
+//
+// # Large groups
+//
+// Only write fan-out is built: O(members) entries per group message.
+// Config.ReadFanoutThreshold reserves the group size above which a group
+// would switch to read fan-out (members' gateways read the group's
+// conversation directly); it is not used yet.
+//
+// # Quarantine
+//
+// Entries the runner could not decode (Batch.Skipped) and envelopes the codec
+// rejects are recorded in the capped stream <prefix>quarantine:inbox (fields
+// partition, position, reason, raw) and the checkpoint moves past them.
+package inbox

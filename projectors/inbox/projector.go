@@ -1,0 +1,407 @@
+package inbox
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/eventstore"
+	delivery "github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/projectors"
+	"github.com/mpim/mpim/proto/codec"
+	"github.com/redis/go-redis/v9"
+)
+
+// Name is the projector's name.
+const Name = "inbox"
+
+var (
+	//go:embed claim.lua
+	claimLua string
+	//go:embed begin.lua
+	beginLua string
+	//go:embed commit.lua
+	commitLua string
+)
+
+// Projector is the inbox projector. It is safe for concurrent use by the
+// owners of different partitions; one partition is applied by one owner at a
+// time (the Projector contract).
+type Projector struct {
+	rdb    redis.UniversalClient
+	cfg    Config
+	keys   delivery.Keys
+	claim  *redis.Script
+	begin  *redis.Script
+	commit *redis.Script
+	m      *metrics
+}
+
+var (
+	_ projectors.Projector    = (*Projector)(nil)
+	_ projectors.Checkpointer = (*Projector)(nil)
+)
+
+// New returns the inbox projector on rdb (the caller keeps ownership of the
+// client). It fails on an invalid configuration or a metrics registration
+// conflict.
+func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil {
+		return nil, errors.New("inbox: projector needs a Redis client")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Projector{
+		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m,
+		claim: redis.NewScript(claimLua), begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua),
+	}, nil
+}
+
+// Name returns "inbox".
+func (p *Projector) Name() string { return Name }
+
+// The projector's own keys, per partition N, under one hash tag so the
+// checkpoint and the member sets change in one script:
+//
+//	<prefix>proj:{inbox:pN}:ckpt              hash: pos (checkpoint), token (fencing token)
+//	<prefix>proj:{inbox:pN}:members:<group>   set: the group's members at the checkpoint
+//	<prefix>quarantine:inbox                  stream: quarantined entries
+func (p *Projector) tag(partition int) string {
+	return p.cfg.Prefix + "proj:{" + Name + ":p" + strconv.Itoa(partition) + "}:"
+}
+
+func (p *Projector) checkpointKey(partition int) string { return p.tag(partition) + "ckpt" }
+
+func (p *Projector) membersKey(partition int, g domain.GroupID) string {
+	return p.tag(partition) + "members:" + string(g)
+}
+
+func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:" + Name }
+
+// Claim records token as the partition's fencing token and returns its
+// checkpoint. It fails with projectors.ErrFenced if a newer token was
+// claimed.
+func (p *Projector) Claim(ctx context.Context, partition int, token uint64) (eventstore.Position, error) {
+	res, err := p.claim.Run(ctx, p.rdb, []string{p.checkpointKey(partition)}, strconv.FormatUint(token, 10)).Slice()
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("inbox: claiming partition %d: %w", partition, err)
+	}
+	return p.verdict(res, partition, token)
+}
+
+// Checkpoint returns the partition's checkpoint without claiming it.
+func (p *Projector) Checkpoint(ctx context.Context, partition int) (eventstore.Position, error) {
+	s, err := p.rdb.HGet(ctx, p.checkpointKey(partition), "pos").Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("inbox: reading checkpoint of partition %d: %w", partition, err)
+	}
+	return eventstore.ParsePosition(s)
+}
+
+// verdict interprets the status of a checkpoint script: {"O", pos...},
+// {"F", token} or {"M", pos}.
+func (p *Projector) verdict(res []any, partition int, token uint64) (eventstore.Position, error) {
+	status, _ := res[0].(string)
+	arg := ""
+	if len(res) > 1 {
+		arg, _ = res[1].(string)
+	}
+	switch status {
+	case "O":
+		return eventstore.ParsePosition(arg)
+	case "F":
+		return eventstore.Position{}, fmt.Errorf("inbox: partition %d token %d, claimed by %s: %w", partition, token, arg, projectors.ErrFenced)
+	case "M":
+		return eventstore.Position{}, fmt.Errorf("inbox: partition %d checkpoint is at %s: %w", partition, arg, projectors.ErrCheckpointMoved)
+	}
+	return eventstore.Position{}, fmt.Errorf("inbox: unexpected script reply %v", res)
+}
+
+// decoded is one event of a batch, decoded to the domain.
+type decoded struct {
+	rec *eventstore.Recorded
+	agg string
+	ev  domain.Event
+}
+
+// quarantined is an entry recorded in the quarantine stream.
+type quarantined struct {
+	partition int
+	position  eventstore.Position
+	reason    string
+	raw       []byte
+}
+
+// Apply writes the batch's inbox entries, notifies the gateways of the
+// recipients that are online and moves the checkpoint from b.After to b.To
+// (see the package comment for the round trips and guarantees). It returns
+// an error wrapping projectors.ErrFenced or projectors.ErrCheckpointMoved,
+// having written nothing, when the batch may not be applied; any other
+// error leaves the checkpoint at b.After, and the runner applies the batch
+// again.
+func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
+	events, bad := decodeBatch(b)
+	var groups []domain.GroupID
+	seen := make(map[domain.GroupID]bool)
+	for _, d := range events {
+		if g, ok := groupOf(d.agg, d.ev); ok && !seen[g] {
+			seen[g] = true
+			groups = append(groups, g)
+		}
+	}
+	view, err := p.start(ctx, b, groups)
+	if err != nil {
+		return err
+	}
+	notes, err := p.write(ctx, b, events, bad, view)
+	if err != nil {
+		return err
+	}
+	return p.finish(ctx, b, view.changes(groups), notes)
+}
+
+// start is round trip 1: the fencing check, and the member sets of groups
+// as of the checkpoint.
+func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []domain.GroupID) (membership, error) {
+	keys := make([]string, 1+len(groups))
+	keys[0] = p.checkpointKey(b.Partition)
+	for i, g := range groups {
+		keys[1+i] = p.membersKey(b.Partition, g)
+	}
+	res, err := p.begin.Run(ctx, p.rdb, keys, strconv.FormatUint(b.Token, 10), b.After.String()).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("inbox: starting batch of partition %d: %w", b.Partition, err)
+	}
+	if _, err := p.verdict(res, b.Partition, b.Token); err != nil {
+		return nil, err
+	}
+	if len(res) != 1+len(groups) {
+		return nil, fmt.Errorf("inbox: begin script returned %d replies for %d groups", len(res)-1, len(groups))
+	}
+	view := make(membership, len(groups))
+	for i, g := range groups {
+		users, err := stringSlice(res[1+i])
+		if err != nil {
+			return nil, fmt.Errorf("inbox: members of %s: %w", g, err)
+		}
+		view.load(g, users)
+	}
+	return view, nil
+}
+
+// write is round trip 2: every recipient's entries, the quarantine records
+// and the recipients' presence routes, in one pipeline. It moves view past
+// the batch and returns the notifications to publish.
+func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []decoded, bad []quarantined, view membership) (map[string]*delivery.Notification, error) {
+	pipe := p.rdb.Pipeline()
+	type written struct {
+		user domain.UserID
+		cmd  *redis.StringCmd
+	}
+	var entries []written
+	recipients := make(map[domain.UserID]*redis.MapStringStringCmd)
+	once := make(map[domain.UserID]struct{})
+	for _, d := range events {
+		var fields []any
+		clear(once)
+		view.audience(d.agg, d.ev, func(u domain.UserID) {
+			if _, dup := once[u]; dup || !u.Valid() {
+				return
+			}
+			once[u] = struct{}{}
+			if fields == nil {
+				fields = entryFields(b.Partition, d)
+			}
+			cmd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.Inbox(u), MaxLen: p.cfg.Window, Approx: true, Values: fields})
+			entries = append(entries, written{user: u, cmd: cmd})
+			if _, ok := recipients[u]; !ok {
+				recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
+			}
+		})
+	}
+	for _, q := range bad {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
+			"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
+		}})
+	}
+	if pipe.Len() == 0 {
+		return nil, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
+	}
+	p.m.entries.Add(float64(len(entries)))
+	last := make(map[domain.UserID]string, len(recipients))
+	for _, w := range entries {
+		last[w.user] = w.cmd.Val() // in pipeline order, so the user's newest entry wins
+	}
+	return p.notifications(b.Partition, recipients, last), nil
+}
+
+// finish is round trip 3: the checkpoint's compare-and-set with the
+// membership changes, then one PUBLISH per gateway, in one pipeline.
+// Notifications that fail are logged, not retried: the gateways' position
+// checks repair them.
+func (p *Projector) finish(ctx context.Context, b *projectors.Batch, changes []change, notes map[string]*delivery.Notification) error {
+	keys, args := commitArgs(p.checkpointKey(b.Partition), strconv.FormatUint(b.Token, 10), b, changes, func(g domain.GroupID) string {
+		return p.membersKey(b.Partition, g)
+	})
+	pipe := p.rdb.Pipeline()
+	commit := p.commit.EvalSha(ctx, pipe, keys, args...)
+	gateways := make([]string, 0, len(notes))
+	for gw := range notes {
+		gateways = append(gateways, gw)
+	}
+	slices.Sort(gateways)
+	published := make([]*redis.IntCmd, len(gateways))
+	for i, gw := range gateways {
+		published[i] = pipe.Publish(ctx, p.keys.Notify(gw), notes[gw].Encode())
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	res, err := commit.Slice()
+	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its scripts (restart, SCRIPT FLUSH): the commit did
+		// not run; run it on its own, loading it.
+		res, err = p.commit.Run(ctx, p.rdb, keys, args...).Slice()
+	}
+	if err != nil {
+		return fmt.Errorf("inbox: committing partition %d: %w", b.Partition, err)
+	}
+	if _, err := p.verdict(res, b.Partition, b.Token); err != nil {
+		return err
+	}
+	for i, cmd := range published {
+		if err := cmd.Err(); err != nil {
+			p.cfg.Logger.Warn("notification not published; the gateway's position check repairs it",
+				"gateway", gateways[i], "partition", b.Partition, "err", err)
+			continue
+		}
+		p.m.notifications.Inc()
+	}
+	return nil
+}
+
+// decodeBatch decodes the batch's events to the domain. Entries the runner
+// skipped and envelopes the codec rejects are returned for quarantine.
+func decodeBatch(b *projectors.Batch) ([]decoded, []quarantined) {
+	events := make([]decoded, 0, len(b.Events))
+	var bad []quarantined
+	for i := range b.Events {
+		r := &b.Events[i]
+		_, ev, err := codec.Decode(r.Event)
+		if err != nil {
+			bad = append(bad, quarantined{partition: r.Partition, position: r.Position, reason: err.Error(), raw: r.Raw})
+			continue
+		}
+		events = append(events, decoded{rec: r, agg: r.Event.GetAggregate(), ev: ev})
+	}
+	for _, s := range b.Skipped {
+		reason := "undecodable"
+		if s.Err != nil {
+			reason = s.Err.Error()
+		}
+		bad = append(bad, quarantined{partition: s.Partition, position: s.Position, reason: reason, raw: s.Raw})
+	}
+	return events, bad
+}
+
+// entryFields returns the XADD fields of d's inbox entry, shared by every
+// recipient's XADD.
+func entryFields(partition int, d decoded) []any {
+	e := delivery.Entry{
+		Type:      d.ev.EventType(),
+		Partition: partition,
+		Position:  d.rec.Position.String(),
+		Version:   d.rec.Event.GetVersion(),
+		Seq:       d.rec.Event.GetSeq(),
+		Envelope:  d.rec.Raw,
+	}
+	copy(e.EventID[:], d.rec.Event.GetId())
+	return e.AppendFields(make([]any, 0, 12))
+}
+
+// notifications groups the recipients with a live route by gateway: one
+// Notification per gateway, each user once, users sorted.
+func (p *Projector) notifications(partition int, recipients map[domain.UserID]*redis.MapStringStringCmd, last map[domain.UserID]string) map[string]*delivery.Notification {
+	now := p.cfg.Now()
+	notes := make(map[string]*delivery.Notification)
+	var gateways []string // the user's gateways
+	for u, cmd := range recipients {
+		gateways = gateways[:0]
+		for device, v := range cmd.Val() {
+			r, err := delivery.DecodeRoute(v)
+			if err != nil {
+				p.cfg.Logger.Warn("ignoring a malformed presence route", "user", u, "device", device, "partition", partition, "err", err)
+				continue
+			}
+			if r.Live(now) && !slices.Contains(gateways, r.Gateway) {
+				gateways = append(gateways, r.Gateway)
+			}
+		}
+		for _, gw := range gateways {
+			n := notes[gw]
+			if n == nil {
+				n = &delivery.Notification{}
+				notes[gw] = n
+			}
+			n.Users = append(n.Users, delivery.Head{User: u, Last: last[u]})
+		}
+	}
+	for _, n := range notes {
+		slices.SortFunc(n.Users, func(a, b delivery.Head) int { return strings.Compare(string(a.User), string(b.User)) })
+	}
+	return notes
+}
+
+// commitArgs builds the keys and arguments of commit.lua.
+func commitArgs(ckpt, token string, b *projectors.Batch, changes []change, key func(domain.GroupID) string) ([]string, []any) {
+	keys := []string{ckpt}
+	args := []any{token, b.After.String(), b.To.String()}
+	for _, c := range changes {
+		keys = append(keys, key(c.group))
+		if c.drop {
+			args = append(args, "d")
+			continue
+		}
+		args = append(args, "s", len(c.added))
+		for _, u := range c.added {
+			args = append(args, string(u))
+		}
+		args = append(args, len(c.removed))
+		for _, u := range c.removed {
+			args = append(args, string(u))
+		}
+	}
+	return keys, args
+}
+
+// stringSlice converts a script's array reply of strings.
+func stringSlice(v any) ([]string, error) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("reply %T is not an array", v)
+	}
+	out := make([]string, len(arr))
+	for i, x := range arr {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("reply element %T is not a string", x)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
