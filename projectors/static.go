@@ -7,8 +7,12 @@ import (
 )
 
 // Static is the Coordinator of a single process (embedded mode, tests): it
-// owns every partition. Its fencing token is the wall clock in nanoseconds
-// at Run, so a restarted process fences out its predecessor.
+// owns every partition. Its fencing token is the wall clock in seconds at Run,
+// so a restarted process fences out its predecessor. Seconds keep static
+// tokens below ZooKeeper's (zxids start at 2^32), so a deployment can move
+// from static to ZooKeeper coordination; moving back, or rebuilding the
+// ZooKeeper ensemble from empty, needs the stored tokens reset to 0 while no
+// projector runs.
 type Static struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -22,7 +26,7 @@ func (s *Static) Run(ctx context.Context, name string, partitions int, work func
 	if s.Now != nil {
 		now = s.Now
 	}
-	token := uint64(now().UnixNano())
+	token := uint64(now().Unix())
 	var wg sync.WaitGroup
 	errs := make([]error, partitions)
 	for p := range partitions {
