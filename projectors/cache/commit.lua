@@ -10,6 +10,9 @@
 --
 -- Result: {"F", stored token} when a newer token was claimed, {"M", pos} when
 -- the checkpoint is not After, else {"O"}.
+
+-- newer compares two tokens as redisckpt's claim.lua does (see there);
+-- keep the two the same.
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b

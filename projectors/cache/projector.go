@@ -10,6 +10,7 @@ import (
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
 	"github.com/mpim/mpim/projectors"
+	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/mpim/mpim/proto/codec"
 	"github.com/redis/go-redis/v9"
 )
@@ -17,12 +18,8 @@ import (
 // Name is the projector's name.
 const Name = "cache"
 
-var (
-	//go:embed claim.lua
-	claimLua string
-	//go:embed commit.lua
-	commitLua string
-)
+//go:embed commit.lua
+var commitLua string
 
 // Projector is the cache projector. It is safe for concurrent use by the
 // owners of different partitions; one partition is applied by one owner at a
@@ -31,7 +28,7 @@ type Projector struct {
 	rdb    redis.UniversalClient
 	cfg    Config
 	keys   cachekeys.Keys
-	claim  *redis.Script
+	ckpt   *redisckpt.Store
 	commit *redis.Script
 }
 
@@ -51,7 +48,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 		return nil, errors.New("cache: projector needs a Redis client")
 	}
 	return &Projector{rdb: rdb, cfg: cfg, keys: cachekeys.New(cfg.Prefix),
-		claim: redis.NewScript(claimLua), commit: redis.NewScript(commitLua)}, nil
+		ckpt: redisckpt.New(rdb, cfg.Prefix, Name), commit: redis.NewScript(commitLua)}, nil
 }
 
 // Name returns "cache".
@@ -59,54 +56,20 @@ func (p *Projector) Name() string { return Name }
 
 // The projector's own keys, besides the model (internal/cachekeys):
 //
-//	<prefix>proj:{cache:pN}:ckpt   hash: pos (checkpoint), token (fencing token) of partition N
+//	<prefix>proj:{cache:pN}:ckpt   hash: pos (checkpoint), token (fencing token) of partition N (redisckpt)
 //	<prefix>quarantine:cache       stream: quarantined entries
-func (p *Projector) checkpointKey(partition int) string {
-	return p.cfg.Prefix + "proj:{" + Name + ":p" + strconv.Itoa(partition) + "}:ckpt"
-}
-
 func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:" + Name }
 
 // Claim records token as the partition's fencing token and returns its
 // checkpoint. It fails with projectors.ErrFenced if a newer token was
 // claimed.
 func (p *Projector) Claim(ctx context.Context, partition int, token uint64) (eventstore.Position, error) {
-	res, err := p.claim.Run(ctx, p.rdb, []string{p.checkpointKey(partition)}, strconv.FormatUint(token, 10)).Slice()
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("cache: claiming partition %d: %w", partition, err)
-	}
-	return verdict(res, partition, token)
+	return p.ckpt.Claim(ctx, partition, token)
 }
 
 // Checkpoint returns the partition's checkpoint without claiming it.
 func (p *Projector) Checkpoint(ctx context.Context, partition int) (eventstore.Position, error) {
-	s, err := p.rdb.HGet(ctx, p.checkpointKey(partition), "pos").Result()
-	if errors.Is(err, redis.Nil) {
-		return eventstore.Position{}, nil
-	}
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("cache: reading checkpoint of partition %d: %w", partition, err)
-	}
-	return eventstore.ParsePosition(s)
-}
-
-// verdict interprets the status of a checkpoint script: {"O"[, pos]},
-// {"F", token} or {"M", pos}.
-func verdict(res []any, partition int, token uint64) (eventstore.Position, error) {
-	status, _ := res[0].(string)
-	arg := ""
-	if len(res) > 1 {
-		arg, _ = res[1].(string)
-	}
-	switch status {
-	case "O":
-		return eventstore.ParsePosition(arg)
-	case "F":
-		return eventstore.Position{}, fmt.Errorf("cache: partition %d token %d, claimed by %s: %w", partition, token, arg, projectors.ErrFenced)
-	case "M":
-		return eventstore.Position{}, fmt.Errorf("cache: partition %d checkpoint is at %s: %w", partition, arg, projectors.ErrCheckpointMoved)
-	}
-	return eventstore.Position{}, fmt.Errorf("cache: unexpected script reply %v", res)
+	return p.ckpt.Checkpoint(ctx, partition)
 }
 
 // Apply writes the batch's effects on the model and moves the checkpoint
@@ -146,12 +109,11 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 // moveCheckpoint runs commit.lua: it checks b's token and After and, unless
 // to is empty, moves the checkpoint to to.
 func (p *Projector) moveCheckpoint(ctx context.Context, b *projectors.Batch, to string) error {
-	res, err := p.commit.Run(ctx, p.rdb, []string{p.checkpointKey(b.Partition)}, strconv.FormatUint(b.Token, 10), b.After.String(), to).Slice()
+	res, err := p.commit.Run(ctx, p.rdb, []string{p.ckpt.Key(b.Partition)}, redisckpt.FormatToken(b.Token), b.After.String(), to).Slice()
 	if err != nil {
 		return fmt.Errorf("cache: checkpoint of partition %d: %w", b.Partition, err)
 	}
-	_, err = verdict(res, b.Partition, b.Token)
-	return err
+	return p.ckpt.Verdict(res, b.Partition, b.Token)
 }
 
 func (p *Projector) quarantine(ctx context.Context, pipe redis.Pipeliner, partition int, pos eventstore.Position, reason string, raw []byte) {

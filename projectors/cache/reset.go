@@ -29,7 +29,7 @@ func (p *Projector) Reset(ctx context.Context) error {
 	if err := p.rdb.Unlink(ctx, p.quarantineKey()).Err(); err != nil {
 		return fmt.Errorf("cache: deleting the quarantine: %w", err)
 	}
-	err = p.scan(ctx, esc+"proj:{"+Name+":p*}:ckpt", func(c redis.Cmdable, keys []string) error {
+	err = p.scan(ctx, p.ckpt.KeyPattern(), func(c redis.Cmdable, keys []string) error {
 		pipe := c.Pipeline()
 		for _, k := range keys {
 			pipe.HDel(ctx, k, "pos")

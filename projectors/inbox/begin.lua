@@ -8,6 +8,9 @@
 --
 -- Result: {"F", stored token} when a newer token was claimed, {"M", pos} when
 -- the checkpoint is not After, else {"O", members of KEYS[2], ...}.
+
+-- newer compares two tokens as redisckpt's claim.lua does (see there);
+-- keep the two the same.
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b

@@ -11,6 +11,9 @@
 --   "s", A, A x user, R, R x user  add A users, remove R users
 --
 -- Result: {"F", stored token}, {"M", pos}, or {"O"} after the changes.
+
+-- newer compares two tokens as redisckpt's claim.lua does (see there);
+-- keep the two the same.
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b

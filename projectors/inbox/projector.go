@@ -13,6 +13,7 @@ import (
 	"github.com/mpim/mpim/eventstore"
 	delivery "github.com/mpim/mpim/internal/inbox"
 	"github.com/mpim/mpim/projectors"
+	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/mpim/mpim/proto/codec"
 	"github.com/redis/go-redis/v9"
 )
@@ -21,8 +22,6 @@ import (
 const Name = "inbox"
 
 var (
-	//go:embed claim.lua
-	claimLua string
 	//go:embed begin.lua
 	beginLua string
 	//go:embed commit.lua
@@ -36,7 +35,7 @@ type Projector struct {
 	rdb    redis.UniversalClient
 	cfg    Config
 	keys   delivery.Keys
-	claim  *redis.Script
+	ckpt   *redisckpt.Store
 	begin  *redis.Script
 	commit *redis.Script
 	m      *metrics
@@ -63,28 +62,23 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 		return nil, err
 	}
 	return &Projector{
-		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m,
-		claim: redis.NewScript(claimLua), begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua),
+		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
+		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua),
 	}, nil
 }
 
 // Name returns "inbox".
 func (p *Projector) Name() string { return Name }
 
-// The projector's own keys, per partition N, under one hash tag so the
-// checkpoint and the member sets change in one script:
+// The projector's own keys, per partition N, under the hash tag of the
+// partition's checkpoint (redisckpt) so the checkpoint and the member sets
+// change in one script:
 //
 //	<prefix>proj:{inbox:pN}:ckpt              hash: pos (checkpoint), token (fencing token)
 //	<prefix>proj:{inbox:pN}:members:<group>   set: the group's members at the checkpoint
 //	<prefix>quarantine:inbox                  stream: quarantined entries
-func (p *Projector) tag(partition int) string {
-	return p.cfg.Prefix + "proj:{" + Name + ":p" + strconv.Itoa(partition) + "}:"
-}
-
-func (p *Projector) checkpointKey(partition int) string { return p.tag(partition) + "ckpt" }
-
 func (p *Projector) membersKey(partition int, g domain.GroupID) string {
-	return p.tag(partition) + "members:" + string(g)
+	return p.ckpt.Tag(partition) + "members:" + string(g)
 }
 
 func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:" + Name }
@@ -93,42 +87,12 @@ func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:"
 // checkpoint. It fails with projectors.ErrFenced if a newer token was
 // claimed.
 func (p *Projector) Claim(ctx context.Context, partition int, token uint64) (eventstore.Position, error) {
-	res, err := p.claim.Run(ctx, p.rdb, []string{p.checkpointKey(partition)}, strconv.FormatUint(token, 10)).Slice()
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("inbox: claiming partition %d: %w", partition, err)
-	}
-	return p.verdict(res, partition, token)
+	return p.ckpt.Claim(ctx, partition, token)
 }
 
 // Checkpoint returns the partition's checkpoint without claiming it.
 func (p *Projector) Checkpoint(ctx context.Context, partition int) (eventstore.Position, error) {
-	s, err := p.rdb.HGet(ctx, p.checkpointKey(partition), "pos").Result()
-	if errors.Is(err, redis.Nil) {
-		return eventstore.Position{}, nil
-	}
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("inbox: reading checkpoint of partition %d: %w", partition, err)
-	}
-	return eventstore.ParsePosition(s)
-}
-
-// verdict interprets the status of a checkpoint script: {"O", pos...},
-// {"F", token} or {"M", pos}.
-func (p *Projector) verdict(res []any, partition int, token uint64) (eventstore.Position, error) {
-	status, _ := res[0].(string)
-	arg := ""
-	if len(res) > 1 {
-		arg, _ = res[1].(string)
-	}
-	switch status {
-	case "O":
-		return eventstore.ParsePosition(arg)
-	case "F":
-		return eventstore.Position{}, fmt.Errorf("inbox: partition %d token %d, claimed by %s: %w", partition, token, arg, projectors.ErrFenced)
-	case "M":
-		return eventstore.Position{}, fmt.Errorf("inbox: partition %d checkpoint is at %s: %w", partition, arg, projectors.ErrCheckpointMoved)
-	}
-	return eventstore.Position{}, fmt.Errorf("inbox: unexpected script reply %v", res)
+	return p.ckpt.Checkpoint(ctx, partition)
 }
 
 // decoded is one event of a batch, decoded to the domain.
@@ -178,15 +142,15 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 // as of the checkpoint.
 func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []domain.GroupID) (membership, error) {
 	keys := make([]string, 1+len(groups))
-	keys[0] = p.checkpointKey(b.Partition)
+	keys[0] = p.ckpt.Key(b.Partition)
 	for i, g := range groups {
 		keys[1+i] = p.membersKey(b.Partition, g)
 	}
-	res, err := p.begin.Run(ctx, p.rdb, keys, strconv.FormatUint(b.Token, 10), b.After.String()).Slice()
+	res, err := p.begin.Run(ctx, p.rdb, keys, redisckpt.FormatToken(b.Token), b.After.String()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("inbox: starting batch of partition %d: %w", b.Partition, err)
 	}
-	if _, err := p.verdict(res, b.Partition, b.Token); err != nil {
+	if err := p.ckpt.Verdict(res, b.Partition, b.Token); err != nil {
 		return nil, err
 	}
 	if len(res) != 1+len(groups) {
@@ -257,7 +221,7 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 // Notifications that fail are logged, not retried: the gateways' position
 // checks repair them.
 func (p *Projector) finish(ctx context.Context, b *projectors.Batch, changes []change, notes map[string]*delivery.Notification) error {
-	keys, args := commitArgs(p.checkpointKey(b.Partition), strconv.FormatUint(b.Token, 10), b, changes, func(g domain.GroupID) string {
+	keys, args := commitArgs(p.ckpt.Key(b.Partition), redisckpt.FormatToken(b.Token), b, changes, func(g domain.GroupID) string {
 		return p.membersKey(b.Partition, g)
 	})
 	pipe := p.rdb.Pipeline()
@@ -281,7 +245,7 @@ func (p *Projector) finish(ctx context.Context, b *projectors.Batch, changes []c
 	if err != nil {
 		return fmt.Errorf("inbox: committing partition %d: %w", b.Partition, err)
 	}
-	if _, err := p.verdict(res, b.Partition, b.Token); err != nil {
+	if err := p.ckpt.Verdict(res, b.Partition, b.Token); err != nil {
 		return err
 	}
 	for i, cmd := range published {
