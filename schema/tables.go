@@ -18,11 +18,13 @@ var readModelTables = []string{
 
 // otherTables are the remaining tables Migrate creates.
 var otherTables = []string{
-	"schema_migrations",     // the runner's bookkeeping
-	"projector_checkpoints", // how far each projector got, per partition
-	"event_archive",         // the archiver projector's copy of the log
-	"quarantine",            // events a projector could not apply
-	"auth_tokens",           // sessions, written by the gateway
+	"schema_migrations",      // the runner's bookkeeping
+	"projector_checkpoints",  // how far each projector got, per partition
+	"event_archive",          // the archiver projector's copy of the log
+	"quarantine",             // events a projector could not apply
+	"auth_tokens",            // sessions, written by the gateway
+	"read_model_checkpoints", // the MySQL projector's checkpoints, swapped with its tables
+	"read_model_control",     // pauses the MySQL projector while a rebuild swaps tables
 }
 
 // ReadModelTables returns the tables the MySQL projector derives from the log

@@ -6,6 +6,7 @@
 //	mpimctl stats  [--json]                       partitions, projector checkpoints and lag, inboxes
 //	mpimctl export [--since TIME] [--limit N]     NDJSON of events
 //	mpimctl tap    --group NAME [--consumer C]    competing-consumer reader
+//	mpimctl replay mysql                          rebuild the MySQL read model while running
 //
 // Settings come from flags, MPIM_* environment variables or --config FILE
 // (JSON), in that order of precedence.
@@ -33,6 +34,7 @@ func commands() []subcommand {
 		{"stats", "partitions, projector checkpoints and lag, inbox sizes", runStats},
 		{"export", "NDJSON of events from a position or time, for analytics", runExport},
 		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter", runTap},
+		{"replay", "rebuild the MySQL read model from zero while running, then swap: replay mysql", runReplay},
 	}
 }
 

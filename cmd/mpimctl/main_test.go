@@ -11,6 +11,7 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/redis/go-redis/v9"
 )
@@ -131,5 +132,34 @@ func TestBadInvocations(t *testing.T) {
 		if _, _, err := ctl(t, args...); err == nil {
 			t.Errorf("mpimctl %v succeeded", args)
 		}
+	}
+}
+
+func TestReplayBuildsTheReadModel(t *testing.T) {
+	base := seed(t)
+	dsn := testsvc.MySQL(t)
+	args := append(append([]string{"replay"}, base...), "--mysql", dsn, "mysql")
+	out, _, err := ctl(t, args...)
+	if err != nil || !strings.Contains(out, "swapped") {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	db, err := connect.MySQL(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM messages").Scan(&n); err != nil || n != 5 {
+		t.Fatalf("messages after replay: %d, %v", n, err)
+	}
+	out, _, err = ctl(t, append(append([]string{"stats", "--json"}, base...), "--mysql", dsn)...)
+	if err != nil || !strings.Contains(out, `"projector": "mysql"`) {
+		t.Fatalf("stats with checkpoints: %v\n%s", err, out)
+	}
+	if _, _, err := ctl(t, append(append([]string{"replay"}, base...), "--mysql", dsn, "cache")...); err == nil {
+		t.Fatal("replay of an unsupported projector accepted")
+	}
+	if _, _, err := ctl(t, append([]string{"replay"}, base...)...); err == nil {
+		t.Fatal("replay without a projector name accepted")
 	}
 }

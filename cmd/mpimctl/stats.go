@@ -5,15 +5,83 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/projectors/redisckpt"
+	"github.com/redis/go-redis/v9"
 )
 
 // stats is what `mpimctl stats` reports.
 type stats struct {
 	Partitions  []partitionStats  `json:"partitions"`
 	Checkpoints []checkpointStats `json:"checkpoints,omitempty"`
+	Inboxes     inboxSummary      `json:"inboxes"`
+}
+
+// inboxSummary describes the user inboxes (at most inboxScanLimit scanned).
+type inboxSummary struct {
+	Count, Entries, Largest int64
+	Truncated               bool
+}
+
+const inboxScanLimit = 100_000
+
+// inboxStats scans the inbox streams: how many, total and largest length.
+func inboxStats(ctx context.Context, rdb *redis.Client, prefix string) (inboxSummary, error) {
+	var sum inboxSummary
+	pattern := escapeGlob(strings.TrimSuffix(inbox.NewKeys(prefix).Inbox(""), "}")) + "*"
+	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var keys []string
+	flush := func() error {
+		pipe := rdb.Pipeline()
+		lens := make([]*redis.IntCmd, len(keys))
+		for i, k := range keys {
+			lens[i] = pipe.XLen(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return err
+		}
+		for _, l := range lens {
+			sum.Count++
+			sum.Entries += l.Val()
+			sum.Largest = max(sum.Largest, l.Val())
+		}
+		keys = keys[:0]
+		return nil
+	}
+	for iter.Next(ctx) {
+		if !strings.Contains(iter.Val(), ":cursor:") {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) == 1000 {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+		}
+		if sum.Count+int64(len(keys)) >= inboxScanLimit {
+			sum.Truncated = true
+			break
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return sum, err
+	}
+	return sum, flush()
+}
+
+// escapeGlob escapes the glob characters of a literal key part.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 type partitionStats struct {
@@ -58,7 +126,9 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer db.Close()
-		rows, err := db.QueryContext(ctx, "SELECT projector, partition_no, position FROM projector_checkpoints ORDER BY projector, partition_no")
+		rows, err := db.QueryContext(ctx, `SELECT projector, partition_no, position FROM projector_checkpoints
+			UNION ALL SELECT 'mysql', partition_no, CONCAT(pos_ms, '-', pos_seq) FROM read_model_checkpoints
+			ORDER BY 1, 2`)
 		if err != nil {
 			return fmt.Errorf("reading checkpoints: %w", err)
 		}
@@ -77,6 +147,23 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := rows.Err(); err != nil {
 			return err
 		}
+	}
+	for _, name := range []string{"cache", "inbox"} {
+		cps := redisckpt.New(rdb, c.prefix, name)
+		for p := range store.Partitions() {
+			pos, err := cps.Checkpoint(ctx, p)
+			if err != nil {
+				return err
+			}
+			cs := checkpointStats{Projector: name, Partition: p, Position: pos.String()}
+			if l := last[p]; l.Compare(pos) > 0 {
+				cs.LagMs = l.Ms - min(pos.Ms, l.Ms)
+			}
+			st.Checkpoints = append(st.Checkpoints, cs)
+		}
+	}
+	if st.Inboxes, err = inboxStats(ctx, rdb, c.prefix); err != nil {
+		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -97,5 +184,6 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", cp.Projector, cp.Partition, cp.Position, cp.LagMs)
 		}
 	}
+	fmt.Fprintf(tw, "\nINBOXES\t%d\tentries %d\tlargest %d\n", st.Inboxes.Count, st.Inboxes.Entries, st.Inboxes.Largest)
 	return tw.Flush()
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mpim/mpim/internal/config"
+)
+
+// projectorNames are the projectors mpimd knows, in start order.
+var projectorNames = []string{"archive", "mysql", "cache", "inbox"}
+
+// Config is mpimd's configuration.
+type Config struct {
+	RedisAddr, RedisPassword string
+	RedisDB                  int
+	Prefix                   string
+	Partitions               int
+	MySQL                    string
+	ZooKeeper                config.List
+	ZKRoot                   string
+	ZKSessionTimeout         time.Duration
+	MemberID                 string
+	HTTPAddr                 string
+	Projectors               config.List
+	BatchSize                int
+	TrimInterval             time.Duration
+	InboxWindow              int
+	FsyncAlways              bool
+	WaitReplicas             int
+	LogLevel, LogFormat      string
+	ConfigFile               string
+}
+
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log, inboxes and caches")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
+	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
+	fs.StringVar(&c.Prefix, "prefix", "", "key prefix of the deployment")
+	fs.IntVar(&c.Partitions, "partitions", 16, "partition count (fixed when the deployment is created)")
+	fs.StringVar(&c.MySQL, "mysql", "root@tcp(127.0.0.1:3306)/mpim", "MySQL DSN of the read models and the archive")
+	fs.Var(&c.ZooKeeper, "zookeeper", "ZooKeeper servers, comma-separated (empty: this process owns every partition)")
+	fs.StringVar(&c.ZKRoot, "zk-root", "/mpim", "ZooKeeper root path")
+	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
+	host, _ := os.Hostname()
+	fs.StringVar(&c.MemberID, "member-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this process's name among the projector members")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
+	c.Projectors = append(config.List(nil), projectorNames...)
+	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
+	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
+	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
+	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
+	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
+	fs.IntVar(&c.WaitReplicas, "wait-replicas", 0, "replicas each append must reach (WAIT) before it is acknowledged")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.ConfigFile, "config", "", "JSON config file (keys are flag names)")
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.RedisAddr == "" {
+		errs = append(errs, errors.New("redis-addr is empty"))
+	}
+	if c.Partitions < 1 || c.Partitions > 4096 {
+		errs = append(errs, fmt.Errorf("partitions must be 1..4096, got %d", c.Partitions))
+	}
+	for _, p := range c.Projectors {
+		if !slices.Contains(projectorNames, p) {
+			errs = append(errs, fmt.Errorf("unknown projector %q (known: %s)", p, strings.Join(projectorNames, ",")))
+		}
+	}
+	if len(c.Projectors) == 0 {
+		errs = append(errs, errors.New("projectors: none selected"))
+	}
+	if c.MySQL == "" && (slices.Contains(c.Projectors, "mysql") || slices.Contains(c.Projectors, "archive")) {
+		errs = append(errs, errors.New("mysql DSN is required by the mysql and archive projectors"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http-addr %q: %v", c.HTTPAddr, err))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 100_000 {
+		errs = append(errs, fmt.Errorf("batch-size must be 1..100000, got %d", c.BatchSize))
+	}
+	if c.TrimInterval < 0 {
+		errs = append(errs, fmt.Errorf("trim-interval must not be negative, got %s", c.TrimInterval))
+	}
+	if c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
+		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))
+	}
+	if c.InboxWindow < 10 {
+		errs = append(errs, fmt.Errorf("inbox-window must be at least 10, got %d", c.InboxWindow))
+	}
+	if c.WaitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("wait-replicas must not be negative, got %d", c.WaitReplicas))
+	}
+	if len(c.ZooKeeper) > 0 && (c.ZKSessionTimeout < time.Second || !strings.HasPrefix(c.ZKRoot, "/")) {
+		errs = append(errs, fmt.Errorf("zookeeper: session timeout must be >= 1s and root absolute, got %s and %q", c.ZKSessionTimeout, c.ZKRoot))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format must be text or json, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c *Config) logger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

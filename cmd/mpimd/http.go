@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// probe is a readiness check: nil when the dependency answers.
+type probe func(ctx context.Context) error
+
+// opsServer serves /metrics, /healthz (the process runs) and /readyz (every
+// probe answers and start-up finished).
+type opsServer struct {
+	srv    *http.Server
+	ln     net.Listener
+	ready  atomic.Bool
+	probes map[string]probe
+}
+
+func newOpsServer(addr string, reg *prometheus.Registry, probes map[string]probe, lg *slog.Logger) (*opsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	o := &opsServer{ln: ln, probes: probes}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", o.readyz)
+	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			lg.Error("ops server stopped", "err", err)
+		}
+	}()
+	return o, nil
+}
+
+// Addr is the address the server listens on.
+func (o *opsServer) Addr() string { return o.ln.Addr().String() }
+
+func (o *opsServer) readyz(w http.ResponseWriter, r *http.Request) {
+	if !o.ready.Load() {
+		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for name, p := range o.probes {
+		if err := p(ctx); err != nil {
+			http.Error(w, name+": "+err.Error()+"\n", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ready\n"))
+}
+
+func (o *opsServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return o.srv.Shutdown(ctx)
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/connect"
+	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/redis/go-redis/v9"
+)
+
+// deployment is a test deployment: its own key prefix and database.
+type deployment struct {
+	redisAddr, prefix, dsn string
+}
+
+func newDeployment(t *testing.T) deployment {
+	rt := testsvc.Redis(t)
+	return deployment{redisAddr: rt.Addr, prefix: rt.Prefix, dsn: testsvc.MySQL(t)}
+}
+
+func (d deployment) args(extra ...string) []string {
+	return append([]string{"--redis-addr", d.redisAddr, "--prefix", d.prefix, "--mysql", d.dsn, "--partitions", "4",
+		"--http-addr", "127.0.0.1:0", "--batch-size", "100", "--log-level", "warn"}, extra...)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
+	d := newDeployment(t)
+	var logs bytes.Buffer
+	m := &Main{Stdout: io.Discard, Stderr: &logs, ready: make(chan struct{})}
+	if err := m.ParseFlags("projector", d.args("--trim-interval", "200ms")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	select {
+	case <-m.ready:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: d.redisAddr})
+	defer rdb.Close()
+	store, err := eventstore.Open(ctx, rdb, eventstore.Config{Prefix: d.prefix, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	svc, _ := command.New(store, command.Config{})
+	a, err := svc.Register(ctx, "pat", "$h", "Pat", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := svc.Register(ctx, "sam", "$h", "Sam", "")
+	for range 20 {
+		if _, err := svc.Send(ctx, command.Actor{User: a}, domain.SendMessage{Conversation: domain.DirectConversation(a, b), Kind: domain.KindText, Text: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := connect.MySQL(ctx, d.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(q string) int {
+		var n int
+		if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil && err != sql.ErrNoRows {
+			return -1
+		}
+		return n
+	}
+	waitUntil(t, "read model and archive", func() bool {
+		return count("SELECT COUNT(*) FROM messages") == 20 && count("SELECT COUNT(*) FROM users") == 2 && count("SELECT COUNT(*) FROM event_archive") == 24
+	})
+	// The trim loop removes what every projector processed.
+	waitUntil(t, "trim", func() bool {
+		var total int64
+		for p := range 4 {
+			info, _ := store.Info(ctx, p)
+			total += info.Length
+		}
+		return total < 24
+	})
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "mpim_projector_events_total"} {
+		resp, err := http.Get("http://" + m.opsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no graceful shutdown")
+	}
+}
+
+func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--mysql", ""})
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "mysql DSN", "trim-interval"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
+		t.Fatal("unknown subcommand accepted")
+	}
+	if err := run(context.Background(), nil, io.Discard, io.Discard); err == nil {
+		t.Fatal("missing subcommand accepted")
+	}
+	t.Setenv("MPIM_PARTITIONS", "many")
+	if err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags("projector", nil); err == nil || !strings.Contains(err.Error(), "MPIM_PARTITIONS") {
+		t.Fatalf("bad environment value: %v", err)
+	}
+}
+
+func TestPartitionMismatchIsAStartupError(t *testing.T) {
+	d := newDeployment(t)
+	rdb := redis.NewClient(&redis.Options{Addr: d.redisAddr})
+	defer rdb.Close()
+	s, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: d.prefix, Partitions: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.ParseFlags("projector", d.args()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err == nil || !strings.Contains(err.Error(), "partition count mismatch") {
+		t.Fatalf("run with 4 partitions on an 8-partition deployment: %v", err)
+	}
+}

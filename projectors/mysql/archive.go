@@ -1,0 +1,391 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/projectors"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// undecodablePrefix starts the quarantine reason of an undecodable entry;
+// the rest is the decoding error.
+const undecodablePrefix = "undecodable entry: "
+
+// ArchiveName is the name of the archiver projector; its checkpoints are
+// the projector_checkpoints rows of that name, its quarantined entries the
+// quarantine rows of that name.
+const ArchiveName = "archive"
+
+// ArchiverConfig configures an Archiver. The zero value of each field takes
+// the default documented next to it.
+type ArchiverConfig struct {
+	// Logger receives a notice for every quarantined entry (default: none).
+	Logger *slog.Logger
+	// MaxRowsPerStatement bounds the rows of one multi-row insert (default
+	// 1000); inserts are also cut at about 4 MiB of payload.
+	MaxRowsPerStatement int
+}
+
+// Validate reports every problem of the configuration at once.
+func (c ArchiverConfig) Validate() error {
+	if c.MaxRowsPerStatement < 1 || c.MaxRowsPerStatement > 10_000 {
+		return fmt.Errorf("mysql: max rows per statement must be 1..10000, got %d", c.MaxRowsPerStatement)
+	}
+	return nil
+}
+
+// Archiver is the archiver projector ("archive"): it copies every event of
+// the log into event_archive (the envelope bytes as the stream stores them,
+// with partition, position, event id, aggregate, version, seq, type and
+// time), so the log can be trimmed below its checkpoint and replays can read
+// it back (ReadArchive). Like ReadModel, each Apply is one transaction that
+// inserts the batch and moves the checkpoint with a compare-and-set on
+// position and fencing token.
+//
+// Entries that cannot be decoded, and events whose id or aggregate and
+// version were archived already (a duplicate in the log), are recorded in
+// quarantine under "archive" instead; ReadArchive returns them as
+// *eventstore.DecodeError where they sit, as the event store does.
+//
+// An Archiver is safe for concurrent use by one goroutine per partition.
+type Archiver struct {
+	db    *sql.DB
+	cfg   ArchiverConfig
+	ckpt  checkpoints
+	stmts *stmtCache
+}
+
+var (
+	_ projectors.Projector    = (*Archiver)(nil)
+	_ projectors.Checkpointer = (*Archiver)(nil)
+)
+
+// NewArchiver returns the archiver writing to db, whose schema must be
+// migrated. db should come from OpenDB.
+func NewArchiver(db *sql.DB, cfg ArchiverConfig) (*Archiver, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxRowsPerStatement == 0 {
+		cfg.MaxRowsPerStatement = defaultMaxRows
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, errors.New("mysql: archiver needs a database")
+	}
+	return &Archiver{db: db, cfg: cfg, ckpt: &namedCheckpoints{projector: ArchiveName}, stmts: newStmtCache(db)}, nil
+}
+
+// Close releases the archiver's prepared statements. It must not be called
+// while an Apply is in flight; the Archiver is unusable afterwards.
+func (a *Archiver) Close() error { return a.stmts.close() }
+
+// Name returns "archive".
+func (a *Archiver) Name() string { return ArchiveName }
+
+// Claim records token as partition p's fencing token and returns the
+// checkpoint to resume after; see ReadModel.Claim.
+func (a *Archiver) Claim(ctx context.Context, p int, token uint64) (eventstore.Position, error) {
+	var pos eventstore.Position
+	err := inTx(ctx, a.db, func(tx *sql.Tx) error {
+		var err error
+		pos, err = claim(ctx, tx, a.ckpt, p, token)
+		return err
+	})
+	return pos, err
+}
+
+// Checkpoint returns partition p's checkpoint without claiming it (see
+// ArchiveHead), for trimming the log.
+func (a *Archiver) Checkpoint(ctx context.Context, p int) (eventstore.Position, error) {
+	return ArchiveHead(ctx, a.db, p)
+}
+
+// archived is one event_archive row.
+type archived struct {
+	pos        eventstore.Position
+	id         []byte
+	aggregate  string
+	version    uint64
+	seq        uint64
+	eventType  string
+	occurredAt time.Time
+	payload    []byte
+}
+
+// Apply archives the batch and moves the checkpoint from b.After to b.To in
+// one transaction, with the errors of ReadModel.Apply.
+func (a *Archiver) Apply(ctx context.Context, b *projectors.Batch) error {
+	if b == nil {
+		return errors.New("mysql: nil batch")
+	}
+	rows, bad := archiveRows(b)
+	var dups []quarantined
+	err := inTx(ctx, a.db, func(tx *sql.Tx) error { return a.apply(ctx, tx, b, rows, bad) })
+	if mysqlErrno(err) == errDupEntry {
+		// Some event is archived already (or twice in the batch): find which,
+		// quarantine those, archive the rest.
+		err = inTx(ctx, a.db, func(tx *sql.Tx) error {
+			keep, d, err := a.dedupe(ctx, tx, rows)
+			if err != nil {
+				return err
+			}
+			dups = d
+			return a.apply(ctx, tx, b, keep, append(slices.Clip(bad), d...))
+		})
+	}
+	if err != nil {
+		return err
+	}
+	for _, q := range append(bad, dups...) {
+		a.cfg.Logger.Warn("entry quarantined", "projector", ArchiveName, "partition", b.Partition, "position", q.pos.String(), "reason", q.reason)
+	}
+	return nil
+}
+
+func (a *Archiver) apply(ctx context.Context, tx *sql.Tx, b *projectors.Batch, rows []archived, bad []quarantined) error {
+	if err := begin(ctx, tx, a.ckpt, b); err != nil {
+		return err
+	}
+	w := newMultiRow("INSERT INTO event_archive (partition_no, pos_ms, pos_seq, event_id, aggregate, version, seq, event_type, occurred_at, payload) VALUES ",
+		"", 10, a.cfg.MaxRowsPerStatement, a.stmts)
+	for _, r := range rows {
+		if err := w.add(ctx, tx, b.Partition, r.pos.Ms, r.pos.Seq, r.id, r.aggregate, r.version, r.seq, r.eventType, r.occurredAt, r.payload); err != nil {
+			return err
+		}
+	}
+	if err := w.flush(ctx, tx); err != nil {
+		return err
+	}
+	if err := writeQuarantine(ctx, tx, ArchiveName, b.Partition, bad, a.cfg.MaxRowsPerStatement); err != nil {
+		return err
+	}
+	return a.ckpt.advance(ctx, tx, b.Partition, b.To)
+}
+
+// archiveRows turns the batch into archive rows, and entries that cannot be
+// archived (b.Skipped, and events without the envelope fields the archive
+// needs) into quarantine rows.
+func archiveRows(b *projectors.Batch) ([]archived, []quarantined) {
+	rows := make([]archived, 0, len(b.Events))
+	var bad []quarantined
+	for i := range b.Events {
+		r := &b.Events[i]
+		ev := r.Event
+		typ := eventType(ev)
+		switch {
+		case ev == nil || len(ev.GetId()) != 16 || ev.GetAggregate() == "" || len(ev.GetAggregate()) > 255 || ev.GetVersion() == 0 || typ == "":
+			bad = append(bad, quarantined{pos: r.Position, reason: "envelope lacks an id, aggregate, version or payload", raw: r.Raw})
+			continue
+		}
+		payload := r.Raw
+		if payload == nil {
+			// Not read from the stream: store the envelope as the stream would,
+			// without the version and seq the append script assigns.
+			c := proto.CloneOf(ev)
+			c.Version, c.Seq = 0, 0
+			var err error
+			if payload, err = proto.Marshal(c); err != nil {
+				bad = append(bad, quarantined{pos: r.Position, reason: "envelope cannot be encoded: " + err.Error()})
+				continue
+			}
+		}
+		rows = append(rows, archived{
+			pos: r.Position, id: ev.GetId(), aggregate: ev.GetAggregate(), version: ev.GetVersion(), seq: ev.GetSeq(),
+			eventType: typ, occurredAt: time.UnixMilli(ev.GetOccurredAtMs()).UTC(), payload: payload,
+		})
+	}
+	for _, de := range b.Skipped {
+		bad = append(bad, quarantined{pos: de.Position, reason: undecodablePrefix + de.Err.Error(), raw: de.Raw})
+	}
+	return rows, bad
+}
+
+// eventType returns the name of the envelope's payload message
+// ("MessageSent"), or "" if it has none.
+func eventType(ev *mpimv1.Event) string {
+	if ev == nil {
+		return ""
+	}
+	m := ev.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName("payload"))
+	if fd == nil || fd.Message() == nil {
+		return ""
+	}
+	return string(fd.Message().Name())
+}
+
+// dedupe splits rows into those to archive and duplicates of archived
+// events (by event id or by aggregate and version), to be quarantined.
+func (a *Archiver) dedupe(ctx context.Context, tx *sql.Tx, rows []archived) ([]archived, []quarantined, error) {
+	ids := map[string]bool{}
+	type aggVersion struct {
+		agg string
+		v   uint64
+	}
+	avs := map[aggVersion]bool{}
+	for lo := 0; lo < len(rows); lo += 500 {
+		chunk := rows[lo:min(lo+500, len(rows))]
+		idArgs := make([]any, len(chunk))
+		avArgs := make([]any, 0, 2*len(chunk))
+		for i, r := range chunk {
+			idArgs[i] = r.id
+			avArgs = append(avArgs, r.aggregate, r.version)
+		}
+		if err := scanAll(ctx, tx, "SELECT event_id FROM event_archive WHERE event_id IN ("+placeholders(len(chunk))+")", idArgs,
+			func(rows *sql.Rows) error {
+				var id []byte
+				err := rows.Scan(&id)
+				ids[string(id)] = true
+				return err
+			}); err != nil {
+			return nil, nil, err
+		}
+		if err := scanAll(ctx, tx, orList("SELECT aggregate, version FROM event_archive WHERE", "aggregate", "version")(len(chunk)), avArgs,
+			func(rows *sql.Rows) error {
+				var av aggVersion
+				err := rows.Scan(&av.agg, &av.v)
+				avs[av] = true
+				return err
+			}); err != nil {
+			return nil, nil, err
+		}
+	}
+	var keep []archived
+	var dups []quarantined
+	for _, r := range rows {
+		av := aggVersion{r.aggregate, r.version}
+		if ids[string(r.id)] || avs[av] {
+			dups = append(dups, quarantined{pos: r.pos, reason: fmt.Sprintf("duplicate of an archived event (id or %s version %d)", r.aggregate, r.version), raw: r.payload})
+			continue
+		}
+		ids[string(r.id)], avs[av] = true, true
+		keep = append(keep, r)
+	}
+	return keep, dups, nil
+}
+
+func scanAll(ctx context.Context, tx *sql.Tx, q string, args []any, scan func(*sql.Rows) error) error {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("mysql: %s: %w", firstWords(q), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("mysql: %s: %w", firstWords(q), err)
+		}
+	}
+	return rows.Err()
+}
+
+// writeQuarantine records entries set aside by projector in partition p.
+func writeQuarantine(ctx context.Context, tx *sql.Tx, projector string, p int, qs []quarantined, maxRows int) error {
+	if len(qs) == 0 {
+		return nil
+	}
+	w := newMultiRow("INSERT INTO "+tQuarantine+" (projector, partition_no, pos_ms, pos_seq, reason, raw, quarantined_at) VALUES ",
+		" ON DUPLICATE KEY UPDATE reason = VALUES(reason)", 7, maxRows, nil)
+	now := time.Now().UTC()
+	for _, q := range qs {
+		raw := q.raw
+		if raw == nil {
+			raw = []byte{}
+		}
+		if err := w.add(ctx, tx, projector, p, q.pos.Ms, q.pos.Seq, truncateRunes(q.reason, 1024), raw, now); err != nil {
+			return err
+		}
+	}
+	return w.flush(ctx, tx)
+}
+
+// ReadArchive returns up to limit archived entries of partition p after
+// position after (exclusive), in log order, like eventstore's ReadPartition:
+// each event as the stream gave it (envelope decoded from the stored bytes,
+// version and seq filled in, Raw the stored bytes). An entry the archiver
+// quarantined ends the result: ReadArchive returns the events before it with
+// a *eventstore.DecodeError for it, so a reader can skip it (read again after
+// its position). An empty result means the archive holds nothing after
+// after; see ArchiveHead for how far it is complete.
+func ReadArchive(ctx context.Context, db *sql.DB, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
+	if limit <= 0 {
+		return nil, errors.New("mysql: read limit must be positive")
+	}
+	const range_ = " AND (pos_ms > ? OR (pos_ms = ? AND pos_seq > ?)) ORDER BY pos_ms, pos_seq LIMIT ?"
+	rows, err := db.QueryContext(ctx, "SELECT pos_ms, pos_seq, version, seq, payload FROM event_archive WHERE partition_no = ?"+range_,
+		p, after.Ms, after.Ms, after.Seq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+	}
+	out := make([]eventstore.Recorded, 0, min(limit, 1024))
+	err = func() error {
+		defer rows.Close()
+		for rows.Next() {
+			r := eventstore.Recorded{Partition: p}
+			var version, seq uint64
+			if err := rows.Scan(&r.Position.Ms, &r.Position.Seq, &version, &seq, &r.Raw); err != nil {
+				return err
+			}
+			ev := new(mpimv1.Event)
+			if err := proto.Unmarshal(r.Raw, ev); err != nil {
+				return &eventstore.DecodeError{Partition: p, Position: r.Position, Raw: r.Raw, Err: err}
+			}
+			ev.Version, ev.Seq = version, seq
+			r.Event = ev
+			out = append(out, r)
+		}
+		return rows.Err()
+	}()
+	var de *eventstore.DecodeError
+	if errors.As(err, &de) {
+		return out, de
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+	}
+	// Quarantined entries interleave by position.
+	var q struct {
+		pos    eventstore.Position
+		reason string
+		raw    []byte
+	}
+	err = db.QueryRowContext(ctx, "SELECT pos_ms, pos_seq, reason, raw FROM "+tQuarantine+" WHERE projector = ? AND partition_no = ?"+range_,
+		ArchiveName, p, after.Ms, after.Ms, after.Seq, 1).Scan(&q.pos.Ms, &q.pos.Seq, &q.reason, &q.raw)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return out, nil
+	case err != nil:
+		return nil, fmt.Errorf("mysql: reading archive quarantine of partition %d: %w", p, err)
+	}
+	i, _ := slices.BinarySearchFunc(out, q.pos, func(r eventstore.Recorded, pos eventstore.Position) int { return r.Position.Compare(pos) })
+	if i == len(out) && len(out) == limit {
+		return out, nil // the quarantined entry comes after this page
+	}
+	return out[:i], &eventstore.DecodeError{Partition: p, Position: q.pos, Raw: q.raw, Err: errors.New(strings.TrimPrefix(q.reason, undecodablePrefix))}
+}
+
+// ArchiveHead returns the archiver's checkpoint of partition p: every entry
+// of the partition up to it is in the archive (or its quarantine), and the
+// log may be trimmed below it. The zero Position means nothing is archived.
+func ArchiveHead(ctx context.Context, db *sql.DB, p int) (eventstore.Position, error) {
+	var text string
+	err := db.QueryRowContext(ctx, "SELECT position FROM projector_checkpoints WHERE projector = ? AND partition_no = ?", ArchiveName, p).Scan(&text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return eventstore.Position{}, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, fmt.Errorf("mysql: reading archive head of partition %d: %w", p, err)
+	}
+	return eventstore.ParsePosition(text)
+}

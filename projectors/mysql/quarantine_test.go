@@ -1,0 +1,138 @@
+package mysql
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/proto/codec"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/oklog/ulid/v2"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// appendRaw appends one event to aggregate agg with no expected version.
+func appendRaw(t *testing.T, env *logEnv, agg string, e domain.Event) {
+	t.Helper()
+	ev, err := codec.Envelope(codec.Meta{ID: ulid.Make(), Aggregate: agg, OccurredAt: time.Now()}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.store.Append(context.Background(), eventstore.AppendRequest{
+		Streams: []eventstore.StreamAppend{{Aggregate: agg, Expected: eventstore.Any, Events: []*mpimv1.Event{ev}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
+	ctx := context.Background()
+	env := newLogEnv(t, 1)
+	a, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	xadd := func(values ...string) {
+		t.Helper()
+		if err := env.rdb.XAdd(ctx, &redis.XAddArgs{Stream: env.streamKey(0), Values: values}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Garbage, and an entry without the fields the store writes.
+	xadd("v", "1", "s", "0", "d", "\xff\xfe garbage")
+	xadd("x", "y")
+	// An event type from a newer writer: the envelope parses, its payload is
+	// unknown. It is alice's next event, so her version moves past it.
+	head := env.prefix + "{p0}:h:" + string(a)
+	v, err := env.rdb.HIncrBy(ctx, head, "v", 1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ulid.Make()
+	raw, err := proto.Marshal(&mpimv1.Event{Id: id[:], Aggregate: string(a), OccurredAtMs: time.Now().UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = protowire.AppendTag(raw, 999, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, []byte("from the future"))
+	xadd("v", "2", "s", "0", "d", string(raw))
+	if v != 2 {
+		t.Fatalf("alice's head is at %d", v)
+	}
+	// Events that decode but make no sense for the read model.
+	stranger := domain.UserID("u/" + ulid.Make().String())
+	appendRaw(t, env, string(stranger), domain.ProfileUpdated{DisplayName: "ghost"})
+	bob, err := env.svc.Register(ctx, "bob", passwordHash, "Bob", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := domain.DirectConversation(a, bob)
+	appendRaw(t, env, string(conv), domain.MessageRecalled{Seq: 99, By: a, Sender: a})
+	// Good events after all that.
+	appendRaw(t, env, string(a), domain.ProfileUpdated{DisplayName: "Alice 2"})
+	sent, err := env.svc.Send(ctx, command.Actor{User: a}, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "still works"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db := openTestDB(t)
+	rm := testReadModel(t, db, Config{})
+	w := &watched{Projector: rm}
+	project(t, env.store, w, rm.Checkpoints)
+	w.check(t)
+
+	reasons := dumpTable(t, db, tQuarantine, "WHERE projector = 'mysql'", "quarantined_at", "raw", "pos_ms", "pos_seq", "partition_no")
+	want := []string{"undecodable entry", "lacks fields", "unknown event type", "unknown user " + string(stranger), "message 99 of " + string(conv) + " does not exist"}
+	if len(reasons) != len(want) {
+		t.Errorf("quarantine has %d rows, want %d: %v", len(reasons), len(want), reasons)
+	}
+	for _, w := range want {
+		found := false
+		for _, r := range reasons {
+			found = found || strings.Contains(r, w)
+		}
+		if !found {
+			t.Errorf("no quarantine reason mentions %q: %v", w, reasons)
+		}
+	}
+	var name string
+	var version uint64
+	if err := db.QueryRow("SELECT display_name, version FROM users WHERE user_id = ?", string(a)).Scan(&name, &version); err != nil {
+		t.Fatal(err)
+	}
+	if name != "Alice 2" || version != 3 {
+		t.Errorf("alice is %q at version %d, want \"Alice 2\" at 3", name, version)
+	}
+	if n := count(t, db, tMessages, "conversation_id = ? AND seq = ?", string(conv), sent.Seq); n != 1 {
+		t.Errorf("the message after the bad entries was not projected")
+	}
+
+	// The archiver sets the same undecodable entries aside, and a rebuild
+	// reading them back from the archive quarantines the same events.
+	arch := testArchiver(t, db, ArchiverConfig{})
+	project(t, env.store, arch, archiveCheckpoints(db, 1))
+	if n := count(t, db, tQuarantine, "projector = 'archive'"); n != 3 {
+		t.Errorf("archive quarantined %d entries, want 3", n)
+	}
+	before := modelDigest(t, db)
+	last := heads(ctx, t, env.store)[0]
+	if err := env.rdb.XTrimMinID(ctx, env.streamKey(0), eventstore.Position{Ms: last.Ms, Seq: last.Seq + 1}.String()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rebuild(ctx, db, env.store, RebuildOptions{BatchSize: 3}); err != nil {
+		t.Fatal(err)
+	}
+	after := modelDigest(t, db)
+	for tbl, rows := range before {
+		if hash(rows) != hash(after[tbl]) {
+			t.Errorf("table %s changed by a rebuild from the archive:\n%v\n%v", tbl, rows, after[tbl])
+		}
+	}
+}
