@@ -28,6 +28,10 @@ func (s *Service) Contact(ctx context.Context, actor Actor, other domain.UserID,
 		return Result{}, err
 	}
 	return update(ctx, s, actor, domain.PairKey(a, other), domain.RelationshipID(a, other), "",
-		func(evs []domain.Event) (*domain.Relationship, error) { return domain.RebuildRelationship(a, other, evs) },
-		func(r *domain.Relationship, now time.Time) ([]domain.Event, error) { return r.Decide(cmd, now, s.policy) })
+		func(evs []domain.Event) (*domain.Relationship, error) {
+			return domain.RebuildRelationship(a, other, evs)
+		},
+		func(r *domain.Relationship, now time.Time) ([]domain.Event, error) {
+			return r.Decide(cmd, now, s.policy)
+		})
 }

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/services.sh
 scripts/genproto.sh --check
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+mapfile -t gofiles < <(find . -name '*.go' -not -path './.git/*')
+unformatted=$(gofmt -l "${gofiles[@]}")
 if [[ -n "$unformatted" ]]; then
 	echo "gofmt needed on:" >&2
 	echo "$unformatted" >&2

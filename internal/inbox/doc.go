@@ -15,6 +15,8 @@
 //	<prefix>inbox:{<user>}:cursor:<device>   string: a device's cursor (Keys.Cursor)
 //	<prefix>presence:{<user>}                hash: device -> Route (Keys.Presence)
 //	<prefix>notify:{<gateway>}               pub/sub channel of one gateway (Keys.Notify)
+//	<prefix>lastseen:{<user>}                string: when the user was last seen (Keys.LastSeen)
+//	<prefix>signal:{<gateway>}               pub/sub channel of ephemeral signals (Keys.Signal)
 //
 // Inbox. Written only by the inbox projector: one XADD per event the user
 // must receive (see projectors/inbox for who receives what), with the fields
@@ -31,8 +33,11 @@
 // partitions interleave in projection order.
 //
 // A device whose cursor is older than the window has lost entries: the
-// gateway detects it with XINFO STREAM (max-deleted-entry-id greater than the
-// cursor) and tells the client to sync history by conversation seq instead.
+// gateway detects it with XINFO STREAM (entries-added greater than length,
+// so entries were trimmed, and the cursor before the first entry left) and
+// tells the client to sync history by conversation seq instead. Trimming
+// does not move max-deleted-entry-id (Redis 7.0 moves it on XDEL only), so
+// that field alone never shows a trimmed window.
 //
 // Cursor. Written only by the gateway when a device acknowledges entries:
 // the id of the last inbox entry the device acknowledged, moved forward only
@@ -44,12 +49,14 @@
 // Presence. Written only by the gateway: HSET <device> to the encoded Route
 // (gateway id and expiry) when a device connects and on every heartbeat,
 // PEXPIRE of the whole hash to RouteTTL at the same time, HDEL on a clean
-// disconnect. Redis 7.0 has no per-field expiry, so a route carries its own
-// deadline: a route past its deadline is dead (its gateway stopped
-// heartbeating) and readers ignore it; the gateway may HDEL dead fields. The
-// key itself expires RouteTTL after the last heartbeat of any of the user's
-// devices. Read by the inbox projector (HGETALL per recipient per batch, to
-// pick the gateways to notify) and by the gateway (a friend's presence).
+// disconnect (only of a route naming that gateway: a device that reconnected
+// elsewhere keeps its newer route). Redis 7.0 has no per-field expiry, so a
+// route carries its own deadline: a route past its deadline is dead (its
+// gateway stopped heartbeating) and readers ignore it; the gateway may HDEL
+// dead fields. The key itself expires RouteTTL after the last heartbeat of
+// any of the user's devices. Read by the inbox projector (HGETALL per
+// recipient per batch, to pick the gateways to notify) and by the gateway (a
+// friend's presence).
 //
 // Notify. Published only by the inbox projector, after the batch's inbox
 // entries were written: at most one Notification per gateway per batch,
@@ -60,4 +67,15 @@
 // pushed), never by luck. On Redis Cluster the channel name carries the
 // gateway's hash tag so SPUBLISH/SSUBSCRIBE can be used with the same name.
 // Offline users (no live route) get only the inbox entry.
+//
+// Last seen. Written only by the gateway when a device detaches: the Unix
+// milliseconds of the detach, decimal, moved forward only, with a TTL of the
+// gateway's choosing. Read by the gateway to answer presence queries; a user
+// with a live route is online whatever it says.
+//
+// Signal. Published and subscribed only by gateways (gateway/delivery owns
+// the payload format): ephemeral signals (typing, presence changes) that are
+// not events and are never stored. A gateway publishes at most one message
+// per receiving gateway per signal, to the gateways named by the recipients'
+// live routes. Lost signals are not repaired.
 package inbox

@@ -17,6 +17,8 @@ func TestKeysShareTheUsersHashTag(t *testing.T) {
 		k.Cursor(u, "ph-1"): "t:x:inbox:{u/01HZZZZZZZZZZZZZZZZZZZZZZZ}:cursor:ph-1",
 		k.Presence(u):       "t:x:presence:{u/01HZZZZZZZZZZZZZZZZZZZZZZZ}",
 		k.Notify("gw-1"):    "t:x:notify:{gw-1}",
+		k.LastSeen(u):       "t:x:lastseen:{u/01HZZZZZZZZZZZZZZZZZZZZZZZ}",
+		k.Signal("gw-1"):    "t:x:signal:{gw-1}",
 	} {
 		if key != want {
 			t.Errorf("key %q, want %q", key, want)

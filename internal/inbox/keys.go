@@ -51,3 +51,15 @@ func (k Keys) Presence(user domain.UserID) string {
 func (k Keys) Notify(gateway string) string {
 	return k.prefix + "notify:{" + gateway + "}"
 }
+
+// LastSeen returns the key of the time user was last seen, under the user's
+// hash tag: "<prefix>lastseen:{<user>}".
+func (k Keys) LastSeen(user domain.UserID) string {
+	return k.prefix + "lastseen:{" + string(user) + "}"
+}
+
+// Signal returns the pub/sub channel that carries ephemeral signals (typing,
+// presence changes) to a gateway: "<prefix>signal:{<gateway>}".
+func (k Keys) Signal(gateway string) string {
+	return k.prefix + "signal:{" + gateway + "}"
+}

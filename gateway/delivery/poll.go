@@ -1,0 +1,97 @@
+package delivery
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// pollLoop runs the position check every PollInterval, and at once when
+// the subscriber asks (after subscribing again), until ctx ends.
+func (h *Hub) pollLoop(ctx context.Context) {
+	t := time.NewTicker(h.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-h.pollNow:
+		}
+		if err := h.checkPositions(ctx); err != nil && ctx.Err() == nil {
+			h.m.redisErrors.WithLabelValues("position_check").Inc()
+			h.log.Warn("position check failed; it runs again next interval", "err", err)
+		}
+	}
+}
+
+// checkPositions queues every idle attached device (not queued, not being
+// read, not paused) whose inbox holds an entry after its position: one
+// XRANGE <position> + COUNT 1 per user and position, pipelined.
+func (h *Hub) checkPositions(ctx context.Context) error {
+	type probe struct {
+		key  string
+		from position
+		devs []*Device
+		cmd  *redis.XMessageSliceCmd
+	}
+	type probeKey struct {
+		key  string
+		from position
+	}
+	index := make(map[probeKey]int)
+	var probes []probe
+	for _, d := range h.snapshot() {
+		d.mu.Lock()
+		idle := !d.detached && !d.queued && !d.paused
+		pos := d.pos
+		d.mu.Unlock()
+		if !idle {
+			continue
+		}
+		k := probeKey{d.inboxKey, pos}
+		i, ok := index[k]
+		if !ok {
+			i = len(probes)
+			index[k] = i
+			probes = append(probes, probe{key: k.key, from: pos})
+		}
+		probes[i].devs = append(probes[i].devs, d)
+	}
+	var firstErr error
+	for start := 0; start < len(probes); start += probeBatch {
+		chunk := probes[start:min(start+probeBatch, len(probes))]
+		err := h.pipeline(ctx, func(p redis.Pipeliner) {
+			for i := range chunk {
+				chunk[i].cmd = p.XRangeN(ctx, chunk[i].key, chunk[i].from.rangeAfter(), "+", 1)
+			}
+		})
+		for i := range chunk {
+			pr := &chunk[i]
+			if err == nil {
+				err = pr.cmd.Err()
+			}
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			msgs := pr.cmd.Val()
+			if len(msgs) == 0 {
+				continue
+			}
+			last, ok := parsePosition(msgs[0].ID)
+			if !ok {
+				continue
+			}
+			for _, d := range pr.devs {
+				if h.wake(d, last) {
+					h.m.pollWakes.Inc()
+				}
+			}
+		}
+	}
+	return firstErr
+}

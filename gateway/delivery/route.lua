@@ -1,0 +1,36 @@
+-- route.lua: writes a device's presence route (internal/inbox: Presence).
+--
+-- KEYS[1]  the user's presence hash
+-- ARGV[1]  the device (hash field)
+-- ARGV[2]  this gateway's id
+-- ARGV[3]  the encoded route ("<gateway> <deadline ms>")
+-- ARGV[4]  the hash's TTL, milliseconds
+-- ARGV[5]  now, Unix milliseconds (the gateway's clock, as in the deadlines)
+-- ARGV[6]  "a" on attach (the route is taken whoever held it), "r" on a
+--          heartbeat (a live route of another gateway is left alone: the
+--          device reconnected there)
+--
+-- Other devices' dead routes (deadline reached) are removed on the way.
+-- Result: 1 if the route was written, 0 if another gateway holds it.
+
+local function deadline(v)
+  return tonumber(string.match(v, " (%d+)$")) or 0
+end
+
+local key, device, gateway = KEYS[1], ARGV[1], ARGV[2]
+local now = tonumber(ARGV[5])
+if ARGV[6] == "r" then
+  local cur = redis.call("HGET", key, device)
+  if cur and string.sub(cur, 1, #gateway + 1) ~= gateway .. " " and deadline(cur) > now then
+    return 0
+  end
+end
+redis.call("HSET", key, device, ARGV[3])
+local all = redis.call("HGETALL", key)
+for i = 1, #all, 2 do
+  if all[i] ~= device and deadline(all[i + 1]) <= now then
+    redis.call("HDEL", key, all[i])
+  end
+end
+redis.call("PEXPIRE", key, ARGV[4])
+return 1

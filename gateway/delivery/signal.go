@@ -1,0 +1,195 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/inbox"
+	"github.com/redis/go-redis/v9"
+)
+
+// Signal is an ephemeral signal (typing, presence change): never stored,
+// delivered at most once to devices attached when it arrives.
+type Signal struct {
+	// From is who the signal is about or from (a user id, say); no newline.
+	From string
+	// Kind says what the signal is ("typing"); not empty, no newline.
+	Kind string
+	// Payload is opaque to delivery.
+	Payload []byte
+}
+
+// Signal sends s to every attached device of toUsers, on every gateway: it
+// reads the recipients' presence routes (one pipeline) and publishes one
+// message to each other gateway where a recipient has a live route, listing
+// the recipients there; recipients attached to this gateway get it
+// directly. Offline users get nothing. It fails with a domain EInvalid
+// error for a malformed user id or signal, and EUnavailable when Redis
+// fails (publishes that succeeded stay published).
+func (h *Hub) Signal(ctx context.Context, toUsers []string, s Signal) error {
+	if s.Kind == "" || strings.ContainsRune(s.Kind, '\n') || strings.ContainsRune(s.From, '\n') {
+		return domain.Errorf(domain.EInvalid, "delivery: signal kind %q from %q: kind must be set, neither may hold a newline", s.Kind, s.From)
+	}
+	users, err := userIDs(toUsers)
+	if err != nil || len(users) == 0 {
+		return err
+	}
+	routes := make([]*redis.MapStringStringCmd, len(users))
+	err = h.pipeline(ctx, func(p redis.Pipeliner) {
+		for i, u := range users {
+			routes[i] = p.HGetAll(ctx, h.keys.Presence(u))
+		}
+	})
+	if err != nil {
+		return unavailable("reading presence for a signal", err)
+	}
+	now := h.cfg.Now()
+	byGateway := make(map[string][]domain.UserID)
+	for i, u := range users {
+		if err := routes[i].Err(); err != nil {
+			return unavailable("reading presence for a signal", err)
+		}
+		var gateways []string
+		for _, v := range routes[i].Val() {
+			r, err := inbox.DecodeRoute(v)
+			if err != nil || !r.Live(now) || slices.Contains(gateways, r.Gateway) {
+				continue
+			}
+			gateways = append(gateways, r.Gateway)
+			byGateway[r.Gateway] = append(byGateway[r.Gateway], u)
+		}
+	}
+	if local, ok := byGateway[h.cfg.GatewayID]; ok {
+		delete(byGateway, h.cfg.GatewayID)
+		h.m.signalsIn.Inc()
+		h.deliverSignal(ctx, local, s)
+	}
+	if len(byGateway) == 0 {
+		return nil
+	}
+	pubs := make(map[string]*redis.IntCmd, len(byGateway))
+	err = h.pipeline(ctx, func(p redis.Pipeliner) {
+		for gw, us := range byGateway {
+			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), encodeSignal(us, s))
+		}
+	})
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for gw, c := range pubs {
+		if err := c.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("to gateway %s: %w", gw, err))
+			continue
+		}
+		h.m.signalsOut.Inc()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return unavailable("publishing a signal", err)
+	}
+	return nil
+}
+
+// receiveSignal delivers a signal message from this gateway's channel.
+func (h *Hub) receiveSignal(payload []byte) {
+	h.m.signalsIn.Inc()
+	users, s, err := decodeSignal(payload)
+	if err != nil {
+		h.m.badNotes.Inc()
+		h.log.Warn("ignoring a malformed signal", "err", err)
+		return
+	}
+	h.deliverSignal(context.Background(), users, s)
+}
+
+// deliverSignal gives s to every attached device of users.
+func (h *Hub) deliverSignal(ctx context.Context, users []domain.UserID, s Signal) {
+	var failed []*Device
+	for _, u := range users {
+		for _, d := range h.devicesOf(u) {
+			d.mu.Lock()
+			if !d.detached && d.sink.Signal(s) != nil {
+				failed = append(failed, d)
+			}
+			d.mu.Unlock()
+		}
+	}
+	for _, d := range failed {
+		h.m.sinkFailures.Inc()
+		h.log.Info("detaching a device whose connection refused a signal", "user", d.user, "device", d.id)
+		h.detach(ctx, d, false)
+	}
+}
+
+// encodeSignal returns the payload of a signal message, a format only
+// gateways share: the recipients separated by spaces, From, Kind, each
+// ended by '\n', then the payload.
+func encodeSignal(users []domain.UserID, s Signal) []byte {
+	size := len(s.From) + len(s.Kind) + len(s.Payload) + 3
+	for _, u := range users {
+		size += len(u) + 1
+	}
+	b := make([]byte, 0, size)
+	for i, u := range users {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, u...)
+	}
+	b = append(b, '\n')
+	b = append(b, s.From...)
+	b = append(b, '\n')
+	b = append(b, s.Kind...)
+	b = append(b, '\n')
+	return append(b, s.Payload...)
+}
+
+// decodeSignal parses a payload made by encodeSignal.
+func decodeSignal(b []byte) ([]domain.UserID, Signal, error) {
+	var s Signal
+	line := func() (string, bool) {
+		l, rest, ok := bytes.Cut(b, []byte{'\n'})
+		b = rest
+		return string(l), ok
+	}
+	to, ok1 := line()
+	from, ok2 := line()
+	kind, ok3 := line()
+	if !ok1 || !ok2 || !ok3 || to == "" || kind == "" {
+		return nil, s, errors.New("delivery: signal payload lacks its header")
+	}
+	var users []domain.UserID
+	for u := range strings.SplitSeq(to, " ") {
+		if !domain.UserID(u).Valid() {
+			return nil, s, fmt.Errorf("delivery: signal for malformed user %q", u)
+		}
+		users = append(users, domain.UserID(u))
+	}
+	s.From, s.Kind, s.Payload = from, kind, bytes.Clone(b)
+	return users, s, nil
+}
+
+// userIDs validates and de-duplicates user ids, keeping their order.
+func userIDs(users []string) ([]domain.UserID, error) {
+	out := make([]domain.UserID, 0, len(users))
+	for _, u := range users {
+		id := domain.UserID(u)
+		if !id.Valid() {
+			return nil, domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", u)
+		}
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// unavailable wraps a Redis failure as a domain EUnavailable error.
+func unavailable(what string, err error) error {
+	return fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: %s", what), err)
+}
