@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/mpim/mpim/internal/inbox"
+	"golang.org/x/time/rate"
+)
+
+// Config configures a Server. The zero value of each field takes the default
+// documented next to it, except GatewayID and PublicAddr, which are required.
+type Config struct {
+	// GatewayID names this gateway (ZooKeeper registration, presence routes):
+	// 1 to 64 ASCII letters, digits, '.', '_' and '-'.
+	GatewayID string
+	// PublicAddr is where clients reach this gateway (host:port or a URL);
+	// the dispatcher hands it out.
+	PublicAddr string
+	// Prefix is the deployment's Redis key prefix (the event store's), under
+	// which the cache read models live.
+	Prefix string
+
+	// MaxFrameBytes bounds one client frame (default 64 KiB); a larger one
+	// closes the connection with status 1009.
+	MaxFrameBytes int
+	// SendQueue bounds the frames queued for one connection (default 1024).
+	// A client that does not read fast enough to keep it from filling is
+	// disconnected.
+	SendQueue int
+	// ConnRate and ConnBurst are the token bucket of one connection's
+	// requests (default 50/s, burst 100).
+	ConnRate  rate.Limit
+	ConnBurst int
+	// UserRate and UserBurst are the token bucket of one user's requests
+	// over all of the user's connections to this gateway (default 100/s,
+	// burst 200).
+	UserRate  rate.Limit
+	UserBurst int
+
+	// HeartbeatInterval is how often clients are told to send something
+	// when idle (default 30s).
+	HeartbeatInterval time.Duration
+	// IdleTimeout closes a connection that sent no frame for this long
+	// (default 3 × HeartbeatInterval). It must exceed HeartbeatInterval.
+	IdleTimeout time.Duration
+	// AuthTimeout closes a connection that is not authenticated this long
+	// after it was opened or logged out (default 15s).
+	AuthTimeout time.Duration
+	// RequestTimeout bounds the handling of one request (default 10s).
+	RequestTimeout time.Duration
+	// WriteTimeout bounds the writing of one frame (default 10s); a client
+	// that does not take it in time is disconnected.
+	WriteTimeout time.Duration
+	// DrainGrace is how long Shutdown lets clients leave by themselves after
+	// telling them to go, before it closes their connections (default 5s).
+	DrainGrace time.Duration
+	// ReconnectJitter spreads the reconnects Shutdown asks for: each client
+	// is told to wait a random time below it (default 2s).
+	ReconnectJitter time.Duration
+	// LoadInterval is how often the load is reported to Deps.Load (default 5s).
+	LoadInterval time.Duration
+
+	// TokenTTL is the lifetime of a login token (default 30 days).
+	TokenTTL time.Duration
+	// Argon2 are the password hashing parameters of new hashes (default
+	// argon2id with 19 MiB, 2 passes, 1 lane: the OWASP recommendation).
+	// Existing hashes are verified with the parameters they record.
+	Argon2 Argon2Params
+	// MaxConcurrentHashes bounds the password hashes computed at once
+	// (default: the number of CPUs), so logins cannot starve the gateway.
+	MaxConcurrentHashes int
+
+	// OriginPatterns lists the host patterns (path.Match syntax) of the
+	// browser origins allowed besides the gateway's own host. Clients that
+	// send no Origin header (non-browsers) are always allowed.
+	OriginPatterns []string
+
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Argon2Params are the parameters of argon2id password hashes.
+type Argon2Params struct {
+	Time      uint32 // passes (default 2)
+	MemoryKiB uint32 // memory in KiB (default 19 MiB = 19456)
+	Threads   uint8  // lanes (default 1)
+	SaltBytes uint32 // salt length (default 16)
+	KeyBytes  uint32 // hash length (default 32)
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = 64 << 10
+	}
+	if c.SendQueue == 0 {
+		c.SendQueue = 1024
+	}
+	if c.ConnRate == 0 {
+		c.ConnRate = 50
+	}
+	if c.ConnBurst == 0 {
+		c.ConnBurst = 100
+	}
+	if c.UserRate == 0 {
+		c.UserRate = 100
+	}
+	if c.UserBurst == 0 {
+		c.UserBurst = 200
+	}
+	def(&c.HeartbeatInterval, 30*time.Second)
+	def(&c.IdleTimeout, 3*c.HeartbeatInterval)
+	def(&c.AuthTimeout, 15*time.Second)
+	def(&c.RequestTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.DrainGrace, 5*time.Second)
+	def(&c.ReconnectJitter, 2*time.Second)
+	def(&c.LoadInterval, 5*time.Second)
+	def(&c.TokenTTL, 30*24*time.Hour)
+	if c.Argon2 == (Argon2Params{}) {
+		c.Argon2 = Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1}
+	}
+	if c.Argon2.SaltBytes == 0 {
+		c.Argon2.SaltBytes = 16
+	}
+	if c.Argon2.KeyBytes == 0 {
+		c.Argon2.KeyBytes = 32
+	}
+	if c.MaxConcurrentHashes == 0 {
+		c.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration, with the defaults
+// filled in, at once.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("gateway: "+format, args...))
+		}
+	}
+	check(inbox.ValidGateway(c.GatewayID), "gateway id %q must be 1 to 64 ASCII letters, digits, '.', '_' or '-'", c.GatewayID)
+	check(c.PublicAddr != "", "public address is required")
+	check(c.MaxFrameBytes >= 1<<10 && c.MaxFrameBytes <= 16<<20, "max frame bytes must be 1KiB..16MiB, got %d", c.MaxFrameBytes)
+	check(c.SendQueue >= 1 && c.SendQueue <= 1<<20, "send queue must be 1..1048576, got %d", c.SendQueue)
+	check(c.ConnRate > 0, "connection rate must be positive, got %v", c.ConnRate)
+	check(c.ConnBurst >= 1, "connection burst must be positive, got %d", c.ConnBurst)
+	check(c.UserRate > 0, "user rate must be positive, got %v", c.UserRate)
+	check(c.UserBurst >= 1, "user burst must be positive, got %d", c.UserBurst)
+	check(c.HeartbeatInterval > 0, "heartbeat interval must be positive, got %s", c.HeartbeatInterval)
+	check(c.IdleTimeout > c.HeartbeatInterval, "idle timeout %s must exceed the heartbeat interval %s", c.IdleTimeout, c.HeartbeatInterval)
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"auth timeout", c.AuthTimeout}, {"request timeout", c.RequestTimeout}, {"write timeout", c.WriteTimeout},
+		{"drain grace", c.DrainGrace}, {"reconnect jitter", c.ReconnectJitter}, {"load interval", c.LoadInterval},
+		{"token TTL", c.TokenTTL},
+	} {
+		check(d.d > 0, "%s must be positive, got %s", d.name, d.d)
+	}
+	a := c.Argon2
+	check(a.Time >= 1, "argon2 time must be at least 1, got %d", a.Time)
+	check(a.MemoryKiB >= 8*uint32(a.Threads) && a.MemoryKiB <= 4<<20, "argon2 memory must be 8×threads KiB..4GiB, got %d KiB", a.MemoryKiB)
+	check(a.Threads >= 1, "argon2 threads must be at least 1, got %d", a.Threads)
+	check(a.SaltBytes >= 8 && a.SaltBytes <= 64, "argon2 salt must be 8..64 bytes, got %d", a.SaltBytes)
+	check(a.KeyBytes >= 16 && a.KeyBytes <= 64, "argon2 key must be 16..64 bytes, got %d", a.KeyBytes)
+	check(c.MaxConcurrentHashes >= 1, "max concurrent hashes must be positive, got %d", c.MaxConcurrentHashes)
+	return errors.Join(errs...)
+}

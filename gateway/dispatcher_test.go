@@ -1,0 +1,123 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/gateway"
+	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/internal/coord"
+)
+
+type directory struct {
+	gws []coord.GatewayInfo
+	err error
+}
+
+func (d directory) Gateways(context.Context) ([]coord.GatewayInfo, error) { return d.gws, d.err }
+
+func TestDispatcherHandsOutTheLeastLoadedGateway(t *testing.T) {
+	get := func(dir directory, method string) (int, map[string]string) {
+		rec := httptest.NewRecorder()
+		gateway.NewDispatcher(dir, nil).ServeHTTP(rec, httptest.NewRequest(method, "/dispatch", nil))
+		var body map[string]string
+		json.Unmarshal(rec.Body.Bytes(), &body)
+		return rec.Code, body
+	}
+	code, body := get(directory{gws: []coord.GatewayInfo{{ID: "gw-1", Addr: "ws://a/ws", Load: 10}, {ID: "gw-2", Addr: "ws://b/ws", Load: 3}}}, http.MethodGet)
+	if code != http.StatusOK || body["addr"] != "ws://b/ws" || body["id"] != "gw-2" {
+		t.Fatalf("%d %v", code, body)
+	}
+	if code, body := get(directory{}, http.MethodGet); code != http.StatusServiceUnavailable || body["error"] == "" {
+		t.Fatalf("no gateways: %d %v", code, body)
+	}
+	if code, _ := get(directory{err: errors.New("zk down")}, http.MethodGet); code != http.StatusServiceUnavailable {
+		t.Fatalf("directory down: %d", code)
+	}
+	if code, _ := get(directory{}, http.MethodPost); code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d", code)
+	}
+}
+
+// loads records the loads a server reports.
+type loads struct {
+	mu   sync.Mutex
+	seen []int
+}
+
+func (l *loads) Update(load int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seen = append(l.seen, load)
+	return nil
+}
+
+func (l *loads) last() (int, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.seen) == 0 {
+		return -1, 0
+	}
+	return l.seen[len(l.seen)-1], len(l.seen)
+}
+
+func TestServerReportsItsLoadUntilShutdown(t *testing.T) {
+	l := &loads{}
+	e := newEnv(t, func(c *gateway.Config, d *gateway.Deps) { c.LoadInterval = 10 * time.Millisecond; d.Load = l })
+	e.dial(t, frame.Proto)
+	e.dial(t, frame.JSON)
+	eventually(t, "a load of 2", func() bool { n, _ := l.last(); return n == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e.srv.Shutdown(ctx)
+	_, n := l.last()
+	time.Sleep(50 * time.Millisecond)
+	if _, m := l.last(); m != n {
+		t.Fatalf("load reported after shutdown (%d reports, then %d)", n, m)
+	}
+}
+
+func TestMetricsAreRegistered(t *testing.T) {
+	e := newEnv(t)
+	u := e.login(t, frame.JSON, "olga")
+	ping(t, u.c)
+	fams, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	for _, want := range []string{"mpim_gateway_connections", "mpim_gateway_sessions", "mpim_gateway_frames_in_total",
+		"mpim_gateway_frames_out_total", "mpim_gateway_request_duration_seconds", "mpim_gateway_push_ack_latency_seconds",
+		"mpim_gateway_queue_dropped_frames_total", "mpim_gateway_slow_client_disconnects_total"} {
+		if !names[want] {
+			t.Errorf("metric %s is missing (have %v)", want, names)
+		}
+	}
+	if v := counterValue(t, e.reg, "mpim_gateway_frames_in_total", "type", "ping"); v != 1 {
+		t.Errorf("frames_in{type=ping} = %v", v)
+	}
+	if v := metric(t, e.reg, "mpim_gateway_sessions", "", "").GetGauge().GetValue(); v != 1 {
+		t.Errorf("sessions = %v", v)
+	}
+}
+
+func TestNewRejectsMissingDependencies(t *testing.T) {
+	_, err := gateway.New(gateway.Config{GatewayID: "gw"}, gateway.Deps{})
+	if err == nil {
+		t.Fatal("New without dependencies succeeded")
+	}
+	for _, want := range []string{"public address", "Commands", "DB", "Redis", "Hub"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+}

@@ -1,0 +1,27 @@
+// Package gateway holds client connections: it serves the mpim client
+// protocol (proto/mpim/v1/client.proto, docs/protocol.md) over WebSocket,
+// turns requests into commands of the write side (package command) and
+// queries of the read models (MySQL and the Redis cache), and pushes each
+// authenticated device's inbox through the delivery Hub.
+//
+// A Server accepts connections on Handler (GET /ws); each connection is a
+// session that answers every request with exactly one Response, in order,
+// and writes responses, pushes and signals from one bounded send queue: a
+// client that lets it fill is disconnected, so memory never grows without
+// bound. Frames are encoded by package gateway/frame, in binary protobuf or
+// protobuf JSON as the negotiated subprotocol says.
+//
+// Accounts: passwords are hashed with argon2id (PHC strings; the domain
+// sees only the hash); a login issues a random 32-byte token kept only as
+// its SHA-256 in MySQL's auth_tokens, which resumes the session on any
+// gateway until it expires or the device logs out.
+//
+// Protection: a frame size limit (close 1009), per-connection and per-user
+// token buckets (rate_limited errors), an authentication timeout, an idle
+// timeout, and error responses for undecodable or unknown frames, none of
+// which disturbs other connections. Every error a client sees carries a
+// stable code from one table (errorCodes).
+//
+// Dispatcher is the HTTP handler that hands clients the least-loaded
+// gateway; a Server reports its load through a LoadReporter.
+package gateway

@@ -1,0 +1,137 @@
+package gateway_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/gateway/gatewaytest"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// nextPush returns the next push of c and its event, skipping nothing:
+// any other frame fails the test.
+func nextPush(tb testing.TB, c *gatewaytest.Client, enc frame.Encoding) (*mpimv1.Push, *mpimv1.Event) {
+	tb.Helper()
+	f, err := c.Next(testCtx(tb))
+	if err != nil || f.GetPush() == nil {
+		tb.Fatalf("frame %v, %v; want a push", f, err)
+	}
+	p := f.GetPush()
+	ev := p.GetEvent()
+	if enc == frame.Proto {
+		ev = &mpimv1.Event{}
+		if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return p, ev
+}
+
+// nextSync expects the SyncRequired a device without a cursor gets first.
+func nextSync(tb testing.TB, c *gatewaytest.Client) {
+	tb.Helper()
+	f, err := c.Next(testCtx(tb))
+	if err != nil || f.GetSyncRequired() == nil {
+		tb.Fatalf("frame %v, %v; want sync_required", f, err)
+	}
+}
+
+// TestEndToEndDeliveryWithTheRealHub runs the gateway on the real delivery
+// hub and inbox projector: live pushes to every device (the sender's other
+// devices too), acknowledgements that survive a reconnect, typing and
+// presence across the hub.
+func TestEndToEndDeliveryWithTheRealHub(t *testing.T) {
+	encodings(t, func(t *testing.T, enc frame.Encoding) {
+		e := newEnv(t, realDelivery(t))
+		e.runInbox(t)
+		a, b := e.login(t, enc, "amy"), e.login(t, enc, "bob")
+		nextSync(t, a.c)
+		nextSync(t, b.c)
+		a2 := e.dial(t, enc)
+		ok(t, a2, loginReq("amy", "password-amy", "d2"))
+		nextSync(t, a2)
+
+		sent := ok(t, a.c, sendTo(b.id, "hello", "c-1")).GetSend()
+		for _, c := range []*gatewaytest.Client{b.c, a.c, a2} {
+			p, ev := nextPush(t, c, enc)
+			if p.GetType() != "MessageSent" || ev.GetMessageSent().GetText() != "hello" || ev.GetSeq() != sent.GetSeq() ||
+				!bytes.Equal(ev.GetId(), sent.GetEventId()) || p.GetInboxId() == "" {
+				t.Fatalf("push %v (event %v), want the message sent as %v", p, ev, sent)
+			}
+			ok(t, c, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: p.GetInboxId()}})
+		}
+
+		// b reconnects with its token: the acknowledged message is not
+		// pushed again; the next one is.
+		b.c.Close()
+		b2 := e.dial(t, enc)
+		ok(t, b2, resumeReq(b.token))
+		sent2 := ok(t, a.c, sendTo(b.id, "again", "c-2")).GetSend()
+		if p, ev := nextPush(t, b2, enc); ev.GetSeq() != sent2.GetSeq() || ev.GetMessageSent().GetText() != "again" {
+			t.Fatalf("after resume: push %v (event %v), want only the new message", p, ev)
+		}
+
+		// Ephemeral signals and presence go through the hub.
+		ok(t, a.c, &mpimv1.ClientFrame_Typing{Typing: &mpimv1.TypingRequest{ConversationId: sent.GetConversationId()}})
+		if s := nextSignal(t, b2); s.GetFromUserId() != a.id || s.GetKind() != "typing" {
+			t.Fatalf("signal %v", s)
+		}
+		ok(t, a.c, &mpimv1.ClientFrame_RequestFriend{RequestFriend: &mpimv1.RequestFriendRequest{UserId: b.id}})
+		ok(t, b2, &mpimv1.ClientFrame_AcceptFriend{AcceptFriend: &mpimv1.AcceptFriendRequest{UserId: a.id}})
+		e.project(t)
+		ps := ok(t, a.c, &mpimv1.ClientFrame_Presence{Presence: &mpimv1.PresenceRequest{}}).GetPresence().GetUsers()
+		if len(ps) != 1 || ps[0].GetUserId() != b.id || !ps[0].GetOnline() {
+			t.Fatalf("presence %v", ps)
+		}
+	})
+}
+
+// TestConcurrentSendersArriveGaplessAndInOrder has two users send to a third
+// at the same time, over the real hub: the recipient gets every message
+// once, each conversation's seqs 1..n in order.
+func TestConcurrentSendersArriveGaplessAndInOrder(t *testing.T) {
+	const n = 30
+	e := newEnv(t, realDelivery(t))
+	e.runInbox(t)
+	a, b, c := e.login(t, frame.Proto, "ada"), e.login(t, frame.JSON, "bea"), e.login(t, frame.Proto, "cal")
+	nextSync(t, c.c)
+	errs := make(chan error, 2)
+	for _, u := range []*user{a, b} {
+		go func() {
+			for i := range n {
+				r, err := u.c.Call(testCtx(t), sendTo(c.id, u.name+" "+itoa(i), u.name+"-"+itoa(i)))
+				if err == nil && r.GetError() != nil {
+					err = errors.New(r.GetError().GetMessage())
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := map[string]uint64{}
+	var lastInbox string
+	for range 2 * n {
+		p, ev := nextPush(t, c.c, frame.Proto)
+		conv := ev.GetMessageSent().GetConversationId()
+		if ev.GetSeq() != last[conv]+1 {
+			t.Fatalf("conversation %s: seq %d after %d", conv, ev.GetSeq(), last[conv])
+		}
+		last[conv] = ev.GetSeq()
+		lastInbox = p.GetInboxId()
+	}
+	ok(t, c.c, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: lastInbox}})
+	if len(last) != 2 {
+		t.Fatalf("conversations %v", last)
+	}
+}

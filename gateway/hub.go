@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/mpim/mpim/gateway/delivery"
+)
+
+// Hub is per-device delivery from users' inboxes (DESIGN section 5): the
+// gateway attaches each authenticated session to it and forwards the
+// client's acknowledgements. It is the port the gateway consumes;
+// DeliveryHub adapts the real one (*delivery.Hub), and tests may use a fake.
+// Implementations are safe for concurrent use.
+type Hub interface {
+	// Attach starts delivering user's inbox to device through sink, from the
+	// device's cursor, until the returned device is detached. sink is called
+	// from the hub's goroutines (possibly before Attach returns) and must
+	// not block.
+	Attach(ctx context.Context, user, device string, sink Sink) (HubDevice, error)
+	// Signal sends an ephemeral signal to every online device of the users.
+	Signal(ctx context.Context, toUsers []string, s Signal) error
+	// Online returns the presence of each of the users.
+	Online(ctx context.Context, users []string) (map[string]Presence, error)
+}
+
+// HubDevice is one attached device.
+type HubDevice interface {
+	// Ack acknowledges every delivery up to and including inboxID: the
+	// device's cursor moves there.
+	Ack(ctx context.Context, inboxID string) error
+	// Detach stops delivery to the device. clean is true when the client
+	// left on purpose (a close handshake, logout, a drain): the device's
+	// presence route is removed at once rather than left to expire.
+	Detach(ctx context.Context, clean bool)
+}
+
+// The delivery vocabulary is the delivery package's (see its docs).
+type (
+	// Sink receives what the hub delivers to one device; its methods must
+	// not block, and an error makes the hub detach the device.
+	Sink = delivery.Sink
+	// Delivery is one inbox entry delivered to a device.
+	Delivery = delivery.Delivery
+	// Signal is an ephemeral message between users (typing).
+	Signal = delivery.Signal
+	// Presence is a user's online state.
+	Presence = delivery.Presence
+)
+
+// The signal kinds the gateway sends; the payload is the conversation id.
+const (
+	SignalTyping        = "typing"
+	SignalTypingStopped = "typing_stopped"
+)
+
+// DeliveryHub adapts a *delivery.Hub to Hub. The caller runs the hub
+// (delivery.Hub.Run) for as long as the gateway serves.
+func DeliveryHub(h *delivery.Hub) Hub { return deliveryHub{h} }
+
+type deliveryHub struct{ *delivery.Hub }
+
+func (h deliveryHub) Attach(ctx context.Context, user, device string, sink Sink) (HubDevice, error) {
+	d, err := h.Hub.Attach(ctx, user, device, sink)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+var (
+	_ Hub       = deliveryHub{}
+	_ HubDevice = (*delivery.Device)(nil)
+)

@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/mpim/mpim/domain"
+	"golang.org/x/crypto/argon2"
+)
+
+// Password limits. The upper bound keeps a hash request cheap to receive.
+const (
+	minPasswordBytes = 8
+	maxPasswordBytes = 1024
+)
+
+// passwords hashes and verifies passwords with argon2id, at most
+// MaxConcurrentHashes at a time. It is safe for concurrent use.
+type passwords struct {
+	params Argon2Params
+	slots  chan struct{}
+	// dummy is a hash verified when a login names an unknown user, so that
+	// the answer takes as long as for a known one.
+	dummy string
+}
+
+func newPasswords(p Argon2Params, concurrency int) (*passwords, error) {
+	pw := &passwords{params: p, slots: make(chan struct{}, concurrency)}
+	d, err := pw.hash(context.Background(), rand.Text())
+	if err != nil {
+		return nil, err
+	}
+	pw.dummy = d
+	return pw, nil
+}
+
+// checkPassword returns an EInvalid error unless pw is acceptable for a new
+// account.
+func checkPassword(pw string) error {
+	switch {
+	case len(pw) < minPasswordBytes:
+		return domain.Errorf(domain.EInvalid, "gateway: the password must have at least %d bytes", minPasswordBytes)
+	case len(pw) > maxPasswordBytes:
+		return domain.Errorf(domain.ETooLarge, "gateway: the password must have at most %d bytes", maxPasswordBytes)
+	case !utf8.ValidString(pw):
+		return domain.Errorf(domain.EInvalid, "gateway: the password is not valid UTF-8")
+	}
+	return nil
+}
+
+func (p *passwords) acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return domain.Errorf(domain.EUnavailable, "gateway: waiting to hash a password: %v", ctx.Err())
+	}
+}
+
+func (p *passwords) release() { <-p.slots }
+
+// hash returns the PHC string of an argon2id hash of pw with a fresh salt:
+// $argon2id$v=19$m=<KiB>,t=<passes>,p=<lanes>$<salt>$<hash> (unpadded
+// standard base64).
+func (p *passwords) hash(ctx context.Context, pw string) (string, error) {
+	salt := make([]byte, p.params.SaltBytes)
+	if _, err := rand.Read(salt); err != nil {
+		return "", domain.Errorf(domain.EInternal, "gateway: salt: %v", err)
+	}
+	if err := p.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer p.release()
+	a := p.params
+	key := argon2.IDKey([]byte(pw), salt, a.Time, a.MemoryKiB, a.Threads, a.KeyBytes)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, a.MemoryKiB, a.Time, a.Threads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// verify reports whether pw matches the PHC string phc, comparing in
+// constant time. A hash it cannot parse is an EInternal error.
+func (p *passwords) verify(ctx context.Context, phc, pw string) (bool, error) {
+	h, err := parsePHC(phc)
+	if err != nil {
+		return false, err
+	}
+	if err := p.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer p.release()
+	key := argon2.IDKey([]byte(pw), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+	return subtle.ConstantTimeCompare(key, h.key) == 1, nil
+}
+
+type phcHash struct {
+	time, memory uint32
+	threads      uint8
+	salt, key    []byte
+}
+
+// parsePHC parses an argon2id PHC string. The parameters are bounded so a
+// corrupt stored hash cannot make a login allocate without limit.
+func parsePHC(s string) (phcHash, error) {
+	var h phcHash
+	bad := func(why string) (phcHash, error) {
+		return h, domain.Errorf(domain.EInternal, "gateway: stored password hash: %s", why)
+	}
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return bad("not an argon2id PHC string")
+	}
+	var v int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return bad("unsupported version")
+	}
+	var threads uint32
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &h.memory, &h.time, &threads); err != nil {
+		return bad("malformed parameters")
+	}
+	if h.time < 1 || h.time > 64 || threads < 1 || threads > 255 || h.memory < 8*threads || h.memory > 4<<20 {
+		return bad("parameters out of range")
+	}
+	h.threads = uint8(threads)
+	var err error
+	if h.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.salt) < 8 {
+		return bad("malformed salt")
+	}
+	if h.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.key) < 16 || len(h.key) > 64 {
+		return bad("malformed hash")
+	}
+	return h, nil
+}

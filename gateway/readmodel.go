@@ -1,0 +1,461 @@
+package gateway
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/mpim/mpim/domain"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+)
+
+// Page sizes of list queries.
+const (
+	defaultPage = 50
+	maxPage     = 200
+	// maxList bounds the unpaged lists (friends, requests, blocks, groups,
+	// members) so that no query reads without limit.
+	maxList = 5000
+)
+
+// readModel answers queries from the MySQL read models the MySQL projector
+// writes (schema/migrations). They lag the log by the projector's batch:
+// a query right after a command may not see it yet. It is safe for
+// concurrent use.
+type readModel struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// unavailable wraps a database failure.
+func unavailable(what string, err error) error {
+	return domain.Errorf(domain.EUnavailable, "gateway: %s: %v", what, err)
+}
+
+// query runs a query and calls scan for every row.
+func (r *readModel) query(ctx context.Context, what string, scan func(*sql.Rows) error, q string, args ...any) error {
+	rows, err := r.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return unavailable(what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return unavailable(what, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable(what, err)
+	}
+	return nil
+}
+
+// profile returns user's profile row, or nil.
+func (r *readModel) profile(ctx context.Context, user domain.UserID) (*mpimv1.Profile, error) {
+	p := &mpimv1.Profile{UserId: string(user)}
+	err := r.db.QueryRowContext(ctx, "SELECT username, display_name, avatar_url FROM users WHERE user_id = ?", string(user)).
+		Scan(&p.Username, &p.DisplayName, &p.AvatarUrl)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, unavailable("reading a profile", err)
+	}
+	return p, nil
+}
+
+// friends returns user's friends with their profiles, by user id.
+func (r *readModel) friends(ctx context.Context, user domain.UserID) ([]*mpimv1.Profile, error) {
+	var out []*mpimv1.Profile
+	err := r.query(ctx, "listing friends", func(rows *sql.Rows) error {
+		p := &mpimv1.Profile{}
+		out = append(out, p)
+		return rows.Scan(&p.UserId, &p.Username, &p.DisplayName, &p.AvatarUrl)
+	}, "SELECT f.friend_id, COALESCE(u.username, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, '')"+
+		" FROM friendships f LEFT JOIN users u ON u.user_id = f.friend_id WHERE f.user_id = ? ORDER BY f.friend_id LIMIT ?",
+		string(user), maxList)
+	return out, err
+}
+
+// friendRequests returns the pending requests to and from user.
+func (r *readModel) friendRequests(ctx context.Context, user domain.UserID) (*mpimv1.FriendRequestList, error) {
+	out := &mpimv1.FriendRequestList{}
+	list := func(dst *[]*mpimv1.PendingFriendRequest, mine, other string) error {
+		return r.query(ctx, "listing friend requests", func(rows *sql.Rows) error {
+			p := &mpimv1.PendingFriendRequest{User: &mpimv1.Profile{}}
+			var at time.Time
+			if err := rows.Scan(&p.FromUserId, &p.ToUserId, &p.Message, &at, &p.User.Username, &p.User.DisplayName, &p.User.AvatarUrl); err != nil {
+				return err
+			}
+			p.CreatedAtMs = at.UnixMilli()
+			if mine == "to_user" {
+				p.User.UserId = p.FromUserId
+			} else {
+				p.User.UserId = p.ToUserId
+			}
+			*dst = append(*dst, p)
+			return nil
+		}, "SELECT r.from_user, r.to_user, r.message, r.updated_at,"+
+			" COALESCE(u.username, ''), COALESCE(u.display_name, ''), COALESCE(u.avatar_url, '')"+
+			" FROM friend_requests r LEFT JOIN users u ON u.user_id = r."+other+
+			" WHERE r."+mine+" = ? AND r.status = 'pending' ORDER BY r.updated_at, r."+other+" LIMIT ?", string(user), maxList)
+	}
+	if err := list(&out.Incoming, "to_user", "from_user"); err != nil {
+		return nil, err
+	}
+	if err := list(&out.Outgoing, "from_user", "to_user"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// blocks returns the users user blocks.
+func (r *readModel) blocks(ctx context.Context, user domain.UserID) ([]string, error) {
+	var out []string
+	err := r.query(ctx, "listing blocks", func(rows *sql.Rows) error {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return err
+		}
+		out = append(out, b)
+		return nil
+	}, "SELECT blocked FROM blocks WHERE blocker = ? ORDER BY blocked LIMIT ?", string(user), maxList)
+	return out, err
+}
+
+// groupCols are the chat_groups columns scanGroup reads, prefixed "g.".
+const groupCols = "g.group_id, g.name, g.owner_id, g.is_open, g.member_count, g.created_at, g.dissolved_at"
+
+func scanGroup(rows interface{ Scan(...any) error }, extra ...any) (*mpimv1.GroupSummary, error) {
+	g := &mpimv1.GroupSummary{}
+	var created time.Time
+	var dissolved sql.NullTime
+	if err := rows.Scan(append([]any{&g.GroupId, &g.Name, &g.OwnerId, &g.Open, &g.MemberCount, &created, &dissolved}, extra...)...); err != nil {
+		return nil, err
+	}
+	g.ConversationId = string(domain.GroupConversation(domain.GroupID(g.GroupId)))
+	g.CreatedAtMs = created.UnixMilli()
+	g.Dissolved = dissolved.Valid
+	return g, nil
+}
+
+// myGroups returns the groups user is a member of, by group id.
+func (r *readModel) myGroups(ctx context.Context, user domain.UserID) ([]*mpimv1.GroupSummary, error) {
+	var out []*mpimv1.GroupSummary
+	err := r.query(ctx, "listing groups", func(rows *sql.Rows) error {
+		var role string
+		g, err := scanGroup(rows, &role)
+		if err != nil {
+			return err
+		}
+		g.MyRole = roleOf(role)
+		out = append(out, g)
+		return nil
+	}, "SELECT "+groupCols+", m.role FROM group_members m JOIN chat_groups g ON g.group_id = m.group_id"+
+		" WHERE m.user_id = ? ORDER BY g.group_id LIMIT ?", string(user), maxList)
+	return out, err
+}
+
+// groupMembers returns a group and its members, for a member of the group
+// or anybody if the group is open (ENotMember otherwise; ENotFound for no
+// such group).
+func (r *readModel) groupMembers(ctx context.Context, user domain.UserID, group domain.GroupID) (*mpimv1.GroupMembers, error) {
+	if !group.Valid() {
+		return nil, domain.Errorf(domain.EInvalid, "gateway: invalid group id %q", group)
+	}
+	g, err := scanGroup(r.db.QueryRowContext(ctx, "SELECT "+groupCols+" FROM chat_groups g WHERE g.group_id = ?", string(group)))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, domain.Errorf(domain.ENotFound, "gateway: group %s not found", group)
+	case err != nil:
+		return nil, unavailable("reading a group", err)
+	}
+	out := &mpimv1.GroupMembers{Group: g}
+	now := r.now()
+	err = r.query(ctx, "listing members", func(rows *sql.Rows) error {
+		m := &mpimv1.GroupMember{}
+		var role string
+		var until sql.NullTime
+		var joined time.Time
+		if err := rows.Scan(&m.UserId, &m.Username, &m.DisplayName, &role, &m.Muted, &until, &joined); err != nil {
+			return err
+		}
+		m.Role, m.JoinedAtMs = roleOf(role), joined.UnixMilli()
+		if until.Valid {
+			m.Muted = m.Muted && now.Before(until.Time)
+			if m.Muted {
+				m.MutedUntilMs = until.Time.UnixMilli()
+			}
+		}
+		if m.UserId == string(user) {
+			g.MyRole = m.Role
+		}
+		out.Members = append(out.Members, m)
+		return nil
+	}, "SELECT m.user_id, COALESCE(u.username, ''), COALESCE(u.display_name, ''), m.role, m.muted, m.muted_until, m.joined_at"+
+		" FROM group_members m LEFT JOIN users u ON u.user_id = m.user_id WHERE m.group_id = ? ORDER BY m.user_id LIMIT ?",
+		string(group), maxList)
+	if err != nil {
+		return nil, err
+	}
+	if g.MyRole == mpimv1.Role_ROLE_UNSPECIFIED && !g.Open {
+		return nil, domain.Errorf(domain.ENotMember, "gateway: %s is not a member of %s", user, group)
+	}
+	return out, nil
+}
+
+// isMember reports whether user is a member of group.
+func (r *readModel) isMember(ctx context.Context, group domain.GroupID, user domain.UserID) (bool, error) {
+	var one int
+	err := r.db.QueryRowContext(ctx, "SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?", string(group), string(user)).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, unavailable("reading a membership", err)
+	}
+	return true, nil
+}
+
+// epoch stands for a NULL last_message_at in the conversation list's order.
+var epoch = time.Unix(0, 0).UTC()
+
+// conversations returns a page of user's conversation list, most recent
+// first, with titles.
+func (r *readModel) conversations(ctx context.Context, user domain.UserID, q *mpimv1.ConversationsRequest) (*mpimv1.ConversationList, error) {
+	limit := pageSize(q.GetLimit())
+	sqlq := "SELECT conversation_id, last_seq, last_message_at, last_sender, last_preview, read_seq, unread_count" +
+		" FROM user_conversations WHERE user_id = ?"
+	args := []any{string(user)}
+	if q.GetBeforeMs() != 0 || q.GetBeforeConversationId() != "" {
+		before := time.UnixMilli(q.GetBeforeMs()).UTC()
+		sqlq += " AND (COALESCE(last_message_at, ?) < ? OR (COALESCE(last_message_at, ?) = ? AND conversation_id < ?))"
+		args = append(args, epoch, before, epoch, before, q.GetBeforeConversationId())
+	}
+	sqlq += " ORDER BY last_message_at DESC, conversation_id DESC LIMIT ?"
+	args = append(args, limit+1)
+	out := &mpimv1.ConversationList{}
+	err := r.query(ctx, "listing conversations", func(rows *sql.Rows) error {
+		c := &mpimv1.ConversationSummary{}
+		var at sql.NullTime
+		if err := rows.Scan(&c.ConversationId, &c.LastSeq, &at, &c.LastSenderId, &c.LastPreview, &c.ReadSeq, &c.UnreadCount); err != nil {
+			return err
+		}
+		if at.Valid {
+			c.LastMessageAtMs = at.Time.UnixMilli()
+		}
+		out.Conversations = append(out.Conversations, c)
+		return nil
+	}, sqlq, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Conversations) > limit {
+		out.Conversations, out.HasMore = out.Conversations[:limit], true
+	}
+	return out, r.titles(ctx, user, out.Conversations)
+}
+
+// titles fills in the peer or group and the title of each conversation.
+func (r *readModel) titles(ctx context.Context, me domain.UserID, convs []*mpimv1.ConversationSummary) error {
+	var users, groups []any
+	for _, c := range convs {
+		conv := domain.ConversationID(c.ConversationId)
+		if g, ok := conv.Group(); ok {
+			c.GroupId = string(g)
+			groups = append(groups, c.GroupId)
+		} else if a, b, ok := conv.Members(); ok {
+			c.PeerUserId = string(a)
+			if a == me {
+				c.PeerUserId = string(b)
+			}
+			users = append(users, c.PeerUserId)
+		}
+	}
+	names := map[string]string{}
+	scan := func(rows *sql.Rows) error {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return err
+		}
+		names[id] = name
+		return nil
+	}
+	if len(users) > 0 {
+		if err := r.query(ctx, "reading names", scan, "SELECT user_id, IF(display_name = '', username, display_name) FROM users WHERE user_id IN ("+
+			placeholders(len(users))+")", users...); err != nil {
+			return err
+		}
+	}
+	if len(groups) > 0 {
+		if err := r.query(ctx, "reading names", scan, "SELECT group_id, name FROM chat_groups WHERE group_id IN ("+
+			placeholders(len(groups))+")", groups...); err != nil {
+			return err
+		}
+	}
+	for _, c := range convs {
+		c.Title = names[c.PeerUserId+c.GroupId]
+	}
+	return nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+func pageSize(limit uint32) int {
+	switch {
+	case limit == 0:
+		return defaultPage
+	case limit > maxPage:
+		return maxPage
+	}
+	return int(limit)
+}
+
+// history returns a page of a conversation's messages for user, who must be
+// one of a direct conversation's pair (EForbidden) or a member of a group's
+// (ENotMember). Messages user deleted for themself come without content.
+func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.HistoryRequest) (*mpimv1.History, error) {
+	conv := domain.ConversationID(q.GetConversationId())
+	if !conv.Valid() {
+		return nil, domain.Errorf(domain.EInvalid, "gateway: invalid conversation id %q", conv)
+	}
+	if err := r.canRead(ctx, user, conv); err != nil {
+		return nil, err
+	}
+	limit := pageSize(q.GetLimit())
+	forward := q.GetDirection() == mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD
+	sqlq := "SELECT m.seq, m.event_id, m.sender_id, m.device_id, m.client_msg_id, m.kind, m.body, m.attachment," +
+		" m.sent_at, m.edited_at, m.recalled_at, d.seq IS NOT NULL FROM messages m" +
+		" LEFT JOIN message_deletions d ON d.user_id = ? AND d.conversation_id = m.conversation_id AND d.seq = m.seq" +
+		" WHERE m.conversation_id = ?"
+	args := []any{string(user), string(conv)}
+	switch {
+	case forward:
+		sqlq += " AND m.seq > ? ORDER BY m.seq ASC LIMIT ?"
+		args = append(args, q.GetFromSeq())
+	case q.GetFromSeq() > 0:
+		sqlq += " AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+		args = append(args, q.GetFromSeq())
+	default:
+		sqlq += " ORDER BY m.seq DESC LIMIT ?"
+	}
+	args = append(args, limit+1)
+	out := &mpimv1.History{ConversationId: string(conv)}
+	err := r.query(ctx, "reading history", func(rows *sql.Rows) error {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return err
+		}
+		out.Messages = append(out.Messages, m)
+		return nil
+	}, sqlq, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Messages) > limit {
+		out.Messages, out.HasMore = out.Messages[:limit], true
+	}
+	if !forward {
+		for i, j := 0, len(out.Messages)-1; i < j; i, j = i+1, j-1 {
+			out.Messages[i], out.Messages[j] = out.Messages[j], out.Messages[i]
+		}
+	}
+	return out, nil
+}
+
+// canRead checks that user may read conv's history.
+func (r *readModel) canRead(ctx context.Context, user domain.UserID, conv domain.ConversationID) error {
+	if g, ok := conv.Group(); ok {
+		member, err := r.isMember(ctx, g, user)
+		if err != nil {
+			return err
+		}
+		if !member {
+			return domain.Errorf(domain.ENotMember, "gateway: %s is not a member of %s", user, g)
+		}
+		return nil
+	}
+	if a, b, _ := conv.Members(); user != a && user != b {
+		return domain.Errorf(domain.EForbidden, "gateway: %s is not in %s", user, conv)
+	}
+	return nil
+}
+
+// attachmentDoc is the JSON form of an attachment in messages.attachment,
+// as the MySQL projector writes it.
+type attachmentDoc struct {
+	URL    string            `json:"url"`
+	Mime   string            `json:"mime,omitempty"`
+	Size   int64             `json:"size,omitempty"`
+	Name   string            `json:"name,omitempty"`
+	Width  int32             `json:"width,omitempty"`
+	Height int32             `json:"height,omitempty"`
+	Meta   map[string]string `json:"meta,omitempty"`
+}
+
+func scanMessage(rows *sql.Rows) (*mpimv1.ChatMessage, error) {
+	m := &mpimv1.ChatMessage{}
+	var kind string
+	var att sql.NullString
+	var sent time.Time
+	var edited, recalled sql.NullTime
+	if err := rows.Scan(&m.Seq, &m.EventId, &m.SenderId, &m.DeviceId, &m.ClientMsgId, &kind, &m.Text, &att,
+		&sent, &edited, &recalled, &m.Deleted); err != nil {
+		return nil, err
+	}
+	m.Kind, m.SentAtMs = kindOf(kind), sent.UnixMilli()
+	if edited.Valid {
+		m.EditedAtMs = edited.Time.UnixMilli()
+	}
+	if recalled.Valid {
+		m.RecalledAtMs = recalled.Time.UnixMilli()
+	}
+	if m.Deleted {
+		// Only the position stays: the user deleted it for themself.
+		return &mpimv1.ChatMessage{Seq: m.Seq, EventId: m.EventId, SentAtMs: m.SentAtMs, Deleted: true}, nil
+	}
+	if att.Valid && !recalled.Valid {
+		var d attachmentDoc
+		if err := json.Unmarshal([]byte(att.String), &d); err != nil {
+			return nil, err
+		}
+		m.Attachment = &mpimv1.Attachment{Url: d.URL, Mime: d.Mime, Size: d.Size, Name: d.Name, Width: d.Width, Height: d.Height, Meta: d.Meta}
+	}
+	if recalled.Valid {
+		m.Text = ""
+	}
+	return m, nil
+}
+
+// roleOf maps the group_members.role enum.
+func roleOf(s string) mpimv1.Role {
+	switch s {
+	case "owner":
+		return mpimv1.Role_ROLE_OWNER
+	case "admin":
+		return mpimv1.Role_ROLE_ADMIN
+	case "member":
+		return mpimv1.Role_ROLE_MEMBER
+	}
+	return mpimv1.Role_ROLE_UNSPECIFIED
+}
+
+// kindOf maps the messages.kind enum.
+func kindOf(s string) mpimv1.MessageKind {
+	switch s {
+	case "text":
+		return mpimv1.MessageKind_MESSAGE_KIND_TEXT
+	case "image":
+		return mpimv1.MessageKind_MESSAGE_KIND_IMAGE
+	case "file":
+		return mpimv1.MessageKind_MESSAGE_KIND_FILE
+	case "custom":
+		return mpimv1.MessageKind_MESSAGE_KIND_CUSTOM
+	}
+	return mpimv1.MessageKind_MESSAGE_KIND_UNSPECIFIED
+}

@@ -1,0 +1,259 @@
+package gateway
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Deps are the services a Server uses. Commands, DB, Redis and Hub are
+// required.
+type Deps struct {
+	// Commands is the write side.
+	Commands *command.Service
+	// DB holds the MySQL read models and auth_tokens; it must scan DATETIME
+	// into time.Time (parseTime=true, as projectors/mysql.OpenDB opens it).
+	DB *sql.DB
+	// Redis holds the cache read models (internal/cachekeys).
+	Redis redis.UniversalClient
+	// Hub delivers inboxes to devices.
+	Hub Hub
+	// Registerer receives the gateway's metrics (default: a private
+	// registry, so nothing is registered globally).
+	Registerer prometheus.Registerer
+	// Logger is the gateway's logger (default: discard).
+	Logger *slog.Logger
+	// Load, if set, receives the gateway's load (open connections) every
+	// Config.LoadInterval until Shutdown; *coord.Registration implements it.
+	Load LoadReporter
+}
+
+// LoadReporter publishes a gateway's load for the dispatcher.
+type LoadReporter interface {
+	Update(load int) error
+}
+
+// Server is a gateway: it serves the client protocol over WebSocket
+// (Handler), one session per connection, and drains gracefully (Shutdown).
+// It is safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	hub      Hub
+	api      *api
+	accounts *accounts
+	limits   *userLimits
+	handler  http.Handler
+	loadDone chan struct{}
+	stopLoad context.CancelFunc
+
+	mu       sync.Mutex // guards the fields below
+	sessions map[*session]struct{}
+	draining bool
+	nextConn uint64
+	wg       sync.WaitGroup // sessions
+}
+
+// New returns a Server. It fails if the configuration is invalid (every
+// problem at once) or a dependency is missing.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if deps.Commands == nil {
+		errs = append(errs, errors.New("gateway: Deps.Commands is required"))
+	}
+	if deps.DB == nil {
+		errs = append(errs, errors.New("gateway: Deps.DB is required"))
+	}
+	if deps.Redis == nil {
+		errs = append(errs, errors.New("gateway: Deps.Redis is required"))
+	}
+	if deps.Hub == nil {
+		errs = append(errs, errors.New("gateway: Deps.Hub is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: deps.Logger.With("gateway", cfg.GatewayID), m: m, hub: deps.Hub,
+		api: &api{cmd: deps.Commands, hub: deps.Hub,
+			rm: &readModel{db: deps.DB, now: cfg.Now},
+			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
+		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now}},
+		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
+		sessions: make(map[*session]struct{}),
+		loadDone: make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	s.handler = mux
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopLoad = cancel
+	if deps.Load != nil {
+		go s.reportLoad(ctx, deps.Load)
+	} else {
+		close(s.loadDone)
+	}
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the WebSocket endpoint, GET /ws. A
+// client must negotiate the subprotocol "mpim.v1.proto" or "mpim.v1.json".
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Load returns the number of open connections.
+func (s *Server) Load() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "gateway: shutting down; reconnect through the dispatcher", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:    frame.Subprotocols(),
+		OriginPatterns:  s.cfg.OriginPatterns,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	enc, ok := frame.ForSubprotocol(conn.Subprotocol())
+	if !ok {
+		conn.Close(websocket.StatusPolicyViolation, "negotiate the subprotocol mpim.v1.proto or mpim.v1.json")
+		return
+	}
+	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		conn.Close(websocket.StatusGoingAway, "gateway shutting down")
+		return
+	}
+	s.nextConn++
+	sess := newSession(s, conn, enc, s.log.With("conn", s.nextConn, "remote", r.RemoteAddr))
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.m.connections.Inc()
+	sess.run()
+}
+
+// remove forgets an ended session.
+func (s *Server) remove(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.m.connections.Dec()
+	s.wg.Done()
+}
+
+// Shutdown drains the gateway: it refuses new connections, sends every
+// client a Goaway telling it to reconnect (through the dispatcher), lets
+// clients leave by themselves for Config.DrainGrace while still answering
+// their requests (acknowledgements above all), then writes what is queued
+// for the rest and closes their connections (1001). If ctx ends first it
+// closes every connection at once and returns ctx's error. Call it once;
+// deregister the gateway from the dispatcher first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	sessions := s.snapshotLocked()
+	s.mu.Unlock()
+	s.stopLoad()
+	<-s.loadDone
+
+	all := make(chan struct{})
+	go func() { s.wg.Wait(); close(all) }()
+
+	for _, sess := range sessions {
+		sess.goaway("gateway shutting down", false)
+	}
+	grace := time.NewTimer(s.cfg.DrainGrace)
+	defer grace.Stop()
+	select {
+	case <-all:
+		return nil
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	sessions = s.snapshotLocked()
+	s.mu.Unlock()
+	if ctx.Err() == nil {
+		for _, sess := range sessions {
+			sess.goaway("gateway shutting down", true)
+		}
+		select {
+		case <-all:
+			return nil
+		case <-ctx.Done():
+		}
+	}
+	for _, sess := range sessions {
+		sess.conn.CloseNow()
+	}
+	<-all
+	return ctx.Err()
+}
+
+func (s *Server) snapshotLocked() []*session {
+	out := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		out = append(out, sess)
+	}
+	return out
+}
+
+// reportLoad publishes the load every LoadInterval until ctx ends.
+func (s *Server) reportLoad(ctx context.Context, r LoadReporter) {
+	defer close(s.loadDone)
+	t := time.NewTicker(s.cfg.LoadInterval)
+	defer t.Stop()
+	for {
+		if err := r.Update(s.Load()); err != nil {
+			s.log.Warn("gateway: reporting load", "err", err)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

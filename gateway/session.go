@@ -1,0 +1,686 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/frame"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"golang.org/x/time/rate"
+	"google.golang.org/protobuf/proto"
+)
+
+// Disconnect reasons (the mpim_gateway_disconnects_total label).
+const (
+	reasonClient     = "client_closed"
+	reasonNetwork    = "network"
+	reasonIdle       = "idle"
+	reasonAuth       = "auth_timeout"
+	reasonSlow       = "slow_client"
+	reasonTooLarge   = "frame_too_large"
+	reasonShutdown   = "shutdown"
+	reasonWriteError = "write_failed"
+)
+
+// session is one client connection: it reads frames, answers each request
+// in order, and writes responses and deliveries from one bounded queue.
+//
+// Goroutines: the reader (run, on the HTTP handler's goroutine) decodes and
+// handles requests one at a time, so a client's sends keep their order; the
+// writer drains the queue; the hub calls the Sink methods from its own
+// goroutines. The fields under "reader" are only touched by the reader;
+// those guarded by mu by anyone.
+type session struct {
+	srv  *Server
+	conn *websocket.Conn
+	enc  frame.Encoding
+	log  *slog.Logger // immutable: the writer logs too
+
+	ctx    context.Context // ends when the session ends
+	cancel context.CancelFunc
+
+	wake       chan struct{} // the writer has frames to write (capacity 1)
+	writerDone chan struct{}
+	idle       *time.Timer
+	authTimer  *time.Timer
+	authed     atomic.Bool
+	connLimit  *rate.Limiter
+	acks       ackTimes
+
+	// reader
+	me      *caller
+	userLim *rate.Limiter
+	device  HubDevice
+	readErr error
+
+	mu        sync.Mutex // guards the fields below
+	closing   bool       // no more frames are queued
+	reason    string     // why the session is closing ("" until it is)
+	clean     bool       // the client is leaving on purpose
+	wentAway  bool       // a Goaway was queued
+	gen       uint64     // the current attachment; sinks of older ones are ignored
+	holding   bool       // deliveries wait in held until the login response is queued
+	held      []outFrame
+	queue     []outFrame // frames the writer has not taken yet
+	unwritten int        // frames queued and not written yet (queue and the writer's batch)
+}
+
+// outFrame is one queued frame: a server frame, a delivery (built into a
+// Push by the writer), or the instruction to close after what came before.
+type outFrame struct {
+	frame *mpimv1.ServerFrame
+	push  *Delivery
+	close *closeFrame
+}
+
+type closeFrame struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func newSession(srv *Server, conn *websocket.Conn, enc frame.Encoding, log *slog.Logger) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		srv: srv, conn: conn, enc: enc, log: log, ctx: ctx, cancel: cancel,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		connLimit:  rate.NewLimiter(srv.cfg.ConnRate, srv.cfg.ConnBurst),
+	}
+	s.idle = time.AfterFunc(srv.cfg.IdleTimeout, func() {
+		s.fail(reasonIdle, websocket.StatusPolicyViolation, "idle timeout: send a ping at least every heartbeat interval")
+	})
+	s.authTimer = time.AfterFunc(srv.cfg.AuthTimeout, s.authTimeout)
+	return s
+}
+
+func (s *session) authTimeout() {
+	if !s.authed.Load() {
+		s.fail(reasonAuth, websocket.StatusPolicyViolation, "authentication timeout: log in or resume first")
+	}
+}
+
+// run serves the connection until it ends.
+func (s *session) run() {
+	go s.writer()
+	defer s.end()
+	for {
+		typ, data, err := s.conn.Read(s.ctx)
+		if err != nil {
+			s.readErr = err
+			return
+		}
+		// The client is not idle while its request is handled.
+		s.idle.Stop()
+		s.handle(typ == websocket.MessageBinary, data)
+		s.idle.Reset(s.srv.cfg.IdleTimeout)
+	}
+}
+
+// end releases everything the session holds once the reader has stopped.
+func (s *session) end() {
+	s.idle.Stop()
+	s.authTimer.Stop()
+	s.mu.Lock()
+	s.closing = true
+	reason, clean := s.reason, s.clean
+	s.gen++
+	s.mu.Unlock()
+	if reason == "" {
+		switch st := websocket.CloseStatus(s.readErr); {
+		case errors.Is(s.readErr, websocket.ErrMessageTooBig):
+			reason = reasonTooLarge
+		case st == websocket.StatusNormalClosure || st == websocket.StatusGoingAway:
+			reason, clean = reasonClient, true
+		case st != -1:
+			reason = reasonClient
+		default:
+			reason = reasonNetwork
+		}
+	}
+	s.cancel()
+	<-s.writerDone
+	s.conn.CloseNow()
+	s.detach(clean)
+	s.authTimer.Stop()
+	s.srv.m.disconnects.WithLabelValues(reason).Inc()
+	s.srv.remove(s)
+	s.log.Debug("gateway: connection closed", "reason", reason, "err", s.readErr)
+}
+
+// fail closes the connection with a status and reason, without flushing the
+// queue. The first reason wins.
+func (s *session) fail(reason string, code websocket.StatusCode, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failLocked(reason, code, msg)
+}
+
+func (s *session) failLocked(reason string, code websocket.StatusCode, msg string) {
+	if s.closing {
+		return
+	}
+	s.closing, s.reason = true, reason
+	if reason == reasonSlow {
+		s.srv.m.slowDisconnects.Inc()
+	}
+	// Close sends the close frame and waits for the peer's, for seconds.
+	go s.conn.Close(code, msg)
+}
+
+// enqueueLocked queues f; the caller holds s.mu. The queue holds at most
+// Config.SendQueue frames not yet written; a client that lets it fill does
+// not read fast enough and is disconnected. Deliveries (hold) wait aside
+// while a login response is being prepared.
+func (s *session) enqueueLocked(f outFrame, hold bool) bool {
+	if s.closing {
+		return false
+	}
+	limit := s.srv.cfg.SendQueue
+	if s.holding && hold {
+		if len(s.held) >= limit {
+			s.overflowLocked()
+			return false
+		}
+		s.held = append(s.held, f)
+		return true
+	}
+	if s.unwritten >= limit && f.close == nil {
+		s.overflowLocked()
+		return false
+	}
+	s.queue = append(s.queue, f)
+	s.unwritten++
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (s *session) overflowLocked() {
+	s.srv.m.queueDrops.Inc()
+	s.failLocked(reasonSlow, websocket.StatusPolicyViolation, "send queue full: the client does not read fast enough")
+}
+
+func (s *session) enqueue(f outFrame) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enqueueLocked(f, false)
+}
+
+// writer writes queued frames, in batches taken from the queue, until the
+// session ends or a close is queued. The queue's memory follows its use:
+// an idle session holds no buffer.
+func (s *session) writer() {
+	defer close(s.writerDone)
+	var batch []outFrame
+	for {
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+		for {
+			s.mu.Lock()
+			batch, s.queue = s.queue, batch[:0]
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for i, f := range batch {
+				if f.close != nil {
+					s.conn.Close(f.close.code, f.close.reason)
+					return
+				}
+				err := s.write(f)
+				batch[i] = outFrame{}
+				s.mu.Lock()
+				s.unwritten--
+				s.mu.Unlock()
+				if err != nil {
+					s.mu.Lock()
+					if s.reason == "" {
+						s.reason = reasonWriteError
+					}
+					s.closing = true
+					s.mu.Unlock()
+					s.conn.CloseNow()
+					return
+				}
+				if s.ctx.Err() != nil {
+					return
+				}
+			}
+			if cap(batch) > 256 {
+				batch = nil // let a burst's buffer go
+			}
+		}
+	}
+}
+
+// write encodes and writes one frame.
+func (s *session) write(f outFrame) error {
+	sf, typ := f.frame, "response"
+	if f.push != nil {
+		sf, typ = s.pushFrame(f.push), "push"
+	} else {
+		typ = serverFrameType(sf)
+	}
+	data, err := s.enc.EncodeServer(sf)
+	if err != nil {
+		s.log.Error("gateway: encoding a frame", "type", typ, "err", err)
+		return nil // drop it; the connection is fine
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
+	defer cancel()
+	mt := websocket.MessageText
+	if s.enc.Binary() {
+		mt = websocket.MessageBinary
+	}
+	if f.push != nil && !f.push.Resend {
+		// Before the write: the client may acknowledge before Write returns.
+		s.acks.sent(f.push.InboxID, time.Now())
+	}
+	if err := s.conn.Write(ctx, mt, data); err != nil {
+		return err
+	}
+	s.srv.m.frameOut(typ)
+	return nil
+}
+
+// pushFrame builds the Push of a delivery: the envelope bytes for binary
+// clients, the decoded event for JSON clients.
+func (s *session) pushFrame(d *Delivery) *mpimv1.ServerFrame {
+	p := &mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend}
+	if s.enc.Binary() {
+		p.Envelope = d.Envelope
+	} else {
+		ev := &mpimv1.Event{}
+		if err := proto.Unmarshal(d.Envelope, ev); err != nil {
+			s.log.Error("gateway: undecodable envelope in a delivery", "inbox_id", d.InboxID, "err", err)
+			p.Envelope = d.Envelope
+		} else {
+			p.Event = ev
+		}
+	}
+	return &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Push{Push: p}}
+}
+
+func serverFrameType(f *mpimv1.ServerFrame) string {
+	switch f.GetFrame().(type) {
+	case *mpimv1.ServerFrame_Response:
+		return "response"
+	case *mpimv1.ServerFrame_Push:
+		return "push"
+	case *mpimv1.ServerFrame_Signal:
+		return "signal"
+	case *mpimv1.ServerFrame_SyncRequired:
+		return "sync_required"
+	case *mpimv1.ServerFrame_Goaway:
+		return "goaway"
+	}
+	return "unknown"
+}
+
+var requestOneof = (&mpimv1.ClientFrame{}).ProtoReflect().Descriptor().Oneofs().ByName("request")
+
+// requestType names a frame's request for metrics ("send", "unknown").
+func requestType(f *mpimv1.ClientFrame) string {
+	fd := f.ProtoReflect().WhichOneof(requestOneof)
+	if fd == nil {
+		return "unknown"
+	}
+	return string(fd.Name())
+}
+
+// handle decodes one message and answers it.
+func (s *session) handle(binary bool, data []byte) {
+	start := time.Now()
+	f := &mpimv1.ClientFrame{}
+	var resp *mpimv1.Response
+	var after func()
+	var err error
+	typ := "bad_frame"
+	if derr := s.enc.DecodeClient(binary, data, f); derr != nil {
+		err = domain.Errorf(codeBadFrame, "gateway: %v", derr)
+	} else {
+		typ = requestType(f)
+		resp, after, err = s.dispatch(f)
+	}
+	rm := s.srv.m.request(typ)
+	rm.in.Inc()
+	if err != nil {
+		resp = s.errorResponse(f.GetId(), err)
+	}
+	s.enqueue(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Response{Response: resp}}})
+	if after != nil {
+		after()
+	}
+	rm.duration.Observe(time.Since(start).Seconds())
+}
+
+func (s *session) errorResponse(id uint64, err error) *mpimv1.Response {
+	e, serverFault := clientError(err)
+	var le *limitError
+	if errors.As(err, &le) {
+		e.RetryAfterMs = uint32(max(le.retryAfter.Milliseconds(), 1))
+	}
+	if serverFault {
+		if s.me != nil {
+			s.log.Warn("gateway: request failed", "user", s.me.user, "device", s.me.device, "code", e.Code, "err", err)
+		} else {
+			s.log.Warn("gateway: request failed", "code", e.Code, "err", err)
+		}
+	}
+	s.srv.m.errors.WithLabelValues(e.Code).Inc()
+	return &mpimv1.Response{Id: id, Result: &mpimv1.Response_Error{Error: e}}
+}
+
+// dispatch answers a decoded request. after, if not nil, runs once the
+// response is queued.
+func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after func(), err error) {
+	// Acknowledgements of pushes are driven by the server's own pushes:
+	// they are not rate limited. Any other frame is.
+	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || !s.acks.covers(a.Ack.GetInboxId()) {
+		if !s.connLimit.Allow() {
+			return nil, nil, rateLimited(s.connLimit)
+		}
+		if s.userLim != nil && !s.userLim.Allow() {
+			return nil, nil, rateLimited(s.userLim)
+		}
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
+	defer cancel()
+	r := &mpimv1.Response{Id: f.GetId()}
+	switch q := f.GetRequest().(type) {
+	case nil:
+		return nil, nil, domain.Errorf(codeUnknownRequest, "gateway: the frame holds no request this server knows")
+	case *mpimv1.ClientFrame_Ping:
+		r.Result = &mpimv1.Response_Ping{Ping: &mpimv1.Pong{ServerTimeMs: s.srv.cfg.Now().UnixMilli()}}
+		return r, nil, nil
+	case *mpimv1.ClientFrame_Register:
+		res, err := s.srv.accounts.register(ctx, q.Register)
+		r.Result = &mpimv1.Response_Register{Register: res}
+		return r, nil, err
+	case *mpimv1.ClientFrame_Login:
+		if s.me != nil {
+			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
+		}
+		id, token, profile, err := s.srv.accounts.login(ctx, q.Login)
+		if err != nil {
+			return nil, nil, err
+		}
+		res := &mpimv1.SessionResult{Token: token, Profile: profile}
+		r.Result = &mpimv1.Response_Login{Login: res}
+		after, err := s.attach(ctx, id, res)
+		return r, after, err
+	case *mpimv1.ClientFrame_Resume:
+		if s.me != nil {
+			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
+		}
+		id, err := s.srv.accounts.resume(ctx, q.Resume.GetToken())
+		if err != nil {
+			return nil, nil, err
+		}
+		res := &mpimv1.SessionResult{}
+		if p, err := s.srv.api.profile(ctx, id.user); err == nil {
+			res.Profile = p
+		}
+		r.Result = &mpimv1.Response_Resume{Resume: res}
+		after, err := s.attach(ctx, id, res)
+		return r, after, err
+	}
+	if s.me == nil {
+		return nil, nil, errUnauthenticated
+	}
+	switch q := f.GetRequest().(type) {
+	case *mpimv1.ClientFrame_Logout:
+		if err := s.srv.accounts.logout(ctx, s.me.identity); err != nil {
+			return nil, nil, err
+		}
+		s.detach(true)
+		r.Result = &mpimv1.Response_Logout{Logout: done}
+		return r, nil, nil
+	case *mpimv1.ClientFrame_Ack:
+		if err := s.ack(ctx, q.Ack.GetInboxId()); err != nil {
+			return nil, nil, err
+		}
+		r.Result = &mpimv1.Response_Ack{Ack: done}
+		return r, nil, nil
+	}
+	resp, err = s.srv.api.handle(ctx, s.me, f)
+	return resp, nil, err
+}
+
+// attach authenticates the session as id and attaches it to the hub. The
+// hub may deliver at once; deliveries are held back until the response,
+// which res completes, is queued (after).
+func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionResult) (func(), error) {
+	s.mu.Lock()
+	s.gen++
+	s.holding = true
+	sk := &sink{s: s, gen: s.gen}
+	s.mu.Unlock()
+	release := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		held := s.held
+		s.holding, s.held = false, nil
+		for _, f := range held {
+			if !s.enqueueLocked(f, false) {
+				return
+			}
+		}
+	}
+	dev, err := s.srv.hub.Attach(ctx, string(id.user), string(id.device), sk)
+	if err != nil {
+		// Whatever the failed attachment delivered is dropped with it.
+		s.mu.Lock()
+		s.gen++
+		s.holding, s.held = false, nil
+		s.mu.Unlock()
+		if c := domain.ErrorCode(err); c == domain.EInternal {
+			err = unavailable("attaching the device", err)
+		}
+		return nil, err
+	}
+	s.me, s.device = &caller{identity: id}, dev
+	s.userLim = s.srv.limits.acquire(id.user)
+	s.authed.Store(true)
+	s.authTimer.Stop()
+	s.srv.m.sessions.Inc()
+	res.UserId, res.DeviceId = string(id.user), string(id.device)
+	res.TokenExpiresAtMs = id.expiry.UnixMilli()
+	res.HeartbeatMs = uint32(s.srv.cfg.HeartbeatInterval.Milliseconds())
+	return release, nil
+}
+
+// detach ends the session's authentication and its hub attachment.
+func (s *session) detach(clean bool) {
+	if s.me == nil {
+		return
+	}
+	s.mu.Lock()
+	s.gen++
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.RequestTimeout)
+	defer cancel()
+	s.device.Detach(ctx, clean)
+	s.acks.reset()
+	s.srv.limits.release(s.me.user)
+	s.srv.m.sessions.Dec()
+	s.me, s.device, s.userLim = nil, nil, nil
+	s.authed.Store(false)
+	s.authTimer.Reset(s.srv.cfg.AuthTimeout)
+}
+
+// ack forwards a client acknowledgement and observes push-to-ack latency.
+func (s *session) ack(ctx context.Context, inboxID string) error {
+	if !validInboxID(inboxID) {
+		return domain.Errorf(domain.EInvalid, "gateway: invalid inbox id %q", inboxID)
+	}
+	if err := s.device.Ack(ctx, inboxID); err != nil {
+		if domain.ErrorCode(err) == domain.EInternal {
+			return unavailable("acknowledging", err)
+		}
+		return err
+	}
+	now := time.Now()
+	s.acks.acked(inboxID, func(sent time.Time) { s.srv.m.ackLatency.Observe(now.Sub(sent).Seconds()) })
+	return nil
+}
+
+// goaway queues a Goaway telling the client to reconnect elsewhere; with
+// closeAfter the connection is closed (1001) once everything queued before
+// it is written.
+func (s *session) goaway(reason string, closeAfter bool) {
+	var wait uint32
+	if j := s.srv.cfg.ReconnectJitter; j > 0 {
+		wait = uint32(rand.Int64N(int64(j)) / int64(time.Millisecond))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clean = true
+	if !s.wentAway {
+		s.wentAway = true
+		s.enqueueLocked(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Goaway{Goaway: &mpimv1.Goaway{
+			Reason: reason, Reconnect: true, ReconnectAfterMs: wait}}}}, false)
+	}
+	if closeAfter && !s.closing {
+		s.enqueueLocked(outFrame{close: &closeFrame{code: websocket.StatusGoingAway, reason: reason}}, false)
+		s.closing, s.reason = true, reasonShutdown
+	}
+}
+
+// sink is the session as one attachment's Sink.
+type sink struct {
+	s   *session
+	gen uint64
+}
+
+var errDetached = errors.New("gateway: the session is closed or detached")
+
+func (k *sink) deliver(f outFrame) error {
+	s := k.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k.gen != s.gen || !s.enqueueLocked(f, true) {
+		return errDetached
+	}
+	return nil
+}
+
+func (k *sink) Push(d Delivery) error { return k.deliver(outFrame{push: &d}) }
+
+func (k *sink) Signal(sg Signal) error {
+	out := &mpimv1.Signal{FromUserId: sg.From, Kind: sg.Kind}
+	if sg.Kind == SignalTyping || sg.Kind == SignalTypingStopped {
+		out.ConversationId = string(sg.Payload)
+	} else {
+		out.Payload = sg.Payload
+	}
+	return k.deliver(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Signal{Signal: out}}})
+}
+
+func (k *sink) SyncRequired(cursor string) error {
+	return k.deliver(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_SyncRequired{SyncRequired: &mpimv1.SyncRequired{Cursor: cursor}}}})
+}
+
+var _ Sink = (*sink)(nil)
+
+// validInboxID reports whether s is a stream entry id "<ms>-<seq>".
+func validInboxID(s string) bool {
+	_, ok := parseStreamID(s)
+	return ok
+}
+
+// ackTimes remembers when recent pushes were written, in push order, so an
+// acknowledgement (which covers every push up to its id) can observe their
+// latency. It keeps at most maxAckTimes; older ones are forgotten.
+type ackTimes struct {
+	mu      sync.Mutex
+	pending []ackTime
+}
+
+type ackTime struct {
+	id   streamID
+	sent time.Time
+}
+
+const maxAckTimes = 4096
+
+func (a *ackTimes) sent(inboxID string, t time.Time) {
+	id, ok := parseStreamID(inboxID)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.pending) >= maxAckTimes {
+		a.pending = append(a.pending[:0], a.pending[1:]...)
+	}
+	a.pending = append(a.pending, ackTime{id: id, sent: t})
+}
+
+// reset forgets every push (the attachment ended).
+func (a *ackTimes) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending = nil
+}
+
+// covers reports whether an acknowledgement of inboxID covers a push
+// written and not acknowledged yet.
+func (a *ackTimes) covers(inboxID string) bool {
+	id, ok := parseStreamID(inboxID)
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.pending) > 0 && !id.less(a.pending[0].id)
+}
+
+func (a *ackTimes) acked(inboxID string, observe func(time.Time)) {
+	id, ok := parseStreamID(inboxID)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for n < len(a.pending) && !id.less(a.pending[n].id) {
+		observe(a.pending[n].sent)
+		n++
+	}
+	a.pending = append(a.pending[:0], a.pending[n:]...)
+}
+
+// streamID is a parsed Redis stream entry id.
+type streamID struct{ ms, seq uint64 }
+
+func (a streamID) less(b streamID) bool { return a.ms < b.ms || a.ms == b.ms && a.seq < b.seq }
+
+func parseStreamID(s string) (streamID, bool) {
+	ms, seq, ok := strings.Cut(s, "-")
+	digits := func(p string) bool {
+		return p != "" && strings.Trim(p, "0123456789") == ""
+	}
+	if !ok || !digits(ms) || !digits(seq) {
+		return streamID{}, false
+	}
+	var id streamID
+	var err1, err2 error
+	id.ms, err1 = strconv.ParseUint(ms, 10, 64)
+	id.seq, err2 = strconv.ParseUint(seq, 10, 64)
+	return id, err1 == nil && err2 == nil
+}
