@@ -20,6 +20,8 @@ var projectorNames = []string{"archive", "mysql", "cache", "inbox"}
 
 // Config is mpimd's configuration.
 type Config struct {
+	// Role is what the process runs: "projector", "gateway" or "all".
+	Role                     string
 	RedisAddr, RedisPassword string
 	RedisDB                  int
 	Prefix                   string
@@ -38,6 +40,18 @@ type Config struct {
 	WaitReplicas             int
 	LogLevel, LogFormat      string
 	ConfigFile               string
+	Listen                   string
+	PublicAddr               string
+	GatewayID                string
+}
+
+// runs reports whether the process runs part ("projector" or "gateway").
+func (c *Config) runs(part string) bool { return c.Role == part || c.Role == "all" }
+
+// needsMySQL reports whether the process uses MySQL: gateways read the read
+// models and keep login tokens there; two projectors write it.
+func (c *Config) needsMySQL() bool {
+	return c.runs("gateway") || slices.Contains(c.Projectors, "mysql") || slices.Contains(c.Projectors, "archive")
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -63,6 +77,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.ConfigFile, "config", "", "JSON config file (keys are flag names)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "gateway: address of the client endpoints /ws and /dispatch")
+	fs.StringVar(&c.PublicAddr, "public-addr", "", "gateway: address clients are given by the dispatcher (default: the listen address)")
+	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -82,8 +99,16 @@ func (c *Config) Validate() error {
 	if len(c.Projectors) == 0 {
 		errs = append(errs, errors.New("projectors: none selected"))
 	}
-	if c.MySQL == "" && (slices.Contains(c.Projectors, "mysql") || slices.Contains(c.Projectors, "archive")) {
-		errs = append(errs, errors.New("mysql DSN is required by the mysql and archive projectors"))
+	if c.MySQL == "" && c.needsMySQL() {
+		errs = append(errs, errors.New("mysql DSN is required by gateways and by the mysql and archive projectors"))
+	}
+	if c.runs("gateway") {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("listen %q: %v", c.Listen, err))
+		}
+		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
+			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http-addr %q: %v", c.HTTPAddr, err))
@@ -94,7 +119,7 @@ func (c *Config) Validate() error {
 	if c.TrimInterval < 0 {
 		errs = append(errs, fmt.Errorf("trim-interval must not be negative, got %s", c.TrimInterval))
 	}
-	if c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
+	if c.runs("projector") && c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
 		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))
 	}
 	if c.InboxWindow < 10 {

@@ -1,6 +1,8 @@
 // Command mpimd is mpim's server binary.
 //
+//	mpimd gateway     serve clients over WebSocket (/ws) and the dispatcher (/dispatch)
 //	mpimd projector   run the projectors (read models, inboxes, archive, trim)
+//	mpimd all         both in one process
 //
 // Settings come from flags, MPIM_* environment variables or a JSON file named
 // by --config (keys are flag names), in that order of precedence; every bad
@@ -31,18 +33,18 @@ func main() {
 // fails.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: mpimd projector [flags]   (mpimd projector --help)")
+		fmt.Fprintln(stderr, "usage: mpimd gateway|projector|all [flags]   (mpimd gateway --help)")
 		return errors.New("no subcommand given")
 	}
 	switch args[0] {
-	case "projector":
+	case "projector", "gateway", "all":
 		m := &Main{Stdout: stdout, Stderr: stderr}
 		if err := m.ParseFlags(args[0], args[1:]); err != nil {
 			return err
 		}
 		return m.Run(ctx)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: mpimd projector [flags]   (mpimd projector --help)")
+		fmt.Fprintln(stdout, "usage: mpimd gateway|projector|all [flags]   (mpimd gateway --help)")
 		return nil
 	}
 	return fmt.Errorf("unknown subcommand %q", args[0])

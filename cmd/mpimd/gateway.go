@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/gateway"
+	"github.com/mpim/mpim/gateway/delivery"
+	"github.com/mpim/mpim/internal/coord"
+)
+
+// gatewayTasks starts the gateway: the delivery hub, the client server
+// (/ws, /dispatch) and, with ZooKeeper, the gateway's registration. The
+// returned stop drains the clients (Goaway, flush, close) before the rest of
+// the process shuts down.
+func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error) {
+	c := &m.Config
+	svc, err := command.New(d.store, command.Config{})
+	if err != nil {
+		return nil, nil, err
+	}
+	hub, err := delivery.New(d.rdb, delivery.Config{Prefix: c.Prefix, GatewayID: c.GatewayID, Registerer: d.reg, Logger: d.lg.With("part", "delivery")})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway listen: %w", err)
+	}
+	m.listenAddr = ln.Addr().String()
+	public := c.PublicAddr
+	if public == "" {
+		public = m.listenAddr
+	}
+	deps := gateway.Deps{Commands: svc, DB: d.db, Redis: d.rdb, Hub: gateway.DeliveryHub(hub), Registerer: d.reg, Logger: d.lg.With("part", "gateway")}
+	var reg *coord.Registration
+	if d.zk != nil {
+		if reg, err = d.zk.RegisterGateway(ctx, c.GatewayID, coord.GatewayInfo{Addr: public}); err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
+		deps.Load = reg
+	}
+	srv, err := gateway.New(gateway.Config{GatewayID: c.GatewayID, PublicAddr: public, Prefix: c.Prefix}, deps)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv.Handler())
+	if d.zk != nil {
+		mux.Handle("/dispatch", gateway.NewDispatcher(d.zk, d.lg))
+	}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serve := task{name: "gateway server", run: func(ctx context.Context) error {
+		err := httpSrv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}}
+	hubTask := task{name: "delivery hub", run: hub.Run}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if reg != nil {
+			reg.Close() // the dispatcher stops sending clients here first
+		}
+		if err := srv.Shutdown(sctx); err != nil {
+			d.lg.Warn("gateway drain", "err", err)
+		}
+		httpSrv.Shutdown(sctx)
+	}
+	return []task{hubTask, serve}, stop, nil
+}
