@@ -9,10 +9,9 @@ import (
 // Static is the Coordinator of a single process (embedded mode, tests): it
 // owns every partition. Its fencing token is the wall clock in seconds at Run,
 // so a restarted process fences out its predecessor. Seconds keep static
-// tokens below ZooKeeper's (zxids start at 2^32), so a deployment can move
-// from static to ZooKeeper coordination; moving back, or rebuilding the
-// ZooKeeper ensemble from empty, needs the stored tokens reset to 0 while no
-// projector runs.
+// tokens below ZooKeeper's (coord adds 2^40 to creation zxids), so a
+// deployment can move from static to ZooKeeper coordination; moving back
+// needs the stored tokens reset to 0 while no projector runs.
 type Static struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time

@@ -52,7 +52,9 @@ var errRejoin = errors.New("coord: projector nodes vanished; joining again")
 // across leader elections (the epoch is the high 32 bits); a new owner's
 // node can only be created after the previous owner's node was deleted, by
 // its owner or by the expiry of its session, so each owner of a partition
-// gets a strictly greater token than every owner before it.
+// gets a strictly greater token than every owner before it. Tokens are
+// TokenBase + Czxid, so they stay above the static coordinator's (Unix
+// seconds) and a deployment can move from static to ZooKeeper coordination.
 //
 // Work: once p is owned, work runs in a goroutine of its own with a context
 // that is cancelled when p is no longer assigned to this member (cause
@@ -75,6 +77,12 @@ var errRejoin = errors.New("coord: projector nodes vanished; joining again")
 // invalid arguments or if the projector's nodes cannot be created. It
 // returns after every work call returned and the member node was removed
 // (unless the session was lost: the server removes its nodes).
+
+// TokenBase is added to the creation zxid of an ownership node to make the
+// fencing token: 2^40, above any Unix time in seconds, so ZooKeeper owners
+// fence out a static coordinator's leftovers.
+const TokenBase = 1 << 40
+
 func (z *ZooKeeper) Run(ctx context.Context, name string, partitions int, work func(ctx context.Context, partition int, token uint64) error) error {
 	var errs []error
 	if err := validSegment("projector name", name); err != nil {
@@ -446,7 +454,7 @@ func (e *epoch) acquire(ctx context.Context, lg *slog.Logger, p int) (uint64, er
 		case err != nil:
 			return 0, fmt.Errorf("coord: reading %s: %w", owner, err)
 		case st.EphemeralOwner == e.sess.id && bytes.Equal(got, data):
-			return uint64(st.Czxid), nil
+			return TokenBase + uint64(st.Czxid), nil
 		}
 		if !waited {
 			waited = true
@@ -487,7 +495,7 @@ func (e *epoch) release(p int, token uint64) {
 			return nil
 		case err != nil:
 			return err
-		case st.EphemeralOwner != sid || uint64(st.Czxid) != token:
+		case st.EphemeralOwner != sid || TokenBase+uint64(st.Czxid) != token:
 			return nil // not this acquisition's node
 		}
 		mr, err := c.Multi(

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs mpim's main job on this machine: makes Redis, MariaDB and ZooKeeper
+# reachable (installing and starting them when missing), builds mpimd and
+# mpimctl into bin/, creates the database, and runs `mpimd all` (gateway,
+# projectors, trim) in the foreground on the local services.
+#
+#   scripts/run.sh                 clients connect to ws://127.0.0.1:8080/ws
+#   MPIM_LISTEN=0.0.0.0:8080 scripts/run.sh
+#
+# Every mpimd setting can be given as a flag after the script's name or as an
+# MPIM_* environment variable (see `bin/mpimd all --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+mkdir -p bin
+go build -o bin/mpimd ./cmd/mpimd
+go build -o bin/mpimctl ./cmd/mpimctl
+db=${MPIM_DATABASE:-mpim}
+mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+export MPIM_MYSQL=${MPIM_MYSQL:-root@tcp(127.0.0.1:3306)/$db}
+export MPIM_ZOOKEEPER=${MPIM_ZOOKEEPER:-127.0.0.1:2181}
+echo "mpim: starting mpimd all (clients: ws://${MPIM_LISTEN:-127.0.0.1:8080}/ws, metrics: http://${MPIM_HTTP_ADDR:-127.0.0.1:9464}/metrics)"
+exec bin/mpimd all "$@"
