@@ -27,6 +27,11 @@ const maxPartitions = 1 << 16
 // member joins again.
 var errRejoin = errors.New("coord: projector nodes vanished; joining again")
 
+// TokenBase is added to the creation zxid of an ownership node to make the
+// fencing token: 2^40, above any Unix time in seconds, so ZooKeeper owners
+// fence out a static coordinator's leftovers.
+const TokenBase = 1 << 40
+
 // Run takes part in the ownership of the partitions of projector name until
 // ctx ends or z is closed; it implements projectors.Coordinator.
 //
@@ -77,12 +82,6 @@ var errRejoin = errors.New("coord: projector nodes vanished; joining again")
 // invalid arguments or if the projector's nodes cannot be created. It
 // returns after every work call returned and the member node was removed
 // (unless the session was lost: the server removes its nodes).
-
-// TokenBase is added to the creation zxid of an ownership node to make the
-// fencing token: 2^40, above any Unix time in seconds, so ZooKeeper owners
-// fence out a static coordinator's leftovers.
-const TokenBase = 1 << 40
-
 func (z *ZooKeeper) Run(ctx context.Context, name string, partitions int, work func(ctx context.Context, partition int, token uint64) error) error {
 	var errs []error
 	if err := validSegment("projector name", name); err != nil {
