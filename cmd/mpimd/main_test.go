@@ -167,3 +167,21 @@ func TestPartitionMismatchIsAStartupError(t *testing.T) {
 		t.Fatalf("run with 4 partitions on an 8-partition deployment: %v", err)
 	}
 }
+
+func TestGatewaySettingsAreValidated(t *testing.T) {
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+	err := m.ParseFlags("gateway", []string{"--listen", "nowhere", "--gateway-id", "bad id/with:stuff", "--mysql", ""})
+	if err == nil {
+		t.Fatal("bad gateway settings accepted")
+	}
+	for _, want := range []string{"listen", "gateway-id", "mysql DSN"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+	// A gateway does not trim: the projector-only trim rule does not apply.
+	m = &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.ParseFlags("gateway", []string{"--projectors", "cache"}); err != nil {
+		t.Fatalf("gateway with a projector subset: %v", err)
+	}
+}
