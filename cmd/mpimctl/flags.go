@@ -61,6 +61,12 @@ func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Clien
 	return store, rdb, nil
 }
 
+// closeStore closes what openStore opened.
+func closeStore(store *eventstore.Store, rdb *redis.Client) {
+	store.Close()
+	rdb.Close()
+}
+
 // openMySQL connects to the read-model database.
 func (c *common) openMySQL(ctx context.Context) (*sql.DB, error) {
 	if c.mysql == "" {

@@ -98,8 +98,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	defer store.Close()
+	defer closeStore(store, rdb)
 	parts, err := partitionList(*part, store.Partitions())
 	if err != nil {
 		return err
@@ -192,8 +191,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	defer store.Close()
+	defer closeStore(store, rdb)
 	parts, err := partitionList(*part, store.Partitions())
 	if err != nil {
 		return err

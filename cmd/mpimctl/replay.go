@@ -28,8 +28,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	defer store.Close()
+	defer closeStore(store, rdb)
 	db, err := c.openMySQL(ctx)
 	if err != nil {
 		return err

@@ -108,8 +108,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	defer store.Close()
+	defer closeStore(store, rdb)
 	var st stats
 	last := map[int]eventstore.Position{}
 	for p := range store.Partitions() {

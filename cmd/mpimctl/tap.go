@@ -29,8 +29,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	defer store.Close()
+	defer closeStore(store, rdb)
 	tap, err := store.NewTap(ctx, eventstore.TapConfig{Group: *group, Consumer: *consumer, MinIdle: *minIdle, MaxDeliveries: *maxDeliveries})
 	if err != nil {
 		return err
