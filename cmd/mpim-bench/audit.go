@@ -1,0 +1,160 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+)
+
+// The audit: every benchmark run checks that what the gateways acknowledged
+// was delivered, once, in order, and that nothing was delivered that the
+// sender was not told about. The types here are pure bookkeeping, fed by the
+// clients and read once at the end; they do no I/O.
+
+// position is an inbox id ("<ms>-<seq>", a Redis stream id) in comparable
+// form. The zero position is before every inbox entry.
+type position struct{ ms, seq uint64 }
+
+// parsePosition parses an inbox id; ok is false if it is malformed.
+func parsePosition(s string) (p position, ok bool) {
+	ms, seq, found := strings.Cut(s, "-")
+	if !found {
+		return position{}, false
+	}
+	m, err1 := strconv.ParseUint(ms, 10, 64)
+	q, err2 := strconv.ParseUint(seq, 10, 64)
+	if err1 != nil || err2 != nil {
+		return position{}, false
+	}
+	return position{m, q}, true
+}
+
+func (p position) after(o position) bool {
+	return p.ms > o.ms || (p.ms == o.ms && p.seq > o.seq)
+}
+
+// delivery is one MessageSent push as a device received it.
+type delivery struct {
+	InboxID      string
+	EventID      string // raw bytes of the event id, as a string
+	ClientMsgID  string
+	Conversation string
+	Seq          uint64
+	Resend       bool
+}
+
+// firstDelivery is what a device remembers of the first delivery of an event.
+type firstDelivery struct {
+	inbox position
+}
+
+// deviceAudit is the audit state of one device (one connection). It is used
+// by one goroutine at a time: the connection's reader, then the final audit.
+type deviceAudit struct {
+	seen      map[string]firstDelivery // by event id
+	lastSeq   map[string]uint64        // by conversation
+	ackedUpTo position                 // the highest inbox id whose ack the server confirmed
+	// Delivered holds the client message ids of every event delivered.
+	delivered  map[string]struct{}
+	duplicates int
+	disorder   int
+	malformed  int
+}
+
+func newDeviceAudit() *deviceAudit {
+	return &deviceAudit{seen: map[string]firstDelivery{}, lastSeq: map[string]uint64{}, delivered: map[string]struct{}{}}
+}
+
+// push records a delivery and reports whether it was the first of its event
+// on this device. A second delivery of an event is a duplicate unless it is
+// a resend of the same inbox entry that the device had not yet acknowledged
+// (confirmed by the server) when it arrived: the protocol allows those.
+func (d *deviceAudit) push(p delivery) (first bool) {
+	pos, ok := parsePosition(p.InboxID)
+	if !ok {
+		d.malformed++
+	}
+	if prev, dup := d.seen[p.EventID]; dup {
+		if !p.Resend || pos != prev.inbox || !pos.after(d.ackedUpTo) {
+			d.duplicates++
+		}
+		return false
+	}
+	d.seen[p.EventID] = firstDelivery{inbox: pos}
+	d.delivered[p.ClientMsgID] = struct{}{}
+	if last, ok := d.lastSeq[p.Conversation]; ok && p.Seq <= last {
+		d.disorder++
+	} else {
+		d.lastSeq[p.Conversation] = p.Seq
+	}
+	return true
+}
+
+// acked records that the server confirmed an ack of inboxID (it covers every
+// entry up to it).
+func (d *deviceAudit) acked(inboxID string) {
+	if p, ok := parsePosition(inboxID); ok && p.after(d.ackedUpTo) {
+		d.ackedUpTo = p
+	}
+}
+
+// sendRecord is one message a client sent. Recipients are the indexes of the
+// devices that must receive it, the sender's own included.
+type sendRecord struct {
+	ClientMsgID string
+	From        int
+	Recipients  []int
+	Acked       bool // the gateway answered the send with a result
+	EventID     string
+}
+
+// AuditResult holds the audit counters; any non-zero one fails the run.
+type AuditResult struct {
+	// AckedNotDelivered counts (message, recipient device) pairs of acked
+	// messages that the device never received.
+	AckedNotDelivered int `json:"acked_not_delivered"`
+	// Duplicates counts deliveries of an event to a device that already had
+	// it, beyond the allowed resends.
+	Duplicates int `json:"duplicates"`
+	// OutOfOrder counts first deliveries whose seq did not exceed the last
+	// one the device received in that conversation.
+	OutOfOrder int `json:"out_of_order"`
+	// DeliveredNotAcked counts messages some device received whose sender
+	// never got an acknowledgement.
+	DeliveredNotAcked int `json:"delivered_not_acked"`
+	// MalformedInboxIDs counts pushes whose inbox id could not be parsed.
+	MalformedInboxIDs int `json:"malformed_inbox_ids"`
+}
+
+// Clean reports whether every counter is zero.
+func (r AuditResult) Clean() bool { return r == AuditResult{} }
+
+// audit checks the sends against the devices' deliveries. devices is indexed
+// like sendRecord.From and Recipients.
+func audit(sends []*sendRecord, devices []*deviceAudit) AuditResult {
+	var r AuditResult
+	acked := make(map[string]bool, len(sends))
+	for _, s := range sends {
+		acked[s.ClientMsgID] = acked[s.ClientMsgID] || s.Acked
+		if !s.Acked {
+			continue
+		}
+		for _, to := range s.Recipients {
+			if _, ok := devices[to].delivered[s.ClientMsgID]; !ok {
+				r.AckedNotDelivered++
+			}
+		}
+	}
+	unacked := map[string]struct{}{}
+	for _, d := range devices {
+		r.Duplicates += d.duplicates
+		r.OutOfOrder += d.disorder
+		r.MalformedInboxIDs += d.malformed
+		for id := range d.delivered {
+			if !acked[id] {
+				unacked[id] = struct{}{}
+			}
+		}
+	}
+	r.DeliveredNotAcked = len(unacked)
+	return r
+}

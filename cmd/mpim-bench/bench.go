@@ -1,0 +1,496 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// client is one benchmark user with one device and one connection.
+type client struct {
+	idx      int
+	url      string
+	username string
+	userID   string
+	token    string
+	c        *conn
+
+	audit *deviceAudit // used by c's reader goroutine until the run ends
+
+	mu         sync.Mutex // guards latestPush
+	latestPush string
+
+	sends []*sendRecord // appended by the client's sender goroutine only
+}
+
+// target is where a sender's messages go and who must receive them.
+type target struct {
+	userID, groupID string
+	recipients      []int
+}
+
+// runner runs one scenario.
+type runner struct {
+	cfg     *Config
+	prefix  string
+	stderr  io.Writer
+	clients []*client
+	text    string
+
+	heartbeat atomic.Int64 // nanoseconds, from the login answers
+
+	// measurement window, in Unix nanoseconds; set before sending starts
+	// (read by the connections' readers, which run from setup on)
+	start, from, to atomic.Int64
+
+	histMu          sync.Mutex
+	ackHist         *hdrhistogram.Histogram // µs, send (intended) -> ack
+	delHist         *hdrhistogram.Histogram // µs, send (intended) -> delivery to another device
+	issued, answers atomic.Int64
+	acked           atomic.Int64
+	ackedIn         atomic.Int64 // acks within the window
+	expected        atomic.Int64 // deliveries owed for acked sends
+	delivered       atomic.Int64 // first deliveries
+	deliveredIn     atomic.Int64
+	rateLimited     atomic.Int64
+	sendErrors      atomic.Int64
+	firstErr        atomic.Pointer[string]
+	stopSending     atomic.Bool
+	cappedAt        atomic.Int64 // when --messages stopped sending
+}
+
+func newRunner(cfg *Config, stderr io.Writer) *runner {
+	return &runner{
+		cfg:     cfg,
+		prefix:  "b" + strconv.FormatInt(time.Now().UnixNano()/1e6, 36),
+		stderr:  stderr,
+		text:    strings.Repeat("x", cfg.TextBytes),
+		ackHist: hdrhistogram.New(1, 120_000_000, 3),
+		delHist: hdrhistogram.New(1, 120_000_000, 3),
+	}
+}
+
+func (r *runner) noteErr(format string, a ...any) {
+	s := fmt.Sprintf(format, a...)
+	r.firstErr.CompareAndSwap(nil, &s)
+}
+
+// gatewayURL picks the gateway of client i.
+func (r *runner) gatewayURL(ctx context.Context, i int) (string, error) {
+	if r.cfg.Dispatch != "" {
+		return dispatch(ctx, r.cfg.Dispatch)
+	}
+	return r.cfg.Gateways[i%len(r.cfg.Gateways)], nil
+}
+
+// setup registers and logs in every user, each on its own connection, with
+// cfg.Setup at a time. With keep false the connections are closed afterwards
+// (the users keep their tokens for resume).
+func (r *runner) setup(ctx context.Context, keep bool) error {
+	r.clients = make([]*client, r.cfg.Users)
+	for i := range r.clients {
+		r.clients[i] = &client{idx: i, username: fmt.Sprintf("%s-%d", r.prefix, i), audit: newDeviceAudit()}
+	}
+	return parallel(ctx, len(r.clients), r.cfg.Setup, func(gctx context.Context, i int) error {
+		cl := r.clients[i]
+		{
+			url, err := r.gatewayURL(gctx, i)
+			if err != nil {
+				return err
+			}
+			cl.url = url
+			if err := r.connect(gctx, cl); err != nil {
+				return err
+			}
+			if _, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{
+				Username: cl.username, Password: r.cfg.Password, DisplayName: cl.username}}}); err != nil {
+				return fmt.Errorf("register %s: %w", cl.username, err)
+			}
+			resp, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{
+				Username: cl.username, Password: r.cfg.Password, DeviceId: "bench-" + strconv.Itoa(i), Platform: "bench"}}})
+			if err != nil {
+				return fmt.Errorf("login %s: %w", cl.username, err)
+			}
+			l := resp.GetLogin()
+			cl.userID, cl.token = l.GetUserId(), l.GetToken()
+			r.setHeartbeat(l.GetHeartbeatMs())
+			if !keep {
+				cl.c.close()
+				cl.c = nil
+			}
+			return nil
+		}
+	})
+}
+
+// resumeAll reconnects every user with its token, cfg.Setup at a time.
+func (r *runner) resumeAll(ctx context.Context) error {
+	return parallel(ctx, len(r.clients), 4*r.cfg.Setup, func(gctx context.Context, i int) error {
+		cl := r.clients[i]
+		{
+			if err := r.connect(gctx, cl); err != nil {
+				return err
+			}
+			_, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: cl.token}}})
+			if err != nil {
+				return fmt.Errorf("resume %s: %w", cl.username, err)
+			}
+			return nil
+		}
+	})
+}
+
+func (r *runner) setHeartbeat(ms uint32) {
+	if ms > 0 {
+		r.heartbeat.Store(int64(time.Duration(ms) * time.Millisecond)) // the same for all
+	}
+}
+
+func (r *runner) connect(ctx context.Context, cl *client) error {
+	c, err := dial(ctx, cl.url)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", cl.url, err)
+	}
+	c.onFrame = func(f *mpimv1.ServerFrame) { r.onFrame(cl, f) }
+	cl.c = c
+	c.start()
+	return nil
+}
+
+// onFrame handles a frame that is not a response, on cl's reader goroutine.
+func (r *runner) onFrame(cl *client, f *mpimv1.ServerFrame) {
+	p := f.GetPush()
+	if p == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	cl.mu.Lock()
+	cl.latestPush = p.GetInboxId()
+	cl.mu.Unlock()
+	if r.cfg.AckInterval == 0 {
+		r.ack(cl, p.GetInboxId())
+	}
+	if p.GetType() != "MessageSent" {
+		return
+	}
+	ev := &mpimv1.Event{}
+	if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
+		r.noteErr("undecodable push envelope: %v", err)
+		return
+	}
+	ms := ev.GetMessageSent()
+	cmid := ms.GetClientMsgId()
+	from, intended, ok := r.parseClientMsgID(cmid)
+	if !ok {
+		return // not this run's
+	}
+	first := cl.audit.push(delivery{InboxID: p.GetInboxId(), EventID: string(ev.GetId()), ClientMsgID: cmid,
+		Conversation: ms.GetConversationId(), Seq: ev.GetSeq(), Resend: p.GetResend()})
+	if !first {
+		return
+	}
+	r.delivered.Add(1)
+	if now >= r.from.Load() && now < r.to.Load() {
+		r.deliveredIn.Add(1)
+	}
+	if from != cl.idx && intended >= r.from.Load() {
+		r.record(r.delHist, now-intended)
+	}
+}
+
+func (r *runner) record(h *hdrhistogram.Histogram, nanos int64) {
+	us := max(nanos/1e3, 1)
+	r.histMu.Lock()
+	h.RecordValue(min(us, h.HighestTrackableValue()))
+	r.histMu.Unlock()
+}
+
+// ack acknowledges inboxID; the server's answer is recorded in the audit.
+func (r *runner) ack(cl *client, inboxID string) {
+	f := &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: inboxID}}}
+	cl.c.async(context.Background(), f, func(resp *mpimv1.Response) {
+		if resp.GetError() == nil {
+			cl.audit.acked(inboxID)
+		}
+	})
+}
+
+// keepalive acknowledges cl's latest push every AckInterval and pings every
+// heartbeat, until ctx ends.
+func (r *runner) keepalive(ctx context.Context, cl *client) {
+	tick := r.cfg.AckInterval
+	if tick == 0 {
+		tick = time.Second
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var acked string
+	lastPing := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cl.c.done:
+			return
+		case now := <-t.C:
+			if r.cfg.AckInterval > 0 {
+				cl.mu.Lock()
+				latest := cl.latestPush
+				cl.mu.Unlock()
+				if latest != acked {
+					acked = latest
+					r.ack(cl, latest)
+				}
+			}
+			if hb := time.Duration(r.heartbeat.Load()); hb > 0 && now.Sub(lastPing) >= hb/2 {
+				lastPing = now
+				cl.c.async(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, func(*mpimv1.Response) {})
+			}
+		}
+	}
+}
+
+// clientMsgID encodes the sender and the intended send time, so that a
+// receiver can measure latency without shared state.
+func (r *runner) clientMsgID(from, n int, intended int64) string {
+	return r.prefix + "." + strconv.Itoa(from) + "." + strconv.Itoa(n) + "." + strconv.FormatInt(intended, 10)
+}
+
+func (r *runner) parseClientMsgID(s string) (from int, intended int64, ok bool) {
+	rest, found := strings.CutPrefix(s, r.prefix+".")
+	if !found {
+		return 0, 0, false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return 0, 0, false
+	}
+	f, err1 := strconv.Atoi(parts[0])
+	t, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || f < 0 || f >= len(r.clients) {
+		return 0, 0, false
+	}
+	return f, t, true
+}
+
+// sender sends cl's messages to tg until sending stops: closed loop with
+// Window in flight, or open loop at perSender messages/s.
+func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender float64) {
+	window := r.cfg.Window
+	if perSender > 0 {
+		window = 10_000 // open loop: the offered rate rules, not the answers
+	}
+	slots := make(chan struct{}, window)
+	var interval time.Duration
+	if perSender > 0 {
+		interval = time.Duration(float64(time.Second) / perSender)
+	}
+	next := time.Unix(0, r.start.Load())
+	for n := 0; ; n++ {
+		if r.stopSending.Load() || ctx.Err() != nil {
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		case <-cl.c.done:
+			return
+		}
+		intended := time.Now()
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			intended = next
+			next = next.Add(interval)
+		}
+		if r.stopSending.Load() || time.Now().UnixNano() >= r.to.Load() {
+			return
+		}
+		if n := r.issued.Add(1); r.cfg.Messages > 0 && n > int64(r.cfg.Messages) {
+			r.issued.Add(-1)
+			r.cappedAt.CompareAndSwap(0, time.Now().UnixNano())
+			r.stopSending.Store(true)
+			return
+		}
+		rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended.UnixNano()), From: cl.idx, Recipients: tg.recipients}
+		cl.sends = append(cl.sends, rec)
+		req := &mpimv1.SendRequest{ClientMsgId: rec.ClientMsgID, Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: r.text}
+		if tg.groupID != "" {
+			req.To = &mpimv1.SendRequest_GroupId{GroupId: tg.groupID}
+		} else {
+			req.To = &mpimv1.SendRequest_UserId{UserId: tg.userID}
+		}
+		r.send(ctx, cl, req, rec, intended.UnixNano(), func() { <-slots })
+	}
+}
+
+// send sends req and handles its answer: rate-limited sends are retried with
+// the same client message id after the advised wait.
+func (r *runner) send(ctx context.Context, cl *client, req *mpimv1.SendRequest, rec *sendRecord, intended int64, release func()) {
+	f := &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Send{Send: req}}
+	err := cl.c.async(ctx, f, func(resp *mpimv1.Response) {
+		if e := resp.GetError(); e != nil {
+			if e.GetCode() == "rate_limited" {
+				r.rateLimited.Add(1)
+				wait := max(time.Duration(e.GetRetryAfterMs())*time.Millisecond, 5*time.Millisecond)
+				time.AfterFunc(wait, func() { r.send(ctx, cl, req, rec, intended, release) })
+				return
+			}
+			r.answers.Add(1)
+			r.sendErrors.Add(1)
+			r.noteErr("send: %s: %s", e.GetCode(), e.GetMessage())
+			release()
+			return
+		}
+		now := time.Now().UnixNano()
+		rec.Acked, rec.EventID = true, string(resp.GetSend().GetEventId())
+		r.answers.Add(1)
+		r.acked.Add(1)
+		r.expected.Add(int64(len(rec.Recipients)))
+		if now >= r.from.Load() && now < r.to.Load() {
+			r.ackedIn.Add(1)
+		}
+		if intended >= r.from.Load() {
+			r.record(r.ackHist, now-intended)
+		}
+		release()
+	})
+	if err != nil {
+		r.answers.Add(1)
+		r.sendErrors.Add(1)
+		r.noteErr("send: %v", err)
+		release()
+	}
+}
+
+// topology creates what the scenario needs (groups) and returns each
+// sender's target, by client index.
+func (r *runner) topology(ctx context.Context) (map[int]target, error) {
+	out := map[int]target{}
+	all := func(lo, hi int) []int {
+		var s []int
+		for i := lo; i < hi; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
+	switch r.cfg.Scenario {
+	case "pairs":
+		for i := 0; i < len(r.clients); i += 2 {
+			out[i] = target{userID: r.clients[i+1].userID, recipients: []int{i, i + 1}}
+		}
+	case "groups", "fanout":
+		k, senders := r.cfg.GroupSize, r.cfg.GroupSize
+		if r.cfg.Scenario == "fanout" {
+			k, senders = len(r.clients), r.cfg.Senders
+		}
+		var mu sync.Mutex
+		err := parallel(ctx, len(r.clients)/k, r.cfg.Setup, func(gctx context.Context, gi int) error {
+			lo := gi * k
+			{
+				owner := r.clients[lo]
+				var ids []string
+				for _, m := range r.clients[lo+1 : lo+k] {
+					ids = append(ids, m.userID)
+				}
+				resp, err := owner.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{
+					Name: owner.username, MemberIds: ids}}})
+				if err != nil {
+					return fmt.Errorf("createGroup: %w", err)
+				}
+				tg := target{groupID: resp.GetCreateGroup().GetGroupId(), recipients: all(lo, lo+k)}
+				mu.Lock()
+				for i := lo; i < lo+senders; i++ {
+					out[i] = tg
+				}
+				mu.Unlock()
+				return nil
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// inflight is how many sends await an answer.
+func (r *runner) inflight() int64 { return r.issued.Load() - r.answers.Load() }
+
+// waitFor polls cond until it holds or d passes; it reports whether it held.
+func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// progress prints a line to stderr every cfg.Progress until ctx ends.
+func (r *runner) progress(ctx context.Context, phase *atomic.Pointer[string]) {
+	t := time.NewTicker(r.cfg.Progress)
+	defer t.Stop()
+	var lastAcked, lastDel int64
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a, d := r.acked.Load(), r.delivered.Load()
+			dt := now.Sub(last).Seconds()
+			fmt.Fprintf(r.stderr, "mpim-bench: %-8s %6.1fs acked %d (%.0f/s) delivered %d (%.0f/s) in-flight %d rate-limited %d errors %d\n",
+				*phase.Load(), time.Since(time.Unix(0, r.start.Load())).Seconds(), a, float64(a-lastAcked)/dt, d, float64(d-lastDel)/dt,
+				r.inflight(), r.rateLimited.Load(), r.sendErrors.Load())
+			lastAcked, lastDel, last = a, d, now
+		}
+	}
+}
+
+// closeAll closes every connection.
+func (r *runner) closeAll() {
+	var wg sync.WaitGroup
+	for _, cl := range r.clients {
+		if cl != nil && cl.c != nil {
+			wg.Go(cl.c.close)
+		}
+	}
+	wg.Wait()
+}
+
+// parallel runs fn(ctx, i) for i in [0, n), at most limit at a time, and
+// returns the first error; the others then see ctx cancelled.
+func parallel(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+var errAuditFailed = errors.New("audit failed")

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scenarios are the workloads mpim-bench knows.
+var scenarios = []string{"pairs", "groups", "fanout", "idle"}
+
+// Config is mpim-bench's configuration.
+type Config struct {
+	Scenario    string
+	Gateways    []string // ws:// URLs of gateways' /ws
+	Dispatch    string   // http:// URL of a dispatcher's /dispatch
+	Users       int      // connections (one user, one device each)
+	GroupSize   int      // groups: members per group
+	Senders     int      // fanout: how many members send
+	Window      int      // messages in flight per sender (closed loop)
+	Rate        float64  // total offered sends/s (open loop); 0: closed loop
+	Duration    time.Duration
+	Warmup      time.Duration
+	Messages    int // cap on sends (0: none)
+	TextBytes   int
+	AckInterval time.Duration // how often pushes are acknowledged (0: every push)
+	Drain       time.Duration // how long to wait for outstanding deliveries
+	Setup       int           // concurrent registrations
+	Pids        []int         // gateway processes: CPU and RSS
+	Metrics     []string      // gateways' /metrics URLs (idle: heap per connection)
+	JSON        string
+	Progress    time.Duration
+	Password    string
+}
+
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Scenario, "scenario", "pairs", "workload: "+strings.Join(scenarios, ", "))
+	fs.Func("gateways", "comma-separated gateway WebSocket URLs (ws://127.0.0.1:8080/ws,...); clients are spread round-robin", func(s string) error {
+		c.Gateways = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.Dispatch, "dispatch", "", "dispatcher URL (http://127.0.0.1:8080/dispatch), asked once per client")
+	fs.IntVar(&c.Users, "users", 200, "connections, one fresh user each (pairs: users/2 senders; groups: users/group-size groups; fanout, idle: all)")
+	fs.IntVar(&c.GroupSize, "group-size", 10, "groups: members per group")
+	fs.IntVar(&c.Senders, "senders", 2, "fanout: members that send")
+	fs.IntVar(&c.Window, "window", 1, "messages in flight per sender")
+	fs.Float64Var(&c.Rate, "rate", 0, "total offered sends/s spread over the senders (open loop, latency from the intended send time); 0: closed loop")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time after the warm-up")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "sending time before measuring")
+	fs.IntVar(&c.Messages, "messages", 0, "stop after this many sends in all (0: no cap)")
+	fs.IntVar(&c.TextBytes, "text-bytes", 100, "message text size")
+	fs.DurationVar(&c.AckInterval, "ack-interval", 100*time.Millisecond, "how often each client acknowledges its latest push (0: every push at once); acks count against the gateway's rate limit")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "how long to wait for outstanding acks and deliveries after sending stops")
+	fs.IntVar(&c.Setup, "setup-concurrency", 8, "concurrent registrations and logins")
+	fs.Func("pid", "comma-separated gateway process ids: CPU over the measured time, and RSS (idle: per connection)", func(s string) error {
+		for _, p := range splitList(s) {
+			n, err := strconv.Atoi(p)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("bad pid %q", p)
+			}
+			c.Pids = append(c.Pids, n)
+		}
+		return nil
+	})
+	fs.Func("metrics", "comma-separated gateway /metrics URLs (idle: Go heap and stack per connection)", func(s string) error {
+		c.Metrics = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
+	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval on stderr")
+	fs.StringVar(&c.Password, "password", "bench-password", "password of the users created")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseConfig parses args; errors name every bad flag at once.
+func parseConfig(args []string, stderr io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("mpim-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	known := false
+	for _, s := range scenarios {
+		known = known || s == c.Scenario
+	}
+	if !known {
+		bad("scenario %q: want one of %s", c.Scenario, strings.Join(scenarios, ", "))
+	}
+	switch {
+	case len(c.Gateways) == 0 && c.Dispatch == "":
+		bad("give --gateways or --dispatch")
+	case len(c.Gateways) > 0 && c.Dispatch != "":
+		bad("give --gateways or --dispatch, not both")
+	}
+	for _, g := range c.Gateways {
+		if err := loopbackURL(g, "ws"); err != nil {
+			bad("gateway %v", err)
+		}
+	}
+	if c.Dispatch != "" {
+		if err := loopbackURL(c.Dispatch, "http"); err != nil {
+			bad("dispatch %v", err)
+		}
+	}
+	for _, m := range c.Metrics {
+		if err := loopbackURL(m, "http"); err != nil {
+			bad("metrics %v", err)
+		}
+	}
+	if c.Users < 2 || c.Users > 200_000 {
+		bad("users must be 2..200000, got %d", c.Users)
+	}
+	switch c.Scenario {
+	case "pairs":
+		if c.Users%2 != 0 {
+			bad("pairs: users must be even, got %d", c.Users)
+		}
+	case "groups":
+		if c.GroupSize < 2 || c.GroupSize > c.Users {
+			bad("groups: group-size must be 2..users, got %d", c.GroupSize)
+		} else if c.Users%c.GroupSize != 0 {
+			bad("groups: users (%d) must be a multiple of group-size (%d)", c.Users, c.GroupSize)
+		}
+	case "fanout":
+		if c.Senders < 1 || c.Senders > c.Users {
+			bad("fanout: senders must be 1..users, got %d", c.Senders)
+		}
+	}
+	if c.Window < 1 || c.Window > 10_000 {
+		bad("window must be 1..10000, got %d", c.Window)
+	}
+	if c.Rate < 0 {
+		bad("rate must not be negative, got %g", c.Rate)
+	}
+	if c.Duration <= 0 || c.Duration > time.Hour {
+		bad("duration must be in (0, 1h], got %s", c.Duration)
+	}
+	if c.Warmup < 0 {
+		bad("warmup must not be negative, got %s", c.Warmup)
+	}
+	if c.Messages < 0 {
+		bad("messages must not be negative, got %d", c.Messages)
+	}
+	if c.TextBytes < 1 || c.TextBytes > 16<<10 {
+		bad("text-bytes must be 1..16384, got %d", c.TextBytes)
+	}
+	if c.AckInterval < 0 || c.Drain < 0 || c.Progress <= 0 {
+		bad("ack-interval and drain must not be negative, progress must be positive")
+	}
+	if c.Setup < 1 || c.Setup > 1000 {
+		bad("setup-concurrency must be 1..1000, got %d", c.Setup)
+	}
+	if len(c.Password) < 8 {
+		bad("password must have at least 8 bytes")
+	}
+	return errors.Join(errs...)
+}
+
+// loopbackURL checks that raw is a URL of the given scheme family (ws/wss or
+// http/https) whose host is a loopback address: mpim-bench is a load
+// generator and refuses to aim at other machines.
+func loopbackURL(raw, family string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q: %v", raw, err)
+	}
+	if u.Scheme != family && u.Scheme != family+"s" {
+		return fmt.Errorf("%q: scheme must be %s or %ss", raw, family, family)
+	}
+	if !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q: only loopback targets are allowed", raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,226 @@
+// Command mpim-bench drives real WebSocket clients against running mpim
+// gateways and audits what they get: every run measures throughput and
+// latency and checks that every acknowledged message reached every member
+// device once and in order. A non-zero audit counter makes it exit with
+// status 1; bad flags or a failed setup exit with status 2.
+//
+//	mpim-bench --gateways ws://127.0.0.1:8080/ws --scenario pairs --users 200 --duration 10s
+//
+// Scenarios: pairs (users/2 senders, each to its own peer), groups (groups of
+// --group-size, every member sending), fanout (one group of all users,
+// --senders sending) and idle (connected, authenticated, heartbeating
+// clients; memory per connection with --pid/--metrics). Closed loop by
+// default (--window messages in flight per sender); --rate makes it open loop
+// with latency measured from the intended send time. Only loopback targets
+// are accepted.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errAuditFailed):
+		fmt.Fprintln(os.Stderr, "mpim-bench:", err)
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "mpim-bench:", err)
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	r := newRunner(cfg, stderr)
+	defer r.closeAll()
+	var rep *Report
+	if cfg.Scenario == "idle" {
+		rep, err = r.runIdle(ctx)
+	} else {
+		rep, err = r.runTraffic(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	rep.print(stdout)
+	if cfg.JSON != "" {
+		if err := rep.writeJSON(cfg.JSON); err != nil {
+			return err
+		}
+	}
+	if !rep.Audit.Clean() {
+		return fmt.Errorf("%w: %+v", errAuditFailed, rep.Audit)
+	}
+	return nil
+}
+
+// runTraffic runs pairs, groups or fanout.
+func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
+	cfg := r.cfg
+	var phase atomic.Pointer[string]
+	setPhase := func(s string) { phase.Store(&s) }
+	setPhase("setup")
+	r.start.Store(time.Now().UnixNano())
+	r.from.Store(1 << 62)
+	r.to.Store(1 << 62)
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go r.progress(pctx, &phase)
+
+	setupStart := time.Now()
+	if err := r.setup(ctx, true); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	targets, err := r.topology(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	setupTime := time.Since(setupStart)
+	kctx, stopKeepalive := context.WithCancel(ctx)
+	var kwg sync.WaitGroup
+	for _, cl := range r.clients {
+		kwg.Go(func() { r.keepalive(kctx, cl) })
+	}
+
+	setPhase("warmup")
+	start := time.Now()
+	r.start.Store(start.UnixNano())
+	r.from.Store(start.Add(cfg.Warmup).UnixNano())
+	r.to.Store(start.Add(cfg.Warmup + cfg.Duration).UnixNano())
+	perSender := 0.0
+	if cfg.Rate > 0 {
+		perSender = cfg.Rate / float64(len(targets))
+	}
+	var swg sync.WaitGroup
+	for i, tg := range targets {
+		swg.Go(func() { r.sender(ctx, r.clients[i], tg, perSender) })
+	}
+	cpu := newCPUSampler(cfg.Pids)
+	time.Sleep(time.Until(time.Unix(0, r.from.Load())))
+	setPhase("measure")
+	cpu.begin()
+	for time.Now().UnixNano() < r.to.Load() && !r.stopSending.Load() && ctx.Err() == nil {
+		time.Sleep(min(50*time.Millisecond, time.Until(time.Unix(0, r.to.Load()))))
+	}
+	cpu.end()
+	r.stopSending.Store(true)
+	measured := cfg.Duration
+	if at := r.cappedAt.Load(); at > r.from.Load() && at < r.to.Load() {
+		measured = time.Duration(at - r.from.Load()) // --messages ended sending early
+	}
+	setPhase("drain")
+	swg.Wait()
+	drainStart := time.Now()
+	answered := waitFor(ctx, cfg.Drain, func() bool { return r.inflight() <= 0 })
+	deliveredAll := waitFor(ctx, cfg.Drain-time.Since(drainStart), func() bool { return r.delivered.Load() >= r.expected.Load() })
+	// Let the last acks reach the server and be confirmed.
+	time.Sleep(2*cfg.AckInterval + 200*time.Millisecond)
+	drainTime := time.Since(drainStart)
+	stopKeepalive()
+	kwg.Wait()
+	rss := rssOf(cfg.Pids)
+	stopProgress()
+	r.closeAll() // the readers end: their audit state is ours now
+
+	var sends []*sendRecord
+	devices := make([]*deviceAudit, len(r.clients))
+	for i, cl := range r.clients {
+		sends = append(sends, cl.sends...)
+		devices[i] = cl.audit
+	}
+	rep := r.report(len(targets), measured)
+	rep.SetupSeconds = setupTime.Seconds()
+	rep.DrainSeconds = drainTime.Seconds()
+	rep.AllAnswered, rep.AllDelivered = answered, deliveredAll
+	rep.Audit = audit(sends, devices)
+	rep.AuditClean = rep.Audit.Clean()
+	rep.ServerCPUSeconds = cpu.seconds()
+	if rep.ServerCPUSeconds > 0 && rep.SendsAcked > 0 {
+		rep.ServerCPUPerMessageUs = rep.ServerCPUSeconds * 1e6 / float64(rep.SendsAcked)
+	}
+	rep.ServerRSSBytes = rss
+	return rep, nil
+}
+
+// runIdle connects every user, holds the connections for the duration and
+// reports the gateways' memory per connection.
+func (r *runner) runIdle(ctx context.Context) (*Report, error) {
+	cfg := r.cfg
+	var phase atomic.Pointer[string]
+	setPhase := func(s string) { phase.Store(&s) }
+	setPhase("setup")
+	r.start.Store(time.Now().UnixNano())
+	r.from.Store(1 << 62)
+	r.to.Store(1 << 62)
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go r.progress(pctx, &phase)
+
+	// Register and log in over short-lived connections first, so that the
+	// password hashing is over before the baseline is taken.
+	setupStart := time.Now()
+	if err := r.setup(ctx, false); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	setupTime := time.Since(setupStart)
+	time.Sleep(2 * time.Second)
+	rss0, heap0 := rssOf(cfg.Pids), heapOf(ctx, cfg.Metrics)
+	setPhase("connect")
+	connStart := time.Now()
+	if err := r.resumeAll(ctx); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	connTime := time.Since(connStart)
+	kctx, stopKeepalive := context.WithCancel(ctx)
+	defer stopKeepalive()
+	for _, cl := range r.clients {
+		go r.keepalive(kctx, cl)
+	}
+	setPhase("hold")
+	select {
+	case <-time.After(cfg.Duration):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	rss1, heap1 := rssOf(cfg.Pids), heapOf(ctx, cfg.Metrics)
+	open := 0
+	for _, cl := range r.clients {
+		select {
+		case <-cl.c.done:
+		default:
+			open++
+		}
+	}
+	rep := r.report(0, cfg.Duration)
+	rep.SetupSeconds = setupTime.Seconds()
+	rep.ConnectSeconds = connTime.Seconds()
+	rep.OpenConnections = open
+	rep.ServerRSSBytes = rss1
+	if len(cfg.Pids) > 0 && rss0 > 0 {
+		rep.RSSPerConnBytes = float64(rss1-rss0) / float64(len(r.clients))
+	}
+	if len(cfg.Metrics) > 0 && heap0 >= 0 && heap1 >= 0 {
+		rep.HeapPerConnBytes = float64(heap1-heap0) / float64(len(r.clients))
+	}
+	if open != len(r.clients) {
+		return rep, fmt.Errorf("idle: only %d of %d connections stayed open", open, len(r.clients))
+	}
+	return rep, nil
+}

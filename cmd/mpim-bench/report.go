@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latency summarises a histogram of microseconds, in milliseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	ms := func(us int64) float64 { return float64(us) / 1e3 }
+	return Latency{Count: h.TotalCount(), P50: ms(h.ValueAtQuantile(50)), P99: ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max())}
+}
+
+// Report is the outcome of one run.
+type Report struct {
+	Scenario  string   `json:"scenario"`
+	Gateways  []string `json:"gateways,omitempty"`
+	Dispatch  string   `json:"dispatch,omitempty"`
+	Users     int      `json:"users"`
+	Senders   int      `json:"senders"`
+	GroupSize int      `json:"group_size,omitempty"`
+	Window    int      `json:"window"`
+	Rate      float64  `json:"offered_rate"`
+	Warmup    float64  `json:"warmup_s"`
+	Measured  float64  `json:"measured_s"`
+
+	SendsAcked       int64   `json:"sends_acked"`
+	SendsAckedPerSec float64 `json:"sends_acked_per_s"`
+	Deliveries       int64   `json:"deliveries"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s"`
+	SendAck          Latency `json:"send_ack"`
+	SendDelivery     Latency `json:"send_delivery"`
+
+	TotalSends   int64  `json:"total_sends"`
+	TotalAcked   int64  `json:"total_acked"`
+	RateLimited  int64  `json:"rate_limited"`
+	SendErrors   int64  `json:"send_errors"`
+	FirstError   string `json:"first_error,omitempty"`
+	AllAnswered  bool   `json:"all_answered"`
+	AllDelivered bool   `json:"all_delivered"`
+
+	SetupSeconds   float64 `json:"setup_s"`
+	ConnectSeconds float64 `json:"connect_s,omitempty"`
+	DrainSeconds   float64 `json:"drain_s,omitempty"`
+
+	ServerCPUSeconds      float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUPerMessageUs float64 `json:"server_cpu_per_message_us,omitempty"`
+	ServerRSSBytes        int64   `json:"server_rss_bytes,omitempty"`
+	OpenConnections       int     `json:"open_connections,omitempty"`
+	RSSPerConnBytes       float64 `json:"rss_per_connection_bytes,omitempty"`
+	HeapPerConnBytes      float64 `json:"heap_per_connection_bytes,omitempty"`
+
+	Audit      AuditResult `json:"audit"`
+	AuditClean bool        `json:"audit_clean"`
+}
+
+func (r *runner) report(senders int, measured time.Duration) *Report {
+	c := r.cfg
+	rep := &Report{Scenario: c.Scenario, Gateways: c.Gateways, Dispatch: c.Dispatch, Users: c.Users, Senders: senders,
+		Window: c.Window, Rate: c.Rate, Warmup: c.Warmup.Seconds(), Measured: measured.Seconds(),
+		SendsAcked: r.ackedIn.Load(), Deliveries: r.deliveredIn.Load(),
+		TotalSends: r.issued.Load(), TotalAcked: r.acked.Load(), RateLimited: r.rateLimited.Load(), SendErrors: r.sendErrors.Load()}
+	if c.Scenario == "groups" {
+		rep.GroupSize = c.GroupSize
+	}
+	if c.Rate > 0 {
+		rep.Window = 0
+	}
+	if s := measured.Seconds(); s > 0 {
+		rep.SendsAckedPerSec = float64(rep.SendsAcked) / s
+		rep.DeliveriesPerSec = float64(rep.Deliveries) / s
+	}
+	r.histMu.Lock()
+	rep.SendAck, rep.SendDelivery = latencyOf(r.ackHist), latencyOf(r.delHist)
+	r.histMu.Unlock()
+	if e := r.firstErr.Load(); e != nil {
+		rep.FirstError = *e
+	}
+	return rep
+}
+
+func (rep *Report) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k string, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	mode := fmt.Sprintf("closed loop, window %d", rep.Window)
+	if rep.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %.0f sends/s offered", rep.Rate)
+	}
+	row("scenario", "%s: %d users, %d senders, %s", rep.Scenario, rep.Users, rep.Senders, mode)
+	row("measured", "%.1fs after %.1fs warm-up (setup %.1fs)", rep.Measured, rep.Warmup, rep.SetupSeconds)
+	if rep.Scenario == "idle" {
+		row("connections", "%d open after %.1fs (connected in %.1fs)", rep.OpenConnections, rep.Measured, rep.ConnectSeconds)
+		row("gateway RSS per connection", "%s", bytesOrSkip(rep.RSSPerConnBytes, rep.ServerRSSBytes > 0))
+		row("gateway heap+stack per connection", "%s", bytesOrSkip(rep.HeapPerConnBytes, rep.HeapPerConnBytes != 0))
+		tw.Flush()
+		return
+	}
+	row("sends acked", "%d (%.0f/s)", rep.SendsAcked, rep.SendsAckedPerSec)
+	row("deliveries", "%d (%.0f/s)", rep.Deliveries, rep.DeliveriesPerSec)
+	lat := func(l Latency) string {
+		return fmt.Sprintf("p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms  (n=%d)", l.P50, l.P99, l.P999, l.Max, l.Count)
+	}
+	row("send -> ack", "%s", lat(rep.SendAck))
+	row("send -> delivery", "%s", lat(rep.SendDelivery))
+	row("totals", "%d sent, %d acked, %d rate-limited retries, %d errors", rep.TotalSends, rep.TotalAcked, rep.RateLimited, rep.SendErrors)
+	if rep.FirstError != "" {
+		row("first error", "%s", rep.FirstError)
+	}
+	if rep.ServerCPUSeconds > 0 {
+		row("server CPU (--pid)", "%.2fs (%.1f µs per acked send)", rep.ServerCPUSeconds, rep.ServerCPUPerMessageUs)
+	}
+	if rep.ServerRSSBytes > 0 {
+		row("server RSS (--pid)", "%.1f MiB", float64(rep.ServerRSSBytes)/(1<<20))
+	}
+	row("drain", "%.1fs (all answered: %v, all delivered: %v)", rep.DrainSeconds, rep.AllAnswered, rep.AllDelivered)
+	a := rep.Audit
+	verdict := "CLEAN"
+	if !rep.AuditClean {
+		verdict = "FAILED"
+	}
+	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, out-of-order %d, delivered-not-acked %d, malformed %d",
+		verdict, a.AckedNotDelivered, a.Duplicates, a.OutOfOrder, a.DeliveredNotAcked, a.MalformedInboxIDs)
+	tw.Flush()
+}
+
+func bytesOrSkip(v float64, ok bool) string {
+	if !ok {
+		return "skipped (no --pid / --metrics)"
+	}
+	return fmt.Sprintf("%.1f KiB", v/1024)
+}
+
+func (rep *Report) writeJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// cpuSampler measures the CPU time of processes between begin and end.
+type cpuSampler struct {
+	pids     []int
+	from, to float64
+}
+
+func newCPUSampler(pids []int) *cpuSampler { return &cpuSampler{pids: pids} }
+func (s *cpuSampler) begin()               { s.from = cpuOf(s.pids) }
+func (s *cpuSampler) end()                 { s.to = cpuOf(s.pids) }
+func (s *cpuSampler) seconds() float64     { return s.to - s.from }
+
+// cpuOf sums utime+stime of the processes, in seconds (USER_HZ = 100).
+func cpuOf(pids []int) float64 {
+	var total float64
+	for _, p := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		k, _ := strconv.ParseFloat(f[12], 64)
+		total += (u + k) / 100
+	}
+	return total
+}
+
+// rssOf sums the resident set sizes of the processes, in bytes.
+func rssOf(pids []int) int64 {
+	var total int64
+	for _, p := range pids {
+		f, err := os.Open("/proc/" + strconv.Itoa(p) + "/status")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				total += kb << 10
+			}
+		}
+		f.Close()
+	}
+	return total
+}
+
+// heapOf sums go_memstats_heap_inuse_bytes and go_memstats_stack_inuse_bytes
+// over the /metrics URLs; -1 if one cannot be read.
+func heapOf(ctx context.Context, urls []string) int64 {
+	var total int64
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return -1
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return -1
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
+				if v, ok := strings.CutPrefix(line, name); ok {
+					f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					total += int64(f)
+				}
+			}
+		}
+		resp.Body.Close()
+	}
+	return total
+}

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# End-to-end benchmark and audit of mpim, with calibration in the same run.
+#
+# Makes the shared services reachable (scripts/services.sh), builds bin/mpimd
+# and bin/mpim-bench, then starts everything the run owns: a private Redis on
+# a free loopback port (durability --durability none|everysec|always, data in
+# a temp dir), a fresh MariaDB database, a unique ZooKeeper root on the shared
+# ZooKeeper, one `mpimd projector` and --gateways (1 or 2) `mpimd gateway`
+# processes. It calibrates with `redis-benchmark -c 50` unpipelined XADD on
+# the private Redis, runs the scenarios with bin/mpim-bench (every run is also
+# an audit), samples the CPU (utime+stime from /proc) of mpimd, Redis and
+# MariaDB around each scenario and the RSS of mpimd, and writes
+# bench/results/bench-<UTC time>.md (plus the raw JSON beside it).
+# Everything it started is stopped on exit; the database is dropped.
+#
+#   scripts/bench.sh --short                 # quick check, under 2 minutes
+#   scripts/bench.sh --durability always     # the full set
+#
+# Exits 1 if any scenario's audit failed, 2 on a setup problem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHORT=
+DURABILITY=everysec
+GATEWAYS=2
+while (($#)); do
+	case $1 in
+	--short) SHORT=1 ;;
+	--durability) DURABILITY=${2:?--durability needs none, everysec or always}; shift ;;
+	--durability=*) DURABILITY=${1#*=} ;;
+	--gateways) GATEWAYS=${2:?--gateways needs 1 or 2}; shift ;;
+	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+	*) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+case $DURABILITY in
+none) AOF=(--appendonly no) ;;
+everysec | always) AOF=(--appendonly yes --appendfsync "$DURABILITY") ;;
+*) echo "bench.sh: --durability must be none, everysec or always" >&2; exit 2 ;;
+esac
+[[ $GATEWAYS == 1 || $GATEWAYS == 2 ]] || { echo "bench.sh: --gateways must be 1 or 2" >&2; exit 2; }
+
+scripts/services.sh >/dev/null
+mkdir -p bin bench/results
+go build -o bin/mpimd ./cmd/mpimd
+go build -o bin/mpim-bench ./cmd/mpim-bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+run_id=$(date +%s)$$
+dir=$(mktemp -d "${TMPDIR:-/tmp}/mpim-bench.XXXXXX")
+db=mpimbench_$run_id
+zkroot=/mpim-bench-$run_id
+redis_port=$(free_port)
+PIDS=()
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+	mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 2' INT TERM
+
+# ------------------------------------------------------------ services
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" "${AOF[@]}" --daemonize yes \
+	--dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 50); do [[ -s $dir/redis.pid ]] && break; sleep 0.1; done
+redis_pid=$(cat "$dir/redis.pid")
+mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+mysql_pid=$(pgrep -o -x mariadbd || pgrep -o -x mysqld || true)
+
+common=(--redis-addr "127.0.0.1:$redis_port" --mysql "root@tcp(127.0.0.1:3306)/$db"
+	--zookeeper 127.0.0.1:2181 --zk-root "$zkroot" --log-level warn)
+
+wait_ready() { # wait_ready HTTP_ADDR PID NAME
+	for _ in $(seq 300); do
+		curl -fsS "http://$1/readyz" >/dev/null 2>&1 && return 0
+		kill -0 "$2" 2>/dev/null || { echo "bench.sh: $3 exited; log:" >&2; tail -20 "$dir/$3.log" >&2; exit 2; }
+		sleep 0.1
+	done
+	echo "bench.sh: $3 not ready after 30s; log:" >&2; tail -20 "$dir/$3.log" >&2; exit 2
+}
+
+proj_http=127.0.0.1:$(free_port)
+bin/mpimd projector "${common[@]}" --http-addr "$proj_http" --member-id "bench-proj-$run_id" >"$dir/projector.log" 2>&1 &
+proj_pid=$!
+PIDS+=("$proj_pid")
+wait_ready "$proj_http" "$proj_pid" projector
+
+GW_URLS=() GW_PIDS=() GW_METRICS=()
+for g in $(seq "$GATEWAYS"); do
+	listen=127.0.0.1:$(free_port) http=127.0.0.1:$(free_port)
+	bin/mpimd gateway "${common[@]}" --listen "$listen" --http-addr "$http" --gateway-id "bench-gw$g-$run_id" \
+		>"$dir/gateway$g.log" 2>&1 &
+	PIDS+=("$!") GW_PIDS+=("$!")
+	wait_ready "$http" "$!" "gateway$g"
+	GW_URLS+=("ws://$listen/ws") GW_METRICS+=("http://$http/metrics")
+done
+join() { local IFS=,; echo "$*"; }
+gateways=$(join "${GW_URLS[@]}")
+mpimd_pids=$(join "$proj_pid" "${GW_PIDS[@]}")
+
+# ------------------------------------------------------------ calibration
+payload=$(printf 'x%.0s' $(seq 100))
+cal_n=200000
+[[ -n $SHORT ]] && cal_n=100000
+cal=$(redis-benchmark -p "$redis_port" -c 50 -n "$cal_n" --csv XADD calib:stream '*' v 1 s 0 d "$payload" |
+	awk -F'","' 'NR==2 {gsub(/"/,"",$2); print $2}')
+redis-cli -p "$redis_port" del calib:stream >/dev/null
+echo "bench.sh: calibration: redis-benchmark -c 50 XADD $cal/s" >&2
+
+# ------------------------------------------------------------ scenarios
+# name|mpim-bench flags
+if [[ -n $SHORT ]]; then
+	SCENARIOS=(
+		"pairs closed|--scenario pairs --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
+		"pairs open 1500/s|--scenario pairs --users 100 --rate 1500 --warmup 1s --duration 6s --drain 20s"
+		"groups K=10|--scenario groups --users 60 --group-size 10 --warmup 1s --duration 4s --drain 20s"
+		"fanout 50|--scenario fanout --users 50 --senders 2 --warmup 1s --duration 4s"
+		"idle|--scenario idle --users 60 --duration 3s"
+	)
+else
+	SCENARIOS=(
+		"pairs closed 1000 conns|--scenario pairs --users 1000 --window 1 --warmup 5s --duration 30s"
+		"pairs closed 200 conns|--scenario pairs --users 200 --window 1 --warmup 5s --duration 30s"
+		"pairs open 10000/s|--scenario pairs --users 1000 --rate 10000 --warmup 5s --duration 30s"
+		"groups K=100|--scenario groups --users 1000 --group-size 100 --warmup 5s --duration 20s"
+		"fanout 1000|--scenario fanout --users 1000 --senders 2 --warmup 5s --duration 20s"
+		"idle 10000|--scenario idle --users 10000 --duration 10s --setup-concurrency 32"
+	)
+fi
+
+cpu_ticks() { # cpu_ticks PID: utime+stime in clock ticks, 0 if gone
+	[[ -n $1 && -r /proc/$1/stat ]] || { echo 0; return; }
+	sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+sum_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo $t; }
+rss_mib() { awk '/VmRSS/ {s+=$2} END {printf "%.0f", s/1024}' $(printf '/proc/%s/status ' "$@") 2>/dev/null; }
+hz=$(getconf CLK_TCK)
+
+failed=0
+rows=()
+n=0
+for s in "${SCENARIOS[@]}"; do
+	n=$((n + 1))
+	name=${s%%|*} flags=${s#*|}
+	json=$dir/s$n.json
+	pids=$mpimd_pids
+	extra=()
+	[[ $flags == *idle* ]] && { pids=$(join "${GW_PIDS[@]}"); extra=(--metrics "$(join "${GW_METRICS[@]}")"); }
+	m0=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r0=$(cpu_ticks "$redis_pid") d0=$(cpu_ticks "$mysql_pid") t0=$(date +%s.%N)
+	echo "bench.sh: scenario $name: bin/mpim-bench --gateways $gateways $flags" >&2
+	rc=0
+	# shellcheck disable=SC2086
+	bin/mpim-bench --gateways "$gateways" $flags --pid "$pids" "${extra[@]}" --json "$json" || rc=$?
+	m1=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r1=$(cpu_ticks "$redis_pid") d1=$(cpu_ticks "$mysql_pid") t1=$(date +%s.%N)
+	rss=$(rss_mib "$proj_pid" "${GW_PIDS[@]}")
+	if ((rc == 2)) || [[ ! -s $json ]]; then
+		echo "bench.sh: scenario $name did not run (exit $rc)" >&2
+		rows+=("| $name | did not run (exit $rc) |||||||||")
+		failed=1
+		continue
+	fi
+	((rc == 0)) || failed=1
+	cp "$json" "bench/results/bench-$stamp-s$n.json"
+	rows+=("$(jq -r --arg name "$name" --arg cal "$cal" --arg hz "$hz" --arg rss "$rss" \
+		--arg m "$((m1 - m0))" --arg r "$((r1 - r0))" --arg d "$((d1 - d0))" --arg wall "$(echo "$t1 - $t0" | bc)" '
+		def f(x): (x * 100 | round) / 100;
+		def per(t): if .total_acked > 0 then (((t | tonumber) / ($hz | tonumber)) * 1e6 / .total_acked | round | tostring) else "-" end;
+		if .scenario == "idle" then
+			"| \($name) | \(.users) conns open: \(.open_connections) | - | - | - | - | - | RSS/conn \((.rss_per_connection_bytes // 0) / 1024 | round) KiB, heap+stack/conn \((.heap_per_connection_bytes // 0) / 1024 | round) KiB | - | mpimd RSS \($rss) MiB | n/a |"
+		else
+			"| \($name) | \(.sends_acked_per_s | round) | \(.deliveries_per_s | round) | \(f(.deliveries_per_s / ($cal | tonumber))) | \(f(.send_ack.p50_ms)) / \(f(.send_ack.p99_ms)) / \(f(.send_ack.p999_ms)) / \(f(.send_ack.max_ms)) | \(f(.send_delivery.p50_ms)) / \(f(.send_delivery.p99_ms)) / \(f(.send_delivery.p999_ms)) / \(f(.send_delivery.max_ms)) | \(.rate_limited) | whole scenario incl. setup: mpimd \(per($m)), redis \(per($r)), mariadb \(per($d)) µs/msg; measured window: mpimd \(.server_cpu_per_message_us // 0 | round) µs/msg | \(.total_sends)/\(.total_acked) | mpimd RSS \($rss) MiB | \(if .audit_clean then "clean" else "FAILED \(.audit)" end) |"
+		end' "$json")")
+done
+
+# ------------------------------------------------------------ report
+report=bench/results/bench-$stamp.md
+{
+	echo "# mpim end-to-end benchmark and audit${SHORT:+ (short)}"
+	echo
+	echo "- when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+	echo "- redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'), private, durability **$DURABILITY**; $(mariadb -uroot -h127.0.0.1 -N -B -e 'SELECT VERSION()'); ZooKeeper root $zkroot"
+	echo "- mpimd: 1 projector + $GATEWAYS gateway(s), clients spread round-robin over the gateways; load generator, Redis, MariaDB, ZooKeeper and mpimd share the cores"
+	echo "- calibration: \`redis-benchmark -c 50 -n $cal_n\` unpipelined XADD of a 100-byte field: **$cal/s**"
+	echo
+	echo "| scenario | sends acked/s | deliveries/s | deliveries / calibration | send->ack p50/p99/p99.9/max ms | send->delivery p50/p99/p99.9/max ms | rate-limited retries | CPU per acked message | sent/acked | memory | audit |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "${rows[@]}"
+	echo
+	echo "Commands (each with \`--gateways $gateways --pid <mpimd pids> --json FILE\`):"
+	echo
+	for s in "${SCENARIOS[@]}"; do echo "- ${s%%|*}: \`bin/mpim-bench ${s#*|}\`"; done
+	echo
+	echo "Notes: deliveries count first deliveries of each message to every member device, the sender's own"
+	echo "device included; send->delivery latency counts only other devices. Latencies are measured from the"
+	echo "intended send time (open loop: the schedule; closed loop: when the window allowed the send)."
+	echo "Rates are over the measured window after the warm-up. The audit covers every message of the run,"
+	echo "warm-up included. CPU per message divides the CPU the processes spent over the whole scenario"
+	echo "(setup with argon2id password hashing included) by the acked sends; the measured-window figure is"
+	echo "the mpimd processes alone during the measured time. Every client acknowledges its latest push every"
+	echo "100 ms; the gateway's per-connection rate limit (50 requests/s, burst 100) applies to sends and acks"
+	echo "alike and bounds what one connection can send; rate-limited sends are retried with the same client"
+	echo "message id after the advised wait."
+} >"$report"
+cat "$report"
+echo "bench.sh: report written to $report" >&2
+exit "$failed"
