@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 // probe is a readiness check: nil when the dependency answers.
 type probe func(ctx context.Context) error
 
-// opsServer serves /metrics, /healthz (the process runs) and /readyz (every
-// probe answers and start-up finished).
+// opsServer serves /metrics, /healthz (the process runs), /readyz (every
+// probe answers and start-up finished) and /debug/pprof/ (on the ops address
+// only, which defaults to loopback).
 type opsServer struct {
 	srv    *http.Server
 	ln     net.Listener
@@ -35,6 +37,10 @@ func newOpsServer(addr string, reg *prometheus.Registry, probes map[string]probe
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", o.readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
