@@ -43,6 +43,8 @@ type Config struct {
 	Listen                   string
 	PublicAddr               string
 	GatewayID                string
+	ClientRate               float64
+	ClientBurst              int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -79,6 +81,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config", "", "JSON config file (keys are flag names)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "gateway: address of the client endpoints /ws and /dispatch")
 	fs.StringVar(&c.PublicAddr, "public-addr", "", "gateway: address clients are given by the dispatcher (default: the listen address)")
+	fs.Float64Var(&c.ClientRate, "client-rate", 50, "gateway: requests per second one connection may make (token bucket; a user gets twice this over all connections)")
+	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	if c.runs("gateway") {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			errs = append(errs, fmt.Errorf("listen %q: %v", c.Listen, err))
+		}
+		if c.ClientRate <= 0 || c.ClientBurst < 1 {
+			errs = append(errs, fmt.Errorf("client-rate and client-burst must be positive, got %g and %d", c.ClientRate, c.ClientBurst))
 		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))

@@ -12,6 +12,7 @@ import (
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/internal/coord"
+	"golang.org/x/time/rate"
 )
 
 // gatewayTasks starts the gateway: the delivery hub, the client server
@@ -46,7 +47,8 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		}
 		deps.Load = reg
 	}
-	srv, err := gateway.New(gateway.Config{GatewayID: c.GatewayID, PublicAddr: public, Prefix: c.Prefix}, deps)
+	srv, err := gateway.New(gateway.Config{GatewayID: c.GatewayID, PublicAddr: public, Prefix: c.Prefix,
+		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

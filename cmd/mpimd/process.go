@@ -148,7 +148,7 @@ func (m *Main) open(ctx context.Context, d *deps) (func(), map[string]probe, err
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var err error
-	if d.rdb, err = connect.Redis(ctx, connect.RedisConfig{Addr: c.RedisAddr, Password: c.RedisPassword, DB: c.RedisDB}); err != nil {
+	if d.rdb, err = connect.Redis(ctx, connect.RedisConfig{Addr: c.RedisAddr, Password: c.RedisPassword, DB: c.RedisDB, PoolSize: c.redisPoolSize()}); err != nil {
 		return closeAll, nil, err
 	}
 	closers = append(closers, func() { d.rdb.Close() })
@@ -178,6 +178,18 @@ func (m *Main) open(ctx context.Context, d *deps) (func(), map[string]probe, err
 		closers = append(closers, d.zk.Close)
 	}
 	return closeAll, probes, nil
+}
+
+// redisPoolSize sizes the Redis pool: every projector partition keeps one
+// connection in a blocking XREAD, so a pool smaller than that starves the
+// batches' writes until some read times out (measured: deliveries seconds
+// late with the default pool of 10 per CPU).
+func (c *Config) redisPoolSize() int {
+	n := 64
+	if c.runs("projector") {
+		n += c.Partitions * len(c.Projectors)
+	}
+	return n
 }
 
 func coordinationName(c *Config) string {
