@@ -99,7 +99,7 @@ wait_ready "$proj_http" "$proj_pid" projector
 GW_URLS=() GW_PIDS=() GW_METRICS=()
 for g in $(seq "$GATEWAYS"); do
 	listen=127.0.0.1:$(free_port) http=127.0.0.1:$(free_port)
-	bin/mpimd gateway "${common[@]}" --listen "$listen" --http-addr "$http" --gateway-id "bench-gw$g-$run_id" \
+	bin/mpimd gateway "${common[@]}" --listen "$listen" --http-addr "$http" --gateway-id "bench-gw$g-$run_id" --client-rate 1000 --client-burst 2000 \
 		>"$dir/gateway$g.log" 2>&1 &
 	PIDS+=("$!") GW_PIDS+=("$!")
 	wait_ready "$http" "$!" "gateway$g"
@@ -209,7 +209,7 @@ report=bench/results/bench-$stamp.md
 	echo "warm-up included. CPU per message divides the CPU the processes spent over the whole scenario"
 	echo "(setup with argon2id password hashing included) by the acked sends; the measured-window figure is"
 	echo "the mpimd processes alone during the measured time. Every client acknowledges its latest push every"
-	echo "100 ms; the gateway's per-connection rate limit (50 requests/s, burst 100) applies to sends and acks"
+	echo "100 ms; the gateways run with --client-rate 1000 --client-burst 2000; the per-connection rate limit applies to sends and acks"
 	echo "alike and bounds what one connection can send; rate-limited sends are retried with the same client"
 	echo "message id after the advised wait."
 } >"$report"
