@@ -1,4 +1,8 @@
-.PHONY: test services proto proto-check bench-eventstore
+.PHONY: run test services proto proto-check bench bench-eventstore
+
+# The main job (README): services, build, `mpimd all` on them.
+run:
+	scripts/run.sh
 
 # The test command (README): services, generated-code check, vet, race tests.
 test:
@@ -15,3 +19,6 @@ proto-check:
 
 bench-eventstore:
 	scripts/bench-eventstore.sh
+
+bench:
+	scripts/bench.sh --short
