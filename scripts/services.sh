@@ -379,6 +379,19 @@ main() {
 
 	DID[protoc]=${DID[protoc]:-present}
 	report protoc "$(done_what protoc) ($(protoc --version))"
+	ensure_chromium
+}
+
+# ensure_chromium installs Debian's chromium (the web chat test drives it
+# headless) when it is missing.
+ensure_chromium() {
+	if command -v chromium >/dev/null; then
+		report chromium present
+		return
+	fi
+	apt_install chromium
+	command -v chromium >/dev/null || die "chromium still missing after installing it"
+	report chromium installed
 }
 
 main "$@"

@@ -35,6 +35,7 @@ func commands() []subcommand {
 		{"export", "NDJSON of events from a position or time, for analytics", runExport},
 		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter", runTap},
 		{"replay", "rebuild the MySQL read model from zero while running, then swap: replay mysql", runReplay},
+		{"chat", "terminal chat client over a gateway WebSocket: chat --gateway URL --user NAME", runChat},
 	}
 }
 

@@ -745,6 +745,7 @@ type sendStats struct {
 	retries     int // sends repeated with the same client message id
 	duplicates  int // answered with duplicate: the first attempt had been appended
 	rateLimited int
+	failed      int // answered unavailable or conflict (then retried with the same client message id)
 }
 
 func (s *sendStats) count(f func(s *sendStats)) {
@@ -787,7 +788,7 @@ func (d *e2eDevice) send(ctx context.Context, req *mpimv1.SendRequest, to []*e2e
 				time.Sleep(time.Duration(max(e.GetRetryAfterMs(), 1)) * time.Millisecond)
 				continue
 			case "unavailable", "conflict":
-				st.count(func(s *sendStats) { s.retries++ })
+				st.count(func(s *sendStats) { s.retries++; s.failed++ })
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}

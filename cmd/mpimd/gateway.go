@@ -11,6 +11,7 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
+	"github.com/mpim/mpim/gateway/web"
 	"github.com/mpim/mpim/internal/coord"
 	"golang.org/x/time/rate"
 )
@@ -55,6 +56,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv.Handler())
+	mux.Handle("/", web.Handler())
 	if d.zk != nil {
 		mux.Handle("/dispatch", gateway.NewDispatcher(d.zk, d.lg))
 	}

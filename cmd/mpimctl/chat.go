@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/gateway/gatewaytest"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// chatHelp lists the chat commands.
+const chatHelp = `commands:
+  /to USER               open the direct conversation with USER
+  /group NAME USER...    create a group with USERs and open it
+  /join GROUPID          join an open group and open its conversation
+  /history [N]           show the last N (default 20) messages of the open conversation
+  /friends               list friends and pending friend requests
+  /add USER              send USER a friend request
+  /accept USER           accept USER's friend request
+  /help                  this list
+  /quit                  leave
+  anything else          is sent to the open conversation`
+
+func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return chatMain(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// chatMain is runChat reading commands from stdin.
+func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mpimctl chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	gw := fs.String("gateway", "ws://127.0.0.1:8080/ws", "gateway WebSocket URL")
+	user := fs.String("user", "", "username to log in as")
+	register := fs.Bool("register", false, "register the user first")
+	passwordEnv := fs.String("password-env", "MPIM_CHAT_PASSWORD", "environment variable holding the password")
+	device := fs.String("device", "", "device id (default mpimctl-<random>)")
+	enc := fs.String("encoding", "json", "protocol encoding: json or proto")
+	fs.String("config", "", "JSON config file (keys are flag names)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return errors.New("chat: --user is required")
+	}
+	password, ok := os.LookupEnv(*passwordEnv)
+	if !ok || password == "" {
+		return fmt.Errorf("chat: set the password in $%s (or name another variable with --password-env)", *passwordEnv)
+	}
+	var encoding frame.Encoding
+	switch *enc {
+	case "json":
+		encoding = frame.JSON
+	case "proto":
+		encoding = frame.Proto
+	default:
+		return fmt.Errorf("chat: --encoding must be json or proto, got %q", *enc)
+	}
+	if *device == "" {
+		*device = "mpimctl-" + randomHex(4)
+	}
+	c := &chat{out: stdout, names: map[string]string{}, seen: map[string]bool{}}
+	return c.run(ctx, *gw, encoding, *user, password, *device, *register, stdin)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// chat is one terminal session.
+type chat struct {
+	cl *gatewaytest.Client
+
+	outMu sync.Mutex
+	out   io.Writer
+
+	mu    sync.Mutex
+	me    string            // own user id
+	names map[string]string // user id -> username
+	seen  map[string]bool   // event ids shown (pushes may be re-sent)
+	open  *openConv
+}
+
+// openConv is the conversation plain text goes to.
+type openConv struct {
+	title          string
+	conversationID string
+}
+
+func (c *chat) printf(format string, args ...any) {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	fmt.Fprintf(c.out, format+"\n", args...)
+}
+
+// call sends a request and turns an error result into an error.
+func (c *chat) call(ctx context.Context, req any) (*mpimv1.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	r, err := c.cl.Call(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if e := r.GetError(); e != nil {
+		return nil, fmt.Errorf("%s: %s", e.GetCode(), e.GetMessage())
+	}
+	return r, nil
+}
+
+func (c *chat) run(ctx context.Context, url string, enc frame.Encoding, user, password, device string, register bool, in io.Reader) error {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	cl, err := gatewaytest.Dial(dctx, url, enc, nil)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("chat: dial %s: %w", url, err)
+	}
+	c.cl = cl
+	defer cl.Close()
+	if register {
+		r, err := c.call(ctx, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: user, Password: password, DisplayName: user}})
+		if err != nil {
+			return fmt.Errorf("chat: register %s: %w", user, err)
+		}
+		c.printf("registered %s (%s)", r.GetRegister().GetUsername(), r.GetRegister().GetUserId())
+	}
+	// Pushes may follow the login response at once: receive from the start.
+	recvDone := make(chan struct{})
+	go func() { defer close(recvDone); c.receive(ctx) }()
+	r, err := c.call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: user, Password: password, DeviceId: device, Platform: "mpimctl"}})
+	if err != nil {
+		return fmt.Errorf("chat: login %s: %w", user, err)
+	}
+	s := r.GetLogin()
+	c.mu.Lock()
+	c.me = s.GetUserId()
+	c.names[c.me] = s.GetProfile().GetUsername()
+	c.mu.Unlock()
+	c.printf("logged in as %s (%s) on %s; /help lists the commands", s.GetProfile().GetUsername(), c.me, device)
+
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	go c.heartbeat(hctx, time.Duration(s.GetHeartbeatMs())*time.Millisecond)
+
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-hctx.Done():
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-recvDone:
+			return fmt.Errorf("chat: connection ended: %v", cl.Err())
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			if quit := c.handle(ctx, line); quit {
+				return nil
+			}
+		}
+	}
+}
+
+// heartbeat pings while the session lasts.
+func (c *chat) heartbeat(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.call(ctx, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}})
+		}
+	}
+}
+
+// handle runs one input line and reports whether the session ends.
+func (c *chat) handle(ctx context.Context, line string) (quit bool) {
+	line = strings.TrimSpace(line)
+	if line == "" {
+		c.printf("error: empty message (type /help for the commands)")
+		return false
+	}
+	if !strings.HasPrefix(line, "/") {
+		c.send(ctx, line)
+		return false
+	}
+	fields := strings.Fields(line)
+	cmd, args := fields[0], fields[1:]
+	var err error
+	switch cmd {
+	case "/quit", "/exit":
+		return true
+	case "/help":
+		c.printf("%s", chatHelp)
+	case "/to":
+		err = c.cmdTo(ctx, args)
+	case "/group":
+		err = c.cmdGroup(ctx, args)
+	case "/join":
+		err = c.cmdJoin(ctx, args)
+	case "/history":
+		err = c.cmdHistory(ctx, args)
+	case "/friends":
+		err = c.cmdFriends(ctx)
+	case "/add", "/accept":
+		if len(args) != 1 {
+			err = fmt.Errorf("usage: %s USER", cmd)
+			break
+		}
+		var id string
+		if id, err = c.lookup(ctx, args[0]); err != nil {
+			break
+		}
+		if cmd == "/add" {
+			_, err = c.call(ctx, &mpimv1.ClientFrame_RequestFriend{RequestFriend: &mpimv1.RequestFriendRequest{UserId: id}})
+		} else {
+			_, err = c.call(ctx, &mpimv1.ClientFrame_AcceptFriend{AcceptFriend: &mpimv1.AcceptFriendRequest{UserId: id}})
+		}
+		if err == nil {
+			c.printf("ok")
+		}
+	default:
+		err = fmt.Errorf("unknown command %s (type /help for the commands)", cmd)
+	}
+	if err != nil {
+		c.printf("error: %v", err)
+	}
+	return false
+}
+
+// lookup returns the user id of username.
+func (c *chat) lookup(ctx context.Context, username string) (string, error) {
+	r, err := c.call(ctx, &mpimv1.ClientFrame_FindUser{FindUser: &mpimv1.FindUserRequest{Username: username}})
+	if err != nil {
+		return "", fmt.Errorf("user %s: %w", username, err)
+	}
+	p := r.GetFindUser()
+	c.mu.Lock()
+	c.names[p.GetUserId()] = p.GetUsername()
+	c.mu.Unlock()
+	return p.GetUserId(), nil
+}
+
+// name returns a user's username, asking the server once.
+func (c *chat) name(ctx context.Context, id string) string {
+	c.mu.Lock()
+	n, ok := c.names[id]
+	c.mu.Unlock()
+	if ok {
+		return n
+	}
+	r, err := c.call(ctx, &mpimv1.ClientFrame_GetProfile{GetProfile: &mpimv1.GetProfileRequest{UserId: id}})
+	if err != nil {
+		return id
+	}
+	n = r.GetGetProfile().GetUsername()
+	c.mu.Lock()
+	c.names[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+func (c *chat) setOpen(o *openConv) {
+	c.mu.Lock()
+	c.open = o
+	c.mu.Unlock()
+	c.printf("now talking in %s", o.title)
+}
+
+func (c *chat) cmdTo(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: /to USER")
+	}
+	id, err := c.lookup(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	me := c.me
+	c.mu.Unlock()
+	if id == me {
+		return errors.New("cannot open a conversation with yourself")
+	}
+	conv := domain.DirectConversation(domain.UserID(me), domain.UserID(id))
+	c.setOpen(&openConv{title: args[0], conversationID: string(conv)})
+	return nil
+}
+
+func (c *chat) cmdGroup(ctx context.Context, args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: /group NAME USER...")
+	}
+	var ids []string
+	for _, u := range args[1:] {
+		id, err := c.lookup(ctx, u)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	r, err := c.call(ctx, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: args[0], MemberIds: ids}})
+	if err != nil {
+		return err
+	}
+	g := r.GetCreateGroup()
+	c.printf("created group %s (%s)", args[0], g.GetGroupId())
+	c.setOpen(&openConv{title: "#" + args[0], conversationID: g.GetConversationId()})
+	return nil
+}
+
+func (c *chat) cmdJoin(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: /join GROUPID")
+	}
+	if _, err := c.call(ctx, &mpimv1.ClientFrame_JoinGroup{JoinGroup: &mpimv1.JoinGroupRequest{GroupId: args[0]}}); err != nil {
+		return err
+	}
+	r, err := c.call(ctx, &mpimv1.ClientFrame_GroupMembers{GroupMembers: &mpimv1.GroupMembersRequest{GroupId: args[0]}})
+	if err != nil {
+		return err
+	}
+	g := r.GetGroupMembers().GetGroup()
+	c.setOpen(&openConv{title: "#" + g.GetName(), conversationID: g.GetConversationId()})
+	return nil
+}
+
+func (c *chat) current() (*openConv, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == nil {
+		return nil, errors.New("no open conversation: use /to USER, /group NAME USER... or /join GROUPID first")
+	}
+	return c.open, nil
+}
+
+func (c *chat) send(ctx context.Context, text string) {
+	o, err := c.current()
+	if err == nil {
+		_, err = c.call(ctx, &mpimv1.ClientFrame_Send{Send: &mpimv1.SendRequest{
+			To:          &mpimv1.SendRequest_ConversationId{ConversationId: o.conversationID},
+			ClientMsgId: randomHex(8), Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: text}})
+	}
+	if err != nil {
+		c.printf("error: %v", err)
+	}
+}
+
+func (c *chat) cmdHistory(ctx context.Context, args []string) error {
+	n := 20
+	if len(args) > 1 {
+		return errors.New("usage: /history [N]")
+	}
+	if len(args) == 1 {
+		v, err := strconv.Atoi(args[0])
+		if err != nil || v < 1 || v > 200 {
+			return fmt.Errorf("/history: N must be 1..200, got %q", args[0])
+		}
+		n = v
+	}
+	o, err := c.current()
+	if err != nil {
+		return err
+	}
+	r, err := c.call(ctx, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: o.conversationID, Limit: uint32(n)}})
+	if err != nil {
+		return err
+	}
+	msgs := r.GetHistory().GetMessages()
+	c.printf("-- %d message(s) of %s --", len(msgs), o.title)
+	for _, m := range msgs {
+		text := m.GetText()
+		switch {
+		case m.GetDeleted():
+			text = "(deleted)"
+		case m.GetRecalledAtMs() != 0:
+			text = "(recalled)"
+		}
+		c.printf("[%s] %s: %s", clock(m.GetSentAtMs()), c.name(ctx, m.GetSenderId()), text)
+	}
+	return nil
+}
+
+func (c *chat) cmdFriends(ctx context.Context) error {
+	r, err := c.call(ctx, &mpimv1.ClientFrame_ListFriends{ListFriends: &mpimv1.ListFriendsRequest{}})
+	if err != nil {
+		return err
+	}
+	friends := r.GetListFriends().GetFriends()
+	c.printf("-- %d friend(s) --", len(friends))
+	for _, f := range friends {
+		c.printf("  %s (%s)", f.GetUsername(), f.GetDisplayName())
+	}
+	r, err = c.call(ctx, &mpimv1.ClientFrame_ListFriendRequests{ListFriendRequests: &mpimv1.ListFriendRequestsRequest{}})
+	if err != nil {
+		return err
+	}
+	for _, p := range r.GetListFriendRequests().GetIncoming() {
+		c.printf("  request from %s: %s (/accept %s)", p.GetUser().GetUsername(), p.GetMessage(), p.GetUser().GetUsername())
+	}
+	for _, p := range r.GetListFriendRequests().GetOutgoing() {
+		c.printf("  request to %s pending", c.name(ctx, p.GetToUserId()))
+	}
+	return nil
+}
+
+func clock(ms int64) string { return time.UnixMilli(ms).Format("15:04:05") }
+
+// receive prints pushes and signals and acknowledges pushes, until the
+// connection ends.
+func (c *chat) receive(ctx context.Context) {
+	for {
+		f, err := c.cl.Next(context.Background())
+		if err != nil {
+			return
+		}
+		switch {
+		case f.GetPush() != nil:
+			p := f.GetPush()
+			ev := p.GetEvent()
+			if ev == nil {
+				ev = &mpimv1.Event{}
+				if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
+					c.printf("error: undecodable push %s: %v", p.GetInboxId(), err)
+					ev = nil
+				}
+			}
+			if ev != nil {
+				c.mu.Lock()
+				dup := c.seen[string(ev.GetId())]
+				c.seen[string(ev.GetId())] = true
+				c.mu.Unlock()
+				if !dup {
+					c.show(ctx, p.GetType(), ev)
+				}
+			}
+			// Acknowledge asynchronously: the response arrives on this
+			// connection's reader, which must not wait for us.
+			go c.call(ctx, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: p.GetInboxId()}})
+		case f.GetSignal() != nil:
+			s := f.GetSignal()
+			if s.GetKind() == "typing" {
+				c.printf("* %s is typing", c.name(ctx, s.GetFromUserId()))
+			}
+		case f.GetSyncRequired() != nil:
+			c.printf("* older pushes were dropped; /history shows what you missed")
+		case f.GetGoaway() != nil:
+			c.printf("* server going away: %s", f.GetGoaway().GetReason())
+		}
+	}
+}
+
+// show prints one pushed event.
+func (c *chat) show(ctx context.Context, typ string, ev *mpimv1.Event) {
+	at := clock(ev.GetOccurredAtMs())
+	switch {
+	case ev.GetMessageSent() != nil:
+		m := ev.GetMessageSent()
+		text := m.GetText()
+		if m.GetKind() != mpimv1.MessageKind_MESSAGE_KIND_TEXT {
+			text = fmt.Sprintf("(%s %s)", strings.TrimPrefix(m.GetKind().String(), "MESSAGE_KIND_"), m.GetAttachment().GetUrl())
+		}
+		where := ""
+		c.mu.Lock()
+		if c.open == nil || c.open.conversationID != m.GetConversationId() {
+			where = " [" + m.GetConversationId() + "]"
+		}
+		c.mu.Unlock()
+		c.printf("[%s] %s: %s%s", at, c.name(ctx, m.GetSenderId()), text, where)
+	case ev.GetMessageRecalled() != nil:
+		c.printf("[%s] * %s recalled message %d", at, c.name(ctx, ev.GetMessageRecalled().GetByUserId()), ev.GetMessageRecalled().GetSeq())
+	case ev.GetMessageEdited() != nil:
+		e := ev.GetMessageEdited()
+		c.printf("[%s] * %s edited message %d: %s", at, c.name(ctx, e.GetByUserId()), e.GetSeq(), e.GetText())
+	case ev.GetFriendRequested() != nil:
+		e := ev.GetFriendRequested()
+		c.printf("[%s] * friend request from %s to %s: %s", at, c.name(ctx, e.GetFromUserId()), c.name(ctx, e.GetToUserId()), e.GetMessage())
+	case ev.GetFriendRequestAccepted() != nil:
+		e := ev.GetFriendRequestAccepted()
+		c.printf("[%s] * %s and %s are now friends", at, c.name(ctx, e.GetFromUserId()), c.name(ctx, e.GetByUserId()))
+	case ev.GetGroupCreated() != nil:
+		e := ev.GetGroupCreated()
+		c.printf("[%s] * %s created group %s (%s); /join or talk with its id", at, c.name(ctx, e.GetOwnerId()), e.GetName(), e.GetGroupId())
+	case ev.GetMemberJoined() != nil:
+		c.printf("[%s] * %s joined %s", at, c.name(ctx, ev.GetMemberJoined().GetUserId()), ev.GetAggregate())
+	case ev.GetMemberAdded() != nil:
+		c.printf("[%s] * %s was added to %s", at, c.name(ctx, ev.GetMemberAdded().GetUserId()), ev.GetAggregate())
+	case ev.GetConversationRead() != nil:
+		// Read markers are not worth a line in a terminal.
+	default:
+		c.printf("[%s] * %s", at, typ)
+	}
+}
