@@ -1,7 +1,11 @@
-.PHONY: run test services proto proto-check bench bench-eventstore
+.PHONY: run run-services test services proto proto-check bench bench-eventstore
 
-# The main job (README): services, build, `mpimd all` on them.
+# The main job (README): `mpimd all` on its embedded in-memory stand-ins.
 run:
+	go run ./cmd/mpimd all
+
+# The main job on real local services (installed and started when missing).
+run-services:
 	scripts/run.sh
 
 # The test command (README): services, generated-code check, vet, race tests.

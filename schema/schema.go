@@ -40,8 +40,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 var (
@@ -176,7 +179,7 @@ func plan(ms []Migration, done map[uint64]record) ([]Migration, error) {
 			errs = append(errs, fmt.Errorf("%w: migration %s is pending but version %d is already applied", ErrDiverged, m.Name, newestDone))
 		case !ok:
 			pending = append(pending, m)
-		case r.checksum != m.Checksum || r.name != m.Name:
+		case (r.checksum != m.Checksum && !slices.Contains(superseded[m.Name], r.checksum)) || r.name != m.Name:
 			errs = append(errs, fmt.Errorf("%w: %s was applied as %s with checksum %.12s…, the embedded file has checksum %.12s…",
 				ErrChecksum, m.Name, r.name, r.checksum, m.Checksum))
 		}
@@ -187,7 +190,21 @@ func plan(ms []Migration, done map[uint64]record) ([]Migration, error) {
 	return pending, nil
 }
 
-// execScript runs the statements of one migration file, one at a time.
+// superseded lists earlier checksums of migrations whose text was changed
+// without changing their effect; a database that applied the earlier text is
+// up to date.
+var superseded = map[string][]string{
+	// ADD COLUMN IF NOT EXISTS (MariaDB only) became ADD COLUMN, which MySQL 8
+	// and other MySQL-compatible servers accept too.
+	"0002_read_model_swap": {"2d233fced9266217404ca4610c98010f84515867cce34594206afc2d21be765d"},
+}
+
+// errDupFieldName is MySQL's ER_DUP_FIELDNAME ("Duplicate column name").
+const errDupFieldName = 1060
+
+// execScript runs the statements of one migration file, one at a time. A
+// statement adding a column that exists already counts as done: DDL is not
+// transactional, so a file interrupted half-way is re-run from its start.
 func execScript(ctx context.Context, conn *sql.Conn, name, src string) error {
 	stmts, err := splitStatements(src)
 	if err != nil {
@@ -195,6 +212,10 @@ func execScript(ctx context.Context, conn *sql.Conn, name, src string) error {
 	}
 	for i, s := range stmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == errDupFieldName {
+				continue
+			}
 			return fmt.Errorf("schema: %s: statement %d (%s): %w", name, i+1, firstLine(s), err)
 		}
 	}

@@ -18,6 +18,7 @@ go build -o bin/mpimd ./cmd/mpimd
 go build -o bin/mpimctl ./cmd/mpimctl
 db=${MPIM_DATABASE:-mpim}
 mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+export MPIM_REDIS_ADDR=${MPIM_REDIS_ADDR:-127.0.0.1:6379}
 export MPIM_MYSQL=${MPIM_MYSQL:-root@tcp(127.0.0.1:3306)/$db}
 export MPIM_ZOOKEEPER=${MPIM_ZOOKEEPER:-127.0.0.1:2181}
 echo "mpim: starting mpimd all (clients: ws://${MPIM_LISTEN:-127.0.0.1:8080}/ws, metrics: http://${MPIM_HTTP_ADDR:-127.0.0.1:9464}/metrics)"

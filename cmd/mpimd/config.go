@@ -57,12 +57,16 @@ func (c *Config) needsMySQL() bool {
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log, inboxes and caches")
+	redisAddr, dsn := "127.0.0.1:6379", "root@tcp(127.0.0.1:3306)/mpim"
+	if c.Role == "all" {
+		redisAddr, dsn = Embedded, Embedded // try-it-out default: nothing to install
+	}
+	fs.StringVar(&c.RedisAddr, "redis-addr", redisAddr, "Redis address of the event log, inboxes and caches (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.Prefix, "prefix", "", "key prefix of the deployment")
 	fs.IntVar(&c.Partitions, "partitions", 16, "partition count (fixed when the deployment is created)")
-	fs.StringVar(&c.MySQL, "mysql", "root@tcp(127.0.0.1:3306)/mpim", "MySQL DSN of the read models and the archive")
+	fs.StringVar(&c.MySQL, "mysql", dsn, "MySQL DSN of the read models and the archive (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
 	fs.Var(&c.ZooKeeper, "zookeeper", "ZooKeeper servers, comma-separated (empty: this process owns every partition)")
 	fs.StringVar(&c.ZKRoot, "zk-root", "/mpim", "ZooKeeper root path")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
@@ -91,6 +95,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.RedisAddr == "" {
 		errs = append(errs, errors.New("redis-addr is empty"))
+	}
+	if c.Role != "all" && (c.RedisAddr == Embedded || c.MySQL == Embedded) {
+		errs = append(errs, fmt.Errorf("redis-addr and mysql %q run in-process and serve only mpimd all: separate gateways and projectors must share real servers", Embedded))
 	}
 	if c.Partitions < 1 || c.Partitions > 4096 {
 		errs = append(errs, fmt.Errorf("partitions must be 1..4096, got %d", c.Partitions))

@@ -120,6 +120,30 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 	return cl
 }
 
+// startEmbeddedCluster builds mpimd and starts one `mpimd all` given nothing
+// but its addresses: embedded Redis and MySQL stand-ins, static
+// coordination. The one process is the cluster's projector and both its
+// "gateways", so the end-to-end tests run unchanged against it.
+func startEmbeddedCluster(t *testing.T) *e2eCluster {
+	t.Helper()
+	bin := buildBinary(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cl := &e2eCluster{t: t, ctx: ctx}
+	t.Cleanup(func() { cl.stopDevices(cancel) })
+	p := startMpimd(t, bin, t.TempDir(), "gw-embedded", "all", "--gateway-id", "gw-embedded", "--listen", freeAddr(t), "--log-level", "warn")
+	waitUntil(t, "embedded mpimd ready", func() bool {
+		if !p.alive() {
+			t.Fatalf("embedded mpimd exited at start-up: %v", p.err)
+		}
+		return httpGet(p.ops, "/readyz") == http.StatusOK && httpGet(p.addr, "/dispatch") == http.StatusOK
+	})
+	if out, _ := os.ReadFile(p.log); !bytes.Contains(out, []byte("DATA LIVES IN MEMORY ONLY")) {
+		t.Fatalf("embedded mpimd did not warn that data lives in memory only:\n%s", out)
+	}
+	cl.projector, cl.gateways = p, []*mpimdProc{p, p}
+	return cl
+}
+
 // startMpimd starts the binary with args, its output in logDir/name.log,
 // on a free ops port. The process is killed when the test ends; its log is
 // shown if the test failed, and a data race or panic in it fails the test.
@@ -727,6 +751,18 @@ func (d *e2eDevice) call(t *testing.T, req any) *mpimv1.Response {
 		t.Fatalf("%s: %T: %v %v", d, req, err, r.GetError())
 	}
 	return r
+}
+
+// eventually repeats req on the device's connection until check accepts the
+// answer: queries read the read model, which follows the log.
+func (d *e2eDevice) eventually(t *testing.T, what string, req any, check func(*mpimv1.Response) bool) *mpimv1.Response {
+	t.Helper()
+	var last *mpimv1.Response
+	waitUntil(t, d.String()+": "+what, func() bool {
+		last = d.call(t, req)
+		return check(last)
+	})
+	return last
 }
 
 // sentMsg is a message whose send the server acknowledged.

@@ -75,9 +75,13 @@ func messagesShown(shown []shownEvent) int {
 // shows the same timeline event for event; acknowledgements survive a
 // resume on the other gateway. The dispatcher of either gateway hands out
 // one of the two.
-func TestE2EChatReachesEveryDeviceOnBothGateways(t *testing.T) {
+func TestE2EChatReachesEveryDeviceOnBothGateways(t *testing.T) { testE2EChat(t, startE2ECluster(t)) }
+
+// The same chat against `mpimd all` on its embedded stand-ins.
+func TestEmbeddedE2EChat(t *testing.T) { testE2EChat(t, startEmbeddedCluster(t)) }
+
+func testE2EChat(t *testing.T, cl *e2eCluster) {
 	began := time.Now()
-	cl := startE2ECluster(t)
 	gwA, gwB := cl.gateways[0], cl.gateways[1]
 
 	names := map[string]string{gwA.addr: gwA.name, gwB.addr: gwB.name}
@@ -181,9 +185,13 @@ func TestE2EChatReachesEveryDeviceOnBothGateways(t *testing.T) {
 // conversations and a group. Resumed, each device is pushed all of them,
 // each conversation in seq order, each message once; messages sent after
 // that arrive live without a gap.
-func TestE2EOfflineDevicesCatchUpInOrder(t *testing.T) {
+func TestE2EOfflineDevicesCatchUpInOrder(t *testing.T) { testE2EOfflineCatchUp(t, startE2ECluster(t)) }
+
+// The same catch-up against `mpimd all` on its embedded stand-ins.
+func TestEmbeddedE2EOfflineCatchUp(t *testing.T) { testE2EOfflineCatchUp(t, startEmbeddedCluster(t)) }
+
+func testE2EOfflineCatchUp(t *testing.T, cl *e2eCluster) {
 	began := time.Now()
-	cl := startE2ECluster(t)
 	gwA, gwB := cl.gateways[0], cl.gateways[1]
 
 	zoe := cl.register(t, gwA, "zoe")

@@ -16,8 +16,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// selfDirectory is the gateway directory without ZooKeeper: the one gateway
+// there is, this one.
+type selfDirectory coord.GatewayInfo
+
+func (s selfDirectory) Gateways(context.Context) ([]coord.GatewayInfo, error) {
+	return []coord.GatewayInfo{coord.GatewayInfo(s)}, nil
+}
+
 // gatewayTasks starts the gateway: the delivery hub, the client server
-// (/ws, /dispatch) and, with ZooKeeper, the gateway's registration. The
+// (/ws, /dispatch: without ZooKeeper it hands out this gateway) and, with
+// ZooKeeper, the gateway's registration. The
 // returned stop drains the clients (Goaway, flush, close) before the rest of
 // the process shuts down.
 func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error) {
@@ -57,9 +66,11 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv.Handler())
 	mux.Handle("/", web.Handler())
+	var dir gateway.GatewayDirectory = selfDirectory{ID: c.GatewayID, Addr: public}
 	if d.zk != nil {
-		mux.Handle("/dispatch", gateway.NewDispatcher(d.zk, d.lg))
+		dir = d.zk
 	}
+	mux.Handle("/dispatch", gateway.NewDispatcher(dir, d.lg))
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serve := task{name: "gateway server", run: func(ctx context.Context) error {
 		err := httpSrv.Serve(ln)

@@ -185,3 +185,28 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		t.Fatalf("gateway with a projector subset: %v", err)
 	}
 }
+
+// `mpimd all` defaults to the embedded stand-ins; separate gateways and
+// projectors cannot share an in-process server, so they refuse it.
+func TestEmbeddedIsTheDefaultOfAllOnly(t *testing.T) {
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.ParseFlags("all", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r, s := m.Config.embedded(); !r || !s {
+		t.Fatalf("mpimd all with no settings: redis %q, mysql %q; want both %q", m.Config.RedisAddr, m.Config.MySQL, Embedded)
+	}
+	m = &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.ParseFlags("gateway", nil); err != nil || m.Config.RedisAddr == Embedded || m.Config.MySQL == Embedded {
+		t.Fatalf("mpimd gateway defaults: %q %q %v", m.Config.RedisAddr, m.Config.MySQL, err)
+	}
+	for _, role := range []string{"gateway", "projector"} {
+		for _, flag := range []string{"--redis-addr", "--mysql"} {
+			m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+			err := m.ParseFlags(role, []string{flag, Embedded})
+			if err == nil || !strings.Contains(err.Error(), "serve only mpimd all") {
+				t.Errorf("mpimd %s %s embedded: %v", role, flag, err)
+			}
+		}
+	}
+}

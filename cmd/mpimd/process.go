@@ -72,7 +72,13 @@ func (m *Main) Run(ctx context.Context) error {
 	c := &m.Config
 	d := &deps{reg: prometheus.NewRegistry(), lg: c.logger(m.Stderr)}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	closeDeps, probes, err := m.open(ctx, d)
+	_, embeddedMySQL := c.embedded()
+	stopEmbedded, err := c.startEmbedded(m.Stderr, d.lg)
+	defer stopEmbedded()
+	if err != nil {
+		return err
+	}
+	closeDeps, probes, err := m.open(ctx, d, embeddedMySQL)
 	defer closeDeps()
 	if err != nil {
 		return err
@@ -117,6 +123,9 @@ func (m *Main) Run(ctx context.Context) error {
 	ops.ready.Store(true)
 	d.lg.Info("mpimd running", "role", c.Role, "partitions", c.Partitions, "ops", ops.Addr(), "clients", m.listenAddr,
 		"coordination", coordinationName(c))
+	if m.listenAddr != "" {
+		fmt.Fprintf(m.Stdout, "mpimd: web chat at http://%s/ (clients: ws://%s/ws)\n", m.listenAddr, m.listenAddr)
+	}
 	if m.ready != nil {
 		close(m.ready)
 	}
@@ -137,7 +146,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 // open connects to Redis, the event store, MySQL (migrated) and ZooKeeper.
 // The returned function closes whatever was opened, also after an error.
-func (m *Main) open(ctx context.Context, d *deps) (func(), map[string]probe, error) {
+func (m *Main) open(ctx context.Context, d *deps, embeddedMySQL bool) (func(), map[string]probe, error) {
 	c := &m.Config
 	var closers []func()
 	closeAll := func() {
@@ -164,6 +173,9 @@ func (m *Main) open(ctx context.Context, d *deps) (func(), map[string]probe, err
 			return closeAll, nil, err
 		}
 		closers = append(closers, func() { d.db.Close() })
+		if embeddedMySQL {
+			d.db.SetMaxOpenConns(embeddedMaxConns)
+		}
 		applied, err := schema.Migrate(ctx, d.db)
 		if err != nil {
 			return closeAll, nil, err

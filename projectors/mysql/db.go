@@ -223,7 +223,14 @@ type stmtKey struct {
 	rows       int
 }
 
+// newStmtCache returns a projector's statement cache on db. It is nil
+// (statements are interpolated) when the pool holds one
+// connection: preparing outside the transaction that owns it would wait
+// forever.
 func newStmtCache(db *sql.DB) *stmtCache {
+	if db.Stats().MaxOpenConnections == 1 {
+		return nil
+	}
 	return &stmtCache{db: db, stmts: map[stmtKey]*sql.Stmt{}}
 }
 
@@ -244,6 +251,9 @@ func (c *stmtCache) get(ctx context.Context, head, tail string, ncols, rows int)
 
 // close releases every prepared statement.
 func (c *stmtCache) close() error {
+	if c == nil {
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error

@@ -31,13 +31,16 @@ CREATE TABLE IF NOT EXISTS read_model_control (
 
 INSERT IGNORE INTO read_model_control (id) VALUES (1);
 
+-- ADD COLUMN without IF NOT EXISTS (MariaDB-only syntax): the runner treats
+-- "duplicate column" as already applied when a half-applied file is re-run.
+
 -- The conversation aggregate's version of the last event applied to the
 -- conversation (MessageSent, MessageRecalled, MessageEdited), like the
 -- version columns of 0001: a skipped or doubled event shows as a gap.
-ALTER TABLE conversations ADD COLUMN IF NOT EXISTS version BIGINT UNSIGNED NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN version BIGINT UNSIGNED NOT NULL DEFAULT 0;
 
 -- The conversation seq of an archived MessageSent (0 for other events). Like
 -- version, the append script assigns it outside the stored envelope bytes, so
 -- the archive keeps it beside them to give readers the event as the stream
 -- gave it.
-ALTER TABLE event_archive ADD COLUMN IF NOT EXISTS seq BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER version;
+ALTER TABLE event_archive ADD COLUMN seq BIGINT UNSIGNED NOT NULL DEFAULT 0 AFTER `version`;
