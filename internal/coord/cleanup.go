@@ -112,15 +112,21 @@ func (j *janitor) perform(z *ZooKeeper, c *cleanup) bool {
 		if c.sid != 0 && z.conn.SessionID() != c.sid {
 			return true // the session ended and took its ephemeral nodes with it
 		}
-		err := c.run(z.conn)
-		if err == nil {
-			return true
+		// Nothing is sent while the client has no connection (it would
+		// be queued and sent first on the next one) or has just made one.
+		wait := z.unsettled()
+		if wait == 0 {
+			err := c.run(z.conn)
+			if err == nil {
+				return true
+			}
+			if !transient(err) {
+				z.log.Warn("coord: cleanup failed", "what", c.what, "err", err)
+				return true
+			}
+			wait = minBackoff
 		}
-		if !transient(err) {
-			z.log.Warn("coord: cleanup failed", "what", c.what, "err", err)
-			return true
-		}
-		t := time.NewTimer(minBackoff)
+		t := time.NewTimer(wait)
 		select {
 		case <-j.wakeCh:
 		case <-t.C:

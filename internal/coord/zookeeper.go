@@ -51,6 +51,19 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
+// settleDelay is how long the coordinator leaves a new connection to the
+// client before sending requests on it: a new session is handed out, and
+// cleanups resume, only that long after the client reported it. Right after
+// reporting a session, go-zookeeper (v1.0.4) re-registers the watches of
+// the connection's previous sessions, reading a field (lastZxid) that its
+// receive goroutine writes on every reply without synchronization (an
+// unfixed data race: go-zookeeper/zk#35, samuel/go-zookeeper#178). Replies
+// to requests queued before that re-registration race with it; requests
+// queued after it do not. The race is harmless on 64-bit machines but makes
+// every race-enabled build that resumes a session after a ZooKeeper outage
+// fail; the delay keeps our requests behind the re-registration.
+const settleDelay = 200 * time.Millisecond
+
 // ZooKeeper is the ZooKeeper coordinator of one process. It is safe for
 // concurrent use; Run may be called for several projectors at once.
 type ZooKeeper struct {
@@ -72,7 +85,11 @@ type ZooKeeper struct {
 	changed    chan struct{} // closed and replaced when sess changes or is lost
 	graceGen   uint64        // invalidates a pending presumed-loss timer
 	graceTimer *time.Timer
-	gateways   map[string]bool // gateway ids registered through this ZooKeeper
+	// connGen counts the client's session events; a pending installation
+	// of a new session is dropped if another event came meanwhile.
+	connGen     uint64
+	connectedAt time.Time       // when the client last reported a session; zero since any other state
+	gateways    map[string]bool // gateway ids registered through this ZooKeeper
 
 	jan janitor
 }
@@ -176,19 +193,20 @@ func (z *ZooKeeper) onEvent(ev zk.Event) {
 	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.connGen++
+	z.connectedAt = time.Time{}
 	switch ev.State {
 	case zk.StateHasSession:
 		z.stopGraceLocked()
+		z.connectedAt = time.Now()
 		sid := z.conn.SessionID()
 		if z.sess.live() && z.sess.id == sid {
 			z.log.Info("coord: reconnected to zookeeper", "session", sessionHex(sid), "server", ev.Server)
 			break
 		}
 		z.loseLocked("replaced")
-		ctx, cancel := context.WithCancelCause(context.Background())
-		z.sess = &session{id: sid, ctx: ctx, cancel: cancel}
-		z.log.Info("coord: zookeeper session established", "session", sessionHex(sid), "server", ev.Server)
-		z.broadcastLocked()
+		gen, server := z.connGen, ev.Server
+		time.AfterFunc(settleDelay, func() { z.install(gen, sid, server) })
 	case zk.StateDisconnected:
 		if z.sess.live() && z.graceTimer == nil {
 			s, gen, grace := z.sess, z.graceGen, z.cfg.SessionTimeout/3
@@ -203,6 +221,34 @@ func (z *ZooKeeper) onEvent(ev zk.Event) {
 		z.loseLocked("expired")
 	}
 	z.jan.wake()
+}
+
+// install hands out session sid, reported settleDelay ago, unless the
+// client reported anything since (generation gen) or z closed.
+func (z *ZooKeeper) install(gen uint64, sid int64, server string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.closed || gen != z.connGen || z.sess.live() {
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	z.sess = &session{id: sid, ctx: ctx, cancel: cancel}
+	z.log.Info("coord: zookeeper session established", "session", sessionHex(sid), "server", server)
+	z.broadcastLocked()
+	z.jan.wake()
+}
+
+// unsettled returns how long to wait before sending a request on the
+// client's connection: 0 once it has had a session for settleDelay, the
+// rest of settleDelay before that, and minBackoff while it has none (a
+// session event wakes the janitor earlier).
+func (z *ZooKeeper) unsettled() time.Duration {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.connectedAt.IsZero() {
+		return minBackoff
+	}
+	return max(0, settleDelay-time.Since(z.connectedAt))
 }
 
 // presumeLost ends session s if the connection has stayed down since the

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/mpim/mpim/internal/testsvc"
+)
+
+// The dependency outages of the fault tests (fault_test.go): MariaDB and
+// ZooKeeper, each a private server of the test (the shared ones other tests
+// use stay up), are stopped for 10s under traffic and started again on the
+// same port and data directory. Each test ends with fault_test.go's audit:
+// every acknowledged send is in the log once, with gapless seqs, in the
+// MySQL read model once the projector has caught up, and shown exactly once,
+// in order, on every device of every member.
+//
+//	go test -race -count=1 -run 'Fault(MariaDB|ZooKeeper)' -v ./cmd/mpimd
+
+// serviceOutage is how long a dependency is down.
+const serviceOutage = 10 * time.Second
+
+// outageSends is how many sends each sender must have acknowledged before an
+// outage, during it and after it.
+const outageSends = 20
+
+// MariaDB is stopped for 10s under traffic. Sends go on being acknowledged
+// and delivered while it is down (the log and the inboxes are Redis; nothing
+// on the send and delivery path reads MySQL); the projector retries its
+// batches and catches up once MariaDB is back. No login or registration is
+// attempted during the outage (they need MySQL and fail).
+func TestFaultMariaDBOutage(t *testing.T) {
+	began := time.Now()
+	db := startFaultMariaDB(t)
+	// testsvc.MySQL creates the test's database on the private server.
+	t.Setenv("MPIM_TEST_MYSQL", db.dsn)
+	rt := testsvc.Redis(t)
+	fc := startFaultCluster(t, rt.Addr, rt.Prefix, []string{"gw-a", "gw-b"})
+	devs, senders, gid := fc.setupUsers(t)
+	tr := startFaultTraffic(t, fc.ctx, senders, gid)
+	tr.waitEach("traffic before the MariaDB stop", make([]int, len(senders)), outageSends)
+
+	atStop := tr.snapshot()
+	var duringOutage []int
+	var inOutage deliveryAudit
+	var deliveredIn time.Duration
+	down := db.outage(serviceOutage, func(stopped time.Time) {
+		// Sends are acknowledged while MariaDB is down...
+		time.Sleep(serviceOutage * 6 / 10)
+		now := tr.snapshot()
+		for i := range now {
+			duringOutage = append(duringOutage, now[i]-atStop[i])
+		}
+		// ...and what was acknowledged is delivered before it is back.
+		sent := tr.sent.all()
+		for {
+			inOutage = audit(sent, devs)
+			if inOutage.missing == 0 || time.Since(stopped) > serviceOutage-500*time.Millisecond {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		deliveredIn = time.Since(stopped)
+	})
+	restarted := time.Now()
+	tr.waitEach("every sender acked again after MariaDB's restart", tr.snapshot(), outageSends)
+	tr.finish(false)
+	if t.Failed() {
+		t.FailNow()
+	}
+	checkAlive(t, append([]*mpimdProc{fc.projector}, fc.gateways...)...)
+
+	sent := tr.sent.all()
+	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	rows := auditReadModel(t, fc.dsn, len(sent))
+	drained := time.Since(restarted)
+	final := waitDelivered(t, "every acknowledged send", sent, devs)
+	t.Logf("MariaDB stopped after %d sends acked, down %.1fs (SIGTERM to serving again); %v sends acked per sender while down, "+
+		"of which %d (recipient device) deliveries checked %.1fs into the outage: %d missing, %d twice",
+		sum(atStop), down.Seconds(), duringOutage, inOutage.checked, deliveredIn.Seconds(), inOutage.missing, inOutage.twice)
+	logFaultAudit(t, &tr.st, la, rows, final, began)
+	t.Logf("read model: %d rows, all acked sends, %.1fs after MariaDB's restart", rows, drained.Seconds())
+	for i, n := range duringOutage {
+		if n < 5 {
+			t.Errorf("sender %s acked %d sends while MariaDB was down: sends must not depend on MySQL", senders[i].d, n)
+		}
+	}
+	if inOutage.missing > 0 || inOutage.twice > 0 {
+		t.Errorf("delivery while MariaDB was down: %v", inOutage)
+	}
+	if !la.ok(len(sent)) {
+		t.Errorf("log audit: %d acked, %v", len(sent), la)
+	}
+	if !final.ok() {
+		t.Errorf("delivery audit: %v", final)
+	}
+}
+
+// ZooKeeper is stopped for 10s (longer than the processes' 4s session
+// timeout) under traffic, with two projector members sharing the
+// partitions. Sends go on being acknowledged (they need only Redis); the
+// projectors stop their partitions once the session is presumed lost, and
+// after ZooKeeper is back the members rejoin, every partition of every
+// projector gets exactly one owner again, both gateways are registered, and
+// everything acknowledged is delivered and projected.
+func TestFaultZooKeeperOutage(t *testing.T) {
+	began := time.Now()
+	zks := startFaultZooKeeper(t)
+	// testsvc.ZooKeeper hands out the private server.
+	t.Setenv("MPIM_TEST_ZK", zks.addr)
+	rt := testsvc.Redis(t)
+	fc := startFaultCluster(t, rt.Addr, rt.Prefix, []string{"gw-a", "gw-b"})
+	p1 := fc.startProjector(t, "p1")
+	fc.waitReady(t, p1)
+	root := flagValue(fc.common, "--zk-root")
+	_, before := waitOwnership(t, zks.addr, root, fc.partitions, 2, []string{"gw-a", "gw-b"}, nil)
+	devs, senders, gid := fc.setupUsers(t)
+	tr := startFaultTraffic(t, fc.ctx, senders, gid)
+	tr.waitEach("traffic before the ZooKeeper stop", make([]int, len(senders)), outageSends)
+
+	atStop := tr.snapshot()
+	var duringOutage []int
+	down := zks.outage(serviceOutage, func(time.Time) {
+		time.Sleep(serviceOutage - time.Second)
+		now := tr.snapshot()
+		for i := range now {
+			duringOutage = append(duringOutage, now[i]-atStop[i])
+		}
+	})
+	restarted := time.Now()
+	// The members presumed their sessions lost: they rejoin with new nodes.
+	settled, _ := waitOwnership(t, zks.addr, root, fc.partitions, 2, []string{"gw-a", "gw-b"}, before)
+	tr.waitEach("every sender acked again after ZooKeeper's restart", tr.snapshot(), outageSends)
+	tr.finish(false)
+	if t.Failed() {
+		t.FailNow()
+	}
+	checkAlive(t, append([]*mpimdProc{fc.projector, p1}, fc.gateways...)...)
+	for _, gw := range fc.gateways {
+		if _, err := dispatch(gw.addr); err != nil {
+			t.Errorf("%s does not dispatch after ZooKeeper's restart: %v", gw.name, err)
+		}
+	}
+
+	sent := tr.sent.all()
+	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	rows := auditReadModel(t, fc.dsn, len(sent))
+	drained := time.Since(restarted)
+	final := waitDelivered(t, "every acknowledged send", sent, devs)
+	t.Logf("ZooKeeper stopped after %d sends acked, down %.1fs (SIGTERM to serving again); %v sends acked per sender while down; "+
+		"ownership settled (2 rejoined members per projector, every partition owned by one of them, both gateways registered) %.1fs after the restart",
+		sum(atStop), down.Seconds(), duringOutage, settled.Seconds())
+	logFaultAudit(t, &tr.st, la, rows, final, began)
+	t.Logf("read model: %d rows, all acked sends, %.1fs after ZooKeeper's restart", rows, drained.Seconds())
+	for i, n := range duringOutage {
+		if n < 5 {
+			t.Errorf("sender %s acked %d sends while ZooKeeper was down: sends must not depend on ZooKeeper", senders[i].d, n)
+		}
+	}
+	if !la.ok(len(sent)) {
+		t.Errorf("log audit: %d acked, %v", len(sent), la)
+	}
+	if !final.ok() {
+		t.Errorf("delivery audit: %v", final)
+	}
+}
+
+// logFaultAudit logs the send counts and the audits' results.
+func logFaultAudit(t *testing.T, sst *sendStats, la logAudit, rows int64, final deliveryAudit, began time.Time) {
+	t.Helper()
+	var st sendStats
+	sst.count(func(s *sendStats) {
+		st.acked, st.retries, st.failed, st.duplicates, st.rateLimited = s.acked, s.retries, s.failed, s.duplicates, s.rateLimited
+	})
+	t.Logf("%d sends acked, %d retried (%d answered unavailable/conflict), %d answered as duplicates, %d rate limited",
+		st.acked, st.retries, st.failed, st.duplicates, st.rateLimited)
+	t.Logf("%v", la)
+	t.Logf("read model: %d messages rows", rows)
+	t.Logf("devices: %v; %.1fs in all", final, time.Since(began).Seconds())
+}
+
+// waitOwnership waits until, in the ZooKeeper tree under root, every
+// projector has members member nodes, none of them in stale, and one owner
+// node per partition held by one of them, and exactly gateways are
+// registered. It returns how long that took and the member nodes.
+func waitOwnership(t *testing.T, server, root string, partitions, members int, gateways []string, stale map[string]bool) (time.Duration, map[string]bool) {
+	t.Helper()
+	start := time.Now()
+	c, _, err := zk.Connect([]string{server}, 5*time.Second, zk.WithLogger(zkQuiet{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var last string
+	current := map[string]bool{}
+	check := func() error {
+		clear(current)
+		gws, _, err := c.Children(root + "/gateways")
+		if err != nil {
+			return err
+		}
+		slices.Sort(gws)
+		if !slices.Equal(gws, gateways) {
+			return fmt.Errorf("gateways registered: %v", gws)
+		}
+		names, _, err := c.Children(root + "/projectors")
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			return errors.New("no projectors")
+		}
+		var problems []string
+		for _, name := range names {
+			dir := root + "/projectors/" + name
+			ms, _, err := c.Children(dir + "/members")
+			if err != nil {
+				return err
+			}
+			old := 0
+			for _, m := range ms {
+				current[m] = true
+				if stale[m] {
+					old++
+				}
+			}
+			owners, _, err := c.Children(dir + "/owners")
+			if err != nil {
+				return err
+			}
+			foreign := 0
+			for _, p := range owners {
+				data, _, err := c.Get(dir + "/owners/" + p)
+				if err != nil {
+					return err
+				}
+				var o struct{ Node string }
+				if json.Unmarshal(data, &o) != nil || !slices.Contains(ms, o.Node) {
+					foreign++
+				}
+			}
+			if len(ms) != members || old > 0 || len(owners) != partitions || foreign > 0 {
+				problems = append(problems, fmt.Sprintf("%s: %d members (%d from before), %d of %d partitions owned (%d by no member)",
+					name, len(ms), old, len(owners), partitions, foreign))
+			}
+		}
+		if len(problems) > 0 {
+			return errors.New(strings.Join(problems, "; "))
+		}
+		return nil
+	}
+	waitUntil(t, "ZooKeeper ownership to settle", func() bool {
+		err := check()
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			t.Logf("ownership after %.1fs: %v", time.Since(start).Seconds(), err)
+		}
+		return err == nil
+	})
+	return time.Since(start), maps.Clone(current)
+}
