@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -72,8 +73,9 @@ func chatMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if *device == "" {
 		*device = "mpimctl-" + randomHex(4)
 	}
-	c := &chat{out: stdout, names: map[string]string{}, seen: map[string]bool{}}
-	return c.run(ctx, *gw, encoding, *user, password, *device, *register, stdin)
+	c := &chat{url: *gw, enc: encoding, user: *user, password: password, device: *device,
+		out: stdout, names: map[string]string{}, seen: map[string]bool{}, connected: make(chan struct{})}
+	return c.run(ctx, *register, stdin)
 }
 
 func randomHex(n int) string {
@@ -82,12 +84,28 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// chat is one terminal session.
+// chat is one terminal session. When the connection drops (a gateway
+// restart, a network failure) it reconnects with backoff and resumes the
+// device's session with its token: the server delivers from the device's
+// cursor (the last acknowledged push), so nothing sent meanwhile is missed,
+// and pushes shown before are recognised by their event id and not shown
+// again.
 type chat struct {
-	cl *gatewaytest.Client
+	url      string
+	enc      frame.Encoding
+	user     string
+	password string
+	device   string
 
 	outMu sync.Mutex
 	out   io.Writer
+
+	connMu    sync.Mutex
+	cl        *gatewaytest.Client // nil while reconnecting
+	connected chan struct{}       // closed while cl is set
+	token     string
+	heartbeat time.Duration
+	goaway    time.Duration // the reconnect delay the server asked for
 
 	mu    sync.Mutex
 	me    string            // own user id
@@ -95,6 +113,20 @@ type chat struct {
 	seen  map[string]bool   // event ids shown (pushes may be re-sent)
 	open  *openConv
 }
+
+// Reconnect backoff: the first attempt after firstBackoff (or what a goaway
+// asked for), doubling up to maxBackoff, each wait with up to 50% jitter.
+const (
+	firstBackoff = 250 * time.Millisecond
+	maxBackoff   = 10 * time.Second
+)
+
+// callTimeout bounds a request, the wait for a connection included.
+const callTimeout = 15 * time.Second
+
+// sendPatience is how long a message waits for the connection to come back
+// before it is given up.
+const sendPatience = time.Minute
 
 // openConv is the conversation plain text goes to.
 type openConv struct {
@@ -108,11 +140,46 @@ func (c *chat) printf(format string, args ...any) {
 	fmt.Fprintf(c.out, format+"\n", args...)
 }
 
+// conn returns the current connection, waiting (until ctx ends) while the
+// client reconnects.
+func (c *chat) conn(ctx context.Context) (*gatewaytest.Client, error) {
+	for {
+		c.connMu.Lock()
+		cl, ch := c.cl, c.connected
+		c.connMu.Unlock()
+		if cl != nil {
+			return cl, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, errors.New("not connected (the client is reconnecting)")
+		}
+	}
+}
+
+// setConn makes cl the current connection (nil: disconnected).
+func (c *chat) setConn(cl *gatewaytest.Client) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	switch {
+	case cl != nil && c.cl == nil:
+		close(c.connected)
+	case cl == nil && c.cl != nil:
+		c.connected = make(chan struct{})
+	}
+	c.cl = cl
+}
+
 // call sends a request and turns an error result into an error.
 func (c *chat) call(ctx context.Context, req any) (*mpimv1.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	r, err := c.cl.Call(ctx, req)
+	cl, err := c.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := cl.Call(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -122,39 +189,107 @@ func (c *chat) call(ctx context.Context, req any) (*mpimv1.Response, error) {
 	return r, nil
 }
 
-func (c *chat) run(ctx context.Context, url string, enc frame.Encoding, user, password, device string, register bool, in io.Reader) error {
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	cl, err := gatewaytest.Dial(dctx, url, enc, nil)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("chat: dial %s: %w", url, err)
-	}
-	c.cl = cl
-	defer cl.Close()
-	if register {
-		r, err := c.call(ctx, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: user, Password: password, DisplayName: user}})
+// dial opens a connection.
+func (c *chat) dial(ctx context.Context) (*gatewaytest.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return gatewaytest.Dial(dctx, c.url, c.enc, nil)
+}
+
+// authenticate logs in on cl (token empty) or resumes the session with the
+// token; a token the server no longer accepts is replaced by a new login of
+// the same device (which keeps its cursor).
+func (c *chat) authenticate(ctx context.Context, cl *gatewaytest.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	c.connMu.Lock()
+	token := c.token
+	c.connMu.Unlock()
+	if token != "" {
+		r, err := cl.Call(ctx, &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: token}})
 		if err != nil {
-			return fmt.Errorf("chat: register %s: %w", user, err)
+			return err
 		}
-		c.printf("registered %s (%s)", r.GetRegister().GetUsername(), r.GetRegister().GetUserId())
+		if e := r.GetError(); e == nil {
+			s := r.GetResume()
+			c.connMu.Lock()
+			c.heartbeat = time.Duration(s.GetHeartbeatMs()) * time.Millisecond
+			c.connMu.Unlock()
+			return nil
+		} else if e.GetCode() != "unauthenticated" {
+			return fmt.Errorf("resume: %s: %s", e.GetCode(), e.GetMessage())
+		}
 	}
-	// Pushes may follow the login response at once: receive from the start.
-	recvDone := make(chan struct{})
-	go func() { defer close(recvDone); c.receive(ctx) }()
-	r, err := c.call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: user, Password: password, DeviceId: device, Platform: "mpimctl"}})
+	r, err := cl.Call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: c.user, Password: c.password, DeviceId: c.device, Platform: "mpimctl"}})
 	if err != nil {
-		return fmt.Errorf("chat: login %s: %w", user, err)
+		return err
+	}
+	if e := r.GetError(); e != nil {
+		err := fmt.Errorf("login %s: %s: %s", c.user, e.GetCode(), e.GetMessage())
+		if e.GetCode() == "bad_credentials" {
+			return permanent{err}
+		}
+		return err
 	}
 	s := r.GetLogin()
+	c.connMu.Lock()
+	c.token = s.GetToken()
+	c.heartbeat = time.Duration(s.GetHeartbeatMs()) * time.Millisecond
+	c.connMu.Unlock()
 	c.mu.Lock()
 	c.me = s.GetUserId()
 	c.names[c.me] = s.GetProfile().GetUsername()
 	c.mu.Unlock()
-	c.printf("logged in as %s (%s) on %s; /help lists the commands", s.GetProfile().GetUsername(), c.me, device)
+	if token == "" {
+		c.printf("logged in as %s (%s) on %s; /help lists the commands", s.GetProfile().GetUsername(), c.me, c.device)
+	}
+	return nil
+}
 
-	hctx, hcancel := context.WithCancel(ctx)
-	defer hcancel()
-	go c.heartbeat(hctx, time.Duration(s.GetHeartbeatMs())*time.Millisecond)
+// permanent is an error reconnecting does not cure.
+type permanent struct{ error }
+
+func (c *chat) run(ctx context.Context, register bool, in io.Reader) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cl, err := c.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("chat: dial %s: %w", c.url, err)
+	}
+	if register {
+		rctx, rcancel := context.WithTimeout(ctx, callTimeout)
+		r, err := cl.Call(rctx, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: c.user, Password: c.password, DisplayName: c.user}})
+		rcancel()
+		if err == nil && r.GetError() != nil {
+			err = fmt.Errorf("%s: %s", r.GetError().GetCode(), r.GetError().GetMessage())
+		}
+		if err != nil {
+			cl.Close()
+			return fmt.Errorf("chat: register %s: %w", c.user, err)
+		}
+		c.printf("registered %s (%s)", r.GetRegister().GetUsername(), r.GetRegister().GetUserId())
+	}
+	// Pushes may follow the login response at once: the client keeps them
+	// until the receiver reads them.
+	if err := c.authenticate(ctx, cl); err != nil {
+		cl.Close()
+		return fmt.Errorf("chat: %w", err)
+	}
+	c.setConn(cl)
+	fatal := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.session(ctx, cl, fatal) }()
+	defer func() {
+		cancel()
+		c.connMu.Lock()
+		cur := c.cl
+		c.connMu.Unlock()
+		if cur != nil {
+			cur.Close()
+		}
+		wg.Wait()
+	}()
 
 	lines := make(chan string)
 	go func() {
@@ -164,7 +299,7 @@ func (c *chat) run(ctx context.Context, url string, enc frame.Encoding, user, pa
 		for sc.Scan() {
 			select {
 			case lines <- sc.Text():
-			case <-hctx.Done():
+			case <-ctx.Done():
 				return
 			}
 		}
@@ -173,8 +308,8 @@ func (c *chat) run(ctx context.Context, url string, enc frame.Encoding, user, pa
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-recvDone:
-			return fmt.Errorf("chat: connection ended: %v", cl.Err())
+		case err := <-fatal:
+			return fmt.Errorf("chat: %w", err)
 		case line, ok := <-lines:
 			if !ok {
 				return nil
@@ -186,8 +321,97 @@ func (c *chat) run(ctx context.Context, url string, enc frame.Encoding, user, pa
 	}
 }
 
-// heartbeat pings while the session lasts.
-func (c *chat) heartbeat(ctx context.Context, every time.Duration) {
+// session runs the connections of the session one after the other: it
+// receives on cl until the connection ends, then reconnects, until ctx
+// ends or reconnecting cannot succeed (reported on fatal).
+func (c *chat) session(ctx context.Context, cl *gatewaytest.Client, fatal chan<- error) {
+	for {
+		hctx, hcancel := context.WithCancel(ctx)
+		c.connMu.Lock()
+		every := c.heartbeat
+		c.connMu.Unlock()
+		go c.ping(hctx, cl, every)
+		c.receive(ctx, cl)
+		hcancel()
+		c.setConn(nil)
+		cl.Conn().CloseNow()
+		if ctx.Err() != nil {
+			return
+		}
+		c.printf("* connection lost (%s); reconnecting", closeReason(cl))
+		var err error
+		if cl, err = c.reconnect(ctx); err != nil {
+			if ctx.Err() == nil {
+				fatal <- err
+			}
+			return
+		}
+		c.setConn(cl)
+		c.printf("* reconnected; resuming where this device left off")
+	}
+}
+
+// closeReason describes how a connection ended.
+func closeReason(cl *gatewaytest.Client) string {
+	if code, reason := cl.CloseStatus(); code != -1 {
+		if reason != "" {
+			return fmt.Sprintf("%d %s", code, reason)
+		}
+		return fmt.Sprintf("%d", code)
+	}
+	if err := cl.Err(); err != nil {
+		// The innermost cause is enough ("EOF", "connection reset by peer").
+		msg := err.Error()
+		if i := strings.LastIndex(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return msg
+	}
+	return "closed"
+}
+
+// reconnect dials and resumes with backoff until it succeeds, ctx ends or
+// an error reconnecting cannot cure comes up.
+func (c *chat) reconnect(ctx context.Context) (*gatewaytest.Client, error) {
+	c.connMu.Lock()
+	delay := c.goaway
+	c.goaway = 0
+	c.connMu.Unlock()
+	if delay <= 0 {
+		delay = firstBackoff
+	}
+	lastNote := time.Now()
+	for attempt := 1; ; attempt++ {
+		wait := delay + time.Duration(mrand.Int64N(int64(delay)/2+1))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		delay = min(2*delay, maxBackoff)
+		cl, err := c.dial(ctx)
+		if err == nil {
+			if err = c.authenticate(ctx, cl); err == nil {
+				return cl, nil
+			}
+			cl.Conn().CloseNow()
+			var p permanent
+			if errors.As(err, &p) {
+				return nil, p.error
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Since(lastNote) > 30*time.Second {
+			lastNote = time.Now()
+			c.printf("* still reconnecting (attempt %d: %v)", attempt, err)
+		}
+	}
+}
+
+// ping keeps cl alive while it is idle.
+func (c *chat) ping(ctx context.Context, cl *gatewaytest.Client, every time.Duration) {
 	if every <= 0 {
 		every = 30 * time.Second
 	}
@@ -198,7 +422,9 @@ func (c *chat) heartbeat(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.call(ctx, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}})
+			pctx, cancel := context.WithTimeout(ctx, callTimeout)
+			cl.Call(pctx, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}})
+			cancel()
 		}
 	}
 }
@@ -365,13 +591,53 @@ func (c *chat) current() (*openConv, error) {
 
 func (c *chat) send(ctx context.Context, text string) {
 	o, err := c.current()
-	if err == nil {
-		_, err = c.call(ctx, &mpimv1.ClientFrame_Send{Send: &mpimv1.SendRequest{
-			To:          &mpimv1.SendRequest_ConversationId{ConversationId: o.conversationID},
-			ClientMsgId: randomHex(8), Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: text}})
-	}
 	if err != nil {
 		c.printf("error: %v", err)
+		return
+	}
+	// One client message id for every attempt: a send retried after the
+	// connection dropped is answered with the first attempt's result if
+	// that one got through, and never sent twice.
+	req := &mpimv1.ClientFrame_Send{Send: &mpimv1.SendRequest{
+		To:          &mpimv1.SendRequest_ConversationId{ConversationId: o.conversationID},
+		ClientMsgId: randomHex(8), Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: text}}
+	pctx, cancel := context.WithTimeout(ctx, sendPatience)
+	defer cancel()
+	for {
+		cl, err := c.conn(pctx)
+		if err != nil {
+			c.printf("error: message not sent: %v", err)
+			return
+		}
+		cctx, ccancel := context.WithTimeout(pctx, callTimeout)
+		r, err := cl.Call(cctx, req)
+		ccancel()
+		if err != nil {
+			if pctx.Err() != nil {
+				c.printf("error: message not sent: %v", err)
+				return
+			}
+			// No answer: the connection ended (or the answer is late).
+			// Again on the next connection, with the same id.
+			select {
+			case <-cl.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		if e := r.GetError(); e != nil {
+			switch e.GetCode() {
+			case "unavailable", "conflict", "rate_limited":
+				select {
+				case <-time.After(max(time.Duration(e.GetRetryAfterMs())*time.Millisecond, 200*time.Millisecond)):
+					continue
+				case <-pctx.Done():
+				}
+			}
+			c.printf("error: %s: %s", e.GetCode(), e.GetMessage())
+			return
+		}
+		return
 	}
 }
 
@@ -435,11 +701,11 @@ func (c *chat) cmdFriends(ctx context.Context) error {
 
 func clock(ms int64) string { return time.UnixMilli(ms).Format("15:04:05") }
 
-// receive prints pushes and signals and acknowledges pushes, until the
-// connection ends.
-func (c *chat) receive(ctx context.Context) {
+// receive prints the pushes and signals of cl and acknowledges the
+// pushes, until the connection ends.
+func (c *chat) receive(ctx context.Context, cl *gatewaytest.Client) {
 	for {
-		f, err := c.cl.Next(context.Background())
+		f, err := cl.Next(ctx)
 		if err != nil {
 			return
 		}
@@ -463,18 +729,34 @@ func (c *chat) receive(ctx context.Context) {
 					c.show(ctx, p.GetType(), ev)
 				}
 			}
-			// Acknowledge asynchronously: the response arrives on this
-			// connection's reader, which must not wait for us.
-			go c.call(ctx, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: p.GetInboxId()}})
+			// Acknowledge once shown, asynchronously (the response arrives
+			// on this connection's reader, which must not wait for us). An
+			// ack lost with the connection is harmless: the push comes
+			// again and is recognised.
+			go func(id string) {
+				actx, cancel := context.WithTimeout(ctx, callTimeout)
+				defer cancel()
+				cl.Call(actx, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}})
+			}(p.GetInboxId())
 		case f.GetSignal() != nil:
 			s := f.GetSignal()
 			if s.GetKind() == "typing" {
 				c.printf("* %s is typing", c.name(ctx, s.GetFromUserId()))
 			}
 		case f.GetSyncRequired() != nil:
-			c.printf("* older pushes were dropped; /history shows what you missed")
+			if f.GetSyncRequired().GetCursor() == "" {
+				c.printf("* a new device: /history shows earlier messages")
+			} else {
+				c.printf("* older pushes were dropped; /history shows what you missed")
+			}
 		case f.GetGoaway() != nil:
-			c.printf("* server going away: %s", f.GetGoaway().GetReason())
+			g := f.GetGoaway()
+			c.printf("* server going away: %s", g.GetReason())
+			// Leave after the last acks, and come back when asked.
+			c.connMu.Lock()
+			c.goaway = time.Duration(g.GetReconnectAfterMs()) * time.Millisecond
+			c.connMu.Unlock()
+			time.AfterFunc(200*time.Millisecond, func() { cl.Close() })
 		}
 	}
 }

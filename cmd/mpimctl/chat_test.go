@@ -58,9 +58,33 @@ func httpStatus(url string) int {
 	return resp.StatusCode
 }
 
+// chatStack is a projector and a gateway process on the test services.
+type chatStack struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	common []string
+	gws    []*chatProc // the gateways
+}
+
+// chatProc is one running mpimd process.
+type chatProc struct {
+	name   string
+	listen string // a gateway's client address
+	ops    string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
 // startStack builds mpimd and runs a projector and a gateway process on
 // the test services; it returns the gateway's WebSocket URL.
 func startStack(t *testing.T) string {
+	t.Helper()
+	return startChatStack(t, 1).url(0)
+}
+
+// startChatStack runs a projector and n gateways.
+func startChatStack(t *testing.T, n int) *chatStack {
 	t.Helper()
 	rt := testsvc.Redis(t)
 	dsn := testsvc.MySQL(t)
@@ -73,51 +97,96 @@ func startStack(t *testing.T) string {
 	if err := build.Run(); err != nil {
 		t.Fatalf("building mpimd: %v", err)
 	}
-	common := []string{"--redis-addr", rt.Addr, "--prefix", rt.Prefix, "--mysql", dsn, "--partitions", "4",
-		"--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--trim-interval", "0", "--log-level", "warn"}
-	listen := freePort(t)
-	var ops []string
-	start := func(name string, args ...string) {
-		op := freePort(t)
-		ops = append(ops, op)
-		logPath := filepath.Join(dir, name+".log")
-		logf, err := os.Create(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, append(append(args, common...), "--http-addr", op)...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); logf.Close(); close(exited) }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-exited
-			out, _ := os.ReadFile(logPath)
-			for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
-				if bytes.Contains(out, []byte(bad)) {
-					t.Errorf("%s: %q in its log", name, bad)
-				}
-			}
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, out)
-			}
-		})
+	s := &chatStack{t: t, bin: bin, dir: dir,
+		common: []string{"--redis-addr", rt.Addr, "--prefix", rt.Prefix, "--mysql", dsn, "--partitions", "4",
+			"--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
+			"--trim-interval", "0", "--log-level", "warn"}}
+	procs := []*chatProc{s.start("projector", "projector", "--member-id", "p0")}
+	for i := range n {
+		id := fmt.Sprintf("gw-chat%d", i)
+		gw := s.start(id, "gateway", "--gateway-id", id, "--listen", freePort(t))
+		s.gws = append(s.gws, gw)
+		procs = append(procs, gw)
 	}
-	start("projector", "projector", "--member-id", "p0")
-	start("gateway", "gateway", "--gateway-id", "gw-chat", "--listen", listen)
-	waitFor(t, "the stack to be ready", func() bool {
-		for _, op := range ops {
-			if httpStatus("http://"+op+"/readyz") != http.StatusOK {
+	s.waitReady(procs...)
+	return s
+}
+
+// url is the WebSocket URL of gateway i.
+func (s *chatStack) url(i int) string { return "ws://" + s.gws[i].listen + "/ws" }
+
+// start runs mpimd with args; the process is killed when the test ends,
+// and a data race or panic in its log fails the test.
+func (s *chatStack) start(name string, args ...string) *chatProc {
+	t := s.t
+	t.Helper()
+	p := &chatProc{name: name, ops: freePort(t), exited: make(chan struct{})}
+	for i, a := range args {
+		if a == "--listen" && i+1 < len(args) {
+			p.listen = args[i+1]
+		}
+	}
+	logPath := filepath.Join(s.dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(s.bin, append(append(args, s.common...), "--http-addr", p.ops)...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); logf.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		out, _ := os.ReadFile(logPath)
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
+			if bytes.Contains(out, []byte(bad)) {
+				t.Errorf("%s: %q in its log", name, bad)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, out)
+		}
+	})
+	return p
+}
+
+func (s *chatStack) waitReady(procs ...*chatProc) {
+	s.t.Helper()
+	waitFor(s.t, "the stack to be ready", func() bool {
+		for _, p := range procs {
+			select {
+			case <-p.exited:
+				s.t.Fatalf("%s exited at start-up", p.name)
+			default:
+			}
+			if httpStatus("http://"+p.ops+"/readyz") != http.StatusOK ||
+				(p.listen != "" && httpStatus("http://"+p.listen+"/dispatch") != http.StatusOK) {
 				return false
 			}
 		}
-		return httpStatus("http://"+listen+"/dispatch") == http.StatusOK
+		return true
 	})
-	return "ws://" + listen + "/ws"
+}
+
+// killGateway kills gateway i with SIGKILL: its connections drop without
+// a goodbye.
+func (s *chatStack) killGateway(i int) {
+	s.t.Helper()
+	if err := s.gws[i].cmd.Process.Kill(); err != nil {
+		s.t.Fatalf("killing %s: %v", s.gws[i].name, err)
+	}
+	<-s.gws[i].exited
+}
+
+// replaceGateway starts a gateway named id on the address of the (killed)
+// gateway i, where its clients find it again.
+func (s *chatStack) replaceGateway(i int, id string) {
+	s.t.Helper()
+	s.gws[i] = s.start(id, "gateway", "--gateway-id", id, "--listen", s.gws[i].listen)
+	s.waitReady(s.gws[i])
 }
 
 func deleteZK(t *testing.T, servers []string, root string) {
@@ -201,6 +270,26 @@ func (tm *terminal) expect(t *testing.T, want string) {
 	}
 }
 
+// sayUntil says line until the output holds want: for queries of the read
+// models, which follow the event log within a moment.
+func (tm *terminal) sayUntil(t *testing.T, line, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tm.say(t, line)
+		end := time.Now().Add(time.Second)
+		for time.Now().Before(end) {
+			if strings.Contains(tm.out.String(), want) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never printed %q after %q:\n%s", tm.name, want, line, tm.out.String())
+		}
+	}
+}
+
 func TestChatTwoUsersExchangeMessages(t *testing.T) {
 	url := startStack(t)
 	t.Setenv("CHAT_TEST_PASSWORD", "correct horse battery")
@@ -224,8 +313,7 @@ func TestChatTwoUsersExchangeMessages(t *testing.T) {
 	// Become friends.
 	ann.say(t, "/add bob")
 	bob.expect(t, "friend request from ann to bob")
-	bob.say(t, "/friends")
-	bob.expect(t, "request from ann")
+	bob.sayUntil(t, "/friends", "request from ann")
 	bob.say(t, "/accept ann")
 	ann.expect(t, "ann and bob are now friends")
 
@@ -237,10 +325,8 @@ func TestChatTwoUsersExchangeMessages(t *testing.T) {
 	bob.say(t, "/to ann")
 	bob.say(t, "hi ann, from the proto side")
 	ann.expect(t, "] bob: hi ann, from the proto side")
-	bob.say(t, "/history 5")
-	bob.expect(t, "-- 2 message(s) of ann --")
-	ann.say(t, "/friends")
-	ann.expect(t, "  bob (bob)")
+	bob.sayUntil(t, "/history 5", "-- 2 message(s) of ann --")
+	ann.sayUntil(t, "/friends", "  bob (bob)")
 
 	// A group.
 	ann.say(t, "/group crew bob")
@@ -262,6 +348,85 @@ func TestChatTwoUsersExchangeMessages(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("ann:\n%s\nbob:\n%s", ann.out.String(), bob.out.String())
+	}
+}
+
+// The chat client survives a gateway restart: Bob's gateway is killed
+// (SIGKILL) and a new one started on its address. Bob's client notices,
+// reconnects with backoff and resumes his device: the message Ann sent
+// while he was away arrives (from his cursor), messages shown before are
+// not shown again, and the conversation goes on both ways, also a message
+// Bob typed while disconnected (it waits for the connection).
+func TestChatReconnectsAfterGatewayRestart(t *testing.T) {
+	st := startChatStack(t, 2)
+	t.Setenv("CHAT_TEST_PASSWORD", "correct horse battery")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ann := startChat(t, ctx, st.url(0), "ann")
+	bob := startChat(t, ctx, st.url(1), "bob", "--encoding", "proto")
+
+	ann.say(t, "/to bob")
+	ann.expect(t, "now talking in bob")
+	bob.say(t, "/to ann")
+	bob.expect(t, "now talking in ann")
+	for i := 1; i <= 3; i++ {
+		ann.say(t, fmt.Sprintf("before %d", i))
+	}
+	bob.expect(t, "] ann: before 3")
+
+	st.killGateway(1)
+	bob.expect(t, "* connection lost")
+	// Bob types while disconnected: the message waits for the connection.
+	bob.say(t, "typed while away")
+	// Ann, on the other gateway, writes meanwhile: it waits in Bob's inbox.
+	ann.say(t, "while you were away")
+	ann.expect(t, "] ann: while you were away") // stored (Ann's own device got it)
+	st.replaceGateway(1, "gw-chat1b")
+	bob.expect(t, "* reconnected")
+	bob.expect(t, "] ann: while you were away")
+	ann.expect(t, "] bob: typed while away")
+	ann.say(t, "after the restart")
+	bob.expect(t, "] ann: after the restart")
+	bob.say(t, "bob after the restart")
+	ann.expect(t, "] bob: bob after the restart")
+
+	// Every message exactly once on each screen, in the order sent.
+	check := func(tm *terminal, lines ...string) {
+		t.Helper()
+		out, last := tm.out.String(), -1
+		for _, l := range lines {
+			if n := strings.Count(out, l+"\n"); n != 1 {
+				t.Errorf("%s shows %q %d times, want once:\n%s", tm.name, l, n, out)
+				continue
+			}
+			i := strings.Index(out, l+"\n")
+			if i < last {
+				t.Errorf("%s shows %q out of order:\n%s", tm.name, l, out)
+			}
+			last = i
+		}
+	}
+	msgs := []string{"] ann: before 1", "] ann: before 2", "] ann: before 3", "] ann: while you were away"}
+	check(bob, append(msgs, "] bob: typed while away", "] ann: after the restart", "] bob: bob after the restart")...)
+	check(ann, append(msgs, "] bob: typed while away", "] ann: after the restart", "] bob: bob after the restart")...)
+	if n := strings.Count(bob.out.String(), "* reconnected"); n != 1 {
+		t.Errorf("bob reconnected %d times, want once:\n%s", n, bob.out.String())
+	}
+	if strings.Contains(ann.out.String(), "* connection lost") {
+		t.Errorf("ann, on the other gateway, lost her connection:\n%s", ann.out.String())
+	}
+
+	ann.say(t, "/quit")
+	bob.say(t, "/quit")
+	for _, tm := range []*terminal{ann, bob} {
+		select {
+		case err := <-tm.done:
+			if err != nil {
+				t.Errorf("%s: %v\n%s", tm.name, err, tm.out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s did not end", tm.name)
+		}
 	}
 }
 

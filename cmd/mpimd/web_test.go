@@ -5,172 +5,267 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/mpim/mpim/internal/testsvc"
 )
 
-// chromiumPath is Debian's chromium, which scripts/services.sh installs.
-const chromiumPath = "/usr/bin/chromium"
-
 // The web chat served by a real gateway at "/", driven in headless Chromium
-// by two users: A opens a conversation with B by username and sends a plain
-// message and one holding markup; B sees both live, the markup as literal
-// text, and the injected handler never runs.
+// (the harness is web_harness_test.go). Each test runs its own projector,
+// gateway and browser; the users are tabs of that browser.
+
+// TestWebChatTwoUsers: A opens a conversation with B by username. Bad input
+// is refused with a visible error (an empty and an oversized message);
+// markup in a message is shown as literal text and its handler never runs.
+// B sees A's messages live, A sees B typing, A sees that B read the
+// messages (read receipt), and a message A recalls is marked recalled on
+// B's screen.
 func TestWebChatTwoUsers(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (%v): run scripts/services.sh (as root) to install Debian's chromium", chromiumPath, err)
-	}
-	d := newDeployment(t)
-	servers, root := testsvc.ZooKeeper(t)
-	t.Cleanup(func() {
-		if err := deleteZKTree(servers, root); err != nil {
-			t.Logf("deleting ZooKeeper %s: %v", root, err)
-		}
-	})
-	bin := buildBinary(t)
-	logDir := t.TempDir()
-	common := d.args("--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--partitions", e2ePartitions, "--trim-interval", "0")
-	proj := startMpimd(t, bin, logDir, "projector", append([]string{"projector"}, append(common, "--member-id", "p0")...)...)
-	gw := startMpimd(t, bin, logDir, "gw-web", append([]string{"gateway"}, append(common, "--gateway-id", "gw-web", "--listen", freeAddr(t))...)...)
-	for _, p := range []*mpimdProc{proj, gw} {
-		waitUntil(t, p.name+" ready", func() bool {
-			if !p.alive() {
-				t.Fatalf("%s exited at start-up: %v", p.name, p.err)
-			}
-			return httpGet(p.ops, "/readyz") == http.StatusOK && (p.addr == "" || httpGet(p.addr, "/dispatch") == http.StatusOK)
-		})
-	}
-	base := "http://" + gw.addr
-	checkWebAssets(t, base)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	// One Chromium per user, each with its own profile (a separate browser
-	// context in the strongest sense: nothing is shared). Chromium 156 refuses
-	// Target.createBrowserContext tabs under chromedp v0.14 ("no browser is open").
-	startBrowser := func() context.Context {
-		opts := []chromedp.ExecAllocatorOption{
-			chromedp.ExecPath(chromiumPath),
-			chromedp.Flag("headless", true),
-			chromedp.Flag("no-sandbox", true),
-			chromedp.Flag("disable-gpu", true),
-			chromedp.Flag("disable-background-networking", true),
-			chromedp.Flag("disable-component-update", true),
-			chromedp.Flag("disable-sync", true),
-			chromedp.NoFirstRun,
-			chromedp.NoDefaultBrowserCheck,
-			chromedp.WindowSize(1100, 700),
-			chromedp.UserDataDir(t.TempDir()),
-		}
-		allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-		t.Cleanup(cancelAlloc)
-		browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-		t.Cleanup(cancelBrowser)
-		if err := chromedp.Run(browser); err != nil {
-			t.Fatalf("starting chromium: %v", err)
-		}
-		return browser
-	}
-	ctxA, ctxB := startBrowser(), startBrowser()
-
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	st := startWebStack(t)
+	checkWebAssets(t, st.base)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	br := startWebBrowser(t, ctx, st.base)
+	a, b := br.tab("A"), br.tab("B")
+	suffix := webSuffix()
 	userA, userB := "alice"+suffix, "bob"+suffix
-	const password = "correct horse battery"
-	const evil = `<img src=x onerror="window.__xss=1">`
+	a.register(userA)
+	b.register(userB)
+	// The read model follows the log within a moment: findUser may answer
+	// not_found right after a registration, so B opens the chat with A
+	// after A's registration had the time to land.
+	b.openChat(userA)
+	a.openChat(userB)
 
-	run := func(who string, c context.Context, actions ...chromedp.Action) {
-		t.Helper()
-		if err := chromedp.Run(c, actions...); err != nil {
-			var shown string
-			chromedp.Run(c, chromedp.Evaluate(`document.getElementById('error').textContent + ' | ' + document.getElementById('status').textContent + ' | input=' + document.getElementById('msg-input').value + ' | msgs=' + document.querySelectorAll('#messages .msg').length`, &shown))
-			t.Fatalf("%s: %v (page shows: %s)", who, err, shown)
-		}
-	}
-	register := func(user string) []chromedp.Action {
-		return []chromedp.Action{
-			chromedp.Navigate(base + "/"),
-			chromedp.WaitVisible("#auth-form", chromedp.ByQuery),
-			chromedp.SendKeys("#auth-user", user, chromedp.ByQuery),
-			chromedp.SendKeys("#auth-pass", password, chromedp.ByQuery),
-			chromedp.Click("#register-btn", chromedp.ByQuery),
-			chromedp.WaitVisible("#main", chromedp.ByQuery),
-		}
-	}
-	openChat := func(peer string) []chromedp.Action {
-		return []chromedp.Action{
-			chromedp.SendKeys("#open-user", peer, chromedp.ByQuery),
-			chromedp.Click("#open-btn", chromedp.ByQuery),
-			chromedp.WaitEnabled("#msg-input", chromedp.ByQuery),
-			waitJS(`document.getElementById('conv-title').textContent === ` + jsString(peer)),
-		}
-	}
-	send := func(text string) []chromedp.Action {
-		return []chromedp.Action{
-			chromedp.SetValue("#msg-input", text, chromedp.ByQuery),
-			chromedp.Click("#send-btn", chromedp.ByQuery),
-			waitJS(`document.getElementById('msg-input').value === ''`),
-		}
-	}
-
-	run("register A", ctxA, register(userA)...)
-	run("register B", ctxB, register(userB)...)
-	// The read model follows the log within a moment: B opens the chat once
-	// A's username resolves (findUser may answer not_found right after register).
-	run("B opens A", ctxB, openChat(userA)...)
-	run("A opens B", ctxA, openChat(userB)...)
-
-	// An empty message is rejected client-side.
-	run("A sends empty", ctxA,
+	// An empty and an oversized message are refused client-side, with an
+	// error on the screen and nothing sent.
+	a.run("send an empty message",
 		chromedp.SetValue("#msg-input", "   ", chromedp.ByQuery),
-		chromedp.Click("#send-btn", chromedp.ByQuery),
-		waitJS(`!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('empty')`),
-	)
-	run("A sends", ctxA, append(send("hello"), send(evil)...)...)
-	run("A sees own", ctxA, waitJS(`document.querySelectorAll('#messages .msg').length === 2`))
+		chromedp.Click("#send-btn", chromedp.ByQuery))
+	a.waitFor("the empty message error", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('empty')`)
+	oversized := strings.Repeat("é", 9000) // 18,000 bytes > 16 KiB
+	a.run("send an oversized message",
+		chromedp.SetValue("#msg-input", oversized, chromedp.ByQuery),
+		chromedp.Click("#send-btn", chromedp.ByQuery))
+	a.waitFor("the oversized message error", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('too long')`)
+	var kept int
+	a.eval("read the composer", `document.getElementById('msg-input').value.length`, &kept)
+	if n := len(a.texts()); n != 0 || kept != len([]rune(oversized)) {
+		t.Fatalf("A: after refused sends %d messages are shown and the composer holds %d characters; want 0 and the oversized text kept", n, kept)
+	}
 
-	// B, with the conversation open, gets both as pushes.
-	var texts []string
-	run("B receives", ctxB,
-		waitJS(`document.querySelectorAll('#messages .msg .text').length === 2`),
-		chromedp.Evaluate(`Array.from(document.querySelectorAll('#messages .msg .text'), e => e.textContent)`, &texts),
-	)
-	if len(texts) != 2 || texts[0] != "hello" || texts[1] != evil {
+	const evil = `<img src=x onerror="window.__xss=1">`
+	a.send("hello")
+	a.send(evil)
+	b.waitFor("A's two messages", `document.querySelectorAll('#msg-list .msg .text').length === 2`)
+	if texts := b.texts(); len(texts) != 2 || texts[0] != "hello" || texts[1] != evil {
 		t.Fatalf("B sees %q, want [hello %s]", texts, evil)
 	}
-	for who, c := range map[string]context.Context{"A": ctxA, "B": ctxB} {
+	for _, p := range []*webTab{a, b} {
 		var xss string
 		var imgs int
-		run(who+" xss check", c,
-			chromedp.Sleep(300*time.Millisecond),
-			chromedp.Evaluate(`typeof window.__xss`, &xss),
-			chromedp.Evaluate(`document.querySelectorAll('#messages img').length`, &imgs),
-		)
+		p.eval("check the markup is inert", `typeof window.__xss`, &xss)
+		p.eval("count images", `document.querySelectorAll('#msg-list img').length`, &imgs)
 		if xss != "undefined" || imgs != 0 {
-			t.Errorf("%s: window.__xss is %s and %d img elements in the messages: the markup was not inert", who, xss, imgs)
+			t.Errorf("%s: window.__xss is %s and %d img elements in the messages: the markup was not inert", p.name, xss, imgs)
 		}
 	}
 
-	var png []byte
-	run("screenshot", ctxB, chromedp.CaptureScreenshot(&png))
-	shot := filepath.Join(t.TempDir(), "webchat.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
+	// B has the conversation open, so B read both: A gets the receipt.
+	a.waitFor("the read receipt of A's messages", `document.querySelectorAll('#msg-list .msg.mine.read').length === 2 && document.getElementById('receipt').textContent === 'read up to #2'`)
+
+	// B types; A sees it. The indicator lasts while B keeps typing (it
+	// goes a few seconds after the last key), so B types until A sees it.
+	typing := `document.getElementById('typing').textContent === ` + jsString(userB+" is typing…")
+	for deadline := time.Now().Add(webWait); ; {
+		b.run("type", chromedp.SendKeys("#msg-input", "typing ", chromedp.ByQuery))
+		if a.holds(typing, time.Second) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("A never saw B typing within %s\n\tpage: %s", webWait, a.state())
+		}
 	}
-	artifact := filepath.Join("..", "..", "bench", "results", "webchat.png")
-	if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
-		t.Fatal(err)
+	b.send("typing a reply")
+	a.waitFor("B's reply", webHasMessage("typing a reply", false))
+	a.waitFor("the typing indicator to go when the message came", `document.getElementById('typing').textContent === ''`)
+
+	// A recalls a message; B sees it recalled.
+	a.send("oops, wrong chat")
+	b.waitFor("the message to recall", webHasMessage("oops, wrong chat", false))
+	var seq string
+	a.eval("find the message", `Array.from(document.querySelectorAll('#msg-list .msg.mine')).find((m) => m.querySelector('.text').textContent === 'oops, wrong chat').dataset.seq`, &seq)
+	a.click("recall", `#msg-list .msg[data-seq="`+seq+`"] button.recall`)
+	for _, p := range []*webTab{b, a} {
+		p.waitFor("the recalled message to be marked", `(() => { const m = document.querySelector('#msg-list .msg[data-seq="`+seq+`"]');
+			return m && m.classList.contains('recalled') && m.querySelector('.text').textContent === 'message recalled'; })()`)
+		if texts := p.texts(); strings.Contains(strings.Join(texts, "\n"), "oops") {
+			t.Errorf("%s still shows the recalled text: %q", p.name, texts)
+		}
 	}
-	if err := os.WriteFile(artifact, png, 0o644); err != nil {
-		t.Fatal(err)
+}
+
+// TestWebChatFriendsGroupsUnread: A asks B to be friends and B accepts, all
+// through the page; A creates a group with B, adds C, and a message in it
+// reaches B. A message in a conversation B does not have open shows an
+// unread badge, which clears when B opens it. The screenshot artifact is the
+// group conversation.
+func TestWebChatFriendsGroupsUnread(t *testing.T) {
+	st := startWebStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	br := startWebBrowser(t, ctx, st.base)
+	a, b := br.tab("A"), br.tab("B")
+	suffix := webSuffix()
+	userA, userB, userC := "alice"+suffix, "bob"+suffix, "carol"+suffix
+	a.register(userA)
+	b.register(userB)
+	c := webAPIRegister(t, ctx, st.ws, userC)
+	c.findUser(ctx, userA) // the registrations reached the read model
+	c.findUser(ctx, userB)
+
+	// Friend request: sent by A, accepted by B.
+	a.run("ask B to be friends",
+		chromedp.SetValue("#friend-user", userB, chromedp.ByQuery),
+		chromedp.Click("#friend-btn", chromedp.ByQuery))
+	a.waitFor("the outgoing request", `Array.from(document.querySelectorAll('#requests li.outgoing'), (e) => e.textContent).includes(`+jsString("asked "+userB)+`)`)
+	b.waitFor("A's friend request", `Array.from(document.querySelectorAll('#requests li.incoming span'), (e) => e.textContent).includes(`+jsString(userA+" wants to be friends")+`)`)
+	b.click("accept", "#requests li.incoming button.accept")
+	friendOf := func(p *webTab, name string) {
+		p.waitFor(name+" in the friend list", `Array.from(document.querySelectorAll('#friends li.friend'), (e) => e.textContent).includes(`+jsString(name)+`) && document.querySelectorAll('#requests li').length === 0`)
 	}
-	t.Logf("screenshot: %s (copied to bench/results/webchat.png)", shot)
+	friendOf(b, userA)
+	friendOf(a, userB)
+
+	// A group with A and B, created through the page; C is added to it.
+	group := "crew" + suffix
+	a.run("create a group",
+		chromedp.SetValue("#group-name", group, chromedp.ByQuery),
+		chromedp.SetValue("#group-members", userB, chromedp.ByQuery),
+		chromedp.Click("#group-btn", chromedp.ByQuery))
+	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
+	a.waitFor("the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
+	a.run("add C",
+		chromedp.SetValue("#member-user", userC, chromedp.ByQuery),
+		chromedp.Click("#member-btn", chromedp.ByQuery))
+	a.waitFor("C among the members", `document.getElementById('members').textContent.includes(`+jsString(userC)+`)`)
+	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
+	b.click("open the group", `#groups li.group`)
+	b.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group))
+	b.waitFor("all three members", `['`+userA+`', '`+userB+`', '`+userC+`'].every((n) => document.getElementById('members').textContent.includes(n))`)
+	a.send("welcome to the crew")
+	b.waitFor("the group message", webHasMessage("welcome to the crew", false))
+	b.send("glad to be here")
+	a.waitFor("B's group message", webHasMessage("glad to be here", false))
+
+	// Unread: B stays in the group while A writes to B directly.
+	a.click("open the chat with B from the friend list", `#friends li.friend`)
+	a.waitFor("the chat with B", `document.getElementById('conv-title').textContent === `+jsString(userB))
+	a.send("psst, one")
+	a.send("psst, two")
+	b.waitFor("an unread badge of 2 on A's conversation", webBadge(userA)+` === '2' && document.title === '(2) mpim chat'`)
+	if texts := b.texts(); strings.Contains(strings.Join(texts, "\n"), "psst") {
+		t.Fatalf("B's open group conversation shows the direct messages: %q", texts)
+	}
+	b.screenshot() // the group conversation, with the unread badge in the list
+	b.clickConv(userA)
+	b.waitFor("the direct messages", webHasMessage("psst, one", false)+` && `+webHasMessage("psst, two", false))
+	b.waitFor("the badge to clear", webBadge(userA)+` === '' && document.title === 'mpim chat'`)
+	a.waitFor("the read receipt", `document.getElementById('receipt').textContent === 'read up to #2'`)
+}
+
+// TestWebChatHistoryTabsRestart: C sends more than a page of messages to
+// A; a tab A opens afterwards shows the newest page and loads the older ones
+// when scrolled to the top. Two tabs of A (two devices) show the same new
+// messages, each other's included, and reading in one clears the unread
+// badge in the other. When the gateway is killed and restarted, both tabs
+// reconnect by themselves; a message typed while it was down is sent once
+// the connection is back, and shown once in each tab.
+func TestWebChatHistoryTabsRestart(t *testing.T) {
+	st := startWebStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	br := startWebBrowser(t, ctx, st.base)
+	suffix := webSuffix()
+	userA, userC := "alice"+suffix, "carol"+suffix
+	a1 := br.tab("A/tab1")
+	a1.register(userA)
+	c := webAPIRegister(t, ctx, st.ws, userC)
+	idA := c.findUser(ctx, userA)
+	const n = 45 // more than a page (30)
+	var conv string
+	for i := 1; i <= n; i++ {
+		conv = c.sendTo(ctx, idA, fmt.Sprintf("old %02d", i))
+	}
+	c.waitHistory(ctx, conv, n)
+	// The first tab got them live: one unread badge for all.
+	a1.waitFor("the unread badge", webBadge(userC)+fmt.Sprintf(` === '%d'`, n))
+
+	// A second tab of A logs in (a new device, no pushes of the past): the
+	// newest page, then the older messages on scrolling up.
+	a2 := br.tab("A/tab2")
+	a2.login(userA)
+	a2.clickConv(userC)
+	a2.waitFor("the newest page", `(() => { const t = `+webMessageTexts+`; return t.length === 30 && t[0] === 'old 16' && t[29] === 'old 45'; })()`)
+	a2.waitFor("the load-older control", `!document.getElementById('load-older').hidden`)
+	a2.run("scroll to the top", chromedp.Evaluate(`document.getElementById('messages').scrollTop = 0`, nil))
+	a2.waitFor("all the messages", fmt.Sprintf(`%s.length === %d`, webMessageTexts, n))
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprintf("old %02d", i+1)
+	}
+	if got := a2.texts(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("A/tab2 after scrolling back shows %q, want old 01..old %02d in order", got, n)
+	}
+	a2.waitFor("nothing older to load", `document.getElementById('load-older').hidden`)
+	// Reading in tab 2 clears the badge in tab 1 (the read is pushed to
+	// every device of A).
+	a1.waitFor("the badge to clear after tab 2 read", webBadge(userC)+` === ''`)
+
+	// A new message reaches both tabs; what one tab sends shows in the
+	// other as A's own.
+	c.sendTo(ctx, idA, "live one")
+	a2.waitFor("the live message", webHasMessage("live one", false))
+	a1.clickConv(userC)
+	a1.waitFor("the live message", webHasMessage("live one", false))
+	a1.send("sent from tab 1")
+	a2.waitFor("tab 1's message as A's own", webHasMessage("sent from tab 1", true))
+	a2.send("sent from tab 2")
+	a1.waitFor("tab 2's message as A's own", webHasMessage("sent from tab 2", true))
+	for _, p := range []*webTab{a1, a2} {
+		got := p.texts()
+		tail := got[max(0, len(got)-3):]
+		if strings.Join(tail, ",") != "live one,sent from tab 1,sent from tab 2" {
+			t.Errorf("%s ends with %q, want [live one, sent from tab 1, sent from tab 2] once each", p.name, tail)
+		}
+	}
+
+	// The gateway goes down; the tabs say so and reconnect once it is back.
+	st.killGateway()
+	for _, p := range []*webTab{a1, a2} {
+		p.waitFor("the disconnection to show", `document.getElementById('status').textContent.includes('reconnecting')`)
+	}
+	a1.run("send while disconnected",
+		chromedp.SetValue("#msg-input", "typed while down", chromedp.ByQuery),
+		chromedp.Click("#send-btn", chromedp.ByQuery))
+	a1.waitFor("the message to wait", `document.querySelector('#msg-list .msg.pending') !== null`)
+	st.restartGateway()
+	for _, p := range []*webTab{a1, a2} {
+		p.waitFor("the connection to come back", `document.getElementById('status').textContent === 'connected'`)
+	}
+	a1.waitFor("the waiting message to be sent", `!document.querySelector('#msg-list .msg.pending') && `+webHasMessage("typed while down", true))
+	a2.waitFor("the message typed in tab 1 while down", webHasMessage("typed while down", true))
+	c.reconnect(ctx, st.ws)
+	c.sendTo(ctx, idA, "after the restart")
+	want = append(want, "live one", "sent from tab 1", "sent from tab 2", "typed while down", "after the restart")
+	for _, p := range []*webTab{a1, a2} {
+		p.waitFor("the message sent after the restart", webHasMessage("after the restart", false))
+		if got := p.texts(); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s shows %q, want old 01..old %02d and the later messages, each once, in order", p.name, got, n)
+		}
+	}
 }
 
 // checkWebAssets checks the page's files are served with their content types
@@ -194,13 +289,4 @@ func checkWebAssets(t *testing.T, base string) {
 	if st := httpGet(strings.TrimPrefix(base, "http://"), "/nope.js"); st != http.StatusNotFound {
 		t.Errorf("GET /nope.js: %d, want 404", st)
 	}
-}
-
-// waitJS polls the page until expr is true.
-func waitJS(expr string) chromedp.Action {
-	return chromedp.Poll(expr, nil, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))
-}
-
-func jsString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
