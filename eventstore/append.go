@@ -145,6 +145,14 @@ func (s *Store) prepare(req *AppendRequest) (*prepared, error) {
 		return nil, invalid("empty partition key")
 	}
 	p := &prepared{partition: s.keys.partitionOf(pk), req: req}
+	// Sized up front: one allocation each for the common request.
+	nargs, nkeys := 3+len(req.Guards), 1+len(req.Guards)
+	for i := range req.Streams {
+		nargs += 4 + 6*len(req.Streams[i].Events)
+		nkeys += 3
+	}
+	p.args = make([]any, 0, nargs)
+	p.keys = make([]string, 0, nkeys)
 	if req.IdempotencyKey != "" {
 		if len(req.IdempotencyKey) > 200 {
 			return nil, invalid("idempotency key longer than 200 bytes")
@@ -163,10 +171,14 @@ func (s *Store) prepare(req *AppendRequest) (*prepared, error) {
 		p.keys = append(p.keys, s.keys.head(p.partition, g.Aggregate))
 	}
 	p.args = append(p.args, len(req.Streams))
-	seen := make(map[string]bool, len(req.Streams))
 	for i := range req.Streams {
 		st := &req.Streams[i]
-		if err := s.prepareStream(p, st, seen); err != nil {
+		for j := range i {
+			if req.Streams[j].Aggregate == st.Aggregate {
+				return nil, invalid("aggregate %s appears twice in one request", st.Aggregate)
+			}
+		}
+		if err := s.prepareStream(p, st); err != nil {
 			return nil, err
 		}
 	}
@@ -176,12 +188,10 @@ func (s *Store) prepare(req *AppendRequest) (*prepared, error) {
 	return p, nil
 }
 
-func (s *Store) prepareStream(p *prepared, st *StreamAppend, seen map[string]bool) error {
+func (s *Store) prepareStream(p *prepared, st *StreamAppend) error {
 	switch {
 	case st.Aggregate == "" || len(st.Aggregate) > 200 || !utf8.ValidString(st.Aggregate):
 		return invalid("invalid aggregate id %q", st.Aggregate)
-	case seen[st.Aggregate]:
-		return invalid("aggregate %s appears twice in one request", st.Aggregate)
 	case len(st.Events) == 0:
 		return invalid("no events for %s", st.Aggregate)
 	case st.Cells != nil && len(st.Cells) != len(st.Events):
@@ -189,7 +199,6 @@ func (s *Store) prepareStream(p *prepared, st *StreamAppend, seen map[string]boo
 	case st.Expected.kind == 0:
 		return invalid("expected version of %s not set", st.Aggregate)
 	}
-	seen[st.Aggregate] = true
 	keep := "0"
 	if st.KeepHistory {
 		keep = "1"

@@ -209,17 +209,21 @@ type call struct {
 
 // commit runs one group commit and answers every append of the batch.
 func (s *Store) commit(batch []*pending) {
-	byPartition := make(map[int]*call, 4)
 	calls := make([]*call, 0, 4)
 	for _, pd := range batch {
 		if err := pd.ctx.Err(); err != nil {
 			pd.done <- outcome{err: err}
 			continue
 		}
-		c := byPartition[pd.p.partition]
+		var c *call
+		for _, x := range calls { // a handful of partitions: no map
+			if x.partition == pd.p.partition {
+				c = x
+				break
+			}
+		}
 		if c == nil {
 			c = &call{partition: pd.p.partition}
-			byPartition[pd.p.partition] = c
 			calls = append(calls, c)
 		}
 		c.txs = append(c.txs, pd)

@@ -49,7 +49,9 @@ type Config struct {
 	// AuthTimeout closes a connection that is not authenticated this long
 	// after it was opened or logged out (default 15s).
 	AuthTimeout time.Duration
-	// RequestTimeout bounds the handling of one request (default 10s).
+	// RequestTimeout bounds the handling of one request (default 10s);
+	// acknowledgements, which wait only for the hub's batched cursor
+	// write, are bounded by the hub's own Redis timeout instead.
 	RequestTimeout time.Duration
 	// WriteTimeout bounds the writing of one frame (default 10s); a client
 	// that does not take it in time is disconnected.

@@ -293,6 +293,10 @@ func TestGracefulShutdown(t *testing.T) {
 	leaver := e.login(t, frame.JSON, "liam")
 	stayer := e.login(t, frame.Proto, "mia")
 	anon := e.dial(t, frame.JSON)
+	// A round trip: the server has registered the session (Dial returns
+	// after the handshake, possibly before), so Shutdown sends it a Goaway
+	// rather than refusing it as a connection that arrived while draining.
+	ok(t, anon, pingReq)
 	dev := e.hub.device(t, leaver.id, leaver.device)
 	for i := range 3 {
 		dev.sink.Push(gateway.Delivery{InboxID: "9-" + itoa(i), Type: "MessageSent"})

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -42,6 +43,7 @@ const (
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
+	cork *corkConn // under conn; nil if the ResponseWriter was not hijacked through it
 	enc  frame.Encoding
 	log  *slog.Logger // immutable: the writer logs too
 
@@ -50,13 +52,20 @@ type session struct {
 
 	wake       chan struct{} // the writer has frames to write (capacity 1)
 	writerDone chan struct{}
-	idle       *time.Timer
-	authTimer  *time.Timer
-	authed     atomic.Bool
-	connLimit  *rate.Limiter
-	acks       ackTimes
+	// writeDog closes the connection when one write takes longer than
+	// WriteTimeout; writing is set while the writer writes. One timer per
+	// session, reset per write, instead of a context with a deadline per
+	// frame (which also costs the WebSocket library a context.AfterFunc).
+	writeDog  *time.Timer
+	writing   atomic.Bool
+	idle      *time.Timer
+	authTimer *time.Timer
+	authed    atomic.Bool
+	connLimit *rate.Limiter
+	acks      ackTimes
 
 	// reader
+	rbuf    bytes.Buffer
 	me      *caller
 	userLim *rate.Limiter
 	device  HubDevice
@@ -99,7 +108,37 @@ func newSession(srv *Server, conn *websocket.Conn, enc frame.Encoding, log *slog
 		s.fail(reasonIdle, websocket.StatusPolicyViolation, "idle timeout: send a ping at least every heartbeat interval")
 	})
 	s.authTimer = time.AfterFunc(srv.cfg.AuthTimeout, s.authTimeout)
+	s.writeDog = time.AfterFunc(time.Hour, s.writeStalled)
+	s.writeDog.Stop()
 	return s
+}
+
+// writeStalled aborts a write that took longer than WriteTimeout by closing
+// the connection (as the WebSocket library does when a write's context
+// ends); the writer then fails.
+func (s *session) writeStalled() {
+	if s.writing.Load() {
+		s.conn.CloseNow()
+	}
+}
+
+// read reads the next message into the session's reusable buffer (only
+// the reader calls it); data is valid until the next call. Handling a
+// frame copies what it keeps (protobuf decoding copies), so one buffer
+// serves every message instead of one allocation or more per message.
+func (s *session) read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	typ, r, err := s.conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if s.rbuf.Cap() > 64<<10 {
+		s.rbuf = bytes.Buffer{} // let a big message's buffer go
+	}
+	s.rbuf.Reset()
+	if _, err := s.rbuf.ReadFrom(r); err != nil {
+		return 0, nil, err
+	}
+	return typ, s.rbuf.Bytes(), nil
 }
 
 func (s *session) authTimeout() {
@@ -113,7 +152,10 @@ func (s *session) run() {
 	go s.writer()
 	defer s.end()
 	for {
-		typ, data, err := s.conn.Read(s.ctx)
+		// s.ctx ends only after this loop (end), and every other end of the
+		// session closes the connection, which ends the read: a context
+		// without Done spares the library a context.AfterFunc per message.
+		typ, data, err := s.read(context.Background())
 		if err != nil {
 			s.readErr = err
 			return
@@ -147,7 +189,13 @@ func (s *session) end() {
 		}
 	}
 	s.cancel()
+	if s.writing.Load() {
+		// The writer is in a write (or about to see the cancellation, see
+		// write): abort it as the end of its context used to.
+		s.conn.CloseNow()
+	}
 	<-s.writerDone
+	s.writeDog.Stop()
 	s.conn.CloseNow()
 	s.detach(clean)
 	s.authTimer.Stop()
@@ -223,6 +271,7 @@ func (s *session) enqueue(f outFrame) bool {
 func (s *session) writer() {
 	defer close(s.writerDone)
 	var batch []outFrame
+	w := frameWriter{}
 	for {
 		select {
 		case <-s.wake:
@@ -236,12 +285,23 @@ func (s *session) writer() {
 			if len(batch) == 0 {
 				break
 			}
+			// Several frames: one system call for all of them.
+			corked := s.cork != nil && len(batch) > 1
+			if corked {
+				s.cork.cork()
+			}
 			for i, f := range batch {
 				if f.close != nil {
+					if corked {
+						_ = s.uncork() // the close handshake fails if this did
+					}
 					s.conn.Close(f.close.code, f.close.reason)
 					return
 				}
-				err := s.write(f)
+				err := s.write(&w, f)
+				if err == nil && corked && i == len(batch)-1 {
+					err = s.uncork()
+				}
 				batch[i] = outFrame{}
 				s.mu.Lock()
 				s.unwritten--
@@ -263,25 +323,58 @@ func (s *session) writer() {
 			if cap(batch) > 256 {
 				batch = nil // let a burst's buffer go
 			}
+			w.release()
 		}
 	}
 }
 
+// uncork sends the frames gathered since cork, under the write timeout as
+// any write.
+func (s *session) uncork() error {
+	s.writing.Store(true)
+	if s.ctx.Err() != nil {
+		s.writing.Store(false)
+		return nil // the writer stops at its next check
+	}
+	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
+	err := s.cork.uncork()
+	s.writeDog.Stop()
+	s.writing.Store(false)
+	return err
+}
+
+// frameWriter is the writer's reusable memory: the encoding buffer and the
+// Push of a delivery (the WebSocket library copies what it writes, so both
+// are free again once a write returned).
+type frameWriter struct {
+	buf  []byte
+	push mpimv1.Push
+	pf   mpimv1.ServerFrame_Push
+	sf   mpimv1.ServerFrame
+}
+
+// release lets a burst's big buffer go.
+func (w *frameWriter) release() {
+	if cap(w.buf) > 64<<10 {
+		w.buf = nil
+	}
+}
+
 // write encodes and writes one frame.
-func (s *session) write(f outFrame) error {
+func (s *session) write(w *frameWriter, f outFrame) error {
 	sf, typ := f.frame, "response"
 	if f.push != nil {
-		sf, typ = s.pushFrame(f.push), "push"
+		sf, typ = s.pushFrame(w, f.push), "push"
+		defer func() { w.push = mpimv1.Push{} }() // drop the references
 	} else {
 		typ = serverFrameType(sf)
 	}
-	data, err := s.enc.EncodeServer(sf)
+	data, err := s.enc.AppendServer(w.buf[:0], sf)
 	if err != nil {
 		s.log.Error("gateway: encoding a frame", "type", typ, "err", err)
 		return nil // drop it; the connection is fine
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.WriteTimeout)
-	defer cancel()
+	w.buf = data
 	mt := websocket.MessageText
 	if s.enc.Binary() {
 		mt = websocket.MessageBinary
@@ -290,17 +383,29 @@ func (s *session) write(f outFrame) error {
 		// Before the write: the client may acknowledge before Write returns.
 		s.acks.sent(f.push.InboxID, time.Now())
 	}
-	if err := s.conn.Write(ctx, mt, data); err != nil {
+	// writing before the check of s.ctx, which end cancels before it looks
+	// at writing: either this write sees the end, or end aborts it.
+	s.writing.Store(true)
+	if s.ctx.Err() != nil {
+		s.writing.Store(false)
+		return nil // the writer stops at its next check
+	}
+	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
+	err = s.conn.Write(context.Background(), mt, data)
+	s.writeDog.Stop()
+	s.writing.Store(false)
+	if err != nil {
 		return err
 	}
 	s.srv.m.frameOut(typ)
 	return nil
 }
 
-// pushFrame builds the Push of a delivery: the envelope bytes for binary
-// clients, the decoded event for JSON clients.
-func (s *session) pushFrame(d *Delivery) *mpimv1.ServerFrame {
-	p := &mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend}
+// pushFrame builds the Push of a delivery in w: the envelope bytes for
+// binary clients, the decoded event for JSON clients.
+func (s *session) pushFrame(w *frameWriter, d *Delivery) *mpimv1.ServerFrame {
+	w.push = mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend}
+	p := &w.push
 	if s.enc.Binary() {
 		p.Envelope = d.Envelope
 	} else {
@@ -312,7 +417,9 @@ func (s *session) pushFrame(d *Delivery) *mpimv1.ServerFrame {
 			p.Event = ev
 		}
 	}
-	return &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Push{Push: p}}
+	w.pf.Push = p
+	w.sf.Frame = &w.pf
+	return &w.sf
 }
 
 func serverFrameType(f *mpimv1.ServerFrame) string {
@@ -398,15 +505,30 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 			return nil, nil, rateLimited(s.userLim)
 		}
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
-	defer cancel()
 	r := &mpimv1.Response{Id: f.GetId()}
+	// The frequent requests that need no deadline of their own come first,
+	// before the request context (a timer) is made.
 	switch q := f.GetRequest().(type) {
 	case nil:
 		return nil, nil, domain.Errorf(codeUnknownRequest, "gateway: the frame holds no request this server knows")
 	case *mpimv1.ClientFrame_Ping:
 		r.Result = &mpimv1.Response_Ping{Ping: &mpimv1.Pong{ServerTimeMs: s.srv.cfg.Now().UnixMilli()}}
 		return r, nil, nil
+	case *mpimv1.ClientFrame_Ack:
+		if s.me == nil {
+			return nil, nil, errUnauthenticated
+		}
+		// The cursor write is bounded by the hub itself, and s.ctx lasts
+		// as long as this reader.
+		if err := s.ack(s.ctx, q.Ack.GetInboxId()); err != nil {
+			return nil, nil, err
+		}
+		r.Result = &mpimv1.Response_Ack{Ack: done}
+		return r, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
+	defer cancel()
+	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_Register:
 		res, err := s.srv.accounts.register(ctx, q.Register)
 		r.Result = &mpimv1.Response_Register{Register: res}
@@ -442,19 +564,12 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	if s.me == nil {
 		return nil, nil, errUnauthenticated
 	}
-	switch q := f.GetRequest().(type) {
-	case *mpimv1.ClientFrame_Logout:
+	if _, ok := f.GetRequest().(*mpimv1.ClientFrame_Logout); ok {
 		if err := s.srv.accounts.logout(ctx, s.me.identity); err != nil {
 			return nil, nil, err
 		}
 		s.detach(true)
 		r.Result = &mpimv1.Response_Logout{Logout: done}
-		return r, nil, nil
-	case *mpimv1.ClientFrame_Ack:
-		if err := s.ack(ctx, q.Ack.GetInboxId()); err != nil {
-			return nil, nil, err
-		}
-		r.Result = &mpimv1.Response_Ack{Ack: done}
 		return r, nil, nil
 	}
 	resp, err = s.srv.api.handle(ctx, s.me, f)

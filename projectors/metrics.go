@@ -48,3 +48,17 @@ func newRunnerMetrics(reg prometheus.Registerer, projector string) (*runnerMetri
 	}
 	return m, nil
 }
+
+// partitionMetrics are one partition's metrics, looked up once per
+// ownership instead of once per batch.
+type partitionMetrics struct {
+	events, quarantined      prometheus.Counter
+	owned, checkpoint, lagMs prometheus.Gauge
+}
+
+func (m *runnerMetrics) partition(label string) partitionMetrics {
+	return partitionMetrics{
+		events: m.events.WithLabelValues(label), quarantined: m.quarantined.WithLabelValues(label),
+		owned: m.owned.WithLabelValues(label), checkpoint: m.checkpoint.WithLabelValues(label), lagMs: m.lagMs.WithLabelValues(label),
+	}
+}

@@ -22,6 +22,7 @@ package projectors
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/mpim/mpim/eventstore"
 )
@@ -68,6 +69,18 @@ type Projector interface {
 	// (same token, other position) and applies nothing. Any other error means
 	// nothing conclusive: the runner retries the same batch.
 	Apply(ctx context.Context, b *Batch) error
+}
+
+// Lingering is implemented by projectors whose effects may trail the log by
+// a little (read models nobody waits on to make progress). After a batch
+// smaller than the batch size, the runner waits until Linger has passed
+// since the batch was read before it reads again, so the next batch collects
+// what arrives meanwhile: the per-batch costs (round trips, a transaction, a
+// checkpoint write) are then shared by more events when the log is busy,
+// for at most Linger more lag. A projector on the delivery path (the inbox)
+// does not linger. RunnerConfig.Linger overrides it.
+type Lingering interface {
+	Linger() time.Duration
 }
 
 // Coordinator hands out partition ownership for a projector.

@@ -30,7 +30,13 @@ type RunnerConfig struct {
 	// RetryBackoff is the first wait after a failed batch; it doubles up to
 	// 5s (default 100ms).
 	RetryBackoff time.Duration
-	Logger       *slog.Logger
+	// Linger is how long, counted from a read, the runner waits before the
+	// next read after a batch smaller than BatchSize, so that the next batch
+	// collects what arrives meanwhile (see Lingering). 0 takes the
+	// projector's Linger if it implements Lingering, else none; a negative
+	// value means none whatever the projector says.
+	Linger time.Duration
+	Logger *slog.Logger
 	// Registerer receives the runner's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -60,12 +66,18 @@ func NewRunner(log Log, coord Coordinator, proj Projector, cfg RunnerConfig) (*R
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if l, ok := proj.(Lingering); ok && cfg.Linger == 0 {
+		cfg.Linger = l.Linger()
+	}
 	var errs []error
 	if cfg.BatchSize < 1 || cfg.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("projectors: batch size must be 1..100000, got %d", cfg.BatchSize))
 	}
 	if cfg.Block < time.Millisecond {
 		errs = append(errs, fmt.Errorf("projectors: block must be at least 1ms, got %s", cfg.Block))
+	}
+	if cfg.Linger > time.Minute {
+		errs = append(errs, fmt.Errorf("projectors: linger must be at most 1m, got %s", cfg.Linger))
 	}
 	if log == nil || coord == nil || proj == nil {
 		errs = append(errs, errors.New("projectors: runner needs a log, a coordinator and a projector"))
@@ -88,23 +100,33 @@ func (r *Runner) Run(ctx context.Context) error {
 // partition processes one owned partition until ctx ends or ownership is lost.
 func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 	lg := r.cfg.Logger.With("projector", r.proj.Name(), "partition", p, "token", token)
-	label := strconv.Itoa(p)
+	pm := r.m.partition(strconv.Itoa(p))
 	pos, err := r.claim(ctx, lg, p, token)
 	if err != nil {
 		return r.stop(ctx, lg, err)
 	}
-	r.m.owned.WithLabelValues(label).Set(1)
-	defer r.m.owned.WithLabelValues(label).Set(0)
+	pm.owned.Set(1)
+	defer pm.owned.Set(0)
+	var pause *time.Timer // lingering
+	defer func() {
+		if pause != nil {
+			pause.Stop()
+		}
+	}()
+	var lagAt time.Time // when the lag was last observed
 	for ctx.Err() == nil {
 		b, err := r.next(ctx, lg, p, token, pos)
 		if err != nil {
 			return r.stop(ctx, lg, err)
 		}
 		if b == nil {
-			r.observeLag(ctx, p, label, pos)
+			// Idle for the block time: the lag is worth a look.
+			r.observeLag(ctx, p, pm, pos)
+			lagAt = time.Now()
 			continue
 		}
-		err = r.apply(ctx, lg, label, b)
+		readAt := time.Now()
+		err = r.apply(ctx, lg, pm, b)
 		if errors.Is(err, ErrCheckpointMoved) {
 			lg.Info("checkpoint moved under the owner (replay swap); claiming again")
 			if pos, err = r.claim(ctx, lg, p, token); err != nil {
@@ -116,10 +138,30 @@ func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 			return r.stop(ctx, lg, err)
 		}
 		pos = b.To
-		r.observeLag(ctx, p, label, pos)
+		// One lag read per second while busy, not one per batch: it is a
+		// round trip of its own.
+		now := time.Now()
+		if now.Sub(lagAt) >= lagInterval {
+			r.observeLag(ctx, p, pm, pos)
+			lagAt = now
+		}
+		if wait := r.cfg.Linger - now.Sub(readAt); wait > 0 && len(b.Events)+len(b.Skipped) < r.cfg.BatchSize {
+			if pause == nil {
+				pause = time.NewTimer(wait)
+			} else {
+				pause.Reset(wait)
+			}
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+			}
+		}
 	}
 	return nil
 }
+
+// lagInterval is how often a busy partition reads its lag.
+const lagInterval = time.Second
 
 func (r *Runner) claim(ctx context.Context, lg *slog.Logger, p int, token uint64) (eventstore.Position, error) {
 	var pos eventstore.Position
@@ -154,21 +196,21 @@ func (r *Runner) next(ctx context.Context, lg *slog.Logger, p int, token uint64,
 
 // apply applies one batch, retrying failures other than fencing and a moved
 // checkpoint.
-func (r *Runner) apply(ctx context.Context, lg *slog.Logger, label string, b *Batch) error {
+func (r *Runner) apply(ctx context.Context, lg *slog.Logger, pm partitionMetrics, b *Batch) error {
 	start := time.Now()
 	err := r.retry(ctx, lg, "apply", func() error { return r.proj.Apply(ctx, b) })
 	if err != nil {
 		return err
 	}
 	r.m.batchSeconds.Observe(time.Since(start).Seconds())
-	r.m.events.WithLabelValues(label).Add(float64(len(b.Events)))
+	pm.events.Add(float64(len(b.Events)))
 	if len(b.Skipped) > 0 {
-		r.m.quarantined.WithLabelValues(label).Add(float64(len(b.Skipped)))
+		pm.quarantined.Add(float64(len(b.Skipped)))
 		for _, s := range b.Skipped {
 			lg.Error("undecodable event quarantined", "position", s.Position.String(), "err", s.Err)
 		}
 	}
-	r.m.checkpoint.WithLabelValues(label).Set(float64(b.To.Ms))
+	pm.checkpoint.Set(float64(b.To.Ms))
 	return nil
 }
 
@@ -208,7 +250,7 @@ func (r *Runner) stop(ctx context.Context, lg *slog.Logger, err error) error {
 // observeLag sets the lag gauges: milliseconds between the checkpoint and the
 // partition's last entry (both are Redis clock times), and whether there are
 // entries after the checkpoint at all.
-func (r *Runner) observeLag(ctx context.Context, p int, label string, pos eventstore.Position) {
+func (r *Runner) observeLag(ctx context.Context, p int, pm partitionMetrics, pos eventstore.Position) {
 	info, err := r.log.Info(ctx, p)
 	if err != nil {
 		return
@@ -217,5 +259,5 @@ func (r *Runner) observeLag(ctx context.Context, p int, label string, pos events
 	if info.Last.Compare(pos) > 0 {
 		ms = float64(info.Last.Ms - min(pos.Ms, info.Last.Ms))
 	}
-	r.m.lagMs.WithLabelValues(label).Set(ms)
+	pm.lagMs.Set(ms)
 }

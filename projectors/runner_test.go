@@ -24,6 +24,7 @@ type memProjector struct {
 	pos     map[int]eventstore.Position
 	applied map[int][]eventstore.Recorded
 	skipped map[int][]eventstore.Position
+	batches int
 }
 
 func newMem() *memProjector {
@@ -51,6 +52,7 @@ func (m *memProjector) Apply(_ context.Context, b *projectors.Batch) error {
 	case b.After != m.pos[b.Partition]:
 		return projectors.ErrCheckpointMoved
 	}
+	m.batches++
 	m.applied[b.Partition] = append(m.applied[b.Partition], b.Events...)
 	for _, s := range b.Skipped {
 		m.skipped[b.Partition] = append(m.skipped[b.Partition], s.Position)
@@ -213,6 +215,73 @@ func TestRunnerReclaimsWhenCheckpointMoves(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lingerMem is a memProjector that asks the runner to linger.
+type lingerMem struct {
+	*memProjector
+	linger time.Duration
+}
+
+func (l lingerMem) Linger() time.Duration { return l.linger }
+
+func TestRunnerLingersAfterSmallBatches(t *testing.T) {
+	store, _, _ := openStore(t, 1)
+	mem := newMem()
+	r, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{mem, 2 * time.Second}, projectors.RunnerConfig{Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	appendMessages(t, store, "d/x.y", 1)
+	waitFor(t, "the first event", func() bool { return mem.count() == 1 })
+	// Appended while the runner lingers after the first batch: one batch.
+	appendMessages(t, store, "d/x.y", 5)
+	waitFor(t, "the next events", func() bool { return mem.count() == 6 })
+	mem.mu.Lock()
+	batches := mem.batches
+	mem.mu.Unlock()
+	if batches != 2 {
+		t.Fatalf("%d batches for 1 event and then 5, want 2", batches)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunnerDoesNotLingerCatchingUp(t *testing.T) {
+	store, _, _ := openStore(t, 1)
+	mem := newMem()
+	appendMessages(t, store, "d/x.y", 50)
+	// Full batches follow each other at once; the last, partial one is
+	// applied as soon as it is read; cancelling ends a linger.
+	r, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{mem, time.Minute}, projectors.RunnerConfig{BatchSize: 7, Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor(t, "every event", func() bool { return mem.count() == 50 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner kept lingering after its context ended")
+	}
+	// A negative RunnerConfig.Linger overrides the projector's.
+	if _, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{newMem(), time.Hour}, projectors.RunnerConfig{}); err == nil {
+		t.Fatal("a linger of an hour accepted")
+	}
+	if _, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{newMem(), time.Hour}, projectors.RunnerConfig{Linger: -1}); err != nil {
+		t.Fatalf("a negative linger overriding the projector's: %v", err)
 	}
 }
 

@@ -39,6 +39,48 @@ func TestFramesRoundTripInBothEncodings(t *testing.T) {
 	}
 }
 
+func TestAppendServerAppendsTheEncoding(t *testing.T) {
+	for _, enc := range []frame.Encoding{frame.Proto, frame.JSON} {
+		t.Run(enc.String(), func(t *testing.T) {
+			sf := &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Push{Push: &mpimv1.Push{InboxId: "1-2", Type: "MessageSent"}}}
+			want, err := enc.EncodeServer(sf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf := append(make([]byte, 0, 256), "prefix"...)
+			got, err := enc.AppendServer(buf, sf)
+			if err != nil || string(got) != "prefix"+string(want) {
+				t.Fatalf("appended %q, %v; want prefix%q", got, err, want)
+			}
+			// Reusing the buffer (as the gateway's writer does) gives the
+			// same bytes again.
+			if again, err := enc.AppendServer(got[:0], sf); err != nil || string(again) != string(want) {
+				t.Fatalf("reused buffer: %q, %v; want %q", again, err, want)
+			}
+		})
+	}
+}
+
+func TestAppendServerPushIsMarshal(t *testing.T) {
+	env := []byte{0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	for _, p := range []*mpimv1.Push{
+		{InboxId: "1700000000000-0", Type: "MessageSent", Envelope: env},
+		{InboxId: "1-2", Type: "MessageSent", Envelope: env, Resend: true},
+		{InboxId: "1-2"},
+		{Type: "FriendRequested", Envelope: make([]byte, 300)}, // a two-byte length
+		{},
+		{InboxId: "1-2", Type: "bad \xff", Envelope: env}, // invalid UTF-8: Marshal's error
+		{InboxId: "1-2", Event: &mpimv1.Event{Aggregate: "d/a.b"}},
+	} {
+		sf := &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Push{Push: p}}
+		want, werr := proto.Marshal(sf)
+		got, gerr := frame.Proto.AppendServer(nil, sf)
+		if (werr == nil) != (gerr == nil) || string(got) != string(want) {
+			t.Fatalf("push %v: %x, %v; want %x, %v", p, got, gerr, want, werr)
+		}
+	}
+}
+
 func TestDecodeErrorsKeepTheRequestID(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

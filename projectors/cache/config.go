@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Config configures a Projector. The zero value of each field takes the
@@ -14,6 +15,11 @@ type Config struct {
 	QuarantineLen int64
 	// Logger is the projector's logger (default: discard).
 	Logger *slog.Logger
+	// Linger is how long a runner lets a partition's events gather before
+	// it applies a batch that is not full (projectors.Lingering; default
+	// 50ms, negative: none). The gateway reads the model for presence,
+	// typing and profiles, where 50ms more lag goes unnoticed.
+	Linger time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -22,6 +28,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Linger == 0 {
+		c.Linger = 50 * time.Millisecond
 	}
 }
 

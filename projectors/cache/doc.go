@@ -23,7 +23,9 @@
 // owner that loses its partition after its check and writes late may leave
 // an element one event behind until that element is written again or the
 // model is rebuilt. Partition ownership (a new owner waits for the old one's
-// ZooKeeper node to go) makes that window rare.
+// ZooKeeper node to go) makes that window rare. A batch that changes nothing
+// in the model (only messages, the common case) takes one round trip: the
+// compare-and-set alone.
 //
 // # Rebuilding
 //

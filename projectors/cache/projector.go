@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
@@ -35,6 +36,7 @@ type Projector struct {
 var (
 	_ projectors.Projector    = (*Projector)(nil)
 	_ projectors.Checkpointer = (*Projector)(nil)
+	_ projectors.Lingering    = (*Projector)(nil)
 )
 
 // New returns the cache projector on rdb (the caller keeps ownership of the
@@ -53,6 +55,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 
 // Name returns "cache".
 func (p *Projector) Name() string { return Name }
+
+// Linger returns Config.Linger (projectors.Lingering).
+func (p *Projector) Linger() time.Duration { return p.cfg.Linger }
 
 // The projector's own keys, besides the model (internal/cachekeys):
 //
@@ -78,9 +83,6 @@ func (p *Projector) Checkpoint(ctx context.Context, partition int) (eventstore.P
 // written nothing, when the batch may not be applied; any other error leaves
 // the checkpoint at b.After, and the runner applies the batch again.
 func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
-	if err := p.moveCheckpoint(ctx, b, ""); err != nil { // only the check
-		return err
-	}
 	pipe := p.rdb.Pipeline()
 	for i := range b.Events {
 		r := &b.Events[i]
@@ -99,6 +101,12 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 		p.quarantine(ctx, pipe, s.Partition, s.Position, reason, s.Raw)
 	}
 	if pipe.Len() > 0 {
+		// Only the check first: a fenced batch writes nothing. A batch
+		// without writes (messages only, the common case) needs no
+		// separate check: the move below checks too.
+		if err := p.moveCheckpoint(ctx, b, ""); err != nil {
+			return err
+		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("cache: writing partition %d: %w", b.Partition, err)
 		}

@@ -33,6 +33,10 @@ type ArchiverConfig struct {
 	// MaxRowsPerStatement bounds the rows of one multi-row insert (default
 	// 1000); inserts are also cut at about 4 MiB of payload.
 	MaxRowsPerStatement int
+	// Linger is how long a runner lets a partition's events gather before
+	// it archives a batch that is not full (projectors.Lingering; default
+	// DefaultArchiveLinger, negative: none).
+	Linger time.Duration
 }
 
 // Validate reports every problem of the configuration at once.
@@ -67,6 +71,7 @@ type Archiver struct {
 var (
 	_ projectors.Projector    = (*Archiver)(nil)
 	_ projectors.Checkpointer = (*Archiver)(nil)
+	_ projectors.Lingering    = (*Archiver)(nil)
 )
 
 // NewArchiver returns the archiver writing to db, whose schema must be
@@ -77,6 +82,9 @@ func NewArchiver(db *sql.DB, cfg ArchiverConfig) (*Archiver, error) {
 	}
 	if cfg.MaxRowsPerStatement == 0 {
 		cfg.MaxRowsPerStatement = defaultMaxRows
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultArchiveLinger
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -93,6 +101,9 @@ func (a *Archiver) Close() error { return a.stmts.close() }
 
 // Name returns "archive".
 func (a *Archiver) Name() string { return ArchiveName }
+
+// Linger returns ArchiverConfig.Linger (projectors.Lingering).
+func (a *Archiver) Linger() time.Duration { return a.cfg.Linger }
 
 // Claim records token as partition p's fencing token and returns the
 // checkpoint to resume after; see ReadModel.Claim.

@@ -27,7 +27,27 @@ type Config struct {
 	// PausePoll is how often a paused projector looks whether a replay's
 	// swap is over (default 50ms).
 	PausePoll time.Duration
+	// Linger is how long a runner lets a partition's events gather before
+	// it applies a batch that is not full (projectors.Lingering; default
+	// DefaultLinger, negative: none): one transaction then serves every
+	// event of that time, at the price of that much more lag.
+	Linger time.Duration
 }
+
+// DefaultLinger is the default Linger of the read model. Each batch is a
+// transaction of a dozen round trips and a redo-log flush, which cost
+// MariaDB and this process far more than the rows themselves. Measured with
+// mpim-bench pairs at 1,000 msg/s on the 2-core machine: lingering 200ms
+// (the archiver 1s) made read-model batches of 18 events instead of 7 and
+// cut MariaDB's CPU per message from about 520 to 150 µs and the projector
+// process's from about 490 to 290 µs; 50ms changed nothing there, as a
+// batch took about that long anyway. Clients see history and conversation
+// lists that much later; pushes come from the inbox, which does not linger.
+const DefaultLinger = 200 * time.Millisecond
+
+// DefaultArchiveLinger is the default Linger of the archiver: nothing reads
+// the archive while its events are still in the log, so it batches a second.
+const DefaultArchiveLinger = time.Second
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -38,6 +58,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PausePoll == 0 {
 		c.PausePoll = 50 * time.Millisecond
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
 	}
 }
 
@@ -79,6 +102,7 @@ type ReadModel struct {
 var (
 	_ projectors.Projector    = (*ReadModel)(nil)
 	_ projectors.Checkpointer = (*ReadModel)(nil)
+	_ projectors.Lingering    = (*ReadModel)(nil)
 )
 
 // NewReadModel returns the projector of the read model in db, whose schema
@@ -107,6 +131,9 @@ func (m *ReadModel) Close() error { return m.stmts.close() }
 
 // Name returns "mysql".
 func (m *ReadModel) Name() string { return ReadModelName }
+
+// Linger returns Config.Linger (projectors.Lingering).
+func (m *ReadModel) Linger() time.Duration { return m.cfg.Linger }
 
 // errPaused means a replay has paused the live model; the caller waits.
 var errPaused = errors.New("mysql: read model paused for a swap")

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestCorkGathersWritesIntoOne(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &corkConn{Conn: a}
+	got := make(chan []byte, 4)
+	go func() {
+		buf := make([]byte, 64)
+		for {
+			n, err := b.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- append([]byte(nil), buf[:n]...)
+		}
+	}()
+
+	c.cork()
+	for _, s := range []string{"one,", "two,", "three"} {
+		if n, err := c.Write([]byte(s)); err != nil || n != len(s) {
+			t.Fatalf("corked write: %d, %v", n, err)
+		}
+	}
+	select {
+	case p := <-got:
+		t.Fatalf("%q sent while corked", p)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	// net.Pipe delivers each Write as it was written: one read, all three.
+	if p := <-got; string(p) != "one,two,three" {
+		t.Fatalf("uncork sent %q, want the three writes at once", p)
+	}
+	// Uncorked, writes go straight through; uncorking again sends nothing.
+	if _, err := c.Write([]byte("four")); err != nil {
+		t.Fatal(err)
+	}
+	if p := <-got; string(p) != "four" {
+		t.Fatalf("uncorked write sent %q", p)
+	}
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorkedWriteFailsOnceClosed(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	c := &corkConn{Conn: a}
+	c.cork()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads b: the uncork blocks until Close ends it.
+	done := make(chan error, 1)
+	go func() { done <- c.uncork() }()
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || err == io.EOF {
+			t.Fatalf("uncork on a closed connection: %v, want an error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a blocked uncork")
+	}
+}
