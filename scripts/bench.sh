@@ -10,7 +10,10 @@
 # the private Redis, runs the scenarios with bin/mpim-bench (every run is also
 # an audit), samples the CPU (utime+stime from /proc) of mpimd, Redis and
 # MariaDB around each scenario and the RSS of mpimd, and writes
-# bench/results/bench-<UTC time>.md (plus the raw JSON beside it).
+# bench/results/bench-<UTC time>.md (plus the raw JSON beside it, and a PNG
+# of each traffic scenario's latency percentiles over time, which the
+# markdown links). The storm scenario (everyone offline, missed messages,
+# everyone reconnects at once) gets a table of its own.
 # Everything it started is stopped on exit; the database is dropped.
 #
 #   scripts/bench.sh --short                 # quick check, under 2 minutes
@@ -19,6 +22,7 @@
 # Exits 1 if any scenario's audit failed, 2 on a setup problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+wall0=$(date +%s.%N)
 
 SHORT=
 DURABILITY=everysec
@@ -29,7 +33,7 @@ while (($#)); do
 	--durability) DURABILITY=${2:?--durability needs none, everysec or always}; shift ;;
 	--durability=*) DURABILITY=${1#*=} ;;
 	--gateways) GATEWAYS=${2:?--gateways needs 1 or 2}; shift ;;
-	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -127,7 +131,9 @@ if [[ -n $SHORT ]]; then
 		"groups K=10|--scenario groups --users 60 --group-size 10 --warmup 1s --duration 4s --drain 20s"
 		"fanout 50|--scenario fanout --users 50 --senders 2 --warmup 1s --duration 4s"
 		"idle|--scenario idle --users 60 --duration 3s"
+		"storm 200x20|--scenario storm --users 200 --senders 50 --missed 20 --window 2 --duration 60s --drain 20s --catchup-timeout 60s --setup-concurrency 16"
 	)
+	PLOT_INTERVAL=500ms
 else
 	SCENARIOS=(
 		"pairs closed 1000 conns|--scenario pairs --users 1000 --window 1 --warmup 5s --duration 30s"
@@ -136,7 +142,9 @@ else
 		"groups K=100|--scenario groups --users 1000 --group-size 100 --warmup 5s --duration 20s"
 		"fanout 1000|--scenario fanout --users 1000 --senders 2 --warmup 5s --duration 20s"
 		"idle 10000|--scenario idle --users 10000 --duration 10s --setup-concurrency 32"
+		"storm 10000x100|--scenario storm --users 10000 --senders 200 --missed 100 --window 2 --duration 45m --drain 60s --catchup-timeout 300s --setup-concurrency 32"
 	)
+	PLOT_INTERVAL=1s
 fi
 
 cpu_ticks() { # cpu_ticks PID: utime+stime in clock ticks, 0 if gone
@@ -148,14 +156,15 @@ rss_mib() { awk '/VmRSS/ {s+=$2} END {printf "%.0f", s/1024}' $(printf '/proc/%s
 hz=$(getconf CLK_TCK)
 
 failed=0
-rows=()
+rows=() storm_rows=() plots=() walls=()
+scen0=$(date +%s.%N)
 n=0
 for s in "${SCENARIOS[@]}"; do
 	n=$((n + 1))
 	name=${s%%|*} flags=${s#*|}
 	json=$dir/s$n.json
 	pids=$mpimd_pids
-	extra=()
+	extra=(--plot "$dir/s$n.png" --plot-interval "$PLOT_INTERVAL")
 	[[ $flags == *idle* ]] && { pids=$(join "${GW_PIDS[@]}"); extra=(--metrics "$(join "${GW_METRICS[@]}")"); }
 	m0=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r0=$(cpu_ticks "$redis_pid") d0=$(cpu_ticks "$mysql_pid") t0=$(date +%s.%N)
 	echo "bench.sh: scenario $name: bin/mpim-bench --gateways $gateways $flags" >&2
@@ -164,14 +173,31 @@ for s in "${SCENARIOS[@]}"; do
 	bin/mpim-bench --gateways "$gateways" $flags --pid "$pids" "${extra[@]}" --json "$json" || rc=$?
 	m1=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r1=$(cpu_ticks "$redis_pid") d1=$(cpu_ticks "$mysql_pid") t1=$(date +%s.%N)
 	rss=$(rss_mib "$proj_pid" "${GW_PIDS[@]}")
+	walls+=("$(echo "$t1 - $t0" | bc | xargs printf '%.0f')")
 	if ((rc == 2)) || [[ ! -s $json ]]; then
 		echo "bench.sh: scenario $name did not run (exit $rc)" >&2
-		rows+=("| $name | did not run (exit $rc) |||||||||")
+		if [[ $flags == *storm* ]]; then
+			storm_rows+=("| $name | did not run (exit $rc) |||||||||")
+		else
+			rows+=("| $name | did not run (exit $rc) |||||||||")
+		fi
 		failed=1
 		continue
 	fi
 	((rc == 0)) || failed=1
 	cp "$json" "bench/results/bench-$stamp-s$n.json"
+	if [[ -s $dir/s$n.png ]]; then
+		cp "$dir/s$n.png" "bench/results/bench-$stamp-s$n.png"
+		plots+=("$name|bench-$stamp-s$n.png")
+	fi
+	if [[ $(jq -r .scenario "$json") == storm ]]; then
+		storm_rows+=("$(jq -r --arg name "$name" --arg hz "$hz" --arg m "$((m1 - m0))" --arg r "$((r1 - r0))" --arg d "$((d1 - d0))" '
+			def f(x): (x * 100 | round) / 100;
+			def per(t): if .storm.catchup_deliveries > 0 then (((t | tonumber) / ($hz | tonumber)) * 1e6 / .storm.catchup_deliveries | round | tostring) else "-" end;
+			.storm as $s |
+			"| \($name) | \($s.clients) x \($s.missed_per_client) (\($s.missed_acked) acked) | \($s.offline_sends_acked_per_s | round) by \($s.sender_connections) conns, p99 ack \(f(.send_ack.p99_ms)) ms | \(f($s.reconnect_s)) s (\($s.reconnect_retries) retries) | \($s.catchup_p50_ms | round) / \($s.catchup_p99_ms | round) / **\($s.catchup_total_ms | round)** | \($s.catchup_deliveries_per_s | round) | \($s.caught_up)/\($s.clients)\(if $s.projected_before_reconnect then "" else " (projection still running at reconnect)" end) | catch-up window: mpimd \(.server_cpu_per_message_us // 0 | round) µs/delivery; whole scenario: mpimd \(per($m)), redis \(per($r)), mariadb \(per($d)) µs/missed message | \(.total_sends)/\(.total_acked) | \(if .audit_clean then "clean" else "FAILED \(.audit)" end) |"' "$json")")
+		continue
+	fi
 	rows+=("$(jq -r --arg name "$name" --arg cal "$cal" --arg hz "$hz" --arg rss "$rss" \
 		--arg m "$((m1 - m0))" --arg r "$((r1 - r0))" --arg d "$((d1 - d0))" --arg wall "$(echo "$t1 - $t0" | bc)" '
 		def f(x): (x * 100 | round) / 100;
@@ -198,9 +224,30 @@ report=bench/results/bench-$stamp.md
 	echo "|---|---|---|---|---|---|---|---|---|---|---|"
 	printf '%s\n' "${rows[@]}"
 	echo
+	if ((${#storm_rows[@]})); then
+		echo "Storm: every client disconnects, sender connections (users of their own) send it the missed messages,"
+		echo "then every client reconnects at once (resume with its token) and catches up from its stored cursor."
+		echo "Catch-up is per client, from the reconnect start until it has every message it missed; total is the slowest."
+		echo
+		echo "| scenario | clients x missed | offline sends acked/s | all resumed after | catch-up median / p99 / total ms | catch-up deliveries/s | caught up | CPU | sent/acked | audit |"
+		echo "|---|---|---|---|---|---|---|---|---|---|"
+		printf '%s\n' "${storm_rows[@]}"
+		echo
+	fi
+	if ((${#plots[@]})); then
+		echo "Latency percentiles over time (p50, p99, p99.9 of send->ack and send->delivery per $PLOT_INTERVAL, by when the"
+		echo "answer or delivery arrived, from the start of the measured window; storm: the offline sending):"
+		echo
+		for p in "${plots[@]}"; do echo "- ${p%%|*}: [${p#*|}](${p#*|})"; done
+		echo
+		p=${plots[0]}
+		echo "![${p%%|*}](${p#*|})"
+		echo
+	fi
 	echo "Commands (each with \`--gateways $gateways --pid <mpimd pids> --json FILE\`):"
 	echo
-	for s in "${SCENARIOS[@]}"; do echo "- ${s%%|*}: \`bin/mpim-bench ${s#*|}\`"; done
+	i=0
+	for s in "${SCENARIOS[@]}"; do echo "- ${s%%|*} (${walls[i]} s): \`bin/mpim-bench ${s#*|}\`"; i=$((i + 1)); done
 	echo
 	echo "Notes: deliveries count first deliveries of each message to every member device, the sender's own"
 	echo "device included; send->delivery latency counts only other devices. Latencies are measured from the"
@@ -212,6 +259,9 @@ report=bench/results/bench-$stamp.md
 	echo "100 ms; the gateways run with --client-rate 1000 --client-burst 2000; the per-connection rate limit applies to sends and acks"
 	echo "alike and bounds what one connection can send; rate-limited sends are retried with the same client"
 	echo "message id after the advised wait."
+	echo
+	echo "Wall time of the whole script: $(echo "$(date +%s.%N) - $wall0" | bc | xargs printf '%.0f') s, of which $(echo "$scen0 - $wall0" | bc | xargs printf '%.0f') s"
+	echo "before the first scenario (services, builds, mpimd start, calibration); each scenario's own time is in parentheses above."
 } >"$report"
 cat "$report"
 echo "bench.sh: report written to $report" >&2

@@ -120,6 +120,11 @@ func TestFlags(t *testing.T) {
 		{"every problem is reported at once", append(gw, "--window", "0", "--rate", "-1", "--duration", "0s"),
 			[]string{"window must be", "rate must not be negative", "duration must be"}},
 		{"bad pid is rejected", append(gw, "--pid", "12,x"), []string{`bad pid "x"`}},
+		{"storm is valid", append(gw, "--scenario", "storm", "--users", "200", "--senders", "20", "--missed", "20"), nil},
+		{"storm checks its shape", append(gw, "--scenario", "storm", "--users", "7", "--senders", "9", "--missed", "0", "--reconnect-concurrency", "0", "--rate", "10"),
+			[]string{"storm: users must be even", "storm: senders must be", "storm: missed must be", "reconnect-concurrency", "--rate is not supported"}},
+		{"storm is bounded", append(gw, "--scenario", "storm", "--users", "200000", "--missed", "100"), []string{"users x missed"}},
+		{"plot interval is checked", append(gw, "--plot-interval", "1ms"), []string{"plot-interval must be"}},
 		{"stray argument is rejected", append(gw, "extra"), []string{"unexpected arguments"}},
 	}
 	for _, tc := range cases {

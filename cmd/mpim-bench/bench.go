@@ -27,10 +27,20 @@ type client struct {
 
 	audit *deviceAudit // used by c's reader goroutine until the run ends
 
-	mu         sync.Mutex // guards latestPush
-	latestPush string
+	mu           sync.Mutex // guards latestPush and ackConfirmed
+	latestPush   string
+	ackConfirmed string // the latest inbox id whose ack the server confirmed
 
-	sends []*sendRecord // appended by the client's sender goroutine only
+	sends  []*sendRecord // appended by the client's sender goroutine only
+	firsts atomic.Int64  // first deliveries of this run's messages
+
+	// storm: the missed messages owed (set while offline), received after
+	// the reconnect, when the last arrived (Unix ns) and when the resume
+	// was answered
+	missExpected int64
+	missGot      atomic.Int64
+	doneAt       atomic.Int64
+	resumedAt    int64
 }
 
 // target is where a sender's messages go and who must receive them.
@@ -56,6 +66,7 @@ type runner struct {
 	histMu          sync.Mutex
 	ackHist         *hdrhistogram.Histogram // µs, send (intended) -> ack
 	delHist         *hdrhistogram.Histogram // µs, send (intended) -> delivery to another device
+	timeline        *timeline               // both, per interval of the measured window
 	issued, answers atomic.Int64
 	acked           atomic.Int64
 	ackedIn         atomic.Int64 // acks within the window
@@ -67,6 +78,8 @@ type runner struct {
 	firstErr        atomic.Pointer[string]
 	stopSending     atomic.Bool
 	cappedAt        atomic.Int64 // when --messages stopped sending
+
+	caughtUp atomic.Int64 // storm: clients that received every missed message
 }
 
 func newRunner(cfg *Config, stderr io.Writer) *runner {
@@ -77,6 +90,8 @@ func newRunner(cfg *Config, stderr io.Writer) *runner {
 		text:    strings.Repeat("x", cfg.TextBytes),
 		ackHist: hdrhistogram.New(1, 120_000_000, 3),
 		delHist: hdrhistogram.New(1, 120_000_000, 3),
+		timeline: newTimeline(cfg.PlotInterval,
+			cfg.Warmup+cfg.Duration+cfg.Drain+cfg.CatchupTimeout+30*time.Second),
 	}
 }
 
@@ -97,7 +112,7 @@ func (r *runner) gatewayURL(ctx context.Context, i int) (string, error) {
 // cfg.Setup at a time. With keep false the connections are closed afterwards
 // (the users keep their tokens for resume).
 func (r *runner) setup(ctx context.Context, keep bool) error {
-	r.clients = make([]*client, r.cfg.Users)
+	r.clients = make([]*client, r.cfg.connections())
 	for i := range r.clients {
 		r.clients[i] = &client{idx: i, username: fmt.Sprintf("%s-%d", r.prefix, i), audit: newDeviceAudit()}
 	}
@@ -200,19 +215,37 @@ func (r *runner) onFrame(cl *client, f *mpimv1.ServerFrame) {
 		return
 	}
 	r.delivered.Add(1)
+	cl.firsts.Add(1)
 	if now >= r.from.Load() && now < r.to.Load() {
 		r.deliveredIn.Add(1)
 	}
+	if r.cfg.Scenario == "storm" {
+		// A message a storm client missed while offline: its latency is
+		// the offline time; the catch-up is measured per client instead.
+		if cl.idx < r.cfg.Users && from >= r.cfg.Users {
+			if got := cl.missGot.Add(1); got == cl.missExpected && cl.doneAt.CompareAndSwap(0, now) {
+				r.caughtUp.Add(1)
+			}
+		}
+		return
+	}
 	if from != cl.idx && intended >= r.from.Load() {
-		r.record(r.delHist, now-intended)
+		r.record(seriesDelivery, now, now-intended)
 	}
 }
 
-func (r *runner) record(h *hdrhistogram.Histogram, nanos int64) {
+// record adds a latency sample of nanos taken at now (Unix ns) to the
+// series' histogram and to the timeline.
+func (r *runner) record(s series, now, nanos int64) {
+	h := r.ackHist
+	if s == seriesDelivery {
+		h = r.delHist
+	}
 	us := max(nanos/1e3, 1)
 	r.histMu.Lock()
 	h.RecordValue(min(us, h.HighestTrackableValue()))
 	r.histMu.Unlock()
+	r.timeline.record(s, time.Duration(now-r.from.Load()), us)
 }
 
 // ack acknowledges inboxID; the server's answer is recorded in the audit.
@@ -221,6 +254,9 @@ func (r *runner) ack(cl *client, inboxID string) {
 	cl.c.async(context.Background(), f, func(resp *mpimv1.Response) {
 		if resp.GetError() == nil {
 			cl.audit.acked(inboxID)
+			cl.mu.Lock()
+			cl.ackConfirmed = inboxID
+			cl.mu.Unlock()
 		}
 	})
 }
@@ -363,7 +399,7 @@ func (r *runner) send(ctx context.Context, cl *client, req *mpimv1.SendRequest, 
 			r.ackedIn.Add(1)
 		}
 		if intended >= r.from.Load() {
-			r.record(r.ackHist, now-intended)
+			r.record(seriesAck, now, now-intended)
 		}
 		release()
 	})

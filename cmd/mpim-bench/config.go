@@ -13,7 +13,7 @@ import (
 )
 
 // scenarios are the workloads mpim-bench knows.
-var scenarios = []string{"pairs", "groups", "fanout", "idle"}
+var scenarios = []string{"pairs", "groups", "fanout", "idle", "storm"}
 
 // Config is mpim-bench's configuration.
 type Config struct {
@@ -22,7 +22,7 @@ type Config struct {
 	Dispatch    string   // http:// URL of a dispatcher's /dispatch
 	Users       int      // connections (one user, one device each)
 	GroupSize   int      // groups: members per group
-	Senders     int      // fanout: how many members send
+	Senders     int      // fanout: how many members send; storm: sender connections
 	Window      int      // messages in flight per sender (closed loop)
 	Rate        float64  // total offered sends/s (open loop); 0: closed loop
 	Duration    time.Duration
@@ -37,6 +37,12 @@ type Config struct {
 	JSON        string
 	Progress    time.Duration
 	Password    string
+
+	Missed         int           // storm: messages each client misses while offline
+	Reconnects     int           // storm: reconnects in flight at once
+	CatchupTimeout time.Duration // storm: how long the catch-up may take
+	Plot           string        // PNG of the latency percentiles over time
+	PlotInterval   time.Duration // the plot's (and the JSON timeline's) interval
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -48,12 +54,12 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Dispatch, "dispatch", "", "dispatcher URL (http://127.0.0.1:8080/dispatch), asked once per client")
 	fs.IntVar(&c.Users, "users", 200, "connections, one fresh user each (pairs: users/2 senders; groups: users/group-size groups; fanout, idle: all)")
 	fs.IntVar(&c.GroupSize, "group-size", 10, "groups: members per group")
-	fs.IntVar(&c.Senders, "senders", 2, "fanout: members that send")
+	fs.IntVar(&c.Senders, "senders", 2, "fanout: members that send; storm: extra sender connections (users of their own) that send the missed messages")
 	fs.IntVar(&c.Window, "window", 1, "messages in flight per sender")
 	fs.Float64Var(&c.Rate, "rate", 0, "total offered sends/s spread over the senders (open loop, latency from the intended send time); 0: closed loop")
-	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time after the warm-up")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time after the warm-up (storm: time limit of the offline sending)")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "sending time before measuring")
-	fs.IntVar(&c.Messages, "messages", 0, "stop after this many sends in all (0: no cap)")
+	fs.IntVar(&c.Messages, "messages", 0, "stop after this many sends in all (0: no cap; not storm)")
 	fs.IntVar(&c.TextBytes, "text-bytes", 100, "message text size")
 	fs.DurationVar(&c.AckInterval, "ack-interval", 100*time.Millisecond, "how often each client acknowledges its latest push (0: every push at once); acks count against the gateway's rate limit")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "how long to wait for outstanding acks and deliveries after sending stops")
@@ -75,6 +81,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval on stderr")
 	fs.StringVar(&c.Password, "password", "bench-password", "password of the users created")
+	fs.IntVar(&c.Missed, "missed", 20, "storm: messages sent to each client while it is offline")
+	fs.IntVar(&c.Reconnects, "reconnect-concurrency", 1000, "storm: reconnects (dial and resume) in flight at once")
+	fs.DurationVar(&c.CatchupTimeout, "catchup-timeout", time.Minute, "storm: how long the reconnected clients may take to catch up")
+	fs.StringVar(&c.Plot, "plot", "", "write a PNG of send->ack and send->delivery p50/p99/p99.9 over time to this file")
+	fs.DurationVar(&c.PlotInterval, "plot-interval", time.Second, "interval of the latency timeline (--plot and the JSON)")
 }
 
 func splitList(s string) []string {
@@ -155,6 +166,27 @@ func (c *Config) Validate() error {
 		if c.Senders < 1 || c.Senders > c.Users {
 			bad("fanout: senders must be 1..users, got %d", c.Senders)
 		}
+	case "storm":
+		if c.Users%2 != 0 {
+			bad("storm: users must be even (they are primed in pairs), got %d", c.Users)
+		}
+		if c.Senders < 1 || c.Senders > c.Users {
+			bad("storm: senders must be 1..users, got %d", c.Senders)
+		}
+		if c.Missed < 1 || c.Missed > 100_000 {
+			bad("storm: missed must be 1..100000, got %d", c.Missed)
+		} else if int64(c.Missed)*int64(c.Users) > 10_000_000 {
+			bad("storm: users x missed must be at most 10000000, got %d", int64(c.Missed)*int64(c.Users))
+		}
+		if c.Reconnects < 1 || c.Reconnects > 100_000 {
+			bad("storm: reconnect-concurrency must be 1..100000, got %d", c.Reconnects)
+		}
+		if c.CatchupTimeout <= 0 || c.CatchupTimeout > time.Hour {
+			bad("storm: catchup-timeout must be in (0, 1h], got %s", c.CatchupTimeout)
+		}
+		if c.Rate > 0 {
+			bad("storm: sends closed loop; --rate is not supported")
+		}
 	}
 	if c.Window < 1 || c.Window > 10_000 {
 		bad("window must be 1..10000, got %d", c.Window)
@@ -177,6 +209,9 @@ func (c *Config) Validate() error {
 	if c.AckInterval < 0 || c.Drain < 0 || c.Progress <= 0 {
 		bad("ack-interval and drain must not be negative, progress must be positive")
 	}
+	if c.PlotInterval < 10*time.Millisecond || c.PlotInterval > time.Hour {
+		bad("plot-interval must be 10ms..1h, got %s", c.PlotInterval)
+	}
 	if c.Setup < 1 || c.Setup > 1000 {
 		bad("setup-concurrency must be 1..1000, got %d", c.Setup)
 	}
@@ -184,6 +219,14 @@ func (c *Config) Validate() error {
 		bad("password must have at least 8 bytes")
 	}
 	return errors.Join(errs...)
+}
+
+// connections is how many users (and connections) the scenario needs.
+func (c *Config) connections() int {
+	if c.Scenario == "storm" {
+		return c.Users + c.Senders
+	}
+	return c.Users
 }
 
 // loopbackURL checks that raw is a URL of the given scheme family (ws/wss or

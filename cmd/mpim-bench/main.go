@@ -8,11 +8,14 @@
 //
 // Scenarios: pairs (users/2 senders, each to its own peer), groups (groups of
 // --group-size, every member sending), fanout (one group of all users,
-// --senders sending) and idle (connected, authenticated, heartbeating
-// clients; memory per connection with --pid/--metrics). Closed loop by
-// default (--window messages in flight per sender); --rate makes it open loop
-// with latency measured from the intended send time. Only loopback targets
-// are accepted.
+// --senders sending), idle (connected, authenticated, heartbeating clients;
+// memory per connection with --pid/--metrics) and storm (all users
+// disconnect, --senders other connections send --missed messages to each,
+// all reconnect at once and catch up; catch-up time per client and in
+// total). Closed loop by default (--window messages in flight per sender);
+// --rate makes it open loop with latency measured from the intended send
+// time. --plot writes a PNG of the latency percentiles over time. Only
+// loopback targets are accepted.
 package main
 
 import (
@@ -51,13 +54,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	r := newRunner(cfg, stderr)
 	defer r.closeAll()
 	var rep *Report
-	if cfg.Scenario == "idle" {
+	switch cfg.Scenario {
+	case "idle":
 		rep, err = r.runIdle(ctx)
-	} else {
+	case "storm":
+		rep, err = r.runStorm(ctx)
+	default:
 		rep, err = r.runTraffic(ctx)
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.Plot != "" && rep.Timeline != nil {
+		if err := writePlot(cfg.Plot, rep.plotText(), *rep.Timeline); err != nil {
+			return err
+		}
+		rep.Plot = cfg.Plot
 	}
 	rep.print(stdout)
 	if cfg.JSON != "" {

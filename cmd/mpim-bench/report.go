@@ -70,6 +70,10 @@ type Report struct {
 	RSSPerConnBytes       float64 `json:"rss_per_connection_bytes,omitempty"`
 	HeapPerConnBytes      float64 `json:"heap_per_connection_bytes,omitempty"`
 
+	Storm    *StormReport `json:"storm,omitempty"`
+	Timeline *Timeline    `json:"timeline,omitempty"`
+	Plot     string       `json:"plot,omitempty"`
+
 	Audit      AuditResult `json:"audit"`
 	AuditClean bool        `json:"audit_clean"`
 }
@@ -82,6 +86,10 @@ func (r *runner) report(senders int, measured time.Duration) *Report {
 		TotalSends: r.issued.Load(), TotalAcked: r.acked.Load(), RateLimited: r.rateLimited.Load(), SendErrors: r.sendErrors.Load()}
 	if c.Scenario == "groups" {
 		rep.GroupSize = c.GroupSize
+	}
+	if c.Scenario != "idle" {
+		tl := r.timeline.report()
+		rep.Timeline = &tl
 	}
 	if c.Rate > 0 {
 		rep.Window = 0
@@ -107,7 +115,11 @@ func (rep *Report) print(w io.Writer) {
 		mode = fmt.Sprintf("open loop, %.0f sends/s offered", rep.Rate)
 	}
 	row("scenario", "%s: %d users, %d senders, %s", rep.Scenario, rep.Users, rep.Senders, mode)
-	row("measured", "%.1fs after %.1fs warm-up (setup %.1fs)", rep.Measured, rep.Warmup, rep.SetupSeconds)
+	if rep.Storm != nil {
+		row("setup", "%.1fs", rep.SetupSeconds)
+	} else {
+		row("measured", "%.1fs after %.1fs warm-up (setup %.1fs)", rep.Measured, rep.Warmup, rep.SetupSeconds)
+	}
 	if rep.Scenario == "idle" {
 		row("connections", "%d open after %.1fs (connected in %.1fs)", rep.OpenConnections, rep.Measured, rep.ConnectSeconds)
 		row("gateway RSS per connection", "%s", bytesOrSkip(rep.RSSPerConnBytes, rep.ServerRSSBytes > 0))
@@ -115,22 +127,43 @@ func (rep *Report) print(w io.Writer) {
 		tw.Flush()
 		return
 	}
-	row("sends acked", "%d (%.0f/s)", rep.SendsAcked, rep.SendsAckedPerSec)
-	row("deliveries", "%d (%.0f/s)", rep.Deliveries, rep.DeliveriesPerSec)
 	lat := func(l Latency) string {
 		return fmt.Sprintf("p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms  (n=%d)", l.P50, l.P99, l.P999, l.Max, l.Count)
 	}
-	row("send -> ack", "%s", lat(rep.SendAck))
-	row("send -> delivery", "%s", lat(rep.SendDelivery))
+	if st := rep.Storm; st != nil {
+		row("offline sends", "%d acked of %d (%d clients x %d missed) in %.1fs (%.0f/s) by %d sender connections, window %d",
+			st.MissedAcked, st.MissedSent, st.Clients, st.MissedPerClient, st.OfflineSeconds, st.OfflineSendsPerSec, st.SenderConns, rep.Window)
+		row("send -> ack (offline)", "%s", lat(rep.SendAck))
+		row("projected before reconnect", "%v", st.ProjectedBeforeReconnect)
+		row("reconnect", "%d clients resumed in %.2fs (%d at a time, %d retries)", st.Clients, st.ReconnectSeconds, st.ReconnectConcurrency, st.ReconnectRetries)
+		if st.FirstReconnectError != "" {
+			row("first retried reconnect error", "%s", st.FirstReconnectError)
+		}
+		row("CATCH-UP", "median %.0f ms, p99 %.0f ms, total %.0f ms (per client, from the reconnect start)", st.CatchupP50Ms, st.CatchupP99Ms, st.CatchupTotalMs)
+		row("catch-up from own resume", "median %.0f ms, p99 %.0f ms", st.CatchupFromResumeP50Ms, st.CatchupFromResumeP99Ms)
+		row("catch-up deliveries", "%d (%.0f/s)", st.CatchupDeliveries, st.CatchupDeliveriesPerSec)
+		row("caught up", "%d of %d clients (timeout %.0fs)", st.CaughtUp, st.Clients, st.CatchupTimeoutSeconds)
+		if st.CatchupServerCPUSeconds > 0 {
+			row("server CPU in catch-up (--pid)", "%.2fs (%.1f µs per delivery)", st.CatchupServerCPUSeconds, rep.ServerCPUPerMessageUs)
+		}
+	} else {
+		row("sends acked", "%d (%.0f/s)", rep.SendsAcked, rep.SendsAckedPerSec)
+		row("deliveries", "%d (%.0f/s)", rep.Deliveries, rep.DeliveriesPerSec)
+		row("send -> ack", "%s", lat(rep.SendAck))
+		row("send -> delivery", "%s", lat(rep.SendDelivery))
+	}
 	row("totals", "%d sent, %d acked, %d rate-limited retries, %d errors", rep.TotalSends, rep.TotalAcked, rep.RateLimited, rep.SendErrors)
 	if rep.FirstError != "" {
 		row("first error", "%s", rep.FirstError)
 	}
-	if rep.ServerCPUSeconds > 0 {
+	if rep.ServerCPUSeconds > 0 && rep.Storm == nil {
 		row("server CPU (--pid)", "%.2fs (%.1f µs per acked send)", rep.ServerCPUSeconds, rep.ServerCPUPerMessageUs)
 	}
 	if rep.ServerRSSBytes > 0 {
 		row("server RSS (--pid)", "%.1f MiB", float64(rep.ServerRSSBytes)/(1<<20))
+	}
+	if rep.Plot != "" {
+		row("plot", "%s", rep.Plot)
 	}
 	row("drain", "%.1fs (all answered: %v, all delivered: %v)", rep.DrainSeconds, rep.AllAnswered, rep.AllDelivered)
 	a := rep.Audit
@@ -141,6 +174,25 @@ func (rep *Report) print(w io.Writer) {
 	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, out-of-order %d, delivered-not-acked %d, malformed %d",
 		verdict, a.AckedNotDelivered, a.Duplicates, a.OutOfOrder, a.DeliveredNotAcked, a.MalformedInboxIDs)
 	tw.Flush()
+}
+
+// plotText is the plot's title (a one-line description of the run) and
+// its notes.
+func (rep *Report) plotText() plotText {
+	mode := fmt.Sprintf("closed loop, window %d", rep.Window)
+	if rep.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %.0f sends/s", rep.Rate)
+	}
+	switch rep.Scenario {
+	case "groups":
+		return plotText{Title: fmt.Sprintf("groups of %d: %d users, %s", rep.GroupSize, rep.Users, mode)}
+	case "storm":
+		t := plotText{Title: fmt.Sprintf("storm, offline sending: %d clients x %d, %d senders, window %d",
+			rep.Users, rep.Storm.MissedPerClient, rep.Senders, rep.Window)}
+		t.Empty[seriesDelivery] = "none: the receivers are offline (see catch-up)"
+		return t
+	}
+	return plotText{Title: fmt.Sprintf("%s: %d users, %d senders, %s", rep.Scenario, rep.Users, rep.Senders, mode)}
 }
 
 func bytesOrSkip(v float64, ok bool) string {
