@@ -86,18 +86,9 @@ type e2eCluster struct {
 // until all three are ready and both gateways dispatch.
 func startE2ECluster(t *testing.T) *e2eCluster {
 	t.Helper()
-	d := newDeployment(t)
-	servers, root := testsvc.ZooKeeper(t)
-	// After the processes are gone (cleanups run last first).
-	t.Cleanup(func() {
-		if err := deleteZKTree(servers, root); err != nil {
-			t.Logf("deleting ZooKeeper %s: %v", root, err)
-		}
-	})
+	common := clusterArgs(t)
 	bin := buildBinary(t)
 	logDir := t.TempDir()
-	common := d.args("--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--partitions", e2ePartitions, "--trim-interval", "0")
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &e2eCluster{t: t, ctx: ctx}
 	// Devices stop before the processes do (cleanups run last first).
@@ -118,6 +109,22 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 		})
 	}
 	return cl
+}
+
+// clusterArgs sets up a deployment (Redis prefix, database, ZooKeeper root,
+// deleted after the processes are gone) and returns the settings every
+// process of it shares: 8 partitions, no trimming, log level warn.
+func clusterArgs(t *testing.T) []string {
+	t.Helper()
+	d := newDeployment(t)
+	servers, root := testsvc.ZooKeeper(t)
+	t.Cleanup(func() { // cleanups run last first: after the processes
+		if err := deleteZKTree(servers, root); err != nil {
+			t.Logf("deleting ZooKeeper %s: %v", root, err)
+		}
+	})
+	return d.args("--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
+		"--partitions", e2ePartitions, "--trim-interval", "0")
 }
 
 // startEmbeddedCluster builds mpimd and starts one `mpimd all` given nothing

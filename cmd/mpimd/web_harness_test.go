@@ -15,7 +15,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
-	"github.com/mpim/mpim/internal/testsvc"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -50,17 +49,9 @@ func startWebStack(t *testing.T) *webStack {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s is missing (%v): run scripts/services.sh (as root) to install Debian's chromium", chromiumPath, err)
 	}
-	d := newDeployment(t)
-	servers, root := testsvc.ZooKeeper(t)
-	t.Cleanup(func() {
-		if err := deleteZKTree(servers, root); err != nil {
-			t.Logf("deleting ZooKeeper %s: %v", root, err)
-		}
-	})
+	common := clusterArgs(t)
 	bin := buildBinary(t)
 	logDir := t.TempDir()
-	common := d.args("--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--partitions", e2ePartitions, "--trim-interval", "0")
 	s := &webStack{t: t, bin: bin, logDir: logDir, common: common}
 	proj := startMpimd(t, bin, logDir, "projector", append([]string{"projector"}, append(common, "--member-id", "p0")...)...)
 	s.startGateway(freeAddr(t))
