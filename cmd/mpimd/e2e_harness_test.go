@@ -788,7 +788,25 @@ func (d *e2eDevice) eventually(t *testing.T, what string, req any, check func(*m
 	t.Helper()
 	var last *mpimv1.Response
 	waitUntil(t, d.String()+": "+what, func() bool {
-		last = d.call(t, req)
+		ctx, cancel := context.WithTimeout(d.cl.ctx, 30*time.Second)
+		defer cancel()
+		cn, err := d.current(ctx)
+		if err != nil {
+			t.Fatalf("%s: not connected: %v", d, err)
+		}
+		r, err := cn.c.Call(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %T: %v", d, req, err)
+		}
+		// The read model may not hold the thing yet (a group just created
+		// answers not_found until the projector has written it).
+		if e := r.GetError(); e != nil {
+			if e.GetCode() == "not_found" {
+				return false
+			}
+			t.Fatalf("%s: %T: %v", d, req, e)
+		}
+		last = r
 		return check(last)
 	})
 	return last
