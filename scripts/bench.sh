@@ -18,6 +18,7 @@
 #
 #   scripts/bench.sh --short                 # quick check, under 2 minutes
 #   scripts/bench.sh --durability always     # the full set
+#   scripts/bench.sh --only 'idle|pairs closed 1000'   # scenarios whose name matches (grep -E)
 #
 # Exits 1 if any scenario's audit failed, 2 on a setup problem.
 set -euo pipefail
@@ -27,13 +28,15 @@ wall0=$(date +%s.%N)
 SHORT=
 DURABILITY=everysec
 GATEWAYS=2
+ONLY=
 while (($#)); do
 	case $1 in
 	--short) SHORT=1 ;;
 	--durability) DURABILITY=${2:?--durability needs none, everysec or always}; shift ;;
 	--durability=*) DURABILITY=${1#*=} ;;
 	--gateways) GATEWAYS=${2:?--gateways needs 1 or 2}; shift ;;
-	-h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+	--only) ONLY=${2:?--only needs a pattern of scenario names}; shift ;;
+	-h | --help) sed -n '2,23p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -145,6 +148,14 @@ else
 		"storm 10000x100|--scenario storm --users 10000 --senders 200 --missed 100 --window 2 --duration 45m --drain 60s --catchup-timeout 300s --setup-concurrency 32"
 	)
 	PLOT_INTERVAL=1s
+fi
+if [[ -n $ONLY ]]; then
+	kept=()
+	for s in "${SCENARIOS[@]}"; do
+		if grep -Eq -- "$ONLY" <<<"${s%%|*}"; then kept+=("$s"); fi
+	done
+	((${#kept[@]})) || { echo "bench.sh: --only '$ONLY' matches no scenario name" >&2; exit 2; }
+	SCENARIOS=("${kept[@]}")
 fi
 
 cpu_ticks() { # cpu_ticks PID: utime+stime in clock ticks, 0 if gone
