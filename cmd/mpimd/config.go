@@ -45,6 +45,8 @@ type Config struct {
 	GatewayID                string
 	ClientRate               float64
 	ClientBurst              int
+	PasswordMemoryKiB        uint
+	PasswordPasses           uint
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -87,7 +89,21 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicAddr, "public-addr", "", "gateway: address clients are given by the dispatcher (default: the listen address)")
 	fs.Float64Var(&c.ClientRate, "client-rate", 50, "gateway: requests per second one connection may make (token bucket; a user gets twice this over all connections)")
 	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
+	fs.UintVar(&c.PasswordMemoryKiB, "password-memory-kib", 19<<10, "gateway: argon2id memory of new password hashes, in KiB (existing hashes keep theirs)")
+	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
+}
+
+// minPasswordMemoryKiB is the least argon2id memory mpimd accepts. Below the
+// OWASP minimum (7 MiB with 5 passes, or the same product of memory and
+// passes) it starts with a warning: such settings are for test and
+// benchmark set-ups that register many users.
+const minPasswordMemoryKiB = 1 << 10
+
+// weakPasswordHashing reports whether the argon2id settings are below the
+// OWASP recommendations.
+func (c *Config) weakPasswordHashing() bool {
+	return c.PasswordMemoryKiB < 7<<10 || c.PasswordMemoryKiB*c.PasswordPasses < 5*(7<<10)
 }
 
 // Validate reports every problem of the configuration at once.
@@ -119,6 +135,10 @@ func (c *Config) Validate() error {
 		}
 		if c.ClientRate <= 0 || c.ClientBurst < 1 {
 			errs = append(errs, fmt.Errorf("client-rate and client-burst must be positive, got %g and %d", c.ClientRate, c.ClientBurst))
+		}
+		if c.PasswordMemoryKiB < minPasswordMemoryKiB || c.PasswordMemoryKiB > 4<<20 || c.PasswordPasses < 1 || c.PasswordPasses > 64 {
+			errs = append(errs, fmt.Errorf("password-memory-kib must be %d..%d and password-passes 1..64, got %d and %d",
+				minPasswordMemoryKiB, 4<<20, c.PasswordMemoryKiB, c.PasswordPasses))
 		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))

@@ -57,8 +57,13 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		}
 		deps.Load = reg
 	}
+	if c.weakPasswordHashing() {
+		d.lg.Warn("password hashing below the OWASP recommendation (argon2id 19 MiB x 2 passes, or 7 MiB x 5): for tests and benchmarks only",
+			"password-memory-kib", c.PasswordMemoryKiB, "password-passes", c.PasswordPasses)
+	}
 	srv, err := gateway.New(gateway.Config{GatewayID: c.GatewayID, PublicAddr: public, Prefix: c.Prefix,
-		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst}, deps)
+		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst,
+		Argon2: gateway.Argon2Params{Time: uint32(c.PasswordPasses), MemoryKiB: uint32(c.PasswordMemoryKiB), Threads: 1}}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
