@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -42,6 +43,33 @@ func TestDispatcherHandsOutTheLeastLoadedGateway(t *testing.T) {
 	}
 	if code, _ := get(directory{}, http.MethodPost); code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: %d", code)
+	}
+}
+
+// A gateway that was killed stays registered until its session expires; the
+// dispatcher finds that its address refuses connections and hands out the
+// live one, over real TCP.
+func TestDispatcherSkipsAKilledGateway(t *testing.T) {
+	live, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	d := gateway.NewDispatcher(directory{gws: []coord.GatewayInfo{{ID: "killed", Addr: deadAddr, Load: 0}, {ID: "live", Addr: live.Addr().String(), Load: 50}}}, nil)
+	for range 5 {
+		rec := httptest.NewRecorder()
+		d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/dispatch", nil))
+		var body map[string]string
+		json.Unmarshal(rec.Body.Bytes(), &body)
+		if rec.Code != http.StatusOK || body["id"] != "live" {
+			t.Fatalf("dispatch: %d %v, want the live gateway", rec.Code, body)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,20 +105,99 @@ type fakeDirectory struct {
 
 func (f fakeDirectory) Gateways(context.Context) ([]coord.GatewayInfo, error) { return f.gws, f.err }
 
-func TestLeastLoaded(t *testing.T) {
-	g, ok := leastLoaded([]coord.GatewayInfo{{ID: "a", Addr: "a:1", Load: 5}, {ID: "b", Addr: "", Load: 0}, {ID: "c", Addr: "c:1", Load: 2}})
+// stubProbes answers probes from a set of dead addresses and counts them.
+type stubProbes struct {
+	mu    sync.Mutex
+	dead  map[string]bool
+	calls map[string]int
+}
+
+func (p *stubProbes) probe(_ context.Context, addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls[addr]++
+	if p.dead[addr] {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (p *stubProbes) count(addr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[addr]
+}
+
+func newPickTest(dead ...string) (*Dispatcher, *stubProbes) {
+	p := &stubProbes{dead: map[string]bool{}, calls: map[string]int{}}
+	for _, a := range dead {
+		p.dead[a] = true
+	}
+	d := NewDispatcher(fakeDirectory{}, nil)
+	d.probe = p.probe
+	return d, p
+}
+
+func TestDispatcherPicksTheLeastLoadedLiveGateway(t *testing.T) {
+	ctx := context.Background()
+	d, p := newPickTest()
+	g, ok := d.pick(ctx, []coord.GatewayInfo{{ID: "a", Addr: "a:1", Load: 5}, {ID: "b", Addr: "", Load: 0}, {ID: "c", Addr: "c:1", Load: 2}})
 	if !ok || g.ID != "c" {
 		t.Fatalf("picked %v %v", g, ok)
 	}
+	// A fresh successful probe is trusted: no second probe within a second.
+	d.pick(ctx, []coord.GatewayInfo{{ID: "c", Addr: "c:1", Load: 2}})
+	if n := p.count("c:1"); n != 1 {
+		t.Fatalf("c probed %d times, want 1", n)
+	}
 	seen := map[string]bool{}
 	for range 200 {
-		g, _ := leastLoaded([]coord.GatewayInfo{{ID: "a", Addr: "a:1", Load: 1}, {ID: "b", Addr: "b:1", Load: 1}, {ID: "c", Addr: "c:1", Load: 3}})
+		g, _ := d.pick(ctx, []coord.GatewayInfo{{ID: "a", Addr: "a:1", Load: 1}, {ID: "b", Addr: "b:1", Load: 1}, {ID: "c", Addr: "c:1", Load: 3}})
 		seen[g.ID] = true
 	}
 	if !seen["a"] || !seen["b"] || seen["c"] {
 		t.Fatalf("ties picked %v; want both tied gateways and never the loaded one", seen)
 	}
-	if _, ok := leastLoaded(nil); ok {
+	if _, ok := d.pick(ctx, nil); ok {
 		t.Fatal("picked a gateway from none")
+	}
+}
+
+func TestDispatcherSkipsAGatewayThatDoesNotAcceptConnections(t *testing.T) {
+	ctx := context.Background()
+	d, p := newPickTest("dead:1")
+	gws := []coord.GatewayInfo{{ID: "dead", Addr: "dead:1", Load: 0}, {ID: "live", Addr: "live:1", Load: 9}}
+	for range 20 {
+		if g, ok := d.pick(ctx, gws); !ok || g.ID != "live" {
+			t.Fatalf("picked %v %v, want the live gateway", g, ok)
+		}
+	}
+	// The dead one was probed once and then skipped while it is known down.
+	if n := p.count("dead:1"); n != 1 {
+		t.Fatalf("dead gateway probed %d times, want 1", n)
+	}
+	// Re-registered at another address (a restart): probed again.
+	gws[0].Addr = "dead:2"
+	if g, _ := d.pick(ctx, gws); g.ID != "dead" {
+		t.Fatalf("restarted gateway at a new address not picked: %v", g)
+	}
+	// Nothing answers: the least loaded is handed out anyway.
+	d, _ = newPickTest("x:1", "y:1")
+	if g, ok := d.pick(ctx, []coord.GatewayInfo{{ID: "x", Addr: "x:1", Load: 4}, {ID: "y", Addr: "y:1", Load: 1}}); !ok || g.ID != "y" {
+		t.Fatalf("all down: picked %v %v, want the least loaded", g, ok)
+	}
+}
+
+func TestDispatchAddressForms(t *testing.T) {
+	for in, want := range map[string]string{"gw:8080": "gw:8080", "ws://gw/ws": "gw:80", "wss://gw/ws": "gw:443",
+		"ws://gw:9000/ws": "gw:9000", "https://[::1]/x": "[::1]:443"} {
+		if got, err := dialAddr(in); err != nil || got != want {
+			t.Errorf("dialAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "gw", "::"} {
+		if got, err := dialAddr(bad); err == nil {
+			t.Errorf("dialAddr(%q) = %q, want an error", bad, got)
+		}
 	}
 }
