@@ -71,7 +71,11 @@ cleanup() {
 	done
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 	mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
-	rm -rf "$dir"
+	if [[ ${failed:-0} != 0 ]]; then
+		echo "bench.sh: a scenario failed; process logs kept in $dir" >&2
+	else
+		rm -rf "$dir"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 2' INT TERM
@@ -107,7 +111,7 @@ GW_URLS=() GW_PIDS=() GW_METRICS=()
 for g in $(seq "$GATEWAYS"); do
 	listen=127.0.0.1:$(free_port) http=127.0.0.1:$(free_port)
 	bin/mpimd gateway "${common[@]}" --listen "$listen" --http-addr "$http" --gateway-id "bench-gw$g-$run_id" --client-rate 1000 --client-burst 2000 \
-		--password-memory-kib 1024 --password-passes 1 >"$dir/gateway$g.log" 2>&1 &
+		--password-memory-kib 1024 --password-passes 1 --max-group-members 1000 >"$dir/gateway$g.log" 2>&1 &
 	PIDS+=("$!") GW_PIDS+=("$!")
 	wait_ready "$http" "$!" "gateway$g"
 	GW_URLS+=("ws://$listen/ws") GW_METRICS+=("http://$http/metrics")
@@ -141,9 +145,9 @@ else
 	SCENARIOS=(
 		"pairs closed 1000 conns|--scenario pairs --users 1000 --window 1 --warmup 5s --duration 30s"
 		"pairs closed 200 conns|--scenario pairs --users 200 --window 1 --warmup 5s --duration 30s"
-		"pairs open 10000/s|--scenario pairs --users 1000 --rate 10000 --warmup 5s --duration 30s"
-		"groups K=100|--scenario groups --users 1000 --group-size 100 --warmup 5s --duration 20s"
-		"fanout 1000|--scenario fanout --users 1000 --senders 2 --warmup 5s --duration 20s"
+		"pairs open 10000/s|--scenario pairs --users 1000 --rate 10000 --warmup 5s --duration 30s --drain 120s"
+		"groups K=100 open 100/s|--scenario groups --users 1000 --group-size 100 --rate 100 --warmup 5s --duration 20s --drain 60s"
+		"fanout 1000 open 10/s|--scenario fanout --users 1000 --senders 2 --rate 10 --warmup 5s --duration 20s --drain 60s"
 		"idle 10000|--scenario idle --users 10000 --duration 10s --setup-concurrency 32"
 		"storm 10000x100|--scenario storm --users 10000 --senders 200 --missed 100 --window 2 --duration 45m --drain 60s --catchup-timeout 300s --setup-concurrency 32"
 	)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -332,6 +333,12 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 		interval = time.Duration(float64(time.Second) / perSender)
 	}
 	next := time.Unix(0, r.start.Load())
+	if interval > 0 {
+		// Each sender starts at a random phase of its interval, so that the
+		// offered load is spread over time instead of arriving in bursts of
+		// every sender at once.
+		next = next.Add(time.Duration(rand.Int64N(int64(interval))))
+	}
 	for n := 0; ; n++ {
 		if r.stopSending.Load() || ctx.Err() != nil {
 			return

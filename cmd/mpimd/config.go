@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/config"
 )
 
@@ -47,6 +48,7 @@ type Config struct {
 	ClientBurst              int
 	PasswordMemoryKiB        uint
 	PasswordPasses           uint
+	MaxGroupMembers          int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -91,8 +93,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
 	fs.UintVar(&c.PasswordMemoryKiB, "password-memory-kib", 19<<10, "gateway: argon2id memory of new password hashes, in KiB (existing hashes keep theirs)")
 	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
+	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
+
+// maxGroupMembers bounds --max-group-members: every message to a group is
+// written to each member's inbox, so a group's size is its fan-out.
+const maxGroupMembers = 100_000
 
 // minPasswordMemoryKiB is the least argon2id memory mpimd accepts. Below the
 // OWASP minimum (7 MiB with 5 passes, or the same product of memory and
@@ -139,6 +146,9 @@ func (c *Config) Validate() error {
 		if c.PasswordMemoryKiB < minPasswordMemoryKiB || c.PasswordMemoryKiB > 4<<20 || c.PasswordPasses < 1 || c.PasswordPasses > 64 {
 			errs = append(errs, fmt.Errorf("password-memory-kib must be %d..%d and password-passes 1..64, got %d and %d",
 				minPasswordMemoryKiB, 4<<20, c.PasswordMemoryKiB, c.PasswordPasses))
+		}
+		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
+			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
 		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))

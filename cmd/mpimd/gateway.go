@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/gateway/web"
@@ -31,7 +32,9 @@ func (s selfDirectory) Gateways(context.Context) ([]coord.GatewayInfo, error) {
 // the process shuts down.
 func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error) {
 	c := &m.Config
-	svc, err := command.New(d.store, command.Config{})
+	policy := domain.DefaultPolicy()
+	policy.MaxGroupMembers = c.MaxGroupMembers
+	svc, err := command.New(d.store, command.Config{Policy: policy})
 	if err != nil {
 		return nil, nil, err
 	}
