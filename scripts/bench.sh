@@ -162,6 +162,24 @@ if [[ -n $ONLY ]]; then
 	SCENARIOS=("${kept[@]}")
 fi
 
+# projection_drain: seconds from now until the mysql and archive projectors
+# report no lag on any partition (mpim_projector_lag_milliseconds, which the
+# projector updates once a second), or "> 60" if they do not within 60 s.
+projection_drain() {
+	local t0 lag
+	t0=$(date +%s.%N)
+	for _ in $(seq 600); do
+		lag=$(curl -s --max-time 2 "http://$proj_http/metrics" |
+			awk '/^mpim_projector_lag_milliseconds\{/ && /projector="(mysql|archive)"/ { n++; if ($NF + 0 > m) m = $NF + 0 } END { print (n ? m + 0 : -1) }')
+		if [[ $lag == 0 ]]; then
+			echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.1f'
+			return
+		fi
+		sleep 0.1
+	done
+	echo "> 60"
+}
+
 cpu_ticks() { # cpu_ticks PID: utime+stime in clock ticks, 0 if gone
 	[[ -n $1 && -r /proc/$1/stat ]] || { echo 0; return; }
 	sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
@@ -171,7 +189,7 @@ rss_mib() { awk '/VmRSS/ {s+=$2} END {printf "%.0f", s/1024}' $(printf '/proc/%s
 hz=$(getconf CLK_TCK)
 
 failed=0
-rows=() storm_rows=() plots=() walls=()
+rows=() storm_rows=() plots=() walls=() lags=()
 scen0=$(date +%s.%N)
 n=0
 for s in "${SCENARIOS[@]}"; do
@@ -188,6 +206,9 @@ for s in "${SCENARIOS[@]}"; do
 	bin/mpim-bench --gateways "$gateways" $flags --pid "$pids" "${extra[@]}" --json "$json" || rc=$?
 	m1=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r1=$(cpu_ticks "$redis_pid") d1=$(cpu_ticks "$mysql_pid") t1=$(date +%s.%N)
 	rss=$(rss_mib "$proj_pid" "${GW_PIDS[@]}")
+	drain=$(projection_drain)
+	lags+=("$name|$drain")
+	[[ $drain == ">"* ]] && failed=1
 	walls+=("$(echo "$t1 - $t0" | bc | xargs printf '%.0f')")
 	if ((rc == 2)) || [[ ! -s $json ]]; then
 		echo "bench.sh: scenario $name did not run (exit $rc)" >&2
@@ -249,6 +270,12 @@ report=bench/results/bench-$stamp.md
 		printf '%s\n' "${storm_rows[@]}"
 		echo
 	fi
+	echo "MySQL projection lag after each scenario: time from the end of the scenario (every send answered and"
+	echo "delivered, or the drain limit hit) until the \`mysql\` and \`archive\` projectors report no lag on any partition"
+	echo "(the metric is updated once a second, so figures below 1 s mean caught up; target: within 10 s):"
+	echo
+	for l in "${lags[@]}"; do echo "- ${l%%|*}: ${l#*|} s"; done
+	echo
 	if ((${#plots[@]})); then
 		echo "Latency percentiles over time (p50, p99, p99.9 of send->ack and send->delivery per $PLOT_INTERVAL, by when the"
 		echo "answer or delivery arrived, from the start of the measured window; storm: the offline sending):"
