@@ -145,6 +145,7 @@ else
 	SCENARIOS=(
 		"pairs closed 1000 conns|--scenario pairs --users 1000 --window 1 --warmup 5s --duration 30s"
 		"pairs closed 200 conns|--scenario pairs --users 200 --window 1 --warmup 5s --duration 30s"
+		"pairs open 3000/s|--scenario pairs --users 1000 --rate 3000 --warmup 5s --duration 30s --drain 60s"
 		"pairs open 10000/s|--scenario pairs --users 1000 --rate 10000 --warmup 5s --duration 30s --drain 120s"
 		"groups K=100 open 100/s|--scenario groups --users 1000 --group-size 100 --rate 100 --warmup 5s --duration 20s --drain 60s"
 		"fanout 1000 open 10/s|--scenario fanout --users 1000 --senders 2 --rate 10 --warmup 5s --duration 20s --drain 60s"
