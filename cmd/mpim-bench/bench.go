@@ -431,8 +431,16 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 	}
 	switch r.cfg.Scenario {
 	case "pairs":
+		// Clients alternate over the gateways, so the two of a pair sit on
+		// different gateways; the sender alternates too (the first of one
+		// pair, the second of the next), so that every gateway both sends
+		// and delivers.
 		for i := 0; i < len(r.clients); i += 2 {
-			out[i] = target{userID: r.clients[i+1].userID, recipients: []int{i, i + 1}}
+			from, to := i, i+1
+			if (i/2)%2 == 1 {
+				from, to = to, from
+			}
+			out[from] = target{userID: r.clients[to].userID, recipients: []int{i, i + 1}}
 		}
 	case "groups", "fanout":
 		k, senders := r.cfg.GroupSize, r.cfg.GroupSize
