@@ -13,9 +13,10 @@ import (
 // are hashed here and only the hash reaches the domain; logins issue tokens
 // that resume sessions on any gateway. It is safe for concurrent use.
 type accounts struct {
-	cmd    *command.Service
-	pw     *passwords
-	tokens *tokens
+	cmd      *command.Service
+	pw       *passwords
+	tokens   *tokens
+	throttle *loginThrottle
 }
 
 // register creates an account.
@@ -45,17 +46,32 @@ var errBadCredentials = domain.Errorf(codeBadCredentials, "gateway: wrong userna
 // login checks a username and password, records the device's login and
 // issues a token. It takes as long for an unknown username as for a wrong
 // password.
-func (a *accounts) login(ctx context.Context, q *mpimv1.LoginRequest) (identity, string, *mpimv1.Profile, error) {
+//
+// Failed logins are counted per username and per client address (addr, the
+// connection's remote address); over either limit every login is refused
+// with rate_limited, before any password is checked, until the counting
+// window ends.
+func (a *accounts) login(ctx context.Context, q *mpimv1.LoginRequest, addr string) (identity, string, *mpimv1.Profile, error) {
 	fail := func(err error) (identity, string, *mpimv1.Profile, error) { return identity{}, "", nil, err }
-	if len(q.GetPassword()) > maxPasswordBytes {
+	name := throttleName(a.cmd.Policy(), q.GetUsername())
+	if err := a.throttle.check(ctx, name, addr); err != nil {
+		return fail(err)
+	}
+	bad := func() (identity, string, *mpimv1.Profile, error) {
+		if err := a.throttle.failed(ctx, name, addr); err != nil {
+			return fail(err)
+		}
 		return fail(errBadCredentials)
+	}
+	if len(q.GetPassword()) > maxPasswordBytes {
+		return bad()
 	}
 	id, err := a.cmd.LookupUsername(ctx, q.GetUsername())
 	if c := domain.ErrorCode(err); c == domain.ENotFound || c == domain.EInvalid {
 		if _, err := a.pw.verify(ctx, a.pw.dummy, q.GetPassword()); err != nil {
 			return fail(err)
 		}
-		return fail(errBadCredentials)
+		return bad()
 	} else if err != nil {
 		return fail(err)
 	}
@@ -68,7 +84,10 @@ func (a *accounts) login(ctx context.Context, q *mpimv1.LoginRequest) (identity,
 		return fail(err)
 	}
 	if !ok {
-		return fail(errBadCredentials)
+		return bad()
+	}
+	if err := a.throttle.succeeded(ctx, name); err != nil {
+		return fail(err)
 	}
 	device := domain.DeviceID(q.GetDeviceId())
 	if _, err := a.cmd.UpdateUser(ctx, command.Actor{User: id, Device: device}, domain.LogIn{Device: device, Platform: q.GetPlatform()}); err != nil {

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,4 +172,77 @@ func TestLoginFailsCleanlyWhenDeliveryIsDown(t *testing.T) {
 	e.hub.mu.Unlock()
 	ok(t, c, loginReq("pia", "password-pia", "d1"))
 	ok(t, c, &mpimv1.ClientFrame_ListFriends{ListFriends: &mpimv1.ListFriendsRequest{}})
+}
+
+// Password guessing: after LoginFailuresPerUser failures an account refuses
+// every login, the right password included, with rate_limited and the wait;
+// other accounts are not affected; the window's end lifts it, and a
+// successful login clears the count. The counts live in Redis, so a second
+// gateway of the deployment refuses too.
+func TestLoginThrottlePerUsername(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+		c.LoginFailuresPerUser, c.LoginFailureWindow = 3, 2*time.Second
+	})
+	c := e.dial(t, frame.JSON)
+	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "victim", Password: "correct horse"}})
+	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "bystander", Password: "correct horse"}})
+
+	// Two failures, then a success: the count starts again.
+	fails(t, c, "bad_credentials", loginReq("victim", "guess 1", "d1"))
+	fails(t, c, "bad_credentials", loginReq("VICTIM", "guess 2", "d1"))
+	ok(t, e.dial(t, frame.JSON), loginReq("victim", "correct horse", "d1"))
+	for i := range 3 {
+		fails(t, c, "bad_credentials", loginReq("victim", fmt.Sprintf("guess %d", 3+i), "d1"))
+	}
+	er := fails(t, c, "rate_limited", loginReq("victim", "correct horse", "d1"))
+	if er.GetRetryAfterMs() <= 0 || er.GetRetryAfterMs() > 2000 {
+		t.Fatalf("retry after %d ms, want within the 2s window", er.GetRetryAfterMs())
+	}
+	fails(t, c, "rate_limited", loginReq(" Victim", "guess 6", "d1"))
+	ok(t, e.dial(t, frame.JSON), loginReq("bystander", "correct horse", "d1"))
+
+	// Another gateway on the same deployment sees the same count.
+	other := newEnvOn(t, e, func(c *gateway.Config, _ *gateway.Deps) {
+		c.LoginFailuresPerUser, c.LoginFailureWindow = 3, 2*time.Second
+	})
+	fails(t, other.dial(t, frame.Proto), "rate_limited", loginReq("victim", "correct horse", "d2"))
+
+	time.Sleep(time.Duration(er.GetRetryAfterMs())*time.Millisecond + 100*time.Millisecond)
+	ok(t, e.dial(t, frame.JSON), loginReq("victim", "correct horse", "d1"))
+}
+
+// A client address that fails on many usernames is refused on every one.
+func TestLoginThrottlePerAddress(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+		c.LoginFailuresPerUser, c.LoginFailuresPerAddr, c.LoginFailureWindow = 100, 4, time.Minute
+	})
+	c := e.dial(t, frame.JSON)
+	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "carol", Password: "correct horse"}})
+	for i := range 4 {
+		fails(t, c, "bad_credentials", loginReq(fmt.Sprintf("nobody%d", i), "guess", "d1"))
+	}
+	er := fails(t, e.dial(t, frame.JSON), "rate_limited", loginReq("carol", "correct horse", "d1"))
+	if er.GetRetryAfterMs() <= 0 {
+		t.Fatalf("retry after %d ms", er.GetRetryAfterMs())
+	}
+	// Not limited by address: the same guesses do not lock anyone out.
+	e2 := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.LoginFailuresPerAddr = -1 })
+	c2 := e2.dial(t, frame.JSON)
+	ok(t, c2, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "carol", Password: "correct horse"}})
+	for i := range 6 {
+		fails(t, c2, "bad_credentials", loginReq(fmt.Sprintf("nobody%d", i), "guess", "d1"))
+	}
+	ok(t, c2, loginReq("carol", "correct horse", "d1"))
+}
+
+func TestLoginThrottleSettingsAreValidated(t *testing.T) {
+	for _, c := range []gateway.Config{
+		{GatewayID: "gw", PublicAddr: "x:1", LoginFailuresPerUser: -1},
+		{GatewayID: "gw", PublicAddr: "x:1", LoginFailuresPerAddr: -2},
+		{GatewayID: "gw", PublicAddr: "x:1", LoginFailureWindow: -time.Second},
+	} {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "login failure") {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
 }

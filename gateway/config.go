@@ -67,6 +67,18 @@ type Config struct {
 
 	// TokenTTL is the lifetime of a login token (default 30 days).
 	TokenTTL time.Duration
+	// LoginFailuresPerUser is how many failed logins one username may have
+	// within LoginFailureWindow before every login to it (the right
+	// password included) is refused with rate_limited until the window
+	// ends (default 10). A successful login clears the count. Counted in
+	// Redis, so every gateway of the deployment shares it.
+	LoginFailuresPerUser int
+	// LoginFailuresPerAddr is the same per client address (the connection's
+	// remote host: behind a reverse proxy, the proxy's), over every
+	// username (default 100; -1: not limited).
+	LoginFailuresPerAddr int
+	// LoginFailureWindow is how long a failed login counts (default 15m).
+	LoginFailureWindow time.Duration
 	// Argon2 are the password hashing parameters of new hashes (default
 	// argon2id with 19 MiB, 2 passes, 1 lane: the OWASP recommendation).
 	// Existing hashes are verified with the parameters they record.
@@ -126,6 +138,13 @@ func (c *Config) setDefaults() {
 	def(&c.ReconnectJitter, 2*time.Second)
 	def(&c.LoadInterval, 5*time.Second)
 	def(&c.TokenTTL, 30*24*time.Hour)
+	def(&c.LoginFailureWindow, 15*time.Minute)
+	if c.LoginFailuresPerUser == 0 {
+		c.LoginFailuresPerUser = 10
+	}
+	if c.LoginFailuresPerAddr == 0 {
+		c.LoginFailuresPerAddr = 100
+	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1}
 	}
@@ -169,10 +188,12 @@ func (c Config) Validate() error {
 	}{
 		{"auth timeout", c.AuthTimeout}, {"request timeout", c.RequestTimeout}, {"write timeout", c.WriteTimeout},
 		{"drain grace", c.DrainGrace}, {"reconnect jitter", c.ReconnectJitter}, {"load interval", c.LoadInterval},
-		{"token TTL", c.TokenTTL},
+		{"token TTL", c.TokenTTL}, {"login failure window", c.LoginFailureWindow},
 	} {
 		check(d.d > 0, "%s must be positive, got %s", d.name, d.d)
 	}
+	check(c.LoginFailuresPerUser >= 1, "login failures per user must be positive, got %d", c.LoginFailuresPerUser)
+	check(c.LoginFailuresPerAddr >= 1 || c.LoginFailuresPerAddr == -1, "login failures per address must be positive or -1 (not limited), got %d", c.LoginFailuresPerAddr)
 	a := c.Argon2
 	check(a.Time >= 1, "argon2 time must be at least 1, got %d", a.Time)
 	check(a.MemoryKiB >= 8*uint32(a.Threads) && a.MemoryKiB <= 4<<20, "argon2 memory must be 8×threads KiB..4GiB, got %d KiB", a.MemoryKiB)

@@ -89,8 +89,26 @@ func newEnv(tb testing.TB, tweak ...func(*gateway.Config, *gateway.Deps)) *env {
 	if _, err := schema.Migrate(mctx, e.db); err != nil {
 		tb.Fatal(err)
 	}
+	e.start(tb, "gw-test", tweak...)
+	return e
+}
+
+// newEnvOn starts a second gateway on base's deployment (its Redis prefix,
+// event store and database), with a hub and metrics of its own.
+func newEnvOn(tb testing.TB, base *env, tweak ...func(*gateway.Config, *gateway.Deps)) *env {
+	tb.Helper()
+	e := &env{prefix: base.prefix, hub: newFakeHub(), reg: prometheus.NewRegistry(), clock: base.clock,
+		rdb: base.rdb, store: base.store, cmd: base.cmd, db: base.db}
+	e.start(tb, "gw-test-2", tweak...)
+	return e
+}
+
+// start runs a gateway server named id over e's dependencies.
+func (e *env) start(tb testing.TB, id string, tweak ...func(*gateway.Config, *gateway.Deps)) {
+	tb.Helper()
+	var err error
 	cfg := gateway.Config{
-		GatewayID: "gw-test", PublicAddr: "127.0.0.1:1", Prefix: rt.Prefix,
+		GatewayID: id, PublicAddr: "127.0.0.1:1", Prefix: e.prefix,
 		Argon2: gateway.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1},
 		// Generous limits: the rate-limit tests set their own.
 		ConnRate: 1000, ConnBurst: 1000, UserRate: 1000, UserBurst: 1000,
@@ -113,7 +131,6 @@ func newEnv(tb testing.TB, tweak ...func(*gateway.Config, *gateway.Deps)) *env {
 		e.srv.Shutdown(ctx)
 		e.http.Close()
 	})
-	return e
 }
 
 // ctx returns a context bounded well beyond any healthy answer.

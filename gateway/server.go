@@ -108,7 +108,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		api: &api{cmd: deps.Commands, hub: deps.Hub,
 			rm: &readModel{db: deps.DB, now: cfg.Now},
 			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
-		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now}},
+		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
+			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
+				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr}},
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
 		sessions: make(map[*session]struct{}),
 		loadDone: make(chan struct{}),
@@ -169,6 +171,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nextConn++
 	sess := newSession(s, conn, enc, s.log.With("conn", s.nextConn, "remote", r.RemoteAddr))
+	sess.remote = r.RemoteAddr
 	sess.cork = cw.conn
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)

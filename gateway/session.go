@@ -46,6 +46,8 @@ type session struct {
 	cork *corkConn // under conn; nil if the ResponseWriter was not hijacked through it
 	enc  frame.Encoding
 	log  *slog.Logger // immutable: the writer logs too
+	// remote is the client's address (host:port), set before run.
+	remote string
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
@@ -537,7 +539,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		if s.me != nil {
 			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
 		}
-		id, token, profile, err := s.srv.accounts.login(ctx, q.Login)
+		id, token, profile, err := s.srv.accounts.login(ctx, q.Login, s.remote)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -49,6 +49,8 @@ type Config struct {
 	PasswordMemoryKiB        uint
 	PasswordPasses           uint
 	MaxGroupMembers          int
+	LoginFailuresPerUser     int
+	LoginFailuresPerAddr     int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -93,6 +95,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
 	fs.UintVar(&c.PasswordMemoryKiB, "password-memory-kib", 19<<10, "gateway: argon2id memory of new password hashes, in KiB (existing hashes keep theirs)")
 	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
+	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have in 15 minutes before its logins are refused (rate_limited) until the window ends")
+	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: the same per client address (-1: not limited; behind a reverse proxy every client has the proxy's address)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
@@ -146,6 +150,10 @@ func (c *Config) Validate() error {
 		if c.PasswordMemoryKiB < minPasswordMemoryKiB || c.PasswordMemoryKiB > 4<<20 || c.PasswordPasses < 1 || c.PasswordPasses > 64 {
 			errs = append(errs, fmt.Errorf("password-memory-kib must be %d..%d and password-passes 1..64, got %d and %d",
 				minPasswordMemoryKiB, 4<<20, c.PasswordMemoryKiB, c.PasswordPasses))
+		}
+		if c.LoginFailuresPerUser < 1 || (c.LoginFailuresPerAddr < 1 && c.LoginFailuresPerAddr != -1) {
+			errs = append(errs, fmt.Errorf("login-failures-per-user must be positive and login-failures-per-address positive or -1, got %d and %d",
+				c.LoginFailuresPerUser, c.LoginFailuresPerAddr))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

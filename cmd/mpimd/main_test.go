@@ -170,11 +170,11 @@ func TestPartitionMismatchIsAStartupError(t *testing.T) {
 
 func TestGatewaySettingsAreValidated(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
-	err := m.ParseFlags("gateway", []string{"--listen", "nowhere", "--gateway-id", "bad id/with:stuff", "--mysql", "", "--client-rate", "0", "--password-memory-kib", "10", "--max-group-members", "1"})
+	err := m.ParseFlags("gateway", []string{"--listen", "nowhere", "--gateway-id", "bad id/with:stuff", "--mysql", "", "--client-rate", "0", "--password-memory-kib", "10", "--max-group-members", "1", "--login-failures-per-address", "0"})
 	if err == nil {
 		t.Fatal("bad gateway settings accepted")
 	}
-	for _, want := range []string{"listen", "gateway-id", "mysql DSN", "client-rate", "password-memory-kib", "max-group-members"} {
+	for _, want := range []string{"listen", "gateway-id", "mysql DSN", "client-rate", "password-memory-kib", "max-group-members", "login-failures-per-address"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
