@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
@@ -87,6 +89,34 @@ func TestEndToEndDeliveryWithTheRealHub(t *testing.T) {
 			t.Fatalf("presence %v", ps)
 		}
 	})
+}
+
+// A device that connects again while its older connection is still open
+// (a stale tab, a reconnect before the old socket died) takes over: the
+// older connection is closed with 4001 and a reason, instead of staying
+// open and receiving nothing; the newer one gets the pushes.
+func TestSameDeviceAgainClosesTheOlderConnection(t *testing.T) {
+	e := newEnv(t, realDelivery(t))
+	e.runInbox(t)
+	a, b := e.login(t, frame.JSON, "ann"), e.login(t, frame.Proto, "ben")
+	nextSync(t, a.c)
+	nextSync(t, b.c)
+	again := e.dial(t, frame.Proto)
+	ok(t, again, resumeReq(b.token))
+	nextSync(t, again) // b never acknowledged anything: no stored cursor
+	select {
+	case <-b.c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the older connection of the device is still open")
+	}
+	if code, reason := b.c.CloseStatus(); code != 4001 || !strings.Contains(reason, "replaced") {
+		t.Fatalf("older connection closed with %v %q (%v), want 4001 replaced", code, reason, b.c.Err())
+	}
+	sent := ok(t, a.c, sendTo(b.id, "to the newer one", "c-1")).GetSend()
+	if _, ev := nextPush(t, again, frame.Proto); ev.GetSeq() != sent.GetSeq() {
+		t.Fatalf("newer connection got %v, want the message", ev)
+	}
+	ping(t, a.c)
 }
 
 // TestConcurrentSendersArriveGaplessAndInOrder has two users send to a third

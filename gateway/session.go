@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/gateway/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"golang.org/x/time/rate"
@@ -30,7 +31,12 @@ const (
 	reasonTooLarge   = "frame_too_large"
 	reasonShutdown   = "shutdown"
 	reasonWriteError = "write_failed"
+	reasonReplaced   = "replaced"
 )
+
+// statusReplaced closes a connection whose device connected again to the
+// same gateway: the newer connection receives the device's pushes.
+const statusReplaced websocket.StatusCode = 4001
 
 // session is one client connection: it reads frames, answers each request
 // in order, and writes responses and deliveries from one bounded queue.
@@ -712,7 +718,22 @@ func (k *sink) SyncRequired(cursor string) error {
 	return k.deliver(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_SyncRequired{SyncRequired: &mpimv1.SyncRequired{Cursor: cursor}}}})
 }
 
-var _ Sink = (*sink)(nil)
+// Replaced closes the session when a newer connection of the same device
+// took over its attachment: it would otherwise stay open and receive
+// nothing.
+func (k *sink) Replaced() {
+	s := k.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k.gen == s.gen {
+		s.failLocked(reasonReplaced, statusReplaced, "replaced: this device connected again; do not reconnect automatically")
+	}
+}
+
+var (
+	_ Sink                 = (*sink)(nil)
+	_ delivery.Replaceable = (*sink)(nil)
+)
 
 // validInboxID reports whether s is a stream entry id "<ms>-<seq>".
 func validInboxID(s string) bool {

@@ -338,6 +338,12 @@ func (c *chat) session(ctx context.Context, cl *gatewaytest.Client, fatal chan<-
 		if ctx.Err() != nil {
 			return
 		}
+		if code, _ := cl.CloseStatus(); code == statusReplaced {
+			// Another connection of this device took over; reconnecting
+			// would take it back and start a tug of war.
+			fatal <- fmt.Errorf("replaced: device %s connected again elsewhere (%s)", c.device, closeReason(cl))
+			return
+		}
 		c.printf("* connection lost (%s); reconnecting", closeReason(cl))
 		var err error
 		if cl, err = c.reconnect(ctx); err != nil {
@@ -350,6 +356,10 @@ func (c *chat) session(ctx context.Context, cl *gatewaytest.Client, fatal chan<-
 		c.printf("* reconnected; resuming where this device left off")
 	}
 }
+
+// statusReplaced is the close status of a connection whose device
+// connected again (docs/protocol.md).
+const statusReplaced = 4001
 
 // closeReason describes how a connection ended.
 func closeReason(cl *gatewaytest.Client) string {

@@ -442,3 +442,38 @@ func TestChatRefusesBadInvocations(t *testing.T) {
 		}
 	}
 }
+
+// A second chat of the same user and device takes the device over: the
+// first one is closed by the gateway (4001) and ends with an error that says
+// so, instead of reconnecting and taking it back.
+func TestChatEndsWhenItsDeviceConnectsAgain(t *testing.T) {
+	url := startStack(t)
+	t.Setenv("CHAT_TEST_PASSWORD", "correct horse battery")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	first := startChat(t, ctx, url, "cyd", "--device", "laptop")
+	r, w := io.Pipe()
+	defer w.Close()
+	out := &syncBuffer{}
+	second := make(chan error, 1)
+	go func() {
+		second <- chatMain(ctx, []string{"--gateway", url, "--user", "cyd", "--password-env", "CHAT_TEST_PASSWORD", "--device", "laptop"}, r, out, out)
+	}()
+	select {
+	case err := <-first.done:
+		if err == nil || !strings.Contains(err.Error(), "replaced") {
+			t.Fatalf("first chat ended with %v, want replaced:\n%s", err, first.out.String())
+		}
+	case err := <-second:
+		t.Fatalf("second chat ended first: %v\n%s", err, out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("first chat still running:\n%s\nsecond:\n%s", first.out.String(), out.String())
+	}
+	if strings.Contains(first.out.String(), "reconnecting") {
+		t.Fatalf("first chat tried to reconnect:\n%s", first.out.String())
+	}
+	w.Close()
+	if err := <-second; err != nil {
+		t.Fatalf("second chat: %v\n%s", err, out.String())
+	}
+}

@@ -582,6 +582,9 @@ func TestReattachReplacesTheOldAttachment(t *testing.T) {
 	if h.Devices() != 1 {
 		t.Fatalf("%d devices after a re-attach, want 1", h.Devices())
 	}
+	if n, m := old.replaced.Load(), fresh.replaced.Load(); n != 1 || m != 0 {
+		t.Fatalf("Replaced called %d times on the old sink and %d on the new, want 1 and 0", n, m)
+	}
 	d1.Detach(ctx, true) // the old session ends after the new one began
 	if _, ok := e.route(t, u, "d"); !ok {
 		t.Fatal("the replaced attachment's clean detach deleted the new route")

@@ -32,6 +32,14 @@ type Sink interface {
 	SyncRequired(cursor string) error
 }
 
+// Replaceable is implemented by sinks that want to hear when a newer
+// attachment of the same device to the same hub took over: Replaced is then
+// called once, without the hub's locks held, and the old attachment
+// receives nothing more. It must not block.
+type Replaceable interface {
+	Replaced()
+}
+
 // Delivery is one inbox entry pushed to a device.
 type Delivery struct {
 	// InboxID is the entry's id in the user's inbox: what the client
@@ -116,7 +124,8 @@ func validDevice(id string) bool {
 // acknowledges pushes on the returned Device meanwhile.
 //
 // Attaching a device that is attached to this hub already replaces the old
-// attachment, which stops receiving (its Ack and Detach do nothing). Attach
+// attachment, which stops receiving (its Ack and Detach do nothing); its
+// sink hears of it if it implements Replaceable. Attach
 // fails with a domain EInvalid error for a malformed user or device id or a
 // nil sink, EUnavailable when Redis fails, and with the sink's error if
 // SyncRequired fails (the device is then detached).
@@ -136,6 +145,9 @@ func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Devi
 		old.mu.Lock()
 		old.replaced, old.detached, old.inflight = true, true, nil
 		old.mu.Unlock()
+		if r, ok := old.sink.(Replaceable); ok {
+			r.Replaced()
+		}
 	}
 	now := h.cfg.Now()
 	var (

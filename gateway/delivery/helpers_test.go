@@ -130,8 +130,9 @@ func (c *clock) Advance(d time.Duration) time.Time {
 // everything; with slow set it takes a little time per push (within what a
 // Sink may take), to shake out interleavings.
 type sink struct {
-	fail atomic.Bool
-	slow atomic.Bool
+	fail     atomic.Bool
+	slow     atomic.Bool
+	replaced atomic.Int32 // Replaced calls
 
 	mu      sync.Mutex
 	pushes  []delivery.Delivery
@@ -140,7 +141,12 @@ type sink struct {
 	changed chan struct{}
 }
 
-var _ delivery.Sink = (*sink)(nil)
+var (
+	_ delivery.Sink        = (*sink)(nil)
+	_ delivery.Replaceable = (*sink)(nil)
+)
+
+func (s *sink) Replaced() { s.replaced.Add(1) }
 
 func newSink() *sink { return &sink{changed: make(chan struct{}, 1)} }
 

@@ -77,6 +77,10 @@
       for (const w of openWaiters) w.reject({ code: 'unavailable', message: 'cannot connect to the server' });
       openWaiters = [];
       if (!sessionStorage.getItem('mpim.token')) { status(''); S.goaway = null; return; }
+      if (ev.code === 4001) { // this device connected again elsewhere: do not fight over it
+        status('this window was replaced by a newer connection of the same device; reload to continue here');
+        return;
+      }
       let wait = S.retry;
       if (S.goaway) { wait = Math.max(num(S.goaway.reconnectAfterMs), 100); S.goaway = null; } else S.retry = Math.min(S.retry * 2, 10000);
       status('disconnected' + (ev.reason ? ' (' + ev.reason + ')' : '') + '; reconnecting…');
