@@ -168,6 +168,33 @@ func TestQueriesReturnWhatTheProjectorsWrote(t *testing.T) {
 		}
 	})
 
+	t.Run("a group left is no longer listed", func(t *testing.T) {
+		listed := func(u *user) bool {
+			for _, s := range ok(t, u.c, &mpimv1.ClientFrame_Conversations{Conversations: &mpimv1.ConversationsRequest{}}).GetConversations().GetConversations() {
+				if s.GetConversationId() == g.GetConversationId() {
+					return true
+				}
+			}
+			return false
+		}
+		if !listed(c) {
+			t.Fatal("a member does not see the group's conversation")
+		}
+		ok(t, c.c, &mpimv1.ClientFrame_LeaveGroup{LeaveGroup: &mpimv1.LeaveGroupRequest{GroupId: g.GetGroupId()}})
+		e.project(t)
+		if listed(c) {
+			t.Fatal("the group's conversation is still listed after leaving")
+		}
+		if !listed(b) {
+			t.Fatal("the other members lost the group's conversation")
+		}
+		ok(t, a.c, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: g.GetGroupId(), UserId: c.id}})
+		e.project(t)
+		if !listed(c) {
+			t.Fatal("added back, the group's conversation is not listed")
+		}
+	})
+
 	t.Run("presence of friends", func(t *testing.T) {
 		ps := ok(t, a.c, &mpimv1.ClientFrame_Presence{Presence: &mpimv1.PresenceRequest{}}).GetPresence().GetUsers()
 		if len(ps) != 1 || ps[0].GetUserId() != b.id || !ps[0].GetOnline() {

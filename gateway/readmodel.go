@@ -227,15 +227,20 @@ var epoch = time.Unix(0, 0).UTC()
 // first, with titles.
 func (r *readModel) conversations(ctx context.Context, user domain.UserID, q *mpimv1.ConversationsRequest) (*mpimv1.ConversationList, error) {
 	limit := pageSize(q.GetLimit())
-	sqlq := "SELECT conversation_id, last_seq, last_message_at, last_sender, last_preview, read_seq, unread_count" +
-		" FROM user_conversations WHERE user_id = ?"
+	// A group's conversation is listed while the user is a member: the row
+	// stays when the user leaves or is removed (two partitions write it, and
+	// only upserts commute), so the membership decides here.
+	sqlq := "SELECT uc.conversation_id, uc.last_seq, uc.last_message_at, uc.last_sender, uc.last_preview, uc.read_seq, uc.unread_count" +
+		" FROM user_conversations uc WHERE uc.user_id = ?" +
+		" AND (uc.conversation_id NOT LIKE 'c/%' OR EXISTS (SELECT 1 FROM group_members m" +
+		" WHERE m.group_id = CONCAT('g/', SUBSTRING(uc.conversation_id, 3)) AND m.user_id = uc.user_id))"
 	args := []any{string(user)}
 	if q.GetBeforeMs() != 0 || q.GetBeforeConversationId() != "" {
 		before := time.UnixMilli(q.GetBeforeMs()).UTC()
-		sqlq += " AND (COALESCE(last_message_at, ?) < ? OR (COALESCE(last_message_at, ?) = ? AND conversation_id < ?))"
+		sqlq += " AND (COALESCE(uc.last_message_at, ?) < ? OR (COALESCE(uc.last_message_at, ?) = ? AND uc.conversation_id < ?))"
 		args = append(args, epoch, before, epoch, before, q.GetBeforeConversationId())
 	}
-	sqlq += " ORDER BY last_message_at DESC, conversation_id DESC LIMIT ?"
+	sqlq += " ORDER BY uc.last_message_at DESC, uc.conversation_id DESC LIMIT ?"
 	args = append(args, limit+1)
 	out := &mpimv1.ConversationList{}
 	err := r.query(ctx, "listing conversations", func(rows *sql.Rows) error {
