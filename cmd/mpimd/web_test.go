@@ -127,17 +127,7 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 	c.findUser(ctx, userB)
 
 	// Friend request: sent by A, accepted by B.
-	a.run("ask B to be friends",
-		chromedp.SetValue("#friend-user", userB, chromedp.ByQuery),
-		chromedp.Click("#friend-btn", chromedp.ByQuery))
-	a.waitFor("the outgoing request", `Array.from(document.querySelectorAll('#requests li.outgoing'), (e) => e.textContent).includes(`+jsString("asked "+userB)+`)`)
-	b.waitFor("A's friend request", `Array.from(document.querySelectorAll('#requests li.incoming span'), (e) => e.textContent).includes(`+jsString(userA+" wants to be friends")+`)`)
-	b.click("accept", "#requests li.incoming button.accept")
-	friendOf := func(p *webTab, name string) {
-		p.waitFor(name+" in the friend list", `Array.from(document.querySelectorAll('#friends li.friend'), (e) => e.textContent).includes(`+jsString(name)+`) && document.querySelectorAll('#requests li').length === 0`)
-	}
-	friendOf(b, userA)
-	friendOf(a, userB)
+	webBefriend(a, b, userA, userB)
 
 	// A group with A and B, created through the page; C is added to it.
 	group := "crew" + suffix
@@ -161,7 +151,7 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 	a.waitFor("B's group message", webHasMessage("glad to be here", false))
 
 	// Unread: B stays in the group while A writes to B directly.
-	a.click("open the chat with B from the friend list", `#friends li.friend`)
+	a.click("open the chat with B from the friend list", `#friends li.friend span.name`)
 	a.waitFor("the chat with B", `document.getElementById('conv-title').textContent === `+jsString(userB))
 	a.send("psst, one")
 	a.send("psst, two")
@@ -174,6 +164,90 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 	b.waitFor("the direct messages", webHasMessage("psst, one", false)+` && `+webHasMessage("psst, two", false))
 	b.waitFor("the badge to clear", webBadge(userA)+` === '' && document.title === 'mpim chat'`)
 	a.waitFor("the read receipt", `document.getElementById('receipt').textContent === 'read up to #2'`)
+}
+
+// webBefriend has a (userA) ask b (userB) to be friends through the page,
+// and b accept.
+func webBefriend(a, b *webTab, userA, userB string) {
+	a.run("ask B to be friends",
+		chromedp.SetValue("#friend-user", userB, chromedp.ByQuery),
+		chromedp.Click("#friend-btn", chromedp.ByQuery))
+	a.waitFor("the outgoing request", `Array.from(document.querySelectorAll('#requests li.outgoing'), (e) => e.textContent).includes(`+jsString("asked "+userB)+`)`)
+	b.waitFor("A's friend request", `Array.from(document.querySelectorAll('#requests li.incoming span'), (e) => e.textContent).includes(`+jsString(userA+" wants to be friends")+`)`)
+	b.click("accept", "#requests li.incoming button.accept")
+	b.waitFor(userA+" in the friend list", webFriendListed(userA)+` && document.querySelectorAll('#requests li').length === 0`)
+	a.waitFor(userB+" in the friend list", webFriendListed(userB)+` && document.querySelectorAll('#requests li').length === 0`)
+}
+
+// webFriendListed is the expression that name is in the friend list.
+func webFriendListed(name string) string {
+	return `Array.from(document.querySelectorAll('#friends li.friend span.name'), (e) => e.textContent).includes(` + jsString(name) + `)`
+}
+
+// TestWebChatEditBlockRenameLeave: A edits a message and B sees the new
+// text marked edited; A blocks B (B's messages are refused with a visible
+// error), then unblocks; A renames a group and B sees the new name; B
+// leaves the group, which goes from B's lists and from A's member list.
+func TestWebChatEditBlockRenameLeave(t *testing.T) {
+	st := startWebStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	br := startWebBrowser(t, ctx, st.base)
+	a, b := br.tab("A"), br.tab("B")
+	suffix := webSuffix()
+	userA, userB := "alice"+suffix, "bob"+suffix
+	a.register(userA)
+	b.register(userB)
+	webBefriend(a, b, userA, userB)
+
+	// Edit.
+	a.click("open the chat with B", `#friends li.friend span.name`)
+	a.waitFor("the chat with B", `document.getElementById('conv-title').textContent === `+jsString(userB))
+	a.send("frist draft")
+	b.openChat(userA)
+	b.waitFor("A's message", webHasMessage("frist draft", false))
+	var seq string
+	a.eval("find the message", `document.querySelector('#msg-list .msg.mine').dataset.seq`, &seq)
+	a.click("edit", `#msg-list .msg[data-seq="`+seq+`"] button.edit`)
+	a.waitFor("the text in the composer", `document.getElementById('msg-input').value === 'frist draft' && document.getElementById('send-btn').textContent === 'Save'`)
+	a.run("save the edit",
+		chromedp.SetValue("#msg-input", "first draft", chromedp.ByQuery),
+		chromedp.Click("#send-btn", chromedp.ByQuery))
+	edited := `(() => { const m = document.querySelector('#msg-list .msg[data-seq="` + seq + `"]');
+		return m && m.querySelector('.text').textContent === 'first draft' && m.querySelector('.time').textContent.includes('(edited)'); })()`
+	b.waitFor("the edited message", edited)
+	a.waitFor("the edited message", edited+` && document.getElementById('send-btn').textContent === 'Send'`)
+
+	// Block and unblock.
+	a.click("block B", `#friends li.friend button.block`)
+	a.waitFor("B in the block list, not among friends", `document.querySelectorAll('#blocked li.blocked').length === 1 && !`+webFriendListed(userB))
+	b.run("send to A while blocked",
+		chromedp.SetValue("#msg-input", "are you there?", chromedp.ByQuery),
+		chromedp.Click("#send-btn", chromedp.ByQuery))
+	b.waitFor("the blocked error", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('blocked')`)
+	a.click("unblock B", `#blocked li.blocked button.unblock`)
+	a.waitFor("the block list to empty", `document.querySelectorAll('#blocked li').length === 0`)
+
+	// A group: renamed by A, left by B.
+	group := "crew" + suffix
+	a.run("create a group",
+		chromedp.SetValue("#group-name", group, chromedp.ByQuery),
+		chromedp.SetValue("#group-members", userB, chromedp.ByQuery),
+		chromedp.Click("#group-btn", chromedp.ByQuery))
+	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
+	a.waitFor("B among the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
+	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
+	renamed := group + " renamed"
+	a.run("rename the group",
+		chromedp.SetValue("#rename-name", renamed, chromedp.ByQuery),
+		chromedp.Click("#rename-btn", chromedp.ByQuery))
+	b.waitFor("the new name in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(renamed)+`)`)
+	a.waitFor("the new title", `document.getElementById('conv-title').textContent === `+jsString(renamed))
+	b.click("open the group", `#groups li.group`)
+	b.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(renamed)+` && !document.getElementById('group-bar').hidden`)
+	b.click("leave", `#leave-btn`)
+	b.waitFor("the group gone from B's lists", `document.querySelectorAll('#groups li').length === 0 && document.getElementById('group-bar').hidden`)
+	a.waitFor("B gone from the members", `document.getElementById('members').textContent !== '' && !document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
 }
 
 // TestWebChatHistoryTabsRestart: C sends more than a page of messages to

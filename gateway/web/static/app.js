@@ -12,6 +12,7 @@
   const PAGE = 30;              // history page size
   const MAX_TEXT = 16384;       // bytes of text the server accepts (too_large beyond)
   const RECALL_MS = 120000;     // the sender may recall within 2 minutes
+  const EDIT_MS = 86400000;     // and edit within 24 hours
   const OVERLAY_MS = 30000;     // how long pushed changes are laid over (possibly lagging) lists
   const S = {
     ws: null, nextId: 1, pending: new Map(), authed: false, me: null,
@@ -29,6 +30,8 @@
     current: null,           // open conversation id
     typingTimers: new Map(), lastTyping: 0, stopTimer: null, heartbeat: null,
     retry: 500, goaway: null, ackWant: '', acked: '', ackTimer: null,
+    blocked: new Map(),      // userId -> name: users I block
+    editing: null,           // {cid, seq} while the composer edits a message
   };
 
   // ---- errors and status ----
@@ -206,10 +209,11 @@
 
   function resetState() {
     S.authed = false; S.me = null; S.current = null;
-    for (const m of [S.convs, S.msgs, S.peerRead, S.friends, S.incoming, S.outgoing, S.groups, S.members, S.typingTimers]) m.clear();
+    for (const m of [S.convs, S.msgs, S.peerRead, S.friends, S.incoming, S.outgoing, S.blocked, S.groups, S.members, S.typingTimers]) m.clear();
+    endEdit();
     S.recent = []; S.outbox = []; readSent.clear(); convItems.clear();
     clearInterval(S.heartbeat);
-    for (const id of ['convs', 'friends', 'requests', 'groups', 'msg-list']) $(id).replaceChildren();
+    for (const id of ['convs', 'friends', 'requests', 'blocked', 'groups', 'msg-list']) $(id).replaceChildren();
     for (const id of ['me-name', 'receipt', 'typing', 'members']) $(id).textContent = '';
     $('conv-title').textContent = 'No conversation open';
     $('group-bar').hidden = true; $('load-older').hidden = true;
@@ -331,6 +335,7 @@
   }
 
   function openConversation(id, title) {
+    endEdit();
     if (S.current && S.current !== id && S.lastTyping) { call('typing', { conversationId: S.current, stopped: true }).catch(() => {}); }
     clearTimeout(S.stopTimer); S.lastTyping = 0;
     S.current = id;
@@ -466,7 +471,31 @@
       b.addEventListener('click', () => tryCall('recall', { conversationId: cid, seq: String(msg.seq) }));
       div.append(b);
     }
+    if (mine && !msg.recalledAtMs && !msg.deleted && msg.kind !== 'MESSAGE_KIND_IMAGE' && Date.now() - num(msg.sentAtMs) < EDIT_MS) {
+      const b = document.createElement('button'); b.type = 'button'; b.className = 'edit'; b.textContent = 'edit';
+      const cid = S.current;
+      b.addEventListener('click', () => startEdit(cid, msg));
+      div.append(b);
+    }
     return div;
+  }
+
+  // Editing reuses the composer: it holds the message's text until saved
+  // (Enter or Save) or cancelled (Escape).
+  function startEdit(cid, msg) {
+    S.editing = { cid, seq: String(msg.seq) };
+    const input = $('msg-input');
+    input.value = msg.text || '';
+    input.focus();
+    $('send-btn').textContent = 'Save';
+    notice('editing message #' + msg.seq + ': Enter saves, Escape cancels');
+  }
+  function endEdit() {
+    if (!S.editing) return;
+    S.editing = null;
+    $('msg-input').value = '';
+    $('send-btn').textContent = 'Send';
+    notice('');
   }
 
   function renderPending(o) {
@@ -651,6 +680,10 @@
     } else if (ev.userBlocked) {
       const x = ev.userBlocked, other = x.blockerId === me ? x.blockedId : x.blockerId;
       S.friends.delete(other); S.incoming.delete(other); S.outgoing.delete(other);
+      if (x.blockerId === me && !S.blocked.has(other)) S.blocked.set(other, S.names.get(other) || '');
+    } else if (ev.userUnblocked) {
+      const x = ev.userUnblocked;
+      if (x.blockerId === me) S.blocked.delete(x.blockedId);
     }
     for (const id of [S.friends, S.incoming, S.outgoing].flatMap((mp) => Array.from(mp.keys()))) {
       if (!S.names.has(id)) nameOf(id).then(renderFriends);
@@ -658,15 +691,17 @@
   }
 
   async function loadFriends() {
-    let f, r;
+    let f, r, b;
     try {
-      [f, r] = await Promise.all([call('listFriends', {}), call('listFriendRequests', {})]);
+      [f, r, b] = await Promise.all([call('listFriends', {}), call('listFriendRequests', {}), call('listBlocks', {})]);
     } catch (e) { if (e.code !== 'unavailable') showError(errText(e)); return; }
-    S.friends.clear(); S.incoming.clear(); S.outgoing.clear();
+    S.friends.clear(); S.incoming.clear(); S.outgoing.clear(); S.blocked.clear();
+    for (const id of b.userIds || []) S.blocked.set(id, S.names.get(id) || '');
     for (const p of f.friends || []) { S.names.set(p.userId, p.displayName || p.username); S.friends.set(p.userId, p); }
     for (const q of r.incoming || []) { if (q.user) S.names.set(q.fromUserId, q.user.displayName || q.user.username); S.incoming.set(q.fromUserId, q); }
     for (const q of r.outgoing || []) { if (q.user) S.names.set(q.toUserId, q.user.displayName || q.user.username); S.outgoing.set(q.toUserId, q); }
     for (const ev of recentEvents()) applyFriendEvent(ev);
+    for (const id of S.blocked.keys()) if (!S.names.has(id)) nameOf(id).then((n) => { S.blocked.set(id, n); renderFriends(); });
     renderFriends();
   }
 
@@ -675,9 +710,24 @@
     const fl = $('friends'); fl.replaceChildren();
     for (const [id, p] of S.friends) {
       const li = document.createElement('li'); li.className = 'friend'; li.dataset.user = id;
-      li.textContent = name(id, p);
-      li.addEventListener('click', () => openConversation(directId(S.me, id), name(id, p)));
+      const n = document.createElement('span'); n.className = 'name'; n.textContent = name(id, p);
+      n.addEventListener('click', () => openConversation(directId(S.me, id), name(id, p)));
+      const rm = document.createElement('button'); rm.type = 'button'; rm.className = 'unfriend'; rm.textContent = 'remove';
+      rm.addEventListener('click', async () => { if (await tryCall('removeFriend', { userId: id })) { S.friends.delete(id); renderFriends(); } });
+      const bl = document.createElement('button'); bl.type = 'button'; bl.className = 'block'; bl.textContent = 'block';
+      bl.addEventListener('click', async () => {
+        if (await tryCall('block', { userId: id })) { S.blocked.set(id, name(id, p)); S.friends.delete(id); renderFriends(); }
+      });
+      li.append(n, rm, bl);
       fl.append(li);
+    }
+    const bll = $('blocked'); bll.replaceChildren();
+    for (const [id, n] of S.blocked) {
+      const li = document.createElement('li'); li.className = 'blocked'; li.dataset.user = id;
+      const s = document.createElement('span'); s.textContent = 'blocked: ' + (n || S.names.get(id) || id);
+      const u = document.createElement('button'); u.type = 'button'; u.className = 'unblock'; u.textContent = 'unblock';
+      u.addEventListener('click', async () => { if (await tryCall('unblock', { userId: id })) { S.blocked.delete(id); renderFriends(); } });
+      li.append(s, u); bll.append(li);
     }
     const rl = $('requests'); rl.replaceChildren();
     for (const [id, q] of S.incoming) {
@@ -905,6 +955,23 @@
     c.groupId = r.groupId;
     openConversation(r.conversationId, name);
   });
+  $('rename-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const cid = S.current, name = $('rename-name').value.trim();
+    if (!cid || !cid.startsWith('c/') || !name) return;
+    if (await tryCall('renameGroup', { groupId: 'g/' + cid.slice(2), name })) $('rename-name').value = '';
+  });
+  $('leave-btn').addEventListener('click', async () => {
+    const cid = S.current;
+    if (!cid || !cid.startsWith('c/')) return;
+    const gid = 'g/' + cid.slice(2);
+    if (await tryCall('leaveGroup', { groupId: gid })) {
+      S.groups.delete(gid); S.convs.delete(cid); S.current = null;
+      $('conv-title').textContent = 'No conversation open'; $('group-bar').hidden = true;
+      $('msg-list').replaceChildren(); $('msg-input').disabled = true; $('send-btn').disabled = true;
+      renderGroups(); renderConvs();
+    }
+  });
   $('member-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const cid = S.current, name = $('member-user').value.trim();
@@ -925,6 +992,12 @@
     if (!cid) return;
     if (!text.trim()) { showError('message is empty'); return; }
     if (new TextEncoder().encode(text).length > MAX_TEXT) { showError('message is too long (16 KiB at most)'); return; }
+    if (S.editing) {
+      const ed = S.editing;
+      if (ed.cid !== cid) { endEdit(); return; }
+      tryCall('edit', { conversationId: ed.cid, seq: ed.seq, text }).then((r) => { if (r && S.editing === ed) endEdit(); });
+      return;
+    }
     const body = { clientMsgId: newClientMsgId(), kind: 'MESSAGE_KIND_TEXT', text };
     const peer = directPeer(cid);
     if (peer) body.userId = peer; else body.conversationId = cid;
@@ -936,6 +1009,7 @@
     if (!S.authed) showError('not connected: the message is sent once the connection is back');
     flushOutbox();
   });
+  $('msg-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') endEdit(); });
   $('load-older').addEventListener('click', loadOlder);
   $('messages').addEventListener('scroll', () => {
     if ($('messages').scrollTop < 20) loadOlder();
