@@ -60,6 +60,20 @@ func startWebStack(t *testing.T) *webStack {
 	return s
 }
 
+// startEmbeddedWebStack serves the web chat from `mpimd all` on its
+// embedded stand-ins: what `go run ./cmd/mpimd all` gives a first-time user.
+func startEmbeddedWebStack(t *testing.T) *webStack {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s is missing (%v): run scripts/services.sh (as root) to install Debian's chromium", chromiumPath, err)
+	}
+	s := &webStack{t: t, bin: buildBinary(t), logDir: t.TempDir()}
+	s.gw = startMpimd(t, s.bin, s.logDir, "embedded", "all", "--gateway-id", "gw-embedded", "--listen", freeAddr(t), "--log-level", "warn")
+	s.waitReady(s.gw)
+	s.base, s.ws = "http://"+s.gw.addr, "ws://"+s.gw.addr+"/ws"
+	return s
+}
+
 // startGateway starts a gateway (with a new id) listening on addr.
 func (s *webStack) startGateway(addr string) {
 	s.gwRuns++

@@ -166,6 +166,29 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 	a.waitFor("the read receipt", `document.getElementById('receipt').textContent === 'read up to #2'`)
 }
 
+// TestWebChatEmbedded: the page served by `mpimd all` with no
+// configuration (in-memory Redis and MySQL stand-ins): two users register,
+// chat both ways and see each other's messages live.
+func TestWebChatEmbedded(t *testing.T) {
+	st := startEmbeddedWebStack(t)
+	checkWebAssets(t, st.base)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	br := startWebBrowser(t, ctx, st.base)
+	a, b := br.tab("A"), br.tab("B")
+	suffix := webSuffix()
+	userA, userB := "alice"+suffix, "bob"+suffix
+	a.register(userA)
+	b.register(userB)
+	a.openChat(userB)
+	a.send("hello from the embedded mode")
+	b.openChat(userA)
+	b.waitFor("A's message", webHasMessage("hello from the embedded mode", false))
+	b.send("and back")
+	a.waitFor("B's reply", webHasMessage("and back", false))
+	webBefriend(a, b, userA, userB)
+}
+
 // webBefriend has a (userA) ask b (userB) to be friends through the page,
 // and b accept.
 func webBefriend(a, b *webTab, userA, userB string) {
