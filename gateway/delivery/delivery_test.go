@@ -597,6 +597,47 @@ func TestReattachReplacesTheOldAttachment(t *testing.T) {
 	}
 }
 
+// A device that attaches to another gateway while its attachment here is
+// live (a client that reconnected elsewhere before its old connection
+// died) takes it over: this gateway hears of it through its signal channel,
+// lets the old attachment go (its sink is told) without touching the route,
+// and only the new attachment receives.
+func TestAttachOnAnotherGatewayReplacesTheOldAttachment(t *testing.T) {
+	e := newEnv(t)
+	ha, hb := e.hub(t, "gw-a", nil, nil), e.hub(t, "gw-b", nil, nil)
+	u := newUser()
+	old, fresh := newSink(), newSink()
+	ha.attach(t, u, "d", old)
+	// Another device of the user stays where it is.
+	other := newSink()
+	ha.attach(t, u, "d2", other)
+	hb.attach(t, u, "d", fresh)
+	deadline := time.Now().Add(10 * time.Second)
+	for old.replaced.Load() == 0 || ha.Devices() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("gw-a: Replaced called %d times, %d devices attached; want 1 and 1 (d2)", old.replaced.Load(), ha.Devices())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r, ok := e.route(t, u, "d"); !ok || r.Gateway != "gw-b" {
+		t.Fatalf("route %+v %v, want gw-b's", r, ok)
+	}
+	ids := e.project(t, u, 3)
+	fresh.waitFor(t, "pushes to the new attachment", func() bool { return len(fresh.firsts()) == 3 })
+	other.waitFor(t, "pushes to the other device", func() bool { return len(other.firsts()) == 3 })
+	inOrder(t, "new attachment", fresh.firsts(), ids)
+	if n := len(old.firsts()); n != 0 {
+		t.Fatalf("the replaced attachment got %d pushes", n)
+	}
+	if n := other.replaced.Load() + fresh.replaced.Load(); n != 0 {
+		t.Fatalf("Replaced called %d times on attachments that were not replaced", n)
+	}
+	// Reserved kinds cannot be sent as signals.
+	if err := ha.Signal(context.Background(), []string{string(u)}, delivery.Signal{From: "d", Kind: "!replaced"}); err == nil {
+		t.Fatal("a signal of a reserved kind was accepted")
+	}
+}
+
 // envelope decodes a pushed envelope.
 func envelope(tb testing.TB, d delivery.Delivery) *mpimv1.Event {
 	tb.Helper()

@@ -33,8 +33,9 @@ type Sink interface {
 }
 
 // Replaceable is implemented by sinks that want to hear when a newer
-// attachment of the same device to the same hub took over: Replaced is then
-// called once, without the hub's locks held, and the old attachment
+// attachment of the same device took over, on this hub or on another
+// gateway's (which tells this one through its signal channel): Replaced is
+// then called once, without the hub's locks held, and the old attachment
 // receives nothing more. It must not block.
 type Replaceable interface {
 	Replaced()
@@ -182,6 +183,9 @@ func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Devi
 		last, _ = parsePosition(info.Val().LastGeneratedID)
 	}
 	cursor, hasCursor := parsePosition(cur.Val())
+	if prev, _ := route.Val().(string); prev != "" && prev != h.cfg.GatewayID {
+		h.replaceElsewhere(ctx, prev, d)
+	}
 
 	d.mu.Lock()
 	if d.detached { // replaced by a concurrent Attach of the same device

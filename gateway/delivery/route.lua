@@ -11,7 +11,9 @@
 --          device reconnected there)
 --
 -- Other devices' dead routes (deadline reached) are removed on the way.
--- Result: 1 if the route was written, 0 if another gateway holds it.
+-- Result of "r": 1 if the route was written, 0 if another gateway holds it.
+-- Result of "a": the id of the gateway whose live route of the device was
+-- taken over ("" if none), so that it can be told to let the device go.
 
 local function deadline(v)
   return tonumber(string.match(v, " (%d+)$")) or 0
@@ -19,11 +21,10 @@ end
 
 local key, device, gateway = KEYS[1], ARGV[1], ARGV[2]
 local now = tonumber(ARGV[5])
-if ARGV[6] == "r" then
-  local cur = redis.call("HGET", key, device)
-  if cur and string.sub(cur, 1, #gateway + 1) ~= gateway .. " " and deadline(cur) > now then
-    return 0
-  end
+local cur = redis.call("HGET", key, device)
+local elsewhere = cur and string.sub(cur, 1, #gateway + 1) ~= gateway .. " " and deadline(cur) > now
+if ARGV[6] == "r" and elsewhere then
+  return 0
 end
 redis.call("HSET", key, device, ARGV[3])
 local all = redis.call("HGETALL", key)
@@ -33,4 +34,8 @@ for i = 1, #all, 2 do
   end
 end
 redis.call("PEXPIRE", key, ARGV[4])
+if ARGV[6] == "a" then
+  if elsewhere then return string.match(cur, "^(%S+) ") or "" end
+  return ""
+end
 return 1

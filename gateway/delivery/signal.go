@@ -32,8 +32,8 @@ type Signal struct {
 // error for a malformed user id or signal, and EUnavailable when Redis
 // fails (publishes that succeeded stay published).
 func (h *Hub) Signal(ctx context.Context, toUsers []string, s Signal) error {
-	if s.Kind == "" || strings.ContainsRune(s.Kind, '\n') || strings.ContainsRune(s.From, '\n') {
-		return domain.Errorf(domain.EInvalid, "delivery: signal kind %q from %q: kind must be set, neither may hold a newline", s.Kind, s.From)
+	if s.Kind == "" || strings.HasPrefix(s.Kind, "!") || strings.ContainsRune(s.Kind, '\n') || strings.ContainsRune(s.From, '\n') {
+		return domain.Errorf(domain.EInvalid, "delivery: signal kind %q from %q: kind must be set and not start with '!' (reserved), neither may hold a newline", s.Kind, s.From)
 	}
 	users, err := userIDs(toUsers)
 	if err != nil || len(users) == 0 {
@@ -95,6 +95,25 @@ func (h *Hub) Signal(ctx context.Context, toUsers []string, s Signal) error {
 	return nil
 }
 
+// kindReplaced is the reserved signal kind that tells a gateway that one of
+// its devices (From) attached to another gateway: the older attachment
+// here lets it go, as a re-attach on the same hub does.
+const kindReplaced = "!replaced"
+
+// replaceElsewhere tells gateway, which held d's live route until d
+// attached here, to let its attachment of the device go. A failure is only
+// logged: the old attachment then lives until its connection ends, and its
+// route heartbeat leaves the new route alone.
+func (h *Hub) replaceElsewhere(ctx context.Context, gateway string, d *Device) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+	defer cancel()
+	payload := encodeSignal([]domain.UserID{d.user}, Signal{From: d.id, Kind: kindReplaced})
+	if err := h.rdb.Publish(ctx, h.keys.Signal(gateway), payload).Err(); err != nil {
+		h.m.redisErrors.WithLabelValues("replace").Inc()
+		h.log.Warn("could not tell the device's previous gateway to let it go", "user", d.user, "device", d.id, "gateway", gateway, "err", err)
+	}
+}
+
 // receiveSignal delivers a signal message from this gateway's channel.
 func (h *Hub) receiveSignal(payload []byte) {
 	h.m.signalsIn.Inc()
@@ -104,7 +123,31 @@ func (h *Hub) receiveSignal(payload []byte) {
 		h.log.Warn("ignoring a malformed signal", "err", err)
 		return
 	}
+	if s.Kind == kindReplaced {
+		h.replacedElsewhere(users, s.From)
+		return
+	}
 	h.deliverSignal(context.Background(), users, s)
+}
+
+// replacedElsewhere lets go of device of users, which attached to another
+// gateway: its sink hears of it (Replaceable) and it is detached without
+// touching the route, which is the other gateway's now.
+func (h *Hub) replacedElsewhere(users []domain.UserID, device string) {
+	for _, u := range users {
+		for _, d := range h.devicesOf(u) {
+			if d.id != device {
+				continue
+			}
+			d.mu.Lock()
+			d.replaced = true
+			d.mu.Unlock()
+			if r, ok := d.sink.(Replaceable); ok {
+				r.Replaced()
+			}
+			h.detach(context.Background(), d, false)
+		}
+	}
 }
 
 // deliverSignal gives s to every attached device of users.
