@@ -766,8 +766,9 @@ func (d *e2eDevice) shown() []shownEvent {
 	return slices.Clone(d.screen)
 }
 
-// call sends a request on the device's connection; it must succeed.
-func (d *e2eDevice) call(t *testing.T, req any) *mpimv1.Response {
+// do sends a request on the device's connection and returns the answer,
+// which may be an error response; a connection failure fails the test.
+func (d *e2eDevice) do(t *testing.T, req any) *mpimv1.Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(d.cl.ctx, 30*time.Second)
 	defer cancel()
@@ -776,8 +777,18 @@ func (d *e2eDevice) call(t *testing.T, req any) *mpimv1.Response {
 		t.Fatalf("%s: not connected: %v", d, err)
 	}
 	r, err := cn.c.Call(ctx, req)
-	if err != nil || r.GetError() != nil {
-		t.Fatalf("%s: %T: %v %v", d, req, err, r.GetError())
+	if err != nil {
+		t.Fatalf("%s: %T: %v", d, req, err)
+	}
+	return r
+}
+
+// call sends a request on the device's connection; it must succeed.
+func (d *e2eDevice) call(t *testing.T, req any) *mpimv1.Response {
+	t.Helper()
+	r := d.do(t, req)
+	if e := r.GetError(); e != nil {
+		t.Fatalf("%s: %T: %v", d, req, e)
 	}
 	return r
 }
@@ -788,16 +799,7 @@ func (d *e2eDevice) eventually(t *testing.T, what string, req any, check func(*m
 	t.Helper()
 	var last *mpimv1.Response
 	waitUntil(t, d.String()+": "+what, func() bool {
-		ctx, cancel := context.WithTimeout(d.cl.ctx, 30*time.Second)
-		defer cancel()
-		cn, err := d.current(ctx)
-		if err != nil {
-			t.Fatalf("%s: not connected: %v", d, err)
-		}
-		r, err := cn.c.Call(ctx, req)
-		if err != nil {
-			t.Fatalf("%s: %T: %v", d, req, err)
-		}
+		r := d.do(t, req)
 		// The read model may not hold the thing yet (a group just created
 		// answers not_found until the projector has written it).
 		if e := r.GetError(); e != nil {

@@ -25,14 +25,8 @@ import (
 func TestWebChatTwoUsers(t *testing.T) {
 	st := startWebStack(t)
 	checkWebAssets(t, st.base)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	br := startWebBrowser(t, ctx, st.base)
-	a, b := br.tab("A"), br.tab("B")
-	suffix := webSuffix()
-	userA, userB := "alice"+suffix, "bob"+suffix
-	a.register(userA)
-	b.register(userB)
+	p := startWebPair(t, st)
+	a, b, userA, userB := p.a, p.b, p.userA, p.userB
 	// The read model follows the log within a moment: findUser may answer
 	// not_found right after a registration, so B opens the chat with A
 	// after A's registration had the time to land.
@@ -114,14 +108,9 @@ func TestWebChatTwoUsers(t *testing.T) {
 // group conversation.
 func TestWebChatFriendsGroupsUnread(t *testing.T) {
 	st := startWebStack(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	br := startWebBrowser(t, ctx, st.base)
-	a, b := br.tab("A"), br.tab("B")
-	suffix := webSuffix()
-	userA, userB, userC := "alice"+suffix, "bob"+suffix, "carol"+suffix
-	a.register(userA)
-	b.register(userB)
+	p := startWebPair(t, st)
+	ctx, a, b, suffix, userA, userB := p.ctx, p.a, p.b, p.suffix, p.userA, p.userB
+	userC := "carol" + suffix
 	c := webAPIRegister(t, ctx, st.ws, userC)
 	c.findUser(ctx, userA) // the registrations reached the read model
 	c.findUser(ctx, userB)
@@ -172,14 +161,8 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 func TestWebChatEmbedded(t *testing.T) {
 	st := startEmbeddedWebStack(t)
 	checkWebAssets(t, st.base)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	br := startWebBrowser(t, ctx, st.base)
-	a, b := br.tab("A"), br.tab("B")
-	suffix := webSuffix()
-	userA, userB := "alice"+suffix, "bob"+suffix
-	a.register(userA)
-	b.register(userB)
+	p := startWebPair(t, st)
+	a, b, userA, userB := p.a, p.b, p.userA, p.userB
 	a.openChat(userB)
 	a.send("hello from the embedded mode")
 	b.openChat(userA)
@@ -187,6 +170,26 @@ func TestWebChatEmbedded(t *testing.T) {
 	b.send("and back")
 	a.waitFor("B's reply", webHasMessage("and back", false))
 	webBefriend(a, b, userA, userB)
+}
+
+// webPair is a browser on a web stack with two tabs, A and B, each
+// registered as a fresh user.
+type webPair struct {
+	ctx                  context.Context // bounds the test's browsing
+	a, b                 *webTab
+	suffix, userA, userB string
+}
+
+func startWebPair(t *testing.T, st *webStack) *webPair {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	br := startWebBrowser(t, ctx, st.base)
+	p := &webPair{ctx: ctx, a: br.tab("A"), b: br.tab("B"), suffix: webSuffix()}
+	p.userA, p.userB = "alice"+p.suffix, "bob"+p.suffix
+	p.a.register(p.userA)
+	p.b.register(p.userB)
+	return p
 }
 
 // webBefriend has a (userA) ask b (userB) to be friends through the page,
@@ -213,14 +216,8 @@ func webFriendListed(name string) string {
 // leaves the group, which goes from B's lists and from A's member list.
 func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	st := startWebStack(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	br := startWebBrowser(t, ctx, st.base)
-	a, b := br.tab("A"), br.tab("B")
-	suffix := webSuffix()
-	userA, userB := "alice"+suffix, "bob"+suffix
-	a.register(userA)
-	b.register(userB)
+	p := startWebPair(t, st)
+	a, b, userA, userB := p.a, p.b, p.userA, p.userB
 	webBefriend(a, b, userA, userB)
 
 	// Edit.
@@ -252,7 +249,7 @@ func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	a.waitFor("the block list to empty", `document.querySelectorAll('#blocked li').length === 0`)
 
 	// A group: renamed by A, left by B.
-	group := "crew" + suffix
+	group := "crew" + p.suffix
 	a.run("create a group",
 		chromedp.SetValue("#group-name", group, chromedp.ByQuery),
 		chromedp.SetValue("#group-members", userB, chromedp.ByQuery),
