@@ -212,8 +212,9 @@ func webFriendListed(name string) string {
 
 // TestWebChatEditBlockRenameLeave: A edits a message and B sees the new
 // text marked edited; A blocks B (B's messages are refused with a visible
-// error), then unblocks; A renames a group and B sees the new name; B
-// leaves the group, which goes from B's lists and from A's member list.
+// error), then unblocks. In a group of A's, A adds and removes C; B may not
+// rename it (a visible forbidden error) until A makes B an admin; B
+// leaves, and the group goes from B's lists and from A's member list.
 func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	st := startWebStack(t)
 	p := startWebPair(t, st)
@@ -257,14 +258,34 @@ func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
 	a.waitFor("B among the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
 	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
+	// C joins and is removed by A.
+	userC := "carol" + p.suffix
+	c := webAPIRegister(t, p.ctx, st.ws, userC)
+	idC := c.findUser(p.ctx, userC) // the registration reached the read model
+	a.run("add C",
+		chromedp.SetValue("#member-user", userC, chromedp.ByQuery),
+		chromedp.Click("#member-btn", chromedp.ByQuery))
+	a.waitFor("C among the members", `document.querySelector('#members .member[data-user="`+idC+`"]') !== null`)
+	a.click("remove C", `#members .member[data-user="`+idC+`"] button.kick`)
+	a.waitFor("C gone from the members", `document.querySelector('#members .member[data-user="`+idC+`"]') === null && document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
+	// B may not rename until A makes B an admin.
+	b.click("open the group", `#groups li.group`)
+	b.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
 	renamed := group + " renamed"
-	a.run("rename the group",
+	b.run("rename the group as a member",
+		chromedp.SetValue("#rename-name", renamed, chromedp.ByQuery),
+		chromedp.Click("#rename-btn", chromedp.ByQuery))
+	b.waitFor("the forbidden error", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('forbidden')`)
+	var idB string
+	a.eval("find B among the members", `Array.from(document.querySelectorAll('#members .member')).find((e) => e.firstChild.textContent === `+jsString(userB)+`).dataset.user`, &idB)
+	a.click("make B an admin", `#members .member[data-user="`+idB+`"] button.promote`)
+	a.waitFor("the notice", `document.getElementById('notice').textContent.includes('is an admin now')`)
+	b.run("rename the group as an admin",
 		chromedp.SetValue("#rename-name", renamed, chromedp.ByQuery),
 		chromedp.Click("#rename-btn", chromedp.ByQuery))
 	b.waitFor("the new name in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(renamed)+`)`)
 	a.waitFor("the new title", `document.getElementById('conv-title').textContent === `+jsString(renamed))
-	b.click("open the group", `#groups li.group`)
-	b.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(renamed)+` && !document.getElementById('group-bar').hidden`)
+	b.waitFor("the new title", `document.getElementById('conv-title').textContent === `+jsString(renamed))
 	b.click("leave", `#leave-btn`)
 	b.waitFor("the group gone from B's lists", `document.querySelectorAll('#groups li').length === 0 && document.getElementById('group-bar').hidden`)
 	a.waitFor("B gone from the members", `document.getElementById('members').textContent !== '' && !document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)

@@ -836,11 +836,27 @@
       }
     }
   }
+  // renderMembers lists the open group's members, each with the admin
+  // actions (the server decides who may: forbidden is shown as an error).
   function renderMembers() {
     const cid = S.current;
     if (!cid || !cid.startsWith('c/')) return;
-    const m = S.members.get('g/' + cid.slice(2));
-    $('members').textContent = m ? 'members: ' + Array.from(m.values()).map((n) => n || '…').join(', ') : '';
+    const gid = 'g/' + cid.slice(2), m = S.members.get(gid), el = $('members');
+    el.replaceChildren();
+    if (!m) return;
+    el.append('members: ');
+    for (const [id, n] of m) {
+      const sp = document.createElement('span'); sp.className = 'member'; sp.dataset.user = id;
+      sp.append(n || '…');
+      if (id !== S.me) {
+        const ad = document.createElement('button'); ad.type = 'button'; ad.className = 'promote'; ad.textContent = 'make admin';
+        ad.addEventListener('click', async () => { if (await tryCall('setRole', { groupId: gid, userId: id, role: 'ROLE_ADMIN' })) notice((n || id) + ' is an admin now'); });
+        const k = document.createElement('button'); k.type = 'button'; k.className = 'kick'; k.textContent = 'remove';
+        k.addEventListener('click', async () => { if (await tryCall('kickMember', { groupId: gid, userId: id })) { m.delete(id); renderMembers(); } });
+        sp.append(ad, k);
+      }
+      el.append(sp, ' ');
+    }
   }
 
   // ---- sending: an outbox that survives reconnects ----
