@@ -320,6 +320,19 @@ func (p *webTab) click(what, sel string) {
 	p.t.Fatalf("%s: %s: clicking %s: %v\n\tpage: %s", p.name, what, sel, err, p.state())
 }
 
+// submit sets the input sel to value and submits form through the page's
+// own submit handler (requestSubmit): unlike a click at coordinates it
+// cannot land on another element when a list above re-renders meanwhile.
+func (p *webTab) submit(what, form, sel, value string) {
+	p.t.Helper()
+	var ok bool
+	p.run(what, chromedp.Evaluate(`(() => { const i = document.querySelector(`+jsString(sel)+`), f = document.querySelector(`+jsString(form)+`);
+		if (!i || !f) return false; i.value = `+jsString(value)+`; f.requestSubmit(); return true; })()`, &ok))
+	if !ok {
+		p.t.Fatalf("%s: %s: no %s or %s on the page\n\tpage: %s", p.name, what, sel, form, p.state())
+	}
+}
+
 // clickConv opens the listed conversation titled title.
 func (p *webTab) clickConv(title string) {
 	p.t.Helper()

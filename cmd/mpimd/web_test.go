@@ -126,9 +126,7 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 		chromedp.Click("#group-btn", chromedp.ByQuery))
 	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
 	a.waitFor("the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
-	a.run("add C",
-		chromedp.SetValue("#member-user", userC, chromedp.ByQuery),
-		chromedp.Click("#member-btn", chromedp.ByQuery))
+	a.submit("add C", "#member-form", "#member-user", userC)
 	a.waitFor("C among the members", `document.getElementById('members').textContent.includes(`+jsString(userC)+`)`)
 	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
 	b.click("open the group", `#groups li.group`)
@@ -262,9 +260,7 @@ func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	userC := "carol" + p.suffix
 	c := webAPIRegister(t, p.ctx, st.ws, userC)
 	idC := c.findUser(p.ctx, userC) // the registration reached the read model
-	a.run("add C",
-		chromedp.SetValue("#member-user", userC, chromedp.ByQuery),
-		chromedp.Click("#member-btn", chromedp.ByQuery))
+	a.submit("add C", "#member-form", "#member-user", userC)
 	a.waitFor("C among the members", `document.querySelector('#members .member[data-user="`+idC+`"]') !== null`)
 	a.click("remove C", `#members .member[data-user="`+idC+`"] button.kick`)
 	a.waitFor("C gone from the members", `document.querySelector('#members .member[data-user="`+idC+`"]') === null && document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
@@ -272,17 +268,13 @@ func TestWebChatEditBlockRenameLeave(t *testing.T) {
 	b.click("open the group", `#groups li.group`)
 	b.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
 	renamed := group + " renamed"
-	b.run("rename the group as a member",
-		chromedp.SetValue("#rename-name", renamed, chromedp.ByQuery),
-		chromedp.Click("#rename-btn", chromedp.ByQuery))
+	b.submit("rename the group as a member", "#rename-form", "#rename-name", renamed)
 	b.waitFor("the forbidden error", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('forbidden')`)
 	var idB string
 	a.eval("find B among the members", `Array.from(document.querySelectorAll('#members .member')).find((e) => e.firstChild.textContent === `+jsString(userB)+`).dataset.user`, &idB)
 	a.click("make B an admin", `#members .member[data-user="`+idB+`"] button.promote`)
 	a.waitFor("the notice", `document.getElementById('notice').textContent.includes('is an admin now')`)
-	b.run("rename the group as an admin",
-		chromedp.SetValue("#rename-name", renamed, chromedp.ByQuery),
-		chromedp.Click("#rename-btn", chromedp.ByQuery))
+	b.submit("rename the group as an admin", "#rename-form", "#rename-name", renamed)
 	b.waitFor("the new name in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(renamed)+`)`)
 	a.waitFor("the new title", `document.getElementById('conv-title').textContent === `+jsString(renamed))
 	b.waitFor("the new title", `document.getElementById('conv-title').textContent === `+jsString(renamed))
