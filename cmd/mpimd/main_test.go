@@ -179,6 +179,15 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
+	// Each of the settings below alone is refused, naming itself.
+	for _, bad := range [][]string{{"--password-passes", "0"}, {"--password-memory-kib", "5000000"},
+		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}} {
+		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
+		err := m.ParseFlags("gateway", bad)
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
 	// A gateway does not trim: the projector-only trim rule does not apply.
 	m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 	if err := m.ParseFlags("gateway", []string{"--projectors", "cache"}); err != nil {

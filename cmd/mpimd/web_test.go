@@ -120,12 +120,7 @@ func TestWebChatFriendsGroupsUnread(t *testing.T) {
 
 	// A group with A and B, created through the page; C is added to it.
 	group := "crew" + suffix
-	a.run("create a group",
-		chromedp.SetValue("#group-name", group, chromedp.ByQuery),
-		chromedp.SetValue("#group-members", userB, chromedp.ByQuery),
-		chromedp.Click("#group-btn", chromedp.ByQuery))
-	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
-	a.waitFor("the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
+	a.createGroup(group, userB)
 	a.submit("add C", "#member-form", "#member-user", userC)
 	a.waitFor("C among the members", `document.getElementById('members').textContent.includes(`+jsString(userC)+`)`)
 	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
@@ -190,6 +185,18 @@ func startWebPair(t *testing.T, st *webStack) *webPair {
 	return p
 }
 
+// createGroup creates a group named name with member through the page and
+// waits until it is open with member listed.
+func (p *webTab) createGroup(name, member string) {
+	p.t.Helper()
+	p.run("create group "+name,
+		chromedp.SetValue("#group-name", name, chromedp.ByQuery),
+		chromedp.SetValue("#group-members", member, chromedp.ByQuery),
+		chromedp.Click("#group-btn", chromedp.ByQuery))
+	p.waitFor("group "+name+" to open", `document.getElementById('conv-title').textContent === `+jsString(name)+` && !document.getElementById('group-bar').hidden`)
+	p.waitFor(member+" among the members", `document.getElementById('members').textContent.includes(`+jsString(member)+`)`)
+}
+
 // webBefriend has a (userA) ask b (userB) to be friends through the page,
 // and b accept.
 func webBefriend(a, b *webTab, userA, userB string) {
@@ -249,12 +256,7 @@ func TestWebChatEditBlockRenameLeave(t *testing.T) {
 
 	// A group: renamed by A, left by B.
 	group := "crew" + p.suffix
-	a.run("create a group",
-		chromedp.SetValue("#group-name", group, chromedp.ByQuery),
-		chromedp.SetValue("#group-members", userB, chromedp.ByQuery),
-		chromedp.Click("#group-btn", chromedp.ByQuery))
-	a.waitFor("the group to open", `document.getElementById('conv-title').textContent === `+jsString(group)+` && !document.getElementById('group-bar').hidden`)
-	a.waitFor("B among the members", `document.getElementById('members').textContent.includes(`+jsString(userB)+`)`)
+	a.createGroup(group, userB)
 	b.waitFor("the group in B's list", `Array.from(document.querySelectorAll('#groups li'), (e) => e.textContent).includes(`+jsString(group)+`)`)
 	// C joins and is removed by A.
 	userC := "carol" + p.suffix
