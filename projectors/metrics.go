@@ -22,7 +22,7 @@ func newRunnerMetrics(reg prometheus.Registerer, projector string) (*runnerMetri
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_events_total",
 			Help: "Events applied, by partition.", ConstLabels: labels}, []string{"partition"}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_quarantined_total",
-			Help: "Undecodable log entries quarantined, by partition.", ConstLabels: labels}, []string{"partition"}),
+			Help: "Entries quarantined (undecodable, or failing to apply MaxAttempts times), by partition.", ConstLabels: labels}, []string{"partition"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_projector_errors_total",
 			Help: "Failed steps (retried), by step.", ConstLabels: labels}, []string{"step"}),
 		owned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mpim_projector_partition_owned",

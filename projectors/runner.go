@@ -30,6 +30,11 @@ type RunnerConfig struct {
 	// RetryBackoff is the first wait after a failed batch; it doubles up to
 	// 5s (default 100ms).
 	RetryBackoff time.Duration
+	// MaxAttempts is how many times a batch is applied while it fails with
+	// errors that are not Transient before the runner isolates the entry
+	// that fails and quarantines it (see Quarantiner); 1..1000, default
+	// DefaultMaxAttempts. Transient errors are retried without bound.
+	MaxAttempts int
 	// Linger is how long, counted from a read, the runner waits before the
 	// next read after a batch smaller than BatchSize, so that the next batch
 	// collects what arrives meanwhile (see Lingering). 0 takes the
@@ -40,6 +45,10 @@ type RunnerConfig struct {
 	// Registerer receives the runner's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
+
+// DefaultMaxAttempts is the default RunnerConfig.MaxAttempts: with the
+// default backoff an event is quarantined about 1.5s after its first failure.
+const DefaultMaxAttempts = 5
 
 // Runner drives one projector over the log's partitions, with ownership
 // from a Coordinator. It is safe to run one Runner per projector per process.
@@ -63,6 +72,9 @@ func NewRunner(log Log, coord Coordinator, proj Projector, cfg RunnerConfig) (*R
 	if cfg.RetryBackoff == 0 {
 		cfg.RetryBackoff = 100 * time.Millisecond
 	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,6 +87,12 @@ func NewRunner(log Log, coord Coordinator, proj Projector, cfg RunnerConfig) (*R
 	}
 	if cfg.Block < time.Millisecond {
 		errs = append(errs, fmt.Errorf("projectors: block must be at least 1ms, got %s", cfg.Block))
+	}
+	if cfg.MaxAttempts < 1 || cfg.MaxAttempts > 1000 {
+		errs = append(errs, fmt.Errorf("projectors: max attempts must be 1..1000, got %d", cfg.MaxAttempts))
+	}
+	if cfg.RetryBackoff < 0 {
+		errs = append(errs, fmt.Errorf("projectors: retry backoff must not be negative, got %s", cfg.RetryBackoff))
 	}
 	if cfg.Linger > time.Minute {
 		errs = append(errs, fmt.Errorf("projectors: linger must be at most 1m, got %s", cfg.Linger))
@@ -97,55 +115,60 @@ func (r *Runner) Run(ctx context.Context) error {
 	return r.coord.Run(ctx, r.proj.Name(), r.log.Partitions(), r.partition)
 }
 
+// owned is the state of one partition while this process owns it.
+type owned struct {
+	p     int
+	token uint64
+	lg    *slog.Logger
+	pm    partitionMetrics
+	// pos is the checkpoint as the runner knows it; lagAt is when the lag
+	// was last observed.
+	pos   eventstore.Position
+	lagAt time.Time
+}
+
 // partition processes one owned partition until ctx ends or ownership is lost.
 func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
-	lg := r.cfg.Logger.With("projector", r.proj.Name(), "partition", p, "token", token)
-	pm := r.m.partition(strconv.Itoa(p))
-	pos, err := r.claim(ctx, lg, p, token)
-	if err != nil {
-		return r.stop(ctx, lg, err)
+	o := &owned{p: p, token: token, pm: r.m.partition(strconv.Itoa(p)),
+		lg: r.cfg.Logger.With("projector", r.proj.Name(), "partition", p, "token", token)}
+	if err := r.claim(ctx, o); err != nil {
+		return r.stop(ctx, o.lg, err)
 	}
-	pm.owned.Set(1)
-	defer pm.owned.Set(0)
+	o.pm.owned.Set(1)
+	defer o.pm.owned.Set(0)
 	var pause *time.Timer // lingering
 	defer func() {
 		if pause != nil {
 			pause.Stop()
 		}
 	}()
-	var lagAt time.Time // when the lag was last observed
 	for ctx.Err() == nil {
-		b, err := r.next(ctx, lg, p, token, pos)
+		b, err := r.next(ctx, o)
 		if err != nil {
-			return r.stop(ctx, lg, err)
+			return r.stop(ctx, o.lg, err)
 		}
 		if b == nil {
 			// Idle for the block time: the lag is worth a look.
-			r.observeLag(ctx, p, pm, pos)
-			lagAt = time.Now()
+			r.observeLag(ctx, o)
 			continue
 		}
 		readAt := time.Now()
-		err = r.apply(ctx, lg, pm, b)
+		err = r.apply(ctx, o, b)
 		if errors.Is(err, ErrCheckpointMoved) {
-			lg.Info("checkpoint moved under the owner (replay swap); claiming again")
-			if pos, err = r.claim(ctx, lg, p, token); err != nil {
-				return r.stop(ctx, lg, err)
+			o.lg.Info("checkpoint moved under the owner (replay swap); claiming again")
+			if err := r.claim(ctx, o); err != nil {
+				return r.stop(ctx, o.lg, err)
 			}
 			continue
 		}
 		if err != nil {
-			return r.stop(ctx, lg, err)
+			return r.stop(ctx, o.lg, err)
 		}
-		pos = b.To
 		// One lag read per second while busy, not one per batch: it is a
 		// round trip of its own.
+		r.lagEvery(ctx, o)
 		now := time.Now()
-		if now.Sub(lagAt) >= lagInterval {
-			r.observeLag(ctx, p, pm, pos)
-			lagAt = now
-		}
-		if wait := r.cfg.Linger - now.Sub(readAt); wait > 0 && len(b.Events)+len(b.Skipped) < r.cfg.BatchSize {
+		if wait := r.cfg.Linger - now.Sub(readAt); wait > 0 && b.size() < r.cfg.BatchSize {
 			if pause == nil {
 				pause = time.NewTimer(wait)
 			} else {
@@ -160,71 +183,98 @@ func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 	return nil
 }
 
-// lagInterval is how often a busy partition reads its lag.
+// lagInterval is how often a busy partition, or one whose batch is being
+// retried, reads its lag.
 const lagInterval = time.Second
 
-func (r *Runner) claim(ctx context.Context, lg *slog.Logger, p int, token uint64) (eventstore.Position, error) {
-	var pos eventstore.Position
-	err := r.retry(ctx, lg, "claim", func() error {
+func (r *Runner) claim(ctx context.Context, o *owned) error {
+	err := r.retry(ctx, o, "claim", 0, func() error {
 		var err error
-		pos, err = r.proj.Claim(ctx, p, token)
+		o.pos, err = r.proj.Claim(ctx, o.p, o.token)
 		return err
 	})
-	lg.Debug("partition claimed", "checkpoint", pos.String(), "err", err)
-	return pos, err
+	o.lg.Debug("partition claimed", "checkpoint", o.pos.String(), "err", err)
+	return err
 }
 
-// next reads the batch after pos: nil when there is nothing new within the
-// block time. An undecodable entry ends the batch and is carried in Skipped.
-func (r *Runner) next(ctx context.Context, lg *slog.Logger, p int, token uint64, pos eventstore.Position) (*Batch, error) {
+// next reads the batch after the checkpoint: nil when there is nothing new
+// within the block time. An undecodable entry ends the batch and is carried
+// in Skipped.
+func (r *Runner) next(ctx context.Context, o *owned) (*Batch, error) {
 	var b *Batch
-	err := r.retry(ctx, lg, "read", func() error {
-		recs, err := r.log.Tail(ctx, p, pos, r.cfg.BatchSize, r.cfg.Block)
+	pos := o.pos
+	err := r.retry(ctx, o, "read", 0, func() error {
+		recs, err := r.log.Tail(ctx, o.p, pos, r.cfg.BatchSize, r.cfg.Block)
 		var de *eventstore.DecodeError
 		switch {
 		case errors.As(err, &de):
-			b = &Batch{Partition: p, Token: token, After: pos, To: de.Position, Events: recs, Skipped: []*eventstore.DecodeError{de}}
+			b = &Batch{Partition: o.p, Token: o.token, After: pos, To: de.Position, Events: recs, Skipped: []*eventstore.DecodeError{de}}
 		case err != nil:
 			return err
 		case len(recs) > 0:
-			b = &Batch{Partition: p, Token: token, After: pos, To: recs[len(recs)-1].Position, Events: recs}
+			b = &Batch{Partition: o.p, Token: o.token, After: pos, To: recs[len(recs)-1].Position, Events: recs}
 		}
 		return nil
 	})
 	return b, err
 }
 
-// apply applies one batch, retrying failures other than fencing and a moved
-// checkpoint.
-func (r *Runner) apply(ctx context.Context, lg *slog.Logger, pm partitionMetrics, b *Batch) error {
+// apply applies one batch. Transient failures are retried without bound;
+// after MaxAttempts other failures the entries that fail are isolated and
+// quarantined (isolate) and the rest applied. It returns only when the
+// checkpoint is at b.To, or with the error that ends the partition's
+// processing (fenced, checkpoint moved, ctx).
+func (r *Runner) apply(ctx context.Context, o *owned, b *Batch) error {
 	start := time.Now()
-	err := r.retry(ctx, lg, "apply", func() error { return r.proj.Apply(ctx, b) })
-	if err != nil {
+	err := r.retry(ctx, o, "apply", r.cfg.MaxAttempts, func() error { return r.proj.Apply(ctx, b) })
+	switch {
+	case err == nil:
+		r.applied(o, b, start)
+		return nil
+	case stopping(ctx, err):
 		return err
 	}
-	r.m.batchSeconds.Observe(time.Since(start).Seconds())
-	pm.events.Add(float64(len(b.Events)))
-	if len(b.Skipped) > 0 {
-		pm.quarantined.Add(float64(len(b.Skipped)))
-		for _, s := range b.Skipped {
-			lg.Error("undecodable event quarantined", "position", s.Position.String(), "err", s.Err)
-		}
-	}
-	pm.checkpoint.Set(float64(b.To.Ms))
-	return nil
+	o.lg.Warn("batch failed repeatedly; isolating the entry that fails", "after", b.After.String(), "to", b.To.String(),
+		"entries", b.size(), "err", err)
+	return r.isolate(ctx, o, b, err)
 }
 
-// retry runs f until it succeeds, is fenced, or ctx ends, backing off
-// exponentially between failures.
-func (r *Runner) retry(ctx context.Context, lg *slog.Logger, what string, f func() error) error {
+// applied records a batch applied since start.
+func (r *Runner) applied(o *owned, b *Batch, start time.Time) {
+	r.m.batchSeconds.Observe(time.Since(start).Seconds())
+	o.pm.events.Add(float64(len(b.Events)))
+	if len(b.Skipped) > 0 {
+		o.pm.quarantined.Add(float64(len(b.Skipped)))
+		for _, s := range b.Skipped {
+			o.lg.Error("undecodable event quarantined", "position", s.Position.String(), "err", s.Err)
+		}
+	}
+	o.pos = b.To
+	o.pm.checkpoint.Set(float64(b.To.Ms))
+}
+
+// retry runs f until it succeeds, is fenced, finds the checkpoint moved, ctx
+// ends, or, when attempts > 0, it failed attempts times with errors that are
+// not Transient; it returns f's last error. It backs off exponentially
+// between failures and keeps the lag gauge moving while it waits.
+func (r *Runner) retry(ctx context.Context, o *owned, what string, attempts int, f func() error) error {
 	backoff := r.cfg.RetryBackoff
+	failed := 0
 	for {
 		err := f()
-		if err == nil || errors.Is(err, ErrFenced) || errors.Is(err, ErrCheckpointMoved) || ctx.Err() != nil {
+		if err == nil || stopping(ctx, err) {
 			return err
 		}
 		r.m.errors.WithLabelValues(what).Inc()
-		lg.Warn("projector step failed; retrying", "step", what, "err", err, "backoff", backoff)
+		transient := Transient(err)
+		if !transient {
+			failed++
+			if attempts > 0 && failed >= attempts {
+				return err
+			}
+		}
+		o.lg.Warn("projector step failed; retrying", "step", what, "err", err, "transient", transient, "backoff", backoff)
+		r.lagEvery(ctx, o)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -247,17 +297,25 @@ func (r *Runner) stop(ctx context.Context, lg *slog.Logger, err error) error {
 	return err
 }
 
-// observeLag sets the lag gauges: milliseconds between the checkpoint and the
-// partition's last entry (both are Redis clock times), and whether there are
-// entries after the checkpoint at all.
-func (r *Runner) observeLag(ctx context.Context, p int, pm partitionMetrics, pos eventstore.Position) {
-	info, err := r.log.Info(ctx, p)
+// lagEvery observes the lag if it was last observed lagInterval ago.
+func (r *Runner) lagEvery(ctx context.Context, o *owned) {
+	if time.Since(o.lagAt) >= lagInterval {
+		r.observeLag(ctx, o)
+	}
+}
+
+// observeLag sets the lag gauge: milliseconds between the checkpoint and the
+// partition's last entry (both are Redis clock times), 0 when there are no
+// entries after the checkpoint.
+func (r *Runner) observeLag(ctx context.Context, o *owned) {
+	o.lagAt = time.Now()
+	info, err := r.log.Info(ctx, o.p)
 	if err != nil {
 		return
 	}
 	var ms float64
-	if info.Last.Compare(pos) > 0 {
-		ms = float64(info.Last.Ms - min(pos.Ms, info.Last.Ms))
+	if info.Last.Compare(o.pos) > 0 {
+		ms = float64(info.Last.Ms - min(o.pos.Ms, info.Last.Ms))
 	}
-	pm.lagMs.Set(ms)
+	o.pm.lagMs.Set(ms)
 }

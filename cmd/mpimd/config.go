@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/config"
+	"github.com/mpim/mpim/projectors"
 )
 
 // projectorNames are the projectors mpimd knows, in start order.
@@ -35,6 +36,7 @@ type Config struct {
 	HTTPAddr                 string
 	Projectors               config.List
 	BatchSize                int
+	MaxAttempts              int
 	TrimInterval             time.Duration
 	InboxWindow              int
 	FsyncAlways              bool
@@ -82,6 +84,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	c.Projectors = append(config.List(nil), projectorNames...)
 	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
+	fs.IntVar(&c.MaxAttempts, "projector-max-attempts", projectors.DefaultMaxAttempts, "projector: times a batch is applied while it fails with errors that are not transient (data, constraint, decoding) before the event that fails is quarantined and its partition moves on")
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
@@ -167,6 +170,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("batch-size must be 1..100000, got %d", c.BatchSize))
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 1000 {
+		errs = append(errs, fmt.Errorf("projector-max-attempts must be 1..1000, got %d", c.MaxAttempts))
 	}
 	if c.TrimInterval < 0 {
 		errs = append(errs, fmt.Errorf("trim-interval must not be negative, got %s", c.TrimInterval))

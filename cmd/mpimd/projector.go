@@ -23,7 +23,7 @@ func (m *Main) projectorTasks(ctx context.Context, d *deps) ([]task, error) {
 	}
 	var tasks []task
 	for _, p := range projs {
-		r, err := projectors.NewRunner(d.store, d.coordinator(), p, projectors.RunnerConfig{BatchSize: c.BatchSize, Logger: d.lg, Registerer: d.reg})
+		r, err := projectors.NewRunner(d.store, d.coordinator(), p, projectors.RunnerConfig{BatchSize: c.BatchSize, MaxAttempts: c.MaxAttempts, Logger: d.lg, Registerer: d.reg})
 		if err != nil {
 			return nil, err
 		}
