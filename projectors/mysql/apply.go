@@ -71,6 +71,9 @@ type applier struct {
 	cur       *item // the event being applied
 
 	quarantined []quarantined
+	// reapply: a quarantined event is applied again out of order (see
+	// ReadModel.Reapply): versions are neither checked nor moved.
+	reapply bool
 
 	// For each map, a key present means "wanted, and loaded"; a nil value
 	// means the row does not exist (yet).
@@ -111,6 +114,10 @@ func (a *applier) run(ctx context.Context, items []item, skipped []*eventstore.D
 	if err := a.m.step(ctx, "loaded"); err != nil {
 		return err
 	}
+	var versions map[string]uint64
+	if a.reapply {
+		versions = a.versions()
+	}
 	for i := range items {
 		it := &items[i]
 		a.cur = it
@@ -123,6 +130,9 @@ func (a *applier) run(ctx context.Context, items []item, skipped []*eventstore.D
 		}
 	}
 	a.cur = nil
+	if a.reapply {
+		a.restoreVersions(versions)
+	}
 	for i, de := range skipped {
 		a.quarantined = append(a.quarantined, quarantined{pos: de.Position, reason: undecodablePrefix + de.Err.Error(), raw: de.Raw})
 		a.skipVersion(skippedAggs[i])
@@ -307,7 +317,7 @@ func (a *applier) quarantine(format string, args ...any) error {
 // follow returns nil if version v is the next of a row at version have, and
 // an ErrOutOfOrder error otherwise.
 func (a *applier) follow(kind, id string, have, v uint64) error {
-	if v == have+1 {
+	if v == have+1 || a.reapply {
 		return nil
 	}
 	what := "skipped"
