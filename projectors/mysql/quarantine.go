@@ -223,7 +223,6 @@ func (a *Archiver) Reapply(ctx context.Context, p int, pos eventstore.Position) 
 	})
 }
 
-
 // versions returns the versions of the loaded aggregate rows (users, groups,
 // conversations), by id.
 func (a *applier) versions() map[string]uint64 {
