@@ -129,3 +129,25 @@ func (p *Projector) quarantine(ctx context.Context, pipe redis.Pipeliner, partit
 		"partition", strconv.Itoa(partition), "position", pos.String(), "reason", reason, "raw", raw,
 	}})
 }
+
+var _ projectors.Quarantiner = (*Projector)(nil)
+
+// Quarantine records the batch's only entry in the quarantine stream with
+// cause as the reason and moves the checkpoint from b.After to b.To, with
+// Apply's checks (projectors.Quarantiner).
+func (p *Projector) Quarantine(ctx context.Context, b *projectors.Batch, cause error) error {
+	if err := p.moveCheckpoint(ctx, b, ""); err != nil {
+		return err
+	}
+	pipe := p.rdb.Pipeline()
+	for _, r := range b.Events {
+		p.quarantine(ctx, pipe, b.Partition, r.Position, "apply failed: "+cause.Error(), r.Raw)
+	}
+	for _, s := range b.Skipped {
+		p.quarantine(ctx, pipe, b.Partition, s.Position, "apply failed: "+cause.Error(), s.Raw)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("cache: quarantining in partition %d: %w", b.Partition, err)
+	}
+	return p.moveCheckpoint(ctx, b, b.To.String())
+}

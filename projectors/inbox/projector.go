@@ -369,3 +369,26 @@ func stringSlice(v any) ([]string, error) {
 	}
 	return out, nil
 }
+
+var _ projectors.Quarantiner = (*Projector)(nil)
+
+// Quarantine records the batch's only entry in the quarantine stream with
+// cause as the reason and moves the checkpoint from b.After to b.To, with
+// Apply's checks (projectors.Quarantiner); nobody's inbox receives it.
+func (p *Projector) Quarantine(ctx context.Context, b *projectors.Batch, cause error) error {
+	view, err := p.start(ctx, b, nil)
+	if err != nil {
+		return err
+	}
+	var bad []quarantined
+	for _, r := range b.Events {
+		bad = append(bad, quarantined{partition: b.Partition, position: r.Position, reason: "apply failed: " + cause.Error(), raw: r.Raw})
+	}
+	for _, s := range b.Skipped {
+		bad = append(bad, quarantined{partition: b.Partition, position: s.Position, reason: "apply failed: " + cause.Error(), raw: s.Raw})
+	}
+	if _, err := p.write(ctx, b, nil, bad, view); err != nil {
+		return err
+	}
+	return p.finish(ctx, b, nil, nil)
+}
