@@ -7,6 +7,7 @@
 //	mpimctl export [--since TIME] [--limit N]     NDJSON of events
 //	mpimctl tap    --group NAME [--consumer C]    competing-consumer reader
 //	mpimctl replay mysql                          rebuild the MySQL read model while running
+//	mpimctl quarantine list|reapply|drop          entries projectors set aside
 //
 // Settings come from flags, MPIM_* environment variables or --config FILE
 // (JSON), in that order of precedence.
@@ -35,6 +36,7 @@ func commands() []subcommand {
 		{"export", "NDJSON of events from a position or time, for analytics", runExport},
 		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter", runTap},
 		{"replay", "rebuild the MySQL read model from zero while running, then swap: replay mysql", runReplay},
+		{"quarantine", "entries projectors set aside: list [--projector P] [--json], reapply|drop PROJECTOR PARTITION POSITION", runQuarantine},
 		{"chat", "terminal chat client over a gateway WebSocket: chat --gateway URL --user NAME", runChat},
 	}
 }
