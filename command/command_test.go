@@ -363,16 +363,46 @@ func TestReaderEvents(t *testing.T) {
 	ctx := context.Background()
 	alice, bob := e.register(t, "alice"), e.register(t, "bob")
 	conv := domain.DirectConversation(alice.User, bob.User)
+	_, err := e.svc.MarkRead(ctx, bob, conv, 1)
+	wantCode(t, err, domain.EInvalid) // no messages yet
+	for range 3 {
+		if _, err := e.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := e.svc.MarkRead(ctx, bob, conv, 3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.DeleteForMe(ctx, bob, conv, 3); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.svc.MarkRead(ctx, bob, conv, 0)
-	wantCode(t, err, domain.EInvalid)
+	for _, seq := range []uint64{0, 4, domain.MaxSeq + 1, 1<<64 - 1} {
+		_, err = e.svc.MarkRead(ctx, bob, conv, seq)
+		wantCode(t, err, domain.EInvalid)
+		_, err = e.svc.DeleteForMe(ctx, bob, conv, seq)
+		wantCode(t, err, domain.EInvalid)
+	}
 	_, err = e.svc.MarkRead(ctx, bob, "d/garbage", 1)
 	wantCode(t, err, domain.EInvalid)
+}
+
+func TestRecallAndEditBeyondTheLastSeqAreInvalid(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alice, bob := e.register(t, "alice"), e.register(t, "bob")
+	conv := domain.DirectConversation(alice.User, bob.User)
+	if _, err := e.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{2, domain.MaxSeq, 1<<64 - 1} {
+		_, err := e.svc.Recall(ctx, alice, domain.RecallMessage{Conversation: conv, Seq: seq})
+		wantCode(t, err, domain.EInvalid)
+		_, err = e.svc.Edit(ctx, alice, domain.EditMessage{Conversation: conv, Seq: seq, Text: "x"})
+		wantCode(t, err, domain.EInvalid)
+	}
+	if _, err := e.svc.Edit(ctx, alice, domain.EditMessage{Conversation: conv, Seq: 1, Text: "fixed"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestConflictsAreRetriedTransparently(t *testing.T) {

@@ -137,8 +137,8 @@ func (s *Service) Edit(ctx context.Context, actor Actor, cmd domain.EditMessage)
 
 func (s *Service) changeMessage(ctx context.Context, actor Actor, conv domain.ConversationID, seq uint64,
 	decide func(convState, domain.MessageState, time.Time) ([]domain.Event, error)) (Result, error) {
-	if seq == 0 {
-		return Result{}, domain.Errorf(domain.EInvalid, "command: message seq must be positive")
+	if seq == 0 || seq > domain.MaxSeq {
+		return Result{}, domain.Errorf(domain.EInvalid, "command: message seq %d is not in 1..%d", seq, domain.MaxSeq)
 	}
 	res, err := s.retry(ctx, func(fresh bool) (eventstore.AppendResult, error) {
 		st, err := s.conversation(ctx, conv, fresh)
@@ -146,6 +146,12 @@ func (s *Service) changeMessage(ctx context.Context, actor Actor, conv domain.Co
 			return eventstore.AppendResult{}, err
 		}
 		raw, ms, err := s.messageState(ctx, conv, seq)
+		if domain.ErrorCode(err) == domain.ENotFound {
+			// No such message: beyond the last seq is a bad request.
+			if last, lerr := s.lastSeq(ctx, conv); lerr == nil && seq > last {
+				err = domain.CheckSeq("seq", seq, last)
+			}
+		}
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
@@ -178,23 +184,47 @@ func (s *Service) changeMessage(ctx context.Context, actor Actor, conv domain.Co
 	return resultOf(res), err
 }
 
-// MarkRead records that the actor read a conversation up to seq. Read
-// markers belong to the reader (aggregate m/<user>, in the user's partition).
+// MarkRead records that the actor read a conversation up to seq, which must
+// be 1..the conversation's last seq (EInvalid otherwise). Read markers belong
+// to the reader (aggregate m/<user>, in the user's partition).
 func (s *Service) MarkRead(ctx context.Context, actor Actor, conv domain.ConversationID, seq uint64) (Result, error) {
-	events, err := domain.DecideMarkRead(domain.MarkRead{User: actor.User, Conversation: conv, Seq: seq})
+	last, err := s.lastSeq(ctx, conv)
+	if err != nil {
+		return Result{}, err
+	}
+	events, err := domain.DecideMarkRead(domain.MarkRead{User: actor.User, Conversation: conv, Seq: seq}, last)
 	if err != nil {
 		return Result{}, err
 	}
 	return s.appendReader(ctx, actor, events)
 }
 
-// DeleteForMe hides message seq of a conversation from the actor only.
+// DeleteForMe hides message seq of a conversation from the actor only; seq
+// must be 1..the conversation's last seq (EInvalid otherwise).
 func (s *Service) DeleteForMe(ctx context.Context, actor Actor, conv domain.ConversationID, seq uint64) (Result, error) {
-	events, err := domain.DecideDeleteForMe(domain.DeleteForMe{User: actor.User, Conversation: conv, Seq: seq})
+	last, err := s.lastSeq(ctx, conv)
+	if err != nil {
+		return Result{}, err
+	}
+	events, err := domain.DecideDeleteForMe(domain.DeleteForMe{User: actor.User, Conversation: conv, Seq: seq}, last)
 	if err != nil {
 		return Result{}, err
 	}
 	return s.appendReader(ctx, actor, events)
+}
+
+// lastSeq returns the seq of conv's last message (0: none, or a malformed
+// id, which the domain reports), read from the head the append script keeps.
+// Seqs only grow, so a marker checked against it stays valid.
+func (s *Service) lastSeq(ctx context.Context, conv domain.ConversationID) (uint64, error) {
+	if !conv.Valid() {
+		return 0, nil
+	}
+	_, last, err := s.store.Version(ctx, conv.PartitionKey(), string(conv))
+	if err != nil {
+		return 0, domain.Errorf(domain.EUnavailable, "command: %v", err)
+	}
+	return last, nil
 }
 
 func (s *Service) appendReader(ctx context.Context, actor Actor, events []domain.Event) (Result, error) {

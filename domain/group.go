@@ -233,7 +233,8 @@ func (g *Group) live() error {
 //     admin or the owner, the target is someone else and the actor's role is
 //     higher than the target's (admins act on members only, the owner on
 //     everyone else); ENotMember for a target that is not a member.
-//     MuteMember: EInvalid for an Until that is not after now. UnmuteMember:
+//     MuteMember: EInvalid for an Until that is not after now or more than
+//     Policy.MaxMute ahead (a zero Until mutes indefinitely). UnmuteMember:
 //     ENotFound if the target is not muted at now.
 //   - SetRole: EForbidden unless the actor is the owner, for the owner as
 //     target and for RoleOwner (no transfer); EInvalid for an unknown role;
@@ -297,8 +298,12 @@ func (g *Group) Decide(cmd GroupCommand, now time.Time, p Policy) ([]Event, erro
 	case MuteMember:
 		until := c.Until
 		if !until.IsZero() {
-			if until = until.UTC().Truncate(time.Millisecond); !until.After(now) {
+			until = until.UTC().Truncate(time.Millisecond)
+			if !until.After(now) {
 				return nil, Errorf(EInvalid, "domain: mute until %v is not after now", c.Until)
+			}
+			if until.After(now.Add(p.MaxMute)) {
+				return nil, Errorf(EInvalid, "domain: mute until %v is more than %v ahead", c.Until, p.MaxMute)
 			}
 		}
 		if err := g.outranks(c.Actor, c.Target, "mute"); err != nil {

@@ -187,13 +187,13 @@ func mayPost(conv ConversationID, user UserID, now time.Time, rel *Relationship,
 }
 
 // checkRef returns an EInvalid error unless conv is well formed, seq is
-// positive and user is well formed.
+// 1..MaxSeq and user is well formed.
 func checkRef(conv ConversationID, seq uint64, user UserID) error {
 	if !conv.Valid() {
 		return Errorf(EInvalid, "domain: invalid conversation id %q", conv)
 	}
-	if seq == 0 {
-		return Errorf(EInvalid, "domain: seq must be positive")
+	if seq == 0 || seq > MaxSeq {
+		return Errorf(EInvalid, "domain: seq %d is not in 1..%d", seq, MaxSeq)
 	}
 	return checkUser("user", user)
 }
@@ -242,8 +242,8 @@ func checkContent(kind MessageKind, text string, att *Attachment, p Policy) erro
 	default:
 		return Errorf(EInvalid, "domain: unknown message kind %d", kind)
 	}
-	if att.Size < 0 || att.Width < 0 || att.Height < 0 {
-		return Errorf(EInvalid, "domain: attachment size and dimensions must not be negative")
+	if att.Size < 0 || uint64(att.Size) > MaxSeq || att.Width < 0 || att.Height < 0 {
+		return Errorf(EInvalid, "domain: attachment size must be 0..%d and its dimensions not negative", MaxSeq)
 	}
 	valid := utf8.ValidString(att.Mime) && utf8.ValidString(att.Name)
 	for k, v := range att.Meta {

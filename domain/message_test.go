@@ -136,6 +136,7 @@ func TestDecideRecall(t *testing.T) {
 		{"second recall exists", RecallMessage{direct, 7, a}, MessageState{Sender: a, SentAt: t0, Recalled: true}, t0, nil, nil, EExists},
 		{"missing message is not found", RecallMessage{direct, 7, a}, MessageState{}, t0, nil, nil, ENotFound},
 		{"zero seq is invalid", RecallMessage{direct, 0, a}, byA, t0, nil, nil, EInvalid},
+		{"seq 2^64-1 is invalid", RecallMessage{direct, 1<<64 - 1, a}, byA, t0, nil, nil, EInvalid},
 		{"malformed conversation is invalid", RecallMessage{"d/x", 7, a}, byA, t0, nil, nil, EInvalid},
 
 		{"group sender recalls within the window", RecallMessage{groupConv, 3, member}, byMember, t0, team, recalled(3, member, byMember), ""},
@@ -199,6 +200,7 @@ func TestDecideEdit(t *testing.T) {
 		{"blank text is invalid", EditMessage{direct, 7, a, "  "}, byA, t0, rel, nil, nil, EInvalid},
 		{"long text is too large", EditMessage{direct, 7, a, strings.Repeat("x", 16<<10+1)}, byA, t0, rel, nil, nil, ETooLarge},
 		{"zero seq is invalid", EditMessage{direct, 0, a, "fixed"}, byA, t0, rel, nil, nil, EInvalid},
+		{"seq 2^64-1 is invalid", EditMessage{direct, 1<<64 - 1, a, "fixed"}, byA, t0, rel, nil, nil, EInvalid},
 		{"group sender edits", EditMessage{groupConv, 7, member, "fixed"}, MessageState{Sender: member, SentAt: t0}, t0, nil, team, []Event{MessageEdited{Seq: 7, By: member, Text: "fixed"}}, ""},
 		{"muted sender cannot edit", EditMessage{groupConv, 7, muted, "fixed"}, MessageState{Sender: muted, SentAt: t0}, t0, nil, team, nil, EMuted},
 		{"admin cannot edit another's message", EditMessage{groupConv, 7, admin, "fixed"}, MessageState{Sender: member, SentAt: t0}, t0, nil, team, nil, EForbidden},

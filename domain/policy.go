@@ -15,14 +15,20 @@ type Policy struct {
 	MaxTextBytes     int           // a message's text plus its attachment's strings; a friend request's message
 	MaxNameBytes     int           // a display name or a group name
 	MaxUsernameBytes int           // a username (see NormalizeUsername)
+	MaxMute          time.Duration // how far ahead of now a timed mute may end
 }
 
 // minUsernameBytes is the shortest username.
 const minUsernameBytes = 3
 
+// maxMute bounds Policy.MaxMute: a mute's end must stay far inside the range
+// of times (bounds.go) whatever the clock says.
+const maxMute = 100 * 365 * 24 * time.Hour
+
 // DefaultPolicy returns the policy mpim runs with unless configured otherwise:
 // recall within 2 minutes, edit within 24 hours, 500 members a group, 16 KiB of
-// text, 64-byte names and 32-byte usernames.
+// text, 64-byte names, 32-byte usernames and timed mutes of up to a year
+// (365 days).
 func DefaultPolicy() Policy {
 	return Policy{
 		RecallWindow:     2 * time.Minute,
@@ -31,6 +37,7 @@ func DefaultPolicy() Policy {
 		MaxTextBytes:     16 << 10,
 		MaxNameBytes:     64,
 		MaxUsernameBytes: 32,
+		MaxMute:          365 * 24 * time.Hour,
 	}
 }
 
@@ -48,6 +55,7 @@ func (p Policy) Validate() error {
 	check(p.MaxGroupMembers >= 2, "MaxGroupMembers %d is below 2", p.MaxGroupMembers)
 	check(p.MaxTextBytes > 0, "MaxTextBytes %d is not positive", p.MaxTextBytes)
 	check(p.MaxNameBytes > 0, "MaxNameBytes %d is not positive", p.MaxNameBytes)
+	check(p.MaxMute > 0 && p.MaxMute <= maxMute, "MaxMute %v is not in (0, %v]", p.MaxMute, maxMute)
 	check(p.MaxUsernameBytes >= minUsernameBytes, "MaxUsernameBytes %d is below %d", p.MaxUsernameBytes, minUsernameBytes)
 	return errors.Join(errs...)
 }

@@ -17,10 +17,10 @@ func TestPolicyValidate(t *testing.T) {
 		err := Policy{}.Validate()
 		wantCode(t, err, EInvalid)
 		var joined interface{ Unwrap() []error }
-		if !errors.As(err, &joined) || len(joined.Unwrap()) != 6 {
-			t.Fatalf("want 6 joined errors, got %v", err)
+		if !errors.As(err, &joined) || len(joined.Unwrap()) != 7 {
+			t.Fatalf("want 7 joined errors, got %v", err)
 		}
-		for _, field := range []string{"RecallWindow", "EditWindow", "MaxGroupMembers", "MaxTextBytes", "MaxNameBytes", "MaxUsernameBytes"} {
+		for _, field := range []string{"RecallWindow", "EditWindow", "MaxGroupMembers", "MaxTextBytes", "MaxNameBytes", "MaxUsernameBytes", "MaxMute"} {
 			if !strings.Contains(err.Error(), field) {
 				t.Errorf("error does not mention %s: %v", field, err)
 			}

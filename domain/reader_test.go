@@ -11,27 +11,32 @@ func TestDecideReader(t *testing.T) {
 		user UserID
 		conv ConversationID
 		seq  uint64
+		last uint64
 		code Code
 	}{
-		{"pair member marks a direct conversation", a, direct, 5, ""},
-		{"other pair member marks a direct conversation", b, direct, 1, ""},
-		{"user marks a group conversation", member, groupConv, 9, ""},
-		{"outsider cannot mark a direct conversation", uid(3), direct, 5, EForbidden},
-		{"zero seq is invalid", a, direct, 0, EInvalid},
-		{"malformed user is invalid", "bob", direct, 5, EInvalid},
-		{"malformed conversation is invalid", a, "c/nope", 5, EInvalid},
-		{"empty conversation is invalid", a, "", 5, EInvalid},
+		{"pair member marks a direct conversation", a, direct, 5, 9, ""},
+		{"other pair member marks a direct conversation", b, direct, 1, 9, ""},
+		{"user marks a group conversation", member, groupConv, 9, 9, ""},
+		{"outsider cannot mark a direct conversation", uid(3), direct, 5, 9, EForbidden},
+		{"zero seq is invalid", a, direct, 0, 9, EInvalid},
+		{"seq beyond the last seq is invalid", a, direct, 10, 9, EInvalid},
+		{"seq in a conversation without messages is invalid", a, direct, 1, 0, EInvalid},
+		{"seq 2^64-1 is invalid", a, direct, 1<<64 - 1, 1<<64 - 1, EInvalid},
+		{"seq beyond MaxSeq is invalid", a, direct, MaxSeq + 1, MaxSeq + 1, EInvalid},
+		{"malformed user is invalid", "bob", direct, 5, 9, EInvalid},
+		{"malformed conversation is invalid", a, "c/nope", 5, 9, EInvalid},
+		{"empty conversation is invalid", a, "", 5, 9, EInvalid},
 	}
 	for _, tt := range tests {
 		t.Run("mark read: "+tt.name, func(t *testing.T) {
-			got, err := DecideMarkRead(MarkRead{User: tt.user, Conversation: tt.conv, Seq: tt.seq})
+			got, err := DecideMarkRead(MarkRead{User: tt.user, Conversation: tt.conv, Seq: tt.seq}, tt.last)
 			wantCode(t, err, tt.code)
 			if err == nil {
 				wantEvents(t, got, []Event{ConversationRead{User: tt.user, Conversation: tt.conv, Seq: tt.seq}})
 			}
 		})
 		t.Run("delete for me: "+tt.name, func(t *testing.T) {
-			got, err := DecideDeleteForMe(DeleteForMe{User: tt.user, Conversation: tt.conv, Seq: tt.seq})
+			got, err := DecideDeleteForMe(DeleteForMe{User: tt.user, Conversation: tt.conv, Seq: tt.seq}, tt.last)
 			wantCode(t, err, tt.code)
 			if err == nil {
 				wantEvents(t, got, []Event{MessageDeletedForMe{User: tt.user, Conversation: tt.conv, Seq: tt.seq}})
