@@ -114,10 +114,9 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 		r.Result = &mpimv1.Response_RenameGroup{RenameGroup: done}
 	case *mpimv1.ClientFrame_MuteMember:
 		var until time.Time
-		if ms := q.MuteMember.GetUntilMs(); ms != 0 {
-			until = time.UnixMilli(ms).UTC()
+		if until, err = domain.TimeFromUnixMilli("untilMs", q.MuteMember.GetUntilMs()); err == nil {
+			err = group(q.MuteMember.GetGroupId(), domain.MuteMember{Actor: me.user, Target: domain.UserID(q.MuteMember.GetUserId()), Until: until})
 		}
-		err = group(q.MuteMember.GetGroupId(), domain.MuteMember{Actor: me.user, Target: domain.UserID(q.MuteMember.GetUserId()), Until: until})
 		r.Result = &mpimv1.Response_MuteMember{MuteMember: done}
 	case *mpimv1.ClientFrame_UnmuteMember:
 		err = group(q.UnmuteMember.GetGroupId(), domain.UnmuteMember{Actor: me.user, Target: domain.UserID(q.UnmuteMember.GetUserId())})

@@ -12,14 +12,10 @@ import (
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
-// Page sizes of list queries.
-const (
-	defaultPage = 50
-	maxPage     = 200
-	// maxList bounds the unpaged lists (friends, requests, blocks, groups,
-	// members) so that no query reads without limit.
-	maxList = 5000
-)
+// maxList bounds the unpaged lists (friends, requests, blocks, groups,
+// members) so that no query reads without limit. Paged lists take their
+// page size from the domain (domain.CheckPage).
+const maxList = 5000
 
 // readModel answers queries from the MySQL read models the MySQL projector
 // writes (schema/migrations). They lag the log by the projector's batch:
@@ -224,9 +220,14 @@ func (r *readModel) isMember(ctx context.Context, group domain.GroupID, user dom
 var epoch = time.Unix(0, 0).UTC()
 
 // conversations returns a page of user's conversation list, most recent
-// first, with titles.
+// first, with titles. Arguments out of range (domain.NewConversationsPage)
+// are EInvalid before any query runs.
 func (r *readModel) conversations(ctx context.Context, user domain.UserID, q *mpimv1.ConversationsRequest) (*mpimv1.ConversationList, error) {
-	limit := pageSize(q.GetLimit())
+	page, err := domain.NewConversationsPage(q.GetBeforeMs(), domain.ConversationID(q.GetBeforeConversationId()), q.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	limit := page.Limit
 	// A group's conversation is listed while the user is a member: the row
 	// stays when the user leaves or is removed (two partitions write it, and
 	// only upserts commute), so the membership decides here.
@@ -235,15 +236,15 @@ func (r *readModel) conversations(ctx context.Context, user domain.UserID, q *mp
 		" AND (uc.conversation_id NOT LIKE 'c/%' OR EXISTS (SELECT 1 FROM group_members m" +
 		" WHERE m.group_id = CONCAT('g/', SUBSTRING(uc.conversation_id, 3)) AND m.user_id = uc.user_id))"
 	args := []any{string(user)}
-	if q.GetBeforeMs() != 0 || q.GetBeforeConversationId() != "" {
-		before := time.UnixMilli(q.GetBeforeMs()).UTC()
+	if page.After {
+		before := page.Before
 		sqlq += " AND (COALESCE(uc.last_message_at, ?) < ? OR (COALESCE(uc.last_message_at, ?) = ? AND uc.conversation_id < ?))"
-		args = append(args, epoch, before, epoch, before, q.GetBeforeConversationId())
+		args = append(args, epoch, before, epoch, before, string(page.BeforeConversation))
 	}
 	sqlq += " ORDER BY uc.last_message_at DESC, uc.conversation_id DESC LIMIT ?"
 	args = append(args, limit+1)
 	out := &mpimv1.ConversationList{}
-	err := r.query(ctx, "listing conversations", func(rows *sql.Rows) error {
+	err = r.query(ctx, "listing conversations", func(rows *sql.Rows) error {
 		c := &mpimv1.ConversationSummary{}
 		var at sql.NullTime
 		if err := rows.Scan(&c.ConversationId, &c.LastSeq, &at, &c.LastSenderId, &c.LastPreview, &c.ReadSeq, &c.UnreadCount); err != nil {
@@ -311,29 +312,28 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func pageSize(limit uint32) int {
-	switch {
-	case limit == 0:
-		return defaultPage
-	case limit > maxPage:
-		return maxPage
-	}
-	return int(limit)
-}
-
 // history returns a page of a conversation's messages for user, who must be
 // one of a direct conversation's pair (EForbidden) or a member of a group's
 // (ENotMember). Messages user deleted for themself come without content.
+// Arguments out of range (domain.NewHistoryPage) and an unknown direction
+// are EInvalid before any query runs.
 func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.HistoryRequest) (*mpimv1.History, error) {
-	conv := domain.ConversationID(q.GetConversationId())
-	if !conv.Valid() {
-		return nil, domain.Errorf(domain.EInvalid, "gateway: invalid conversation id %q", conv)
+	var forward bool
+	switch q.GetDirection() {
+	case mpimv1.HistoryDirection_HISTORY_DIRECTION_UNSPECIFIED, mpimv1.HistoryDirection_HISTORY_DIRECTION_BACKWARD:
+	case mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD:
+		forward = true
+	default:
+		return nil, domain.Errorf(domain.EInvalid, "gateway: unknown history direction %d", q.GetDirection())
 	}
+	page, err := domain.NewHistoryPage(domain.ConversationID(q.GetConversationId()), q.GetFromSeq(), forward, q.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	conv, limit := page.Conversation, page.Limit
 	if err := r.canRead(ctx, user, conv); err != nil {
 		return nil, err
 	}
-	limit := pageSize(q.GetLimit())
-	forward := q.GetDirection() == mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD
 	sqlq := "SELECT m.seq, m.event_id, m.sender_id, m.device_id, m.client_msg_id, m.kind, m.body, m.attachment," +
 		" m.sent_at, m.edited_at, m.recalled_at, d.seq IS NOT NULL FROM messages m" +
 		" LEFT JOIN message_deletions d ON d.user_id = ? AND d.conversation_id = m.conversation_id AND d.seq = m.seq" +
@@ -342,16 +342,16 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 	switch {
 	case forward:
 		sqlq += " AND m.seq > ? ORDER BY m.seq ASC LIMIT ?"
-		args = append(args, q.GetFromSeq())
-	case q.GetFromSeq() > 0:
+		args = append(args, page.FromSeq)
+	case page.FromSeq > 0:
 		sqlq += " AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
-		args = append(args, q.GetFromSeq())
+		args = append(args, page.FromSeq)
 	default:
 		sqlq += " ORDER BY m.seq DESC LIMIT ?"
 	}
 	args = append(args, limit+1)
 	out := &mpimv1.History{ConversationId: string(conv)}
-	err := r.query(ctx, "reading history", func(rows *sql.Rows) error {
+	err = r.query(ctx, "reading history", func(rows *sql.Rows) error {
 		m, err := scanMessage(rows)
 		if err != nil {
 			return err

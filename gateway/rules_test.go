@@ -54,7 +54,7 @@ func TestDomainRulesAnswerWithStableCodes(t *testing.T) {
 		conv := s1.GetConversationId()
 		ok(t, a.c, &mpimv1.ClientFrame_Edit{Edit: &mpimv1.EditRequest{ConversationId: conv, Seq: 1, Text: "hello!"}})
 		fails(t, b.c, "forbidden", &mpimv1.ClientFrame_Edit{Edit: &mpimv1.EditRequest{ConversationId: conv, Seq: 1, Text: "not mine"}})
-		fails(t, a.c, "not_found", &mpimv1.ClientFrame_Recall{Recall: &mpimv1.RecallRequest{ConversationId: conv, Seq: 99}})
+		fails(t, a.c, "invalid", &mpimv1.ClientFrame_Recall{Recall: &mpimv1.RecallRequest{ConversationId: conv, Seq: 99}}) // beyond the last seq
 		ok(t, b.c, &mpimv1.ClientFrame_MarkRead{MarkRead: &mpimv1.MarkReadRequest{ConversationId: conv, Seq: 1}})
 		ok(t, b.c, &mpimv1.ClientFrame_DeleteForMe{DeleteForMe: &mpimv1.DeleteForMeRequest{ConversationId: conv, Seq: 1}})
 		fails(t, c.c, "forbidden", &mpimv1.ClientFrame_MarkRead{MarkRead: &mpimv1.MarkReadRequest{ConversationId: conv, Seq: 1}})
