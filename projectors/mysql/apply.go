@@ -283,8 +283,14 @@ func (a *applier) load(ctx context.Context) error {
 	return nil
 }
 
-// apply applies one decoded event to the loaded rows.
+// apply applies one decoded event to the loaded rows. An event whose time
+// does not fit a DATETIME column is quarantined (the log may hold one from
+// before the domain bounded times); it still moves its aggregate's version.
 func (a *applier) apply(it *item) error {
+	if !fitsDatetime(it.meta.OccurredAt) {
+		a.skipVersion(it.meta.Aggregate)
+		return a.quarantine("occurred at %d ms, a time beyond the DATETIME columns", it.meta.OccurredAt.UnixMilli())
+	}
 	switch it.ev.(type) {
 	case domain.UserRegistered, domain.ProfileUpdated, domain.PasswordChanged, domain.DeviceLoggedIn, domain.DeviceLoggedOut:
 		return a.applyUser(it)

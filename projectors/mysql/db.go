@@ -285,6 +285,14 @@ const nullTime ms = -1 << 63
 
 func msOf(t time.Time) ms { return ms(t.UnixMilli()) }
 
+// fitsDatetime reports whether t can be written to a DATETIME(3) column:
+// its UTC year is 1..9999 (beyond, the driver refuses to format it and the
+// server to store it).
+func fitsDatetime(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
+}
+
 // sql returns the value to bind: a UTC time.Time, or nil for nullTime.
 func (m ms) sql() any {
 	if m == nullTime {

@@ -170,6 +170,9 @@ func (a *applier) applyGroup(it *item) error {
 		if !ok {
 			return a.quarantine("%s is not a member of %s", e.User, id)
 		}
+		if !fitsDatetime(e.Until) {
+			return a.quarantine("mute of %s in %s until %d ms, a time beyond the DATETIME column", e.User, id, e.Until.UnixMilli())
+		}
 		m.muted, m.mutedUntil = true, nullTime
 		if !e.Until.IsZero() {
 			m.mutedUntil = msOf(e.Until)

@@ -128,7 +128,7 @@ func (a *applier) applyConversation(it *item) error {
 	}
 	if c.version == 0 && v != 1 {
 		c.version, c.dirty = v, true
-		if e, ok := it.ev.(domain.MessageSent); ok {
+		if e, ok := it.ev.(domain.MessageSent); ok && e.Seq <= domain.MaxSeq {
 			c.lastSeq = max(c.lastSeq, e.Seq)
 		}
 		return a.quarantine("conversation %s has no events before version %d", id, v)
@@ -179,6 +179,10 @@ func (a *applier) send(cid domain.ConversationID, c *convRow, e domain.MessageSe
 		return a.quarantine("message of %s appended to %s", e.Conversation, id)
 	case e.Seq <= c.lastSeq:
 		return a.quarantine("seq %d is not after the last seq %d of %s", e.Seq, c.lastSeq, id)
+	case e.Seq > domain.MaxSeq:
+		return a.quarantine("seq %d of %s is beyond the largest seq %d", e.Seq, id, domain.MaxSeq)
+	case !fitsDatetime(e.SentAt):
+		return a.quarantine("message %d of %s sent at %d ms, a time beyond the DATETIME column", e.Seq, id, e.SentAt.UnixMilli())
 	case kind == "":
 		return a.quarantine("unknown message kind %d", e.Kind)
 	case !e.Sender.Valid() || !fitsBytes(string(e.Device), 64) || !fitsBytes(e.ClientMsgID, 64):
@@ -292,8 +296,8 @@ func (a *applier) applyReader(it *item) error {
 	case domain.MessageDeletedForMe:
 		user, conv, seq = e.User, e.Conversation, e.Seq
 	}
-	if user != reader || !conv.Valid() || seq == 0 {
-		return a.quarantine("reader %s: malformed marker for %s in %s at %d", agg, user, conv, seq)
+	if user != reader || !conv.Valid() || seq == 0 || seq > domain.MaxSeq {
+		return a.quarantine("reader %s: malformed marker for %s in %s at %d (seqs are 1..%d)", agg, user, conv, seq, domain.MaxSeq)
 	}
 	if x, y, ok := conv.Members(); ok && user != x && user != y {
 		return a.quarantine("%s is not in %s", user, conv)

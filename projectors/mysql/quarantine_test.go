@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,106 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 		if hash(rows) != hash(after[tbl]) {
 			t.Errorf("table %s changed by a rebuild from the archive:\n%v\n%v", tbl, rows, after[tbl])
 		}
+	}
+}
+
+// appendRawAt is appendRaw with the envelope's time at, also kept in the
+// aggregate's own history if keep (the write side reloads groups and users
+// from theirs).
+func appendRawAt(t *testing.T, env *logEnv, agg string, at time.Time, keep bool, e domain.Event) {
+	t.Helper()
+	ev, err := codec.Envelope(codec.Meta{ID: ulid.Make(), Aggregate: agg, OccurredAt: at}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = env.store.Append(context.Background(), eventstore.AppendRequest{
+		Streams: []eventstore.StreamAppend{{Aggregate: agg, Expected: eventstore.Any, KeepHistory: keep, Events: []*mpimv1.Event{ev}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A log written before the domain bounded times and seqs may hold events
+// whose numbers no column takes. They are quarantined, and the events after
+// them are projected.
+func TestEventsWhoseNumbersDoNotFitTheColumnsAreQuarantined(t *testing.T) {
+	ctx := context.Background()
+	env := newLogEnv(t, 1)
+	a, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := env.svc.Register(ctx, "bob", passwordHash, "Bob", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := command.Actor{User: a}, command.Actor{User: b}
+	g, _, err := env.svc.CreateGroup(ctx, alice, "team", []domain.UserID{b}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := domain.DirectConversation(a, b)
+	if _, err := env.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	year10000 := time.UnixMilli(253402300800000)
+	appendRawAt(t, env, string(g), time.Now(), true, domain.MemberMuted{User: b, By: a, Until: year10000})
+	appendRaw(t, env, domain.ReaderID(b), domain.ConversationRead{User: b, Conversation: conv, Seq: 1<<64 - 1})
+	appendRaw(t, env, domain.ReaderID(b), domain.MessageDeletedForMe{User: b, Conversation: conv, Seq: 1<<64 - 1})
+	appendRaw(t, env, string(conv), domain.MessageSent{Conversation: conv, Sender: a, Kind: domain.KindText, Text: "late", SentAt: year10000})
+	appendRawAt(t, env, string(a), year10000, true, domain.ProfileUpdated{DisplayName: "from the far future"})
+
+	// Good events after them.
+	if _, err := env.svc.UpdateGroup(ctx, alice, g, domain.RenameGroup{Actor: a, Name: "team 2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.svc.UpdateUser(ctx, alice, domain.UpdateProfile{DisplayName: "Alice 2"}); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := env.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "still works"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.svc.MarkRead(ctx, bob, conv, sent.Seq); err != nil {
+		t.Fatal(err)
+	}
+
+	db := openTestDB(t)
+	rm := testReadModel(t, db, Config{})
+	w := &watched{Projector: rm}
+	project(t, env.store, w, rm.Checkpoints)
+	w.check(t)
+
+	reasons := dumpTable(t, db, tQuarantine, "WHERE projector = 'mysql'", "quarantined_at", "raw", "pos_ms", "pos_seq", "partition_no")
+	want := []string{"mute of " + string(b), "malformed marker for " + string(b) + " in " + string(conv) + " at 18446744073709551615",
+		"sent at 253402300800000 ms", "occurred at 253402300800000 ms"}
+	if len(reasons) != len(want)+1 { // the marker and the deletion
+		t.Errorf("quarantine has %d rows, want %d: %v", len(reasons), len(want)+1, reasons)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, w) }) {
+			t.Errorf("no quarantine reason mentions %q: %v", w, reasons)
+		}
+	}
+	var name string
+	var muted bool
+	if err := db.QueryRow("SELECT g.name, m.muted FROM chat_groups g JOIN group_members m ON m.group_id = g.group_id AND m.user_id = ? WHERE g.group_id = ?",
+		string(b), string(g)).Scan(&name, &muted); err != nil {
+		t.Fatal(err)
+	}
+	if name != "team 2" || muted {
+		t.Errorf("group %q with bob muted %v, want \"team 2\" and not muted", name, muted)
+	}
+	if err := db.QueryRow("SELECT display_name FROM users WHERE user_id = ?", string(a)).Scan(&name); err != nil || name != "Alice 2" {
+		t.Errorf("alice is %q (%v), want \"Alice 2\"", name, err)
+	}
+	var last, read uint64
+	if err := db.QueryRow("SELECT last_seq, read_seq FROM user_conversations WHERE user_id = ? AND conversation_id = ?", string(b), string(conv)).
+		Scan(&last, &read); err != nil {
+		t.Fatal(err)
+	}
+	if last != sent.Seq || read != sent.Seq {
+		t.Errorf("bob's row of %s: last %d read %d, want %d %d", conv, last, read, sent.Seq, sent.Seq)
 	}
 }
