@@ -51,6 +51,7 @@ type Config struct {
 	PasswordMemoryKiB        uint
 	PasswordPasses           uint
 	MaxGroupMembers          int
+	MaxMute                  time.Duration
 	LoginFailuresPerUser     int
 	LoginFailuresPerAddr     int
 }
@@ -101,12 +102,17 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have in 15 minutes before its logins are refused (rate_limited) until the window ends")
 	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: the same per client address (-1: not limited; behind a reverse proxy every client has the proxy's address)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
+	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
 // maxGroupMembers bounds --max-group-members: every message to a group is
 // written to each member's inbox, so a group's size is its fan-out.
 const maxGroupMembers = 100_000
+
+// Bounds of --max-mute: a mute's end stays far inside the times the read
+// models store.
+const minMaxMute, maxMaxMute = time.Minute, 10 * 365 * 24 * time.Hour
 
 // minPasswordMemoryKiB is the least argon2id memory mpimd accepts. Below the
 // OWASP minimum (7 MiB with 5 passes, or the same product of memory and
@@ -160,6 +166,9 @@ func (c *Config) Validate() error {
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
+		}
+		if c.MaxMute < minMaxMute || c.MaxMute > maxMaxMute {
+			errs = append(errs, fmt.Errorf("max-mute must be %s..%s, got %s", minMaxMute, maxMaxMute, c.MaxMute))
 		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))

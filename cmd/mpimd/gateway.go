@@ -34,6 +34,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	c := &m.Config
 	policy := domain.DefaultPolicy()
 	policy.MaxGroupMembers = c.MaxGroupMembers
+	policy.MaxMute = c.MaxMute
 	svc, err := command.New(d.store, command.Config{Policy: policy})
 	if err != nil {
 		return nil, nil, err

@@ -170,18 +170,18 @@ func TestPartitionMismatchIsAStartupError(t *testing.T) {
 
 func TestGatewaySettingsAreValidated(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
-	err := m.ParseFlags("gateway", []string{"--listen", "nowhere", "--gateway-id", "bad id/with:stuff", "--mysql", "", "--client-rate", "0", "--password-memory-kib", "10", "--max-group-members", "1", "--login-failures-per-address", "0"})
+	err := m.ParseFlags("gateway", []string{"--listen", "nowhere", "--gateway-id", "bad id/with:stuff", "--mysql", "", "--client-rate", "0", "--password-memory-kib", "10", "--max-group-members", "1", "--login-failures-per-address", "0", "--max-mute", "0s"})
 	if err == nil {
 		t.Fatal("bad gateway settings accepted")
 	}
-	for _, want := range []string{"listen", "gateway-id", "mysql DSN", "client-rate", "password-memory-kib", "max-group-members", "login-failures-per-address"} {
+	for _, want := range []string{"listen", "gateway-id", "mysql DSN", "client-rate", "password-memory-kib", "max-group-members", "login-failures-per-address", "max-mute"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
 	}
 	// Each of the settings below alone is refused, naming itself.
 	for _, bad := range [][]string{{"--password-passes", "0"}, {"--password-memory-kib", "5000000"},
-		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}} {
+		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
