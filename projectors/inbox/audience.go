@@ -17,7 +17,7 @@ func groupOf(agg string, ev domain.Event) (domain.GroupID, bool) {
 	case domain.GroupCreated:
 		return e.Group, true
 	case domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked, domain.MemberRoleChanged,
-		domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved:
+		domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved, domain.GroupHistoryVisibilityChanged:
 		return domain.GroupID(agg), true
 	}
 	return "", false
@@ -141,7 +141,7 @@ func (m membership) audience(agg string, ev domain.Event, to func(domain.UserID)
 	case domain.MemberUnmuted:
 		m.each(domain.GroupID(agg), to)
 		to(e.User)
-	case domain.GroupRenamed:
+	case domain.GroupRenamed, domain.GroupHistoryVisibilityChanged:
 		m.each(domain.GroupID(agg), to)
 	case domain.GroupDissolved:
 		g := domain.GroupID(agg)

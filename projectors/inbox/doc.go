@@ -30,7 +30,7 @@
 //     see when they next list friends).
 //   - GroupCreated, MemberAdded, MemberJoined, MemberLeft, MemberKicked,
 //     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted,
-//     GroupDissolved: the members before and after the event together (so a
+//     GroupHistoryVisibilityChanged, GroupDissolved: the members before and after the event together (so a
 //     joiner gets their join and a kicked or leaving user their removal) and
 //     the user the event is about.
 //   - ProfileUpdated: the user's own devices.

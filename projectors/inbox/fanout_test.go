@@ -79,6 +79,7 @@ func newChat(t *testing.T, e *env) *chat {
 	bk.add(t, "d admin", s.id(e.svc.UpdateGroup(ctx, a, gid, domain.SetRole{Actor: a.User, Target: d.User, Role: domain.RoleAdmin})), a, d, er)
 	bk.add(t, "mute e", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.MuteMember{Actor: d.User, Target: er.User, Until: time.Now().Add(time.Hour)})), a, d, er)
 	bk.add(t, "unmute e", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.UnmuteMember{Actor: d.User, Target: er.User})), a, d, er)
+	bk.add(t, "history visible", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.SetHistoryVisibility{Actor: d.User, Visible: true})), a, d, er)
 	bk.add(t, "read team by d", s.id(e.svc.MarkRead(ctx, d, conv, 3)), d)
 
 	// Blocks reach the blocker only; profiles their owner only.
