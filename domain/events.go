@@ -139,6 +139,14 @@ type MemberUnmuted struct {
 	User, By UserID
 }
 
+// GroupHistoryVisibilityChanged sets whether members who join from now on
+// read the group's history from its first message (Visible) or only from
+// their joining. Memberships that began before it keep their start.
+type GroupHistoryVisibilityChanged struct {
+	Visible bool
+	By      UserID
+}
+
 // GroupDissolved ends the group; it accepts no command afterwards.
 type GroupDissolved struct {
 	By UserID
@@ -194,30 +202,31 @@ type MessageDeletedForMe struct {
 	Seq          uint64
 }
 
-func (UserRegistered) EventType() string        { return "UserRegistered" }
-func (UsernameClaimed) EventType() string       { return "UsernameClaimed" }
-func (ProfileUpdated) EventType() string        { return "ProfileUpdated" }
-func (PasswordChanged) EventType() string       { return "PasswordChanged" }
-func (DeviceLoggedIn) EventType() string        { return "DeviceLoggedIn" }
-func (DeviceLoggedOut) EventType() string       { return "DeviceLoggedOut" }
-func (FriendRequested) EventType() string       { return "FriendRequested" }
-func (FriendRequestAccepted) EventType() string { return "FriendRequestAccepted" }
-func (FriendRequestDeclined) EventType() string { return "FriendRequestDeclined" }
-func (FriendRemoved) EventType() string         { return "FriendRemoved" }
-func (UserBlocked) EventType() string           { return "UserBlocked" }
-func (UserUnblocked) EventType() string         { return "UserUnblocked" }
-func (GroupCreated) EventType() string          { return "GroupCreated" }
-func (MemberAdded) EventType() string           { return "MemberAdded" }
-func (MemberJoined) EventType() string          { return "MemberJoined" }
-func (MemberLeft) EventType() string            { return "MemberLeft" }
-func (MemberKicked) EventType() string          { return "MemberKicked" }
-func (MemberRoleChanged) EventType() string     { return "MemberRoleChanged" }
-func (GroupRenamed) EventType() string          { return "GroupRenamed" }
-func (MemberMuted) EventType() string           { return "MemberMuted" }
-func (MemberUnmuted) EventType() string         { return "MemberUnmuted" }
-func (GroupDissolved) EventType() string        { return "GroupDissolved" }
-func (MessageSent) EventType() string           { return "MessageSent" }
-func (MessageRecalled) EventType() string       { return "MessageRecalled" }
-func (MessageEdited) EventType() string         { return "MessageEdited" }
-func (ConversationRead) EventType() string      { return "ConversationRead" }
-func (MessageDeletedForMe) EventType() string   { return "MessageDeletedForMe" }
+func (UserRegistered) EventType() string                { return "UserRegistered" }
+func (UsernameClaimed) EventType() string               { return "UsernameClaimed" }
+func (ProfileUpdated) EventType() string                { return "ProfileUpdated" }
+func (PasswordChanged) EventType() string               { return "PasswordChanged" }
+func (DeviceLoggedIn) EventType() string                { return "DeviceLoggedIn" }
+func (DeviceLoggedOut) EventType() string               { return "DeviceLoggedOut" }
+func (FriendRequested) EventType() string               { return "FriendRequested" }
+func (FriendRequestAccepted) EventType() string         { return "FriendRequestAccepted" }
+func (FriendRequestDeclined) EventType() string         { return "FriendRequestDeclined" }
+func (FriendRemoved) EventType() string                 { return "FriendRemoved" }
+func (UserBlocked) EventType() string                   { return "UserBlocked" }
+func (UserUnblocked) EventType() string                 { return "UserUnblocked" }
+func (GroupCreated) EventType() string                  { return "GroupCreated" }
+func (MemberAdded) EventType() string                   { return "MemberAdded" }
+func (MemberJoined) EventType() string                  { return "MemberJoined" }
+func (MemberLeft) EventType() string                    { return "MemberLeft" }
+func (MemberKicked) EventType() string                  { return "MemberKicked" }
+func (MemberRoleChanged) EventType() string             { return "MemberRoleChanged" }
+func (GroupRenamed) EventType() string                  { return "GroupRenamed" }
+func (MemberMuted) EventType() string                   { return "MemberMuted" }
+func (MemberUnmuted) EventType() string                 { return "MemberUnmuted" }
+func (GroupDissolved) EventType() string                { return "GroupDissolved" }
+func (GroupHistoryVisibilityChanged) EventType() string { return "GroupHistoryVisibilityChanged" }
+func (MessageSent) EventType() string                   { return "MessageSent" }
+func (MessageRecalled) EventType() string               { return "MessageRecalled" }
+func (MessageEdited) EventType() string                 { return "MessageEdited" }
+func (ConversationRead) EventType() string              { return "ConversationRead" }
+func (MessageDeletedForMe) EventType() string           { return "MessageDeletedForMe" }

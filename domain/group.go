@@ -22,6 +22,8 @@ type Group struct {
 	owner     UserID
 	open      bool
 	members   map[UserID]membership
+	// historyVisible: members who join get the history from seq 1.
+	historyVisible bool
 }
 
 // membership is a member's state inside the aggregate.
@@ -47,7 +49,7 @@ func (m Member) MutedAt(now time.Time) bool {
 
 // GroupCommand is a command for the Group aggregate: CreateGroup, AddMember,
 // JoinGroup, LeaveGroup, KickMember, SetRole, RenameGroup, MuteMember,
-// UnmuteMember or DissolveGroup.
+// UnmuteMember, SetHistoryVisibility or DissolveGroup.
 type GroupCommand interface{ groupCommand() }
 
 // CreateGroup creates the group with Owner as its owner and Members as
@@ -101,16 +103,26 @@ type UnmuteMember struct{ Actor, Target UserID }
 // DissolveGroup ends the group; Actor is the owner.
 type DissolveGroup struct{ Actor UserID }
 
-func (CreateGroup) groupCommand()   {}
-func (AddMember) groupCommand()     {}
-func (JoinGroup) groupCommand()     {}
-func (LeaveGroup) groupCommand()    {}
-func (KickMember) groupCommand()    {}
-func (SetRole) groupCommand()       {}
-func (RenameGroup) groupCommand()   {}
-func (MuteMember) groupCommand()    {}
-func (UnmuteMember) groupCommand()  {}
-func (DissolveGroup) groupCommand() {}
+// SetHistoryVisibility decides whether members who join from now on read the
+// group's history from its first message (Visible) or only what is said
+// while they are members (the default); Actor is an admin or the owner. It
+// is not retroactive: a membership keeps the start it had when it began.
+type SetHistoryVisibility struct {
+	Actor   UserID
+	Visible bool
+}
+
+func (CreateGroup) groupCommand()          {}
+func (AddMember) groupCommand()            {}
+func (JoinGroup) groupCommand()            {}
+func (LeaveGroup) groupCommand()           {}
+func (KickMember) groupCommand()           {}
+func (SetRole) groupCommand()              {}
+func (RenameGroup) groupCommand()          {}
+func (MuteMember) groupCommand()           {}
+func (UnmuteMember) groupCommand()         {}
+func (DissolveGroup) groupCommand()        {}
+func (SetHistoryVisibility) groupCommand() {}
 
 // NewGroup returns the not-yet-created aggregate of id, ready for
 // CreateGroup. It returns an EInvalid error for a malformed id.
@@ -162,6 +174,11 @@ func (g *Group) Owner() UserID { return g.owner }
 
 // Open reports whether anyone may join without being added.
 func (g *Group) Open() bool { return g.open }
+
+// HistoryVisible reports whether members who join now read the history from
+// the group's first message; otherwise a member reads only the messages sent
+// while they were a member.
+func (g *Group) HistoryVisible() bool { return g.historyVisible }
 
 // Len returns the number of members, owner included.
 func (g *Group) Len() int { return len(g.members) }
@@ -240,6 +257,8 @@ func (g *Group) live() error {
 //     target and for RoleOwner (no transfer); EInvalid for an unknown role;
 //     EExists if the target has the role already.
 //   - RenameGroup: EForbidden unless the actor is an admin or the owner.
+//   - SetHistoryVisibility: EForbidden unless the actor is an admin or the
+//     owner; EExists if the setting has that value already.
 //   - DissolveGroup: EForbidden unless the actor is the owner.
 //
 // Malformed fields give EInvalid, overlong ones ETooLarge.
@@ -318,6 +337,14 @@ func (g *Group) Decide(cmd GroupCommand, now time.Time, p Policy) ([]Event, erro
 			return nil, Errorf(ENotFound, "domain: %s is not muted in %s", c.Target, g.id)
 		}
 		return []Event{MemberUnmuted{User: c.Target, By: c.Actor}}, nil
+	case SetHistoryVisibility:
+		if err := g.atLeast(c.Actor, RoleAdmin, "change the history visibility"); err != nil {
+			return nil, err
+		}
+		if g.historyVisible == c.Visible {
+			return nil, Errorf(EExists, "domain: the history visibility of %s is already %v", g.id, c.Visible)
+		}
+		return []Event{GroupHistoryVisibilityChanged{Visible: c.Visible, By: c.Actor}}, nil
 	case DissolveGroup:
 		if err := g.atLeast(c.Actor, RoleOwner, "dissolve"); err != nil {
 			return nil, err
@@ -486,6 +513,8 @@ func (g *Group) Apply(e Event) error {
 			m.muted, m.until = false, time.Time{}
 			g.members[e.User] = m
 		}
+	case GroupHistoryVisibilityChanged:
+		g.historyVisible = e.Visible
 	case GroupDissolved:
 		g.dissolved = true
 	default:

@@ -120,6 +120,14 @@ func TestGroupDecide(t *testing.T) {
 		{"member cannot unmute", team, nil, UnmuteMember{Actor: member, Target: muted}, nil, EForbidden},
 		{"muted member cannot unmute themselves", team, nil, UnmuteMember{Actor: muted, Target: muted}, nil, EForbidden},
 
+		{"owner makes the history visible to new members", team, nil, SetHistoryVisibility{Actor: owner, Visible: true},
+			[]Event{GroupHistoryVisibilityChanged{Visible: true, By: owner}}, ""},
+		{"admin hides the history again", append(team[:4:4], GroupHistoryVisibilityChanged{Visible: true, By: owner}), nil,
+			SetHistoryVisibility{Actor: admin, Visible: false}, []Event{GroupHistoryVisibilityChanged{Visible: false, By: admin}}, ""},
+		{"plain member cannot change the history visibility", team, nil, SetHistoryVisibility{Actor: member, Visible: true}, nil, EForbidden},
+		{"non-member cannot change the history visibility", team, nil, SetHistoryVisibility{Actor: outsider, Visible: true}, nil, ENotMember},
+		{"history visibility already off exists", team, nil, SetHistoryVisibility{Actor: owner}, nil, EExists},
+
 		{"owner dissolves", team, nil, DissolveGroup{Actor: owner}, []Event{GroupDissolved{By: owner}}, ""},
 		{"admin cannot dissolve", team, nil, DissolveGroup{Actor: admin}, nil, EForbidden},
 		{"non-member cannot dissolve", team, nil, DissolveGroup{Actor: outsider}, nil, ENotMember},

@@ -124,6 +124,9 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 	case *mpimv1.ClientFrame_DissolveGroup:
 		err = group(q.DissolveGroup.GetGroupId(), domain.DissolveGroup{Actor: me.user})
 		r.Result = &mpimv1.Response_DissolveGroup{DissolveGroup: done}
+	case *mpimv1.ClientFrame_SetHistoryVisibility:
+		err = group(q.SetHistoryVisibility.GetGroupId(), domain.SetHistoryVisibility{Actor: me.user, Visible: q.SetHistoryVisibility.GetVisible()})
+		r.Result = &mpimv1.Response_SetHistoryVisibility{SetHistoryVisibility: done}
 	case *mpimv1.ClientFrame_GroupMembers:
 		var ms *mpimv1.GroupMembers
 		ms, err = a.rm.groupMembers(ctx, me.user, domain.GroupID(q.GroupMembers.GetGroupId()))

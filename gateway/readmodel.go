@@ -123,13 +123,13 @@ func (r *readModel) blocks(ctx context.Context, user domain.UserID) ([]string, e
 }
 
 // groupCols are the chat_groups columns scanGroup reads, prefixed "g.".
-const groupCols = "g.group_id, g.name, g.owner_id, g.is_open, g.member_count, g.created_at, g.dissolved_at"
+const groupCols = "g.group_id, g.name, g.owner_id, g.is_open, g.member_count, g.created_at, g.dissolved_at, g.history_visible"
 
 func scanGroup(rows interface{ Scan(...any) error }, extra ...any) (*mpimv1.GroupSummary, error) {
 	g := &mpimv1.GroupSummary{}
 	var created time.Time
 	var dissolved sql.NullTime
-	if err := rows.Scan(append([]any{&g.GroupId, &g.Name, &g.OwnerId, &g.Open, &g.MemberCount, &created, &dissolved}, extra...)...); err != nil {
+	if err := rows.Scan(append([]any{&g.GroupId, &g.Name, &g.OwnerId, &g.Open, &g.MemberCount, &created, &dissolved, &g.HistoryVisible}, extra...)...); err != nil {
 		return nil, err
 	}
 	g.ConversationId = string(domain.GroupConversation(domain.GroupID(g.GroupId)))
@@ -201,19 +201,6 @@ func (r *readModel) groupMembers(ctx context.Context, user domain.UserID, group 
 		return nil, domain.Errorf(domain.ENotMember, "gateway: %s is not a member of %s", user, group)
 	}
 	return out, nil
-}
-
-// isMember reports whether user is a member of group.
-func (r *readModel) isMember(ctx context.Context, group domain.GroupID, user domain.UserID) (bool, error) {
-	var one int
-	err := r.db.QueryRowContext(ctx, "SELECT 1 FROM group_members WHERE group_id = ? AND user_id = ?", string(group), string(user)).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, unavailable("reading a membership", err)
-	}
-	return true, nil
 }
 
 // epoch stands for a NULL last_message_at in the conversation list's order.
@@ -313,8 +300,10 @@ func placeholders(n int) string {
 }
 
 // history returns a page of a conversation's messages for user, who must be
-// one of a direct conversation's pair (EForbidden) or a member of a group's
-// (ENotMember). Messages user deleted for themself come without content.
+// one of a direct conversation's pair (EForbidden) or a member or former
+// member of a group's (ENotMember). A group's history holds only the
+// messages of user's membership periods (group_member_periods), so a page
+// may skip seqs. Messages user deleted for themself come without content.
 // Arguments out of range (domain.NewHistoryPage) and an unknown direction
 // are EInvalid before any query runs.
 func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.HistoryRequest) (*mpimv1.History, error) {
@@ -339,6 +328,11 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 		" LEFT JOIN message_deletions d ON d.user_id = ? AND d.conversation_id = m.conversation_id AND d.seq = m.seq" +
 		" WHERE m.conversation_id = ?"
 	args := []any{string(user), string(conv)}
+	if g, ok := conv.Group(); ok {
+		sqlq += " AND EXISTS (SELECT 1 FROM group_member_periods p WHERE p.group_id = ? AND p.user_id = ?" +
+			" AND m.seq > p.from_seq AND (p.to_seq IS NULL OR m.seq <= p.to_seq))"
+		args = append(args, string(g), string(user))
+	}
 	switch {
 	case forward:
 		sqlq += " AND m.seq > ? ORDER BY m.seq ASC LIMIT ?"
@@ -373,15 +367,18 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 	return out, nil
 }
 
-// canRead checks that user may read conv's history.
+// canRead checks that user may read conv's history: for a group's, that
+// user has or had a membership period.
 func (r *readModel) canRead(ctx context.Context, user domain.UserID, conv domain.ConversationID) error {
 	if g, ok := conv.Group(); ok {
-		member, err := r.isMember(ctx, g, user)
-		if err != nil {
-			return err
-		}
-		if !member {
+		var one int
+		err := r.db.QueryRowContext(ctx, "SELECT 1 FROM group_member_periods WHERE group_id = ? AND user_id = ? LIMIT 1",
+			string(g), string(user)).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
 			return domain.Errorf(domain.ENotMember, "gateway: %s is not a member of %s", user, g)
+		case err != nil:
+			return unavailable("reading a membership", err)
 		}
 		return nil
 	}

@@ -14,6 +14,7 @@ var readModelTables = []string{
 	"message_deletions",
 	"conversations",
 	"user_conversations",
+	"group_member_periods",
 }
 
 // otherTables are the remaining tables Migrate creates.

@@ -106,13 +106,15 @@ func testEveryCommand(t *testing.T, cl *e2eCluster) {
 			return false
 		})
 
-	// A group's life: open group, carol joins, roles, rename, mute, kick,
+	// A group's life: open group, carol joins, roles, rename, history
+	// visibility, mute, kick,
 	// leave, dissolve.
 	g := a.call(t, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "smoke", MemberIds: []string{bob.id}, Open: true}}).GetCreateGroup()
 	gid := g.GetGroupId()
 	c.call(t, &mpimv1.ClientFrame_JoinGroup{JoinGroup: &mpimv1.JoinGroupRequest{GroupId: gid}})
 	a.call(t, &mpimv1.ClientFrame_SetRole{SetRole: &mpimv1.SetRoleRequest{GroupId: gid, UserId: bob.id, Role: mpimv1.Role_ROLE_ADMIN}})
 	b.call(t, &mpimv1.ClientFrame_RenameGroup{RenameGroup: &mpimv1.RenameGroupRequest{GroupId: gid, Name: "smoke 2"}})
+	b.call(t, &mpimv1.ClientFrame_SetHistoryVisibility{SetHistoryVisibility: &mpimv1.SetHistoryVisibilityRequest{GroupId: gid, Visible: true}})
 	b.call(t, &mpimv1.ClientFrame_MuteMember{MuteMember: &mpimv1.MuteMemberRequest{GroupId: gid, UserId: carol.id, UntilMs: time.Now().Add(time.Hour).UnixMilli()}})
 	a.eventually(t, "the group's members", &mpimv1.ClientFrame_GroupMembers{GroupMembers: &mpimv1.GroupMembersRequest{GroupId: gid}},
 		func(r *mpimv1.Response) bool {
@@ -123,7 +125,7 @@ func testEveryCommand(t *testing.T, cl *e2eCluster) {
 				roles[m.GetUserId()] = m.GetRole()
 				muted = muted || (m.GetUserId() == carol.id && m.GetMuted())
 			}
-			return gm.GetGroup().GetName() == "smoke 2" && len(roles) == 3 && roles[alice.id] == mpimv1.Role_ROLE_OWNER &&
+			return gm.GetGroup().GetName() == "smoke 2" && gm.GetGroup().GetHistoryVisible() && len(roles) == 3 && roles[alice.id] == mpimv1.Role_ROLE_OWNER &&
 				roles[bob.id] == mpimv1.Role_ROLE_ADMIN && roles[carol.id] == mpimv1.Role_ROLE_MEMBER && muted
 		})
 	b.call(t, &mpimv1.ClientFrame_UnmuteMember{UnmuteMember: &mpimv1.UnmuteMemberRequest{GroupId: gid, UserId: carol.id}})

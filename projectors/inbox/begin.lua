@@ -2,12 +2,13 @@
 -- membership its fan-out starts from, atomically, before anything is written.
 --
 -- KEYS[1]     the partition's checkpoint hash (fields pos, token)
--- KEYS[2..n]  member sets of the groups the batch touches
+-- KEYS[2..n]  per group the batch touches: its member set, its history hash
 -- ARGV[1]     the batch's token, decimal
 -- ARGV[2]     the batch's After position ("<ms>-<seq>")
 --
 -- Result: {"F", stored token} when a newer token was claimed, {"M", pos} when
--- the checkpoint is not After, else {"O", members of KEYS[2], ...}.
+-- the checkpoint is not After, else {"O", members of KEYS[2], HGETALL of
+-- KEYS[3], ...}.
 
 -- newer compares two tokens as redisckpt's claim.lua does (see there);
 -- keep the two the same.
@@ -22,5 +23,8 @@ if cur and newer(cur, ARGV[1]) then return {"F", cur} end
 local pos = redis.call("HGET", ckpt, "pos") or "0-0"
 if pos ~= ARGV[2] then return {"M", pos} end
 local out = {"O"}
-for i = 2, #KEYS do out[i] = redis.call("SMEMBERS", KEYS[i]) end
+for i = 2, #KEYS, 2 do
+  out[i] = redis.call("SMEMBERS", KEYS[i])
+  out[i + 1] = redis.call("HGETALL", KEYS[i + 1])
+end
 return out

@@ -4,11 +4,13 @@
 -- the next batch reads is therefore always exactly the one at the checkpoint.
 --
 -- KEYS[1]     the partition's checkpoint hash (fields pos, token)
--- KEYS[2..n]  member sets changed by the batch
+-- KEYS[2..n]  per group changed by the batch: its member set, its history hash
 -- ARGV[1]     token, ARGV[2] After, ARGV[3] To
--- then per member set, in KEYS order:
---   "d"                          delete the set (dissolved group)
---   "s", A, A x user, R, R x user  add A users, remove R users
+-- then per group, in KEYS order:
+--   "d"                          delete the set and the hash (dissolved group)
+--   "s", A, A x user, R, R x user, H, H x (field, value), D, D x field
+--                                add A users, remove R users, set H fields
+--                                of the hash, delete D fields
 --
 -- Result: {"F", stored token}, {"M", pos}, or {"O"} after the changes.
 
@@ -37,10 +39,10 @@ local function each(cmd, key, a, n)
 end
 
 local a = 4
-for k = 2, #KEYS do
-  local key = KEYS[k]
+for k = 2, #KEYS, 2 do
+  local key, hist = KEYS[k], KEYS[k + 1]
   if argv[a] == "d" then
-    call("DEL", key)
+    call("DEL", key, hist)
     a = a + 1
   else
     local n = num(argv[a + 1])
@@ -48,6 +50,12 @@ for k = 2, #KEYS do
     a = a + 2 + n
     n = num(argv[a])
     each("SREM", key, a + 1, n)
+    a = a + 1 + n
+    n = num(argv[a])
+    each("HSET", hist, a + 1, 2 * n)
+    a = a + 1 + 2 * n
+    n = num(argv[a])
+    each("HDEL", hist, a + 1, n)
     a = a + 1 + n
   end
 end

@@ -12,8 +12,9 @@
 //     conversation, the sender included (so the sender's other devices get
 //     it): both users of a direct conversation; the members of a group at
 //     that point of the log. A member who was kicked or left gets nothing
-//     after the event that removed them; a member who joined gets recalls and
-//     edits of older messages too (clients ignore seqs they do not hold).
+//     after the event that removed them; a recall or edit reaches only the
+//     members whose membership began before the message (a member who
+//     joined while the group's history was visible began at seq 0).
 //   - ConversationRead: the reader (their other devices sync the marker) and,
 //     in a direct conversation, the other user (the read receipt). In a group
 //     only the reader: the event lives in the reader's partition, not the
@@ -30,7 +31,7 @@
 //     see when they next list friends).
 //   - GroupCreated, MemberAdded, MemberJoined, MemberLeft, MemberKicked,
 //     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted,
-//     GroupDissolved: the members before and after the event together (so a
+//     GroupHistoryVisibilityChanged, GroupDissolved: the members before and after the event together (so a
 //     joiner gets their join and a kicked or leaving user their removal) and
 //     the user the event is about.
 //   - ProfileUpdated: the user's own devices.
@@ -43,12 +44,15 @@
 // The members of each group are kept in Redis by this projector, from the
 // group's events, in a set per group under the partition's hash tag (a
 // group's events and messages share its partition, so the set is always the
-// membership at the partition's checkpoint). A batch reads the sets it needs
-// together with its fencing check, moves them through the batch in memory
-// and writes the net changes together with the checkpoint, in one script: the
-// membership is exactly-once even though inbox entries are not. The sets are
-// rebuilt by replaying the log from zero (after deleting the projector's keys
-// and inboxes).
+// membership at the partition's checkpoint), beside a hash per group of its
+// history state: the conversation's last seq, whether the history is visible
+// to new members, and the seq each member's membership began at. A batch
+// reads the sets and hashes it needs together with its fencing check, moves
+// them through the batch in memory and writes the net changes together with
+// the checkpoint, in one script: the membership is exactly-once even though
+// inbox entries are not. The sets and hashes are rebuilt by replaying the log
+// from zero (after deleting the projector's keys and inboxes); a member set
+// written before the hashes existed reads as members since seq 0.
 //
 // # Delivery guarantees
 //

@@ -73,12 +73,17 @@ func newChat(t *testing.T, e *env) *chat {
 	bk.add(t, "b adds e", s.id(e.svc.UpdateGroup(ctx, b, gid, domain.AddMember{Actor: b.User, User: er.User})), a, b, d, er)
 	bk.add(t, "g4", send(er, conv, "g4").EventID, a, b, d, er)
 	bk.add(t, "b leaves", s.id(e.svc.UpdateGroup(ctx, b, gid, domain.LeaveGroup{User: b.User})), a, b, d, er)
-	bk.add(t, "g5", send(a, conv, "g5").EventID, a, d, er)
-	bk.add(t, "recall g1", s.id(e.svc.Recall(ctx, a, domain.RecallMessage{Conversation: conv, Seq: g1.Seq})), a, d, er)
+	g5 := send(a, conv, "g5")
+	bk.add(t, "g5", g5.EventID, a, d, er)
+	// d joined and e was added after g1: neither hears of its edit or recall.
+	bk.add(t, "edit g1", s.id(e.svc.Edit(ctx, a, domain.EditMessage{Conversation: conv, Seq: g1.Seq, Text: "g1, edited"})), a)
+	bk.add(t, "edit g5", s.id(e.svc.Edit(ctx, a, domain.EditMessage{Conversation: conv, Seq: g5.Seq, Text: "g5, edited"})), a, d, er)
+	bk.add(t, "recall g1", s.id(e.svc.Recall(ctx, a, domain.RecallMessage{Conversation: conv, Seq: g1.Seq})), a)
 	bk.add(t, "rename", s.id(e.svc.UpdateGroup(ctx, a, gid, domain.RenameGroup{Actor: a.User, Name: "team 2"})), a, d, er)
 	bk.add(t, "d admin", s.id(e.svc.UpdateGroup(ctx, a, gid, domain.SetRole{Actor: a.User, Target: d.User, Role: domain.RoleAdmin})), a, d, er)
 	bk.add(t, "mute e", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.MuteMember{Actor: d.User, Target: er.User, Until: time.Now().Add(time.Hour)})), a, d, er)
 	bk.add(t, "unmute e", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.UnmuteMember{Actor: d.User, Target: er.User})), a, d, er)
+	bk.add(t, "history visible", s.id(e.svc.UpdateGroup(ctx, d, gid, domain.SetHistoryVisibility{Actor: d.User, Visible: true})), a, d, er)
 	bk.add(t, "read team by d", s.id(e.svc.MarkRead(ctx, d, conv, 3)), d)
 
 	// Blocks reach the blocker only; profiles their owner only.
@@ -201,8 +206,9 @@ func TestEveryMemberAtTheTimeGetsExactlyItsEntries(t *testing.T) {
 	})
 	t.Run("dissolved group's member set is gone", func(t *testing.T) {
 		keys := e.keysUnder(t, e.prefix+"proj:{inbox:p*}:members:"+string(c.other))
+		keys = append(keys, e.keysUnder(t, e.prefix+"proj:{inbox:p*}:history:"+string(c.other))...)
 		if len(keys) != 0 {
-			t.Fatalf("member set of the dissolved group remains: %v", keys)
+			t.Fatalf("member set or history of the dissolved group remains: %v", keys)
 		}
 		p := e.store.PartitionOf(string(c.group))
 		members, err := e.rdb.SMembers(context.Background(), fmt.Sprintf("%sproj:{inbox:p%d}:members:%s", e.prefix, p, c.group)).Result()

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,9 +77,18 @@ func (p *Projector) Name() string { return Name }
 //
 //	<prefix>proj:{inbox:pN}:ckpt              hash: pos (checkpoint), token (fencing token)
 //	<prefix>proj:{inbox:pN}:members:<group>   set: the group's members at the checkpoint
+//	<prefix>proj:{inbox:pN}:history:<group>   hash: the group's history state at the
+//	                                          checkpoint: last (the conversation's last
+//	                                          seq), visible ("1": history visible to new
+//	                                          members), from:<user> (the seq the member's
+//	                                          membership began at)
 //	<prefix>quarantine:inbox                  stream: quarantined entries
 func (p *Projector) membersKey(partition int, g domain.GroupID) string {
 	return p.ckpt.Tag(partition) + "members:" + string(g)
+}
+
+func (p *Projector) historyKey(partition int, g domain.GroupID) string {
+	return p.ckpt.Tag(partition) + "history:" + string(g)
 }
 
 func (p *Projector) quarantineKey() string { return p.cfg.Prefix + "quarantine:" + Name }
@@ -141,10 +151,10 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 // start is round trip 1: the fencing check, and the member sets of groups
 // as of the checkpoint.
 func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []domain.GroupID) (membership, error) {
-	keys := make([]string, 1+len(groups))
+	keys := make([]string, 1+2*len(groups))
 	keys[0] = p.ckpt.Key(b.Partition)
 	for i, g := range groups {
-		keys[1+i] = p.membersKey(b.Partition, g)
+		keys[1+2*i], keys[2+2*i] = p.membersKey(b.Partition, g), p.historyKey(b.Partition, g)
 	}
 	res, err := p.begin.Run(ctx, p.rdb, keys, redisckpt.FormatToken(b.Token), b.After.String()).Slice()
 	if err != nil {
@@ -153,16 +163,24 @@ func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []dom
 	if err := p.ckpt.Verdict(res, b.Partition, b.Token); err != nil {
 		return nil, err
 	}
-	if len(res) != 1+len(groups) {
+	if len(res) != 1+2*len(groups) {
 		return nil, fmt.Errorf("inbox: begin script returned %d replies for %d groups", len(res)-1, len(groups))
 	}
 	view := make(membership, len(groups))
 	for i, g := range groups {
-		users, err := stringSlice(res[1+i])
+		users, err := stringSlice(res[1+2*i])
 		if err != nil {
 			return nil, fmt.Errorf("inbox: members of %s: %w", g, err)
 		}
-		view.load(g, users)
+		flat, err := stringSlice(res[2+2*i])
+		if err != nil || len(flat)%2 != 0 {
+			return nil, fmt.Errorf("inbox: history of %s: %d fields, %v", g, len(flat), err)
+		}
+		hist := make(map[string]string, len(flat)/2)
+		for j := 0; j < len(flat); j += 2 {
+			hist[flat[j]] = flat[j+1]
+		}
+		view.load(g, users, hist)
 	}
 	return view, nil
 }
@@ -221,8 +239,8 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 // Notifications that fail are logged, not retried: the gateways' position
 // checks repair them.
 func (p *Projector) finish(ctx context.Context, b *projectors.Batch, changes []change, notes map[string]*delivery.Notification) error {
-	keys, args := commitArgs(p.ckpt.Key(b.Partition), redisckpt.FormatToken(b.Token), b, changes, func(g domain.GroupID) string {
-		return p.membersKey(b.Partition, g)
+	keys, args := commitArgs(p.ckpt.Key(b.Partition), redisckpt.FormatToken(b.Token), b, changes, func(g domain.GroupID) (string, string) {
+		return p.membersKey(b.Partition, g), p.historyKey(b.Partition, g)
 	})
 	pipe := p.rdb.Pipeline()
 	commit := p.commit.EvalSha(ctx, pipe, keys, args...)
@@ -332,11 +350,12 @@ func (p *Projector) notifications(partition int, recipients map[domain.UserID]*r
 }
 
 // commitArgs builds the keys and arguments of commit.lua.
-func commitArgs(ckpt, token string, b *projectors.Batch, changes []change, key func(domain.GroupID) string) ([]string, []any) {
+func commitArgs(ckpt, token string, b *projectors.Batch, changes []change, key func(domain.GroupID) (members, history string)) ([]string, []any) {
 	keys := []string{ckpt}
 	args := []any{token, b.After.String(), b.To.String()}
 	for _, c := range changes {
-		keys = append(keys, key(c.group))
+		members, history := key(c.group)
+		keys = append(keys, members, history)
 		if c.drop {
 			args = append(args, "d")
 			continue
@@ -349,6 +368,15 @@ func commitArgs(ckpt, token string, b *projectors.Batch, changes []change, key f
 		for _, u := range c.removed {
 			args = append(args, string(u))
 		}
+		var set, del []any
+		for _, f := range slices.Sorted(maps.Keys(c.hist)) {
+			if v := c.hist[f]; v != "" {
+				set = append(set, f, v)
+			} else {
+				del = append(del, f)
+			}
+		}
+		args = append(append(append(append(args, len(set)/2), set...), len(del)), del...)
 	}
 	return keys, args
 }

@@ -86,6 +86,7 @@ type applier struct {
 	msgs      map[msgKey]*msgRow
 	uc        map[ucKey]*ucDelta
 	deletions map[delKey]ms
+	periods   map[periodKey]periodEnd // membership periods opened or closed
 }
 
 func newApplier(m *ReadModel, tx *sql.Tx, partition int) *applier {
@@ -94,6 +95,7 @@ func newApplier(m *ReadModel, tx *sql.Tx, partition int) *applier {
 		users: map[string]*userRow{}, usernames: map[string]string{}, devices: map[devKey]*deviceRow{},
 		pairs: map[pairKey]*pairState{}, groups: map[string]*groupRow{}, convs: map[string]*convRow{},
 		msgs: map[msgKey]*msgRow{}, uc: map[ucKey]*ucDelta{}, deletions: map[delKey]ms{},
+		periods: map[periodKey]periodEnd{},
 	}
 }
 
@@ -208,7 +210,8 @@ func (a *applier) want(it *item) {
 			a.wantPair(k)
 		}
 	case domain.GroupCreated, domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked,
-		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved:
+		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved,
+		domain.GroupHistoryVisibilityChanged:
 		if g := domain.GroupID(agg); g.Valid() {
 			a.wantGroup(agg)
 			a.wantConv(string(domain.GroupConversation(g)))
@@ -302,7 +305,8 @@ func (a *applier) apply(it *item) error {
 		domain.FriendRemoved, domain.UserBlocked, domain.UserUnblocked:
 		return a.applyContact(it)
 	case domain.GroupCreated, domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked,
-		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved:
+		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved,
+		domain.GroupHistoryVisibilityChanged:
 		return a.applyGroup(it)
 	case domain.MessageSent, domain.MessageRecalled, domain.MessageEdited:
 		return a.applyConversation(it)
@@ -341,7 +345,7 @@ func (a *applier) at() ms { return msOf(a.cur.meta.OccurredAt) }
 // order in every transaction, which keeps deadlocks between partitions rare).
 func (a *applier) write(ctx context.Context) error {
 	for _, w := range []func(context.Context) error{
-		a.writeUsers, a.writeDevices, a.writePairs, a.writeGroups, a.writeConvs, a.writeMsgs,
+		a.writeUsers, a.writeDevices, a.writePairs, a.writeGroups, a.writePeriods, a.writeConvs, a.writeMsgs,
 		a.writeUserConvs, a.writeDeletions, a.writeQuarantine,
 	} {
 		if err := w(ctx); err != nil {

@@ -50,6 +50,15 @@
 // that point of the log; the sender's own message advances the sender's
 // read_seq, and joining a group counts what was sent before as read.
 //
+// group_member_periods records each membership as conversation seqs: a
+// period opens at the group conversation's last seq when the member joins
+// (at 0 while the group's history is visible to new members) and closes at
+// the last seq when the member leaves or is removed. The group and its
+// conversation share a partition, so the last seq is exact at that point of
+// the log. A new member's conversation list entry shows no message sent
+// before the join (unless the history is visible), and an edit or recall of
+// such a message does not reach it.
+//
 // Decisions that quarantine an event (an unknown user or group, a recall of
 // a message that does not exist, a field that does not fit its column, ...)
 // use only state of the event's own partition, so the live model and a

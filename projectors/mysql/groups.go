@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"maps"
@@ -12,19 +13,34 @@ import (
 // loaded (origMembers) and as the batch leaves them (members).
 type groupRow struct {
 	name, owner               string
-	open                      bool
+	open, historyVisible      bool
 	created, updated, dissolv ms
 	version                   uint64
 	dirty                     bool
 	members, origMembers      map[string]memberRow
 }
 
-// memberRow is a group_members row.
+// memberRow is a group_members row with the start of the member's current
+// membership period (from, a group_member_periods row).
 type memberRow struct {
 	role       domain.Role
 	muted      bool
 	mutedUntil ms
 	joined     ms
+	from       uint64
+}
+
+// periodKey identifies a group_member_periods row.
+type periodKey struct {
+	group, user string
+	from        uint64
+}
+
+// periodEnd is the end of a membership period: the conversation's last seq
+// when it ended, or open while the membership lasts.
+type periodEnd struct {
+	to   uint64
+	open bool
 }
 
 var roleNames = map[domain.Role]string{domain.RoleMember: "member", domain.RoleAdmin: "admin", domain.RoleOwner: "owner"}
@@ -47,11 +63,11 @@ func (a *applier) loadGroups(ctx context.Context) error {
 		ids = append(ids, []any{id})
 	}
 	err := a.queryKeys(ctx, ids,
-		inList("SELECT group_id, name, owner_id, is_open, created_at, updated_at, dissolved_at, version FROM "+a.t.groups+" WHERE group_id"),
+		inList("SELECT group_id, name, owner_id, is_open, history_visible, created_at, updated_at, dissolved_at, version FROM "+a.t.groups+" WHERE group_id"),
 		func(rows *sql.Rows) error {
 			var id string
 			g := &groupRow{members: map[string]memberRow{}}
-			if err := rows.Scan(&id, &g.name, &g.owner, &g.open, g.created.scan(), g.updated.scan(), g.dissolv.scan(), &g.version); err != nil {
+			if err := rows.Scan(&id, &g.name, &g.owner, &g.open, &g.historyVisible, g.created.scan(), g.updated.scan(), g.dissolv.scan(), &g.version); err != nil {
 				return err
 			}
 			a.groups[id] = g
@@ -77,6 +93,23 @@ func (a *applier) loadGroups(ctx context.Context) error {
 				}
 				m.role = roleOf(role)
 				a.groups[gid].members[uid] = m
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		err = a.queryKeys(ctx, ids,
+			inList("SELECT group_id, user_id, from_seq FROM "+a.t.periods+" WHERE to_seq IS NULL AND group_id"),
+			func(rows *sql.Rows) error {
+				var gid, uid string
+				var from uint64
+				if err := rows.Scan(&gid, &uid, &from); err != nil {
+					return err
+				}
+				if m, ok := a.groups[gid].members[uid]; ok {
+					m.from = max(m.from, from)
+					a.groups[gid].members[uid] = m
+				}
 				return nil
 			})
 		if err != nil {
@@ -149,10 +182,12 @@ func (a *applier) applyGroup(it *item) error {
 		a.admit(gid, g, string(u), domain.RoleMember, t)
 	case domain.MemberLeft, domain.MemberKicked:
 		u := leaver(e)
-		if _, ok := member(u); !ok {
+		m, ok := member(u)
+		if !ok {
 			return a.quarantine("%s is not a member of %s", u, id)
 		}
 		delete(g.members, string(u))
+		a.periods[periodKey{id, string(u), m.from}] = periodEnd{to: a.lastSeq(gid)}
 	case domain.MemberRoleChanged:
 		m, ok := member(e.User)
 		if !ok || roleNames[e.Role] == "" {
@@ -185,6 +220,8 @@ func (a *applier) applyGroup(it *item) error {
 		}
 		m.muted, m.mutedUntil = false, nullTime
 		g.members[string(e.User)] = m
+	case domain.GroupHistoryVisibilityChanged:
+		g.historyVisible = e.Visible
 	case domain.GroupDissolved:
 		if g.dissolv != nullTime {
 			return a.quarantine("group %s is already dissolved", id)
@@ -209,26 +246,68 @@ func leaver(e domain.Event) domain.UserID {
 	return e.(domain.MemberKicked).User
 }
 
-// admit makes user a member and puts the group's conversation in the
-// user's list, with everything sent before the join counted as read.
+// admit makes user a member, opens a membership period at the
+// conversation's last seq (at 0 while the group's history is visible to new
+// members) and puts the group's conversation in the user's list, with
+// everything sent before the join counted as read. The list shows the
+// conversation's last message only if the member may read it.
 func (a *applier) admit(gid domain.GroupID, g *groupRow, user string, role domain.Role, t ms) {
-	g.members[user] = memberRow{role: role, mutedUntil: nullTime, joined: t}
-	conv := string(domain.GroupConversation(gid))
-	c := a.convs[conv]
-	if c == nil {
-		a.touchUC(user, conv, nil, 0, t)
-		return
+	last := a.lastSeq(gid)
+	var from uint64
+	if !g.historyVisible {
+		from = last
 	}
-	a.touchUC(user, conv, c, c.lastSeq, t)
+	g.members[user] = memberRow{role: role, mutedUntil: nullTime, joined: t, from: from}
+	a.periods[periodKey{string(gid), user, from}] = periodEnd{open: true}
+	conv := string(domain.GroupConversation(gid))
+	var preview *convRow
+	if g.historyVisible {
+		preview = a.convs[conv]
+	}
+	a.touchUC(user, conv, preview, last, t)
+}
+
+// lastSeq returns the last seq of group gid's conversation at the current
+// event: the group and its conversation share a partition, so the batch
+// sees them in log order.
+func (a *applier) lastSeq(gid domain.GroupID) uint64 {
+	if c := a.convs[string(domain.GroupConversation(gid))]; c != nil {
+		return c.lastSeq
+	}
+	return 0
+}
+
+// writePeriods writes the membership periods the batch opened or closed.
+// A period opened and closed at the same seq is written like any other; it
+// covers no message.
+func (a *applier) writePeriods(ctx context.Context) error {
+	if len(a.periods) == 0 {
+		return nil
+	}
+	w := a.multi("INSERT INTO "+a.t.periods+" (group_id, user_id, from_seq, to_seq) VALUES ",
+		" ON DUPLICATE KEY UPDATE to_seq = VALUES(to_seq)", 4)
+	keys := sortedKeys(a.periods, func(x, y periodKey) int {
+		return cmp.Or(cmp.Compare(x.group, y.group), cmp.Compare(x.user, y.user), cmp.Compare(x.from, y.from))
+	})
+	for _, k := range keys {
+		var to any
+		if e := a.periods[k]; !e.open {
+			to = e.to
+		}
+		if err := w.add(ctx, a.tx, k.group, k.user, k.from, to); err != nil {
+			return err
+		}
+	}
+	return w.flush(ctx, a.tx)
 }
 
 func (a *applier) writeGroups(ctx context.Context) error {
 	if len(a.groups) == 0 {
 		return nil
 	}
-	groups := a.multi("INSERT INTO "+a.t.groups+" (group_id, name, owner_id, is_open, member_count, created_at, updated_at, dissolved_at, version) VALUES ",
-		" ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), is_open = VALUES(is_open), member_count = VALUES(member_count),"+
-			" updated_at = VALUES(updated_at), dissolved_at = VALUES(dissolved_at), version = VALUES(version)", 9)
+	groups := a.multi("INSERT INTO "+a.t.groups+" (group_id, name, owner_id, is_open, history_visible, member_count, created_at, updated_at, dissolved_at, version) VALUES ",
+		" ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), is_open = VALUES(is_open), history_visible = VALUES(history_visible),"+
+			" member_count = VALUES(member_count), updated_at = VALUES(updated_at), dissolved_at = VALUES(dissolved_at), version = VALUES(version)", 10)
 	members := a.multi("INSERT INTO "+a.t.members+" (group_id, user_id, role, muted, muted_until, joined_at) VALUES ",
 		" ON DUPLICATE KEY UPDATE role = VALUES(role), muted = VALUES(muted), muted_until = VALUES(muted_until), joined_at = VALUES(joined_at)", 6)
 	var gone [][]any
@@ -237,7 +316,7 @@ func (a *applier) writeGroups(ctx context.Context) error {
 		if g == nil || !g.dirty {
 			continue
 		}
-		if err := groups.add(ctx, a.tx, id, g.name, g.owner, g.open, len(g.members), g.created.sql(), g.updated.sql(), g.dissolv.sql(), g.version); err != nil {
+		if err := groups.add(ctx, a.tx, id, g.name, g.owner, g.open, g.historyVisible, len(g.members), g.created.sql(), g.updated.sql(), g.dissolv.sql(), g.version); err != nil {
 			return err
 		}
 		for _, u := range sortedKeys(g.members, cmpString) {

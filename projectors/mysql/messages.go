@@ -269,8 +269,10 @@ func (a *applier) changeMessage(cid domain.ConversationID, c *convRow, seq uint6
 	}
 	gid, _ := cid.Group()
 	if g := a.groups[string(gid)]; g != nil {
-		for u := range g.members {
-			a.touchUC(u, id, c, 0, t)
+		for u, m := range g.members {
+			if m.from < seq { // members who joined after it never had it
+				a.touchUC(u, id, c, 0, t)
+			}
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ const (
 	tDeletions     = "message_deletions"
 	tConversations = "conversations"
 	tUserConvs     = "user_conversations"
+	tPeriods       = "group_member_periods"
 	tCheckpoints   = "read_model_checkpoints"
 	tControl       = "read_model_control"
 	tQuarantine    = "quarantine"
@@ -26,7 +27,7 @@ const (
 // schema.ReadModelTables (a test checks they agree).
 var modelTables = []string{
 	tUsers, tDevices, tRequests, tFriendships, tBlocks, tGroups, tMembers,
-	tMessages, tDeletions, tConversations, tUserConvs,
+	tMessages, tDeletions, tConversations, tUserConvs, tPeriods,
 }
 
 // swapTables are the tables a rebuild replaces: the model and its
@@ -40,6 +41,7 @@ func swapTables() []string {
 type tables struct {
 	users, devices, requests, friendships, blocks, groups, members string
 	messages, deletions, convs, userConvs, checkpoints             string
+	periods                                                        string
 }
 
 func newTables(suffix string) tables {
@@ -48,5 +50,6 @@ func newTables(suffix string) tables {
 		friendships: tFriendships + suffix, blocks: tBlocks + suffix, groups: tGroups + suffix,
 		members: tMembers + suffix, messages: tMessages + suffix, deletions: tDeletions + suffix,
 		convs: tConversations + suffix, userConvs: tUserConvs + suffix, checkpoints: tCheckpoints + suffix,
+		periods: tPeriods + suffix,
 	}
 }

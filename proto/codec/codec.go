@@ -162,6 +162,8 @@ func setPayload(env *mpimv1.Event, e domain.Event) error {
 		env.Payload = &mpimv1.Event_MemberUnmuted{MemberUnmuted: &mpimv1.MemberUnmuted{UserId: string(e.User), ByUserId: string(e.By)}}
 	case domain.GroupDissolved:
 		env.Payload = &mpimv1.Event_GroupDissolved{GroupDissolved: &mpimv1.GroupDissolved{ByUserId: string(e.By)}}
+	case domain.GroupHistoryVisibilityChanged:
+		env.Payload = &mpimv1.Event_GroupHistoryVisibilityChanged{GroupHistoryVisibilityChanged: &mpimv1.GroupHistoryVisibilityChanged{Visible: e.Visible, ByUserId: string(e.By)}}
 	case domain.MessageSent:
 		env.Payload = &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{ConversationId: string(e.Conversation), SenderId: string(e.Sender), DeviceId: string(e.Device),
 			ClientMsgId: e.ClientMsgID, Kind: mpimv1.MessageKind(e.Kind), Text: e.Text, Attachment: attachmentToWire(e.Attachment), SentAtMs: toMs(e.SentAt)}}
@@ -243,6 +245,9 @@ func payload(env *mpimv1.Event) (domain.Event, error) {
 		return domain.MemberUnmuted{User: domain.UserID(x.GetUserId()), By: domain.UserID(x.GetByUserId())}, nil
 	case *mpimv1.Event_GroupDissolved:
 		return domain.GroupDissolved{By: domain.UserID(p.GroupDissolved.GetByUserId())}, nil
+	case *mpimv1.Event_GroupHistoryVisibilityChanged:
+		x := p.GroupHistoryVisibilityChanged
+		return domain.GroupHistoryVisibilityChanged{Visible: x.GetVisible(), By: domain.UserID(x.GetByUserId())}, nil
 	case *mpimv1.Event_MessageSent:
 		x := p.MessageSent
 		return domain.MessageSent{Conversation: domain.ConversationID(x.GetConversationId()), Sender: domain.UserID(x.GetSenderId()), Device: domain.DeviceID(x.GetDeviceId()),

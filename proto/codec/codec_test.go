@@ -41,6 +41,7 @@ var samples = []domain.Event{
 	domain.MemberMuted{User: bob, By: alice, Until: when},
 	domain.MemberUnmuted{User: bob, By: alice},
 	domain.GroupDissolved{By: alice},
+	domain.GroupHistoryVisibilityChanged{Visible: true, By: alice},
 	domain.MessageSent{Conversation: domain.DirectConversation(alice, bob), Seq: 9, Sender: alice, Device: "phone", ClientMsgID: "c1", Kind: domain.KindImage, Text: "look",
 		Attachment: &domain.Attachment{URL: "https://x/y.jpg", Mime: "image/jpeg", Size: 10, Name: "y.jpg", Width: 3, Height: 4, Meta: map[string]string{"k": "v"}}, SentAt: when},
 	domain.MessageRecalled{Seq: 9, By: alice, Sender: alice, SentAt: when},

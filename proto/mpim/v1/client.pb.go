@@ -119,6 +119,7 @@ type ClientFrame struct {
 	//	*ClientFrame_DissolveGroup
 	//	*ClientFrame_GroupMembers
 	//	*ClientFrame_MyGroups
+	//	*ClientFrame_SetHistoryVisibility
 	//	*ClientFrame_Send
 	//	*ClientFrame_Recall
 	//	*ClientFrame_Edit
@@ -431,6 +432,15 @@ func (x *ClientFrame) GetMyGroups() *MyGroupsRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetSetHistoryVisibility() *SetHistoryVisibilityRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_SetHistoryVisibility); ok {
+			return x.SetHistoryVisibility
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetSend() *SendRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_Send); ok {
@@ -650,6 +660,10 @@ type ClientFrame_MyGroups struct {
 	MyGroups *MyGroupsRequest `protobuf:"bytes,51,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type ClientFrame_SetHistoryVisibility struct {
+	SetHistoryVisibility *SetHistoryVisibilityRequest `protobuf:"bytes,56,opt,name=set_history_visibility,json=setHistoryVisibility,proto3,oneof"`
+}
+
 type ClientFrame_Send struct {
 	// Messages and conversations.
 	Send *SendRequest `protobuf:"bytes,60,opt,name=send,proto3,oneof"`
@@ -751,6 +765,8 @@ func (*ClientFrame_DissolveGroup) isClientFrame_Request() {}
 func (*ClientFrame_GroupMembers) isClientFrame_Request() {}
 
 func (*ClientFrame_MyGroups) isClientFrame_Request() {}
+
+func (*ClientFrame_SetHistoryVisibility) isClientFrame_Request() {}
 
 func (*ClientFrame_Send) isClientFrame_Request() {}
 
@@ -947,6 +963,7 @@ type Response struct {
 	//	*Response_DissolveGroup
 	//	*Response_GroupMembers
 	//	*Response_MyGroups
+	//	*Response_SetHistoryVisibility
 	//	*Response_Send
 	//	*Response_Recall
 	//	*Response_Edit
@@ -1268,6 +1285,15 @@ func (x *Response) GetMyGroups() *GroupList {
 	return nil
 }
 
+func (x *Response) GetSetHistoryVisibility() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_SetHistoryVisibility); ok {
+			return x.SetHistoryVisibility
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetSend() *SendResult {
 	if x != nil {
 		if x, ok := x.Result.(*Response_Send); ok {
@@ -1487,6 +1513,10 @@ type Response_MyGroups struct {
 	MyGroups *GroupList `protobuf:"bytes,51,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type Response_SetHistoryVisibility struct {
+	SetHistoryVisibility *Done `protobuf:"bytes,56,opt,name=set_history_visibility,json=setHistoryVisibility,proto3,oneof"`
+}
+
 type Response_Send struct {
 	Send *SendResult `protobuf:"bytes,60,opt,name=send,proto3,oneof"`
 }
@@ -1588,6 +1618,8 @@ func (*Response_DissolveGroup) isResponse_Result() {}
 func (*Response_GroupMembers) isResponse_Result() {}
 
 func (*Response_MyGroups) isResponse_Result() {}
+
+func (*Response_SetHistoryVisibility) isResponse_Result() {}
 
 func (*Response_Send) isResponse_Result() {}
 
@@ -3447,6 +3479,61 @@ func (x *DissolveGroupRequest) GetGroupId() string {
 	return ""
 }
 
+// Whether members who join from now on read the group's history from its
+// first message (visible) or only what is said while they are members (the
+// default). Admins and the owner only; not retroactive.
+type SetHistoryVisibilityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Visible       bool                   `protobuf:"varint,2,opt,name=visible,proto3" json:"visible,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHistoryVisibilityRequest) Reset() {
+	*x = SetHistoryVisibilityRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHistoryVisibilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHistoryVisibilityRequest) ProtoMessage() {}
+
+func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHistoryVisibilityRequest.ProtoReflect.Descriptor instead.
+func (*SetHistoryVisibilityRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SetHistoryVisibilityRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *SetHistoryVisibilityRequest) GetVisible() bool {
+	if x != nil {
+		return x.Visible
+	}
+	return false
+}
+
 type GroupMembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -3456,7 +3543,7 @@ type GroupMembersRequest struct {
 
 func (x *GroupMembersRequest) Reset() {
 	*x = GroupMembersRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3555,7 @@ func (x *GroupMembersRequest) String() string {
 func (*GroupMembersRequest) ProtoMessage() {}
 
 func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3568,7 @@ func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembersRequest.ProtoReflect.Descriptor instead.
 func (*GroupMembersRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupMembersRequest) GetGroupId() string {
@@ -3501,15 +3588,18 @@ type GroupSummary struct {
 	MemberCount    uint32                 `protobuf:"varint,6,opt,name=member_count,json=memberCount,proto3" json:"member_count,omitempty"`
 	Dissolved      bool                   `protobuf:"varint,7,opt,name=dissolved,proto3" json:"dissolved,omitempty"`
 	// The caller's role; ROLE_UNSPECIFIED if not a member.
-	MyRole        Role  `protobuf:"varint,8,opt,name=my_role,json=myRole,proto3,enum=mpim.v1.Role" json:"my_role,omitempty"`
-	CreatedAtMs   int64 `protobuf:"varint,9,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MyRole      Role  `protobuf:"varint,8,opt,name=my_role,json=myRole,proto3,enum=mpim.v1.Role" json:"my_role,omitempty"`
+	CreatedAtMs int64 `protobuf:"varint,9,opt,name=created_at_ms,json=createdAtMs,proto3" json:"created_at_ms,omitempty"`
+	// Members who join read the history from the group's first message; when
+	// false (the default) a member reads only what was said while a member.
+	HistoryVisible bool `protobuf:"varint,30,opt,name=history_visible,json=historyVisible,proto3" json:"history_visible,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +3611,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +3624,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GroupSummary) GetGroupId() string {
@@ -3600,6 +3690,13 @@ func (x *GroupSummary) GetCreatedAtMs() int64 {
 	return 0
 }
 
+func (x *GroupSummary) GetHistoryVisible() bool {
+	if x != nil {
+		return x.HistoryVisible
+	}
+	return false
+}
+
 type GroupMember struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	UserId      string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -3616,7 +3713,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +3725,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +3738,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -3703,7 +3800,7 @@ type GroupMembers struct {
 
 func (x *GroupMembers) Reset() {
 	*x = GroupMembers{}
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +3812,7 @@ func (x *GroupMembers) String() string {
 func (*GroupMembers) ProtoMessage() {}
 
 func (x *GroupMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +3825,7 @@ func (x *GroupMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
 func (*GroupMembers) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupMembers) GetGroup() *GroupSummary {
@@ -3753,7 +3850,7 @@ type MyGroupsRequest struct {
 
 func (x *MyGroupsRequest) Reset() {
 	*x = MyGroupsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3765,7 +3862,7 @@ func (x *MyGroupsRequest) String() string {
 func (*MyGroupsRequest) ProtoMessage() {}
 
 func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3778,7 +3875,7 @@ func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*MyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
 }
 
 type GroupList struct {
@@ -3790,7 +3887,7 @@ type GroupList struct {
 
 func (x *GroupList) Reset() {
 	*x = GroupList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3802,7 +3899,7 @@ func (x *GroupList) String() string {
 func (*GroupList) ProtoMessage() {}
 
 func (x *GroupList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3815,7 +3912,7 @@ func (x *GroupList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupList.ProtoReflect.Descriptor instead.
 func (*GroupList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GroupList) GetGroups() []*GroupSummary {
@@ -3848,7 +3945,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3860,7 +3957,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3873,7 +3970,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SendRequest) GetTo() isSendRequest_To {
@@ -3976,7 +4073,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4085,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4098,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SendResult) GetEventId() []byte {
@@ -4049,7 +4146,7 @@ type RecallRequest struct {
 
 func (x *RecallRequest) Reset() {
 	*x = RecallRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4061,7 +4158,7 @@ func (x *RecallRequest) String() string {
 func (*RecallRequest) ProtoMessage() {}
 
 func (x *RecallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4074,7 +4171,7 @@ func (x *RecallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
 func (*RecallRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RecallRequest) GetConversationId() string {
@@ -4102,7 +4199,7 @@ type EditRequest struct {
 
 func (x *EditRequest) Reset() {
 	*x = EditRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4114,7 +4211,7 @@ func (x *EditRequest) String() string {
 func (*EditRequest) ProtoMessage() {}
 
 func (x *EditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4127,7 +4224,7 @@ func (x *EditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
 func (*EditRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *EditRequest) GetConversationId() string {
@@ -4161,7 +4258,7 @@ type DeleteForMeRequest struct {
 
 func (x *DeleteForMeRequest) Reset() {
 	*x = DeleteForMeRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4270,7 @@ func (x *DeleteForMeRequest) String() string {
 func (*DeleteForMeRequest) ProtoMessage() {}
 
 func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4283,7 @@ func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForMeRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeleteForMeRequest) GetConversationId() string {
@@ -4214,7 +4311,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4226,7 +4323,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4239,7 +4336,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -4270,7 +4367,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4379,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4392,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ConversationsRequest) GetLimit() uint32 {
@@ -4340,7 +4437,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4352,7 +4449,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4365,7 +4462,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ConversationSummary) GetConversationId() string {
@@ -4449,7 +4546,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +4558,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +4571,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ConversationList) GetConversations() []*ConversationSummary {
@@ -4506,7 +4603,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4518,7 +4615,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4531,7 +4628,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *HistoryRequest) GetConversationId() string {
@@ -4588,7 +4685,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4600,7 +4697,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4613,7 +4710,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ChatMessage) GetSeq() uint64 {
@@ -4713,7 +4810,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4725,7 +4822,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4738,7 +4835,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *History) GetConversationId() string {
@@ -4773,7 +4870,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4785,7 +4882,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4798,7 +4895,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TypingRequest) GetConversationId() string {
@@ -4823,7 +4920,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4835,7 +4932,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4848,7 +4945,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
 }
 
 type UserPresence struct {
@@ -4863,7 +4960,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4875,7 +4972,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4888,7 +4985,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -4922,7 +5019,7 @@ type PresenceList struct {
 
 func (x *PresenceList) Reset() {
 	*x = PresenceList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4934,7 +5031,7 @@ func (x *PresenceList) String() string {
 func (*PresenceList) ProtoMessage() {}
 
 func (x *PresenceList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4947,7 +5044,7 @@ func (x *PresenceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
 func (*PresenceList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PresenceList) GetUsers() []*UserPresence {
@@ -4967,7 +5064,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4979,7 +5076,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4992,7 +5089,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AckRequest) GetInboxId() string {
@@ -5010,7 +5107,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5022,7 +5119,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5035,7 +5132,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
 }
 
 type Pong struct {
@@ -5047,7 +5144,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5059,7 +5156,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5072,7 +5169,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Pong) GetServerTimeMs() int64 {
@@ -5102,7 +5199,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5114,7 +5211,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5127,7 +5224,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Push) GetInboxId() string {
@@ -5181,7 +5278,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5193,7 +5290,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5206,7 +5303,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Signal) GetFromUserId() string {
@@ -5247,7 +5344,7 @@ type SyncRequired struct {
 
 func (x *SyncRequired) Reset() {
 	*x = SyncRequired{}
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5259,7 +5356,7 @@ func (x *SyncRequired) String() string {
 func (*SyncRequired) ProtoMessage() {}
 
 func (x *SyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5272,7 +5369,7 @@ func (x *SyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequired.ProtoReflect.Descriptor instead.
 func (*SyncRequired) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SyncRequired) GetCursor() string {
@@ -5294,7 +5391,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5403,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5416,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Goaway) GetReason() string {
@@ -5347,7 +5444,7 @@ var File_mpim_v1_client_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xc5\x12\n" +
+	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xa3\x13\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
 	"\bregister\x18\n" +
@@ -5385,7 +5482,8 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\runmute_member\x180 \x01(\v2\x1c.mpim.v1.UnmuteMemberRequestH\x00R\funmuteMember\x12F\n" +
 	"\x0edissolve_group\x181 \x01(\v2\x1d.mpim.v1.DissolveGroupRequestH\x00R\rdissolveGroup\x12C\n" +
 	"\rgroup_members\x182 \x01(\v2\x1c.mpim.v1.GroupMembersRequestH\x00R\fgroupMembers\x127\n" +
-	"\tmy_groups\x183 \x01(\v2\x18.mpim.v1.MyGroupsRequestH\x00R\bmyGroups\x12*\n" +
+	"\tmy_groups\x183 \x01(\v2\x18.mpim.v1.MyGroupsRequestH\x00R\bmyGroups\x12\\\n" +
+	"\x16set_history_visibility\x188 \x01(\v2$.mpim.v1.SetHistoryVisibilityRequestH\x00R\x14setHistoryVisibility\x12*\n" +
 	"\x04send\x18< \x01(\v2\x14.mpim.v1.SendRequestH\x00R\x04send\x120\n" +
 	"\x06recall\x18= \x01(\v2\x16.mpim.v1.RecallRequestH\x00R\x06recall\x12*\n" +
 	"\x04edit\x18> \x01(\v2\x14.mpim.v1.EditRequestH\x00R\x04edit\x12A\n" +
@@ -5404,7 +5502,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\v2\x0f.mpim.v1.SignalH\x00R\x06signal\x12<\n" +
 	"\rsync_required\x18\x04 \x01(\v2\x15.mpim.v1.SyncRequiredH\x00R\fsyncRequired\x12)\n" +
 	"\x06goaway\x18\x05 \x01(\v2\x0f.mpim.v1.GoawayH\x00R\x06goawayB\a\n" +
-	"\x05frame\"\x87\x10\n" +
+	"\x05frame\"\xce\x10\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05error\x18\x02 \x01(\v2\x0e.mpim.v1.ErrorH\x00R\x05error\x125\n" +
@@ -5443,7 +5541,8 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\runmute_member\x180 \x01(\v2\r.mpim.v1.DoneH\x00R\funmuteMember\x126\n" +
 	"\x0edissolve_group\x181 \x01(\v2\r.mpim.v1.DoneH\x00R\rdissolveGroup\x12<\n" +
 	"\rgroup_members\x182 \x01(\v2\x15.mpim.v1.GroupMembersH\x00R\fgroupMembers\x121\n" +
-	"\tmy_groups\x183 \x01(\v2\x12.mpim.v1.GroupListH\x00R\bmyGroups\x12)\n" +
+	"\tmy_groups\x183 \x01(\v2\x12.mpim.v1.GroupListH\x00R\bmyGroups\x12E\n" +
+	"\x16set_history_visibility\x188 \x01(\v2\r.mpim.v1.DoneH\x00R\x14setHistoryVisibility\x12)\n" +
 	"\x04send\x18< \x01(\v2\x13.mpim.v1.SendResultH\x00R\x04send\x12'\n" +
 	"\x06recall\x18= \x01(\v2\r.mpim.v1.DoneH\x00R\x06recall\x12#\n" +
 	"\x04edit\x18> \x01(\v2\r.mpim.v1.DoneH\x00R\x04edit\x123\n" +
@@ -5562,9 +5661,12 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"1\n" +
 	"\x14DissolveGroupRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"0\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"R\n" +
+	"\x1bSetHistoryVisibilityRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x18\n" +
+	"\avisible\x18\x02 \x01(\bR\avisible\"0\n" +
 	"\x13GroupMembersRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"\xa2\x02\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"\xcb\x02\n" +
 	"\fGroupSummary\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x12\n" +
@@ -5574,7 +5676,8 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\fmember_count\x18\x06 \x01(\rR\vmemberCount\x12\x1c\n" +
 	"\tdissolved\x18\a \x01(\bR\tdissolved\x12&\n" +
 	"\amy_role\x18\b \x01(\x0e2\r.mpim.v1.RoleR\x06myRole\x12\"\n" +
-	"\rcreated_at_ms\x18\t \x01(\x03R\vcreatedAtMs\"\xe6\x01\n" +
+	"\rcreated_at_ms\x18\t \x01(\x03R\vcreatedAtMs\x12'\n" +
+	"\x0fhistory_visible\x18\x1e \x01(\bR\x0ehistoryVisible\"\xe6\x01\n" +
 	"\vGroupMember\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
 	"\busername\x18\x02 \x01(\tR\busername\x12!\n" +
@@ -5722,81 +5825,82 @@ func file_mpim_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_mpim_v1_client_proto_goTypes = []any{
-	(HistoryDirection)(0),             // 0: mpim.v1.HistoryDirection
-	(*ClientFrame)(nil),               // 1: mpim.v1.ClientFrame
-	(*ServerFrame)(nil),               // 2: mpim.v1.ServerFrame
-	(*Response)(nil),                  // 3: mpim.v1.Response
-	(*Error)(nil),                     // 4: mpim.v1.Error
-	(*Done)(nil),                      // 5: mpim.v1.Done
-	(*RegisterRequest)(nil),           // 6: mpim.v1.RegisterRequest
-	(*RegisterResult)(nil),            // 7: mpim.v1.RegisterResult
-	(*LoginRequest)(nil),              // 8: mpim.v1.LoginRequest
-	(*ResumeRequest)(nil),             // 9: mpim.v1.ResumeRequest
-	(*LogoutRequest)(nil),             // 10: mpim.v1.LogoutRequest
-	(*SessionResult)(nil),             // 11: mpim.v1.SessionResult
-	(*GetProfileRequest)(nil),         // 12: mpim.v1.GetProfileRequest
-	(*UpdateProfileRequest)(nil),      // 13: mpim.v1.UpdateProfileRequest
-	(*FindUserRequest)(nil),           // 14: mpim.v1.FindUserRequest
-	(*Profile)(nil),                   // 15: mpim.v1.Profile
-	(*RequestFriendRequest)(nil),      // 16: mpim.v1.RequestFriendRequest
-	(*AcceptFriendRequest)(nil),       // 17: mpim.v1.AcceptFriendRequest
-	(*DeclineFriendRequest)(nil),      // 18: mpim.v1.DeclineFriendRequest
-	(*RemoveFriendRequest)(nil),       // 19: mpim.v1.RemoveFriendRequest
-	(*ListFriendsRequest)(nil),        // 20: mpim.v1.ListFriendsRequest
-	(*FriendList)(nil),                // 21: mpim.v1.FriendList
-	(*ListFriendRequestsRequest)(nil), // 22: mpim.v1.ListFriendRequestsRequest
-	(*PendingFriendRequest)(nil),      // 23: mpim.v1.PendingFriendRequest
-	(*FriendRequestList)(nil),         // 24: mpim.v1.FriendRequestList
-	(*BlockRequest)(nil),              // 25: mpim.v1.BlockRequest
-	(*UnblockRequest)(nil),            // 26: mpim.v1.UnblockRequest
-	(*ListBlocksRequest)(nil),         // 27: mpim.v1.ListBlocksRequest
-	(*BlockList)(nil),                 // 28: mpim.v1.BlockList
-	(*CreateGroupRequest)(nil),        // 29: mpim.v1.CreateGroupRequest
-	(*CreateGroupResult)(nil),         // 30: mpim.v1.CreateGroupResult
-	(*AddMemberRequest)(nil),          // 31: mpim.v1.AddMemberRequest
-	(*JoinGroupRequest)(nil),          // 32: mpim.v1.JoinGroupRequest
-	(*LeaveGroupRequest)(nil),         // 33: mpim.v1.LeaveGroupRequest
-	(*KickMemberRequest)(nil),         // 34: mpim.v1.KickMemberRequest
-	(*SetRoleRequest)(nil),            // 35: mpim.v1.SetRoleRequest
-	(*RenameGroupRequest)(nil),        // 36: mpim.v1.RenameGroupRequest
-	(*MuteMemberRequest)(nil),         // 37: mpim.v1.MuteMemberRequest
-	(*UnmuteMemberRequest)(nil),       // 38: mpim.v1.UnmuteMemberRequest
-	(*DissolveGroupRequest)(nil),      // 39: mpim.v1.DissolveGroupRequest
-	(*GroupMembersRequest)(nil),       // 40: mpim.v1.GroupMembersRequest
-	(*GroupSummary)(nil),              // 41: mpim.v1.GroupSummary
-	(*GroupMember)(nil),               // 42: mpim.v1.GroupMember
-	(*GroupMembers)(nil),              // 43: mpim.v1.GroupMembers
-	(*MyGroupsRequest)(nil),           // 44: mpim.v1.MyGroupsRequest
-	(*GroupList)(nil),                 // 45: mpim.v1.GroupList
-	(*SendRequest)(nil),               // 46: mpim.v1.SendRequest
-	(*SendResult)(nil),                // 47: mpim.v1.SendResult
-	(*RecallRequest)(nil),             // 48: mpim.v1.RecallRequest
-	(*EditRequest)(nil),               // 49: mpim.v1.EditRequest
-	(*DeleteForMeRequest)(nil),        // 50: mpim.v1.DeleteForMeRequest
-	(*MarkReadRequest)(nil),           // 51: mpim.v1.MarkReadRequest
-	(*ConversationsRequest)(nil),      // 52: mpim.v1.ConversationsRequest
-	(*ConversationSummary)(nil),       // 53: mpim.v1.ConversationSummary
-	(*ConversationList)(nil),          // 54: mpim.v1.ConversationList
-	(*HistoryRequest)(nil),            // 55: mpim.v1.HistoryRequest
-	(*ChatMessage)(nil),               // 56: mpim.v1.ChatMessage
-	(*History)(nil),                   // 57: mpim.v1.History
-	(*TypingRequest)(nil),             // 58: mpim.v1.TypingRequest
-	(*PresenceRequest)(nil),           // 59: mpim.v1.PresenceRequest
-	(*UserPresence)(nil),              // 60: mpim.v1.UserPresence
-	(*PresenceList)(nil),              // 61: mpim.v1.PresenceList
-	(*AckRequest)(nil),                // 62: mpim.v1.AckRequest
-	(*PingRequest)(nil),               // 63: mpim.v1.PingRequest
-	(*Pong)(nil),                      // 64: mpim.v1.Pong
-	(*Push)(nil),                      // 65: mpim.v1.Push
-	(*Signal)(nil),                    // 66: mpim.v1.Signal
-	(*SyncRequired)(nil),              // 67: mpim.v1.SyncRequired
-	(*Goaway)(nil),                    // 68: mpim.v1.Goaway
-	(Role)(0),                         // 69: mpim.v1.Role
-	(MessageKind)(0),                  // 70: mpim.v1.MessageKind
-	(*Attachment)(nil),                // 71: mpim.v1.Attachment
-	(*Event)(nil),                     // 72: mpim.v1.Event
+	(HistoryDirection)(0),               // 0: mpim.v1.HistoryDirection
+	(*ClientFrame)(nil),                 // 1: mpim.v1.ClientFrame
+	(*ServerFrame)(nil),                 // 2: mpim.v1.ServerFrame
+	(*Response)(nil),                    // 3: mpim.v1.Response
+	(*Error)(nil),                       // 4: mpim.v1.Error
+	(*Done)(nil),                        // 5: mpim.v1.Done
+	(*RegisterRequest)(nil),             // 6: mpim.v1.RegisterRequest
+	(*RegisterResult)(nil),              // 7: mpim.v1.RegisterResult
+	(*LoginRequest)(nil),                // 8: mpim.v1.LoginRequest
+	(*ResumeRequest)(nil),               // 9: mpim.v1.ResumeRequest
+	(*LogoutRequest)(nil),               // 10: mpim.v1.LogoutRequest
+	(*SessionResult)(nil),               // 11: mpim.v1.SessionResult
+	(*GetProfileRequest)(nil),           // 12: mpim.v1.GetProfileRequest
+	(*UpdateProfileRequest)(nil),        // 13: mpim.v1.UpdateProfileRequest
+	(*FindUserRequest)(nil),             // 14: mpim.v1.FindUserRequest
+	(*Profile)(nil),                     // 15: mpim.v1.Profile
+	(*RequestFriendRequest)(nil),        // 16: mpim.v1.RequestFriendRequest
+	(*AcceptFriendRequest)(nil),         // 17: mpim.v1.AcceptFriendRequest
+	(*DeclineFriendRequest)(nil),        // 18: mpim.v1.DeclineFriendRequest
+	(*RemoveFriendRequest)(nil),         // 19: mpim.v1.RemoveFriendRequest
+	(*ListFriendsRequest)(nil),          // 20: mpim.v1.ListFriendsRequest
+	(*FriendList)(nil),                  // 21: mpim.v1.FriendList
+	(*ListFriendRequestsRequest)(nil),   // 22: mpim.v1.ListFriendRequestsRequest
+	(*PendingFriendRequest)(nil),        // 23: mpim.v1.PendingFriendRequest
+	(*FriendRequestList)(nil),           // 24: mpim.v1.FriendRequestList
+	(*BlockRequest)(nil),                // 25: mpim.v1.BlockRequest
+	(*UnblockRequest)(nil),              // 26: mpim.v1.UnblockRequest
+	(*ListBlocksRequest)(nil),           // 27: mpim.v1.ListBlocksRequest
+	(*BlockList)(nil),                   // 28: mpim.v1.BlockList
+	(*CreateGroupRequest)(nil),          // 29: mpim.v1.CreateGroupRequest
+	(*CreateGroupResult)(nil),           // 30: mpim.v1.CreateGroupResult
+	(*AddMemberRequest)(nil),            // 31: mpim.v1.AddMemberRequest
+	(*JoinGroupRequest)(nil),            // 32: mpim.v1.JoinGroupRequest
+	(*LeaveGroupRequest)(nil),           // 33: mpim.v1.LeaveGroupRequest
+	(*KickMemberRequest)(nil),           // 34: mpim.v1.KickMemberRequest
+	(*SetRoleRequest)(nil),              // 35: mpim.v1.SetRoleRequest
+	(*RenameGroupRequest)(nil),          // 36: mpim.v1.RenameGroupRequest
+	(*MuteMemberRequest)(nil),           // 37: mpim.v1.MuteMemberRequest
+	(*UnmuteMemberRequest)(nil),         // 38: mpim.v1.UnmuteMemberRequest
+	(*DissolveGroupRequest)(nil),        // 39: mpim.v1.DissolveGroupRequest
+	(*SetHistoryVisibilityRequest)(nil), // 40: mpim.v1.SetHistoryVisibilityRequest
+	(*GroupMembersRequest)(nil),         // 41: mpim.v1.GroupMembersRequest
+	(*GroupSummary)(nil),                // 42: mpim.v1.GroupSummary
+	(*GroupMember)(nil),                 // 43: mpim.v1.GroupMember
+	(*GroupMembers)(nil),                // 44: mpim.v1.GroupMembers
+	(*MyGroupsRequest)(nil),             // 45: mpim.v1.MyGroupsRequest
+	(*GroupList)(nil),                   // 46: mpim.v1.GroupList
+	(*SendRequest)(nil),                 // 47: mpim.v1.SendRequest
+	(*SendResult)(nil),                  // 48: mpim.v1.SendResult
+	(*RecallRequest)(nil),               // 49: mpim.v1.RecallRequest
+	(*EditRequest)(nil),                 // 50: mpim.v1.EditRequest
+	(*DeleteForMeRequest)(nil),          // 51: mpim.v1.DeleteForMeRequest
+	(*MarkReadRequest)(nil),             // 52: mpim.v1.MarkReadRequest
+	(*ConversationsRequest)(nil),        // 53: mpim.v1.ConversationsRequest
+	(*ConversationSummary)(nil),         // 54: mpim.v1.ConversationSummary
+	(*ConversationList)(nil),            // 55: mpim.v1.ConversationList
+	(*HistoryRequest)(nil),              // 56: mpim.v1.HistoryRequest
+	(*ChatMessage)(nil),                 // 57: mpim.v1.ChatMessage
+	(*History)(nil),                     // 58: mpim.v1.History
+	(*TypingRequest)(nil),               // 59: mpim.v1.TypingRequest
+	(*PresenceRequest)(nil),             // 60: mpim.v1.PresenceRequest
+	(*UserPresence)(nil),                // 61: mpim.v1.UserPresence
+	(*PresenceList)(nil),                // 62: mpim.v1.PresenceList
+	(*AckRequest)(nil),                  // 63: mpim.v1.AckRequest
+	(*PingRequest)(nil),                 // 64: mpim.v1.PingRequest
+	(*Pong)(nil),                        // 65: mpim.v1.Pong
+	(*Push)(nil),                        // 66: mpim.v1.Push
+	(*Signal)(nil),                      // 67: mpim.v1.Signal
+	(*SyncRequired)(nil),                // 68: mpim.v1.SyncRequired
+	(*Goaway)(nil),                      // 69: mpim.v1.Goaway
+	(Role)(0),                           // 70: mpim.v1.Role
+	(MessageKind)(0),                    // 71: mpim.v1.MessageKind
+	(*Attachment)(nil),                  // 72: mpim.v1.Attachment
+	(*Event)(nil),                       // 73: mpim.v1.Event
 }
 var file_mpim_v1_client_proto_depIdxs = []int32{
 	6,   // 0: mpim.v1.ClientFrame.register:type_name -> mpim.v1.RegisterRequest
@@ -5825,89 +5929,91 @@ var file_mpim_v1_client_proto_depIdxs = []int32{
 	37,  // 23: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
 	38,  // 24: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
 	39,  // 25: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
-	40,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
-	44,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
-	46,  // 28: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
-	48,  // 29: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
-	49,  // 30: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
-	50,  // 31: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
-	51,  // 32: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
-	52,  // 33: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
-	55,  // 34: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
-	58,  // 35: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
-	59,  // 36: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
-	62,  // 37: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
-	63,  // 38: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
-	3,   // 39: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
-	65,  // 40: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
-	66,  // 41: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
-	67,  // 42: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
-	68,  // 43: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
-	4,   // 44: mpim.v1.Response.error:type_name -> mpim.v1.Error
-	7,   // 45: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
-	11,  // 46: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
-	11,  // 47: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
-	5,   // 48: mpim.v1.Response.logout:type_name -> mpim.v1.Done
-	15,  // 49: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
-	15,  // 50: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
-	15,  // 51: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
-	5,   // 52: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
-	5,   // 53: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
-	5,   // 54: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
-	5,   // 55: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
-	21,  // 56: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
-	24,  // 57: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
-	5,   // 58: mpim.v1.Response.block:type_name -> mpim.v1.Done
-	5,   // 59: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
-	28,  // 60: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
-	30,  // 61: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
-	5,   // 62: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
-	5,   // 63: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
-	5,   // 64: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
-	5,   // 65: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
-	5,   // 66: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
-	5,   // 67: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
-	5,   // 68: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
-	5,   // 69: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
-	5,   // 70: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
-	43,  // 71: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
-	45,  // 72: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
-	47,  // 73: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
-	5,   // 74: mpim.v1.Response.recall:type_name -> mpim.v1.Done
-	5,   // 75: mpim.v1.Response.edit:type_name -> mpim.v1.Done
-	5,   // 76: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
-	5,   // 77: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
-	54,  // 78: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
-	57,  // 79: mpim.v1.Response.history:type_name -> mpim.v1.History
-	5,   // 80: mpim.v1.Response.typing:type_name -> mpim.v1.Done
-	61,  // 81: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
-	5,   // 82: mpim.v1.Response.ack:type_name -> mpim.v1.Done
-	64,  // 83: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
-	15,  // 84: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
-	15,  // 85: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
-	15,  // 86: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
-	23,  // 87: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
-	23,  // 88: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
-	69,  // 89: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
-	69,  // 90: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
-	69,  // 91: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
-	41,  // 92: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
-	42,  // 93: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
-	41,  // 94: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
-	70,  // 95: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
-	71,  // 96: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
-	53,  // 97: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
-	0,   // 98: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
-	70,  // 99: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
-	71,  // 100: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
-	56,  // 101: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
-	60,  // 102: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
-	72,  // 103: mpim.v1.Push.event:type_name -> mpim.v1.Event
-	104, // [104:104] is the sub-list for method output_type
-	104, // [104:104] is the sub-list for method input_type
-	104, // [104:104] is the sub-list for extension type_name
-	104, // [104:104] is the sub-list for extension extendee
-	0,   // [0:104] is the sub-list for field type_name
+	41,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
+	45,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
+	40,  // 28: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
+	47,  // 29: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
+	49,  // 30: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
+	50,  // 31: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
+	51,  // 32: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
+	52,  // 33: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
+	53,  // 34: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
+	56,  // 35: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
+	59,  // 36: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
+	60,  // 37: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
+	63,  // 38: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
+	64,  // 39: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
+	3,   // 40: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
+	66,  // 41: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
+	67,  // 42: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
+	68,  // 43: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
+	69,  // 44: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
+	4,   // 45: mpim.v1.Response.error:type_name -> mpim.v1.Error
+	7,   // 46: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
+	11,  // 47: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
+	11,  // 48: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
+	5,   // 49: mpim.v1.Response.logout:type_name -> mpim.v1.Done
+	15,  // 50: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
+	15,  // 51: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
+	15,  // 52: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
+	5,   // 53: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
+	5,   // 54: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
+	5,   // 55: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
+	5,   // 56: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
+	21,  // 57: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
+	24,  // 58: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
+	5,   // 59: mpim.v1.Response.block:type_name -> mpim.v1.Done
+	5,   // 60: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
+	28,  // 61: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
+	30,  // 62: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
+	5,   // 63: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
+	5,   // 64: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
+	5,   // 65: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
+	5,   // 66: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
+	5,   // 67: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
+	5,   // 68: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
+	5,   // 69: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
+	5,   // 70: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
+	5,   // 71: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
+	44,  // 72: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
+	46,  // 73: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
+	5,   // 74: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
+	48,  // 75: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
+	5,   // 76: mpim.v1.Response.recall:type_name -> mpim.v1.Done
+	5,   // 77: mpim.v1.Response.edit:type_name -> mpim.v1.Done
+	5,   // 78: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
+	5,   // 79: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
+	55,  // 80: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
+	58,  // 81: mpim.v1.Response.history:type_name -> mpim.v1.History
+	5,   // 82: mpim.v1.Response.typing:type_name -> mpim.v1.Done
+	62,  // 83: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
+	5,   // 84: mpim.v1.Response.ack:type_name -> mpim.v1.Done
+	65,  // 85: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
+	15,  // 86: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
+	15,  // 87: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
+	15,  // 88: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
+	23,  // 89: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
+	23,  // 90: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
+	70,  // 91: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
+	70,  // 92: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
+	70,  // 93: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
+	42,  // 94: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
+	43,  // 95: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
+	42,  // 96: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
+	71,  // 97: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
+	72,  // 98: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
+	54,  // 99: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
+	0,   // 100: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
+	71,  // 101: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
+	72,  // 102: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
+	57,  // 103: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
+	61,  // 104: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
+	73,  // 105: mpim.v1.Push.event:type_name -> mpim.v1.Event
+	106, // [106:106] is the sub-list for method output_type
+	106, // [106:106] is the sub-list for method input_type
+	106, // [106:106] is the sub-list for extension type_name
+	106, // [106:106] is the sub-list for extension extendee
+	0,   // [0:106] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_client_proto_init() }
@@ -5945,6 +6051,7 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_DissolveGroup)(nil),
 		(*ClientFrame_GroupMembers)(nil),
 		(*ClientFrame_MyGroups)(nil),
+		(*ClientFrame_SetHistoryVisibility)(nil),
 		(*ClientFrame_Send)(nil),
 		(*ClientFrame_Recall)(nil),
 		(*ClientFrame_Edit)(nil),
@@ -5994,6 +6101,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_DissolveGroup)(nil),
 		(*Response_GroupMembers)(nil),
 		(*Response_MyGroups)(nil),
+		(*Response_SetHistoryVisibility)(nil),
 		(*Response_Send)(nil),
 		(*Response_Recall)(nil),
 		(*Response_Edit)(nil),
@@ -6006,7 +6114,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_Ping)(nil),
 	}
-	file_mpim_v1_client_proto_msgTypes[45].OneofWrappers = []any{
+	file_mpim_v1_client_proto_msgTypes[46].OneofWrappers = []any{
 		(*SendRequest_ConversationId)(nil),
 		(*SendRequest_UserId)(nil),
 		(*SendRequest_GroupId)(nil),
@@ -6017,7 +6125,7 @@ func file_mpim_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_client_proto_rawDesc), len(file_mpim_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   68,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

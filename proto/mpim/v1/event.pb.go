@@ -225,6 +225,7 @@ type Event struct {
 	//	*Event_MemberMuted
 	//	*Event_MemberUnmuted
 	//	*Event_GroupDissolved
+	//	*Event_GroupHistoryVisibilityChanged
 	//	*Event_MessageSent
 	//	*Event_MessageRecalled
 	//	*Event_MessageEdited
@@ -526,6 +527,15 @@ func (x *Event) GetGroupDissolved() *GroupDissolved {
 	return nil
 }
 
+func (x *Event) GetGroupHistoryVisibilityChanged() *GroupHistoryVisibilityChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_GroupHistoryVisibilityChanged); ok {
+			return x.GroupHistoryVisibilityChanged
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetMessageSent() *MessageSent {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_MessageSent); ok {
@@ -663,6 +673,10 @@ type Event_GroupDissolved struct {
 	GroupDissolved *GroupDissolved `protobuf:"bytes,309,opt,name=group_dissolved,json=groupDissolved,proto3,oneof"`
 }
 
+type Event_GroupHistoryVisibilityChanged struct {
+	GroupHistoryVisibilityChanged *GroupHistoryVisibilityChanged `protobuf:"bytes,313,opt,name=group_history_visibility_changed,json=groupHistoryVisibilityChanged,proto3,oneof"`
+}
+
 type Event_MessageSent struct {
 	MessageSent *MessageSent `protobuf:"bytes,400,opt,name=message_sent,json=messageSent,proto3,oneof"`
 }
@@ -726,6 +740,8 @@ func (*Event_MemberMuted) isEvent_Payload() {}
 func (*Event_MemberUnmuted) isEvent_Payload() {}
 
 func (*Event_GroupDissolved) isEvent_Payload() {}
+
+func (*Event_GroupHistoryVisibilityChanged) isEvent_Payload() {}
 
 func (*Event_MessageSent) isEvent_Payload() {}
 
@@ -1697,6 +1713,61 @@ func (x *MemberRoleChanged) GetRole() Role {
 	return Role_ROLE_UNSPECIFIED
 }
 
+// Whether members who join from now on read the group's history from its
+// first message (visible) or only from their joining (the default).
+// Memberships that began before it keep their start.
+type GroupHistoryVisibilityChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Visible       bool                   `protobuf:"varint,1,opt,name=visible,proto3" json:"visible,omitempty"`
+	ByUserId      string                 `protobuf:"bytes,2,opt,name=by_user_id,json=byUserId,proto3" json:"by_user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupHistoryVisibilityChanged) Reset() {
+	*x = GroupHistoryVisibilityChanged{}
+	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupHistoryVisibilityChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupHistoryVisibilityChanged) ProtoMessage() {}
+
+func (x *GroupHistoryVisibilityChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupHistoryVisibilityChanged.ProtoReflect.Descriptor instead.
+func (*GroupHistoryVisibilityChanged) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GroupHistoryVisibilityChanged) GetVisible() bool {
+	if x != nil {
+		return x.Visible
+	}
+	return false
+}
+
+func (x *GroupHistoryVisibilityChanged) GetByUserId() string {
+	if x != nil {
+		return x.ByUserId
+	}
+	return ""
+}
+
 type GroupRenamed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1707,7 +1778,7 @@ type GroupRenamed struct {
 
 func (x *GroupRenamed) Reset() {
 	*x = GroupRenamed{}
-	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	mi := &file_mpim_v1_event_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1790,7 @@ func (x *GroupRenamed) String() string {
 func (*GroupRenamed) ProtoMessage() {}
 
 func (x *GroupRenamed) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	mi := &file_mpim_v1_event_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1803,7 @@ func (x *GroupRenamed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRenamed.ProtoReflect.Descriptor instead.
 func (*GroupRenamed) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{20}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GroupRenamed) GetName() string {
@@ -1761,7 +1832,7 @@ type MemberMuted struct {
 
 func (x *MemberMuted) Reset() {
 	*x = MemberMuted{}
-	mi := &file_mpim_v1_event_proto_msgTypes[21]
+	mi := &file_mpim_v1_event_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1844,7 @@ func (x *MemberMuted) String() string {
 func (*MemberMuted) ProtoMessage() {}
 
 func (x *MemberMuted) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[21]
+	mi := &file_mpim_v1_event_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1857,7 @@ func (x *MemberMuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberMuted.ProtoReflect.Descriptor instead.
 func (*MemberMuted) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{21}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberMuted) GetUserId() string {
@@ -1820,7 +1891,7 @@ type MemberUnmuted struct {
 
 func (x *MemberUnmuted) Reset() {
 	*x = MemberUnmuted{}
-	mi := &file_mpim_v1_event_proto_msgTypes[22]
+	mi := &file_mpim_v1_event_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1903,7 @@ func (x *MemberUnmuted) String() string {
 func (*MemberUnmuted) ProtoMessage() {}
 
 func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[22]
+	mi := &file_mpim_v1_event_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1916,7 @@ func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUnmuted.ProtoReflect.Descriptor instead.
 func (*MemberUnmuted) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{22}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberUnmuted) GetUserId() string {
@@ -1871,7 +1942,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_mpim_v1_event_proto_msgTypes[23]
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1954,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[23]
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1967,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{23}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GroupDissolved) GetByUserId() string {
@@ -1922,7 +1993,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2005,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2018,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Attachment) GetUrl() string {
@@ -2015,7 +2086,7 @@ type MessageSent struct {
 
 func (x *MessageSent) Reset() {
 	*x = MessageSent{}
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2098,7 @@ func (x *MessageSent) String() string {
 func (*MessageSent) ProtoMessage() {}
 
 func (x *MessageSent) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2111,7 @@ func (x *MessageSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSent.ProtoReflect.Descriptor instead.
 func (*MessageSent) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MessageSent) GetConversationId() string {
@@ -2111,7 +2182,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2194,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2207,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MessageRecalled) GetSeq() uint64 {
@@ -2178,7 +2249,7 @@ type MessageEdited struct {
 
 func (x *MessageEdited) Reset() {
 	*x = MessageEdited{}
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2261,7 @@ func (x *MessageEdited) String() string {
 func (*MessageEdited) ProtoMessage() {}
 
 func (x *MessageEdited) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2274,7 @@ func (x *MessageEdited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
 func (*MessageEdited) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MessageEdited) GetSeq() uint64 {
@@ -2238,7 +2309,7 @@ type ConversationRead struct {
 
 func (x *ConversationRead) Reset() {
 	*x = ConversationRead{}
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2321,7 @@ func (x *ConversationRead) String() string {
 func (*ConversationRead) ProtoMessage() {}
 
 func (x *ConversationRead) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2334,7 @@ func (x *ConversationRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationRead.ProtoReflect.Descriptor instead.
 func (*ConversationRead) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConversationRead) GetUserId() string {
@@ -2298,7 +2369,7 @@ type MessageDeletedForMe struct {
 
 func (x *MessageDeletedForMe) Reset() {
 	*x = MessageDeletedForMe{}
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2381,7 @@ func (x *MessageDeletedForMe) String() string {
 func (*MessageDeletedForMe) ProtoMessage() {}
 
 func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2394,7 @@ func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeletedForMe.ProtoReflect.Descriptor instead.
 func (*MessageDeletedForMe) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MessageDeletedForMe) GetUserId() string {
@@ -2354,7 +2425,7 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x13mpim/v1/event.proto\x12\ampim.v1\"=\n" +
 	"\x05Actor\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\xcd\x10\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\xc1\x11\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1c\n" +
 	"\taggregate\x18\x02 \x01(\tR\taggregate\x12\x18\n" +
@@ -2386,7 +2457,8 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\rgroup_renamed\x18\xb2\x02 \x01(\v2\x15.mpim.v1.GroupRenamedH\x00R\fgroupRenamed\x12:\n" +
 	"\fmember_muted\x18\xb3\x02 \x01(\v2\x14.mpim.v1.MemberMutedH\x00R\vmemberMuted\x12@\n" +
 	"\x0emember_unmuted\x18\xb4\x02 \x01(\v2\x16.mpim.v1.MemberUnmutedH\x00R\rmemberUnmuted\x12C\n" +
-	"\x0fgroup_dissolved\x18\xb5\x02 \x01(\v2\x17.mpim.v1.GroupDissolvedH\x00R\x0egroupDissolved\x12:\n" +
+	"\x0fgroup_dissolved\x18\xb5\x02 \x01(\v2\x17.mpim.v1.GroupDissolvedH\x00R\x0egroupDissolved\x12r\n" +
+	" group_history_visibility_changed\x18\xb9\x02 \x01(\v2&.mpim.v1.GroupHistoryVisibilityChangedH\x00R\x1dgroupHistoryVisibilityChanged\x12:\n" +
 	"\fmessage_sent\x18\x90\x03 \x01(\v2\x14.mpim.v1.MessageSentH\x00R\vmessageSent\x12F\n" +
 	"\x10message_recalled\x18\x91\x03 \x01(\v2\x18.mpim.v1.MessageRecalledH\x00R\x0fmessageRecalled\x12@\n" +
 	"\x0emessage_edited\x18\x92\x03 \x01(\v2\x16.mpim.v1.MessageEditedH\x00R\rmessageEdited\x12I\n" +
@@ -2466,7 +2538,11 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1c\n" +
 	"\n" +
 	"by_user_id\x18\x02 \x01(\tR\bbyUserId\x12!\n" +
-	"\x04role\x18\x03 \x01(\x0e2\r.mpim.v1.RoleR\x04role\"@\n" +
+	"\x04role\x18\x03 \x01(\x0e2\r.mpim.v1.RoleR\x04role\"W\n" +
+	"\x1dGroupHistoryVisibilityChanged\x12\x18\n" +
+	"\avisible\x18\x01 \x01(\bR\avisible\x12\x1c\n" +
+	"\n" +
+	"by_user_id\x18\x02 \x01(\tR\bbyUserId\"@\n" +
 	"\fGroupRenamed\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\n" +
@@ -2554,41 +2630,42 @@ func file_mpim_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_mpim_v1_event_proto_goTypes = []any{
-	(Role)(0),                     // 0: mpim.v1.Role
-	(MessageKind)(0),              // 1: mpim.v1.MessageKind
-	(*Actor)(nil),                 // 2: mpim.v1.Actor
-	(*Event)(nil),                 // 3: mpim.v1.Event
-	(*UserRegistered)(nil),        // 4: mpim.v1.UserRegistered
-	(*UsernameClaimed)(nil),       // 5: mpim.v1.UsernameClaimed
-	(*ProfileUpdated)(nil),        // 6: mpim.v1.ProfileUpdated
-	(*PasswordChanged)(nil),       // 7: mpim.v1.PasswordChanged
-	(*DeviceLoggedIn)(nil),        // 8: mpim.v1.DeviceLoggedIn
-	(*DeviceLoggedOut)(nil),       // 9: mpim.v1.DeviceLoggedOut
-	(*FriendRequested)(nil),       // 10: mpim.v1.FriendRequested
-	(*FriendRequestAccepted)(nil), // 11: mpim.v1.FriendRequestAccepted
-	(*FriendRequestDeclined)(nil), // 12: mpim.v1.FriendRequestDeclined
-	(*FriendRemoved)(nil),         // 13: mpim.v1.FriendRemoved
-	(*UserBlocked)(nil),           // 14: mpim.v1.UserBlocked
-	(*UserUnblocked)(nil),         // 15: mpim.v1.UserUnblocked
-	(*GroupCreated)(nil),          // 16: mpim.v1.GroupCreated
-	(*MemberAdded)(nil),           // 17: mpim.v1.MemberAdded
-	(*MemberJoined)(nil),          // 18: mpim.v1.MemberJoined
-	(*MemberLeft)(nil),            // 19: mpim.v1.MemberLeft
-	(*MemberKicked)(nil),          // 20: mpim.v1.MemberKicked
-	(*MemberRoleChanged)(nil),     // 21: mpim.v1.MemberRoleChanged
-	(*GroupRenamed)(nil),          // 22: mpim.v1.GroupRenamed
-	(*MemberMuted)(nil),           // 23: mpim.v1.MemberMuted
-	(*MemberUnmuted)(nil),         // 24: mpim.v1.MemberUnmuted
-	(*GroupDissolved)(nil),        // 25: mpim.v1.GroupDissolved
-	(*Attachment)(nil),            // 26: mpim.v1.Attachment
-	(*MessageSent)(nil),           // 27: mpim.v1.MessageSent
-	(*MessageRecalled)(nil),       // 28: mpim.v1.MessageRecalled
-	(*MessageEdited)(nil),         // 29: mpim.v1.MessageEdited
-	(*ConversationRead)(nil),      // 30: mpim.v1.ConversationRead
-	(*MessageDeletedForMe)(nil),   // 31: mpim.v1.MessageDeletedForMe
-	nil,                           // 32: mpim.v1.Attachment.MetaEntry
+	(Role)(0),                             // 0: mpim.v1.Role
+	(MessageKind)(0),                      // 1: mpim.v1.MessageKind
+	(*Actor)(nil),                         // 2: mpim.v1.Actor
+	(*Event)(nil),                         // 3: mpim.v1.Event
+	(*UserRegistered)(nil),                // 4: mpim.v1.UserRegistered
+	(*UsernameClaimed)(nil),               // 5: mpim.v1.UsernameClaimed
+	(*ProfileUpdated)(nil),                // 6: mpim.v1.ProfileUpdated
+	(*PasswordChanged)(nil),               // 7: mpim.v1.PasswordChanged
+	(*DeviceLoggedIn)(nil),                // 8: mpim.v1.DeviceLoggedIn
+	(*DeviceLoggedOut)(nil),               // 9: mpim.v1.DeviceLoggedOut
+	(*FriendRequested)(nil),               // 10: mpim.v1.FriendRequested
+	(*FriendRequestAccepted)(nil),         // 11: mpim.v1.FriendRequestAccepted
+	(*FriendRequestDeclined)(nil),         // 12: mpim.v1.FriendRequestDeclined
+	(*FriendRemoved)(nil),                 // 13: mpim.v1.FriendRemoved
+	(*UserBlocked)(nil),                   // 14: mpim.v1.UserBlocked
+	(*UserUnblocked)(nil),                 // 15: mpim.v1.UserUnblocked
+	(*GroupCreated)(nil),                  // 16: mpim.v1.GroupCreated
+	(*MemberAdded)(nil),                   // 17: mpim.v1.MemberAdded
+	(*MemberJoined)(nil),                  // 18: mpim.v1.MemberJoined
+	(*MemberLeft)(nil),                    // 19: mpim.v1.MemberLeft
+	(*MemberKicked)(nil),                  // 20: mpim.v1.MemberKicked
+	(*MemberRoleChanged)(nil),             // 21: mpim.v1.MemberRoleChanged
+	(*GroupHistoryVisibilityChanged)(nil), // 22: mpim.v1.GroupHistoryVisibilityChanged
+	(*GroupRenamed)(nil),                  // 23: mpim.v1.GroupRenamed
+	(*MemberMuted)(nil),                   // 24: mpim.v1.MemberMuted
+	(*MemberUnmuted)(nil),                 // 25: mpim.v1.MemberUnmuted
+	(*GroupDissolved)(nil),                // 26: mpim.v1.GroupDissolved
+	(*Attachment)(nil),                    // 27: mpim.v1.Attachment
+	(*MessageSent)(nil),                   // 28: mpim.v1.MessageSent
+	(*MessageRecalled)(nil),               // 29: mpim.v1.MessageRecalled
+	(*MessageEdited)(nil),                 // 30: mpim.v1.MessageEdited
+	(*ConversationRead)(nil),              // 31: mpim.v1.ConversationRead
+	(*MessageDeletedForMe)(nil),           // 32: mpim.v1.MessageDeletedForMe
+	nil,                                   // 33: mpim.v1.Attachment.MetaEntry
 }
 var file_mpim_v1_event_proto_depIdxs = []int32{
 	2,  // 0: mpim.v1.Event.actor:type_name -> mpim.v1.Actor
@@ -2610,24 +2687,25 @@ var file_mpim_v1_event_proto_depIdxs = []int32{
 	19, // 16: mpim.v1.Event.member_left:type_name -> mpim.v1.MemberLeft
 	20, // 17: mpim.v1.Event.member_kicked:type_name -> mpim.v1.MemberKicked
 	21, // 18: mpim.v1.Event.member_role_changed:type_name -> mpim.v1.MemberRoleChanged
-	22, // 19: mpim.v1.Event.group_renamed:type_name -> mpim.v1.GroupRenamed
-	23, // 20: mpim.v1.Event.member_muted:type_name -> mpim.v1.MemberMuted
-	24, // 21: mpim.v1.Event.member_unmuted:type_name -> mpim.v1.MemberUnmuted
-	25, // 22: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
-	27, // 23: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
-	28, // 24: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
-	29, // 25: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
-	30, // 26: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
-	31, // 27: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
-	0,  // 28: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
-	32, // 29: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
-	1,  // 30: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
-	26, // 31: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	23, // 19: mpim.v1.Event.group_renamed:type_name -> mpim.v1.GroupRenamed
+	24, // 20: mpim.v1.Event.member_muted:type_name -> mpim.v1.MemberMuted
+	25, // 21: mpim.v1.Event.member_unmuted:type_name -> mpim.v1.MemberUnmuted
+	26, // 22: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
+	22, // 23: mpim.v1.Event.group_history_visibility_changed:type_name -> mpim.v1.GroupHistoryVisibilityChanged
+	28, // 24: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
+	29, // 25: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
+	30, // 26: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
+	31, // 27: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
+	32, // 28: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
+	0,  // 29: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
+	33, // 30: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
+	1,  // 31: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
+	27, // 32: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_event_proto_init() }
@@ -2658,6 +2736,7 @@ func file_mpim_v1_event_proto_init() {
 		(*Event_MemberMuted)(nil),
 		(*Event_MemberUnmuted)(nil),
 		(*Event_GroupDissolved)(nil),
+		(*Event_GroupHistoryVisibilityChanged)(nil),
 		(*Event_MessageSent)(nil),
 		(*Event_MessageRecalled)(nil),
 		(*Event_MessageEdited)(nil),
@@ -2670,7 +2749,7 @@ func file_mpim_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_event_proto_rawDesc), len(file_mpim_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
