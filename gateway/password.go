@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/mpim/mpim/domain"
@@ -39,8 +41,23 @@ func newPasswords(p Argon2Params, concurrency int) (*passwords, error) {
 	return pw, nil
 }
 
+//go:embed common-passwords.txt
+var commonPasswordsText string
+
+// commonPasswords is the set of common-passwords.txt, in lower case.
+var commonPasswords = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, l := range strings.Split(commonPasswordsText, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			m[strings.ToLower(l)] = true
+		}
+	}
+	return m
+}()
+
 // checkPassword returns an EInvalid error unless pw is acceptable for a new
-// account.
+// account: 8 to 1024 bytes of UTF-8, not only white space, and not one of
+// the most common passwords (common-passwords.txt, in any case).
 func checkPassword(pw string) error {
 	switch {
 	case len(pw) < minPasswordBytes:
@@ -49,6 +66,10 @@ func checkPassword(pw string) error {
 		return domain.Errorf(domain.ETooLarge, "gateway: the password must have at most %d bytes", maxPasswordBytes)
 	case !utf8.ValidString(pw):
 		return domain.Errorf(domain.EInvalid, "gateway: the password is not valid UTF-8")
+	case strings.TrimFunc(pw, unicode.IsSpace) == "":
+		return domain.Errorf(domain.EInvalid, "gateway: the password must not be only white space")
+	case commonPasswords[strings.ToLower(strings.TrimSpace(pw))]:
+		return domain.Errorf(domain.EInvalid, "gateway: the password is one of the most common ones; choose another")
 	}
 	return nil
 }
