@@ -99,7 +99,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes)
+	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, m.passwordHashes)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
 		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
 			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
-				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr}},
+				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}},
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
 		sessions: make(map[*session]struct{}),
 		loadDone: make(chan struct{}),

@@ -538,7 +538,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	defer cancel()
 	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_Register:
-		res, err := s.srv.accounts.register(ctx, q.Register)
+		res, err := s.srv.accounts.register(ctx, q.Register, s.remote)
 		r.Result = &mpimv1.Response_Register{Register: res}
 		return r, nil, err
 	case *mpimv1.ClientFrame_Login:

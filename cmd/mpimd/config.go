@@ -54,6 +54,7 @@ type Config struct {
 	MaxMute                  time.Duration
 	LoginFailuresPerUser     int
 	LoginFailuresPerAddr     int
+	PasswordAttemptsPerAddr  int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -99,8 +100,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
 	fs.UintVar(&c.PasswordMemoryKiB, "password-memory-kib", 19<<10, "gateway: argon2id memory of new password hashes, in KiB (existing hashes keep theirs)")
 	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
-	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have in 15 minutes before its logins are refused (rate_limited) until the window ends")
-	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: the same per client address (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have from one client address in 15 minutes before each further attempt from there waits a delay (rate_limited) that starts at 1s and doubles per failure, up to 15 minutes")
+	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: failed logins one client address may have over every username in 15 minutes (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.IntVar(&c.PasswordAttemptsPerAddr, "password-attempts-per-address", 120, "gateway: logins and registrations one client address may start per minute, refused (rate_limited) before they wait to hash a password (-1: not limited)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -163,6 +165,9 @@ func (c *Config) Validate() error {
 		if c.LoginFailuresPerUser < 1 || (c.LoginFailuresPerAddr < 1 && c.LoginFailuresPerAddr != -1) {
 			errs = append(errs, fmt.Errorf("login-failures-per-user must be positive and login-failures-per-address positive or -1, got %d and %d",
 				c.LoginFailuresPerUser, c.LoginFailuresPerAddr))
+		}
+		if c.PasswordAttemptsPerAddr < 1 && c.PasswordAttemptsPerAddr != -1 {
+			errs = append(errs, fmt.Errorf("password-attempts-per-address must be positive or -1 (not limited), got %d", c.PasswordAttemptsPerAddr))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
