@@ -88,6 +88,14 @@ type Config struct {
 	PasswordAttemptsPerAddr int
 	// LoginFailureWindow is how long a failed login counts (default 15m).
 	LoginFailureWindow time.Duration
+	// MaxUnauthPerAddr bounds the connections from one client address
+	// (addrKey) that have not logged in or resumed yet (default 64; -1:
+	// not limited); the handshake of one more is answered 429.
+	MaxUnauthPerAddr int
+	// MaxUnauth bounds the connections that have not logged in or resumed
+	// yet, over every address (default 10000); the handshake of one more
+	// is answered 503.
+	MaxUnauth int
 	// Argon2 are the password hashing parameters of new hashes (default
 	// argon2id with 19 MiB, 2 passes, 1 lane: the OWASP recommendation).
 	// Existing hashes are verified with the parameters they record.
@@ -154,6 +162,12 @@ func (c *Config) setDefaults() {
 	if c.LoginFailuresPerAddr == 0 {
 		c.LoginFailuresPerAddr = 100
 	}
+	if c.MaxUnauthPerAddr == 0 {
+		c.MaxUnauthPerAddr = 64
+	}
+	if c.MaxUnauth == 0 {
+		c.MaxUnauth = 10000
+	}
 	if c.PasswordAttemptsPerAddr == 0 {
 		c.PasswordAttemptsPerAddr = 120
 	}
@@ -207,6 +221,8 @@ func (c Config) Validate() error {
 	check(c.LoginFailuresPerUser >= 1, "login failures per user must be positive, got %d", c.LoginFailuresPerUser)
 	check(c.LoginFailuresPerAddr >= 1 || c.LoginFailuresPerAddr == -1, "login failures per address must be positive or -1 (not limited), got %d", c.LoginFailuresPerAddr)
 	check(c.PasswordAttemptsPerAddr >= 1 || c.PasswordAttemptsPerAddr == -1, "password attempts per address must be positive or -1 (not limited), got %d", c.PasswordAttemptsPerAddr)
+	check(c.MaxUnauthPerAddr >= 1 || c.MaxUnauthPerAddr == -1, "max unauthenticated connections per address must be positive or -1 (not limited), got %d", c.MaxUnauthPerAddr)
+	check(c.MaxUnauth >= 1, "max unauthenticated connections must be positive, got %d", c.MaxUnauth)
 	a := c.Argon2
 	check(a.Time >= 1, "argon2 time must be at least 1, got %d", a.Time)
 	check(a.MemoryKiB >= 8*uint32(a.Threads) && a.MemoryKiB <= 4<<20, "argon2 memory must be 8×threads KiB..4GiB, got %d KiB", a.MemoryKiB)

@@ -54,6 +54,10 @@ type session struct {
 	log  *slog.Logger // immutable: the writer logs too
 	// remote is the client's address (host:port), set before run.
 	remote string
+	// unauthKey is remote's addrKey, under which the connection counts as
+	// unauthenticated while unauthHeld (Server.authenticated).
+	unauthKey  string
+	unauthHeld atomic.Bool
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
@@ -619,6 +623,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 	s.me, s.device = &caller{identity: id}, dev
 	s.userLim = s.srv.limits.acquire(id.user)
 	s.authed.Store(true)
+	s.srv.authenticated(s)
 	s.authTimer.Stop()
 	s.srv.m.sessions.Inc()
 	res.UserId, res.DeviceId = string(id.user), string(id.device)

@@ -2,12 +2,15 @@ package gateway_test
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/gateway/gatewaytest"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -135,4 +138,45 @@ func TestPasswordAttemptsPerAddress(t *testing.T) {
 		t.Fatalf("%v hashes after the limit", n)
 	}
 	ok(t, e.dialFrom(t, frame.JSON, "198.51.100.21:1"), loginReq("bot0", "correct horse", "d1"))
+}
+
+// Connections that have not logged in are capped per address and in all;
+// the handshake over a cap is refused, and a login frees a place.
+func TestUnauthenticatedConnectionCaps(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.MaxUnauthPerAddr, c.MaxUnauth = 3, 6 })
+	ok(t, e.dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ursula", Password: "correct horse"}})
+	const x = "198.51.100.30:1"
+	var open []*gatewaytest.Client
+	for range 3 {
+		open = append(open, e.dialFrom(t, frame.JSON, x))
+	}
+	refused := func(remote, status string) {
+		t.Helper()
+		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {remote}}})
+		if err == nil {
+			c.Conn().CloseNow()
+			t.Fatalf("connection from %s accepted over the cap", remote)
+		}
+		if !strings.Contains(err.Error(), status) {
+			t.Fatalf("connection from %s: %v, want status %s", remote, err, status)
+		}
+	}
+	refused("198.51.100.30:2", "429")
+	ok(t, open[0], loginReq("ursula", "correct horse", "d1"))
+	open = append(open, e.dialFrom(t, frame.JSON, x))
+	refused(x, "429")
+	// The registering connection, 3 from x and 2 more fill the total.
+	e.dialFrom(t, frame.JSON, "203.0.113.1:1")
+	e.dialFrom(t, frame.JSON, "203.0.113.2:1")
+	refused("203.0.113.3:1", "503")
+	// A closed connection frees its place.
+	open[1].Conn().CloseNow()
+	eventually(t, "place freed", func() bool {
+		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {"203.0.113.3:1"}}})
+		if err == nil {
+			t.Cleanup(func() { c.Conn().CloseNow() })
+		}
+		return err == nil
+	})
+	ping(t, open[0])
 }

@@ -55,6 +55,8 @@ type Config struct {
 	LoginFailuresPerUser     int
 	LoginFailuresPerAddr     int
 	PasswordAttemptsPerAddr  int
+	MaxUnauthPerAddr         int
+	MaxUnauth                int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -103,6 +105,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have from one client address in 15 minutes before each further attempt from there waits a delay (rate_limited) that starts at 1s and doubles per failure, up to 15 minutes")
 	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: failed logins one client address may have over every username in 15 minutes (-1: not limited; behind a reverse proxy every client has the proxy's address)")
 	fs.IntVar(&c.PasswordAttemptsPerAddr, "password-attempts-per-address", 120, "gateway: logins and registrations one client address may start per minute, refused (rate_limited) before they wait to hash a password (-1: not limited)")
+	fs.IntVar(&c.MaxUnauthPerAddr, "max-unauthenticated-per-address", 64, "gateway: WebSocket connections from one client address (IPv6: one /64) that have not logged in yet; one more is refused with 429 (-1: not limited)")
+	fs.IntVar(&c.MaxUnauth, "max-unauthenticated", 10000, "gateway: WebSocket connections that have not logged in yet, over every address; one more is refused with 503")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -168,6 +172,12 @@ func (c *Config) Validate() error {
 		}
 		if c.PasswordAttemptsPerAddr < 1 && c.PasswordAttemptsPerAddr != -1 {
 			errs = append(errs, fmt.Errorf("password-attempts-per-address must be positive or -1 (not limited), got %d", c.PasswordAttemptsPerAddr))
+		}
+		if c.MaxUnauthPerAddr < 1 && c.MaxUnauthPerAddr != -1 {
+			errs = append(errs, fmt.Errorf("max-unauthenticated-per-address must be positive or -1 (not limited), got %d", c.MaxUnauthPerAddr))
+		}
+		if c.MaxUnauth < 1 || c.MaxUnauth > 10_000_000 {
+			errs = append(errs, fmt.Errorf("max-unauthenticated must be 1..10000000, got %d", c.MaxUnauth))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

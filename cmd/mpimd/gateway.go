@@ -69,7 +69,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst,
 		Argon2:               gateway.Argon2Params{Time: uint32(c.PasswordPasses), MemoryKiB: uint32(c.PasswordMemoryKiB), Threads: 1},
 		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr,
-		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr}, deps)
+		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
