@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,5 +254,57 @@ func TestAddrKeyGroupsIPv6By64(t *testing.T) {
 		if got := addrKey(in); got != want {
 			t.Errorf("addrKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A client address gets at most perAddr open connections; closing one lets
+// the next in.
+func TestLimitListenerCapsConnectionsPerAddress(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	ln := LimitListener(inner, 2, func() { refused.Add(1) })
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	dial()
+	dial()
+	first := <-accepted
+	<-accepted
+	if third := dial(); !closedByServer(third) {
+		t.Fatal("the third connection from one address was not closed")
+	}
+	if refused.Load() != 1 {
+		t.Fatalf("refused %d", refused.Load())
+	}
+	first.Close()
+	dial()
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection after a close was not accepted")
 	}
 }

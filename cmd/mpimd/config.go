@@ -57,6 +57,10 @@ type Config struct {
 	PasswordAttemptsPerAddr  int
 	MaxUnauthPerAddr         int
 	MaxUnauth                int
+	HTTPReadHeaderTimeout    time.Duration
+	HTTPIdleTimeout          time.Duration
+	HTTPMaxHeaderBytes       int
+	MaxConnsPerAddr          int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -85,6 +89,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.MemberID, "member-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this process's name among the projector members")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
+	fs.DurationVar(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "time a client has to send an HTTP request's headers (gateway and ops listeners)")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "an idle keep-alive HTTP connection is closed after this (gateway and ops listeners; WebSocket connections have their own heartbeat)")
+	fs.IntVar(&c.HTTPMaxHeaderBytes, "http-max-header-bytes", 16<<10, "largest HTTP request header block; larger ones are answered 431 (gateway and ops listeners)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-address", 1000, "open TCP connections one client address (IPv6: one /64) may have to each listener; more are closed at once (-1: not limited; behind a reverse proxy every client has the proxy's address)")
 	c.Projectors = append(config.List(nil), projectorNames...)
 	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
@@ -188,6 +196,18 @@ func (c *Config) Validate() error {
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))
 		}
+	}
+	if c.HTTPReadHeaderTimeout < 100*time.Millisecond || c.HTTPReadHeaderTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("http-read-header-timeout must be 100ms..10m, got %s", c.HTTPReadHeaderTimeout))
+	}
+	if c.HTTPIdleTimeout < 100*time.Millisecond || c.HTTPIdleTimeout > time.Hour {
+		errs = append(errs, fmt.Errorf("http-idle-timeout must be 100ms..1h, got %s", c.HTTPIdleTimeout))
+	}
+	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("http-max-header-bytes must be 4096..1048576, got %d", c.HTTPMaxHeaderBytes))
+	}
+	if (c.MaxConnsPerAddr < 1 && c.MaxConnsPerAddr != -1) || c.MaxConnsPerAddr > 10_000_000 {
+		errs = append(errs, fmt.Errorf("max-conns-per-address must be 1..10000000 or -1 (not limited), got %d", c.MaxConnsPerAddr))
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http-addr %q: %v", c.HTTPAddr, err))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -43,7 +42,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", c.Listen)
+	ln, err := listen(c.Listen, "gateway", c.httpLimits(), d.reg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway listen: %w", err)
 	}
@@ -82,7 +81,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		dir = d.zk
 	}
 	mux.Handle("/dispatch", gateway.NewDispatcher(dir, d.lg))
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := newHTTPServer(mux, c.httpLimits(), d.lg)
 	serve := task{name: "gateway server", run: func(ctx context.Context) error {
 		err := httpSrv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
