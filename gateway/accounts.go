@@ -19,13 +19,25 @@ type accounts struct {
 	throttle *loginThrottle
 }
 
-// register creates an account.
-func (a *accounts) register(ctx context.Context, q *mpimv1.RegisterRequest) (*mpimv1.RegisterResult, error) {
+// register creates an account for a client at addr (the connection's
+// remote address). The cheap checks come first: the password's rules, the
+// address's password attempts (rate_limited) and whether the name is free
+// (exists), so that only a registration that can succeed waits for a
+// hashing slot, behind every waiting login.
+func (a *accounts) register(ctx context.Context, q *mpimv1.RegisterRequest, addr string) (*mpimv1.RegisterResult, error) {
 	name, err := a.cmd.Policy().NormalizeUsername(q.GetUsername())
 	if err != nil {
 		return nil, err
 	}
 	if err := checkPassword(q.GetPassword()); err != nil {
+		return nil, err
+	}
+	if err := a.throttle.hashAttempt(ctx, addr); err != nil {
+		return nil, err
+	}
+	if _, err := a.cmd.LookupUsername(ctx, name); err == nil {
+		return nil, domain.Errorf(domain.EExists, "gateway: username %q is taken", name)
+	} else if domain.ErrorCode(err) != domain.ENotFound {
 		return nil, err
 	}
 	hash, err := a.pw.hash(ctx, q.GetPassword())
@@ -47,22 +59,22 @@ var errBadCredentials = domain.Errorf(codeBadCredentials, "gateway: wrong userna
 // issues a token. It takes as long for an unknown username as for a wrong
 // password.
 //
-// Failed logins are counted per username and per client address (addr, the
-// connection's remote address); over either limit every login is refused
-// with rate_limited, before any password is checked, until the counting
-// window ends.
+// Before any password is checked the attempt passes the throttle (see
+// loginThrottle): the address's password attempts, then the failures of
+// the username from this address (addr, the connection's remote address)
+// and of the address, where the attempt is counted as a failure until it
+// succeeds. Over a limit the login is refused with rate_limited and the
+// wait.
 func (a *accounts) login(ctx context.Context, q *mpimv1.LoginRequest, addr string) (identity, string, *mpimv1.Profile, error) {
 	fail := func(err error) (identity, string, *mpimv1.Profile, error) { return identity{}, "", nil, err }
 	name := throttleName(a.cmd.Policy(), q.GetUsername())
-	if err := a.throttle.check(ctx, name, addr); err != nil {
+	if err := a.throttle.hashAttempt(ctx, addr); err != nil {
 		return fail(err)
 	}
-	bad := func() (identity, string, *mpimv1.Profile, error) {
-		if err := a.throttle.failed(ctx, name, addr); err != nil {
-			return fail(err)
-		}
-		return fail(errBadCredentials)
+	if err := a.throttle.attempt(ctx, name, addr); err != nil {
+		return fail(err)
 	}
+	bad := func() (identity, string, *mpimv1.Profile, error) { return fail(errBadCredentials) }
 	if len(q.GetPassword()) > maxPasswordBytes {
 		return bad()
 	}
@@ -86,7 +98,7 @@ func (a *accounts) login(ctx context.Context, q *mpimv1.LoginRequest, addr strin
 	if !ok {
 		return bad()
 	}
-	if err := a.throttle.succeeded(ctx, name); err != nil {
+	if err := a.throttle.succeeded(ctx, name, addr); err != nil {
 		return fail(err)
 	}
 	device := domain.DeviceID(q.GetDeviceId())

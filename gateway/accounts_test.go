@@ -246,3 +246,25 @@ func TestLoginThrottleSettingsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// Register refuses passwords that are only white space or among the most
+// common ones, with invalid and a message that says why.
+func TestRegisterRefusesWeakPasswords(t *testing.T) {
+	e := newEnv(t)
+	c := e.dial(t, frame.JSON)
+	for name, pw := range map[string]string{
+		"spaces":             "          ",
+		"tabs and newlines":  "\t\t\n\n\t\t\n\n",
+		"common":             "password123",
+		"common in capitals": "QWERTYUIOP",
+		"common padded":      " iloveyou1 ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			er := fails(t, c, "invalid", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "weak", Password: pw}})
+			if !strings.Contains(er.GetMessage(), "password") {
+				t.Fatalf("message %q does not say what is wrong", er.GetMessage())
+			}
+		})
+	}
+	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "weak", Password: "password123 but longer"}})
+}

@@ -68,17 +68,34 @@ type Config struct {
 	// TokenTTL is the lifetime of a login token (default 30 days).
 	TokenTTL time.Duration
 	// LoginFailuresPerUser is how many failed logins one username may have
-	// within LoginFailureWindow before every login to it (the right
-	// password included) is refused with rate_limited until the window
-	// ends (default 10). A successful login clears the count. Counted in
-	// Redis, so every gateway of the deployment shares it.
+	// from one client address (addrKey) within LoginFailureWindow before
+	// each further attempt from there waits a delay that starts at one
+	// second and doubles with every failure, up to LoginFailureWindow
+	// (default 10); meanwhile it is refused with rate_limited. Logins of
+	// the username from other addresses are not delayed. A successful
+	// login clears the count. Counted in Redis, so every gateway of the
+	// deployment shares it.
 	LoginFailuresPerUser int
-	// LoginFailuresPerAddr is the same per client address (the connection's
-	// remote host: behind a reverse proxy, the proxy's), over every
-	// username (default 100; -1: not limited).
+	// LoginFailuresPerAddr is how many failed logins one client address
+	// (the connection's remote host, IPv6 by /64: behind a reverse proxy,
+	// the proxy's) may have over every username within LoginFailureWindow
+	// (default 100; -1: not limited).
 	LoginFailuresPerAddr int
+	// PasswordAttemptsPerAddr is how many logins and registrations (each
+	// hashes a password) one client address may start per minute before
+	// they are refused with rate_limited, checked before they wait for a
+	// hashing slot (default 120; -1: not limited).
+	PasswordAttemptsPerAddr int
 	// LoginFailureWindow is how long a failed login counts (default 15m).
 	LoginFailureWindow time.Duration
+	// MaxUnauthPerAddr bounds the connections from one client address
+	// (addrKey) that have not logged in or resumed yet (default 64; -1:
+	// not limited); the handshake of one more is answered 429.
+	MaxUnauthPerAddr int
+	// MaxUnauth bounds the connections that have not logged in or resumed
+	// yet, over every address (default 10000); the handshake of one more
+	// is answered 503.
+	MaxUnauth int
 	// Argon2 are the password hashing parameters of new hashes (default
 	// argon2id with 19 MiB, 2 passes, 1 lane: the OWASP recommendation).
 	// Existing hashes are verified with the parameters they record.
@@ -145,6 +162,15 @@ func (c *Config) setDefaults() {
 	if c.LoginFailuresPerAddr == 0 {
 		c.LoginFailuresPerAddr = 100
 	}
+	if c.MaxUnauthPerAddr == 0 {
+		c.MaxUnauthPerAddr = 64
+	}
+	if c.MaxUnauth == 0 {
+		c.MaxUnauth = 10000
+	}
+	if c.PasswordAttemptsPerAddr == 0 {
+		c.PasswordAttemptsPerAddr = 120
+	}
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1}
 	}
@@ -194,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	check(c.LoginFailuresPerUser >= 1, "login failures per user must be positive, got %d", c.LoginFailuresPerUser)
 	check(c.LoginFailuresPerAddr >= 1 || c.LoginFailuresPerAddr == -1, "login failures per address must be positive or -1 (not limited), got %d", c.LoginFailuresPerAddr)
+	check(c.PasswordAttemptsPerAddr >= 1 || c.PasswordAttemptsPerAddr == -1, "password attempts per address must be positive or -1 (not limited), got %d", c.PasswordAttemptsPerAddr)
+	check(c.MaxUnauthPerAddr >= 1 || c.MaxUnauthPerAddr == -1, "max unauthenticated connections per address must be positive or -1 (not limited), got %d", c.MaxUnauthPerAddr)
+	check(c.MaxUnauth >= 1, "max unauthenticated connections must be positive, got %d", c.MaxUnauth)
 	a := c.Argon2
 	check(a.Time >= 1, "argon2 time must be at least 1, got %d", a.Time)
 	check(a.MemoryKiB >= 8*uint32(a.Threads) && a.MemoryKiB <= 4<<20, "argon2 memory must be 8×threads KiB..4GiB, got %d KiB", a.MemoryKiB)

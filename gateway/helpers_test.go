@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -123,7 +124,7 @@ func (e *env) start(tb testing.TB, id string, tweak ...func(*gateway.Config, *ga
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.http = httptest.NewServer(e.srv.Handler())
+	e.http = httptest.NewServer(remoteFromHeader(e.srv.Handler()))
 	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http") + "/ws"
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -144,6 +145,33 @@ func testCtx(tb testing.TB) context.Context {
 func (e *env) dial(tb testing.TB, enc frame.Encoding) *gatewaytest.Client {
 	tb.Helper()
 	c, err := gatewaytest.Dial(testCtx(tb), e.url, enc, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Conn().CloseNow() })
+	return c
+}
+
+// testRemoteHeader names the header through which a test client poses as
+// another client address (remoteFromHeader).
+const testRemoteHeader = "X-Test-Remote-Addr"
+
+// remoteFromHeader serves h with the request's remote address taken from
+// the testRemoteHeader, when present: every test client connects from
+// loopback, and the per-address limits need clients elsewhere.
+func remoteFromHeader(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get(testRemoteHeader); a != "" {
+			r.RemoteAddr = a
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// dialFrom connects as a client at remote (host:port).
+func (e *env) dialFrom(tb testing.TB, enc frame.Encoding, remote string) *gatewaytest.Client {
+	tb.Helper()
+	c, err := gatewaytest.Dial(testCtx(tb), e.url, enc, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {remote}}})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,7 +59,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 }
 
 func TestPasswordsHashAndVerify(t *testing.T) {
-	pw, err := newPasswords(Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltBytes: 16, KeyBytes: 32}, 2)
+	pw, err := newPasswords(Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltBytes: 16, KeyBytes: 32}, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +202,109 @@ func TestDispatchAddressForms(t *testing.T) {
 		if got, err := dialAddr(bad); err == nil {
 			t.Errorf("dialAddr(%q) = %q, want an error", bad, got)
 		}
+	}
+}
+
+// When every hashing slot is taken, a waiting login gets the next free slot
+// before registrations that waited longer.
+func TestHashQueueServesLoginsFirst(t *testing.T) {
+	q := newHashQueue(1)
+	ctx := context.Background()
+	if err := q.acquire(ctx, priorityRegister); err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan hashPriority, 2)
+	for _, p := range []hashPriority{priorityRegister, priorityLogin} {
+		go func() {
+			if err := q.acquire(ctx, p); err == nil {
+				order <- p
+				q.release()
+			}
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for q.waiters(p) == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	q.release()
+	if first, second := <-order, <-order; first != priorityLogin || second != priorityRegister {
+		t.Fatalf("served %v then %v, want the login first", first, second)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	q.acquire(ctx, priorityLogin)
+	if err := q.acquire(cctx, priorityLogin); domain.ErrorCode(err) != domain.EUnavailable {
+		t.Fatalf("acquire with an ended context: %v", err)
+	}
+	q.release()
+	if err := q.acquire(ctx, priorityRegister); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAddrKeyGroupsIPv6By64(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1:443":             "192.0.2.1",
+		"[::ffff:192.0.2.1]:1":      "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
+		"2001:db8:1:2::9":           "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:80":         "fe80::/64",
+		"not an address":            "not an address",
+	} {
+		if got := addrKey(in); got != want {
+			t.Errorf("addrKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A client address gets at most perAddr open connections; closing one lets
+// the next in.
+func TestLimitListenerCapsConnectionsPerAddress(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	ln := LimitListener(inner, 2, func() { refused.Add(1) })
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	dial()
+	dial()
+	first := <-accepted
+	<-accepted
+	if third := dial(); !closedByServer(third) {
+		t.Fatal("the third connection from one address was not closed")
+	}
+	if refused.Load() != 1 {
+		t.Fatalf("refused %d", refused.Load())
+	}
+	first.Close()
+	dial()
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection after a close was not accepted")
 	}
 }

@@ -18,6 +18,8 @@ type metrics struct {
 	slowDisconnects prometheus.Counter
 	errors          *prometheus.CounterVec
 	disconnects     *prometheus.CounterVec
+	passwordHashes  *prometheus.CounterVec
+	refusedConns    *prometheus.CounterVec
 
 	// Children bound at start for every request and frame type, so the
 	// per-frame path does no label hashing.
@@ -71,10 +73,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mpim_gateway_errors_total", Help: "Error responses, by protocol error code."}, []string{"code"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mpim_gateway_disconnects_total", Help: "Closed connections, by reason."}, []string{"reason"}),
+		passwordHashes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mpim_gateway_password_hashes_total", Help: "argon2id computations, by operation (hash: registration, verify: login)."}, []string{"op"}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mpim_gateway_refused_connections_total", Help: "WebSocket connections refused before the handshake, by limit."}, []string{"limit"}),
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.framesIn, m.framesOut, m.requestSeconds,
-		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects} {
+		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -55,6 +55,7 @@ type Server struct {
 	api      *api
 	accounts *accounts
 	limits   *userLimits
+	unauth   *unauthConns
 	handler  http.Handler
 	loadDone chan struct{}
 	stopLoad context.CancelFunc
@@ -99,7 +100,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes)
+	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, m.passwordHashes)
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +111,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
 		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
 			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
-				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr}},
+				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}},
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
+		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
 		loadDone: make(chan struct{}),
 	}
@@ -148,6 +150,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway: shutting down; reconnect through the dispatcher", http.StatusServiceUnavailable)
 		return
 	}
+	key := addrKey(r.RemoteAddr)
+	if !s.admit(w, key) {
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted {
+			s.unauth.leave(key)
+		}
+	}()
 	cw := &corkingWriter{ResponseWriter: w}
 	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		Subprotocols:    frame.Subprotocols(),
@@ -169,9 +181,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		conn.Close(websocket.StatusGoingAway, "gateway shutting down")
 		return
 	}
+	admitted = false // the session holds the count from here
 	s.nextConn++
 	sess := newSession(s, conn, enc, s.log.With("conn", s.nextConn, "remote", r.RemoteAddr))
 	sess.remote = r.RemoteAddr
+	sess.unauthKey = key
+	sess.unauthHeld.Store(true)
 	sess.cork = cw.conn
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
@@ -182,6 +197,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // remove forgets an ended session.
 func (s *Server) remove(sess *session) {
+	s.authenticated(sess) // uncounts a session that never authenticated
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()

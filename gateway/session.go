@@ -54,6 +54,10 @@ type session struct {
 	log  *slog.Logger // immutable: the writer logs too
 	// remote is the client's address (host:port), set before run.
 	remote string
+	// unauthKey is remote's addrKey, under which the connection counts as
+	// unauthenticated while unauthHeld (Server.authenticated).
+	unauthKey  string
+	unauthHeld atomic.Bool
 
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
@@ -538,7 +542,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	defer cancel()
 	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_Register:
-		res, err := s.srv.accounts.register(ctx, q.Register)
+		res, err := s.srv.accounts.register(ctx, q.Register, s.remote)
 		r.Result = &mpimv1.Response_Register{Register: res}
 		return r, nil, err
 	case *mpimv1.ClientFrame_Login:
@@ -619,6 +623,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 	s.me, s.device = &caller{identity: id}, dev
 	s.userLim = s.srv.limits.acquire(id.user)
 	s.authed.Store(true)
+	s.srv.authenticated(s)
 	s.authTimer.Stop()
 	s.srv.m.sessions.Inc()
 	res.UserId, res.DeviceId = string(id.user), string(id.device)

@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"context"
-	"net"
+	_ "embed"
 	"strings"
 	"time"
 
@@ -10,106 +10,115 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// loginThrottle counts failed logins per username and per client address
-// in Redis, so that every gateway of a deployment sees the same counts, and
-// refuses logins over the limits until the counting window ends: password
-// guessing gets LoginFailuresPerUser tries per window and account, and
-// LoginFailuresPerAddr per window and address. It is safe for concurrent
-// use.
+var (
+	//go:embed login_attempt.lua
+	loginAttemptLua    string
+	loginAttemptScript = redis.NewScript(loginAttemptLua)
+	//go:embed attempts.lua
+	attemptsLua    string
+	attemptsScript = redis.NewScript(attemptsLua)
+)
+
+// loginDelayBase is the first delay of a username at an address once its
+// failures reach the limit; each further failure doubles it, up to the
+// failure window.
+const loginDelayBase = time.Second
+
+// loginThrottle limits password guessing and password hashing in Redis, so
+// that every gateway of a deployment sees the same counts:
+//
+//   - failed logins per username and client address: after perUser
+//     failures each further attempt waits a delay that starts at one second
+//     and doubles with every failure, up to the failure window. A login of
+//     the same username from an address without failures is not delayed.
+//   - failed logins per client address over every username: perAddr per
+//     window (-1: not limited).
+//   - password attempts (logins and registrations) per client address:
+//     hashesPerAddr per minute (-1: not limited), checked before a request
+//     waits for a hashing slot.
+//
+// A login attempt is counted as a failure before its password is checked
+// (one Lua script checks and counts), and a success gives it back, so
+// parallel attempts cannot exceed the limits. Addresses are keyed by
+// addrKey (IPv6 by /64). It is safe for concurrent use.
 type loginThrottle struct {
-	rdb              redis.UniversalClient
-	prefix           string
-	window           time.Duration
-	perUser, perAddr int
+	rdb                             redis.UniversalClient
+	prefix                          string
+	window                          time.Duration
+	perUser, perAddr, hashesPerAddr int
 }
 
-// keys returns the counters of a login attempt: the username's (empty when
-// the name cannot be a username) and the address's (empty when addresses
-// are not limited).
-func (t *loginThrottle) keys(username, addr string) (user, host string) {
+// keys returns the Redis keys of an attempt by username (possibly "") from
+// the client address addr (host:port). They share the address's hash tag.
+func (t *loginThrottle) keys(username, addr string) (pair, host, hashes string) {
+	base := t.prefix + "login:{" + addrKey(addr) + "}:"
+	return base + "user:" + username, base + "failures", base + "hashes"
+}
+
+// tooManyFailures is the refusal of a throttled login.
+func tooManyFailures(wait time.Duration) error {
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return &limitError{err: domain.Errorf(domain.ERateLimited, "gateway: too many failed logins; try again later"), retryAfter: wait}
+}
+
+// attempt checks a login by username from addr against the failure limits
+// and, if it may proceed, counts it as a failure (succeeded gives it back).
+// Over a limit it is refused with rate_limited and the wait, and nothing is
+// counted.
+func (t *loginThrottle) attempt(ctx context.Context, username, addr string) error {
+	pair, host, _ := t.keys(username, addr)
+	usePair := "0"
 	if username != "" {
-		user = t.prefix + "login:fail:user:" + username
+		usePair = "1"
 	}
-	if t.perAddr > 0 && addr != "" {
-		if h, _, err := net.SplitHostPort(addr); err == nil {
-			addr = h
-		}
-		host = t.prefix + "login:fail:addr:" + addr
+	wait, err := loginAttemptScript.Run(ctx, t.rdb, []string{pair, host}, usePair, t.perUser, max(t.perAddr, 0),
+		t.window.Milliseconds(), loginDelayBase.Milliseconds(), t.window.Milliseconds()).Int64()
+	if err != nil {
+		return unavailable("counting a login attempt", err)
 	}
-	return user, host
-}
-
-// check refuses a login whose username or address is over its limit, with
-// the time until its window ends.
-func (t *loginThrottle) check(ctx context.Context, username, addr string) error {
-	userKey, hostKey := t.keys(username, addr)
-	type counter struct {
-		key   string
-		limit int
-		n     *redis.StringCmd
-		ttl   *redis.DurationCmd
-	}
-	var cs []*counter
-	if userKey != "" {
-		cs = append(cs, &counter{key: userKey, limit: t.perUser})
-	}
-	if hostKey != "" {
-		cs = append(cs, &counter{key: hostKey, limit: t.perAddr})
-	}
-	if len(cs) == 0 {
-		return nil
-	}
-	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range cs {
-			c.n = p.Get(ctx, c.key)
-			c.ttl = p.PTTL(ctx, c.key)
-		}
-		return nil
-	})
-	if err != nil && err != redis.Nil {
-		return unavailable("reading login failures", err)
-	}
-	for _, c := range cs {
-		n, err := c.n.Int()
-		if err != nil || n < c.limit {
-			continue
-		}
-		wait := c.ttl.Val()
-		if wait <= 0 {
-			wait = time.Second
-		}
-		return &limitError{err: domain.Errorf(domain.ERateLimited, "gateway: too many failed logins; try again later"), retryAfter: wait}
+	if wait > 0 {
+		return tooManyFailures(time.Duration(wait) * time.Millisecond)
 	}
 	return nil
 }
 
-// failed counts a failed login; the window of a counter starts at its first
-// failure.
-func (t *loginThrottle) failed(ctx context.Context, username, addr string) error {
-	userKey, hostKey := t.keys(username, addr)
+// succeeded gives back a successful login's attempt: it clears the
+// username's failures at the address and uncounts the attempt from the
+// address's.
+func (t *loginThrottle) succeeded(ctx context.Context, username, addr string) error {
+	pair, host, _ := t.keys(username, addr)
 	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range []string{userKey, hostKey} {
-			if k != "" {
-				// The first failure creates the counter with the window as
-				// its lifetime; INCR keeps it.
-				p.SetNX(ctx, k, 0, t.window)
-				p.Incr(ctx, k)
-			}
+		if username != "" {
+			p.Del(ctx, pair)
+		}
+		if t.perAddr > 0 {
+			p.Decr(ctx, host)
 		}
 		return nil
 	})
 	if err != nil {
-		return unavailable("counting a failed login", err)
+		return unavailable("clearing login failures", err)
 	}
 	return nil
 }
 
-// succeeded clears the username's failures (not the address's).
-func (t *loginThrottle) succeeded(ctx context.Context, username string) error {
-	if userKey, _ := t.keys(username, ""); userKey != "" {
-		if err := t.rdb.Del(ctx, userKey).Err(); err != nil {
-			return unavailable("clearing login failures", err)
-		}
+// hashAttempt counts a request that will hash or verify a password (a
+// login or a registration) from addr, and refuses it with rate_limited
+// when the address has used its attempts of the minute.
+func (t *loginThrottle) hashAttempt(ctx context.Context, addr string) error {
+	if t.hashesPerAddr < 0 {
+		return nil
+	}
+	_, _, key := t.keys("", addr)
+	wait, err := attemptsScript.Run(ctx, t.rdb, []string{key}, t.hashesPerAddr, time.Minute.Milliseconds()).Int64()
+	if err != nil {
+		return unavailable("counting password attempts", err)
+	}
+	if wait > 0 {
+		return &limitError{err: domain.Errorf(domain.ERateLimited, "gateway: too many logins and registrations from this address; try again later"),
+			retryAfter: time.Duration(wait) * time.Millisecond}
 	}
 	return nil
 }

@@ -111,7 +111,8 @@ GW_URLS=() GW_PIDS=() GW_METRICS=()
 for g in $(seq "$GATEWAYS"); do
 	listen=127.0.0.1:$(free_port) http=127.0.0.1:$(free_port)
 	bin/mpimd gateway "${common[@]}" --listen "$listen" --http-addr "$http" --gateway-id "bench-gw$g-$run_id" --client-rate 1000 --client-burst 2000 \
-		--password-memory-kib 1024 --password-passes 1 --max-group-members 1000 >"$dir/gateway$g.log" 2>&1 &
+		--password-memory-kib 1024 --password-passes 1 --max-group-members 1000 \
+		--password-attempts-per-address -1 --max-unauthenticated-per-address -1 --max-unauthenticated 1000000 --max-conns-per-address -1 >"$dir/gateway$g.log" 2>&1 &
 	PIDS+=("$!") GW_PIDS+=("$!")
 	wait_ready "$http" "$!" "gateway$g"
 	GW_URLS+=("ws://$listen/ws") GW_METRICS+=("http://$http/metrics")

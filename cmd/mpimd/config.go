@@ -54,6 +54,13 @@ type Config struct {
 	MaxMute                  time.Duration
 	LoginFailuresPerUser     int
 	LoginFailuresPerAddr     int
+	PasswordAttemptsPerAddr  int
+	MaxUnauthPerAddr         int
+	MaxUnauth                int
+	HTTPReadHeaderTimeout    time.Duration
+	HTTPIdleTimeout          time.Duration
+	HTTPMaxHeaderBytes       int
+	MaxConnsPerAddr          int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -82,6 +89,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.MemberID, "member-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this process's name among the projector members")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
+	fs.DurationVar(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "time a client has to send an HTTP request's headers (gateway and ops listeners)")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "an idle keep-alive HTTP connection is closed after this (gateway and ops listeners; WebSocket connections have their own heartbeat)")
+	fs.IntVar(&c.HTTPMaxHeaderBytes, "http-max-header-bytes", 16<<10, "largest HTTP request header block; larger ones are answered 431 (gateway and ops listeners)")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-address", 1000, "open TCP connections one client address (IPv6: one /64) may have to each listener; more are closed at once (-1: not limited; behind a reverse proxy every client has the proxy's address)")
 	c.Projectors = append(config.List(nil), projectorNames...)
 	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
@@ -99,8 +110,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ClientBurst, "client-burst", 100, "gateway: burst of the per-connection token bucket (a user gets twice this)")
 	fs.UintVar(&c.PasswordMemoryKiB, "password-memory-kib", 19<<10, "gateway: argon2id memory of new password hashes, in KiB (existing hashes keep theirs)")
 	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
-	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have in 15 minutes before its logins are refused (rate_limited) until the window ends")
-	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: the same per client address (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have from one client address in 15 minutes before each further attempt from there waits a delay (rate_limited) that starts at 1s and doubles per failure, up to 15 minutes")
+	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: failed logins one client address may have over every username in 15 minutes (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.IntVar(&c.PasswordAttemptsPerAddr, "password-attempts-per-address", 120, "gateway: logins and registrations one client address may start per minute, refused (rate_limited) before they wait to hash a password (-1: not limited)")
+	fs.IntVar(&c.MaxUnauthPerAddr, "max-unauthenticated-per-address", 64, "gateway: WebSocket connections from one client address (IPv6: one /64) that have not logged in yet; one more is refused with 429 (-1: not limited)")
+	fs.IntVar(&c.MaxUnauth, "max-unauthenticated", 10000, "gateway: WebSocket connections that have not logged in yet, over every address; one more is refused with 503")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -164,6 +178,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("login-failures-per-user must be positive and login-failures-per-address positive or -1, got %d and %d",
 				c.LoginFailuresPerUser, c.LoginFailuresPerAddr))
 		}
+		if c.PasswordAttemptsPerAddr < 1 && c.PasswordAttemptsPerAddr != -1 {
+			errs = append(errs, fmt.Errorf("password-attempts-per-address must be positive or -1 (not limited), got %d", c.PasswordAttemptsPerAddr))
+		}
+		if c.MaxUnauthPerAddr < 1 && c.MaxUnauthPerAddr != -1 {
+			errs = append(errs, fmt.Errorf("max-unauthenticated-per-address must be positive or -1 (not limited), got %d", c.MaxUnauthPerAddr))
+		}
+		if c.MaxUnauth < 1 || c.MaxUnauth > 10_000_000 {
+			errs = append(errs, fmt.Errorf("max-unauthenticated must be 1..10000000, got %d", c.MaxUnauth))
+		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
 		}
@@ -173,6 +196,18 @@ func (c *Config) Validate() error {
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))
 		}
+	}
+	if c.HTTPReadHeaderTimeout < 100*time.Millisecond || c.HTTPReadHeaderTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("http-read-header-timeout must be 100ms..10m, got %s", c.HTTPReadHeaderTimeout))
+	}
+	if c.HTTPIdleTimeout < 100*time.Millisecond || c.HTTPIdleTimeout > time.Hour {
+		errs = append(errs, fmt.Errorf("http-idle-timeout must be 100ms..1h, got %s", c.HTTPIdleTimeout))
+	}
+	if c.HTTPMaxHeaderBytes < 4<<10 || c.HTTPMaxHeaderBytes > 1<<20 {
+		errs = append(errs, fmt.Errorf("http-max-header-bytes must be 4096..1048576, got %d", c.HTTPMaxHeaderBytes))
+	}
+	if (c.MaxConnsPerAddr < 1 && c.MaxConnsPerAddr != -1) || c.MaxConnsPerAddr > 10_000_000 {
+		errs = append(errs, fmt.Errorf("max-conns-per-address must be 1..10000000 or -1 (not limited), got %d", c.MaxConnsPerAddr))
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http-addr %q: %v", c.HTTPAddr, err))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,8 +34,11 @@ func (c *Config) embedded() (redis, mysql bool) {
 // miniredis for Redis, go-mysql-server's in-memory engine for MySQL, both on
 // loopback ports so the process reaches them through the same drivers, Lua
 // scripts and SQL as real servers — and points the configuration at them.
-// It warns loudly that nothing survives the process. The returned function
-// stops them.
+// Each requires credentials drawn at random for this process (only the
+// configuration holds them; they are neither printed nor logged), so
+// another local process that finds the port can neither read the login
+// tokens nor write them. It warns loudly that nothing survives the
+// process. The returned function stops them.
 func (c *Config) startEmbedded(stderr io.Writer, lg *slog.Logger) (func(), error) {
 	wantRedis, wantMySQL := c.embedded()
 	if !wantRedis && !wantMySQL {
@@ -49,21 +53,24 @@ func (c *Config) startEmbedded(stderr io.Writer, lg *slog.Logger) (func(), error
 	var what []string
 	if wantRedis {
 		mr := miniredis.NewMiniRedis()
+		password := rand.Text()
+		mr.RequireAuth(password)
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return stop, fmt.Errorf("embedded redis: %w", err)
 		}
 		stops = append(stops, mr.Close)
-		c.RedisAddr = mr.Addr()
+		c.RedisAddr, c.RedisPassword = mr.Addr(), password
 		what = append(what, "Redis (miniredis at "+c.RedisAddr+")")
 	}
 	if wantMySQL {
-		addr, close, err := startEmbeddedMySQL(lg)
+		user, password := "mpim", rand.Text()
+		addr, close, err := startEmbeddedMySQL(user, password, lg)
 		if err != nil {
 			stop()
 			return func() {}, err
 		}
 		stops = append(stops, close)
-		c.MySQL = "root@tcp(" + addr + ")/" + embeddedDatabase
+		c.MySQL = user + ":" + password + "@tcp(" + addr + ")/" + embeddedDatabase
 		what = append(what, "MySQL (go-mysql-server in-memory at "+addr+")")
 	}
 	banner := strings.Repeat("!", 78)
@@ -77,13 +84,18 @@ func (c *Config) startEmbedded(stderr io.Writer, lg *slog.Logger) (func(), error
 }
 
 // startEmbeddedMySQL serves an empty in-memory database over the MySQL
-// protocol on a loopback port.
-func startEmbeddedMySQL(lg *slog.Logger) (addr string, stop func(), err error) {
+// protocol on a loopback port to the one account user with password (no
+// other account exists, root included).
+func startEmbeddedMySQL(user, password string, lg *slog.Logger) (addr string, stop func(), err error) {
 	logrus.SetLevel(logrus.ErrorLevel) // the engine's per-query chatter
 	db := memory.NewDatabase(embeddedDatabase)
 	db.BaseDatabase.EnablePrimaryKeyIndexes()
 	pro := memory.NewDBProvider(db)
 	engine := sqle.NewDefault(pro)
+	users := engine.Analyzer.Catalog.MySQLDb
+	ed := users.Editor()
+	users.AddSuperUser(ed, user, "%", password) // also turns authentication on
+	ed.Close()
 	// The listener is ours so the port is known before the server runs.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

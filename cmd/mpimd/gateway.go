@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -43,7 +42,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	ln, err := net.Listen("tcp", c.Listen)
+	ln, err := listen(c.Listen, "gateway", c.httpLimits(), d.reg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gateway listen: %w", err)
 	}
@@ -68,7 +67,8 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	srv, err := gateway.New(gateway.Config{GatewayID: c.GatewayID, PublicAddr: public, Prefix: c.Prefix,
 		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst,
 		Argon2:               gateway.Argon2Params{Time: uint32(c.PasswordPasses), MemoryKiB: uint32(c.PasswordMemoryKiB), Threads: 1},
-		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr}, deps)
+		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr,
+		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
@@ -81,7 +81,7 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		dir = d.zk
 	}
 	mux.Handle("/dispatch", gateway.NewDispatcher(dir, d.lg))
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := newHTTPServer(mux, c.httpLimits(), d.lg)
 	serve := task{name: "gateway server", run: func(ctx context.Context) error {
 		err := httpSrv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

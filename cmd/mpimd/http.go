@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpim/mpim/gateway"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -27,8 +28,46 @@ type opsServer struct {
 	probes map[string]probe
 }
 
-func newOpsServer(addr string, reg *prometheus.Registry, probes map[string]probe, lg *slog.Logger) (*opsServer, error) {
+// httpLimits bound the HTTP connections of a listener (the gateway's and
+// the ops endpoints').
+type httpLimits struct {
+	readHeaderTimeout, idleTimeout time.Duration
+	maxHeaderBytes, connsPerAddr   int
+}
+
+func (c *Config) httpLimits() httpLimits {
+	return httpLimits{readHeaderTimeout: c.HTTPReadHeaderTimeout, idleTimeout: c.HTTPIdleTimeout,
+		maxHeaderBytes: c.HTTPMaxHeaderBytes, connsPerAddr: c.MaxConnsPerAddr}
+}
+
+// newHTTPServer returns a server of h with the limits: request headers
+// must arrive within readHeaderTimeout and fit maxHeaderBytes (larger
+// ones are answered 431), and a keep-alive connection idle for idleTimeout
+// is closed. Serve it on listen's listener.
+func newHTTPServer(h http.Handler, lim httpLimits, lg *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: lim.readHeaderTimeout, IdleTimeout: lim.idleTimeout,
+		MaxHeaderBytes: lim.maxHeaderBytes, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
+}
+
+// listen listens on addr, closing at once the connections of a client
+// address (IPv6: its /64) beyond lim.connsPerAddr open ones; it counts them
+// in mpim_http_refused_connections_total{listener=name} on reg.
+func listen(addr, name string, lim httpLimits, reg prometheus.Registerer) (net.Listener, error) {
+	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_http_refused_connections_total",
+		Help:        "TCP connections closed at once because their client address had --max-conns-per-address open ones.",
+		ConstLabels: prometheus.Labels{"listener": name}})
+	if err := reg.Register(refused); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return gateway.LimitListener(ln, lim.connsPerAddr, refused.Inc), nil
+}
+
+func newOpsServer(addr string, lim httpLimits, reg *prometheus.Registry, probes map[string]probe, lg *slog.Logger) (*opsServer, error) {
+	ln, err := listen(addr, "ops", lim, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +80,7 @@ func newOpsServer(addr string, reg *prometheus.Registry, probes map[string]probe
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(lg.Handler(), slog.LevelWarn)}
+	o.srv = newHTTPServer(mux, lim, lg)
 	go func() {
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			lg.Error("ops server stopped", "err", err)

@@ -181,7 +181,9 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 	}
 	// Each of the settings below alone is refused, naming itself.
 	for _, bad := range [][]string{{"--password-passes", "0"}, {"--password-memory-kib", "5000000"},
-		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"}} {
+		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"},
+		{"--password-attempts-per-address", "0"}, {"--max-unauthenticated-per-address", "0"}, {"--max-unauthenticated", "0"},
+		{"--http-idle-timeout", "0s"}, {"--http-read-header-timeout", "11m"}, {"--http-max-header-bytes", "100"}, {"--max-conns-per-address", "0"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
