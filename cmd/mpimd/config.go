@@ -34,6 +34,7 @@ type Config struct {
 	ZKSessionTimeout         time.Duration
 	MemberID                 string
 	HTTPAddr                 string
+	Pprof                    bool
 	Projectors               config.List
 	BatchSize                int
 	MaxAttempts              int
@@ -82,6 +83,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&c.MemberID, "member-id", fmt.Sprintf("%s-%d", host, os.Getpid()), "this process's name among the projector members")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on the http-addr (profiles cost CPU and show internals: keep the address private)")
 	c.Projectors = append(config.List(nil), projectorNames...)
 	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
