@@ -72,11 +72,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 		redisAddr, dsn = Embedded, Embedded // try-it-out default: nothing to install
 	}
 	fs.StringVar(&c.RedisAddr, "redis-addr", redisAddr, "Redis address of the event log, inboxes and caches (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
-	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (set MPIM_REDIS_PASSWORD or the config file instead: command lines are visible to every local user)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.Prefix, "prefix", "", "key prefix of the deployment")
 	fs.IntVar(&c.Partitions, "partitions", 16, "partition count (fixed when the deployment is created)")
-	fs.StringVar(&c.MySQL, "mysql", dsn, "MySQL DSN of the read models and the archive (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
+	fs.StringVar(&c.MySQL, "mysql", dsn, "MySQL DSN of the read models and the archive (\"embedded\": an in-memory stand-in in this process, mpimd all only; one with a password: set MPIM_MYSQL or the config file instead)")
 	fs.Var(&c.ZooKeeper, "zookeeper", "ZooKeeper servers, comma-separated (empty: this process owns every partition)")
 	fs.StringVar(&c.ZKRoot, "zk-root", "/mpim", "ZooKeeper root path")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
