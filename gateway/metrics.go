@@ -18,6 +18,7 @@ type metrics struct {
 	slowDisconnects prometheus.Counter
 	errors          *prometheus.CounterVec
 	disconnects     *prometheus.CounterVec
+	tokensPruned    prometheus.Counter
 
 	// Children bound at start for every request and frame type, so the
 	// per-frame path does no label hashing.
@@ -71,10 +72,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mpim_gateway_errors_total", Help: "Error responses, by protocol error code."}, []string{"code"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mpim_gateway_disconnects_total", Help: "Closed connections, by reason."}, []string{"reason"}),
+		tokensPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mpim_gateway_tokens_pruned_total", Help: "Expired login tokens deleted from auth_tokens."}),
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.framesIn, m.framesOut, m.requestSeconds,
-		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects} {
+		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.tokensPruned} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

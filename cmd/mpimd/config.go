@@ -55,6 +55,8 @@ type Config struct {
 	MaxMute                  time.Duration
 	LoginFailuresPerUser     int
 	LoginFailuresPerAddr     int
+	TokenPruneInterval       time.Duration
+	TokenPruneMax            int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -103,6 +105,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.UintVar(&c.PasswordPasses, "password-passes", 2, "gateway: argon2id passes of new password hashes")
 	fs.IntVar(&c.LoginFailuresPerUser, "login-failures-per-user", 10, "gateway: failed logins one username may have in 15 minutes before its logins are refused (rate_limited) until the window ends")
 	fs.IntVar(&c.LoginFailuresPerAddr, "login-failures-per-address", 100, "gateway: the same per client address (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.DurationVar(&c.TokenPruneInterval, "token-prune-interval", 10*time.Minute, "gateway: how often expired login tokens are deleted from MySQL (0: never)")
+	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -165,6 +169,12 @@ func (c *Config) Validate() error {
 		if c.LoginFailuresPerUser < 1 || (c.LoginFailuresPerAddr < 1 && c.LoginFailuresPerAddr != -1) {
 			errs = append(errs, fmt.Errorf("login-failures-per-user must be positive and login-failures-per-address positive or -1, got %d and %d",
 				c.LoginFailuresPerUser, c.LoginFailuresPerAddr))
+		}
+		if c.TokenPruneInterval != 0 && (c.TokenPruneInterval < time.Second || c.TokenPruneInterval > 24*time.Hour) {
+			errs = append(errs, fmt.Errorf("token-prune-interval must be 0 (never) or 1s..24h, got %s", c.TokenPruneInterval))
+		}
+		if c.TokenPruneMax < 1 || c.TokenPruneMax > 1_000_000 {
+			errs = append(errs, fmt.Errorf("token-prune-max must be 1..1000000, got %d", c.TokenPruneMax))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

@@ -181,7 +181,8 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 	}
 	// Each of the settings below alone is refused, naming itself.
 	for _, bad := range [][]string{{"--password-passes", "0"}, {"--password-memory-kib", "5000000"},
-		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"}} {
+		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"},
+		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
