@@ -101,16 +101,14 @@ func (s *Service) LookupUsername(ctx context.Context, username string) (domain.U
 	return owner, nil
 }
 
-// User loads a user's current state from the event store (uncached).
+// User loads a user's current state from the event store (not from the
+// in-process cache): from its snapshot and the events after it, a bounded
+// read however many logins the user had (see fetchUser).
 func (s *Service) User(ctx context.Context, id domain.UserID) (*domain.User, error) {
 	if !id.Valid() {
 		return nil, domain.Errorf(domain.EInvalid, "command: invalid user id %q", id)
 	}
-	events, err := s.history(ctx, string(id), string(id))
-	if err != nil {
-		return nil, err
-	}
-	return domain.RebuildUser(id, events)
+	return s.fetchUser(ctx, id)
 }
 
 // UpdateUser runs a user command on the actor's own user aggregate.
@@ -119,7 +117,7 @@ func (s *Service) UpdateUser(ctx context.Context, actor Actor, cmd domain.UserCo
 		return Result{}, domain.Errorf(domain.EUnauthorized, "command: no valid actor")
 	}
 	id := actor.User
-	return update(ctx, s, actor, string(id), string(id), "",
-		func(evs []domain.Event) (*domain.User, error) { return domain.RebuildUser(id, evs) },
+	return updateWith(ctx, s, actor, string(id), string(id), "",
+		func(ctx context.Context) (*domain.User, error) { return s.fetchUser(ctx, id) },
 		func(u *domain.User, now time.Time) ([]domain.Event, error) { return u.Decide(cmd, now, s.policy) })
 }

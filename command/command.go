@@ -120,6 +120,11 @@ func (s *Service) history(ctx context.Context, partitionKey, agg string) ([]doma
 	if err != nil {
 		return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %v", agg, err)
 	}
+	return decodeEvents(agg, recs)
+}
+
+// decodeEvents turns an aggregate's recorded events into domain events.
+func decodeEvents(agg string, recs []eventstore.Recorded) ([]domain.Event, error) {
 	events := make([]domain.Event, len(recs))
 	for i, r := range recs {
 		_, e, err := codec.Decode(r.Event)
@@ -136,22 +141,34 @@ type versioned interface{ Version() uint64 }
 
 // load returns the cached state of agg or rebuilds it from its history.
 func load[A versioned](ctx context.Context, s *Service, partitionKey, agg string, fresh bool, rebuild func([]domain.Event) (A, error)) (A, error) {
+	return loadWith(ctx, s, agg, fresh, historyFetch(s, partitionKey, agg, rebuild))
+}
+
+// loadWith returns the cached state of agg or fetches it.
+func loadWith[A versioned](ctx context.Context, s *Service, agg string, fresh bool, fetch func(context.Context) (A, error)) (A, error) {
 	if !fresh {
 		if a, ok := s.cache.get(agg).(A); ok {
 			return a, nil
 		}
 	}
-	var zero A
-	events, err := s.history(ctx, partitionKey, agg)
+	a, err := fetch(ctx)
 	if err != nil {
-		return zero, err
-	}
-	a, err := rebuild(events)
-	if err != nil {
-		return zero, err
+		return a, err
 	}
 	s.cache.put(agg, a)
 	return a, nil
+}
+
+// historyFetch returns a fetch that rebuilds agg from its whole history.
+func historyFetch[A versioned](s *Service, partitionKey, agg string, rebuild func([]domain.Event) (A, error)) func(context.Context) (A, error) {
+	return func(ctx context.Context) (A, error) {
+		events, err := s.history(ctx, partitionKey, agg)
+		if err != nil {
+			var zero A
+			return zero, err
+		}
+		return rebuild(events)
+	}
 }
 
 // retry runs attempt until it succeeds, fails with something other than a
@@ -180,8 +197,14 @@ func (s *Service) retry(ctx context.Context, attempt func(fresh bool) (eventstor
 // append with the exact expected version, retrying on conflict.
 func update[A versioned](ctx context.Context, s *Service, actor Actor, partitionKey, agg string, idem eventstore.IdempotencyKey,
 	rebuild func([]domain.Event) (A, error), decide func(A, time.Time) ([]domain.Event, error)) (Result, error) {
+	return updateWith(ctx, s, actor, partitionKey, agg, idem, historyFetch(s, partitionKey, agg, rebuild), decide)
+}
+
+// updateWith is update with the state fetched by fetch on a cache miss.
+func updateWith[A versioned](ctx context.Context, s *Service, actor Actor, partitionKey, agg string, idem eventstore.IdempotencyKey,
+	fetch func(context.Context) (A, error), decide func(A, time.Time) ([]domain.Event, error)) (Result, error) {
 	res, err := s.retry(ctx, func(fresh bool) (eventstore.AppendResult, error) {
-		a, err := load(ctx, s, partitionKey, agg, fresh, rebuild)
+		a, err := loadWith(ctx, s, agg, fresh, fetch)
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}

@@ -298,7 +298,7 @@ func TestGroupRules(t *testing.T) {
 	_, err = e.svc.Recall(ctx, owner, domain.RecallMessage{Conversation: conv, Seq: res.Seq})
 	wantCode(t, err, domain.EExists)
 	_, err = e.svc.Recall(ctx, owner, domain.RecallMessage{Conversation: conv, Seq: 999})
-	wantCode(t, err, domain.ENotFound)
+	wantCode(t, err, domain.EInvalid) // beyond the conversation's last seq
 
 	if _, err := e.svc.UpdateGroup(ctx, owner, gid, domain.DissolveGroup{Actor: owner.User}); err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func (s *Service) messageState(ctx context.Context, conv domain.ConversationID, 
 }
 
 // Recall withdraws a message (the sender within the recall window, or a
-// group admin). Concurrent recalls and edits of one message are serialised by
+// group admin who outranks the sender). Concurrent recalls and edits of one message are serialised by
 // a compare-and-set of the message's cell.
 func (s *Service) Recall(ctx context.Context, actor Actor, cmd domain.RecallMessage) (Result, error) {
 	cmd.Actor = actor.User

@@ -94,9 +94,12 @@ func DecideSend(cmd SendMessage, now time.Time, p Policy, rel *Relationship, gro
 // the message's state (the zero MessageState: no such message, ENotFound).
 // group must be the group of a group conversation (EInternal otherwise).
 //
-// The sender may recall within RecallWindow of SentAt (EWindowPassed after);
-// in a group, an admin or the owner may recall any message at any time;
-// anybody else gets EForbidden. A second recall of a recalled message returns
+// The sender may recall within RecallWindow of SentAt (EWindowPassed after).
+// In a group, an admin or the owner may recall their own messages at any time,
+// and the messages of anyone they outrank (the owner outranks admins, admins
+// outrank members, everyone outranks a sender who is no longer a member): an
+// admin cannot recall the owner's or another admin's message. Anybody else
+// gets EForbidden. A second recall of a recalled message returns
 // EExists (a retried command is answered by the event store's idempotency
 // key before it gets here). In a group the actor must still be a member
 // (ENotMember) of a group not dissolved (EDissolved); a muted member may
@@ -109,7 +112,7 @@ func DecideRecall(cmd RecallMessage, state MessageState, now time.Time, p Policy
 	if state.Sender == "" {
 		return nil, Errorf(ENotFound, "domain: message %d of %s not found", cmd.Seq, cmd.Conversation)
 	}
-	admin := false
+	privileged := false // the actor is an admin who may recall this message at any time
 	if gid, ok := cmd.Conversation.Group(); ok {
 		if group == nil || group.id != gid {
 			return nil, Errorf(EInternal, "domain: recall in %s needs its group", cmd.Conversation)
@@ -120,16 +123,18 @@ func DecideRecall(cmd RecallMessage, state MessageState, now time.Time, p Policy
 		if _, err := group.member(cmd.Actor); err != nil {
 			return nil, err
 		}
-		admin = group.IsAdmin(cmd.Actor)
+		actor, _ := group.Role(cmd.Actor)
+		sender, _ := group.Role(state.Sender) // zero for a former member
+		privileged = actor >= RoleAdmin && (cmd.Actor == state.Sender || actor > sender)
 	} else if a, b, _ := cmd.Conversation.Members(); cmd.Actor != a && cmd.Actor != b {
 		return nil, Errorf(EForbidden, "domain: %s is not in %s", cmd.Actor, cmd.Conversation)
 	}
 	switch {
 	case state.Recalled:
 		return nil, Errorf(EExists, "domain: message %d of %s is already recalled", cmd.Seq, cmd.Conversation)
-	case admin:
+	case privileged:
 	case cmd.Actor != state.Sender:
-		return nil, Errorf(EForbidden, "domain: only the sender or a group admin may recall message %d", cmd.Seq)
+		return nil, Errorf(EForbidden, "domain: only the sender or a group admin who outranks them may recall message %d", cmd.Seq)
 	case now.Sub(state.SentAt) > p.RecallWindow:
 		return nil, Errorf(EWindowPassed, "domain: message %d is older than the recall window of %v", cmd.Seq, p.RecallWindow)
 	}

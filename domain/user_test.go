@@ -135,3 +135,32 @@ func TestUserApplyRejectsForeignEvents(t *testing.T) {
 		wantCode(t, err, EInvalid)
 	})
 }
+
+func TestUserSnapshotRestoresTheSameState(t *testing.T) {
+	me := uid(1)
+	history := []Event{
+		UserRegistered{User: me, Username: "alice", PasswordHash: hash, DisplayName: "Alice"},
+		DeviceLoggedIn{Device: "phone", Platform: "ios"},
+		ProfileUpdated{DisplayName: "Al", AvatarURL: "https://cdn.example/a.png"},
+		DeviceLoggedIn{Device: "laptop", Platform: "web"},
+		PasswordChanged{PasswordHash: "$2b$10$abc"},
+		DeviceLoggedOut{Device: "phone"},
+	}
+	full, err := RebuildUser(me, history)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cut := range len(history) + 1 {
+		head, _ := RebuildUser(me, history[:cut])
+		got, err := RestoreUser(me, head.Snapshot(), history[cut:])
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		if !reflect.DeepEqual(got.Snapshot(), full.Snapshot()) || got.Version() != full.Version() {
+			t.Fatalf("cut at %d: restored %+v, want %+v", cut, got.Snapshot(), full.Snapshot())
+		}
+	}
+	if _, err := RestoreUser(me, UserSnapshot{}, history[1:]); err == nil {
+		t.Fatal("events before registration accepted")
+	}
+}

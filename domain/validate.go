@@ -26,8 +26,11 @@ func checkUser(field string, u UserID) error {
 }
 
 // cleanName trims s and checks that it is one line of valid UTF-8 without
-// control characters (EInvalid), at most max bytes (ETooLarge) and, if
-// required, not empty (EInvalid).
+// control characters or bidi embeddings, overrides and isolates (EInvalid), at
+// most max bytes (ETooLarge), not made only of invisible characters (EInvalid)
+// and, if required, not empty (EInvalid). An override would let a name
+// display reversed text after it ("user\u202Egnp.exe"), and a name of
+// zero-width characters looks empty or like another member.
 func cleanName(field, s string, max int, required bool) (string, error) {
 	s = strings.TrimSpace(s)
 	switch {
@@ -37,8 +40,32 @@ func cleanName(field, s string, max int, required bool) (string, error) {
 		return "", Errorf(ETooLarge, "domain: %s is longer than %d bytes", field, max)
 	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
 		return "", Errorf(EInvalid, "domain: %s has invalid characters", field)
+	case strings.ContainsFunc(s, bidiControl):
+		return "", Errorf(EInvalid, "domain: %s has a bidi embedding, override or isolate character", field)
+	case s != "" && !strings.ContainsFunc(s, func(r rune) bool { return !invisible(r) }):
+		return "", Errorf(EInvalid, "domain: %s has only invisible characters", field)
 	}
 	return s, nil
+}
+
+// bidiControl reports whether r is a bidi embedding or override
+// (U+202A..U+202E) or isolate (U+2066..U+2069), which reorder the text that
+// follows them. The marks (U+200E, U+200F, U+061C) only affect neighbours and
+// are allowed.
+func bidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// invisible reports whether r draws nothing: white space, format characters
+// (zero-width space, joiners, word joiner, byte order mark, soft hyphen, bidi
+// marks), variation selectors and the blank fillers (Hangul fillers, the
+// blank Braille pattern).
+func invisible(r rune) bool {
+	switch r {
+	case 0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800:
+		return true
+	}
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Variation_Selector, r)
 }
 
 // checkText checks free text: valid UTF-8 (EInvalid), at most max bytes

@@ -11,6 +11,7 @@
 //	{pN}:log          the partition stream; entries have fields v (version), s (seq), d (envelope)
 //	{pN}:h:<agg>      head of an aggregate: v (last version), s (last message seq)
 //	{pN}:e:<agg>      the aggregate's own history stream (KeepHistory aggregates only)
+//	{pN}:snap:<agg>   a snapshot of a KeepHistory aggregate: v (version), p (history entry of v), d (caller's encoding); a cache that expires
 //	{pN}:c:<agg>      compact per-message state cells of a conversation, by seq
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
 //	mpim:meta         deployment settings (partition count)

@@ -27,6 +27,9 @@ func (k keys) history(p int, agg string) string {
 	return k.tag(p) + "e:" + agg
 }
 func (k keys) cells(p int, agg string) string { return k.tag(p) + "c:" + agg }
+func (k keys) snapshot(p int, agg string) string {
+	return k.tag(p) + "snap:" + agg
+}
 func (k keys) idem(p int, key IdempotencyKey) string {
 	return k.tag(p) + "i:" + string(key)
 }

@@ -67,6 +67,14 @@ type Config struct {
 
 	// TokenTTL is the lifetime of a login token (default 30 days).
 	TokenTTL time.Duration
+	// TokenPruneInterval is how often this gateway deletes expired tokens
+	// from auth_tokens (default 10m; negative: never). Every gateway prunes;
+	// rounds of several gateways overlap harmlessly.
+	TokenPruneInterval time.Duration
+	// TokenPruneMax bounds the rows one pruning round deletes (default
+	// 10000), in statements of at most 1000 rows, so a round never holds
+	// locks or the database for long; what is left goes in the next round.
+	TokenPruneMax int
 	// LoginFailuresPerUser is how many failed logins one username may have
 	// from one client address (addrKey) within LoginFailureWindow before
 	// each further attempt from there waits a delay that starts at one
@@ -155,6 +163,10 @@ func (c *Config) setDefaults() {
 	def(&c.ReconnectJitter, 2*time.Second)
 	def(&c.LoadInterval, 5*time.Second)
 	def(&c.TokenTTL, 30*24*time.Hour)
+	def(&c.TokenPruneInterval, 10*time.Minute)
+	if c.TokenPruneMax == 0 {
+		c.TokenPruneMax = 10000
+	}
 	def(&c.LoginFailureWindow, 15*time.Minute)
 	if c.LoginFailuresPerUser == 0 {
 		c.LoginFailuresPerUser = 10
@@ -230,5 +242,7 @@ func (c Config) Validate() error {
 	check(a.SaltBytes >= 8 && a.SaltBytes <= 64, "argon2 salt must be 8..64 bytes, got %d", a.SaltBytes)
 	check(a.KeyBytes >= 16 && a.KeyBytes <= 64, "argon2 key must be 16..64 bytes, got %d", a.KeyBytes)
 	check(c.MaxConcurrentHashes >= 1, "max concurrent hashes must be positive, got %d", c.MaxConcurrentHashes)
+	check(c.TokenPruneInterval < 0 || c.TokenPruneInterval >= time.Second, "token prune interval must be at least 1s (negative: never), got %s", c.TokenPruneInterval)
+	check(c.TokenPruneMax >= 1 && c.TokenPruneMax <= 1_000_000, "token prune max must be 1..1000000, got %d", c.TokenPruneMax)
 	return errors.Join(errs...)
 }

@@ -20,6 +20,7 @@ type metrics struct {
 	disconnects     *prometheus.CounterVec
 	passwordHashes  *prometheus.CounterVec
 	refusedConns    *prometheus.CounterVec
+	tokensPruned    prometheus.Counter
 
 	// Children bound at start for every request and frame type, so the
 	// per-frame path does no label hashing.
@@ -77,10 +78,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mpim_gateway_password_hashes_total", Help: "argon2id computations, by operation (hash: registration, verify: login)."}, []string{"op"}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mpim_gateway_refused_connections_total", Help: "WebSocket connections refused before the handshake, by limit."}, []string{"limit"}),
+		tokensPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mpim_gateway_tokens_pruned_total", Help: "Expired login tokens deleted from auth_tokens."}),
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.framesIn, m.framesOut, m.requestSeconds,
-		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns} {
+		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns, m.tokensPruned} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -57,8 +57,8 @@ type Server struct {
 	limits   *userLimits
 	unauth   *unauthConns
 	handler  http.Handler
-	loadDone chan struct{}
-	stopLoad context.CancelFunc
+	bg       sync.WaitGroup // reportLoad and pruneTokens
+	stopBg   context.CancelFunc
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -115,17 +115,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
 		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
-		loadDone: make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux
 	ctx, cancel := context.WithCancel(context.Background())
-	s.stopLoad = cancel
+	s.stopBg = cancel
 	if deps.Load != nil {
+		s.bg.Add(1)
 		go s.reportLoad(ctx, deps.Load)
-	} else {
-		close(s.loadDone)
+	}
+	if cfg.TokenPruneInterval > 0 {
+		s.bg.Add(1)
+		go s.pruneTokens(ctx)
 	}
 	return s, nil
 }
@@ -217,8 +219,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining = true
 	sessions := s.snapshotLocked()
 	s.mu.Unlock()
-	s.stopLoad()
-	<-s.loadDone
+	s.stopBg()
+	s.bg.Wait()
 
 	all := make(chan struct{})
 	go func() { s.wg.Wait(); close(all) }()
@@ -264,7 +266,7 @@ func (s *Server) snapshotLocked() []*session {
 
 // reportLoad publishes the load every LoadInterval until ctx ends.
 func (s *Server) reportLoad(ctx context.Context, r LoadReporter) {
-	defer close(s.loadDone)
+	defer s.bg.Done()
 	t := time.NewTicker(s.cfg.LoadInterval)
 	defer t.Stop()
 	for {
@@ -275,6 +277,28 @@ func (s *Server) reportLoad(ctx context.Context, r LoadReporter) {
 		case <-t.C:
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// pruneTokens deletes expired login tokens every TokenPruneInterval until ctx
+// ends, at most TokenPruneMax a round. The gateway prunes because it alone
+// writes auth_tokens and holds the token TTL; a projector never touches
+// the table.
+func (s *Server) pruneTokens(ctx context.Context) {
+	defer s.bg.Done()
+	t := time.NewTicker(s.cfg.TokenPruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		n, err := s.accounts.tokens.prune(ctx, s.cfg.TokenPruneMax)
+		s.m.tokensPruned.Add(float64(n))
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("gateway: pruning expired tokens", "err", err, "deleted", n)
 		}
 	}
 }

@@ -80,6 +80,35 @@ func (t *tokens) resolve(ctx context.Context, token string) (identity, error) {
 	return id, nil
 }
 
+// pruneStatementRows bounds the rows one DELETE of prune removes.
+const pruneStatementRows = 1000
+
+// prune deletes tokens that expired before now, at most max, in statements
+// of at most pruneStatementRows rows, and returns how many it deleted. It
+// stops early when a statement finds fewer rows than it may delete. Tokens
+// that are revoked but not yet expired stay until they expire (a revoked
+// token is refused either way).
+func (t *tokens) prune(ctx context.Context, max int) (int, error) {
+	cutoff := t.now().UTC().Truncate(time.Millisecond)
+	deleted := 0
+	for deleted < max {
+		n := min(pruneStatementRows, max-deleted)
+		res, err := t.db.ExecContext(ctx, "DELETE FROM auth_tokens WHERE expires_at < ? LIMIT ?", cutoff, n)
+		if err != nil {
+			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %v", err)
+		}
+		got, err := res.RowsAffected()
+		if err != nil {
+			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %v", err)
+		}
+		deleted += int(got)
+		if int(got) < n {
+			break
+		}
+	}
+	return deleted, nil
+}
+
 // revokeDevice ends every token of a user's device (a logout ends the
 // device's session, whichever login it came from); revoking twice is
 // harmless.

@@ -134,10 +134,14 @@ type openConv struct {
 	conversationID string
 }
 
+// printf prints one line of output. Every line passes through termSafe:
+// messages, names and error texts come from other users and the server, and
+// a control sequence in them must not reach the terminal raw.
 func (c *chat) printf(format string, args ...any) {
+	line := termSafe(fmt.Sprintf(format, args...))
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	fmt.Fprintf(c.out, format+"\n", args...)
+	fmt.Fprintln(c.out, line)
 }
 
 // conn returns the current connection, waiting (until ctx ends) while the

@@ -325,7 +325,13 @@ func TestChatTwoUsersExchangeMessages(t *testing.T) {
 	bob.say(t, "/to ann")
 	bob.say(t, "hi ann, from the proto side")
 	ann.expect(t, "] bob: hi ann, from the proto side")
-	bob.sayUntil(t, "/history 5", "-- 2 message(s) of ann --")
+	// Control sequences in a message reach the other terminal escaped.
+	ann.say(t, "look \x1b[2J\x1b]0;pwned\x07 \u202egnp.exe")
+	bob.expect(t, `] ann: look \x1b[2J\x1b]0;pwned\x07 \u202egnp.exe`)
+	if out := bob.out.String(); strings.ContainsAny(out, "\x1b\x07\u202e") {
+		t.Errorf("bob's terminal got a raw control character:\n%q", out)
+	}
+	bob.sayUntil(t, "/history 5", "-- 3 message(s) of ann --")
 	ann.sayUntil(t, "/friends", "  bob (bob)")
 
 	// A group.

@@ -31,11 +31,11 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *common) {
 	fs.SetOutput(stderr)
 	c := &common{}
 	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log")
-	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis password")
+	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis password (set MPIM_REDIS_PASSWORD or the config file instead: command lines are visible to every local user)")
 	fs.IntVar(&c.redisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.prefix, "prefix", "", "key prefix of the deployment")
 	fs.IntVar(&c.partitions, "partitions", 16, "partition count of the deployment")
-	fs.StringVar(&c.mysql, "mysql", "", "MySQL DSN of the read models, e.g. root@tcp(127.0.0.1:3306)/mpim")
+	fs.StringVar(&c.mysql, "mysql", "", "MySQL DSN of the read models, e.g. root@tcp(127.0.0.1:3306)/mpim (one with a password: set MPIM_MYSQL or the config file instead)")
 	fs.StringVar(&c.configFile, "config", "", "JSON config file (keys are flag names)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 5*time.Second, "how long to retry connecting to Redis and MySQL")
 	return fs, c

@@ -11,21 +11,28 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // printer writes events as human lines or JSON lines; it is safe for
-// concurrent use.
+// concurrent use. Secrets (password hashes) are printed redacted unless
+// secrets is set.
 type printer struct {
-	mu   sync.Mutex
-	w    io.Writer
-	json bool
+	mu      sync.Mutex
+	w       io.Writer
+	json    bool
+	secrets bool
 }
 
 var compact = protojson.MarshalOptions{UseProtoNames: true}
 
 func (p *printer) print(r eventstore.Recorded) error {
-	body, err := compact.Marshal(r.Event)
+	ev := r.Event
+	if !p.secrets {
+		ev = redact(ev).(*mpimv1.Event)
+	}
+	body, err := compact.Marshal(ev)
 	if err != nil {
 		return err
 	}
@@ -43,7 +50,6 @@ func (p *printer) print(r eventstore.Recorded) error {
 		_, err = fmt.Fprintf(p.w, "%s\n", line)
 		return err
 	}
-	ev := r.Event
 	kind := "?"
 	if pl := ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("payload")); pl != nil {
 		kind = string(pl.Message().Name())
@@ -91,6 +97,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "JSON lines instead of human lines")
 	fromStart := fs.Bool("from-start", false, "start at the oldest entry instead of the end")
 	limit := fs.Int("limit", 0, "stop after this many events (0: follow until interrupted)")
+	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -103,7 +110,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	out := &printer{w: stdout, json: *asJSON}
+	out := &printer{w: stdout, json: *asJSON, secrets: *secrets}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var printed sync.WaitGroup
@@ -180,6 +187,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	since := fs.String("since", "", "export events at or after this time (RFC 3339) or this long ago (e.g. 1h); empty: from the oldest")
 	after := fs.String("after", "", "export events after this position (with --partition N)")
 	limit := fs.Int("limit", 0, "stop after this many events (0: all)")
+	secrets := fs.Bool("with-secrets", false, "export password hashes instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -196,7 +204,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	out := &printer{w: stdout, json: true}
+	out := &printer{w: stdout, json: true, secrets: *secrets}
 	n := 0
 	lastReport := time.Now()
 	for _, p := range parts {

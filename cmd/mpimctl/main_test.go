@@ -85,6 +85,26 @@ func TestTailExportTapStats(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Position == "" || len(first.Event) == 0 {
 		t.Fatalf("export line %q: %v", lines[0], err)
 	}
+	// Password hashes are redacted unless asked for, in tail, export and tap.
+	for _, cmd := range [][]string{{"tail", "--from-start", "--json", "--limit", "9"}, {"export"}, {"tap", "--group", "redact", "--limit", "9"}} {
+		plain, _, err := ctl(t, append(cmd, base...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(plain, `"password_hash":"$h"`) || !strings.Contains(plain, `"password_hash":"[redacted]"`) {
+			t.Errorf("%s printed a password hash:\n%s", cmd[0], plain)
+		}
+		if cmd[0] == "tap" {
+			cmd[2] = "redact-with-secrets" // a new group reads the log again
+		}
+		secret, _, err := ctl(t, append(append(cmd, "--with-secrets"), base...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(secret, `"password_hash":"$h"`) || strings.Contains(secret, "[redacted]") {
+			t.Errorf("%s --with-secrets did not print the password hash:\n%s", cmd[0], secret)
+		}
+	}
 	out, _, err = ctl(t, append([]string{"export", "--since", "2099-01-01T00:00:00Z"}, base...)...)
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("export from the future: %q %v", out, err)

@@ -19,6 +19,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	maxDeliveries := fs.Int64("max-deliveries", 5, "dead-letter an entry after this many deliveries")
 	limit := fs.Int("limit", 0, "stop after acknowledging this many entries (0: run until interrupted)")
 	noAck := fs.Bool("no-ack", false, "read without acknowledging (shows claiming by other consumers)")
+	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	out := &printer{w: stdout, json: true}
+	out := &printer{w: stdout, json: true, secrets: *secrets}
 	n, lastReport := 0, time.Now()
 	for ctx.Err() == nil {
 		idle := true

@@ -34,6 +34,7 @@ type Config struct {
 	ZKSessionTimeout         time.Duration
 	MemberID                 string
 	HTTPAddr                 string
+	Pprof                    bool
 	Projectors               config.List
 	BatchSize                int
 	MaxAttempts              int
@@ -61,6 +62,8 @@ type Config struct {
 	HTTPIdleTimeout          time.Duration
 	HTTPMaxHeaderBytes       int
 	MaxConnsPerAddr          int
+	TokenPruneInterval       time.Duration
+	TokenPruneMax            int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -78,11 +81,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 		redisAddr, dsn = Embedded, Embedded // try-it-out default: nothing to install
 	}
 	fs.StringVar(&c.RedisAddr, "redis-addr", redisAddr, "Redis address of the event log, inboxes and caches (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
-	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (set MPIM_REDIS_PASSWORD or the config file instead: command lines are visible to every local user)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.Prefix, "prefix", "", "key prefix of the deployment")
 	fs.IntVar(&c.Partitions, "partitions", 16, "partition count (fixed when the deployment is created)")
-	fs.StringVar(&c.MySQL, "mysql", dsn, "MySQL DSN of the read models and the archive (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
+	fs.StringVar(&c.MySQL, "mysql", dsn, "MySQL DSN of the read models and the archive (\"embedded\": an in-memory stand-in in this process, mpimd all only; one with a password: set MPIM_MYSQL or the config file instead)")
 	fs.Var(&c.ZooKeeper, "zookeeper", "ZooKeeper servers, comma-separated (empty: this process owns every partition)")
 	fs.StringVar(&c.ZKRoot, "zk-root", "/mpim", "ZooKeeper root path")
 	fs.DurationVar(&c.ZKSessionTimeout, "zk-session-timeout", 10*time.Second, "ZooKeeper session timeout")
@@ -93,6 +96,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "an idle keep-alive HTTP connection is closed after this (gateway and ops listeners; WebSocket connections have their own heartbeat)")
 	fs.IntVar(&c.HTTPMaxHeaderBytes, "http-max-header-bytes", 16<<10, "largest HTTP request header block; larger ones are answered 431 (gateway and ops listeners)")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-address", 1000, "open TCP connections one client address (IPv6: one /64) may have to each listener; more are closed at once (-1: not limited; behind a reverse proxy every client has the proxy's address)")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve /debug/pprof/ on the http-addr (profiles cost CPU and show internals: keep the address private)")
 	c.Projectors = append(config.List(nil), projectorNames...)
 	fs.Var(&c.Projectors, "projectors", "projectors to run, comma-separated: "+strings.Join(projectorNames, ","))
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
@@ -115,6 +119,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.PasswordAttemptsPerAddr, "password-attempts-per-address", 120, "gateway: logins and registrations one client address may start per minute, refused (rate_limited) before they wait to hash a password (-1: not limited)")
 	fs.IntVar(&c.MaxUnauthPerAddr, "max-unauthenticated-per-address", 64, "gateway: WebSocket connections from one client address (IPv6: one /64) that have not logged in yet; one more is refused with 429 (-1: not limited)")
 	fs.IntVar(&c.MaxUnauth, "max-unauthenticated", 10000, "gateway: WebSocket connections that have not logged in yet, over every address; one more is refused with 503")
+	fs.DurationVar(&c.TokenPruneInterval, "token-prune-interval", 10*time.Minute, "gateway: how often expired login tokens are deleted from MySQL (0: never)")
+	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -186,6 +192,12 @@ func (c *Config) Validate() error {
 		}
 		if c.MaxUnauth < 1 || c.MaxUnauth > 10_000_000 {
 			errs = append(errs, fmt.Errorf("max-unauthenticated must be 1..10000000, got %d", c.MaxUnauth))
+		}
+		if c.TokenPruneInterval != 0 && (c.TokenPruneInterval < time.Second || c.TokenPruneInterval > 24*time.Hour) {
+			errs = append(errs, fmt.Errorf("token-prune-interval must be 0 (never) or 1s..24h, got %s", c.TokenPruneInterval))
+		}
+		if c.TokenPruneMax < 1 || c.TokenPruneMax > 1_000_000 {
+			errs = append(errs, fmt.Errorf("token-prune-max must be 1..1000000, got %d", c.TokenPruneMax))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

@@ -68,7 +68,8 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		ConnRate: rate.Limit(c.ClientRate), ConnBurst: c.ClientBurst, UserRate: rate.Limit(2 * c.ClientRate), UserBurst: 2 * c.ClientBurst,
 		Argon2:               gateway.Argon2Params{Time: uint32(c.PasswordPasses), MemoryKiB: uint32(c.PasswordMemoryKiB), Threads: 1},
 		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr,
-		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth}, deps)
+		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth,
+		TokenPruneInterval: tokenPruneInterval(c.TokenPruneInterval), TokenPruneMax: c.TokenPruneMax}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
@@ -102,4 +103,13 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		httpSrv.Shutdown(sctx)
 	}
 	return []task{hubTask, serve}, stop, nil
+}
+
+// tokenPruneInterval turns --token-prune-interval's 0 (never) into the
+// gateway's negative.
+func tokenPruneInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -19,8 +19,12 @@ import (
 type probe func(ctx context.Context) error
 
 // opsServer serves /metrics, /healthz (the process runs), /readyz (every
-// probe answers and start-up finished) and /debug/pprof/ (on the ops address
-// only, which defaults to loopback).
+// probe answers and start-up finished) and, only when withPprof is set
+// (--pprof, off by default), /debug/pprof/: a profile or trace costs CPU
+// while it runs and the heap and goroutine dumps show internals, so they are
+// answered 404 unless an operator asks for them, even on the ops address,
+// which defaults to loopback. /debug/pprof/cmdline is never served: a command
+// line may hold a secret.
 type opsServer struct {
 	srv    *http.Server
 	ln     net.Listener
@@ -66,7 +70,7 @@ func listen(addr, name string, lim httpLimits, reg prometheus.Registerer) (net.L
 	return gateway.LimitListener(ln, lim.connsPerAddr, refused.Inc), nil
 }
 
-func newOpsServer(addr string, lim httpLimits, reg *prometheus.Registry, probes map[string]probe, lg *slog.Logger) (*opsServer, error) {
+func newOpsServer(addr string, lim httpLimits, reg *prometheus.Registry, probes map[string]probe, withPprof bool, lg *slog.Logger) (*opsServer, error) {
 	ln, err := listen(addr, "ops", lim, reg)
 	if err != nil {
 		return nil, err
@@ -76,10 +80,12 @@ func newOpsServer(addr string, lim httpLimits, reg *prometheus.Registry, probes 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", o.readyz)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	o.srv = newHTTPServer(mux, lim, lg)
 	go func() {
 		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -100,7 +100,7 @@ func (m *Main) Run(ctx context.Context) error {
 		tasks = append(tasks, t...)
 		stops = append(stops, stop)
 	}
-	ops, err := newOpsServer(c.HTTPAddr, c.httpLimits(), d.reg, probes, d.lg)
+	ops, err := newOpsServer(c.HTTPAddr, c.httpLimits(), d.reg, probes, c.Pprof, d.lg)
 	if err != nil {
 		return fmt.Errorf("ops server: %w", err)
 	}
