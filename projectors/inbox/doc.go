@@ -30,7 +30,7 @@
 //     to the blocked user (whose friend list loses the blocker, which they
 //     see when they next list friends).
 //   - GroupCreated, MemberAdded, MemberJoined, MemberLeft, MemberKicked,
-//     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted,
+//     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted, MemberUnbanned,
 //     GroupHistoryVisibilityChanged, GroupDissolved: the members before and after the event together (so a
 //     joiner gets their join and a kicked or leaving user their removal) and
 //     the user the event is about.
