@@ -82,4 +82,3 @@ func TestFriendRequestAfterDeclineIsRateLimited(t *testing.T) {
 	e.clock.Add(time.Duration(er.GetRetryAfterMs())*time.Millisecond + time.Second)
 	ok(t, a.c, ask)
 }
-

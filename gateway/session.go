@@ -543,6 +543,9 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		r.Result = &mpimv1.Response_Ack{Ack: done}
 		return r, nil, nil
 	}
+	if err := s.srv.memGuard.refuses(f); err != nil {
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
 	defer cancel()
 	switch q := f.GetRequest().(type) {

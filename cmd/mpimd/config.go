@@ -64,6 +64,8 @@ type Config struct {
 	MaxConnsPerAddr          int
 	TokenPruneInterval       time.Duration
 	TokenPruneMax            int
+	RedisMemoryLimit         float64
+	RedisMemoryCheck         time.Duration
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -123,6 +125,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
+	fs.Float64Var(&c.RedisMemoryLimit, "redis-memory-limit", 0.9, "gateway: share of Redis maxmemory (0.1..1) above which sends, registrations, new groups and friend requests are refused (overloaded) while reads and acks go on; Redis must run with maxmemory-policy noeviction")
+	fs.DurationVar(&c.RedisMemoryCheck, "redis-memory-check-interval", time.Second, "gateway: how often Redis INFO memory is read for --redis-memory-limit (100ms..1m)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -198,6 +202,12 @@ func (c *Config) Validate() error {
 		}
 		if c.TokenPruneMax < 1 || c.TokenPruneMax > 1_000_000 {
 			errs = append(errs, fmt.Errorf("token-prune-max must be 1..1000000, got %d", c.TokenPruneMax))
+		}
+		if c.RedisMemoryLimit < 0.1 || c.RedisMemoryLimit > 1 {
+			errs = append(errs, fmt.Errorf("redis-memory-limit must be 0.1..1, got %g", c.RedisMemoryLimit))
+		}
+		if c.RedisMemoryCheck < 100*time.Millisecond || c.RedisMemoryCheck > time.Minute {
+			errs = append(errs, fmt.Errorf("redis-memory-check-interval must be 100ms..1m, got %s", c.RedisMemoryCheck))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
