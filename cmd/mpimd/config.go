@@ -40,6 +40,7 @@ type Config struct {
 	MaxAttempts              int
 	TrimInterval             time.Duration
 	InboxWindow              int
+	InboxQuotaBytes          int64
 	FsyncAlways              bool
 	WaitReplicas             int
 	LogLevel, LogFormat      string
@@ -105,6 +106,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxAttempts, "projector-max-attempts", projectors.DefaultMaxAttempts, "projector: times a batch is applied while it fails with errors that are not transient (data, constraint, decoding) before the event that fails is quarantined and its partition moves on")
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
+	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
 	fs.IntVar(&c.WaitReplicas, "wait-replicas", 0, "replicas each append must reach (WAIT) before it is acknowledged")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -248,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InboxWindow < 10 {
 		errs = append(errs, fmt.Errorf("inbox-window must be at least 10, got %d", c.InboxWindow))
+	}
+	if c.InboxQuotaBytes < 64<<10 || c.InboxQuotaBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("inbox-quota-bytes must be 65536..1073741824, got %d", c.InboxQuotaBytes))
 	}
 	if c.WaitReplicas < 0 {
 		errs = append(errs, fmt.Errorf("wait-replicas must not be negative, got %d", c.WaitReplicas))

@@ -127,11 +127,11 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
 	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
-		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--mysql", "", "--projector-max-attempts", "0"})
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0"})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "mysql DSN", "trim-interval", "projector-max-attempts"} {
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -57,7 +57,8 @@
 // # Delivery guarantees
 //
 // A batch is applied in three round trips: (1) the fencing check and the
-// membership read; (2) all inbox XADDs (each capped with MAXLEN ~ Window),
+// membership read; (2) all inbox appends (append.lua: XADD, then trim to
+// Window entries and QuotaBytes bytes),
 // quarantine records and the presence reads of every recipient, in one
 // pipeline; (3) the checkpoint compare-and-set with the membership changes,
 // and at most one PUBLISH per gateway, in one pipeline. A batch fenced
