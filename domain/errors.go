@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code classifies a domain error. Codes are stable: the gateway maps each to
@@ -33,6 +34,9 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter is, for ERateLimited, how long to wait before trying again;
+	// zero when unknown.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }

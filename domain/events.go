@@ -64,9 +64,12 @@ type FriendRequestAccepted struct {
 	From, By UserID
 }
 
-// FriendRequestDeclined drops a pending request; By is the recipient.
+// FriendRequestDeclined drops a pending request; By is the recipient. At is
+// when it was declined (millisecond precision; zero in events written before
+// it was recorded): From may ask again only after a cooldown from At.
 type FriendRequestDeclined struct {
 	From, By UserID
+	At       time.Time
 }
 
 // FriendRemoved ends a friendship; By is the user who removed the other.
@@ -147,6 +150,12 @@ type GroupHistoryVisibilityChanged struct {
 	By      UserID
 }
 
+// MemberUnbanned takes a kicked user off the group's ban list; By is an
+// admin or the owner. (A MemberAdded by an admin lifts a ban too.)
+type MemberUnbanned struct {
+	User, By UserID
+}
+
 // GroupDissolved ends the group; it accepts no command afterwards.
 type GroupDissolved struct {
 	By UserID
@@ -223,6 +232,7 @@ func (MemberRoleChanged) EventType() string             { return "MemberRoleChan
 func (GroupRenamed) EventType() string                  { return "GroupRenamed" }
 func (MemberMuted) EventType() string                   { return "MemberMuted" }
 func (MemberUnmuted) EventType() string                 { return "MemberUnmuted" }
+func (MemberUnbanned) EventType() string                { return "MemberUnbanned" }
 func (GroupDissolved) EventType() string                { return "GroupDissolved" }
 func (GroupHistoryVisibilityChanged) EventType() string { return "GroupHistoryVisibilityChanged" }
 func (MessageSent) EventType() string                   { return "MessageSent" }

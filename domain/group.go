@@ -10,6 +10,10 @@ import (
 // roles and mutes, and whether it was dissolved. A group's conversation shares
 // its partition, so membership changes and messages are totally ordered.
 //
+// A kick bans: the kicked user is on the group's ban list and can neither
+// join nor be added by a plain member until an admin or the owner lifts the
+// ban, with UnbanMember or by adding the user themselves.
+//
 // Ownership cannot be transferred yet: the owner is fixed at creation, cannot
 // leave and cannot be given away with SetRole; to go, the owner dissolves the
 // group.
@@ -24,6 +28,7 @@ type Group struct {
 	members   map[UserID]membership
 	// historyVisible: members who join get the history from seq 1.
 	historyVisible bool
+	banned         map[UserID]bool // kicked and not let back yet
 }
 
 // membership is a member's state inside the aggregate.
@@ -49,7 +54,7 @@ func (m Member) MutedAt(now time.Time) bool {
 
 // GroupCommand is a command for the Group aggregate: CreateGroup, AddMember,
 // JoinGroup, LeaveGroup, KickMember, SetRole, RenameGroup, MuteMember,
-// UnmuteMember, SetHistoryVisibility or DissolveGroup.
+// UnmuteMember, UnbanMember, SetHistoryVisibility or DissolveGroup.
 type GroupCommand interface{ groupCommand() }
 
 // CreateGroup creates the group with Owner as its owner and Members as
@@ -63,8 +68,13 @@ type CreateGroup struct {
 	Open    bool
 }
 
-// AddMember adds User; any member (Actor) may add.
+// AddMember adds User. In an open group any member (Actor) may add; in a
+// closed one only admins and the owner. A banned user is added only by an
+// admin or the owner, and the add lifts the ban.
 type AddMember struct{ Actor, User UserID }
+
+// UnbanMember takes Target off the ban list; Actor is an admin or the owner.
+type UnbanMember struct{ Actor, Target UserID }
 
 // JoinGroup makes User a member of an open group.
 type JoinGroup struct{ User UserID }
@@ -72,8 +82,8 @@ type JoinGroup struct{ User UserID }
 // LeaveGroup removes User, a member other than the owner.
 type LeaveGroup struct{ User UserID }
 
-// KickMember removes Target; Actor is an admin or the owner and outranks
-// Target.
+// KickMember removes Target and bans them; Actor is an admin or the owner
+// and outranks Target.
 type KickMember struct{ Actor, Target UserID }
 
 // SetRole makes Target a member or an admin; Actor is the owner.
@@ -121,6 +131,7 @@ func (SetRole) groupCommand()              {}
 func (RenameGroup) groupCommand()          {}
 func (MuteMember) groupCommand()           {}
 func (UnmuteMember) groupCommand()         {}
+func (UnbanMember) groupCommand()          {}
 func (DissolveGroup) groupCommand()        {}
 func (SetHistoryVisibility) groupCommand() {}
 
@@ -193,6 +204,19 @@ func (g *Group) Members() []Member {
 	return ms
 }
 
+// Banned returns the users on the ban list, sorted.
+func (g *Group) Banned() []UserID {
+	us := make([]UserID, 0, len(g.banned))
+	for u := range g.banned {
+		us = append(us, u)
+	}
+	slices.Sort(us)
+	return us
+}
+
+// IsBanned reports whether user is on the ban list.
+func (g *Group) IsBanned(user UserID) bool { return g.banned[user] }
+
 // Member returns user's membership, if user is a member.
 func (g *Group) Member(user UserID) (Member, bool) {
 	m, ok := g.members[user]
@@ -244,7 +268,12 @@ func (g *Group) live() error {
 // acting (Actor, or User of LeaveGroup) is not a member. Beyond that:
 //
 //   - AddMember, JoinGroup: EExists for a member, ETooLarge when the group
-//     is full; JoinGroup: EForbidden on a closed group.
+//     is full. AddMember: EForbidden in a closed group unless the actor is an
+//     admin or the owner, and for a banned user unless the actor is an admin
+//     or the owner. JoinGroup: EForbidden on a closed group and for a banned
+//     user.
+//   - UnbanMember: EForbidden unless the actor is an admin or the owner;
+//     ENotFound if the target is not banned.
 //   - LeaveGroup: EForbidden for the owner.
 //   - KickMember, MuteMember, UnmuteMember: EForbidden unless the actor is an
 //     admin or the owner, the target is someone else and the actor's role is
@@ -274,11 +303,18 @@ func (g *Group) Decide(cmd GroupCommand, now time.Time, p Policy) ([]Event, erro
 	}
 	switch c := cmd.(type) {
 	case AddMember:
-		if _, err := g.member(c.Actor); err != nil {
+		actor, err := g.member(c.Actor)
+		if err != nil {
 			return nil, err
+		}
+		if !g.open && actor.role < RoleAdmin {
+			return nil, Errorf(EForbidden, "domain: only admins and the owner may add members to closed group %s", g.id)
 		}
 		if err := g.admit(c.User, p); err != nil {
 			return nil, err
+		}
+		if g.banned[c.User] && actor.role < RoleAdmin {
+			return nil, Errorf(EForbidden, "domain: %s is banned from %s; only admins and the owner may add them back", c.User, g.id)
 		}
 		return []Event{MemberAdded{User: c.User, By: c.Actor}}, nil
 	case JoinGroup:
@@ -286,9 +322,20 @@ func (g *Group) Decide(cmd GroupCommand, now time.Time, p Policy) ([]Event, erro
 			return nil, err
 		}
 		if !g.open {
-			return nil, Errorf(EForbidden, "domain: group %s is closed; ask a member to add you", g.id)
+			return nil, Errorf(EForbidden, "domain: group %s is closed; ask an admin to add you", g.id)
+		}
+		if g.banned[c.User] {
+			return nil, Errorf(EForbidden, "domain: %s is banned from %s until an admin lets them back", c.User, g.id)
 		}
 		return []Event{MemberJoined{User: c.User}}, nil
+	case UnbanMember:
+		if err := g.atLeast(c.Actor, RoleAdmin, "unban"); err != nil {
+			return nil, err
+		}
+		if !g.banned[c.Target] {
+			return nil, Errorf(ENotFound, "domain: %s is not banned from %s", c.Target, g.id)
+		}
+		return []Event{MemberUnbanned{User: c.Target, By: c.Actor}}, nil
 	case LeaveGroup:
 		m, err := g.member(c.User)
 		if err != nil {
@@ -490,12 +537,19 @@ func (g *Group) Apply(e Event) error {
 	switch e := e.(type) {
 	case MemberAdded:
 		g.join(e.User)
+		delete(g.banned, e.User) // only admins add a banned user: the add lets them back
 	case MemberJoined:
 		g.join(e.User)
 	case MemberLeft:
 		delete(g.members, e.User)
 	case MemberKicked:
 		delete(g.members, e.User)
+		if g.banned == nil {
+			g.banned = make(map[UserID]bool)
+		}
+		g.banned[e.User] = true
+	case MemberUnbanned:
+		delete(g.banned, e.User)
 	case MemberRoleChanged:
 		if m, ok := g.members[e.User]; ok {
 			m.role = e.Role

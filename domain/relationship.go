@@ -11,12 +11,37 @@ import "time"
 // A block ends the friendship and drops any pending request between the pair:
 // UserBlocked alone says so, Apply carries it out, and projectors must do the
 // same. Unblocking restores neither.
+//
+// A declined request starts a cooldown for its sender: asking again before
+// it ends is ERateLimited. The cooldown is FriendRequestCooldown after the
+// first decline and doubles with every further decline in a row of the same
+// sender's requests, up to MaxFriendRequestCooldown; an accepted request
+// ends the series.
 type Relationship struct {
 	users       [2]UserID // ordered: users[0] < users[1]
 	version     uint64
 	friends     bool
 	pendingFrom UserID  // sender of the pending request, "" if none
 	blocked     [2]bool // blocked[i]: users[i] blocks the other
+
+	declinedFrom UserID    // sender of the last declined request, "" if none
+	declinedAt   time.Time // when it was declined (zero: before times were recorded)
+	declines     int       // declines in a row of declinedFrom's requests
+}
+
+// The friend-request cooldown after a decline (see Relationship).
+const (
+	FriendRequestCooldown    = 24 * time.Hour
+	MaxFriendRequestCooldown = 30 * 24 * time.Hour
+)
+
+// requestCooldown returns the cooldown after n declines in a row (n >= 1).
+func requestCooldown(n int) time.Duration {
+	d := FriendRequestCooldown
+	for i := 1; i < n && d < MaxFriendRequestCooldown; i++ {
+		d *= 2
+	}
+	return min(d, MaxFriendRequestCooldown)
 }
 
 // RelationshipCommand is a command for the Relationship aggregate:
@@ -148,7 +173,9 @@ func (r *Relationship) index(u UserID) int {
 //
 //   - RequestFriend: EInvalid for a request to oneself or a malformed message,
 //     ETooLarge for a message over MaxTextBytes, EBlocked if either user blocks
-//     the other, EExists if already friends or From's request is pending. If
+//     the other, EExists if already friends or From's request is pending,
+//     ERateLimited (with RetryAfter) while From's cooldown after a declined
+//     request runs. If
 //     To's request to From is pending, the request accepts it: Decide returns
 //     FriendRequestAccepted, as if From had sent AcceptFriend.
 //   - AcceptFriend, DeclineFriend: ENoRequest if no request is pending (so a
@@ -160,7 +187,7 @@ func (r *Relationship) index(u UserID) int {
 func (r *Relationship) Decide(cmd RelationshipCommand, now time.Time, p Policy) ([]Event, error) {
 	switch c := cmd.(type) {
 	case RequestFriend:
-		return r.decideRequest(c, p)
+		return r.decideRequest(c, now, p)
 	case AcceptFriend:
 		from, err := r.pendingTo(c.By)
 		if err != nil {
@@ -172,7 +199,7 @@ func (r *Relationship) Decide(cmd RelationshipCommand, now time.Time, p Policy) 
 		if err != nil {
 			return nil, err
 		}
-		return []Event{FriendRequestDeclined{From: from, By: c.By}}, nil
+		return []Event{FriendRequestDeclined{From: from, By: c.By, At: now.UTC().Truncate(time.Millisecond)}}, nil
 	case RemoveFriend:
 		other, err := r.other(c.By)
 		if err != nil {
@@ -204,7 +231,7 @@ func (r *Relationship) Decide(cmd RelationshipCommand, now time.Time, p Policy) 
 	return nil, unknownCommand(r.AggregateID(), cmd)
 }
 
-func (r *Relationship) decideRequest(c RequestFriend, p Policy) ([]Event, error) {
+func (r *Relationship) decideRequest(c RequestFriend, now time.Time, p Policy) ([]Event, error) {
 	to, err := r.other(c.From)
 	if err != nil {
 		return nil, err
@@ -229,6 +256,13 @@ func (r *Relationship) decideRequest(c RequestFriend, p Policy) ([]Event, error)
 	}
 	if r.friends {
 		return nil, Errorf(EExists, "domain: %s and %s are already friends", c.From, to)
+	}
+	if r.declinedFrom == c.From && !r.declinedAt.IsZero() {
+		if wait := r.declinedAt.Add(requestCooldown(r.declines)).Sub(now); wait > 0 {
+			err := Errorf(ERateLimited, "domain: %s declined %s's request; ask again in %v", to, c.From, wait.Round(time.Second))
+			err.RetryAfter = wait
+			return nil, err
+		}
 	}
 	return []Event{FriendRequested{From: c.From, To: to, Message: c.Message}}, nil
 }
@@ -281,11 +315,16 @@ func (r *Relationship) Apply(e Event) error {
 			return foreign(r.AggregateID(), e)
 		}
 		r.friends, r.pendingFrom = true, ""
+		r.declinedFrom, r.declinedAt, r.declines = "", time.Time{}, 0
 	case FriendRequestDeclined:
 		if !in(e.From, e.By) {
 			return foreign(r.AggregateID(), e)
 		}
 		r.pendingFrom = ""
+		if r.declinedFrom != e.From {
+			r.declinedFrom, r.declines = e.From, 0
+		}
+		r.declinedAt, r.declines = e.At, r.declines+1
 	case FriendRemoved:
 		if !in(e.By, e.Other) {
 			return foreign(r.AggregateID(), e)

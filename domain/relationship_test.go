@@ -1,9 +1,11 @@
 package domain
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRelationshipDecide(t *testing.T) {
@@ -40,7 +42,7 @@ func TestRelationshipDecide(t *testing.T) {
 		{"accept after decline has no request", []Event{requested, FriendRequestDeclined{From: a, By: b}}, AcceptFriend{By: b}, nil, ENoRequest},
 		{"accept after block has no request", []Event{requested, bBlocksA}, AcceptFriend{By: b}, nil, ENoRequest},
 
-		{"recipient declines", []Event{requested}, DeclineFriend{By: b}, []Event{FriendRequestDeclined{From: a, By: b}}, ""},
+		{"recipient declines", []Event{requested}, DeclineFriend{By: b}, []Event{FriendRequestDeclined{From: a, By: b, At: t0}}, ""},
 		{"requester cannot decline", []Event{requested}, DeclineFriend{By: a}, nil, EForbidden},
 		{"decline without request has no request", nil, DeclineFriend{By: b}, nil, ENoRequest},
 
@@ -173,4 +175,57 @@ func TestRelationshipApplyRejectsForeignEvents(t *testing.T) {
 			wantCode(t, err, EInvalid)
 		})
 	}
+}
+
+func TestFriendRequestCooldown(t *testing.T) {
+	a, b := uid(1), uid(2)
+	requested := FriendRequested{From: a, To: b, Message: "hi"}
+	declined := func(at time.Time) Event { return FriendRequestDeclined{From: a, By: b, At: at} }
+	ask := RequestFriend{From: a, To: b}
+	decide := func(t *testing.T, history []Event, now time.Time) ([]Event, error) {
+		t.Helper()
+		r, err := RebuildRelationship(a, b, history)
+		wantCode(t, err, "")
+		return r.Decide(ask, now, DefaultPolicy())
+	}
+	t.Run("asking again within the cooldown is rate limited with the wait", func(t *testing.T) {
+		_, err := decide(t, []Event{requested, declined(t0)}, t0.Add(time.Hour))
+		wantCode(t, err, ERateLimited)
+		var e *Error
+		if !errors.As(err, &e) || e.RetryAfter != FriendRequestCooldown-time.Hour {
+			t.Fatalf("error %v: want RetryAfter %v", err, FriendRequestCooldown-time.Hour)
+		}
+	})
+	t.Run("asking again after the cooldown is allowed", func(t *testing.T) {
+		_, err := decide(t, []Event{requested, declined(t0)}, t0.Add(FriendRequestCooldown))
+		wantCode(t, err, "")
+	})
+	t.Run("the cooldown doubles with each decline in a row", func(t *testing.T) {
+		t1 := t0.Add(FriendRequestCooldown)
+		h := []Event{requested, declined(t0), requested, declined(t1)}
+		_, err := decide(t, h, t1.Add(FriendRequestCooldown))
+		wantCode(t, err, ERateLimited)
+		_, err = decide(t, h, t1.Add(2*FriendRequestCooldown))
+		wantCode(t, err, "")
+	})
+	t.Run("the cooldown is capped", func(t *testing.T) {
+		var h []Event
+		at := t0
+		for range 12 {
+			h = append(h, requested, declined(at))
+			at = at.Add(MaxFriendRequestCooldown)
+		}
+		last := at.Add(-MaxFriendRequestCooldown)
+		_, err := decide(t, h, last.Add(MaxFriendRequestCooldown))
+		wantCode(t, err, "")
+	})
+	t.Run("the other user may still ask", func(t *testing.T) {
+		r, _ := RebuildRelationship(a, b, []Event{requested, declined(t0)})
+		_, err := r.Decide(RequestFriend{From: b, To: a}, t0.Add(time.Minute), DefaultPolicy())
+		wantCode(t, err, "")
+	})
+	t.Run("a decline recorded without a time starts no cooldown", func(t *testing.T) {
+		_, err := decide(t, []Event{requested, FriendRequestDeclined{From: a, By: b}}, t0)
+		wantCode(t, err, "")
+	})
 }

@@ -121,6 +121,9 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 	case *mpimv1.ClientFrame_UnmuteMember:
 		err = group(q.UnmuteMember.GetGroupId(), domain.UnmuteMember{Actor: me.user, Target: domain.UserID(q.UnmuteMember.GetUserId())})
 		r.Result = &mpimv1.Response_UnmuteMember{UnmuteMember: done}
+	case *mpimv1.ClientFrame_UnbanMember:
+		err = group(q.UnbanMember.GetGroupId(), domain.UnbanMember{Actor: me.user, Target: domain.UserID(q.UnbanMember.GetUserId())})
+		r.Result = &mpimv1.Response_UnbanMember{UnbanMember: done}
 	case *mpimv1.ClientFrame_DissolveGroup:
 		err = group(q.DissolveGroup.GetGroupId(), domain.DissolveGroup{Actor: me.user})
 		r.Result = &mpimv1.Response_DissolveGroup{DissolveGroup: done}
@@ -129,7 +132,7 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 		r.Result = &mpimv1.Response_SetHistoryVisibility{SetHistoryVisibility: done}
 	case *mpimv1.ClientFrame_GroupMembers:
 		var ms *mpimv1.GroupMembers
-		ms, err = a.rm.groupMembers(ctx, me.user, domain.GroupID(q.GroupMembers.GetGroupId()))
+		ms, err = a.groupMembers(ctx, me.user, domain.GroupID(q.GroupMembers.GetGroupId()))
 		r.Result = &mpimv1.Response_GroupMembers{GroupMembers: ms}
 	case *mpimv1.ClientFrame_MyGroups:
 		var gs []*mpimv1.GroupSummary
@@ -227,6 +230,24 @@ func (a *api) updateProfile(ctx context.Context, me *caller, q *mpimv1.UpdatePro
 	// lagging read models do.
 	p.DisplayName, p.AvatarUrl = strings.TrimSpace(q.GetDisplayName()), q.GetAvatarUrl()
 	return p, nil
+}
+
+// groupMembers answers groupMembers from the read model and, for admins and
+// the owner, adds the group's ban list, which only the group aggregate holds
+// (read from the event store, so it is never behind a kick).
+func (a *api) groupMembers(ctx context.Context, user domain.UserID, id domain.GroupID) (*mpimv1.GroupMembers, error) {
+	ms, err := a.rm.groupMembers(ctx, user, id)
+	if err != nil || ms.GetGroup().GetMyRole() < mpimv1.Role_ROLE_ADMIN {
+		return ms, err
+	}
+	g, err := a.cmd.Group(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range g.Banned() {
+		ms.BannedUserIds = append(ms.BannedUserIds, string(u))
+	}
+	return ms, nil
 }
 
 func (a *api) createGroup(ctx context.Context, actor command.Actor, q *mpimv1.CreateGroupRequest) (*mpimv1.CreateGroupResult, error) {

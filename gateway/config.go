@@ -117,6 +117,15 @@ type Config struct {
 	// send no Origin header (non-browsers) are always allowed.
 	OriginPatterns []string
 
+	// MemoryLimitFraction is the share of Redis's maxmemory above which new
+	// content (sends, registrations, groups, friend requests) is refused
+	// with "overloaded" while reads and acks go on (default 0.9; 0.1..1).
+	// Redis must run with maxmemory-policy noeviction; with no maxmemory
+	// nothing is refused. See memoryGuard.
+	MemoryLimitFraction float64
+	// MemoryCheckInterval is how often Redis's INFO memory is read
+	// (default 1s).
+	MemoryCheckInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -195,6 +204,10 @@ func (c *Config) setDefaults() {
 	if c.MaxConcurrentHashes == 0 {
 		c.MaxConcurrentHashes = runtime.NumCPU()
 	}
+	if c.MemoryLimitFraction == 0 {
+		c.MemoryLimitFraction = 0.9
+	}
+	def(&c.MemoryCheckInterval, time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -244,5 +257,7 @@ func (c Config) Validate() error {
 	check(c.MaxConcurrentHashes >= 1, "max concurrent hashes must be positive, got %d", c.MaxConcurrentHashes)
 	check(c.TokenPruneInterval < 0 || c.TokenPruneInterval >= time.Second, "token prune interval must be at least 1s (negative: never), got %s", c.TokenPruneInterval)
 	check(c.TokenPruneMax >= 1 && c.TokenPruneMax <= 1_000_000, "token prune max must be 1..1000000, got %d", c.TokenPruneMax)
+	check(c.MemoryLimitFraction >= 0.1 && c.MemoryLimitFraction <= 1, "memory limit fraction must be 0.1..1, got %g", c.MemoryLimitFraction)
+	check(c.MemoryCheckInterval >= 10*time.Millisecond && c.MemoryCheckInterval <= time.Minute, "memory check interval must be 10ms..1m, got %s", c.MemoryCheckInterval)
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ const (
 	codeUnknownRequest domain.Code = "unknown_request" // a frame without a request this server knows
 	codeBadCredentials domain.Code = "bad_credentials" // wrong username or password
 	codeAuthenticated  domain.Code = "already_authenticated"
+	// codeOverloaded, Redis short of memory, is raised in memguard.go.
 )
 
 // errorCodes is THE table from error codes to the client protocol's stable
@@ -41,6 +42,7 @@ var errorCodes = map[domain.Code]string{
 	codeUnknownRequest:   "unknown_request",
 	codeBadCredentials:   "bad_credentials",
 	codeAuthenticated:    "already_authenticated",
+	codeOverloaded:       "overloaded",
 }
 
 // clientError returns the protocol error for err, and whether it is a

@@ -65,13 +65,19 @@ type env struct {
 
 func newEnv(tb testing.TB, tweak ...func(*gateway.Config, *gateway.Deps)) *env {
 	tb.Helper()
-	ctx := context.Background()
 	rt := testsvc.Redis(tb)
-	e := &env{prefix: rt.Prefix, hub: newFakeHub(), reg: prometheus.NewRegistry(), clock: &clock{}}
-	e.rdb = redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: 32})
+	return newEnvAt(tb, rt.Addr, rt.Prefix, tweak...)
+}
+
+// newEnvAt is newEnv on the Redis at addr, under prefix.
+func newEnvAt(tb testing.TB, addr, prefix string, tweak ...func(*gateway.Config, *gateway.Deps)) *env {
+	tb.Helper()
+	ctx := context.Background()
+	e := &env{prefix: prefix, hub: newFakeHub(), reg: prometheus.NewRegistry(), clock: &clock{}}
+	e.rdb = redis.NewClient(&redis.Options{Addr: addr, PoolSize: 32})
 	tb.Cleanup(func() { e.rdb.Close() })
 	var err error
-	e.store, err = eventstore.Open(ctx, e.rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: 4})
+	e.store, err = eventstore.Open(ctx, e.rdb, eventstore.Config{Prefix: prefix, Partitions: 4})
 	if err != nil {
 		tb.Fatal(err)
 	}

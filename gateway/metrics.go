@@ -21,6 +21,7 @@ type metrics struct {
 	passwordHashes  *prometheus.CounterVec
 	refusedConns    *prometheus.CounterVec
 	tokensPruned    prometheus.Counter
+	redisMemory     prometheus.Gauge
 
 	// Children bound at start for every request and frame type, so the
 	// per-frame path does no label hashing.
@@ -52,6 +53,8 @@ func (m *metrics) frameOut(typ string) {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		redisMemory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mpim_gateway_redis_memory_used_ratio", Help: "Redis used_memory / maxmemory as last read (0: no maxmemory); new content is refused at --redis-memory-limit."}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mpim_gateway_connections", Help: "Open WebSocket connections."}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -83,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.framesIn, m.framesOut, m.requestSeconds,
-		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns, m.tokensPruned} {
+		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns, m.tokensPruned, m.redisMemory} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -81,7 +81,8 @@ func TestDomainRulesAnswerWithStableCodes(t *testing.T) {
 		fails(t, c.c, "not_member", sendGroup(gid, "let me in"))
 		fails(t, c.c, "forbidden", &mpimv1.ClientFrame_JoinGroup{JoinGroup: &mpimv1.JoinGroupRequest{GroupId: gid}}) // closed group
 		fails(t, a.c, "exists", &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: b.id}})
-		ok(t, b.c, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: c.id}})
+		fails(t, b.c, "forbidden", &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: c.id}}) // closed: admins add
+		ok(t, a.c, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: c.id}})
 		ok(t, c.c, sendGroup(gid, "thanks"))
 		fails(t, b.c, "forbidden", &mpimv1.ClientFrame_KickMember{KickMember: &mpimv1.KickMemberRequest{GroupId: gid, UserId: c.id}})
 		fails(t, b.c, "forbidden", &mpimv1.ClientFrame_RenameGroup{RenameGroup: &mpimv1.RenameGroupRequest{GroupId: gid, Name: "mine"}})

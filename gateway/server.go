@@ -57,8 +57,9 @@ type Server struct {
 	limits   *userLimits
 	unauth   *unauthConns
 	handler  http.Handler
-	bg       sync.WaitGroup // reportLoad and pruneTokens
+	bg       sync.WaitGroup // reportLoad, pruneTokens and memGuard.run
 	stopBg   context.CancelFunc
+	memGuard *memoryGuard
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -115,12 +116,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst),
 		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
+		memGuard: &memoryGuard{rdb: deps.Redis, fraction: cfg.MemoryLimitFraction, interval: cfg.MemoryCheckInterval,
+			log: deps.Logger.With("gateway", cfg.GatewayID), ratio: m.redisMemory},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBg = cancel
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.memGuard.run(ctx)
+	}()
 	if deps.Load != nil {
 		s.bg.Add(1)
 		go s.reportLoad(ctx, deps.Load)

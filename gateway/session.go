@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -490,8 +491,12 @@ func (s *session) handle(binary bool, data []byte) {
 func (s *session) errorResponse(id uint64, err error) *mpimv1.Response {
 	e, serverFault := clientError(err)
 	var le *limitError
-	if errors.As(err, &le) {
+	var de *domain.Error
+	switch {
+	case errors.As(err, &le):
 		e.RetryAfterMs = uint32(max(le.retryAfter.Milliseconds(), 1))
+	case errors.As(err, &de) && de.RetryAfter > 0:
+		e.RetryAfterMs = uint32(min(max(de.RetryAfter.Milliseconds(), 1), math.MaxUint32))
 	}
 	if serverFault {
 		if s.me != nil {
@@ -537,6 +542,9 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		}
 		r.Result = &mpimv1.Response_Ack{Ack: done}
 		return r, nil, nil
+	}
+	if err := s.srv.memGuard.refuses(f); err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.RequestTimeout)
 	defer cancel()

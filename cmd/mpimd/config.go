@@ -40,6 +40,7 @@ type Config struct {
 	MaxAttempts              int
 	TrimInterval             time.Duration
 	InboxWindow              int
+	InboxQuotaBytes          int64
 	FsyncAlways              bool
 	WaitReplicas             int
 	LogLevel, LogFormat      string
@@ -64,6 +65,8 @@ type Config struct {
 	MaxConnsPerAddr          int
 	TokenPruneInterval       time.Duration
 	TokenPruneMax            int
+	RedisMemoryLimit         float64
+	RedisMemoryCheck         time.Duration
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -103,6 +106,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxAttempts, "projector-max-attempts", projectors.DefaultMaxAttempts, "projector: times a batch is applied while it fails with errors that are not transient (data, constraint, decoding) before the event that fails is quarantined and its partition moves on")
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
+	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
 	fs.IntVar(&c.WaitReplicas, "wait-replicas", 0, "replicas each append must reach (WAIT) before it is acknowledged")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -123,6 +127,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
+	fs.Float64Var(&c.RedisMemoryLimit, "redis-memory-limit", 0.9, "gateway: share of Redis maxmemory (0.1..1) above which sends, registrations, new groups and friend requests are refused (overloaded) while reads and acks go on; Redis must run with maxmemory-policy noeviction")
+	fs.DurationVar(&c.RedisMemoryCheck, "redis-memory-check-interval", time.Second, "gateway: how often Redis INFO memory is read for --redis-memory-limit (100ms..1m)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -199,6 +205,12 @@ func (c *Config) Validate() error {
 		if c.TokenPruneMax < 1 || c.TokenPruneMax > 1_000_000 {
 			errs = append(errs, fmt.Errorf("token-prune-max must be 1..1000000, got %d", c.TokenPruneMax))
 		}
+		if c.RedisMemoryLimit < 0.1 || c.RedisMemoryLimit > 1 {
+			errs = append(errs, fmt.Errorf("redis-memory-limit must be 0.1..1, got %g", c.RedisMemoryLimit))
+		}
+		if c.RedisMemoryCheck < 100*time.Millisecond || c.RedisMemoryCheck > time.Minute {
+			errs = append(errs, fmt.Errorf("redis-memory-check-interval must be 100ms..1m, got %s", c.RedisMemoryCheck))
+		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))
 		}
@@ -238,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if c.InboxWindow < 10 {
 		errs = append(errs, fmt.Errorf("inbox-window must be at least 10, got %d", c.InboxWindow))
+	}
+	if c.InboxQuotaBytes < 64<<10 || c.InboxQuotaBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("inbox-quota-bytes must be 65536..1073741824, got %d", c.InboxQuotaBytes))
 	}
 	if c.WaitReplicas < 0 {
 		errs = append(errs, fmt.Errorf("wait-replicas must not be negative, got %d", c.WaitReplicas))

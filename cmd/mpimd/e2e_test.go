@@ -115,8 +115,9 @@ func testE2EChat(t *testing.T, cl *e2eCluster) {
 		}),
 	)
 
-	// A group: alice creates it with bob, bob adds carol, all three write.
-	g := aliceA.call(t, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "e2e", MemberIds: []string{bob.id}}}).GetCreateGroup()
+	// A group: alice creates it open with bob, bob adds carol (in a closed
+	// group only admins add), all three write.
+	g := aliceA.call(t, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "e2e", MemberIds: []string{bob.id}, Open: true}}).GetCreateGroup()
 	bobB.call(t, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: g.GetGroupId(), UserId: carol.id}})
 	members := []*e2eUser{alice, bob, carol}
 	var jobs []func() error

@@ -127,11 +127,11 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
 	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
-		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--mysql", "", "--projector-max-attempts", "0"})
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0"})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "mysql DSN", "trim-interval", "projector-max-attempts"} {
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
@@ -184,7 +184,8 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"},
 		{"--password-attempts-per-address", "0"}, {"--max-unauthenticated-per-address", "0"}, {"--max-unauthenticated", "0"},
 		{"--http-idle-timeout", "0s"}, {"--http-read-header-timeout", "11m"}, {"--http-max-header-bytes", "100"}, {"--max-conns-per-address", "0"},
-		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"}} {
+		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"},
+		{"--redis-memory-limit", "0.05"}, {"--redis-memory-limit", "1.5"}, {"--redis-memory-check-interval", "1ms"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {

@@ -66,7 +66,7 @@ func buildProjector(ctx context.Context, name string, c *Config, d *deps) (check
 	case "cache":
 		return cache.New(d.rdb, cache.Config{Prefix: c.Prefix, Logger: lg})
 	case "inbox":
-		return inbox.New(d.rdb, inbox.Config{Prefix: c.Prefix, Window: int64(c.InboxWindow), Registerer: d.reg, Logger: lg})
+		return inbox.New(d.rdb, inbox.Config{Prefix: c.Prefix, Window: int64(c.InboxWindow), QuotaBytes: c.InboxQuotaBytes, Registerer: d.reg, Logger: lg})
 	}
 	return buildMySQLProjector(ctx, name, c, d)
 }

@@ -12,6 +12,7 @@
 // on Redis Cluster.
 //
 //	<prefix>inbox:{<user>}                   stream: the user's inbox (Keys.Inbox)
+//	<prefix>inbox:{<user>}:bytes             string: the inbox's byte count (Keys.InboxBytes)
 //	<prefix>inbox:{<user>}:cursor:<device>   string: a device's cursor (Keys.Cursor)
 //	<prefix>presence:{<user>}                hash: device -> Route (Keys.Presence)
 //	<prefix>notify:{<gateway>}               pub/sub channel of one gateway (Keys.Notify)
@@ -20,9 +21,21 @@
 //
 // Inbox. Written only by the inbox projector: one XADD per event the user
 // must receive (see projectors/inbox for who receives what), with the fields
-// of Entry, capped with MAXLEN ~ <window> (the projector's configuration),
-// so its length is at least the window and at most about one stream node
-// (stream-node-max-entries, 100 by default) above it. Read by the gateway:
+// of Entry, by a script that then trims the oldest entries (XTRIM MINID,
+// exact) while the inbox holds more than the window of entries or more than
+// the byte quota (both the projector's configuration), never the entry just
+// written. An entry's bytes are the lengths of its field names and values
+// (mostly the event's envelope, a copy of the log's); the same script keeps
+// the running total in the inbox's byte count, so the quota costs no scan.
+// Beyond the quota entries are trimmed, never refused: the log keeps every
+// event and a device that falls behind syncs history by conversation seq, as
+// below. So a user's inbox holds at most the window of entries and at most
+// the quota of bytes (or one entry, if that alone is larger), whatever one
+// group sends. A byte count that is missing or larger than the stream's
+// content (the stream was deleted and recreated) restarts at the next
+// entry; entries written before the count existed were never counted, so
+// the total can be below the true size until they are trimmed. Read by the
+// gateway:
 // XRANGE from a device's cursor for catch-up, and after each notification.
 // Stream entry ids are Redis-assigned and are the user's timeline positions;
 // they increase in append order. No TTL. Entries are at least once: a retry

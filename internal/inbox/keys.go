@@ -35,6 +35,12 @@ func (k Keys) Inbox(user domain.UserID) string {
 	return k.prefix + "inbox:{" + string(user) + "}"
 }
 
+// InboxBytes returns the key of the byte count of user's inbox, under the
+// user's hash tag: "<prefix>inbox:{<user>}:bytes".
+func (k Keys) InboxBytes(user domain.UserID) string {
+	return k.prefix + "inbox:{" + string(user) + "}:bytes"
+}
+
 // Cursor returns the key of a device's cursor, under the user's hash tag:
 // "<prefix>inbox:{<user>}:cursor:<device>".
 func (k Keys) Cursor(user domain.UserID, device domain.DeviceID) string {

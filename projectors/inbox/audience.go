@@ -18,7 +18,7 @@ func groupOf(agg string, ev domain.Event) (domain.GroupID, bool) {
 	case domain.GroupCreated:
 		return e.Group, true
 	case domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked, domain.MemberRoleChanged,
-		domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved, domain.GroupHistoryVisibilityChanged:
+		domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.MemberUnbanned, domain.GroupDissolved, domain.GroupHistoryVisibilityChanged:
 		return domain.GroupID(agg), true
 	}
 	return "", false
@@ -222,6 +222,9 @@ func (m membership) audience(agg string, ev domain.Event, to func(domain.UserID)
 		m.each(domain.GroupID(agg), to)
 		to(e.User)
 	case domain.MemberUnmuted:
+		m.each(domain.GroupID(agg), to)
+		to(e.User)
+	case domain.MemberUnbanned:
 		m.each(domain.GroupID(agg), to)
 		to(e.User)
 	case domain.GroupRenamed:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -418,6 +419,48 @@ func TestUndecodableEntryIsQuarantinedAndPassed(t *testing.T) {
 		got := e.inbox(t, u.User)
 		if len(got) != 2 || got[0].EventID != m1.EventID || got[1].EventID != m2.EventID {
 			t.Fatalf("inbox of %s: %d entries, want the messages around the bad entry", u.User, len(got))
+		}
+	}
+}
+
+// TestInboxIsCappedToTheQuota: 16 KiB group messages, far more than the byte
+// quota, leave every member's inbox within the quota, holding the newest
+// entries in order, with a byte count that matches what is kept.
+func TestInboxIsCappedToTheQuota(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	users, gid, _ := groupChat(t, e, "ann", "ben", "cid")
+	const quota, sent = 64 << 10, 60
+	text := strings.Repeat("x", 16<<10)
+	var ids [][16]byte
+	for i := range sent {
+		ids = append(ids, e.say(t, users[i%len(users)], gid, fmt.Sprint(i, text[:len(text)-8])).EventID)
+	}
+	proj := e.projector(t, inbox.Config{Window: 10_000, QuotaBytes: quota})
+	e.runToHead(t, proj, proj)
+	for _, u := range users {
+		msgs, err := e.rdb.XRange(ctx, e.keys.Inbox(u.User), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytes int64
+		for _, m := range msgs {
+			for k, v := range m.Values {
+				bytes += int64(len(k) + len(fmt.Sprint(v)))
+			}
+		}
+		if bytes > quota || len(msgs) < 2 {
+			t.Fatalf("inbox of %s holds %d entries of %d bytes, want within %d bytes", u.User, len(msgs), bytes, quota)
+		}
+		count, err := e.rdb.Get(ctx, e.keys.InboxBytes(u.User)).Int64()
+		if err != nil || count != bytes {
+			t.Fatalf("inbox of %s: byte count %d (%v), the entries hold %d", u.User, count, err, bytes)
+		}
+		got := e.inbox(t, u.User)
+		for i, en := range got[1:] { // the first may be the group's creation
+			if want := ids[sent-len(got)+1+i]; en.EventID != want {
+				t.Fatalf("inbox of %s entry %d is %x, want the newest in order", u.User, i+1, en.EventID)
+			}
 		}
 	}
 }

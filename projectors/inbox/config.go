@@ -14,11 +14,16 @@ import (
 type Config struct {
 	// Prefix is the deployment's key prefix (the event store's Prefix).
 	Prefix string
-	// Window is the number of entries an inbox keeps (default 10,000):
-	// XADD MAXLEN ~ Window, so an inbox holds at least Window entries once it
-	// has had that many, and at most about one stream node more. A device
+	// Window is the number of entries an inbox keeps (default 10,000): an
+	// inbox holds at most Window entries; the oldest go first. A device
 	// whose cursor falls out of the window syncs history by conversation seq.
 	Window int64
+	// QuotaBytes is the most bytes an inbox keeps (default 16 MiB; the
+	// bytes of an entry are the lengths of its fields and values, mostly the
+	// event's envelope): beyond it the oldest entries are trimmed, as
+	// beyond Window, so one group's traffic cannot grow a user's inbox
+	// without bound. The newest entry is always kept.
+	QuotaBytes int64
 	// ReadFanoutThreshold is the group size above which a group would be
 	// delivered by read fan-out instead of write fan-out. Reserved: it is
 	// validated but not used yet; every group is written out (0, the default,
@@ -39,6 +44,9 @@ func (c *Config) setDefaults() {
 	if c.Window == 0 {
 		c.Window = 10_000
 	}
+	if c.QuotaBytes == 0 {
+		c.QuotaBytes = 16 << 20
+	}
 	if c.QuarantineLen == 0 {
 		c.QuarantineLen = 10_000
 	}
@@ -55,6 +63,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Window < 1 {
 		errs = append(errs, fmt.Errorf("inbox: window must be positive, got %d", c.Window))
+	}
+	if c.QuotaBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("inbox: quota must be at least 64 KiB, got %d bytes", c.QuotaBytes))
 	}
 	if c.ReadFanoutThreshold < 0 {
 		errs = append(errs, fmt.Errorf("inbox: read fan-out threshold must not be negative, got %d", c.ReadFanoutThreshold))

@@ -30,7 +30,7 @@
 //     to the blocked user (whose friend list loses the blocker, which they
 //     see when they next list friends).
 //   - GroupCreated, MemberAdded, MemberJoined, MemberLeft, MemberKicked,
-//     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted,
+//     MemberRoleChanged, GroupRenamed, MemberMuted, MemberUnmuted, MemberUnbanned,
 //     GroupHistoryVisibilityChanged, GroupDissolved: the members before and after the event together (so a
 //     joiner gets their join and a kicked or leaving user their removal) and
 //     the user the event is about.
@@ -57,7 +57,8 @@
 // # Delivery guarantees
 //
 // A batch is applied in three round trips: (1) the fencing check and the
-// membership read; (2) all inbox XADDs (each capped with MAXLEN ~ Window),
+// membership read; (2) all inbox appends (append.lua: XADD, then trim to
+// Window entries and QuotaBytes bytes),
 // quarantine records and the presence reads of every recipient, in one
 // pipeline; (3) the checkpoint compare-and-set with the membership changes,
 // and at most one PUBLISH per gateway, in one pipeline. A batch fenced

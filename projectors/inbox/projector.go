@@ -27,6 +27,8 @@ var (
 	beginLua string
 	//go:embed commit.lua
 	commitLua string
+	//go:embed append.lua
+	appendLua string
 )
 
 // Projector is the inbox projector. It is safe for concurrent use by the
@@ -39,6 +41,7 @@ type Projector struct {
 	ckpt   *redisckpt.Store
 	begin  *redis.Script
 	commit *redis.Script
+	add    *redis.Script
 	m      *metrics
 }
 
@@ -64,7 +67,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 	}
 	return &Projector{
 		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
-		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua),
+		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua), add: redis.NewScript(appendLua),
 	}, nil
 }
 
@@ -189,13 +192,16 @@ func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []dom
 // and the recipients' presence routes, in one pipeline. It moves view past
 // the batch and returns the notifications to publish.
 func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []decoded, bad []quarantined, view membership) (map[string]*delivery.Notification, error) {
-	pipe := p.rdb.Pipeline()
 	type written struct {
-		user domain.UserID
-		cmd  *redis.StringCmd
+		user   domain.UserID
+		fields []any
+		cmd    *redis.Cmd
 	}
+	// The audience moves view, so it is computed once; the pipeline below
+	// may run twice.
 	var entries []written
-	recipients := make(map[domain.UserID]*redis.MapStringStringCmd)
+	var users []domain.UserID // recipients, first-seen order
+	seen := make(map[domain.UserID]struct{})
 	once := make(map[domain.UserID]struct{})
 	for _, d := range events {
 		var fields []any
@@ -208,28 +214,53 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 			if fields == nil {
 				fields = entryFields(b.Partition, d)
 			}
-			cmd := pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.Inbox(u), MaxLen: p.cfg.Window, Approx: true, Values: fields})
-			entries = append(entries, written{user: u, cmd: cmd})
-			if _, ok := recipients[u]; !ok {
-				recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
+			entries = append(entries, written{user: u, fields: fields})
+			if _, ok := seen[u]; !ok {
+				seen[u] = struct{}{}
+				users = append(users, u)
 			}
 		})
 	}
-	for _, q := range bad {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
-			"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
-		}})
-	}
-	if pipe.Len() == 0 {
+	if len(entries) == 0 && len(bad) == 0 {
 		return nil, nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	window, quota := strconv.FormatInt(p.cfg.Window, 10), strconv.FormatInt(p.cfg.QuotaBytes, 10)
+	recipients := make(map[domain.UserID]*redis.MapStringStringCmd, len(users))
+	run := func(withQuarantine bool) error {
+		pipe := p.rdb.Pipeline()
+		for i := range entries {
+			w := &entries[i]
+			args := append([]any{window, quota}, w.fields...)
+			w.cmd = p.add.EvalSha(ctx, pipe, []string{p.keys.Inbox(w.user), p.keys.InboxBytes(w.user)}, args...)
+		}
+		for _, u := range users {
+			recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
+		}
+		if withQuarantine {
+			for _, q := range bad {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
+					"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
+				}})
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	err := run(true)
+	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its scripts (restart, SCRIPT FLUSH): no entry was
+		// written; load the script and write them again.
+		if err = p.add.Load(ctx, p.rdb).Err(); err == nil {
+			err = run(false)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
 	}
 	p.m.entries.Add(float64(len(entries)))
 	last := make(map[domain.UserID]string, len(recipients))
 	for _, w := range entries {
-		last[w.user] = w.cmd.Val() // in pipeline order, so the user's newest entry wins
+		last[w.user], _ = w.cmd.Text() // in pipeline order, so the user's newest entry wins
 	}
 	return p.notifications(b.Partition, recipients, last), nil
 }

@@ -210,7 +210,7 @@ func (a *applier) want(it *item) {
 			a.wantPair(k)
 		}
 	case domain.GroupCreated, domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked,
-		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved,
+		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.MemberUnbanned, domain.GroupDissolved,
 		domain.GroupHistoryVisibilityChanged:
 		if g := domain.GroupID(agg); g.Valid() {
 			a.wantGroup(agg)
@@ -305,7 +305,7 @@ func (a *applier) apply(it *item) error {
 		domain.FriendRemoved, domain.UserBlocked, domain.UserUnblocked:
 		return a.applyContact(it)
 	case domain.GroupCreated, domain.MemberAdded, domain.MemberJoined, domain.MemberLeft, domain.MemberKicked,
-		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.GroupDissolved,
+		domain.MemberRoleChanged, domain.GroupRenamed, domain.MemberMuted, domain.MemberUnmuted, domain.MemberUnbanned, domain.GroupDissolved,
 		domain.GroupHistoryVisibilityChanged:
 		return a.applyGroup(it)
 	case domain.MessageSent, domain.MessageRecalled, domain.MessageEdited:

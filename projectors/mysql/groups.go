@@ -222,6 +222,9 @@ func (a *applier) applyGroup(it *item) error {
 		g.members[string(e.User)] = m
 	case domain.GroupHistoryVisibilityChanged:
 		g.historyVisible = e.Visible
+	case domain.MemberUnbanned:
+		// The ban list lives in the group aggregate only (the gateway reads
+		// it from the log); the read model just follows the version.
 	case domain.GroupDissolved:
 		if g.dissolv != nullTime {
 			return a.quarantine("group %s is already dissolved", id)

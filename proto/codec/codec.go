@@ -135,7 +135,7 @@ func setPayload(env *mpimv1.Event, e domain.Event) error {
 	case domain.FriendRequestAccepted:
 		env.Payload = &mpimv1.Event_FriendRequestAccepted{FriendRequestAccepted: &mpimv1.FriendRequestAccepted{FromUserId: string(e.From), ByUserId: string(e.By)}}
 	case domain.FriendRequestDeclined:
-		env.Payload = &mpimv1.Event_FriendRequestDeclined{FriendRequestDeclined: &mpimv1.FriendRequestDeclined{FromUserId: string(e.From), ByUserId: string(e.By)}}
+		env.Payload = &mpimv1.Event_FriendRequestDeclined{FriendRequestDeclined: &mpimv1.FriendRequestDeclined{FromUserId: string(e.From), ByUserId: string(e.By), DeclinedAtMs: toMs(e.At)}}
 	case domain.FriendRemoved:
 		env.Payload = &mpimv1.Event_FriendRemoved{FriendRemoved: &mpimv1.FriendRemoved{ByUserId: string(e.By), OtherUserId: string(e.Other)}}
 	case domain.UserBlocked:
@@ -160,6 +160,8 @@ func setPayload(env *mpimv1.Event, e domain.Event) error {
 		env.Payload = &mpimv1.Event_MemberMuted{MemberMuted: &mpimv1.MemberMuted{UserId: string(e.User), ByUserId: string(e.By), UntilMs: toMs(e.Until)}}
 	case domain.MemberUnmuted:
 		env.Payload = &mpimv1.Event_MemberUnmuted{MemberUnmuted: &mpimv1.MemberUnmuted{UserId: string(e.User), ByUserId: string(e.By)}}
+	case domain.MemberUnbanned:
+		env.Payload = &mpimv1.Event_MemberUnbanned{MemberUnbanned: &mpimv1.MemberUnbanned{UserId: string(e.User), ByUserId: string(e.By)}}
 	case domain.GroupDissolved:
 		env.Payload = &mpimv1.Event_GroupDissolved{GroupDissolved: &mpimv1.GroupDissolved{ByUserId: string(e.By)}}
 	case domain.GroupHistoryVisibilityChanged:
@@ -208,7 +210,7 @@ func payload(env *mpimv1.Event) (domain.Event, error) {
 		return domain.FriendRequestAccepted{From: domain.UserID(x.GetFromUserId()), By: domain.UserID(x.GetByUserId())}, nil
 	case *mpimv1.Event_FriendRequestDeclined:
 		x := p.FriendRequestDeclined
-		return domain.FriendRequestDeclined{From: domain.UserID(x.GetFromUserId()), By: domain.UserID(x.GetByUserId())}, nil
+		return domain.FriendRequestDeclined{From: domain.UserID(x.GetFromUserId()), By: domain.UserID(x.GetByUserId()), At: fromMs(x.GetDeclinedAtMs())}, nil
 	case *mpimv1.Event_FriendRemoved:
 		x := p.FriendRemoved
 		return domain.FriendRemoved{By: domain.UserID(x.GetByUserId()), Other: domain.UserID(x.GetOtherUserId())}, nil
@@ -243,6 +245,9 @@ func payload(env *mpimv1.Event) (domain.Event, error) {
 	case *mpimv1.Event_MemberUnmuted:
 		x := p.MemberUnmuted
 		return domain.MemberUnmuted{User: domain.UserID(x.GetUserId()), By: domain.UserID(x.GetByUserId())}, nil
+	case *mpimv1.Event_MemberUnbanned:
+		x := p.MemberUnbanned
+		return domain.MemberUnbanned{User: domain.UserID(x.GetUserId()), By: domain.UserID(x.GetByUserId())}, nil
 	case *mpimv1.Event_GroupDissolved:
 		return domain.GroupDissolved{By: domain.UserID(p.GroupDissolved.GetByUserId())}, nil
 	case *mpimv1.Event_GroupHistoryVisibilityChanged:

@@ -119,6 +119,7 @@ type ClientFrame struct {
 	//	*ClientFrame_DissolveGroup
 	//	*ClientFrame_GroupMembers
 	//	*ClientFrame_MyGroups
+	//	*ClientFrame_UnbanMember
 	//	*ClientFrame_SetHistoryVisibility
 	//	*ClientFrame_Send
 	//	*ClientFrame_Recall
@@ -432,6 +433,15 @@ func (x *ClientFrame) GetMyGroups() *MyGroupsRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetUnbanMember() *UnbanMemberRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_UnbanMember); ok {
+			return x.UnbanMember
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetSetHistoryVisibility() *SetHistoryVisibilityRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_SetHistoryVisibility); ok {
@@ -660,6 +670,10 @@ type ClientFrame_MyGroups struct {
 	MyGroups *MyGroupsRequest `protobuf:"bytes,51,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type ClientFrame_UnbanMember struct {
+	UnbanMember *UnbanMemberRequest `protobuf:"bytes,52,opt,name=unban_member,json=unbanMember,proto3,oneof"`
+}
+
 type ClientFrame_SetHistoryVisibility struct {
 	SetHistoryVisibility *SetHistoryVisibilityRequest `protobuf:"bytes,56,opt,name=set_history_visibility,json=setHistoryVisibility,proto3,oneof"`
 }
@@ -765,6 +779,8 @@ func (*ClientFrame_DissolveGroup) isClientFrame_Request() {}
 func (*ClientFrame_GroupMembers) isClientFrame_Request() {}
 
 func (*ClientFrame_MyGroups) isClientFrame_Request() {}
+
+func (*ClientFrame_UnbanMember) isClientFrame_Request() {}
 
 func (*ClientFrame_SetHistoryVisibility) isClientFrame_Request() {}
 
@@ -963,6 +979,7 @@ type Response struct {
 	//	*Response_DissolveGroup
 	//	*Response_GroupMembers
 	//	*Response_MyGroups
+	//	*Response_UnbanMember
 	//	*Response_SetHistoryVisibility
 	//	*Response_Send
 	//	*Response_Recall
@@ -1285,6 +1302,15 @@ func (x *Response) GetMyGroups() *GroupList {
 	return nil
 }
 
+func (x *Response) GetUnbanMember() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_UnbanMember); ok {
+			return x.UnbanMember
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetSetHistoryVisibility() *Done {
 	if x != nil {
 		if x, ok := x.Result.(*Response_SetHistoryVisibility); ok {
@@ -1513,6 +1539,10 @@ type Response_MyGroups struct {
 	MyGroups *GroupList `protobuf:"bytes,51,opt,name=my_groups,json=myGroups,proto3,oneof"`
 }
 
+type Response_UnbanMember struct {
+	UnbanMember *Done `protobuf:"bytes,52,opt,name=unban_member,json=unbanMember,proto3,oneof"`
+}
+
 type Response_SetHistoryVisibility struct {
 	SetHistoryVisibility *Done `protobuf:"bytes,56,opt,name=set_history_visibility,json=setHistoryVisibility,proto3,oneof"`
 }
@@ -1618,6 +1648,8 @@ func (*Response_DissolveGroup) isResponse_Result() {}
 func (*Response_GroupMembers) isResponse_Result() {}
 
 func (*Response_MyGroups) isResponse_Result() {}
+
+func (*Response_UnbanMember) isResponse_Result() {}
 
 func (*Response_SetHistoryVisibility) isResponse_Result() {}
 
@@ -3435,6 +3467,59 @@ func (x *UnmuteMemberRequest) GetUserId() string {
 	return ""
 }
 
+// Takes a kicked user off the group's ban list (admins and the owner).
+type UnbanMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnbanMemberRequest) Reset() {
+	*x = UnbanMemberRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnbanMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnbanMemberRequest) ProtoMessage() {}
+
+func (x *UnbanMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnbanMemberRequest.ProtoReflect.Descriptor instead.
+func (*UnbanMemberRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UnbanMemberRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *UnbanMemberRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type DissolveGroupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	GroupId       string                 `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
@@ -3444,7 +3529,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +3541,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +3554,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() string {
@@ -3492,7 +3577,7 @@ type SetHistoryVisibilityRequest struct {
 
 func (x *SetHistoryVisibilityRequest) Reset() {
 	*x = SetHistoryVisibilityRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3589,7 @@ func (x *SetHistoryVisibilityRequest) String() string {
 func (*SetHistoryVisibilityRequest) ProtoMessage() {}
 
 func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3602,7 @@ func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHistoryVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*SetHistoryVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetHistoryVisibilityRequest) GetGroupId() string {
@@ -3543,7 +3628,7 @@ type GroupMembersRequest struct {
 
 func (x *GroupMembersRequest) Reset() {
 	*x = GroupMembersRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3555,7 +3640,7 @@ func (x *GroupMembersRequest) String() string {
 func (*GroupMembersRequest) ProtoMessage() {}
 
 func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3568,7 +3653,7 @@ func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembersRequest.ProtoReflect.Descriptor instead.
 func (*GroupMembersRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GroupMembersRequest) GetGroupId() string {
@@ -3599,7 +3684,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3696,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3709,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GroupSummary) GetGroupId() string {
@@ -3713,7 +3798,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +3810,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +3823,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -3791,16 +3876,19 @@ func (x *GroupMember) GetJoinedAtMs() int64 {
 }
 
 type GroupMembers struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         *GroupSummary          `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Members       []*GroupMember         `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Group   *GroupSummary          `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Members []*GroupMember         `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// The group's ban list (kicked users not let back yet), sorted; filled
+	// only for admins and the owner.
+	BannedUserIds []string `protobuf:"bytes,20,rep,name=banned_user_ids,json=bannedUserIds,proto3" json:"banned_user_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GroupMembers) Reset() {
 	*x = GroupMembers{}
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3900,7 @@ func (x *GroupMembers) String() string {
 func (*GroupMembers) ProtoMessage() {}
 
 func (x *GroupMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3913,7 @@ func (x *GroupMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
 func (*GroupMembers) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GroupMembers) GetGroup() *GroupSummary {
@@ -3842,6 +3930,13 @@ func (x *GroupMembers) GetMembers() []*GroupMember {
 	return nil
 }
 
+func (x *GroupMembers) GetBannedUserIds() []string {
+	if x != nil {
+		return x.BannedUserIds
+	}
+	return nil
+}
+
 type MyGroupsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3850,7 +3945,7 @@ type MyGroupsRequest struct {
 
 func (x *MyGroupsRequest) Reset() {
 	*x = MyGroupsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3862,7 +3957,7 @@ func (x *MyGroupsRequest) String() string {
 func (*MyGroupsRequest) ProtoMessage() {}
 
 func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3875,7 +3970,7 @@ func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*MyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
 }
 
 type GroupList struct {
@@ -3887,7 +3982,7 @@ type GroupList struct {
 
 func (x *GroupList) Reset() {
 	*x = GroupList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +3994,7 @@ func (x *GroupList) String() string {
 func (*GroupList) ProtoMessage() {}
 
 func (x *GroupList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4007,7 @@ func (x *GroupList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupList.ProtoReflect.Descriptor instead.
 func (*GroupList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GroupList) GetGroups() []*GroupSummary {
@@ -3945,7 +4040,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3957,7 +4052,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3970,7 +4065,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SendRequest) GetTo() isSendRequest_To {
@@ -4073,7 +4168,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4085,7 +4180,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4098,7 +4193,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SendResult) GetEventId() []byte {
@@ -4146,7 +4241,7 @@ type RecallRequest struct {
 
 func (x *RecallRequest) Reset() {
 	*x = RecallRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4253,7 @@ func (x *RecallRequest) String() string {
 func (*RecallRequest) ProtoMessage() {}
 
 func (x *RecallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4266,7 @@ func (x *RecallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
 func (*RecallRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RecallRequest) GetConversationId() string {
@@ -4199,7 +4294,7 @@ type EditRequest struct {
 
 func (x *EditRequest) Reset() {
 	*x = EditRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4306,7 @@ func (x *EditRequest) String() string {
 func (*EditRequest) ProtoMessage() {}
 
 func (x *EditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4319,7 @@ func (x *EditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
 func (*EditRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *EditRequest) GetConversationId() string {
@@ -4258,7 +4353,7 @@ type DeleteForMeRequest struct {
 
 func (x *DeleteForMeRequest) Reset() {
 	*x = DeleteForMeRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4270,7 +4365,7 @@ func (x *DeleteForMeRequest) String() string {
 func (*DeleteForMeRequest) ProtoMessage() {}
 
 func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4283,7 +4378,7 @@ func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForMeRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeleteForMeRequest) GetConversationId() string {
@@ -4311,7 +4406,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4418,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4431,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -4367,7 +4462,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4474,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4487,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ConversationsRequest) GetLimit() uint32 {
@@ -4437,7 +4532,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4449,7 +4544,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4462,7 +4557,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ConversationSummary) GetConversationId() string {
@@ -4546,7 +4641,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4653,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +4666,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ConversationList) GetConversations() []*ConversationSummary {
@@ -4603,7 +4698,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +4710,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +4723,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HistoryRequest) GetConversationId() string {
@@ -4685,7 +4780,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4697,7 +4792,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4710,7 +4805,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ChatMessage) GetSeq() uint64 {
@@ -4810,7 +4905,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +4917,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +4930,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *History) GetConversationId() string {
@@ -4870,7 +4965,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +4977,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +4990,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TypingRequest) GetConversationId() string {
@@ -4920,7 +5015,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5027,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5040,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
 }
 
 type UserPresence struct {
@@ -4960,7 +5055,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5067,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5080,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -5019,7 +5114,7 @@ type PresenceList struct {
 
 func (x *PresenceList) Reset() {
 	*x = PresenceList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5031,7 +5126,7 @@ func (x *PresenceList) String() string {
 func (*PresenceList) ProtoMessage() {}
 
 func (x *PresenceList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5044,7 +5139,7 @@ func (x *PresenceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
 func (*PresenceList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PresenceList) GetUsers() []*UserPresence {
@@ -5064,7 +5159,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5076,7 +5171,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5089,7 +5184,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AckRequest) GetInboxId() string {
@@ -5107,7 +5202,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5214,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5227,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
 }
 
 type Pong struct {
@@ -5144,7 +5239,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5156,7 +5251,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5169,7 +5264,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Pong) GetServerTimeMs() int64 {
@@ -5199,7 +5294,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5211,7 +5306,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5224,7 +5319,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Push) GetInboxId() string {
@@ -5278,7 +5373,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +5385,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +5398,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Signal) GetFromUserId() string {
@@ -5344,7 +5439,7 @@ type SyncRequired struct {
 
 func (x *SyncRequired) Reset() {
 	*x = SyncRequired{}
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5451,7 @@ func (x *SyncRequired) String() string {
 func (*SyncRequired) ProtoMessage() {}
 
 func (x *SyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5464,7 @@ func (x *SyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequired.ProtoReflect.Descriptor instead.
 func (*SyncRequired) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *SyncRequired) GetCursor() string {
@@ -5391,7 +5486,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5403,7 +5498,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5416,7 +5511,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Goaway) GetReason() string {
@@ -5444,7 +5539,7 @@ var File_mpim_v1_client_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xa3\x13\n" +
+	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xe5\x13\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
 	"\bregister\x18\n" +
@@ -5482,7 +5577,8 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\runmute_member\x180 \x01(\v2\x1c.mpim.v1.UnmuteMemberRequestH\x00R\funmuteMember\x12F\n" +
 	"\x0edissolve_group\x181 \x01(\v2\x1d.mpim.v1.DissolveGroupRequestH\x00R\rdissolveGroup\x12C\n" +
 	"\rgroup_members\x182 \x01(\v2\x1c.mpim.v1.GroupMembersRequestH\x00R\fgroupMembers\x127\n" +
-	"\tmy_groups\x183 \x01(\v2\x18.mpim.v1.MyGroupsRequestH\x00R\bmyGroups\x12\\\n" +
+	"\tmy_groups\x183 \x01(\v2\x18.mpim.v1.MyGroupsRequestH\x00R\bmyGroups\x12@\n" +
+	"\funban_member\x184 \x01(\v2\x1b.mpim.v1.UnbanMemberRequestH\x00R\vunbanMember\x12\\\n" +
 	"\x16set_history_visibility\x188 \x01(\v2$.mpim.v1.SetHistoryVisibilityRequestH\x00R\x14setHistoryVisibility\x12*\n" +
 	"\x04send\x18< \x01(\v2\x14.mpim.v1.SendRequestH\x00R\x04send\x120\n" +
 	"\x06recall\x18= \x01(\v2\x16.mpim.v1.RecallRequestH\x00R\x06recall\x12*\n" +
@@ -5502,7 +5598,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\v2\x0f.mpim.v1.SignalH\x00R\x06signal\x12<\n" +
 	"\rsync_required\x18\x04 \x01(\v2\x15.mpim.v1.SyncRequiredH\x00R\fsyncRequired\x12)\n" +
 	"\x06goaway\x18\x05 \x01(\v2\x0f.mpim.v1.GoawayH\x00R\x06goawayB\a\n" +
-	"\x05frame\"\xce\x10\n" +
+	"\x05frame\"\x82\x11\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05error\x18\x02 \x01(\v2\x0e.mpim.v1.ErrorH\x00R\x05error\x125\n" +
@@ -5541,7 +5637,8 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\runmute_member\x180 \x01(\v2\r.mpim.v1.DoneH\x00R\funmuteMember\x126\n" +
 	"\x0edissolve_group\x181 \x01(\v2\r.mpim.v1.DoneH\x00R\rdissolveGroup\x12<\n" +
 	"\rgroup_members\x182 \x01(\v2\x15.mpim.v1.GroupMembersH\x00R\fgroupMembers\x121\n" +
-	"\tmy_groups\x183 \x01(\v2\x12.mpim.v1.GroupListH\x00R\bmyGroups\x12E\n" +
+	"\tmy_groups\x183 \x01(\v2\x12.mpim.v1.GroupListH\x00R\bmyGroups\x122\n" +
+	"\funban_member\x184 \x01(\v2\r.mpim.v1.DoneH\x00R\vunbanMember\x12E\n" +
 	"\x16set_history_visibility\x188 \x01(\v2\r.mpim.v1.DoneH\x00R\x14setHistoryVisibility\x12)\n" +
 	"\x04send\x18< \x01(\v2\x13.mpim.v1.SendResultH\x00R\x04send\x12'\n" +
 	"\x06recall\x18= \x01(\v2\r.mpim.v1.DoneH\x00R\x06recall\x12#\n" +
@@ -5659,6 +5756,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\buntil_ms\x18\x03 \x01(\x03R\auntilMs\"I\n" +
 	"\x13UnmuteMemberRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"H\n" +
+	"\x12UnbanMemberRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\"1\n" +
 	"\x14DissolveGroupRequest\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\tR\agroupId\"R\n" +
@@ -5686,10 +5786,11 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x05muted\x18\x05 \x01(\bR\x05muted\x12$\n" +
 	"\x0emuted_until_ms\x18\x06 \x01(\x03R\fmutedUntilMs\x12 \n" +
 	"\fjoined_at_ms\x18\a \x01(\x03R\n" +
-	"joinedAtMs\"k\n" +
+	"joinedAtMs\"\x93\x01\n" +
 	"\fGroupMembers\x12+\n" +
 	"\x05group\x18\x01 \x01(\v2\x15.mpim.v1.GroupSummaryR\x05group\x12.\n" +
-	"\amembers\x18\x02 \x03(\v2\x14.mpim.v1.GroupMemberR\amembers\"\x11\n" +
+	"\amembers\x18\x02 \x03(\v2\x14.mpim.v1.GroupMemberR\amembers\x12&\n" +
+	"\x0fbanned_user_ids\x18\x14 \x03(\tR\rbannedUserIds\"\x11\n" +
 	"\x0fMyGroupsRequest\":\n" +
 	"\tGroupList\x12-\n" +
 	"\x06groups\x18\x01 \x03(\v2\x15.mpim.v1.GroupSummaryR\x06groups\"\x8d\x02\n" +
@@ -5825,7 +5926,7 @@ func file_mpim_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_mpim_v1_client_proto_goTypes = []any{
 	(HistoryDirection)(0),               // 0: mpim.v1.HistoryDirection
 	(*ClientFrame)(nil),                 // 1: mpim.v1.ClientFrame
@@ -5866,41 +5967,42 @@ var file_mpim_v1_client_proto_goTypes = []any{
 	(*RenameGroupRequest)(nil),          // 36: mpim.v1.RenameGroupRequest
 	(*MuteMemberRequest)(nil),           // 37: mpim.v1.MuteMemberRequest
 	(*UnmuteMemberRequest)(nil),         // 38: mpim.v1.UnmuteMemberRequest
-	(*DissolveGroupRequest)(nil),        // 39: mpim.v1.DissolveGroupRequest
-	(*SetHistoryVisibilityRequest)(nil), // 40: mpim.v1.SetHistoryVisibilityRequest
-	(*GroupMembersRequest)(nil),         // 41: mpim.v1.GroupMembersRequest
-	(*GroupSummary)(nil),                // 42: mpim.v1.GroupSummary
-	(*GroupMember)(nil),                 // 43: mpim.v1.GroupMember
-	(*GroupMembers)(nil),                // 44: mpim.v1.GroupMembers
-	(*MyGroupsRequest)(nil),             // 45: mpim.v1.MyGroupsRequest
-	(*GroupList)(nil),                   // 46: mpim.v1.GroupList
-	(*SendRequest)(nil),                 // 47: mpim.v1.SendRequest
-	(*SendResult)(nil),                  // 48: mpim.v1.SendResult
-	(*RecallRequest)(nil),               // 49: mpim.v1.RecallRequest
-	(*EditRequest)(nil),                 // 50: mpim.v1.EditRequest
-	(*DeleteForMeRequest)(nil),          // 51: mpim.v1.DeleteForMeRequest
-	(*MarkReadRequest)(nil),             // 52: mpim.v1.MarkReadRequest
-	(*ConversationsRequest)(nil),        // 53: mpim.v1.ConversationsRequest
-	(*ConversationSummary)(nil),         // 54: mpim.v1.ConversationSummary
-	(*ConversationList)(nil),            // 55: mpim.v1.ConversationList
-	(*HistoryRequest)(nil),              // 56: mpim.v1.HistoryRequest
-	(*ChatMessage)(nil),                 // 57: mpim.v1.ChatMessage
-	(*History)(nil),                     // 58: mpim.v1.History
-	(*TypingRequest)(nil),               // 59: mpim.v1.TypingRequest
-	(*PresenceRequest)(nil),             // 60: mpim.v1.PresenceRequest
-	(*UserPresence)(nil),                // 61: mpim.v1.UserPresence
-	(*PresenceList)(nil),                // 62: mpim.v1.PresenceList
-	(*AckRequest)(nil),                  // 63: mpim.v1.AckRequest
-	(*PingRequest)(nil),                 // 64: mpim.v1.PingRequest
-	(*Pong)(nil),                        // 65: mpim.v1.Pong
-	(*Push)(nil),                        // 66: mpim.v1.Push
-	(*Signal)(nil),                      // 67: mpim.v1.Signal
-	(*SyncRequired)(nil),                // 68: mpim.v1.SyncRequired
-	(*Goaway)(nil),                      // 69: mpim.v1.Goaway
-	(Role)(0),                           // 70: mpim.v1.Role
-	(MessageKind)(0),                    // 71: mpim.v1.MessageKind
-	(*Attachment)(nil),                  // 72: mpim.v1.Attachment
-	(*Event)(nil),                       // 73: mpim.v1.Event
+	(*UnbanMemberRequest)(nil),          // 39: mpim.v1.UnbanMemberRequest
+	(*DissolveGroupRequest)(nil),        // 40: mpim.v1.DissolveGroupRequest
+	(*SetHistoryVisibilityRequest)(nil), // 41: mpim.v1.SetHistoryVisibilityRequest
+	(*GroupMembersRequest)(nil),         // 42: mpim.v1.GroupMembersRequest
+	(*GroupSummary)(nil),                // 43: mpim.v1.GroupSummary
+	(*GroupMember)(nil),                 // 44: mpim.v1.GroupMember
+	(*GroupMembers)(nil),                // 45: mpim.v1.GroupMembers
+	(*MyGroupsRequest)(nil),             // 46: mpim.v1.MyGroupsRequest
+	(*GroupList)(nil),                   // 47: mpim.v1.GroupList
+	(*SendRequest)(nil),                 // 48: mpim.v1.SendRequest
+	(*SendResult)(nil),                  // 49: mpim.v1.SendResult
+	(*RecallRequest)(nil),               // 50: mpim.v1.RecallRequest
+	(*EditRequest)(nil),                 // 51: mpim.v1.EditRequest
+	(*DeleteForMeRequest)(nil),          // 52: mpim.v1.DeleteForMeRequest
+	(*MarkReadRequest)(nil),             // 53: mpim.v1.MarkReadRequest
+	(*ConversationsRequest)(nil),        // 54: mpim.v1.ConversationsRequest
+	(*ConversationSummary)(nil),         // 55: mpim.v1.ConversationSummary
+	(*ConversationList)(nil),            // 56: mpim.v1.ConversationList
+	(*HistoryRequest)(nil),              // 57: mpim.v1.HistoryRequest
+	(*ChatMessage)(nil),                 // 58: mpim.v1.ChatMessage
+	(*History)(nil),                     // 59: mpim.v1.History
+	(*TypingRequest)(nil),               // 60: mpim.v1.TypingRequest
+	(*PresenceRequest)(nil),             // 61: mpim.v1.PresenceRequest
+	(*UserPresence)(nil),                // 62: mpim.v1.UserPresence
+	(*PresenceList)(nil),                // 63: mpim.v1.PresenceList
+	(*AckRequest)(nil),                  // 64: mpim.v1.AckRequest
+	(*PingRequest)(nil),                 // 65: mpim.v1.PingRequest
+	(*Pong)(nil),                        // 66: mpim.v1.Pong
+	(*Push)(nil),                        // 67: mpim.v1.Push
+	(*Signal)(nil),                      // 68: mpim.v1.Signal
+	(*SyncRequired)(nil),                // 69: mpim.v1.SyncRequired
+	(*Goaway)(nil),                      // 70: mpim.v1.Goaway
+	(Role)(0),                           // 71: mpim.v1.Role
+	(MessageKind)(0),                    // 72: mpim.v1.MessageKind
+	(*Attachment)(nil),                  // 73: mpim.v1.Attachment
+	(*Event)(nil),                       // 74: mpim.v1.Event
 }
 var file_mpim_v1_client_proto_depIdxs = []int32{
 	6,   // 0: mpim.v1.ClientFrame.register:type_name -> mpim.v1.RegisterRequest
@@ -5928,92 +6030,94 @@ var file_mpim_v1_client_proto_depIdxs = []int32{
 	36,  // 22: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
 	37,  // 23: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
 	38,  // 24: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
-	39,  // 25: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
-	41,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
-	45,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
-	40,  // 28: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
-	47,  // 29: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
-	49,  // 30: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
-	50,  // 31: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
-	51,  // 32: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
-	52,  // 33: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
-	53,  // 34: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
-	56,  // 35: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
-	59,  // 36: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
-	60,  // 37: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
-	63,  // 38: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
-	64,  // 39: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
-	3,   // 40: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
-	66,  // 41: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
-	67,  // 42: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
-	68,  // 43: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
-	69,  // 44: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
-	4,   // 45: mpim.v1.Response.error:type_name -> mpim.v1.Error
-	7,   // 46: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
-	11,  // 47: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
-	11,  // 48: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
-	5,   // 49: mpim.v1.Response.logout:type_name -> mpim.v1.Done
-	15,  // 50: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
-	15,  // 51: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
-	15,  // 52: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
-	5,   // 53: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
-	5,   // 54: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
-	5,   // 55: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
-	5,   // 56: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
-	21,  // 57: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
-	24,  // 58: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
-	5,   // 59: mpim.v1.Response.block:type_name -> mpim.v1.Done
-	5,   // 60: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
-	28,  // 61: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
-	30,  // 62: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
-	5,   // 63: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
-	5,   // 64: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
-	5,   // 65: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
-	5,   // 66: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
-	5,   // 67: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
-	5,   // 68: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
-	5,   // 69: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
-	5,   // 70: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
-	5,   // 71: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
-	44,  // 72: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
-	46,  // 73: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
-	5,   // 74: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
-	48,  // 75: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
-	5,   // 76: mpim.v1.Response.recall:type_name -> mpim.v1.Done
-	5,   // 77: mpim.v1.Response.edit:type_name -> mpim.v1.Done
-	5,   // 78: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
-	5,   // 79: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
-	55,  // 80: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
-	58,  // 81: mpim.v1.Response.history:type_name -> mpim.v1.History
-	5,   // 82: mpim.v1.Response.typing:type_name -> mpim.v1.Done
-	62,  // 83: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
-	5,   // 84: mpim.v1.Response.ack:type_name -> mpim.v1.Done
-	65,  // 85: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
-	15,  // 86: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
-	15,  // 87: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
-	15,  // 88: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
-	23,  // 89: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
-	23,  // 90: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
-	70,  // 91: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
-	70,  // 92: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
-	70,  // 93: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
-	42,  // 94: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
-	43,  // 95: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
-	42,  // 96: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
-	71,  // 97: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
-	72,  // 98: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
-	54,  // 99: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
-	0,   // 100: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
-	71,  // 101: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
-	72,  // 102: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
-	57,  // 103: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
-	61,  // 104: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
-	73,  // 105: mpim.v1.Push.event:type_name -> mpim.v1.Event
-	106, // [106:106] is the sub-list for method output_type
-	106, // [106:106] is the sub-list for method input_type
-	106, // [106:106] is the sub-list for extension type_name
-	106, // [106:106] is the sub-list for extension extendee
-	0,   // [0:106] is the sub-list for field type_name
+	40,  // 25: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
+	42,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
+	46,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
+	39,  // 28: mpim.v1.ClientFrame.unban_member:type_name -> mpim.v1.UnbanMemberRequest
+	41,  // 29: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
+	48,  // 30: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
+	50,  // 31: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
+	51,  // 32: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
+	52,  // 33: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
+	53,  // 34: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
+	54,  // 35: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
+	57,  // 36: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
+	60,  // 37: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
+	61,  // 38: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
+	64,  // 39: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
+	65,  // 40: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
+	3,   // 41: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
+	67,  // 42: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
+	68,  // 43: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
+	69,  // 44: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
+	70,  // 45: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
+	4,   // 46: mpim.v1.Response.error:type_name -> mpim.v1.Error
+	7,   // 47: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
+	11,  // 48: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
+	11,  // 49: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
+	5,   // 50: mpim.v1.Response.logout:type_name -> mpim.v1.Done
+	15,  // 51: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
+	15,  // 52: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
+	15,  // 53: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
+	5,   // 54: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
+	5,   // 55: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
+	5,   // 56: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
+	5,   // 57: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
+	21,  // 58: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
+	24,  // 59: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
+	5,   // 60: mpim.v1.Response.block:type_name -> mpim.v1.Done
+	5,   // 61: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
+	28,  // 62: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
+	30,  // 63: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
+	5,   // 64: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
+	5,   // 65: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
+	5,   // 66: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
+	5,   // 67: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
+	5,   // 68: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
+	5,   // 69: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
+	5,   // 70: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
+	5,   // 71: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
+	5,   // 72: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
+	45,  // 73: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
+	47,  // 74: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
+	5,   // 75: mpim.v1.Response.unban_member:type_name -> mpim.v1.Done
+	5,   // 76: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
+	49,  // 77: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
+	5,   // 78: mpim.v1.Response.recall:type_name -> mpim.v1.Done
+	5,   // 79: mpim.v1.Response.edit:type_name -> mpim.v1.Done
+	5,   // 80: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
+	5,   // 81: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
+	56,  // 82: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
+	59,  // 83: mpim.v1.Response.history:type_name -> mpim.v1.History
+	5,   // 84: mpim.v1.Response.typing:type_name -> mpim.v1.Done
+	63,  // 85: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
+	5,   // 86: mpim.v1.Response.ack:type_name -> mpim.v1.Done
+	66,  // 87: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
+	15,  // 88: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
+	15,  // 89: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
+	15,  // 90: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
+	23,  // 91: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
+	23,  // 92: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
+	71,  // 93: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
+	71,  // 94: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
+	71,  // 95: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
+	43,  // 96: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
+	44,  // 97: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
+	43,  // 98: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
+	72,  // 99: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
+	73,  // 100: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
+	55,  // 101: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
+	0,   // 102: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
+	72,  // 103: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
+	73,  // 104: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
+	58,  // 105: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
+	62,  // 106: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
+	74,  // 107: mpim.v1.Push.event:type_name -> mpim.v1.Event
+	108, // [108:108] is the sub-list for method output_type
+	108, // [108:108] is the sub-list for method input_type
+	108, // [108:108] is the sub-list for extension type_name
+	108, // [108:108] is the sub-list for extension extendee
+	0,   // [0:108] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_client_proto_init() }
@@ -6051,6 +6155,7 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_DissolveGroup)(nil),
 		(*ClientFrame_GroupMembers)(nil),
 		(*ClientFrame_MyGroups)(nil),
+		(*ClientFrame_UnbanMember)(nil),
 		(*ClientFrame_SetHistoryVisibility)(nil),
 		(*ClientFrame_Send)(nil),
 		(*ClientFrame_Recall)(nil),
@@ -6101,6 +6206,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_DissolveGroup)(nil),
 		(*Response_GroupMembers)(nil),
 		(*Response_MyGroups)(nil),
+		(*Response_UnbanMember)(nil),
 		(*Response_SetHistoryVisibility)(nil),
 		(*Response_Send)(nil),
 		(*Response_Recall)(nil),
@@ -6114,7 +6220,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_Ping)(nil),
 	}
-	file_mpim_v1_client_proto_msgTypes[46].OneofWrappers = []any{
+	file_mpim_v1_client_proto_msgTypes[47].OneofWrappers = []any{
 		(*SendRequest_ConversationId)(nil),
 		(*SendRequest_UserId)(nil),
 		(*SendRequest_GroupId)(nil),
@@ -6125,7 +6231,7 @@ func file_mpim_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_client_proto_rawDesc), len(file_mpim_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   69,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -225,6 +225,7 @@ type Event struct {
 	//	*Event_MemberMuted
 	//	*Event_MemberUnmuted
 	//	*Event_GroupDissolved
+	//	*Event_MemberUnbanned
 	//	*Event_GroupHistoryVisibilityChanged
 	//	*Event_MessageSent
 	//	*Event_MessageRecalled
@@ -527,6 +528,15 @@ func (x *Event) GetGroupDissolved() *GroupDissolved {
 	return nil
 }
 
+func (x *Event) GetMemberUnbanned() *MemberUnbanned {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_MemberUnbanned); ok {
+			return x.MemberUnbanned
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetGroupHistoryVisibilityChanged() *GroupHistoryVisibilityChanged {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_GroupHistoryVisibilityChanged); ok {
@@ -673,6 +683,10 @@ type Event_GroupDissolved struct {
 	GroupDissolved *GroupDissolved `protobuf:"bytes,309,opt,name=group_dissolved,json=groupDissolved,proto3,oneof"`
 }
 
+type Event_MemberUnbanned struct {
+	MemberUnbanned *MemberUnbanned `protobuf:"bytes,310,opt,name=member_unbanned,json=memberUnbanned,proto3,oneof"`
+}
+
 type Event_GroupHistoryVisibilityChanged struct {
 	GroupHistoryVisibilityChanged *GroupHistoryVisibilityChanged `protobuf:"bytes,313,opt,name=group_history_visibility_changed,json=groupHistoryVisibilityChanged,proto3,oneof"`
 }
@@ -740,6 +754,8 @@ func (*Event_MemberMuted) isEvent_Payload() {}
 func (*Event_MemberUnmuted) isEvent_Payload() {}
 
 func (*Event_GroupDissolved) isEvent_Payload() {}
+
+func (*Event_MemberUnbanned) isEvent_Payload() {}
 
 func (*Event_GroupHistoryVisibilityChanged) isEvent_Payload() {}
 
@@ -1178,9 +1194,12 @@ func (x *FriendRequestAccepted) GetByUserId() string {
 }
 
 type FriendRequestDeclined struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FromUserId    string                 `protobuf:"bytes,1,opt,name=from_user_id,json=fromUserId,proto3" json:"from_user_id,omitempty"`
-	ByUserId      string                 `protobuf:"bytes,2,opt,name=by_user_id,json=byUserId,proto3" json:"by_user_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FromUserId string                 `protobuf:"bytes,1,opt,name=from_user_id,json=fromUserId,proto3" json:"from_user_id,omitempty"`
+	ByUserId   string                 `protobuf:"bytes,2,opt,name=by_user_id,json=byUserId,proto3" json:"by_user_id,omitempty"`
+	// When it was declined (Unix ms); the sender's cooldown runs from it.
+	// Zero in events written before it was recorded.
+	DeclinedAtMs  int64 `protobuf:"varint,20,opt,name=declined_at_ms,json=declinedAtMs,proto3" json:"declined_at_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1227,6 +1246,13 @@ func (x *FriendRequestDeclined) GetByUserId() string {
 		return x.ByUserId
 	}
 	return ""
+}
+
+func (x *FriendRequestDeclined) GetDeclinedAtMs() int64 {
+	if x != nil {
+		return x.DeclinedAtMs
+	}
+	return 0
 }
 
 type FriendRemoved struct {
@@ -1933,6 +1959,59 @@ func (x *MemberUnmuted) GetByUserId() string {
 	return ""
 }
 
+// A kicked user taken off the group's ban list by an admin or the owner.
+type MemberUnbanned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ByUserId      string                 `protobuf:"bytes,2,opt,name=by_user_id,json=byUserId,proto3" json:"by_user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberUnbanned) Reset() {
+	*x = MemberUnbanned{}
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberUnbanned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberUnbanned) ProtoMessage() {}
+
+func (x *MemberUnbanned) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberUnbanned.ProtoReflect.Descriptor instead.
+func (*MemberUnbanned) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MemberUnbanned) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *MemberUnbanned) GetByUserId() string {
+	if x != nil {
+		return x.ByUserId
+	}
+	return ""
+}
+
 type GroupDissolved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ByUserId      string                 `protobuf:"bytes,1,opt,name=by_user_id,json=byUserId,proto3" json:"by_user_id,omitempty"`
@@ -1942,7 +2021,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2033,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2046,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GroupDissolved) GetByUserId() string {
@@ -1993,7 +2072,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2084,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2097,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Attachment) GetUrl() string {
@@ -2086,7 +2165,7 @@ type MessageSent struct {
 
 func (x *MessageSent) Reset() {
 	*x = MessageSent{}
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2177,7 @@ func (x *MessageSent) String() string {
 func (*MessageSent) ProtoMessage() {}
 
 func (x *MessageSent) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2190,7 @@ func (x *MessageSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSent.ProtoReflect.Descriptor instead.
 func (*MessageSent) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MessageSent) GetConversationId() string {
@@ -2182,7 +2261,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2273,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2286,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MessageRecalled) GetSeq() uint64 {
@@ -2249,7 +2328,7 @@ type MessageEdited struct {
 
 func (x *MessageEdited) Reset() {
 	*x = MessageEdited{}
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2340,7 @@ func (x *MessageEdited) String() string {
 func (*MessageEdited) ProtoMessage() {}
 
 func (x *MessageEdited) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2353,7 @@ func (x *MessageEdited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
 func (*MessageEdited) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MessageEdited) GetSeq() uint64 {
@@ -2309,7 +2388,7 @@ type ConversationRead struct {
 
 func (x *ConversationRead) Reset() {
 	*x = ConversationRead{}
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2400,7 @@ func (x *ConversationRead) String() string {
 func (*ConversationRead) ProtoMessage() {}
 
 func (x *ConversationRead) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2413,7 @@ func (x *ConversationRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationRead.ProtoReflect.Descriptor instead.
 func (*ConversationRead) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConversationRead) GetUserId() string {
@@ -2369,7 +2448,7 @@ type MessageDeletedForMe struct {
 
 func (x *MessageDeletedForMe) Reset() {
 	*x = MessageDeletedForMe{}
-	mi := &file_mpim_v1_event_proto_msgTypes[30]
+	mi := &file_mpim_v1_event_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2460,7 @@ func (x *MessageDeletedForMe) String() string {
 func (*MessageDeletedForMe) ProtoMessage() {}
 
 func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[30]
+	mi := &file_mpim_v1_event_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2473,7 @@ func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeletedForMe.ProtoReflect.Descriptor instead.
 func (*MessageDeletedForMe) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{30}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MessageDeletedForMe) GetUserId() string {
@@ -2425,7 +2504,7 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x13mpim/v1/event.proto\x12\ampim.v1\"=\n" +
 	"\x05Actor\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\xc1\x11\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\x86\x12\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1c\n" +
 	"\taggregate\x18\x02 \x01(\tR\taggregate\x12\x18\n" +
@@ -2457,7 +2536,8 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\rgroup_renamed\x18\xb2\x02 \x01(\v2\x15.mpim.v1.GroupRenamedH\x00R\fgroupRenamed\x12:\n" +
 	"\fmember_muted\x18\xb3\x02 \x01(\v2\x14.mpim.v1.MemberMutedH\x00R\vmemberMuted\x12@\n" +
 	"\x0emember_unmuted\x18\xb4\x02 \x01(\v2\x16.mpim.v1.MemberUnmutedH\x00R\rmemberUnmuted\x12C\n" +
-	"\x0fgroup_dissolved\x18\xb5\x02 \x01(\v2\x17.mpim.v1.GroupDissolvedH\x00R\x0egroupDissolved\x12r\n" +
+	"\x0fgroup_dissolved\x18\xb5\x02 \x01(\v2\x17.mpim.v1.GroupDissolvedH\x00R\x0egroupDissolved\x12C\n" +
+	"\x0fmember_unbanned\x18\xb6\x02 \x01(\v2\x17.mpim.v1.MemberUnbannedH\x00R\x0ememberUnbanned\x12r\n" +
 	" group_history_visibility_changed\x18\xb9\x02 \x01(\v2&.mpim.v1.GroupHistoryVisibilityChangedH\x00R\x1dgroupHistoryVisibilityChanged\x12:\n" +
 	"\fmessage_sent\x18\x90\x03 \x01(\v2\x14.mpim.v1.MessageSentH\x00R\vmessageSent\x12F\n" +
 	"\x10message_recalled\x18\x91\x03 \x01(\v2\x18.mpim.v1.MessageRecalledH\x00R\x0fmessageRecalled\x12@\n" +
@@ -2494,12 +2574,13 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\ffrom_user_id\x18\x01 \x01(\tR\n" +
 	"fromUserId\x12\x1c\n" +
 	"\n" +
-	"by_user_id\x18\x02 \x01(\tR\bbyUserId\"W\n" +
+	"by_user_id\x18\x02 \x01(\tR\bbyUserId\"}\n" +
 	"\x15FriendRequestDeclined\x12 \n" +
 	"\ffrom_user_id\x18\x01 \x01(\tR\n" +
 	"fromUserId\x12\x1c\n" +
 	"\n" +
-	"by_user_id\x18\x02 \x01(\tR\bbyUserId\"Q\n" +
+	"by_user_id\x18\x02 \x01(\tR\bbyUserId\x12$\n" +
+	"\x0edeclined_at_ms\x18\x14 \x01(\x03R\fdeclinedAtMs\"Q\n" +
 	"\rFriendRemoved\x12\x1c\n" +
 	"\n" +
 	"by_user_id\x18\x01 \x01(\tR\bbyUserId\x12\"\n" +
@@ -2553,6 +2634,10 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"by_user_id\x18\x02 \x01(\tR\bbyUserId\x12\x19\n" +
 	"\buntil_ms\x18\x03 \x01(\x03R\auntilMs\"F\n" +
 	"\rMemberUnmuted\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1c\n" +
+	"\n" +
+	"by_user_id\x18\x02 \x01(\tR\bbyUserId\"G\n" +
+	"\x0eMemberUnbanned\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1c\n" +
 	"\n" +
 	"by_user_id\x18\x02 \x01(\tR\bbyUserId\".\n" +
@@ -2630,7 +2715,7 @@ func file_mpim_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_mpim_v1_event_proto_goTypes = []any{
 	(Role)(0),                             // 0: mpim.v1.Role
 	(MessageKind)(0),                      // 1: mpim.v1.MessageKind
@@ -2658,14 +2743,15 @@ var file_mpim_v1_event_proto_goTypes = []any{
 	(*GroupRenamed)(nil),                  // 23: mpim.v1.GroupRenamed
 	(*MemberMuted)(nil),                   // 24: mpim.v1.MemberMuted
 	(*MemberUnmuted)(nil),                 // 25: mpim.v1.MemberUnmuted
-	(*GroupDissolved)(nil),                // 26: mpim.v1.GroupDissolved
-	(*Attachment)(nil),                    // 27: mpim.v1.Attachment
-	(*MessageSent)(nil),                   // 28: mpim.v1.MessageSent
-	(*MessageRecalled)(nil),               // 29: mpim.v1.MessageRecalled
-	(*MessageEdited)(nil),                 // 30: mpim.v1.MessageEdited
-	(*ConversationRead)(nil),              // 31: mpim.v1.ConversationRead
-	(*MessageDeletedForMe)(nil),           // 32: mpim.v1.MessageDeletedForMe
-	nil,                                   // 33: mpim.v1.Attachment.MetaEntry
+	(*MemberUnbanned)(nil),                // 26: mpim.v1.MemberUnbanned
+	(*GroupDissolved)(nil),                // 27: mpim.v1.GroupDissolved
+	(*Attachment)(nil),                    // 28: mpim.v1.Attachment
+	(*MessageSent)(nil),                   // 29: mpim.v1.MessageSent
+	(*MessageRecalled)(nil),               // 30: mpim.v1.MessageRecalled
+	(*MessageEdited)(nil),                 // 31: mpim.v1.MessageEdited
+	(*ConversationRead)(nil),              // 32: mpim.v1.ConversationRead
+	(*MessageDeletedForMe)(nil),           // 33: mpim.v1.MessageDeletedForMe
+	nil,                                   // 34: mpim.v1.Attachment.MetaEntry
 }
 var file_mpim_v1_event_proto_depIdxs = []int32{
 	2,  // 0: mpim.v1.Event.actor:type_name -> mpim.v1.Actor
@@ -2690,22 +2776,23 @@ var file_mpim_v1_event_proto_depIdxs = []int32{
 	23, // 19: mpim.v1.Event.group_renamed:type_name -> mpim.v1.GroupRenamed
 	24, // 20: mpim.v1.Event.member_muted:type_name -> mpim.v1.MemberMuted
 	25, // 21: mpim.v1.Event.member_unmuted:type_name -> mpim.v1.MemberUnmuted
-	26, // 22: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
-	22, // 23: mpim.v1.Event.group_history_visibility_changed:type_name -> mpim.v1.GroupHistoryVisibilityChanged
-	28, // 24: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
-	29, // 25: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
-	30, // 26: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
-	31, // 27: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
-	32, // 28: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
-	0,  // 29: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
-	33, // 30: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
-	1,  // 31: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
-	27, // 32: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	27, // 22: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
+	26, // 23: mpim.v1.Event.member_unbanned:type_name -> mpim.v1.MemberUnbanned
+	22, // 24: mpim.v1.Event.group_history_visibility_changed:type_name -> mpim.v1.GroupHistoryVisibilityChanged
+	29, // 25: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
+	30, // 26: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
+	31, // 27: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
+	32, // 28: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
+	33, // 29: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
+	0,  // 30: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
+	34, // 31: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
+	1,  // 32: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
+	28, // 33: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_event_proto_init() }
@@ -2736,6 +2823,7 @@ func file_mpim_v1_event_proto_init() {
 		(*Event_MemberMuted)(nil),
 		(*Event_MemberUnmuted)(nil),
 		(*Event_GroupDissolved)(nil),
+		(*Event_MemberUnbanned)(nil),
 		(*Event_GroupHistoryVisibilityChanged)(nil),
 		(*Event_MessageSent)(nil),
 		(*Event_MessageRecalled)(nil),
@@ -2749,7 +2837,7 @@ func file_mpim_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_event_proto_rawDesc), len(file_mpim_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
