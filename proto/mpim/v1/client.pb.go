@@ -98,6 +98,10 @@ type ClientFrame struct {
 	//	*ClientFrame_GetProfile
 	//	*ClientFrame_UpdateProfile
 	//	*ClientFrame_FindUser
+	//	*ClientFrame_ChangePassword
+	//	*ClientFrame_ListDevices
+	//	*ClientFrame_LogoutDevice
+	//	*ClientFrame_LogoutOtherDevices
 	//	*ClientFrame_RequestFriend
 	//	*ClientFrame_AcceptFriend
 	//	*ClientFrame_DeclineFriend
@@ -238,6 +242,42 @@ func (x *ClientFrame) GetFindUser() *FindUserRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_FindUser); ok {
 			return x.FindUser
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetChangePassword() *ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetListDevices() *ListDevicesRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_ListDevices); ok {
+			return x.ListDevices
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetLogoutDevice() *LogoutDeviceRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_LogoutDevice); ok {
+			return x.LogoutDevice
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetLogoutOtherDevices() *LogoutOtherDevicesRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_LogoutOtherDevices); ok {
+			return x.LogoutOtherDevices
 		}
 	}
 	return nil
@@ -574,6 +614,23 @@ type ClientFrame_FindUser struct {
 	FindUser *FindUserRequest `protobuf:"bytes,16,opt,name=find_user,json=findUser,proto3,oneof"`
 }
 
+type ClientFrame_ChangePassword struct {
+	// Sessions: the caller's devices (see docs/protocol.md, Sessions).
+	ChangePassword *ChangePasswordRequest `protobuf:"bytes,17,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type ClientFrame_ListDevices struct {
+	ListDevices *ListDevicesRequest `protobuf:"bytes,18,opt,name=list_devices,json=listDevices,proto3,oneof"`
+}
+
+type ClientFrame_LogoutDevice struct {
+	LogoutDevice *LogoutDeviceRequest `protobuf:"bytes,19,opt,name=logout_device,json=logoutDevice,proto3,oneof"`
+}
+
+type ClientFrame_LogoutOtherDevices struct {
+	LogoutOtherDevices *LogoutOtherDevicesRequest `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
 type ClientFrame_RequestFriend struct {
 	// Contacts.
 	RequestFriend *RequestFriendRequest `protobuf:"bytes,20,opt,name=request_friend,json=requestFriend,proto3,oneof"`
@@ -723,6 +780,14 @@ func (*ClientFrame_GetProfile) isClientFrame_Request() {}
 func (*ClientFrame_UpdateProfile) isClientFrame_Request() {}
 
 func (*ClientFrame_FindUser) isClientFrame_Request() {}
+
+func (*ClientFrame_ChangePassword) isClientFrame_Request() {}
+
+func (*ClientFrame_ListDevices) isClientFrame_Request() {}
+
+func (*ClientFrame_LogoutDevice) isClientFrame_Request() {}
+
+func (*ClientFrame_LogoutOtherDevices) isClientFrame_Request() {}
 
 func (*ClientFrame_RequestFriend) isClientFrame_Request() {}
 
@@ -942,6 +1007,10 @@ type Response struct {
 	//	*Response_GetProfile
 	//	*Response_UpdateProfile
 	//	*Response_FindUser
+	//	*Response_ChangePassword
+	//	*Response_ListDevices
+	//	*Response_LogoutDevice
+	//	*Response_LogoutOtherDevices
 	//	*Response_RequestFriend
 	//	*Response_AcceptFriend
 	//	*Response_DeclineFriend
@@ -1091,6 +1160,42 @@ func (x *Response) GetFindUser() *Profile {
 	if x != nil {
 		if x, ok := x.Result.(*Response_FindUser); ok {
 			return x.FindUser
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetChangePassword() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetListDevices() *DeviceList {
+	if x != nil {
+		if x, ok := x.Result.(*Response_ListDevices); ok {
+			return x.ListDevices
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetLogoutDevice() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_LogoutDevice); ok {
+			return x.LogoutDevice
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetLogoutOtherDevices() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_LogoutOtherDevices); ok {
+			return x.LogoutOtherDevices
 		}
 	}
 	return nil
@@ -1429,6 +1534,22 @@ type Response_FindUser struct {
 	FindUser *Profile `protobuf:"bytes,16,opt,name=find_user,json=findUser,proto3,oneof"`
 }
 
+type Response_ChangePassword struct {
+	ChangePassword *Done `protobuf:"bytes,17,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type Response_ListDevices struct {
+	ListDevices *DeviceList `protobuf:"bytes,18,opt,name=list_devices,json=listDevices,proto3,oneof"`
+}
+
+type Response_LogoutDevice struct {
+	LogoutDevice *Done `protobuf:"bytes,19,opt,name=logout_device,json=logoutDevice,proto3,oneof"`
+}
+
+type Response_LogoutOtherDevices struct {
+	LogoutOtherDevices *Done `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
 type Response_RequestFriend struct {
 	RequestFriend *Done `protobuf:"bytes,20,opt,name=request_friend,json=requestFriend,proto3,oneof"`
 }
@@ -1576,6 +1697,14 @@ func (*Response_GetProfile) isResponse_Result() {}
 func (*Response_UpdateProfile) isResponse_Result() {}
 
 func (*Response_FindUser) isResponse_Result() {}
+
+func (*Response_ChangePassword) isResponse_Result() {}
+
+func (*Response_ListDevices) isResponse_Result() {}
+
+func (*Response_LogoutDevice) isResponse_Result() {}
+
+func (*Response_LogoutOtherDevices) isResponse_Result() {}
 
 func (*Response_RequestFriend) isResponse_Result() {}
 
@@ -2095,6 +2224,315 @@ func (x *SessionResult) GetProfile() *Profile {
 	return nil
 }
 
+// ChangePasswordRequest replaces the caller's password. Every other device
+// of the caller is logged out: its tokens are revoked and its live
+// connections closed (4003); the caller's device stays logged in.
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current password; a wrong one is bad_credentials.
+	OldPassword string `protobuf:"bytes,1,opt,name=old_password,json=oldPassword,proto3" json:"old_password,omitempty"`
+	// The new password, under the same rules as at registration.
+	NewPassword   string `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ChangePasswordRequest) GetOldPassword() string {
+	if x != nil {
+		return x.OldPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type ListDevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDevicesRequest) Reset() {
+	*x = ListDevicesRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDevicesRequest) ProtoMessage() {}
+
+func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{12}
+}
+
+// DeviceList is the caller's logged-in devices, most recent login first.
+type DeviceList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Devices       []*DeviceInfo          `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceList) Reset() {
+	*x = DeviceList{}
+	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceList) ProtoMessage() {}
+
+func (x *DeviceList) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
+func (*DeviceList) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeviceList) GetDevices() []*DeviceInfo {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+type DeviceInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Platform string                 `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// When the device last logged in (0 if not known yet).
+	LoggedInAtMs int64 `protobuf:"varint,3,opt,name=logged_in_at_ms,json=loggedInAtMs,proto3" json:"logged_in_at_ms,omitempty"`
+	// When the device was last seen online (0 if unknown); now while online.
+	LastSeenMs int64 `protobuf:"varint,4,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	// The device has a live connection on some gateway.
+	Online bool `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
+	// This is the device of the connection that asked.
+	Current       bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceInfo) Reset() {
+	*x = DeviceInfo{}
+	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceInfo) ProtoMessage() {}
+
+func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
+func (*DeviceInfo) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeviceInfo) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetLoggedInAtMs() int64 {
+	if x != nil {
+		return x.LoggedInAtMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *DeviceInfo) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+// LogoutDeviceRequest logs out one of the caller's other devices: its tokens
+// are revoked and its live connections closed (4003).
+type LogoutDeviceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutDeviceRequest) Reset() {
+	*x = LogoutDeviceRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutDeviceRequest) ProtoMessage() {}
+
+func (x *LogoutDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutDeviceRequest.ProtoReflect.Descriptor instead.
+func (*LogoutDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LogoutDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// LogoutOtherDevicesRequest logs out every device of the caller but its own.
+type LogoutOtherDevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutOtherDevicesRequest) Reset() {
+	*x = LogoutOtherDevicesRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutOtherDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutOtherDevicesRequest) ProtoMessage() {}
+
+func (x *LogoutOtherDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutOtherDevicesRequest.ProtoReflect.Descriptor instead.
+func (*LogoutOtherDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+}
+
 type GetProfileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: the caller's own profile.
@@ -2105,7 +2543,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2555,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2568,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProfileRequest) GetUserId() string {
@@ -2151,7 +2589,7 @@ type UpdateProfileRequest struct {
 
 func (x *UpdateProfileRequest) Reset() {
 	*x = UpdateProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2601,7 @@ func (x *UpdateProfileRequest) String() string {
 func (*UpdateProfileRequest) ProtoMessage() {}
 
 func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2614,7 @@ func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
@@ -2202,7 +2640,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2652,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2665,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FindUserRequest) GetUsername() string {
@@ -2249,7 +2687,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2699,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2712,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Profile) GetUserId() string {
@@ -2315,7 +2753,7 @@ type RequestFriendRequest struct {
 
 func (x *RequestFriendRequest) Reset() {
 	*x = RequestFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2327,7 +2765,7 @@ func (x *RequestFriendRequest) String() string {
 func (*RequestFriendRequest) ProtoMessage() {}
 
 func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2340,7 +2778,7 @@ func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestFriendRequest.ProtoReflect.Descriptor instead.
 func (*RequestFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RequestFriendRequest) GetUserId() string {
@@ -2367,7 +2805,7 @@ type AcceptFriendRequest struct {
 
 func (x *AcceptFriendRequest) Reset() {
 	*x = AcceptFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2817,7 @@ func (x *AcceptFriendRequest) String() string {
 func (*AcceptFriendRequest) ProtoMessage() {}
 
 func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2830,7 @@ func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptFriendRequest.ProtoReflect.Descriptor instead.
 func (*AcceptFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcceptFriendRequest) GetUserId() string {
@@ -2411,7 +2849,7 @@ type DeclineFriendRequest struct {
 
 func (x *DeclineFriendRequest) Reset() {
 	*x = DeclineFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2861,7 @@ func (x *DeclineFriendRequest) String() string {
 func (*DeclineFriendRequest) ProtoMessage() {}
 
 func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2874,7 @@ func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineFriendRequest.ProtoReflect.Descriptor instead.
 func (*DeclineFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeclineFriendRequest) GetUserId() string {
@@ -2455,7 +2893,7 @@ type RemoveFriendRequest struct {
 
 func (x *RemoveFriendRequest) Reset() {
 	*x = RemoveFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2905,7 @@ func (x *RemoveFriendRequest) String() string {
 func (*RemoveFriendRequest) ProtoMessage() {}
 
 func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2918,7 @@ func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveFriendRequest.ProtoReflect.Descriptor instead.
 func (*RemoveFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveFriendRequest) GetUserId() string {
@@ -2498,7 +2936,7 @@ type ListFriendsRequest struct {
 
 func (x *ListFriendsRequest) Reset() {
 	*x = ListFriendsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2948,7 @@ func (x *ListFriendsRequest) String() string {
 func (*ListFriendsRequest) ProtoMessage() {}
 
 func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2961,7 @@ func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 type FriendList struct {
@@ -2535,7 +2973,7 @@ type FriendList struct {
 
 func (x *FriendList) Reset() {
 	*x = FriendList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2985,7 @@ func (x *FriendList) String() string {
 func (*FriendList) ProtoMessage() {}
 
 func (x *FriendList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2998,7 @@ func (x *FriendList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendList.ProtoReflect.Descriptor instead.
 func (*FriendList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FriendList) GetFriends() []*Profile {
@@ -2578,7 +3016,7 @@ type ListFriendRequestsRequest struct {
 
 func (x *ListFriendRequestsRequest) Reset() {
 	*x = ListFriendRequestsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +3028,7 @@ func (x *ListFriendRequestsRequest) String() string {
 func (*ListFriendRequestsRequest) ProtoMessage() {}
 
 func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +3041,7 @@ func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
 }
 
 type PendingFriendRequest struct {
@@ -2620,7 +3058,7 @@ type PendingFriendRequest struct {
 
 func (x *PendingFriendRequest) Reset() {
 	*x = PendingFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +3070,7 @@ func (x *PendingFriendRequest) String() string {
 func (*PendingFriendRequest) ProtoMessage() {}
 
 func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +3083,7 @@ func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingFriendRequest.ProtoReflect.Descriptor instead.
 func (*PendingFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PendingFriendRequest) GetFromUserId() string {
@@ -2693,7 +3131,7 @@ type FriendRequestList struct {
 
 func (x *FriendRequestList) Reset() {
 	*x = FriendRequestList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +3143,7 @@ func (x *FriendRequestList) String() string {
 func (*FriendRequestList) ProtoMessage() {}
 
 func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +3156,7 @@ func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequestList.ProtoReflect.Descriptor instead.
 func (*FriendRequestList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FriendRequestList) GetIncoming() []*PendingFriendRequest {
@@ -2744,7 +3182,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +3194,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +3207,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BlockRequest) GetUserId() string {
@@ -2788,7 +3226,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +3238,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +3251,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnblockRequest) GetUserId() string {
@@ -2831,7 +3269,7 @@ type ListBlocksRequest struct {
 
 func (x *ListBlocksRequest) Reset() {
 	*x = ListBlocksRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +3281,7 @@ func (x *ListBlocksRequest) String() string {
 func (*ListBlocksRequest) ProtoMessage() {}
 
 func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +3294,7 @@ func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBlocksRequest.ProtoReflect.Descriptor instead.
 func (*ListBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
 }
 
 type BlockList struct {
@@ -2868,7 +3306,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3318,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3331,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlockList) GetUserIds() []string {
@@ -2916,7 +3354,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +3366,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3379,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -2975,7 +3413,7 @@ type CreateGroupResult struct {
 
 func (x *CreateGroupResult) Reset() {
 	*x = CreateGroupResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3425,7 @@ func (x *CreateGroupResult) String() string {
 func (*CreateGroupResult) ProtoMessage() {}
 
 func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3438,7 @@ func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResult.ProtoReflect.Descriptor instead.
 func (*CreateGroupResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateGroupResult) GetGroupId() string {
@@ -3027,7 +3465,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3477,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3490,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AddMemberRequest) GetGroupId() string {
@@ -3078,7 +3516,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3528,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3541,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JoinGroupRequest) GetGroupId() string {
@@ -3122,7 +3560,7 @@ type LeaveGroupRequest struct {
 
 func (x *LeaveGroupRequest) Reset() {
 	*x = LeaveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3572,7 @@ func (x *LeaveGroupRequest) String() string {
 func (*LeaveGroupRequest) ProtoMessage() {}
 
 func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3585,7 @@ func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
 func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LeaveGroupRequest) GetGroupId() string {
@@ -3167,7 +3605,7 @@ type KickMemberRequest struct {
 
 func (x *KickMemberRequest) Reset() {
 	*x = KickMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3617,7 @@ func (x *KickMemberRequest) String() string {
 func (*KickMemberRequest) ProtoMessage() {}
 
 func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3630,7 @@ func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
 func (*KickMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KickMemberRequest) GetGroupId() string {
@@ -3221,7 +3659,7 @@ type SetRoleRequest struct {
 
 func (x *SetRoleRequest) Reset() {
 	*x = SetRoleRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +3671,7 @@ func (x *SetRoleRequest) String() string {
 func (*SetRoleRequest) ProtoMessage() {}
 
 func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +3684,7 @@ func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetRoleRequest) GetGroupId() string {
@@ -3280,7 +3718,7 @@ type RenameGroupRequest struct {
 
 func (x *RenameGroupRequest) Reset() {
 	*x = RenameGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3730,7 @@ func (x *RenameGroupRequest) String() string {
 func (*RenameGroupRequest) ProtoMessage() {}
 
 func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3743,7 @@ func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameGroupRequest.ProtoReflect.Descriptor instead.
 func (*RenameGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RenameGroupRequest) GetGroupId() string {
@@ -3334,7 +3772,7 @@ type MuteMemberRequest struct {
 
 func (x *MuteMemberRequest) Reset() {
 	*x = MuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3784,7 @@ func (x *MuteMemberRequest) String() string {
 func (*MuteMemberRequest) ProtoMessage() {}
 
 func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3797,7 @@ func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*MuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MuteMemberRequest) GetGroupId() string {
@@ -3393,7 +3831,7 @@ type UnmuteMemberRequest struct {
 
 func (x *UnmuteMemberRequest) Reset() {
 	*x = UnmuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3843,7 @@ func (x *UnmuteMemberRequest) String() string {
 func (*UnmuteMemberRequest) ProtoMessage() {}
 
 func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3856,7 @@ func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*UnmuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnmuteMemberRequest) GetGroupId() string {
@@ -3444,7 +3882,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +3894,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +3907,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() string {
@@ -3492,7 +3930,7 @@ type SetHistoryVisibilityRequest struct {
 
 func (x *SetHistoryVisibilityRequest) Reset() {
 	*x = SetHistoryVisibilityRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3942,7 @@ func (x *SetHistoryVisibilityRequest) String() string {
 func (*SetHistoryVisibilityRequest) ProtoMessage() {}
 
 func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3955,7 @@ func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHistoryVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*SetHistoryVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetHistoryVisibilityRequest) GetGroupId() string {
@@ -3543,7 +3981,7 @@ type GroupMembersRequest struct {
 
 func (x *GroupMembersRequest) Reset() {
 	*x = GroupMembersRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3555,7 +3993,7 @@ func (x *GroupMembersRequest) String() string {
 func (*GroupMembersRequest) ProtoMessage() {}
 
 func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3568,7 +4006,7 @@ func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembersRequest.ProtoReflect.Descriptor instead.
 func (*GroupMembersRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GroupMembersRequest) GetGroupId() string {
@@ -3599,7 +4037,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +4049,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +4062,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GroupSummary) GetGroupId() string {
@@ -3713,7 +4151,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +4163,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +4176,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -3800,7 +4238,7 @@ type GroupMembers struct {
 
 func (x *GroupMembers) Reset() {
 	*x = GroupMembers{}
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +4250,7 @@ func (x *GroupMembers) String() string {
 func (*GroupMembers) ProtoMessage() {}
 
 func (x *GroupMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +4263,7 @@ func (x *GroupMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
 func (*GroupMembers) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GroupMembers) GetGroup() *GroupSummary {
@@ -3850,7 +4288,7 @@ type MyGroupsRequest struct {
 
 func (x *MyGroupsRequest) Reset() {
 	*x = MyGroupsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3862,7 +4300,7 @@ func (x *MyGroupsRequest) String() string {
 func (*MyGroupsRequest) ProtoMessage() {}
 
 func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3875,7 +4313,7 @@ func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*MyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
 }
 
 type GroupList struct {
@@ -3887,7 +4325,7 @@ type GroupList struct {
 
 func (x *GroupList) Reset() {
 	*x = GroupList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +4337,7 @@ func (x *GroupList) String() string {
 func (*GroupList) ProtoMessage() {}
 
 func (x *GroupList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4350,7 @@ func (x *GroupList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupList.ProtoReflect.Descriptor instead.
 func (*GroupList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GroupList) GetGroups() []*GroupSummary {
@@ -3945,7 +4383,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3957,7 +4395,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3970,7 +4408,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SendRequest) GetTo() isSendRequest_To {
@@ -4073,7 +4511,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4085,7 +4523,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4098,7 +4536,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SendResult) GetEventId() []byte {
@@ -4146,7 +4584,7 @@ type RecallRequest struct {
 
 func (x *RecallRequest) Reset() {
 	*x = RecallRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4596,7 @@ func (x *RecallRequest) String() string {
 func (*RecallRequest) ProtoMessage() {}
 
 func (x *RecallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4609,7 @@ func (x *RecallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
 func (*RecallRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RecallRequest) GetConversationId() string {
@@ -4199,7 +4637,7 @@ type EditRequest struct {
 
 func (x *EditRequest) Reset() {
 	*x = EditRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4649,7 @@ func (x *EditRequest) String() string {
 func (*EditRequest) ProtoMessage() {}
 
 func (x *EditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4662,7 @@ func (x *EditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
 func (*EditRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EditRequest) GetConversationId() string {
@@ -4258,7 +4696,7 @@ type DeleteForMeRequest struct {
 
 func (x *DeleteForMeRequest) Reset() {
 	*x = DeleteForMeRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4270,7 +4708,7 @@ func (x *DeleteForMeRequest) String() string {
 func (*DeleteForMeRequest) ProtoMessage() {}
 
 func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4283,7 +4721,7 @@ func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForMeRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *DeleteForMeRequest) GetConversationId() string {
@@ -4311,7 +4749,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4761,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4774,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -4367,7 +4805,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4817,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4830,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ConversationsRequest) GetLimit() uint32 {
@@ -4437,7 +4875,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4449,7 +4887,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4462,7 +4900,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConversationSummary) GetConversationId() string {
@@ -4546,7 +4984,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4996,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +5009,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConversationList) GetConversations() []*ConversationSummary {
@@ -4603,7 +5041,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +5053,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +5066,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *HistoryRequest) GetConversationId() string {
@@ -4685,7 +5123,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4697,7 +5135,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4710,7 +5148,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ChatMessage) GetSeq() uint64 {
@@ -4810,7 +5248,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +5260,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +5273,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *History) GetConversationId() string {
@@ -4870,7 +5308,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5320,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5333,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *TypingRequest) GetConversationId() string {
@@ -4920,7 +5358,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5370,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5383,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
 }
 
 type UserPresence struct {
@@ -4960,7 +5398,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4972,7 +5410,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4985,7 +5423,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -5019,7 +5457,7 @@ type PresenceList struct {
 
 func (x *PresenceList) Reset() {
 	*x = PresenceList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5031,7 +5469,7 @@ func (x *PresenceList) String() string {
 func (*PresenceList) ProtoMessage() {}
 
 func (x *PresenceList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5044,7 +5482,7 @@ func (x *PresenceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
 func (*PresenceList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PresenceList) GetUsers() []*UserPresence {
@@ -5064,7 +5502,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5076,7 +5514,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5089,7 +5527,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AckRequest) GetInboxId() string {
@@ -5107,7 +5545,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5557,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5570,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
 }
 
 type Pong struct {
@@ -5144,7 +5582,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5156,7 +5594,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5169,7 +5607,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Pong) GetServerTimeMs() int64 {
@@ -5199,7 +5637,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5211,7 +5649,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5224,7 +5662,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Push) GetInboxId() string {
@@ -5278,7 +5716,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +5728,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +5741,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Signal) GetFromUserId() string {
@@ -5344,7 +5782,7 @@ type SyncRequired struct {
 
 func (x *SyncRequired) Reset() {
 	*x = SyncRequired{}
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5356,7 +5794,7 @@ func (x *SyncRequired) String() string {
 func (*SyncRequired) ProtoMessage() {}
 
 func (x *SyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5369,7 +5807,7 @@ func (x *SyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequired.ProtoReflect.Descriptor instead.
 func (*SyncRequired) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *SyncRequired) GetCursor() string {
@@ -5391,7 +5829,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5403,7 +5841,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5416,7 +5854,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Goaway) GetReason() string {
@@ -5444,7 +5882,7 @@ var File_mpim_v1_client_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xa3\x13\n" +
+	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xcd\x15\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
 	"\bregister\x18\n" +
@@ -5455,7 +5893,11 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\vget_profile\x18\x0e \x01(\v2\x1a.mpim.v1.GetProfileRequestH\x00R\n" +
 	"getProfile\x12F\n" +
 	"\x0eupdate_profile\x18\x0f \x01(\v2\x1d.mpim.v1.UpdateProfileRequestH\x00R\rupdateProfile\x127\n" +
-	"\tfind_user\x18\x10 \x01(\v2\x18.mpim.v1.FindUserRequestH\x00R\bfindUser\x12F\n" +
+	"\tfind_user\x18\x10 \x01(\v2\x18.mpim.v1.FindUserRequestH\x00R\bfindUser\x12I\n" +
+	"\x0fchange_password\x18\x11 \x01(\v2\x1e.mpim.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12@\n" +
+	"\flist_devices\x18\x12 \x01(\v2\x1b.mpim.v1.ListDevicesRequestH\x00R\vlistDevices\x12C\n" +
+	"\rlogout_device\x18\x13 \x01(\v2\x1c.mpim.v1.LogoutDeviceRequestH\x00R\flogoutDevice\x12V\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\".mpim.v1.LogoutOtherDevicesRequestH\x00R\x12logoutOtherDevices\x12F\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\x1d.mpim.v1.RequestFriendRequestH\x00R\rrequestFriend\x12C\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\x1c.mpim.v1.AcceptFriendRequestH\x00R\facceptFriend\x12F\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\x1d.mpim.v1.DeclineFriendRequestH\x00R\rdeclineFriend\x12C\n" +
@@ -5502,7 +5944,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\v2\x0f.mpim.v1.SignalH\x00R\x06signal\x12<\n" +
 	"\rsync_required\x18\x04 \x01(\v2\x15.mpim.v1.SyncRequiredH\x00R\fsyncRequired\x12)\n" +
 	"\x06goaway\x18\x05 \x01(\v2\x0f.mpim.v1.GoawayH\x00R\x06goawayB\a\n" +
-	"\x05frame\"\xce\x10\n" +
+	"\x05frame\"\xbb\x12\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05error\x18\x02 \x01(\v2\x0e.mpim.v1.ErrorH\x00R\x05error\x125\n" +
@@ -5514,7 +5956,11 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\vget_profile\x18\x0e \x01(\v2\x10.mpim.v1.ProfileH\x00R\n" +
 	"getProfile\x129\n" +
 	"\x0eupdate_profile\x18\x0f \x01(\v2\x10.mpim.v1.ProfileH\x00R\rupdateProfile\x12/\n" +
-	"\tfind_user\x18\x10 \x01(\v2\x10.mpim.v1.ProfileH\x00R\bfindUser\x126\n" +
+	"\tfind_user\x18\x10 \x01(\v2\x10.mpim.v1.ProfileH\x00R\bfindUser\x128\n" +
+	"\x0fchange_password\x18\x11 \x01(\v2\r.mpim.v1.DoneH\x00R\x0echangePassword\x128\n" +
+	"\flist_devices\x18\x12 \x01(\v2\x13.mpim.v1.DeviceListH\x00R\vlistDevices\x124\n" +
+	"\rlogout_device\x18\x13 \x01(\v2\r.mpim.v1.DoneH\x00R\flogoutDevice\x12A\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\r.mpim.v1.DoneH\x00R\x12logoutOtherDevices\x126\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\r.mpim.v1.DoneH\x00R\rrequestFriend\x124\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\r.mpim.v1.DoneH\x00R\facceptFriend\x126\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\r.mpim.v1.DoneH\x00R\rdeclineFriend\x124\n" +
@@ -5581,7 +6027,26 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12-\n" +
 	"\x13token_expires_at_ms\x18\x04 \x01(\x03R\x10tokenExpiresAtMs\x12!\n" +
 	"\fheartbeat_ms\x18\x05 \x01(\rR\vheartbeatMs\x12*\n" +
-	"\aprofile\x18\x06 \x01(\v2\x10.mpim.v1.ProfileR\aprofile\",\n" +
+	"\aprofile\x18\x06 \x01(\v2\x10.mpim.v1.ProfileR\aprofile\"]\n" +
+	"\x15ChangePasswordRequest\x12!\n" +
+	"\fold_password\x18\x01 \x01(\tR\voldPassword\x12!\n" +
+	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\"\x14\n" +
+	"\x12ListDevicesRequest\";\n" +
+	"\n" +
+	"DeviceList\x12-\n" +
+	"\adevices\x18\x01 \x03(\v2\x13.mpim.v1.DeviceInfoR\adevices\"\xc0\x01\n" +
+	"\n" +
+	"DeviceInfo\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12%\n" +
+	"\x0flogged_in_at_ms\x18\x03 \x01(\x03R\floggedInAtMs\x12 \n" +
+	"\flast_seen_ms\x18\x04 \x01(\x03R\n" +
+	"lastSeenMs\x12\x16\n" +
+	"\x06online\x18\x05 \x01(\bR\x06online\x12\x18\n" +
+	"\acurrent\x18\x06 \x01(\bR\acurrent\"2\n" +
+	"\x13LogoutDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x1b\n" +
+	"\x19LogoutOtherDevicesRequest\",\n" +
 	"\x11GetProfileRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"X\n" +
 	"\x14UpdateProfileRequest\x12!\n" +
@@ -5825,7 +6290,7 @@ func file_mpim_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_mpim_v1_client_proto_goTypes = []any{
 	(HistoryDirection)(0),               // 0: mpim.v1.HistoryDirection
 	(*ClientFrame)(nil),                 // 1: mpim.v1.ClientFrame
@@ -5839,181 +6304,196 @@ var file_mpim_v1_client_proto_goTypes = []any{
 	(*ResumeRequest)(nil),               // 9: mpim.v1.ResumeRequest
 	(*LogoutRequest)(nil),               // 10: mpim.v1.LogoutRequest
 	(*SessionResult)(nil),               // 11: mpim.v1.SessionResult
-	(*GetProfileRequest)(nil),           // 12: mpim.v1.GetProfileRequest
-	(*UpdateProfileRequest)(nil),        // 13: mpim.v1.UpdateProfileRequest
-	(*FindUserRequest)(nil),             // 14: mpim.v1.FindUserRequest
-	(*Profile)(nil),                     // 15: mpim.v1.Profile
-	(*RequestFriendRequest)(nil),        // 16: mpim.v1.RequestFriendRequest
-	(*AcceptFriendRequest)(nil),         // 17: mpim.v1.AcceptFriendRequest
-	(*DeclineFriendRequest)(nil),        // 18: mpim.v1.DeclineFriendRequest
-	(*RemoveFriendRequest)(nil),         // 19: mpim.v1.RemoveFriendRequest
-	(*ListFriendsRequest)(nil),          // 20: mpim.v1.ListFriendsRequest
-	(*FriendList)(nil),                  // 21: mpim.v1.FriendList
-	(*ListFriendRequestsRequest)(nil),   // 22: mpim.v1.ListFriendRequestsRequest
-	(*PendingFriendRequest)(nil),        // 23: mpim.v1.PendingFriendRequest
-	(*FriendRequestList)(nil),           // 24: mpim.v1.FriendRequestList
-	(*BlockRequest)(nil),                // 25: mpim.v1.BlockRequest
-	(*UnblockRequest)(nil),              // 26: mpim.v1.UnblockRequest
-	(*ListBlocksRequest)(nil),           // 27: mpim.v1.ListBlocksRequest
-	(*BlockList)(nil),                   // 28: mpim.v1.BlockList
-	(*CreateGroupRequest)(nil),          // 29: mpim.v1.CreateGroupRequest
-	(*CreateGroupResult)(nil),           // 30: mpim.v1.CreateGroupResult
-	(*AddMemberRequest)(nil),            // 31: mpim.v1.AddMemberRequest
-	(*JoinGroupRequest)(nil),            // 32: mpim.v1.JoinGroupRequest
-	(*LeaveGroupRequest)(nil),           // 33: mpim.v1.LeaveGroupRequest
-	(*KickMemberRequest)(nil),           // 34: mpim.v1.KickMemberRequest
-	(*SetRoleRequest)(nil),              // 35: mpim.v1.SetRoleRequest
-	(*RenameGroupRequest)(nil),          // 36: mpim.v1.RenameGroupRequest
-	(*MuteMemberRequest)(nil),           // 37: mpim.v1.MuteMemberRequest
-	(*UnmuteMemberRequest)(nil),         // 38: mpim.v1.UnmuteMemberRequest
-	(*DissolveGroupRequest)(nil),        // 39: mpim.v1.DissolveGroupRequest
-	(*SetHistoryVisibilityRequest)(nil), // 40: mpim.v1.SetHistoryVisibilityRequest
-	(*GroupMembersRequest)(nil),         // 41: mpim.v1.GroupMembersRequest
-	(*GroupSummary)(nil),                // 42: mpim.v1.GroupSummary
-	(*GroupMember)(nil),                 // 43: mpim.v1.GroupMember
-	(*GroupMembers)(nil),                // 44: mpim.v1.GroupMembers
-	(*MyGroupsRequest)(nil),             // 45: mpim.v1.MyGroupsRequest
-	(*GroupList)(nil),                   // 46: mpim.v1.GroupList
-	(*SendRequest)(nil),                 // 47: mpim.v1.SendRequest
-	(*SendResult)(nil),                  // 48: mpim.v1.SendResult
-	(*RecallRequest)(nil),               // 49: mpim.v1.RecallRequest
-	(*EditRequest)(nil),                 // 50: mpim.v1.EditRequest
-	(*DeleteForMeRequest)(nil),          // 51: mpim.v1.DeleteForMeRequest
-	(*MarkReadRequest)(nil),             // 52: mpim.v1.MarkReadRequest
-	(*ConversationsRequest)(nil),        // 53: mpim.v1.ConversationsRequest
-	(*ConversationSummary)(nil),         // 54: mpim.v1.ConversationSummary
-	(*ConversationList)(nil),            // 55: mpim.v1.ConversationList
-	(*HistoryRequest)(nil),              // 56: mpim.v1.HistoryRequest
-	(*ChatMessage)(nil),                 // 57: mpim.v1.ChatMessage
-	(*History)(nil),                     // 58: mpim.v1.History
-	(*TypingRequest)(nil),               // 59: mpim.v1.TypingRequest
-	(*PresenceRequest)(nil),             // 60: mpim.v1.PresenceRequest
-	(*UserPresence)(nil),                // 61: mpim.v1.UserPresence
-	(*PresenceList)(nil),                // 62: mpim.v1.PresenceList
-	(*AckRequest)(nil),                  // 63: mpim.v1.AckRequest
-	(*PingRequest)(nil),                 // 64: mpim.v1.PingRequest
-	(*Pong)(nil),                        // 65: mpim.v1.Pong
-	(*Push)(nil),                        // 66: mpim.v1.Push
-	(*Signal)(nil),                      // 67: mpim.v1.Signal
-	(*SyncRequired)(nil),                // 68: mpim.v1.SyncRequired
-	(*Goaway)(nil),                      // 69: mpim.v1.Goaway
-	(Role)(0),                           // 70: mpim.v1.Role
-	(MessageKind)(0),                    // 71: mpim.v1.MessageKind
-	(*Attachment)(nil),                  // 72: mpim.v1.Attachment
-	(*Event)(nil),                       // 73: mpim.v1.Event
+	(*ChangePasswordRequest)(nil),       // 12: mpim.v1.ChangePasswordRequest
+	(*ListDevicesRequest)(nil),          // 13: mpim.v1.ListDevicesRequest
+	(*DeviceList)(nil),                  // 14: mpim.v1.DeviceList
+	(*DeviceInfo)(nil),                  // 15: mpim.v1.DeviceInfo
+	(*LogoutDeviceRequest)(nil),         // 16: mpim.v1.LogoutDeviceRequest
+	(*LogoutOtherDevicesRequest)(nil),   // 17: mpim.v1.LogoutOtherDevicesRequest
+	(*GetProfileRequest)(nil),           // 18: mpim.v1.GetProfileRequest
+	(*UpdateProfileRequest)(nil),        // 19: mpim.v1.UpdateProfileRequest
+	(*FindUserRequest)(nil),             // 20: mpim.v1.FindUserRequest
+	(*Profile)(nil),                     // 21: mpim.v1.Profile
+	(*RequestFriendRequest)(nil),        // 22: mpim.v1.RequestFriendRequest
+	(*AcceptFriendRequest)(nil),         // 23: mpim.v1.AcceptFriendRequest
+	(*DeclineFriendRequest)(nil),        // 24: mpim.v1.DeclineFriendRequest
+	(*RemoveFriendRequest)(nil),         // 25: mpim.v1.RemoveFriendRequest
+	(*ListFriendsRequest)(nil),          // 26: mpim.v1.ListFriendsRequest
+	(*FriendList)(nil),                  // 27: mpim.v1.FriendList
+	(*ListFriendRequestsRequest)(nil),   // 28: mpim.v1.ListFriendRequestsRequest
+	(*PendingFriendRequest)(nil),        // 29: mpim.v1.PendingFriendRequest
+	(*FriendRequestList)(nil),           // 30: mpim.v1.FriendRequestList
+	(*BlockRequest)(nil),                // 31: mpim.v1.BlockRequest
+	(*UnblockRequest)(nil),              // 32: mpim.v1.UnblockRequest
+	(*ListBlocksRequest)(nil),           // 33: mpim.v1.ListBlocksRequest
+	(*BlockList)(nil),                   // 34: mpim.v1.BlockList
+	(*CreateGroupRequest)(nil),          // 35: mpim.v1.CreateGroupRequest
+	(*CreateGroupResult)(nil),           // 36: mpim.v1.CreateGroupResult
+	(*AddMemberRequest)(nil),            // 37: mpim.v1.AddMemberRequest
+	(*JoinGroupRequest)(nil),            // 38: mpim.v1.JoinGroupRequest
+	(*LeaveGroupRequest)(nil),           // 39: mpim.v1.LeaveGroupRequest
+	(*KickMemberRequest)(nil),           // 40: mpim.v1.KickMemberRequest
+	(*SetRoleRequest)(nil),              // 41: mpim.v1.SetRoleRequest
+	(*RenameGroupRequest)(nil),          // 42: mpim.v1.RenameGroupRequest
+	(*MuteMemberRequest)(nil),           // 43: mpim.v1.MuteMemberRequest
+	(*UnmuteMemberRequest)(nil),         // 44: mpim.v1.UnmuteMemberRequest
+	(*DissolveGroupRequest)(nil),        // 45: mpim.v1.DissolveGroupRequest
+	(*SetHistoryVisibilityRequest)(nil), // 46: mpim.v1.SetHistoryVisibilityRequest
+	(*GroupMembersRequest)(nil),         // 47: mpim.v1.GroupMembersRequest
+	(*GroupSummary)(nil),                // 48: mpim.v1.GroupSummary
+	(*GroupMember)(nil),                 // 49: mpim.v1.GroupMember
+	(*GroupMembers)(nil),                // 50: mpim.v1.GroupMembers
+	(*MyGroupsRequest)(nil),             // 51: mpim.v1.MyGroupsRequest
+	(*GroupList)(nil),                   // 52: mpim.v1.GroupList
+	(*SendRequest)(nil),                 // 53: mpim.v1.SendRequest
+	(*SendResult)(nil),                  // 54: mpim.v1.SendResult
+	(*RecallRequest)(nil),               // 55: mpim.v1.RecallRequest
+	(*EditRequest)(nil),                 // 56: mpim.v1.EditRequest
+	(*DeleteForMeRequest)(nil),          // 57: mpim.v1.DeleteForMeRequest
+	(*MarkReadRequest)(nil),             // 58: mpim.v1.MarkReadRequest
+	(*ConversationsRequest)(nil),        // 59: mpim.v1.ConversationsRequest
+	(*ConversationSummary)(nil),         // 60: mpim.v1.ConversationSummary
+	(*ConversationList)(nil),            // 61: mpim.v1.ConversationList
+	(*HistoryRequest)(nil),              // 62: mpim.v1.HistoryRequest
+	(*ChatMessage)(nil),                 // 63: mpim.v1.ChatMessage
+	(*History)(nil),                     // 64: mpim.v1.History
+	(*TypingRequest)(nil),               // 65: mpim.v1.TypingRequest
+	(*PresenceRequest)(nil),             // 66: mpim.v1.PresenceRequest
+	(*UserPresence)(nil),                // 67: mpim.v1.UserPresence
+	(*PresenceList)(nil),                // 68: mpim.v1.PresenceList
+	(*AckRequest)(nil),                  // 69: mpim.v1.AckRequest
+	(*PingRequest)(nil),                 // 70: mpim.v1.PingRequest
+	(*Pong)(nil),                        // 71: mpim.v1.Pong
+	(*Push)(nil),                        // 72: mpim.v1.Push
+	(*Signal)(nil),                      // 73: mpim.v1.Signal
+	(*SyncRequired)(nil),                // 74: mpim.v1.SyncRequired
+	(*Goaway)(nil),                      // 75: mpim.v1.Goaway
+	(Role)(0),                           // 76: mpim.v1.Role
+	(MessageKind)(0),                    // 77: mpim.v1.MessageKind
+	(*Attachment)(nil),                  // 78: mpim.v1.Attachment
+	(*Event)(nil),                       // 79: mpim.v1.Event
 }
 var file_mpim_v1_client_proto_depIdxs = []int32{
 	6,   // 0: mpim.v1.ClientFrame.register:type_name -> mpim.v1.RegisterRequest
 	8,   // 1: mpim.v1.ClientFrame.login:type_name -> mpim.v1.LoginRequest
 	9,   // 2: mpim.v1.ClientFrame.resume:type_name -> mpim.v1.ResumeRequest
 	10,  // 3: mpim.v1.ClientFrame.logout:type_name -> mpim.v1.LogoutRequest
-	12,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
-	13,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
-	14,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
-	16,  // 7: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
-	17,  // 8: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
-	18,  // 9: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
-	19,  // 10: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
-	20,  // 11: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
-	22,  // 12: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
-	25,  // 13: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
-	26,  // 14: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
-	27,  // 15: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
-	29,  // 16: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
-	31,  // 17: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
-	32,  // 18: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
-	33,  // 19: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
-	34,  // 20: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
-	35,  // 21: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
-	36,  // 22: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
-	37,  // 23: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
-	38,  // 24: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
-	39,  // 25: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
-	41,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
-	45,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
-	40,  // 28: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
-	47,  // 29: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
-	49,  // 30: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
-	50,  // 31: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
-	51,  // 32: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
-	52,  // 33: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
-	53,  // 34: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
-	56,  // 35: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
-	59,  // 36: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
-	60,  // 37: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
-	63,  // 38: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
-	64,  // 39: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
-	3,   // 40: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
-	66,  // 41: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
-	67,  // 42: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
-	68,  // 43: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
-	69,  // 44: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
-	4,   // 45: mpim.v1.Response.error:type_name -> mpim.v1.Error
-	7,   // 46: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
-	11,  // 47: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
-	11,  // 48: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
-	5,   // 49: mpim.v1.Response.logout:type_name -> mpim.v1.Done
-	15,  // 50: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
-	15,  // 51: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
-	15,  // 52: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
-	5,   // 53: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
-	5,   // 54: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
-	5,   // 55: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
-	5,   // 56: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
-	21,  // 57: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
-	24,  // 58: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
-	5,   // 59: mpim.v1.Response.block:type_name -> mpim.v1.Done
-	5,   // 60: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
-	28,  // 61: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
-	30,  // 62: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
-	5,   // 63: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
-	5,   // 64: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
-	5,   // 65: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
-	5,   // 66: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
-	5,   // 67: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
-	5,   // 68: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
-	5,   // 69: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
-	5,   // 70: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
-	5,   // 71: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
-	44,  // 72: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
-	46,  // 73: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
-	5,   // 74: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
-	48,  // 75: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
-	5,   // 76: mpim.v1.Response.recall:type_name -> mpim.v1.Done
-	5,   // 77: mpim.v1.Response.edit:type_name -> mpim.v1.Done
-	5,   // 78: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
-	5,   // 79: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
-	55,  // 80: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
-	58,  // 81: mpim.v1.Response.history:type_name -> mpim.v1.History
-	5,   // 82: mpim.v1.Response.typing:type_name -> mpim.v1.Done
-	62,  // 83: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
-	5,   // 84: mpim.v1.Response.ack:type_name -> mpim.v1.Done
-	65,  // 85: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
-	15,  // 86: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
-	15,  // 87: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
-	15,  // 88: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
-	23,  // 89: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
-	23,  // 90: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
-	70,  // 91: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
-	70,  // 92: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
-	70,  // 93: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
-	42,  // 94: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
-	43,  // 95: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
-	42,  // 96: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
-	71,  // 97: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
-	72,  // 98: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
-	54,  // 99: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
-	0,   // 100: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
-	71,  // 101: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
-	72,  // 102: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
-	57,  // 103: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
-	61,  // 104: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
-	73,  // 105: mpim.v1.Push.event:type_name -> mpim.v1.Event
-	106, // [106:106] is the sub-list for method output_type
-	106, // [106:106] is the sub-list for method input_type
-	106, // [106:106] is the sub-list for extension type_name
-	106, // [106:106] is the sub-list for extension extendee
-	0,   // [0:106] is the sub-list for field type_name
+	18,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
+	19,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
+	20,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
+	12,  // 7: mpim.v1.ClientFrame.change_password:type_name -> mpim.v1.ChangePasswordRequest
+	13,  // 8: mpim.v1.ClientFrame.list_devices:type_name -> mpim.v1.ListDevicesRequest
+	16,  // 9: mpim.v1.ClientFrame.logout_device:type_name -> mpim.v1.LogoutDeviceRequest
+	17,  // 10: mpim.v1.ClientFrame.logout_other_devices:type_name -> mpim.v1.LogoutOtherDevicesRequest
+	22,  // 11: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
+	23,  // 12: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
+	24,  // 13: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
+	25,  // 14: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
+	26,  // 15: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
+	28,  // 16: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
+	31,  // 17: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
+	32,  // 18: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
+	33,  // 19: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
+	35,  // 20: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
+	37,  // 21: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
+	38,  // 22: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
+	39,  // 23: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
+	40,  // 24: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
+	41,  // 25: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
+	42,  // 26: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
+	43,  // 27: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
+	44,  // 28: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
+	45,  // 29: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
+	47,  // 30: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
+	51,  // 31: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
+	46,  // 32: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
+	53,  // 33: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
+	55,  // 34: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
+	56,  // 35: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
+	57,  // 36: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
+	58,  // 37: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
+	59,  // 38: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
+	62,  // 39: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
+	65,  // 40: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
+	66,  // 41: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
+	69,  // 42: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
+	70,  // 43: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
+	3,   // 44: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
+	72,  // 45: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
+	73,  // 46: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
+	74,  // 47: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
+	75,  // 48: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
+	4,   // 49: mpim.v1.Response.error:type_name -> mpim.v1.Error
+	7,   // 50: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
+	11,  // 51: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
+	11,  // 52: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
+	5,   // 53: mpim.v1.Response.logout:type_name -> mpim.v1.Done
+	21,  // 54: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
+	21,  // 55: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
+	21,  // 56: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
+	5,   // 57: mpim.v1.Response.change_password:type_name -> mpim.v1.Done
+	14,  // 58: mpim.v1.Response.list_devices:type_name -> mpim.v1.DeviceList
+	5,   // 59: mpim.v1.Response.logout_device:type_name -> mpim.v1.Done
+	5,   // 60: mpim.v1.Response.logout_other_devices:type_name -> mpim.v1.Done
+	5,   // 61: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
+	5,   // 62: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
+	5,   // 63: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
+	5,   // 64: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
+	27,  // 65: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
+	30,  // 66: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
+	5,   // 67: mpim.v1.Response.block:type_name -> mpim.v1.Done
+	5,   // 68: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
+	34,  // 69: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
+	36,  // 70: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
+	5,   // 71: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
+	5,   // 72: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
+	5,   // 73: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
+	5,   // 74: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
+	5,   // 75: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
+	5,   // 76: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
+	5,   // 77: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
+	5,   // 78: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
+	5,   // 79: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
+	50,  // 80: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
+	52,  // 81: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
+	5,   // 82: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
+	54,  // 83: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
+	5,   // 84: mpim.v1.Response.recall:type_name -> mpim.v1.Done
+	5,   // 85: mpim.v1.Response.edit:type_name -> mpim.v1.Done
+	5,   // 86: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
+	5,   // 87: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
+	61,  // 88: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
+	64,  // 89: mpim.v1.Response.history:type_name -> mpim.v1.History
+	5,   // 90: mpim.v1.Response.typing:type_name -> mpim.v1.Done
+	68,  // 91: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
+	5,   // 92: mpim.v1.Response.ack:type_name -> mpim.v1.Done
+	71,  // 93: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
+	21,  // 94: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
+	15,  // 95: mpim.v1.DeviceList.devices:type_name -> mpim.v1.DeviceInfo
+	21,  // 96: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
+	21,  // 97: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
+	29,  // 98: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
+	29,  // 99: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
+	76,  // 100: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
+	76,  // 101: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
+	76,  // 102: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
+	48,  // 103: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
+	49,  // 104: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
+	48,  // 105: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
+	77,  // 106: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
+	78,  // 107: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
+	60,  // 108: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
+	0,   // 109: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
+	77,  // 110: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
+	78,  // 111: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
+	63,  // 112: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
+	67,  // 113: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
+	79,  // 114: mpim.v1.Push.event:type_name -> mpim.v1.Event
+	115, // [115:115] is the sub-list for method output_type
+	115, // [115:115] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_client_proto_init() }
@@ -6030,6 +6510,10 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_GetProfile)(nil),
 		(*ClientFrame_UpdateProfile)(nil),
 		(*ClientFrame_FindUser)(nil),
+		(*ClientFrame_ChangePassword)(nil),
+		(*ClientFrame_ListDevices)(nil),
+		(*ClientFrame_LogoutDevice)(nil),
+		(*ClientFrame_LogoutOtherDevices)(nil),
 		(*ClientFrame_RequestFriend)(nil),
 		(*ClientFrame_AcceptFriend)(nil),
 		(*ClientFrame_DeclineFriend)(nil),
@@ -6080,6 +6564,10 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_GetProfile)(nil),
 		(*Response_UpdateProfile)(nil),
 		(*Response_FindUser)(nil),
+		(*Response_ChangePassword)(nil),
+		(*Response_ListDevices)(nil),
+		(*Response_LogoutDevice)(nil),
+		(*Response_LogoutOtherDevices)(nil),
 		(*Response_RequestFriend)(nil),
 		(*Response_AcceptFriend)(nil),
 		(*Response_DeclineFriend)(nil),
@@ -6114,7 +6602,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_Ping)(nil),
 	}
-	file_mpim_v1_client_proto_msgTypes[46].OneofWrappers = []any{
+	file_mpim_v1_client_proto_msgTypes[52].OneofWrappers = []any{
 		(*SendRequest_ConversationId)(nil),
 		(*SendRequest_UserId)(nil),
 		(*SendRequest_GroupId)(nil),
@@ -6125,7 +6613,7 @@ func file_mpim_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_client_proto_rawDesc), len(file_mpim_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   69,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
