@@ -111,6 +111,9 @@ type Config struct {
 	// MaxConcurrentHashes bounds the password hashes computed at once
 	// (default: the number of CPUs), so logins cannot starve the gateway.
 	MaxConcurrentHashes int
+	// MaxDevicesListed bounds the devices one listDevices answers with,
+	// the most recent logins first (default 100, at most 5000).
+	MaxDevicesListed int
 
 	// OriginPatterns lists the host patterns (path.Match syntax) of the
 	// browser origins allowed besides the gateway's own host. Clients that
@@ -195,6 +198,9 @@ func (c *Config) setDefaults() {
 	if c.MaxConcurrentHashes == 0 {
 		c.MaxConcurrentHashes = runtime.NumCPU()
 	}
+	if c.MaxDevicesListed == 0 {
+		c.MaxDevicesListed = 100
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -244,5 +250,6 @@ func (c Config) Validate() error {
 	check(c.MaxConcurrentHashes >= 1, "max concurrent hashes must be positive, got %d", c.MaxConcurrentHashes)
 	check(c.TokenPruneInterval < 0 || c.TokenPruneInterval >= time.Second, "token prune interval must be at least 1s (negative: never), got %s", c.TokenPruneInterval)
 	check(c.TokenPruneMax >= 1 && c.TokenPruneMax <= 1_000_000, "token prune max must be 1..1000000, got %d", c.TokenPruneMax)
+	check(c.MaxDevicesListed >= 1 && c.MaxDevicesListed <= 5000, "max devices listed must be 1..5000, got %d", c.MaxDevicesListed)
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -430,6 +431,36 @@ func (h *fakeHub) Online(ctx context.Context, users []string) (map[string]gatewa
 		}
 	}
 	return out, nil
+}
+
+func (h *fakeHub) DevicePresence(ctx context.Context, user string) (map[string]gateway.Presence, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]gateway.Presence{}
+	for _, d := range h.devices {
+		if d.user == user && !d.isDetached() {
+			out[d.device] = gateway.Presence{Online: true, LastSeen: time.Now()}
+		}
+	}
+	return out, nil
+}
+
+func (h *fakeHub) End(ctx context.Context, user string, devices []string, why string) error {
+	h.mu.Lock()
+	var ended []*fakeDevice
+	for _, d := range h.devices {
+		if d.user == user && slices.Contains(devices, d.device) && !d.isDetached() {
+			ended = append(ended, d)
+		}
+	}
+	h.mu.Unlock()
+	for _, d := range ended {
+		if e, ok := d.sink.(gateway.Endable); ok {
+			e.Ended(why)
+		}
+		d.Detach(ctx, true)
+	}
+	return nil
 }
 
 // attachments returns every attachment so far, in order.

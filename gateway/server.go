@@ -54,6 +54,7 @@ type Server struct {
 	hub      Hub
 	api      *api
 	accounts *accounts
+	devices  *devices
 	limits   *userLimits
 	unauth   *unauthConns
 	handler  http.Handler
@@ -116,6 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
 	}
+	s.devices = &devices{acc: s.accounts, hub: deps.Hub, db: deps.DB, maxListed: cfg.MaxDevicesListed}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux

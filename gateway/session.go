@@ -584,6 +584,9 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		r.Result = &mpimv1.Response_Logout{Logout: done}
 		return r, nil, nil
 	}
+	if resp, ok, err := s.srv.devices.handle(ctx, s.me, f); ok {
+		return resp, nil, err
+	}
 	resp, err = s.srv.api.handle(ctx, s.me, f)
 	return resp, nil, err
 }
@@ -738,6 +741,7 @@ func (k *sink) Replaced() {
 var (
 	_ Sink                 = (*sink)(nil)
 	_ delivery.Replaceable = (*sink)(nil)
+	_ Endable              = (*sink)(nil)
 )
 
 // validInboxID reports whether s is a stream entry id "<ms>-<seq>".
