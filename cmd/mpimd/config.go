@@ -64,6 +64,7 @@ type Config struct {
 	MaxConnsPerAddr          int
 	TokenPruneInterval       time.Duration
 	TokenPruneMax            int
+	MaxDevicesListed         int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -121,6 +122,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxUnauth, "max-unauthenticated", 10000, "gateway: WebSocket connections that have not logged in yet, over every address; one more is refused with 503")
 	fs.DurationVar(&c.TokenPruneInterval, "token-prune-interval", 10*time.Minute, "gateway: how often expired login tokens are deleted from MySQL (0: never)")
 	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
+	fs.IntVar(&c.MaxDevicesListed, "max-devices-listed", 100, "gateway: devices one listDevices answers with, the most recent logins first (1..5000)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
@@ -198,6 +200,9 @@ func (c *Config) Validate() error {
 		}
 		if c.TokenPruneMax < 1 || c.TokenPruneMax > 1_000_000 {
 			errs = append(errs, fmt.Errorf("token-prune-max must be 1..1000000, got %d", c.TokenPruneMax))
+		}
+		if c.MaxDevicesListed < 1 || c.MaxDevicesListed > 5000 {
+			errs = append(errs, fmt.Errorf("max-devices-listed must be 1..5000, got %d", c.MaxDevicesListed))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

@@ -69,7 +69,8 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		Argon2:               gateway.Argon2Params{Time: uint32(c.PasswordPasses), MemoryKiB: uint32(c.PasswordMemoryKiB), Threads: 1},
 		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr,
 		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth,
-		TokenPruneInterval: tokenPruneInterval(c.TokenPruneInterval), TokenPruneMax: c.TokenPruneMax}, deps)
+		TokenPruneInterval: tokenPruneInterval(c.TokenPruneInterval), TokenPruneMax: c.TokenPruneMax,
+		MaxDevicesListed: c.MaxDevicesListed}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

@@ -184,7 +184,8 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		{"--login-failures-per-user", "0"}, {"--login-failures-per-address", "-2"}, {"--max-group-members", "100001"}, {"--max-mute", "87601h"},
 		{"--password-attempts-per-address", "0"}, {"--max-unauthenticated-per-address", "0"}, {"--max-unauthenticated", "0"},
 		{"--http-idle-timeout", "0s"}, {"--http-read-header-timeout", "11m"}, {"--http-max-header-bytes", "100"}, {"--max-conns-per-address", "0"},
-		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"}} {
+		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"},
+		{"--max-devices-listed", "0"}, {"--max-devices-listed", "5001"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
