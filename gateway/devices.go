@@ -42,12 +42,13 @@ type devices struct {
 	maxListed int
 }
 
-// handle answers the session requests; ok is false for any other request.
-func (d *devices) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (resp *mpimv1.Response, ok bool, err error) {
+// handle answers the session requests of the connection from addr (its
+// remote address); ok is false for any other request.
+func (d *devices) handle(ctx context.Context, me *caller, addr string, f *mpimv1.ClientFrame) (resp *mpimv1.Response, ok bool, err error) {
 	r := &mpimv1.Response{Id: f.GetId()}
 	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_ChangePassword:
-		err = d.changePassword(ctx, me, q.ChangePassword)
+		err = d.changePassword(ctx, me, addr, q.ChangePassword)
 		r.Result = &mpimv1.Response_ChangePassword{ChangePassword: done}
 	case *mpimv1.ClientFrame_ListDevices:
 		var l *mpimv1.DeviceList
@@ -70,19 +71,31 @@ func (d *devices) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame)
 
 // changePassword checks the caller's current password, records the hash of
 // the new one (hashed as at registration) and logs out every other device
-// of the caller. A wrong current password is bad_credentials; a new one
-// that registration would refuse is invalid (too_large if too long).
-func (d *devices) changePassword(ctx context.Context, me *caller, q *mpimv1.ChangePasswordRequest) error {
+// of the caller. The check passes the login throttle as a login of the
+// caller's username from addr does (the address's password attempts, the
+// failures of the username there): a wrong current password is
+// bad_credentials and counts as a failed login, and over a limit the
+// request is rate_limited, so a stolen session cannot guess the password
+// faster than logins could. A new password that registration would refuse
+// is invalid (too_large if too long).
+func (d *devices) changePassword(ctx context.Context, me *caller, addr string, q *mpimv1.ChangePasswordRequest) error {
 	if err := checkPassword(q.GetNewPassword()); err != nil {
 		return err
-	}
-	if len(q.GetOldPassword()) > maxPasswordBytes {
-		return errBadCredentials
 	}
 	a := d.acc
 	user, err := a.cmd.User(ctx, me.user)
 	if err != nil {
 		return err
+	}
+	name := throttleName(a.cmd.Policy(), user.Username())
+	if err := a.throttle.hashAttempt(ctx, addr); err != nil {
+		return err
+	}
+	if err := a.throttle.attempt(ctx, name, addr); err != nil {
+		return err
+	}
+	if len(q.GetOldPassword()) > maxPasswordBytes {
+		return errBadCredentials
 	}
 	ok, err := a.pw.verify(ctx, user.PasswordHash(), q.GetOldPassword())
 	if err != nil {
@@ -90,6 +103,9 @@ func (d *devices) changePassword(ctx context.Context, me *caller, q *mpimv1.Chan
 	}
 	if !ok {
 		return errBadCredentials
+	}
+	if err := a.throttle.succeeded(ctx, name, addr); err != nil {
+		return err
 	}
 	hash, err := a.pw.hash(ctx, q.GetNewPassword())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -120,4 +121,18 @@ func TestListAndLogOutDevices(t *testing.T) {
 	if devs := ok(t, c, listDevices).GetListDevices().GetDevices(); len(devs) != 2 {
 		t.Fatalf("devices after logging out the others: %v, want d1 and d5", devs)
 	}
+}
+
+// Wrong current passwords count as failed logins of the user: over the
+// limit, changePassword is rate_limited (the right password too), so a
+// stolen session cannot guess the password quickly.
+func TestChangePasswordIsThrottledLikeLogins(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.LoginFailuresPerUser = 2 })
+	amy := e.login(t, frame.Proto, "amy")
+	fails(t, amy.c, "bad_credentials", changePassword("wrong password", "a new password"))
+	fails(t, amy.c, "bad_credentials", changePassword("wrong again", "a new password"))
+	if e := fails(t, amy.c, "rate_limited", changePassword("password-amy", "a new password")); e.GetRetryAfterMs() == 0 {
+		t.Fatalf("rate_limited without retryAfterMs: %v", e)
+	}
+	fails(t, e.dial(t, frame.Proto), "rate_limited", loginReq("amy", "password-amy", "d2"))
 }

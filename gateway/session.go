@@ -584,7 +584,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		r.Result = &mpimv1.Response_Logout{Logout: done}
 		return r, nil, nil
 	}
-	if resp, ok, err := s.srv.devices.handle(ctx, s.me, f); ok {
+	if resp, ok, err := s.srv.devices.handle(ctx, s.me, s.remote, f); ok {
 		return resp, nil, err
 	}
 	resp, err = s.srv.api.handle(ctx, s.me, f)
