@@ -299,3 +299,21 @@ func (k *sink) Ended(why string) {
 		s.failLocked(reasonLoggedOut, statusLoggedOut, "logged out: "+why+"; log in again, do not reconnect automatically")
 	}
 }
+
+// confirmResume checks the token of a resume again once the device is
+// attached. A logout that revoked the token after the resume read it may
+// have looked for the device's connections before the attachment existed
+// (on this gateway or in its route) and missed it; either this check sees
+// the revocation, or the logout comes later and finds the attachment. On a
+// revoked token the attachment is undone and the resume fails
+// (unauthenticated).
+func (s *session) confirmResume(ctx context.Context, token string) error {
+	if _, err := s.srv.accounts.resume(ctx, token); err != nil {
+		s.mu.Lock()
+		s.holding, s.held = false, nil
+		s.mu.Unlock()
+		s.detach(true)
+		return err
+	}
+	return nil
+}

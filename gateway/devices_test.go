@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,4 +136,35 @@ func TestChangePasswordIsThrottledLikeLogins(t *testing.T) {
 		t.Fatalf("rate_limited without retryAfterMs: %v", e)
 	}
 	fails(t, e.dial(t, frame.Proto), "rate_limited", loginReq("amy", "password-amy", "d2"))
+}
+
+// A resume that read its token just before a logout of its device revoked
+// it, and attached just after the logout looked for the device's
+// connections, still fails: the token is checked again once the device is
+// attached.
+func TestResumeRacingALogoutFails(t *testing.T) {
+	e := newEnv(t)
+	amy := e.login(t, frame.Proto, "amy")
+	_, token := loginAs(t, e, "amy", "", "tablet")
+	var once sync.Once
+	var logout *mpimv1.Response
+	var logoutErr error
+	e.hub.mu.Lock()
+	e.hub.beforeAttach = func() { // on the gateway's goroutine: no t.Fatal here
+		once.Do(func() { logout, logoutErr = amy.c.Call(testCtx(t), logoutDevice("tablet")) })
+	}
+	e.hub.mu.Unlock()
+	c := e.dial(t, frame.Proto)
+	r := call(t, c, resumeReq(token))
+	if logoutErr != nil || logout.GetError() != nil {
+		t.Fatalf("logoutDevice during the resume: %v %v", logoutErr, logout.GetError())
+	}
+	if r.GetError().GetCode() != "unauthenticated" {
+		t.Fatalf("resume racing a logout: %v, want unauthenticated", r)
+	}
+	if d := e.hub.device(t, amy.id, "tablet"); !d.isDetached() {
+		t.Fatal("the failed resume left the device attached")
+	}
+	fails(t, c, "unauthenticated", listDevices)
+	ping(t, amy.c)
 }

@@ -371,6 +371,9 @@ type fakeHub struct {
 	// onAttach, if set, runs inside Attach with the new sink (a hub that
 	// delivers during Attach, as a catch-up does).
 	onAttach func(gateway.Sink)
+	// beforeAttach, if set, runs at the start of Attach without the hub's
+	// lock (another request may run meanwhile).
+	beforeAttach func()
 }
 
 type fakeDevice struct {
@@ -388,6 +391,12 @@ func newFakeHub() *fakeHub { return &fakeHub{devices: map[string]*fakeDevice{}} 
 var _ gateway.Hub = (*fakeHub)(nil)
 
 func (h *fakeHub) Attach(ctx context.Context, user, device string, sink gateway.Sink) (gateway.HubDevice, error) {
+	h.mu.Lock()
+	before := h.beforeAttach
+	h.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {

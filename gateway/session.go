@@ -571,7 +571,13 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		}
 		r.Result = &mpimv1.Response_Resume{Resume: res}
 		after, err := s.attach(ctx, id, res)
-		return r, after, err
+		if err == nil {
+			err = s.confirmResume(ctx, q.Resume.GetToken())
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, after, nil
 	}
 	if s.me == nil {
 		return nil, nil, errUnauthenticated
