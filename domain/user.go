@@ -26,7 +26,7 @@ type Device struct {
 }
 
 // UserCommand is a command for the User aggregate: RegisterUser,
-// UpdateProfile, ChangePassword, LogIn or LogOut.
+// UpdateProfile, ChangePassword, LogIn, LogOut or LogOutOthers.
 type UserCommand interface{ userCommand() }
 
 // RegisterUser creates the account. The caller appends the resulting
@@ -60,11 +60,18 @@ type LogOut struct {
 	Device DeviceID
 }
 
+// LogOutOthers ends the session of every device but Keep (the device that
+// asks; it may be empty).
+type LogOutOthers struct {
+	Keep DeviceID
+}
+
 func (RegisterUser) userCommand()   {}
 func (UpdateProfile) userCommand()  {}
 func (ChangePassword) userCommand() {}
 func (LogIn) userCommand()          {}
 func (LogOut) userCommand()         {}
+func (LogOutOthers) userCommand()   {}
 
 // NewUser returns the unregistered aggregate of id. It returns an EInvalid
 // error for a malformed id.
@@ -126,7 +133,8 @@ func (u *User) Devices() []Device {
 // Decide returns the events that carry out cmd. RegisterUser returns EExists
 // on a registered user and EInvalid for a command naming another user; every
 // other command returns ENotFound on an unregistered user, and LogOut returns
-// ENotFound for a device without a session. Malformed fields give EInvalid,
+// ENotFound for a device without a session; LogOutOthers returns no events
+// when no other device has one. Malformed fields give EInvalid,
 // overlong ones ETooLarge.
 func (u *User) Decide(cmd UserCommand, now time.Time, p Policy) ([]Event, error) {
 	if c, ok := cmd.(RegisterUser); ok {
@@ -163,6 +171,14 @@ func (u *User) Decide(cmd UserCommand, now time.Time, p Policy) ([]Event, error)
 			return nil, Errorf(ENotFound, "domain: device %q of %s is not logged in", c.Device, u.id)
 		}
 		return []Event{DeviceLoggedOut{Device: c.Device}}, nil
+	case LogOutOthers:
+		var events []Event
+		for _, d := range u.Devices() {
+			if d.ID != c.Keep {
+				events = append(events, DeviceLoggedOut{Device: d.ID})
+			}
+		}
+		return events, nil
 	}
 	return nil, unknownCommand(u.AggregateID(), cmd)
 }

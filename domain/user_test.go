@@ -2,6 +2,7 @@ package domain
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,10 @@ func TestUserDecide(t *testing.T) {
 		{"bad platform is invalid", registered, LogIn{Device: "d", Platform: "i o s"}, nil, EInvalid},
 		{"logged-in device logs out", loggedIn, LogOut{Device: "phone-1"}, []Event{DeviceLoggedOut{Device: "phone-1"}}, ""},
 		{"unknown device log out is not found", loggedIn, LogOut{Device: "phone-2"}, nil, ENotFound},
+		{"other devices log out, the asking one stays", append(slices.Clone(loggedIn), DeviceLoggedIn{Device: "web-1"}, DeviceLoggedIn{Device: "a-tab"}),
+			LogOutOthers{Keep: "phone-1"}, []Event{DeviceLoggedOut{Device: "a-tab"}, DeviceLoggedOut{Device: "web-1"}}, ""},
+		{"no other device: nothing to log out", loggedIn, LogOutOthers{Keep: "phone-1"}, nil, ""},
+		{"log out others on unregistered user is not found", nil, LogOutOthers{Keep: "d"}, nil, ENotFound},
 
 		{"nil command on registered user is invalid", registered, nil, nil, EInvalid},
 		{"pointer command is invalid", registered, &LogOut{Device: "phone-1"}, nil, EInvalid},

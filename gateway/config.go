@@ -111,6 +111,9 @@ type Config struct {
 	// MaxConcurrentHashes bounds the password hashes computed at once
 	// (default: the number of CPUs), so logins cannot starve the gateway.
 	MaxConcurrentHashes int
+	// MaxDevicesListed bounds the devices one listDevices answers with,
+	// the most recent logins first (default 100, at most 5000).
+	MaxDevicesListed int
 
 	// OriginPatterns lists the host patterns (path.Match syntax) of the
 	// browser origins allowed besides the gateway's own host. Clients that
@@ -208,6 +211,9 @@ func (c *Config) setDefaults() {
 		c.MemoryLimitFraction = 0.9
 	}
 	def(&c.MemoryCheckInterval, time.Second)
+	if c.MaxDevicesListed == 0 {
+		c.MaxDevicesListed = 100
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -259,5 +265,6 @@ func (c Config) Validate() error {
 	check(c.TokenPruneMax >= 1 && c.TokenPruneMax <= 1_000_000, "token prune max must be 1..1000000, got %d", c.TokenPruneMax)
 	check(c.MemoryLimitFraction >= 0.1 && c.MemoryLimitFraction <= 1, "memory limit fraction must be 0.1..1, got %g", c.MemoryLimitFraction)
 	check(c.MemoryCheckInterval >= 10*time.Millisecond && c.MemoryCheckInterval <= time.Minute, "memory check interval must be 10ms..1m, got %s", c.MemoryCheckInterval)
+	check(c.MaxDevicesListed >= 1 && c.MaxDevicesListed <= 5000, "max devices listed must be 1..5000, got %d", c.MaxDevicesListed)
 	return errors.Join(errs...)
 }

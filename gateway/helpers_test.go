@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +377,9 @@ type fakeHub struct {
 	// onAttach, if set, runs inside Attach with the new sink (a hub that
 	// delivers during Attach, as a catch-up does).
 	onAttach func(gateway.Sink)
+	// beforeAttach, if set, runs at the start of Attach without the hub's
+	// lock (another request may run meanwhile).
+	beforeAttach func()
 }
 
 type fakeDevice struct {
@@ -393,6 +397,12 @@ func newFakeHub() *fakeHub { return &fakeHub{devices: map[string]*fakeDevice{}} 
 var _ gateway.Hub = (*fakeHub)(nil)
 
 func (h *fakeHub) Attach(ctx context.Context, user, device string, sink gateway.Sink) (gateway.HubDevice, error) {
+	h.mu.Lock()
+	before := h.beforeAttach
+	h.mu.Unlock()
+	if before != nil {
+		before()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failing {
@@ -436,6 +446,36 @@ func (h *fakeHub) Online(ctx context.Context, users []string) (map[string]gatewa
 		}
 	}
 	return out, nil
+}
+
+func (h *fakeHub) DevicePresence(ctx context.Context, user string) (map[string]gateway.Presence, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]gateway.Presence{}
+	for _, d := range h.devices {
+		if d.user == user && !d.isDetached() {
+			out[d.device] = gateway.Presence{Online: true, LastSeen: time.Now()}
+		}
+	}
+	return out, nil
+}
+
+func (h *fakeHub) End(ctx context.Context, user string, devices []string, why string) error {
+	h.mu.Lock()
+	var ended []*fakeDevice
+	for _, d := range h.devices {
+		if d.user == user && slices.Contains(devices, d.device) && !d.isDetached() {
+			ended = append(ended, d)
+		}
+	}
+	h.mu.Unlock()
+	for _, d := range ended {
+		if e, ok := d.sink.(gateway.Endable); ok {
+			e.Ended(why)
+		}
+		d.Detach(ctx, true)
+	}
+	return nil
 }
 
 // attachments returns every attachment so far, in order.

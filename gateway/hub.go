@@ -21,6 +21,12 @@ type Hub interface {
 	Signal(ctx context.Context, toUsers []string, s Signal) error
 	// Online returns the presence of each of the users.
 	Online(ctx context.Context, users []string) (map[string]Presence, error)
+	// DevicePresence returns the presence of each of user's devices that
+	// has a presence route, keyed by device id.
+	DevicePresence(ctx context.Context, user string) (map[string]Presence, error)
+	// End closes the live connections of devices of user on every gateway:
+	// their sinks hear why (Endable) and they are detached cleanly.
+	End(ctx context.Context, user string, devices []string, why string) error
 }
 
 // HubDevice is one attached device.
@@ -45,6 +51,8 @@ type (
 	Signal = delivery.Signal
 	// Presence is a user's online state.
 	Presence = delivery.Presence
+	// Endable is a Sink whose connection the server may end on purpose.
+	Endable = delivery.Endable
 )
 
 // The signal kinds the gateway sends; the payload is the conversation id.

@@ -54,6 +54,7 @@ type Server struct {
 	hub      Hub
 	api      *api
 	accounts *accounts
+	devices  *devices
 	limits   *userLimits
 	unauth   *unauthConns
 	handler  http.Handler
@@ -119,6 +120,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		memGuard: &memoryGuard{rdb: deps.Redis, fraction: cfg.MemoryLimitFraction, interval: cfg.MemoryCheckInterval,
 			log: deps.Logger.With("gateway", cfg.GatewayID), ratio: m.redisMemory},
 	}
+	s.devices = &devices{acc: s.accounts, hub: deps.Hub, db: deps.DB, maxListed: cfg.MaxDevicesListed}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux

@@ -579,7 +579,13 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		}
 		r.Result = &mpimv1.Response_Resume{Resume: res}
 		after, err := s.attach(ctx, id, res)
-		return r, after, err
+		if err == nil {
+			err = s.confirmResume(ctx, q.Resume.GetToken())
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, after, nil
 	}
 	if s.me == nil {
 		return nil, nil, errUnauthenticated
@@ -591,6 +597,9 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		s.detach(true)
 		r.Result = &mpimv1.Response_Logout{Logout: done}
 		return r, nil, nil
+	}
+	if resp, ok, err := s.srv.devices.handle(ctx, s.me, s.remote, f); ok {
+		return resp, nil, err
 	}
 	resp, err = s.srv.api.handle(ctx, s.me, f)
 	return resp, nil, err
@@ -746,6 +755,7 @@ func (k *sink) Replaced() {
 var (
 	_ Sink                 = (*sink)(nil)
 	_ delivery.Replaceable = (*sink)(nil)
+	_ Endable              = (*sink)(nil)
 )
 
 // validInboxID reports whether s is a stream entry id "<ms>-<seq>".

@@ -32,6 +32,10 @@ const chatHelp = `commands:
   /friends               list friends and pending friend requests
   /add USER              send USER a friend request
   /accept USER           accept USER's friend request
+  /devices               list your logged-in devices
+  /logout-device DEVICE  log out one of your other devices
+  /logout-others         log out every device of yours but this one
+  /password              change your password (asks for the new one; logs out your other devices)
   /help                  this list
   /quit                  leave
   anything else          is sent to the open conversation`
@@ -94,7 +98,7 @@ type chat struct {
 	url      string
 	enc      frame.Encoding
 	user     string
-	password string
+	password string // guarded by connMu once the session runs
 	device   string
 
 	outMu sync.Mutex
@@ -112,6 +116,10 @@ type chat struct {
 	names map[string]string // user id -> username
 	seen  map[string]bool   // event ids shown (pushes may be re-sent)
 	open  *openConv
+
+	// askingPassword: the next input line is the new password (/password);
+	// only the input loop touches it.
+	askingPassword bool
 }
 
 // Reconnect backoff: the first attempt after firstBackoff (or what a goaway
@@ -207,7 +215,7 @@ func (c *chat) authenticate(ctx context.Context, cl *gatewaytest.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	c.connMu.Lock()
-	token := c.token
+	token, password := c.token, c.password // /password may change it
 	c.connMu.Unlock()
 	if token != "" {
 		r, err := cl.Call(ctx, &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: token}})
@@ -224,7 +232,7 @@ func (c *chat) authenticate(ctx context.Context, cl *gatewaytest.Client) error {
 			return fmt.Errorf("resume: %s: %s", e.GetCode(), e.GetMessage())
 		}
 	}
-	r, err := cl.Call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: c.user, Password: c.password, DeviceId: c.device, Platform: "mpimctl"}})
+	r, err := cl.Call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: c.user, Password: password, DeviceId: c.device, Platform: "mpimctl"}})
 	if err != nil {
 		return err
 	}
@@ -347,6 +355,10 @@ func (c *chat) session(ctx context.Context, cl *gatewaytest.Client, fatal chan<-
 			// would take it back and start a tug of war.
 			fatal <- fmt.Errorf("replaced: device %s connected again elsewhere (%s)", c.device, closeReason(cl))
 			return
+		} else if code == statusLoggedOut {
+			// The device's tokens are revoked: log in again on purpose.
+			fatal <- fmt.Errorf("logged out: device %s (%s)", c.device, closeReason(cl))
+			return
 		}
 		c.printf("* connection lost (%s); reconnecting", closeReason(cl))
 		var err error
@@ -445,6 +457,11 @@ func (c *chat) ping(ctx context.Context, cl *gatewaytest.Client, every time.Dura
 
 // handle runs one input line and reports whether the session ends.
 func (c *chat) handle(ctx context.Context, line string) (quit bool) {
+	if c.askingPassword {
+		c.askingPassword = false
+		c.changePassword(ctx, line)
+		return false
+	}
 	line = strings.TrimSpace(line)
 	if line == "" {
 		c.printf("error: empty message (type /help for the commands)")
@@ -472,6 +489,14 @@ func (c *chat) handle(ctx context.Context, line string) (quit bool) {
 		err = c.cmdHistory(ctx, args)
 	case "/friends":
 		err = c.cmdFriends(ctx)
+	case "/devices":
+		err = c.cmdDevices(ctx)
+	case "/logout-device":
+		err = c.cmdLogoutDevice(ctx, args)
+	case "/logout-others":
+		err = c.cmdLogoutOthers(ctx)
+	case "/password":
+		err = c.cmdPassword(args)
 	case "/add", "/accept":
 		if len(args) != 1 {
 			err = fmt.Errorf("usage: %s USER", cmd)

@@ -483,3 +483,81 @@ func TestChatEndsWhenItsDeviceConnectsAgain(t *testing.T) {
 		t.Fatalf("second chat: %v\n%s", err, out.String())
 	}
 }
+
+// The session commands: /devices lists both devices of the user, /password
+// changes the password and logs the other chat out (it ends with an error
+// saying so instead of reconnecting), /logout-device and /logout-others end
+// the chats of other devices, and bad input is reported while the session
+// goes on.
+func TestChatManagesDevices(t *testing.T) {
+	stack := startChatStack(t, 2)
+	t.Setenv("CHAT_TEST_PASSWORD", "correct horse battery")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	laptop := startChat(t, ctx, stack.url(0), "dee", "--device", "laptop")
+	phone := startChatAgain(t, ctx, stack.url(1), "dee", "phone")
+	laptop.sayUntil(t, "/devices", "phone (mpimctl) online")
+	laptop.expect(t, "laptop (mpimctl) online")
+	laptop.expect(t, "(this device)")
+
+	laptop.say(t, "/logout-device")
+	laptop.expect(t, "usage: /logout-device DEVICE")
+	laptop.say(t, "/logout-device two words")
+	laptop.expect(t, "usage: /logout-device DEVICE")
+	laptop.say(t, "/logout-device laptop")
+	laptop.expect(t, "error: invalid")
+	laptop.say(t, "/logout-device nobody-here")
+	laptop.expect(t, "error: not_found")
+	laptop.say(t, "/password")
+	laptop.say(t, "short")
+	laptop.expect(t, "error: password not changed: invalid")
+
+	laptop.say(t, "/password")
+	laptop.say(t, "a brand new password")
+	laptop.expect(t, "password changed")
+	phone.ended(t, "logged out")
+
+	t.Setenv("CHAT_TEST_PASSWORD", "a brand new password")
+	tablet := startChatAgain(t, ctx, stack.url(1), "dee", "tablet")
+	laptop.say(t, "/logout-device tablet")
+	laptop.expect(t, "device tablet logged out")
+	tablet.ended(t, "logged out")
+
+	desk := startChatAgain(t, ctx, stack.url(0), "dee", "desk")
+	laptop.say(t, "/logout-others")
+	laptop.expect(t, "every other device logged out")
+	desk.ended(t, "logged out")
+	laptop.say(t, "/quit")
+	if err := <-laptop.done; err != nil {
+		t.Fatalf("laptop: %v\n%s", err, laptop.out.String())
+	}
+}
+
+// startChatAgain starts a chat of an existing user on another device.
+func startChatAgain(t *testing.T, ctx context.Context, url, name, device string) *terminal {
+	t.Helper()
+	r, w := io.Pipe()
+	tm := &terminal{name: name + "@" + device, in: w, out: &syncBuffer{}, done: make(chan error, 1)}
+	args := []string{"--gateway", url, "--user", name, "--password-env", "CHAT_TEST_PASSWORD", "--device", device}
+	go func() { tm.done <- chatMain(ctx, args, r, tm.out, tm.out) }()
+	t.Cleanup(func() { w.Close() })
+	tm.expect(t, "logged in as "+name)
+	return tm
+}
+
+// ended waits (bounded) until the chat ends with an error holding want,
+// without having tried to reconnect.
+func (tm *terminal) ended(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case err := <-tm.done:
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s ended with %v, want %q:\n%s", tm.name, err, want, tm.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running, want it ended (%s):\n%s", tm.name, want, tm.out.String())
+	}
+	if strings.Contains(tm.out.String(), "reconnecting") {
+		t.Fatalf("%s tried to reconnect:\n%s", tm.name, tm.out.String())
+	}
+}

@@ -67,6 +67,7 @@ type Config struct {
 	TokenPruneMax            int
 	RedisMemoryLimit         float64
 	RedisMemoryCheck         time.Duration
+	MaxDevicesListed         int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -125,6 +126,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxUnauth, "max-unauthenticated", 10000, "gateway: WebSocket connections that have not logged in yet, over every address; one more is refused with 503")
 	fs.DurationVar(&c.TokenPruneInterval, "token-prune-interval", 10*time.Minute, "gateway: how often expired login tokens are deleted from MySQL (0: never)")
 	fs.IntVar(&c.TokenPruneMax, "token-prune-max", 10000, "gateway: expired tokens deleted at most per round (the rest waits for the next round)")
+	fs.IntVar(&c.MaxDevicesListed, "max-devices-listed", 100, "gateway: devices one listDevices answers with, the most recent logins first (1..5000)")
 	fs.IntVar(&c.MaxGroupMembers, "max-group-members", domain.DefaultPolicy().MaxGroupMembers, "gateway: members one group may have, owner included (existing larger groups keep theirs but cannot grow)")
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.Float64Var(&c.RedisMemoryLimit, "redis-memory-limit", 0.9, "gateway: share of Redis maxmemory (0.1..1) above which sends, registrations, new groups and friend requests are refused (overloaded) while reads and acks go on; Redis must run with maxmemory-policy noeviction")
@@ -210,6 +212,9 @@ func (c *Config) Validate() error {
 		}
 		if c.RedisMemoryCheck < 100*time.Millisecond || c.RedisMemoryCheck > time.Minute {
 			errs = append(errs, fmt.Errorf("redis-memory-check-interval must be 100ms..1m, got %s", c.RedisMemoryCheck))
+		}
+		if c.MaxDevicesListed < 1 || c.MaxDevicesListed > 5000 {
+			errs = append(errs, fmt.Errorf("max-devices-listed must be 1..5000, got %d", c.MaxDevicesListed))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

@@ -70,7 +70,8 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		LoginFailuresPerUser: c.LoginFailuresPerUser, LoginFailuresPerAddr: c.LoginFailuresPerAddr,
 		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth,
 		TokenPruneInterval: tokenPruneInterval(c.TokenPruneInterval), TokenPruneMax: c.TokenPruneMax,
-		MemoryLimitFraction: c.RedisMemoryLimit, MemoryCheckInterval: c.RedisMemoryCheck}, deps)
+		MemoryLimitFraction: c.RedisMemoryLimit, MemoryCheckInterval: c.RedisMemoryCheck,
+		MaxDevicesListed: c.MaxDevicesListed}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

@@ -185,7 +185,8 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		{"--password-attempts-per-address", "0"}, {"--max-unauthenticated-per-address", "0"}, {"--max-unauthenticated", "0"},
 		{"--http-idle-timeout", "0s"}, {"--http-read-header-timeout", "11m"}, {"--http-max-header-bytes", "100"}, {"--max-conns-per-address", "0"},
 		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"},
-		{"--redis-memory-limit", "0.05"}, {"--redis-memory-limit", "1.5"}, {"--redis-memory-check-interval", "1ms"}} {
+		{"--redis-memory-limit", "0.05"}, {"--redis-memory-limit", "1.5"}, {"--redis-memory-check-interval", "1ms"},
+		{"--max-devices-listed", "0"}, {"--max-devices-listed", "5001"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {

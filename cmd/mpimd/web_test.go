@@ -381,7 +381,7 @@ func TestWebChatHistoryTabsRestart(t *testing.T) {
 // and the Content-Security-Policy.
 func checkWebAssets(t *testing.T, base string) {
 	t.Helper()
-	for path, ctype := range map[string]string{"/": "text/html", "/app.js": "text/javascript", "/style.css": "text/css"} {
+	for path, ctype := range map[string]string{"/": "text/html", "/app.js": "text/javascript", "/devices.js": "text/javascript", "/style.css": "text/css"} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)

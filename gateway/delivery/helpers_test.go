@@ -133,6 +133,7 @@ type sink struct {
 	fail     atomic.Bool
 	slow     atomic.Bool
 	replaced atomic.Int32 // Replaced calls
+	ended    atomic.Int32 // Ended calls
 
 	mu      sync.Mutex
 	pushes  []delivery.Delivery
@@ -144,9 +145,12 @@ type sink struct {
 var (
 	_ delivery.Sink        = (*sink)(nil)
 	_ delivery.Replaceable = (*sink)(nil)
+	_ delivery.Endable     = (*sink)(nil)
 )
 
 func (s *sink) Replaced() { s.replaced.Add(1) }
+
+func (s *sink) Ended(reason string) { s.ended.Add(1) }
 
 func newSink() *sink { return &sink{changed: make(chan struct{}, 1)} }
 

@@ -123,8 +123,12 @@ func (h *Hub) receiveSignal(payload []byte) {
 		h.log.Warn("ignoring a malformed signal", "err", err)
 		return
 	}
-	if s.Kind == kindReplaced {
+	switch s.Kind {
+	case kindReplaced:
 		h.replacedElsewhere(users, s.From)
+		return
+	case kindEnded:
+		h.receiveEnded(users, s)
 		return
 	}
 	h.deliverSignal(context.Background(), users, s)

@@ -21,6 +21,7 @@ var files = map[string]struct{ name, ctype string }{
 	"/":           {"static/index.html", "text/html; charset=utf-8"},
 	"/index.html": {"static/index.html", "text/html; charset=utf-8"},
 	"/app.js":     {"static/app.js", "text/javascript; charset=utf-8"},
+	"/devices.js": {"static/devices.js", "text/javascript; charset=utf-8"},
 	"/style.css":  {"static/style.css", "text/css; charset=utf-8"},
 }
 

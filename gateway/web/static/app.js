@@ -84,6 +84,15 @@
         status('this window was replaced by a newer connection of the same device; reload to continue here');
         return;
       }
+      if (ev.code === 4003) { // logged out from another device: the token is revoked
+        sessionStorage.removeItem('mpim.token');
+        S.goaway = null;
+        status('');
+        resetState();
+        showAuth();
+        showError(ev.reason || 'logged out from another device; log in again');
+        return;
+      }
       let wait = S.retry;
       if (S.goaway) { wait = Math.max(num(S.goaway.reconnectAfterMs), 100); S.goaway = null; } else S.retry = Math.min(S.retry * 2, 10000);
       status('disconnected' + (ev.reason ? ' (' + ev.reason + ')' : '') + '; reconnecting…');
@@ -203,6 +212,7 @@
     clearInterval(S.heartbeat);
     S.heartbeat = setInterval(() => { call('ping', {}).catch(() => {}); }, Math.max(5000, num(r.heartbeatMs || 30000) / 2));
     loadConversations(); loadFriends(); loadGroups();
+    document.dispatchEvent(new CustomEvent('mpim:session'));
     if (S.current) { catchUp(S.current); loadMembers(); }
     flushOutbox();
   }
@@ -219,6 +229,7 @@
     $('group-bar').hidden = true; $('load-older').hidden = true;
     $('msg-input').disabled = true; $('send-btn').disabled = true;
     document.title = 'mpim chat';
+    document.dispatchEvent(new CustomEvent('mpim:reset'));
   }
 
   // ---- names ----
@@ -1030,6 +1041,9 @@
   $('messages').addEventListener('scroll', () => {
     if ($('messages').scrollTop < 20) loadOlder();
   });
+
+  // What devices.js (the Devices panel) uses of the page's connection.
+  window.mpimChat = Object.freeze({ tryCall, notice });
 
   // ---- start ----
   (async function start() {

@@ -98,6 +98,10 @@ type ClientFrame struct {
 	//	*ClientFrame_GetProfile
 	//	*ClientFrame_UpdateProfile
 	//	*ClientFrame_FindUser
+	//	*ClientFrame_ChangePassword
+	//	*ClientFrame_ListDevices
+	//	*ClientFrame_LogoutDevice
+	//	*ClientFrame_LogoutOtherDevices
 	//	*ClientFrame_RequestFriend
 	//	*ClientFrame_AcceptFriend
 	//	*ClientFrame_DeclineFriend
@@ -239,6 +243,42 @@ func (x *ClientFrame) GetFindUser() *FindUserRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_FindUser); ok {
 			return x.FindUser
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetChangePassword() *ChangePasswordRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetListDevices() *ListDevicesRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_ListDevices); ok {
+			return x.ListDevices
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetLogoutDevice() *LogoutDeviceRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_LogoutDevice); ok {
+			return x.LogoutDevice
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetLogoutOtherDevices() *LogoutOtherDevicesRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_LogoutOtherDevices); ok {
+			return x.LogoutOtherDevices
 		}
 	}
 	return nil
@@ -584,6 +624,23 @@ type ClientFrame_FindUser struct {
 	FindUser *FindUserRequest `protobuf:"bytes,16,opt,name=find_user,json=findUser,proto3,oneof"`
 }
 
+type ClientFrame_ChangePassword struct {
+	// Sessions: the caller's devices (see docs/protocol.md, Sessions).
+	ChangePassword *ChangePasswordRequest `protobuf:"bytes,17,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type ClientFrame_ListDevices struct {
+	ListDevices *ListDevicesRequest `protobuf:"bytes,18,opt,name=list_devices,json=listDevices,proto3,oneof"`
+}
+
+type ClientFrame_LogoutDevice struct {
+	LogoutDevice *LogoutDeviceRequest `protobuf:"bytes,19,opt,name=logout_device,json=logoutDevice,proto3,oneof"`
+}
+
+type ClientFrame_LogoutOtherDevices struct {
+	LogoutOtherDevices *LogoutOtherDevicesRequest `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
 type ClientFrame_RequestFriend struct {
 	// Contacts.
 	RequestFriend *RequestFriendRequest `protobuf:"bytes,20,opt,name=request_friend,json=requestFriend,proto3,oneof"`
@@ -737,6 +794,14 @@ func (*ClientFrame_GetProfile) isClientFrame_Request() {}
 func (*ClientFrame_UpdateProfile) isClientFrame_Request() {}
 
 func (*ClientFrame_FindUser) isClientFrame_Request() {}
+
+func (*ClientFrame_ChangePassword) isClientFrame_Request() {}
+
+func (*ClientFrame_ListDevices) isClientFrame_Request() {}
+
+func (*ClientFrame_LogoutDevice) isClientFrame_Request() {}
+
+func (*ClientFrame_LogoutOtherDevices) isClientFrame_Request() {}
 
 func (*ClientFrame_RequestFriend) isClientFrame_Request() {}
 
@@ -958,6 +1023,10 @@ type Response struct {
 	//	*Response_GetProfile
 	//	*Response_UpdateProfile
 	//	*Response_FindUser
+	//	*Response_ChangePassword
+	//	*Response_ListDevices
+	//	*Response_LogoutDevice
+	//	*Response_LogoutOtherDevices
 	//	*Response_RequestFriend
 	//	*Response_AcceptFriend
 	//	*Response_DeclineFriend
@@ -1108,6 +1177,42 @@ func (x *Response) GetFindUser() *Profile {
 	if x != nil {
 		if x, ok := x.Result.(*Response_FindUser); ok {
 			return x.FindUser
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetChangePassword() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_ChangePassword); ok {
+			return x.ChangePassword
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetListDevices() *DeviceList {
+	if x != nil {
+		if x, ok := x.Result.(*Response_ListDevices); ok {
+			return x.ListDevices
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetLogoutDevice() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_LogoutDevice); ok {
+			return x.LogoutDevice
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetLogoutOtherDevices() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_LogoutOtherDevices); ok {
+			return x.LogoutOtherDevices
 		}
 	}
 	return nil
@@ -1455,6 +1560,22 @@ type Response_FindUser struct {
 	FindUser *Profile `protobuf:"bytes,16,opt,name=find_user,json=findUser,proto3,oneof"`
 }
 
+type Response_ChangePassword struct {
+	ChangePassword *Done `protobuf:"bytes,17,opt,name=change_password,json=changePassword,proto3,oneof"`
+}
+
+type Response_ListDevices struct {
+	ListDevices *DeviceList `protobuf:"bytes,18,opt,name=list_devices,json=listDevices,proto3,oneof"`
+}
+
+type Response_LogoutDevice struct {
+	LogoutDevice *Done `protobuf:"bytes,19,opt,name=logout_device,json=logoutDevice,proto3,oneof"`
+}
+
+type Response_LogoutOtherDevices struct {
+	LogoutOtherDevices *Done `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
 type Response_RequestFriend struct {
 	RequestFriend *Done `protobuf:"bytes,20,opt,name=request_friend,json=requestFriend,proto3,oneof"`
 }
@@ -1606,6 +1727,14 @@ func (*Response_GetProfile) isResponse_Result() {}
 func (*Response_UpdateProfile) isResponse_Result() {}
 
 func (*Response_FindUser) isResponse_Result() {}
+
+func (*Response_ChangePassword) isResponse_Result() {}
+
+func (*Response_ListDevices) isResponse_Result() {}
+
+func (*Response_LogoutDevice) isResponse_Result() {}
+
+func (*Response_LogoutOtherDevices) isResponse_Result() {}
 
 func (*Response_RequestFriend) isResponse_Result() {}
 
@@ -2127,6 +2256,315 @@ func (x *SessionResult) GetProfile() *Profile {
 	return nil
 }
 
+// ChangePasswordRequest replaces the caller's password. Every other device
+// of the caller is logged out: its tokens are revoked and its live
+// connections closed (4003); the caller's device stays logged in.
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current password; a wrong one is bad_credentials.
+	OldPassword string `protobuf:"bytes,1,opt,name=old_password,json=oldPassword,proto3" json:"old_password,omitempty"`
+	// The new password, under the same rules as at registration.
+	NewPassword   string `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ChangePasswordRequest) GetOldPassword() string {
+	if x != nil {
+		return x.OldPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type ListDevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDevicesRequest) Reset() {
+	*x = ListDevicesRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDevicesRequest) ProtoMessage() {}
+
+func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{12}
+}
+
+// DeviceList is the caller's logged-in devices, most recent login first.
+type DeviceList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Devices       []*DeviceInfo          `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceList) Reset() {
+	*x = DeviceList{}
+	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceList) ProtoMessage() {}
+
+func (x *DeviceList) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
+func (*DeviceList) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeviceList) GetDevices() []*DeviceInfo {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+type DeviceInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Platform string                 `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	// When the device last logged in (0 if not known yet).
+	LoggedInAtMs int64 `protobuf:"varint,3,opt,name=logged_in_at_ms,json=loggedInAtMs,proto3" json:"logged_in_at_ms,omitempty"`
+	// When the device was last seen online (0 if unknown); now while online.
+	LastSeenMs int64 `protobuf:"varint,4,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	// The device has a live connection on some gateway.
+	Online bool `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
+	// This is the device of the connection that asked.
+	Current       bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceInfo) Reset() {
+	*x = DeviceInfo{}
+	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceInfo) ProtoMessage() {}
+
+func (x *DeviceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceInfo.ProtoReflect.Descriptor instead.
+func (*DeviceInfo) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeviceInfo) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DeviceInfo) GetLoggedInAtMs() int64 {
+	if x != nil {
+		return x.LoggedInAtMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *DeviceInfo) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *DeviceInfo) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+// LogoutDeviceRequest logs out one of the caller's other devices: its tokens
+// are revoked and its live connections closed (4003).
+type LogoutDeviceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutDeviceRequest) Reset() {
+	*x = LogoutDeviceRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutDeviceRequest) ProtoMessage() {}
+
+func (x *LogoutDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutDeviceRequest.ProtoReflect.Descriptor instead.
+func (*LogoutDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LogoutDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// LogoutOtherDevicesRequest logs out every device of the caller but its own.
+type LogoutOtherDevicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutOtherDevicesRequest) Reset() {
+	*x = LogoutOtherDevicesRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutOtherDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutOtherDevicesRequest) ProtoMessage() {}
+
+func (x *LogoutOtherDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutOtherDevicesRequest.ProtoReflect.Descriptor instead.
+func (*LogoutOtherDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+}
+
 type GetProfileRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: the caller's own profile.
@@ -2137,7 +2575,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2587,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[11]
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2600,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetProfileRequest) GetUserId() string {
@@ -2183,7 +2621,7 @@ type UpdateProfileRequest struct {
 
 func (x *UpdateProfileRequest) Reset() {
 	*x = UpdateProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2633,7 @@ func (x *UpdateProfileRequest) String() string {
 func (*UpdateProfileRequest) ProtoMessage() {}
 
 func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[12]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2646,7 @@ func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
@@ -2234,7 +2672,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2684,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[13]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2697,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FindUserRequest) GetUsername() string {
@@ -2281,7 +2719,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2731,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[14]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2744,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Profile) GetUserId() string {
@@ -2347,7 +2785,7 @@ type RequestFriendRequest struct {
 
 func (x *RequestFriendRequest) Reset() {
 	*x = RequestFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2797,7 @@ func (x *RequestFriendRequest) String() string {
 func (*RequestFriendRequest) ProtoMessage() {}
 
 func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2810,7 @@ func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestFriendRequest.ProtoReflect.Descriptor instead.
 func (*RequestFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RequestFriendRequest) GetUserId() string {
@@ -2399,7 +2837,7 @@ type AcceptFriendRequest struct {
 
 func (x *AcceptFriendRequest) Reset() {
 	*x = AcceptFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2849,7 @@ func (x *AcceptFriendRequest) String() string {
 func (*AcceptFriendRequest) ProtoMessage() {}
 
 func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2862,7 @@ func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptFriendRequest.ProtoReflect.Descriptor instead.
 func (*AcceptFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AcceptFriendRequest) GetUserId() string {
@@ -2443,7 +2881,7 @@ type DeclineFriendRequest struct {
 
 func (x *DeclineFriendRequest) Reset() {
 	*x = DeclineFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2893,7 @@ func (x *DeclineFriendRequest) String() string {
 func (*DeclineFriendRequest) ProtoMessage() {}
 
 func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2906,7 @@ func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineFriendRequest.ProtoReflect.Descriptor instead.
 func (*DeclineFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeclineFriendRequest) GetUserId() string {
@@ -2487,7 +2925,7 @@ type RemoveFriendRequest struct {
 
 func (x *RemoveFriendRequest) Reset() {
 	*x = RemoveFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2937,7 @@ func (x *RemoveFriendRequest) String() string {
 func (*RemoveFriendRequest) ProtoMessage() {}
 
 func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2950,7 @@ func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveFriendRequest.ProtoReflect.Descriptor instead.
 func (*RemoveFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveFriendRequest) GetUserId() string {
@@ -2530,7 +2968,7 @@ type ListFriendsRequest struct {
 
 func (x *ListFriendsRequest) Reset() {
 	*x = ListFriendsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2980,7 @@ func (x *ListFriendsRequest) String() string {
 func (*ListFriendsRequest) ProtoMessage() {}
 
 func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2993,7 @@ func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 type FriendList struct {
@@ -2567,7 +3005,7 @@ type FriendList struct {
 
 func (x *FriendList) Reset() {
 	*x = FriendList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +3017,7 @@ func (x *FriendList) String() string {
 func (*FriendList) ProtoMessage() {}
 
 func (x *FriendList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +3030,7 @@ func (x *FriendList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendList.ProtoReflect.Descriptor instead.
 func (*FriendList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FriendList) GetFriends() []*Profile {
@@ -2610,7 +3048,7 @@ type ListFriendRequestsRequest struct {
 
 func (x *ListFriendRequestsRequest) Reset() {
 	*x = ListFriendRequestsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +3060,7 @@ func (x *ListFriendRequestsRequest) String() string {
 func (*ListFriendRequestsRequest) ProtoMessage() {}
 
 func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +3073,7 @@ func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
 }
 
 type PendingFriendRequest struct {
@@ -2652,7 +3090,7 @@ type PendingFriendRequest struct {
 
 func (x *PendingFriendRequest) Reset() {
 	*x = PendingFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +3102,7 @@ func (x *PendingFriendRequest) String() string {
 func (*PendingFriendRequest) ProtoMessage() {}
 
 func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +3115,7 @@ func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingFriendRequest.ProtoReflect.Descriptor instead.
 func (*PendingFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PendingFriendRequest) GetFromUserId() string {
@@ -2725,7 +3163,7 @@ type FriendRequestList struct {
 
 func (x *FriendRequestList) Reset() {
 	*x = FriendRequestList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +3175,7 @@ func (x *FriendRequestList) String() string {
 func (*FriendRequestList) ProtoMessage() {}
 
 func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +3188,7 @@ func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequestList.ProtoReflect.Descriptor instead.
 func (*FriendRequestList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FriendRequestList) GetIncoming() []*PendingFriendRequest {
@@ -2776,7 +3214,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +3226,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +3239,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BlockRequest) GetUserId() string {
@@ -2820,7 +3258,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2832,7 +3270,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2845,7 +3283,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnblockRequest) GetUserId() string {
@@ -2863,7 +3301,7 @@ type ListBlocksRequest struct {
 
 func (x *ListBlocksRequest) Reset() {
 	*x = ListBlocksRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3313,7 @@ func (x *ListBlocksRequest) String() string {
 func (*ListBlocksRequest) ProtoMessage() {}
 
 func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3326,7 @@ func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBlocksRequest.ProtoReflect.Descriptor instead.
 func (*ListBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
 }
 
 type BlockList struct {
@@ -2900,7 +3338,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3350,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3363,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlockList) GetUserIds() []string {
@@ -2948,7 +3386,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3398,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3411,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -3007,7 +3445,7 @@ type CreateGroupResult struct {
 
 func (x *CreateGroupResult) Reset() {
 	*x = CreateGroupResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3457,7 @@ func (x *CreateGroupResult) String() string {
 func (*CreateGroupResult) ProtoMessage() {}
 
 func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3470,7 @@ func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResult.ProtoReflect.Descriptor instead.
 func (*CreateGroupResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateGroupResult) GetGroupId() string {
@@ -3059,7 +3497,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3509,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3522,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AddMemberRequest) GetGroupId() string {
@@ -3110,7 +3548,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3122,7 +3560,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3135,7 +3573,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JoinGroupRequest) GetGroupId() string {
@@ -3154,7 +3592,7 @@ type LeaveGroupRequest struct {
 
 func (x *LeaveGroupRequest) Reset() {
 	*x = LeaveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3604,7 @@ func (x *LeaveGroupRequest) String() string {
 func (*LeaveGroupRequest) ProtoMessage() {}
 
 func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3617,7 @@ func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
 func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LeaveGroupRequest) GetGroupId() string {
@@ -3199,7 +3637,7 @@ type KickMemberRequest struct {
 
 func (x *KickMemberRequest) Reset() {
 	*x = KickMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3649,7 @@ func (x *KickMemberRequest) String() string {
 func (*KickMemberRequest) ProtoMessage() {}
 
 func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3662,7 @@ func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
 func (*KickMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KickMemberRequest) GetGroupId() string {
@@ -3253,7 +3691,7 @@ type SetRoleRequest struct {
 
 func (x *SetRoleRequest) Reset() {
 	*x = SetRoleRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3265,7 +3703,7 @@ func (x *SetRoleRequest) String() string {
 func (*SetRoleRequest) ProtoMessage() {}
 
 func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3278,7 +3716,7 @@ func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetRoleRequest) GetGroupId() string {
@@ -3312,7 +3750,7 @@ type RenameGroupRequest struct {
 
 func (x *RenameGroupRequest) Reset() {
 	*x = RenameGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3762,7 @@ func (x *RenameGroupRequest) String() string {
 func (*RenameGroupRequest) ProtoMessage() {}
 
 func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3775,7 @@ func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameGroupRequest.ProtoReflect.Descriptor instead.
 func (*RenameGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RenameGroupRequest) GetGroupId() string {
@@ -3366,7 +3804,7 @@ type MuteMemberRequest struct {
 
 func (x *MuteMemberRequest) Reset() {
 	*x = MuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3816,7 @@ func (x *MuteMemberRequest) String() string {
 func (*MuteMemberRequest) ProtoMessage() {}
 
 func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3829,7 @@ func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*MuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MuteMemberRequest) GetGroupId() string {
@@ -3425,7 +3863,7 @@ type UnmuteMemberRequest struct {
 
 func (x *UnmuteMemberRequest) Reset() {
 	*x = UnmuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3437,7 +3875,7 @@ func (x *UnmuteMemberRequest) String() string {
 func (*UnmuteMemberRequest) ProtoMessage() {}
 
 func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3450,7 +3888,7 @@ func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*UnmuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnmuteMemberRequest) GetGroupId() string {
@@ -3478,7 +3916,7 @@ type UnbanMemberRequest struct {
 
 func (x *UnbanMemberRequest) Reset() {
 	*x = UnbanMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3490,7 +3928,7 @@ func (x *UnbanMemberRequest) String() string {
 func (*UnbanMemberRequest) ProtoMessage() {}
 
 func (x *UnbanMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3503,7 +3941,7 @@ func (x *UnbanMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanMemberRequest.ProtoReflect.Descriptor instead.
 func (*UnbanMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnbanMemberRequest) GetGroupId() string {
@@ -3529,7 +3967,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3541,7 +3979,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3554,7 +3992,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() string {
@@ -3577,7 +4015,7 @@ type SetHistoryVisibilityRequest struct {
 
 func (x *SetHistoryVisibilityRequest) Reset() {
 	*x = SetHistoryVisibilityRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +4027,7 @@ func (x *SetHistoryVisibilityRequest) String() string {
 func (*SetHistoryVisibilityRequest) ProtoMessage() {}
 
 func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +4040,7 @@ func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHistoryVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*SetHistoryVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetHistoryVisibilityRequest) GetGroupId() string {
@@ -3628,7 +4066,7 @@ type GroupMembersRequest struct {
 
 func (x *GroupMembersRequest) Reset() {
 	*x = GroupMembersRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +4078,7 @@ func (x *GroupMembersRequest) String() string {
 func (*GroupMembersRequest) ProtoMessage() {}
 
 func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +4091,7 @@ func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembersRequest.ProtoReflect.Descriptor instead.
 func (*GroupMembersRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GroupMembersRequest) GetGroupId() string {
@@ -3684,7 +4122,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3696,7 +4134,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3709,7 +4147,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GroupSummary) GetGroupId() string {
@@ -3798,7 +4236,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3810,7 +4248,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3823,7 +4261,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -3888,7 +4326,7 @@ type GroupMembers struct {
 
 func (x *GroupMembers) Reset() {
 	*x = GroupMembers{}
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3900,7 +4338,7 @@ func (x *GroupMembers) String() string {
 func (*GroupMembers) ProtoMessage() {}
 
 func (x *GroupMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3913,7 +4351,7 @@ func (x *GroupMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
 func (*GroupMembers) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GroupMembers) GetGroup() *GroupSummary {
@@ -3945,7 +4383,7 @@ type MyGroupsRequest struct {
 
 func (x *MyGroupsRequest) Reset() {
 	*x = MyGroupsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3957,7 +4395,7 @@ func (x *MyGroupsRequest) String() string {
 func (*MyGroupsRequest) ProtoMessage() {}
 
 func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3970,7 +4408,7 @@ func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*MyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
 }
 
 type GroupList struct {
@@ -3982,7 +4420,7 @@ type GroupList struct {
 
 func (x *GroupList) Reset() {
 	*x = GroupList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4432,7 @@ func (x *GroupList) String() string {
 func (*GroupList) ProtoMessage() {}
 
 func (x *GroupList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4445,7 @@ func (x *GroupList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupList.ProtoReflect.Descriptor instead.
 func (*GroupList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GroupList) GetGroups() []*GroupSummary {
@@ -4040,7 +4478,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4052,7 +4490,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4065,7 +4503,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SendRequest) GetTo() isSendRequest_To {
@@ -4168,7 +4606,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4180,7 +4618,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4193,7 +4631,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SendResult) GetEventId() []byte {
@@ -4241,7 +4679,7 @@ type RecallRequest struct {
 
 func (x *RecallRequest) Reset() {
 	*x = RecallRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4253,7 +4691,7 @@ func (x *RecallRequest) String() string {
 func (*RecallRequest) ProtoMessage() {}
 
 func (x *RecallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4266,7 +4704,7 @@ func (x *RecallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
 func (*RecallRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RecallRequest) GetConversationId() string {
@@ -4294,7 +4732,7 @@ type EditRequest struct {
 
 func (x *EditRequest) Reset() {
 	*x = EditRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4306,7 +4744,7 @@ func (x *EditRequest) String() string {
 func (*EditRequest) ProtoMessage() {}
 
 func (x *EditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4319,7 +4757,7 @@ func (x *EditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
 func (*EditRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EditRequest) GetConversationId() string {
@@ -4353,7 +4791,7 @@ type DeleteForMeRequest struct {
 
 func (x *DeleteForMeRequest) Reset() {
 	*x = DeleteForMeRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4365,7 +4803,7 @@ func (x *DeleteForMeRequest) String() string {
 func (*DeleteForMeRequest) ProtoMessage() {}
 
 func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4378,7 +4816,7 @@ func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForMeRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DeleteForMeRequest) GetConversationId() string {
@@ -4406,7 +4844,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4856,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4869,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -4462,7 +4900,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4474,7 +4912,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4487,7 +4925,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConversationsRequest) GetLimit() uint32 {
@@ -4532,7 +4970,7 @@ type ConversationSummary struct {
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4982,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4995,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConversationSummary) GetConversationId() string {
@@ -4641,7 +5079,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4653,7 +5091,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4666,7 +5104,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConversationList) GetConversations() []*ConversationSummary {
@@ -4698,7 +5136,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +5148,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +5161,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *HistoryRequest) GetConversationId() string {
@@ -4780,7 +5218,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4792,7 +5230,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4805,7 +5243,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ChatMessage) GetSeq() uint64 {
@@ -4905,7 +5343,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4917,7 +5355,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4930,7 +5368,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *History) GetConversationId() string {
@@ -4965,7 +5403,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5415,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5428,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TypingRequest) GetConversationId() string {
@@ -5015,7 +5453,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5027,7 +5465,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5040,7 +5478,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
 }
 
 type UserPresence struct {
@@ -5055,7 +5493,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5067,7 +5505,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5080,7 +5518,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -5114,7 +5552,7 @@ type PresenceList struct {
 
 func (x *PresenceList) Reset() {
 	*x = PresenceList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5126,7 +5564,7 @@ func (x *PresenceList) String() string {
 func (*PresenceList) ProtoMessage() {}
 
 func (x *PresenceList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5139,7 +5577,7 @@ func (x *PresenceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
 func (*PresenceList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PresenceList) GetUsers() []*UserPresence {
@@ -5159,7 +5597,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5171,7 +5609,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5184,7 +5622,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *AckRequest) GetInboxId() string {
@@ -5202,7 +5640,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5214,7 +5652,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5227,7 +5665,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{70}
 }
 
 type Pong struct {
@@ -5239,7 +5677,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5251,7 +5689,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5264,7 +5702,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Pong) GetServerTimeMs() int64 {
@@ -5294,7 +5732,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5306,7 +5744,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5319,7 +5757,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Push) GetInboxId() string {
@@ -5373,7 +5811,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5385,7 +5823,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5398,7 +5836,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Signal) GetFromUserId() string {
@@ -5439,7 +5877,7 @@ type SyncRequired struct {
 
 func (x *SyncRequired) Reset() {
 	*x = SyncRequired{}
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5451,7 +5889,7 @@ func (x *SyncRequired) String() string {
 func (*SyncRequired) ProtoMessage() {}
 
 func (x *SyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5464,7 +5902,7 @@ func (x *SyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequired.ProtoReflect.Descriptor instead.
 func (*SyncRequired) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *SyncRequired) GetCursor() string {
@@ -5486,7 +5924,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_mpim_v1_client_proto_msgTypes[69]
+	mi := &file_mpim_v1_client_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5498,7 +5936,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[69]
+	mi := &file_mpim_v1_client_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5511,7 +5949,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Goaway) GetReason() string {
@@ -5539,7 +5977,7 @@ var File_mpim_v1_client_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xe5\x13\n" +
+	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\x8f\x16\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
 	"\bregister\x18\n" +
@@ -5550,7 +5988,11 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\vget_profile\x18\x0e \x01(\v2\x1a.mpim.v1.GetProfileRequestH\x00R\n" +
 	"getProfile\x12F\n" +
 	"\x0eupdate_profile\x18\x0f \x01(\v2\x1d.mpim.v1.UpdateProfileRequestH\x00R\rupdateProfile\x127\n" +
-	"\tfind_user\x18\x10 \x01(\v2\x18.mpim.v1.FindUserRequestH\x00R\bfindUser\x12F\n" +
+	"\tfind_user\x18\x10 \x01(\v2\x18.mpim.v1.FindUserRequestH\x00R\bfindUser\x12I\n" +
+	"\x0fchange_password\x18\x11 \x01(\v2\x1e.mpim.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12@\n" +
+	"\flist_devices\x18\x12 \x01(\v2\x1b.mpim.v1.ListDevicesRequestH\x00R\vlistDevices\x12C\n" +
+	"\rlogout_device\x18\x13 \x01(\v2\x1c.mpim.v1.LogoutDeviceRequestH\x00R\flogoutDevice\x12V\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\".mpim.v1.LogoutOtherDevicesRequestH\x00R\x12logoutOtherDevices\x12F\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\x1d.mpim.v1.RequestFriendRequestH\x00R\rrequestFriend\x12C\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\x1c.mpim.v1.AcceptFriendRequestH\x00R\facceptFriend\x12F\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\x1d.mpim.v1.DeclineFriendRequestH\x00R\rdeclineFriend\x12C\n" +
@@ -5598,7 +6040,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\v2\x0f.mpim.v1.SignalH\x00R\x06signal\x12<\n" +
 	"\rsync_required\x18\x04 \x01(\v2\x15.mpim.v1.SyncRequiredH\x00R\fsyncRequired\x12)\n" +
 	"\x06goaway\x18\x05 \x01(\v2\x0f.mpim.v1.GoawayH\x00R\x06goawayB\a\n" +
-	"\x05frame\"\x82\x11\n" +
+	"\x05frame\"\xef\x12\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05error\x18\x02 \x01(\v2\x0e.mpim.v1.ErrorH\x00R\x05error\x125\n" +
@@ -5610,7 +6052,11 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\vget_profile\x18\x0e \x01(\v2\x10.mpim.v1.ProfileH\x00R\n" +
 	"getProfile\x129\n" +
 	"\x0eupdate_profile\x18\x0f \x01(\v2\x10.mpim.v1.ProfileH\x00R\rupdateProfile\x12/\n" +
-	"\tfind_user\x18\x10 \x01(\v2\x10.mpim.v1.ProfileH\x00R\bfindUser\x126\n" +
+	"\tfind_user\x18\x10 \x01(\v2\x10.mpim.v1.ProfileH\x00R\bfindUser\x128\n" +
+	"\x0fchange_password\x18\x11 \x01(\v2\r.mpim.v1.DoneH\x00R\x0echangePassword\x128\n" +
+	"\flist_devices\x18\x12 \x01(\v2\x13.mpim.v1.DeviceListH\x00R\vlistDevices\x124\n" +
+	"\rlogout_device\x18\x13 \x01(\v2\r.mpim.v1.DoneH\x00R\flogoutDevice\x12A\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\r.mpim.v1.DoneH\x00R\x12logoutOtherDevices\x126\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\r.mpim.v1.DoneH\x00R\rrequestFriend\x124\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\r.mpim.v1.DoneH\x00R\facceptFriend\x126\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\r.mpim.v1.DoneH\x00R\rdeclineFriend\x124\n" +
@@ -5678,7 +6124,26 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12-\n" +
 	"\x13token_expires_at_ms\x18\x04 \x01(\x03R\x10tokenExpiresAtMs\x12!\n" +
 	"\fheartbeat_ms\x18\x05 \x01(\rR\vheartbeatMs\x12*\n" +
-	"\aprofile\x18\x06 \x01(\v2\x10.mpim.v1.ProfileR\aprofile\",\n" +
+	"\aprofile\x18\x06 \x01(\v2\x10.mpim.v1.ProfileR\aprofile\"]\n" +
+	"\x15ChangePasswordRequest\x12!\n" +
+	"\fold_password\x18\x01 \x01(\tR\voldPassword\x12!\n" +
+	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\"\x14\n" +
+	"\x12ListDevicesRequest\";\n" +
+	"\n" +
+	"DeviceList\x12-\n" +
+	"\adevices\x18\x01 \x03(\v2\x13.mpim.v1.DeviceInfoR\adevices\"\xc0\x01\n" +
+	"\n" +
+	"DeviceInfo\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12%\n" +
+	"\x0flogged_in_at_ms\x18\x03 \x01(\x03R\floggedInAtMs\x12 \n" +
+	"\flast_seen_ms\x18\x04 \x01(\x03R\n" +
+	"lastSeenMs\x12\x16\n" +
+	"\x06online\x18\x05 \x01(\bR\x06online\x12\x18\n" +
+	"\acurrent\x18\x06 \x01(\bR\acurrent\"2\n" +
+	"\x13LogoutDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x1b\n" +
+	"\x19LogoutOtherDevicesRequest\",\n" +
 	"\x11GetProfileRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"X\n" +
 	"\x14UpdateProfileRequest\x12!\n" +
@@ -5926,7 +6391,7 @@ func file_mpim_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_mpim_v1_client_proto_goTypes = []any{
 	(HistoryDirection)(0),               // 0: mpim.v1.HistoryDirection
 	(*ClientFrame)(nil),                 // 1: mpim.v1.ClientFrame
@@ -5940,184 +6405,199 @@ var file_mpim_v1_client_proto_goTypes = []any{
 	(*ResumeRequest)(nil),               // 9: mpim.v1.ResumeRequest
 	(*LogoutRequest)(nil),               // 10: mpim.v1.LogoutRequest
 	(*SessionResult)(nil),               // 11: mpim.v1.SessionResult
-	(*GetProfileRequest)(nil),           // 12: mpim.v1.GetProfileRequest
-	(*UpdateProfileRequest)(nil),        // 13: mpim.v1.UpdateProfileRequest
-	(*FindUserRequest)(nil),             // 14: mpim.v1.FindUserRequest
-	(*Profile)(nil),                     // 15: mpim.v1.Profile
-	(*RequestFriendRequest)(nil),        // 16: mpim.v1.RequestFriendRequest
-	(*AcceptFriendRequest)(nil),         // 17: mpim.v1.AcceptFriendRequest
-	(*DeclineFriendRequest)(nil),        // 18: mpim.v1.DeclineFriendRequest
-	(*RemoveFriendRequest)(nil),         // 19: mpim.v1.RemoveFriendRequest
-	(*ListFriendsRequest)(nil),          // 20: mpim.v1.ListFriendsRequest
-	(*FriendList)(nil),                  // 21: mpim.v1.FriendList
-	(*ListFriendRequestsRequest)(nil),   // 22: mpim.v1.ListFriendRequestsRequest
-	(*PendingFriendRequest)(nil),        // 23: mpim.v1.PendingFriendRequest
-	(*FriendRequestList)(nil),           // 24: mpim.v1.FriendRequestList
-	(*BlockRequest)(nil),                // 25: mpim.v1.BlockRequest
-	(*UnblockRequest)(nil),              // 26: mpim.v1.UnblockRequest
-	(*ListBlocksRequest)(nil),           // 27: mpim.v1.ListBlocksRequest
-	(*BlockList)(nil),                   // 28: mpim.v1.BlockList
-	(*CreateGroupRequest)(nil),          // 29: mpim.v1.CreateGroupRequest
-	(*CreateGroupResult)(nil),           // 30: mpim.v1.CreateGroupResult
-	(*AddMemberRequest)(nil),            // 31: mpim.v1.AddMemberRequest
-	(*JoinGroupRequest)(nil),            // 32: mpim.v1.JoinGroupRequest
-	(*LeaveGroupRequest)(nil),           // 33: mpim.v1.LeaveGroupRequest
-	(*KickMemberRequest)(nil),           // 34: mpim.v1.KickMemberRequest
-	(*SetRoleRequest)(nil),              // 35: mpim.v1.SetRoleRequest
-	(*RenameGroupRequest)(nil),          // 36: mpim.v1.RenameGroupRequest
-	(*MuteMemberRequest)(nil),           // 37: mpim.v1.MuteMemberRequest
-	(*UnmuteMemberRequest)(nil),         // 38: mpim.v1.UnmuteMemberRequest
-	(*UnbanMemberRequest)(nil),          // 39: mpim.v1.UnbanMemberRequest
-	(*DissolveGroupRequest)(nil),        // 40: mpim.v1.DissolveGroupRequest
-	(*SetHistoryVisibilityRequest)(nil), // 41: mpim.v1.SetHistoryVisibilityRequest
-	(*GroupMembersRequest)(nil),         // 42: mpim.v1.GroupMembersRequest
-	(*GroupSummary)(nil),                // 43: mpim.v1.GroupSummary
-	(*GroupMember)(nil),                 // 44: mpim.v1.GroupMember
-	(*GroupMembers)(nil),                // 45: mpim.v1.GroupMembers
-	(*MyGroupsRequest)(nil),             // 46: mpim.v1.MyGroupsRequest
-	(*GroupList)(nil),                   // 47: mpim.v1.GroupList
-	(*SendRequest)(nil),                 // 48: mpim.v1.SendRequest
-	(*SendResult)(nil),                  // 49: mpim.v1.SendResult
-	(*RecallRequest)(nil),               // 50: mpim.v1.RecallRequest
-	(*EditRequest)(nil),                 // 51: mpim.v1.EditRequest
-	(*DeleteForMeRequest)(nil),          // 52: mpim.v1.DeleteForMeRequest
-	(*MarkReadRequest)(nil),             // 53: mpim.v1.MarkReadRequest
-	(*ConversationsRequest)(nil),        // 54: mpim.v1.ConversationsRequest
-	(*ConversationSummary)(nil),         // 55: mpim.v1.ConversationSummary
-	(*ConversationList)(nil),            // 56: mpim.v1.ConversationList
-	(*HistoryRequest)(nil),              // 57: mpim.v1.HistoryRequest
-	(*ChatMessage)(nil),                 // 58: mpim.v1.ChatMessage
-	(*History)(nil),                     // 59: mpim.v1.History
-	(*TypingRequest)(nil),               // 60: mpim.v1.TypingRequest
-	(*PresenceRequest)(nil),             // 61: mpim.v1.PresenceRequest
-	(*UserPresence)(nil),                // 62: mpim.v1.UserPresence
-	(*PresenceList)(nil),                // 63: mpim.v1.PresenceList
-	(*AckRequest)(nil),                  // 64: mpim.v1.AckRequest
-	(*PingRequest)(nil),                 // 65: mpim.v1.PingRequest
-	(*Pong)(nil),                        // 66: mpim.v1.Pong
-	(*Push)(nil),                        // 67: mpim.v1.Push
-	(*Signal)(nil),                      // 68: mpim.v1.Signal
-	(*SyncRequired)(nil),                // 69: mpim.v1.SyncRequired
-	(*Goaway)(nil),                      // 70: mpim.v1.Goaway
-	(Role)(0),                           // 71: mpim.v1.Role
-	(MessageKind)(0),                    // 72: mpim.v1.MessageKind
-	(*Attachment)(nil),                  // 73: mpim.v1.Attachment
-	(*Event)(nil),                       // 74: mpim.v1.Event
+	(*ChangePasswordRequest)(nil),       // 12: mpim.v1.ChangePasswordRequest
+	(*ListDevicesRequest)(nil),          // 13: mpim.v1.ListDevicesRequest
+	(*DeviceList)(nil),                  // 14: mpim.v1.DeviceList
+	(*DeviceInfo)(nil),                  // 15: mpim.v1.DeviceInfo
+	(*LogoutDeviceRequest)(nil),         // 16: mpim.v1.LogoutDeviceRequest
+	(*LogoutOtherDevicesRequest)(nil),   // 17: mpim.v1.LogoutOtherDevicesRequest
+	(*GetProfileRequest)(nil),           // 18: mpim.v1.GetProfileRequest
+	(*UpdateProfileRequest)(nil),        // 19: mpim.v1.UpdateProfileRequest
+	(*FindUserRequest)(nil),             // 20: mpim.v1.FindUserRequest
+	(*Profile)(nil),                     // 21: mpim.v1.Profile
+	(*RequestFriendRequest)(nil),        // 22: mpim.v1.RequestFriendRequest
+	(*AcceptFriendRequest)(nil),         // 23: mpim.v1.AcceptFriendRequest
+	(*DeclineFriendRequest)(nil),        // 24: mpim.v1.DeclineFriendRequest
+	(*RemoveFriendRequest)(nil),         // 25: mpim.v1.RemoveFriendRequest
+	(*ListFriendsRequest)(nil),          // 26: mpim.v1.ListFriendsRequest
+	(*FriendList)(nil),                  // 27: mpim.v1.FriendList
+	(*ListFriendRequestsRequest)(nil),   // 28: mpim.v1.ListFriendRequestsRequest
+	(*PendingFriendRequest)(nil),        // 29: mpim.v1.PendingFriendRequest
+	(*FriendRequestList)(nil),           // 30: mpim.v1.FriendRequestList
+	(*BlockRequest)(nil),                // 31: mpim.v1.BlockRequest
+	(*UnblockRequest)(nil),              // 32: mpim.v1.UnblockRequest
+	(*ListBlocksRequest)(nil),           // 33: mpim.v1.ListBlocksRequest
+	(*BlockList)(nil),                   // 34: mpim.v1.BlockList
+	(*CreateGroupRequest)(nil),          // 35: mpim.v1.CreateGroupRequest
+	(*CreateGroupResult)(nil),           // 36: mpim.v1.CreateGroupResult
+	(*AddMemberRequest)(nil),            // 37: mpim.v1.AddMemberRequest
+	(*JoinGroupRequest)(nil),            // 38: mpim.v1.JoinGroupRequest
+	(*LeaveGroupRequest)(nil),           // 39: mpim.v1.LeaveGroupRequest
+	(*KickMemberRequest)(nil),           // 40: mpim.v1.KickMemberRequest
+	(*SetRoleRequest)(nil),              // 41: mpim.v1.SetRoleRequest
+	(*RenameGroupRequest)(nil),          // 42: mpim.v1.RenameGroupRequest
+	(*MuteMemberRequest)(nil),           // 43: mpim.v1.MuteMemberRequest
+	(*UnmuteMemberRequest)(nil),         // 44: mpim.v1.UnmuteMemberRequest
+	(*UnbanMemberRequest)(nil),          // 45: mpim.v1.UnbanMemberRequest
+	(*DissolveGroupRequest)(nil),        // 46: mpim.v1.DissolveGroupRequest
+	(*SetHistoryVisibilityRequest)(nil), // 47: mpim.v1.SetHistoryVisibilityRequest
+	(*GroupMembersRequest)(nil),         // 48: mpim.v1.GroupMembersRequest
+	(*GroupSummary)(nil),                // 49: mpim.v1.GroupSummary
+	(*GroupMember)(nil),                 // 50: mpim.v1.GroupMember
+	(*GroupMembers)(nil),                // 51: mpim.v1.GroupMembers
+	(*MyGroupsRequest)(nil),             // 52: mpim.v1.MyGroupsRequest
+	(*GroupList)(nil),                   // 53: mpim.v1.GroupList
+	(*SendRequest)(nil),                 // 54: mpim.v1.SendRequest
+	(*SendResult)(nil),                  // 55: mpim.v1.SendResult
+	(*RecallRequest)(nil),               // 56: mpim.v1.RecallRequest
+	(*EditRequest)(nil),                 // 57: mpim.v1.EditRequest
+	(*DeleteForMeRequest)(nil),          // 58: mpim.v1.DeleteForMeRequest
+	(*MarkReadRequest)(nil),             // 59: mpim.v1.MarkReadRequest
+	(*ConversationsRequest)(nil),        // 60: mpim.v1.ConversationsRequest
+	(*ConversationSummary)(nil),         // 61: mpim.v1.ConversationSummary
+	(*ConversationList)(nil),            // 62: mpim.v1.ConversationList
+	(*HistoryRequest)(nil),              // 63: mpim.v1.HistoryRequest
+	(*ChatMessage)(nil),                 // 64: mpim.v1.ChatMessage
+	(*History)(nil),                     // 65: mpim.v1.History
+	(*TypingRequest)(nil),               // 66: mpim.v1.TypingRequest
+	(*PresenceRequest)(nil),             // 67: mpim.v1.PresenceRequest
+	(*UserPresence)(nil),                // 68: mpim.v1.UserPresence
+	(*PresenceList)(nil),                // 69: mpim.v1.PresenceList
+	(*AckRequest)(nil),                  // 70: mpim.v1.AckRequest
+	(*PingRequest)(nil),                 // 71: mpim.v1.PingRequest
+	(*Pong)(nil),                        // 72: mpim.v1.Pong
+	(*Push)(nil),                        // 73: mpim.v1.Push
+	(*Signal)(nil),                      // 74: mpim.v1.Signal
+	(*SyncRequired)(nil),                // 75: mpim.v1.SyncRequired
+	(*Goaway)(nil),                      // 76: mpim.v1.Goaway
+	(Role)(0),                           // 77: mpim.v1.Role
+	(MessageKind)(0),                    // 78: mpim.v1.MessageKind
+	(*Attachment)(nil),                  // 79: mpim.v1.Attachment
+	(*Event)(nil),                       // 80: mpim.v1.Event
 }
 var file_mpim_v1_client_proto_depIdxs = []int32{
 	6,   // 0: mpim.v1.ClientFrame.register:type_name -> mpim.v1.RegisterRequest
 	8,   // 1: mpim.v1.ClientFrame.login:type_name -> mpim.v1.LoginRequest
 	9,   // 2: mpim.v1.ClientFrame.resume:type_name -> mpim.v1.ResumeRequest
 	10,  // 3: mpim.v1.ClientFrame.logout:type_name -> mpim.v1.LogoutRequest
-	12,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
-	13,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
-	14,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
-	16,  // 7: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
-	17,  // 8: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
-	18,  // 9: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
-	19,  // 10: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
-	20,  // 11: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
-	22,  // 12: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
-	25,  // 13: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
-	26,  // 14: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
-	27,  // 15: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
-	29,  // 16: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
-	31,  // 17: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
-	32,  // 18: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
-	33,  // 19: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
-	34,  // 20: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
-	35,  // 21: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
-	36,  // 22: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
-	37,  // 23: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
-	38,  // 24: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
-	40,  // 25: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
-	42,  // 26: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
-	46,  // 27: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
-	39,  // 28: mpim.v1.ClientFrame.unban_member:type_name -> mpim.v1.UnbanMemberRequest
-	41,  // 29: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
-	48,  // 30: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
-	50,  // 31: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
-	51,  // 32: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
-	52,  // 33: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
-	53,  // 34: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
-	54,  // 35: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
-	57,  // 36: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
-	60,  // 37: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
-	61,  // 38: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
-	64,  // 39: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
-	65,  // 40: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
-	3,   // 41: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
-	67,  // 42: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
-	68,  // 43: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
-	69,  // 44: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
-	70,  // 45: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
-	4,   // 46: mpim.v1.Response.error:type_name -> mpim.v1.Error
-	7,   // 47: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
-	11,  // 48: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
-	11,  // 49: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
-	5,   // 50: mpim.v1.Response.logout:type_name -> mpim.v1.Done
-	15,  // 51: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
-	15,  // 52: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
-	15,  // 53: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
-	5,   // 54: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
-	5,   // 55: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
-	5,   // 56: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
-	5,   // 57: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
-	21,  // 58: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
-	24,  // 59: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
-	5,   // 60: mpim.v1.Response.block:type_name -> mpim.v1.Done
-	5,   // 61: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
-	28,  // 62: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
-	30,  // 63: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
-	5,   // 64: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
-	5,   // 65: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
-	5,   // 66: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
-	5,   // 67: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
-	5,   // 68: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
-	5,   // 69: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
-	5,   // 70: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
-	5,   // 71: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
-	5,   // 72: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
-	45,  // 73: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
-	47,  // 74: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
-	5,   // 75: mpim.v1.Response.unban_member:type_name -> mpim.v1.Done
-	5,   // 76: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
-	49,  // 77: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
-	5,   // 78: mpim.v1.Response.recall:type_name -> mpim.v1.Done
-	5,   // 79: mpim.v1.Response.edit:type_name -> mpim.v1.Done
-	5,   // 80: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
-	5,   // 81: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
-	56,  // 82: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
-	59,  // 83: mpim.v1.Response.history:type_name -> mpim.v1.History
-	5,   // 84: mpim.v1.Response.typing:type_name -> mpim.v1.Done
-	63,  // 85: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
-	5,   // 86: mpim.v1.Response.ack:type_name -> mpim.v1.Done
-	66,  // 87: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
-	15,  // 88: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
-	15,  // 89: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
-	15,  // 90: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
-	23,  // 91: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
-	23,  // 92: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
-	71,  // 93: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
-	71,  // 94: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
-	71,  // 95: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
-	43,  // 96: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
-	44,  // 97: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
-	43,  // 98: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
-	72,  // 99: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
-	73,  // 100: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
-	55,  // 101: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
-	0,   // 102: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
-	72,  // 103: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
-	73,  // 104: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
-	58,  // 105: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
-	62,  // 106: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
-	74,  // 107: mpim.v1.Push.event:type_name -> mpim.v1.Event
-	108, // [108:108] is the sub-list for method output_type
-	108, // [108:108] is the sub-list for method input_type
-	108, // [108:108] is the sub-list for extension type_name
-	108, // [108:108] is the sub-list for extension extendee
-	0,   // [0:108] is the sub-list for field type_name
+	18,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
+	19,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
+	20,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
+	12,  // 7: mpim.v1.ClientFrame.change_password:type_name -> mpim.v1.ChangePasswordRequest
+	13,  // 8: mpim.v1.ClientFrame.list_devices:type_name -> mpim.v1.ListDevicesRequest
+	16,  // 9: mpim.v1.ClientFrame.logout_device:type_name -> mpim.v1.LogoutDeviceRequest
+	17,  // 10: mpim.v1.ClientFrame.logout_other_devices:type_name -> mpim.v1.LogoutOtherDevicesRequest
+	22,  // 11: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
+	23,  // 12: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
+	24,  // 13: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
+	25,  // 14: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
+	26,  // 15: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
+	28,  // 16: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
+	31,  // 17: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
+	32,  // 18: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
+	33,  // 19: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
+	35,  // 20: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
+	37,  // 21: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
+	38,  // 22: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
+	39,  // 23: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
+	40,  // 24: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
+	41,  // 25: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
+	42,  // 26: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
+	43,  // 27: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
+	44,  // 28: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
+	46,  // 29: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
+	48,  // 30: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
+	52,  // 31: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
+	45,  // 32: mpim.v1.ClientFrame.unban_member:type_name -> mpim.v1.UnbanMemberRequest
+	47,  // 33: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
+	54,  // 34: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
+	56,  // 35: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
+	57,  // 36: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
+	58,  // 37: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
+	59,  // 38: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
+	60,  // 39: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
+	63,  // 40: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
+	66,  // 41: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
+	67,  // 42: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
+	70,  // 43: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
+	71,  // 44: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
+	3,   // 45: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
+	73,  // 46: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
+	74,  // 47: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
+	75,  // 48: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
+	76,  // 49: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
+	4,   // 50: mpim.v1.Response.error:type_name -> mpim.v1.Error
+	7,   // 51: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
+	11,  // 52: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
+	11,  // 53: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
+	5,   // 54: mpim.v1.Response.logout:type_name -> mpim.v1.Done
+	21,  // 55: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
+	21,  // 56: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
+	21,  // 57: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
+	5,   // 58: mpim.v1.Response.change_password:type_name -> mpim.v1.Done
+	14,  // 59: mpim.v1.Response.list_devices:type_name -> mpim.v1.DeviceList
+	5,   // 60: mpim.v1.Response.logout_device:type_name -> mpim.v1.Done
+	5,   // 61: mpim.v1.Response.logout_other_devices:type_name -> mpim.v1.Done
+	5,   // 62: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
+	5,   // 63: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
+	5,   // 64: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
+	5,   // 65: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
+	27,  // 66: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
+	30,  // 67: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
+	5,   // 68: mpim.v1.Response.block:type_name -> mpim.v1.Done
+	5,   // 69: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
+	34,  // 70: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
+	36,  // 71: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
+	5,   // 72: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
+	5,   // 73: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
+	5,   // 74: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
+	5,   // 75: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
+	5,   // 76: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
+	5,   // 77: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
+	5,   // 78: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
+	5,   // 79: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
+	5,   // 80: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
+	51,  // 81: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
+	53,  // 82: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
+	5,   // 83: mpim.v1.Response.unban_member:type_name -> mpim.v1.Done
+	5,   // 84: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
+	55,  // 85: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
+	5,   // 86: mpim.v1.Response.recall:type_name -> mpim.v1.Done
+	5,   // 87: mpim.v1.Response.edit:type_name -> mpim.v1.Done
+	5,   // 88: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
+	5,   // 89: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
+	62,  // 90: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
+	65,  // 91: mpim.v1.Response.history:type_name -> mpim.v1.History
+	5,   // 92: mpim.v1.Response.typing:type_name -> mpim.v1.Done
+	69,  // 93: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
+	5,   // 94: mpim.v1.Response.ack:type_name -> mpim.v1.Done
+	72,  // 95: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
+	21,  // 96: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
+	15,  // 97: mpim.v1.DeviceList.devices:type_name -> mpim.v1.DeviceInfo
+	21,  // 98: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
+	21,  // 99: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
+	29,  // 100: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
+	29,  // 101: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
+	77,  // 102: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
+	77,  // 103: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
+	77,  // 104: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
+	49,  // 105: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
+	50,  // 106: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
+	49,  // 107: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
+	78,  // 108: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
+	79,  // 109: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
+	61,  // 110: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
+	0,   // 111: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
+	78,  // 112: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
+	79,  // 113: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
+	64,  // 114: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
+	68,  // 115: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
+	80,  // 116: mpim.v1.Push.event:type_name -> mpim.v1.Event
+	117, // [117:117] is the sub-list for method output_type
+	117, // [117:117] is the sub-list for method input_type
+	117, // [117:117] is the sub-list for extension type_name
+	117, // [117:117] is the sub-list for extension extendee
+	0,   // [0:117] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_client_proto_init() }
@@ -6134,6 +6614,10 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_GetProfile)(nil),
 		(*ClientFrame_UpdateProfile)(nil),
 		(*ClientFrame_FindUser)(nil),
+		(*ClientFrame_ChangePassword)(nil),
+		(*ClientFrame_ListDevices)(nil),
+		(*ClientFrame_LogoutDevice)(nil),
+		(*ClientFrame_LogoutOtherDevices)(nil),
 		(*ClientFrame_RequestFriend)(nil),
 		(*ClientFrame_AcceptFriend)(nil),
 		(*ClientFrame_DeclineFriend)(nil),
@@ -6185,6 +6669,10 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_GetProfile)(nil),
 		(*Response_UpdateProfile)(nil),
 		(*Response_FindUser)(nil),
+		(*Response_ChangePassword)(nil),
+		(*Response_ListDevices)(nil),
+		(*Response_LogoutDevice)(nil),
+		(*Response_LogoutOtherDevices)(nil),
 		(*Response_RequestFriend)(nil),
 		(*Response_AcceptFriend)(nil),
 		(*Response_DeclineFriend)(nil),
@@ -6220,7 +6708,7 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_Ping)(nil),
 	}
-	file_mpim_v1_client_proto_msgTypes[47].OneofWrappers = []any{
+	file_mpim_v1_client_proto_msgTypes[53].OneofWrappers = []any{
 		(*SendRequest_ConversationId)(nil),
 		(*SendRequest_UserId)(nil),
 		(*SendRequest_GroupId)(nil),
@@ -6231,7 +6719,7 @@ func file_mpim_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_client_proto_rawDesc), len(file_mpim_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   70,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

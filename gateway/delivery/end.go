@@ -1,0 +1,148 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/inbox"
+	"github.com/redis/go-redis/v9"
+)
+
+// Endable is implemented by sinks whose connection the server may end on
+// purpose (the device was logged out, its password changed elsewhere):
+// Ended is called once, without the hub's locks held, with why; the sink
+// closes its connection and the device receives nothing more. It must not
+// block.
+type Endable interface {
+	Ended(reason string)
+}
+
+// kindEnded is the reserved signal kind that tells a gateway to end its
+// attachments of some devices of a user: From is the reason, the payload
+// the device ids, one per line.
+const kindEnded = "!ended"
+
+// maxEndReasonBytes bounds the reason given to End.
+const maxEndReasonBytes = 100
+
+// End ends every attachment of devices of user, on this gateway and on
+// every gateway where one of them has a live route (one publish per
+// gateway, through its signal channel): each attachment's sink hears of it
+// (Endable) and the device is detached cleanly, its route removed. A device
+// attached nowhere is left alone. reason is told to the sinks; it must be
+// printable and short, without newlines.
+//
+// It fails with a domain EInvalid error for a malformed user id, device
+// id or reason, and EUnavailable when Redis fails (the attachments on this
+// gateway are ended all the same).
+func (h *Hub) End(ctx context.Context, user string, devices []string, reason string) error {
+	u := domain.UserID(user)
+	if !u.Valid() {
+		return domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", user)
+	}
+	if reason == "" || len(reason) > maxEndReasonBytes || strings.ContainsRune(reason, '\n') {
+		return domain.Errorf(domain.EInvalid, "delivery: end reason %q: it must be set, one line, at most %d bytes", reason, maxEndReasonBytes)
+	}
+	for _, d := range devices {
+		if d == "" || strings.ContainsAny(d, "\n ") {
+			return domain.Errorf(domain.EInvalid, "delivery: invalid device id %q", d)
+		}
+	}
+	if len(devices) == 0 {
+		return nil
+	}
+	h.endedHere(u, devices, reason)
+	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(u)).Result()
+	if err != nil {
+		return unavailable("reading presence to end sessions", err)
+	}
+	now := h.cfg.Now()
+	byGateway := make(map[string][]string)
+	for _, d := range devices {
+		r, err := inbox.DecodeRoute(routes[d])
+		if err != nil || !r.Live(now) || r.Gateway == h.cfg.GatewayID {
+			continue
+		}
+		byGateway[r.Gateway] = append(byGateway[r.Gateway], d)
+	}
+	if len(byGateway) == 0 {
+		return nil
+	}
+	pubs := make(map[string]*redis.IntCmd, len(byGateway))
+	err = h.pipeline(ctx, func(p redis.Pipeliner) {
+		for gw, ds := range byGateway {
+			payload := encodeSignal([]domain.UserID{u}, Signal{From: reason, Kind: kindEnded, Payload: []byte(strings.Join(ds, "\n"))})
+			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), payload)
+		}
+	})
+	var errs []error
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for gw, c := range pubs {
+		if err := c.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("to gateway %s: %w", gw, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		h.m.redisErrors.WithLabelValues("end").Inc()
+		return unavailable("publishing the end of sessions", err)
+	}
+	return nil
+}
+
+// endedHere ends this hub's attachments of devices of user: each sink
+// hears why, then the device is detached cleanly.
+func (h *Hub) endedHere(user domain.UserID, devices []string, reason string) {
+	for _, d := range h.devicesOf(user) {
+		if !slices.Contains(devices, d.id) {
+			continue
+		}
+		if e, ok := d.sink.(Endable); ok {
+			e.Ended(reason)
+		}
+		h.detach(context.Background(), d, true)
+	}
+}
+
+// receiveEnded handles a kindEnded signal from another gateway.
+func (h *Hub) receiveEnded(users []domain.UserID, s Signal) {
+	devices := strings.Split(string(s.Payload), "\n")
+	for _, u := range users {
+		h.endedHere(u, devices, s.From)
+	}
+}
+
+// DevicePresence returns the presence of each device of user that has a
+// route (keyed by device id): online while its route is live, else last
+// seen at its route's last heartbeat. A device that left cleanly has no
+// route and is not in the map. It fails with a domain EInvalid error for a
+// malformed user id and EUnavailable when Redis fails.
+func (h *Hub) DevicePresence(ctx context.Context, user string) (map[string]Presence, error) {
+	u := domain.UserID(user)
+	if !u.Valid() {
+		return nil, domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", user)
+	}
+	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(u)).Result()
+	if err != nil {
+		return nil, unavailable("reading presence", err)
+	}
+	now := h.cfg.Now()
+	out := make(map[string]Presence, len(routes))
+	for d, v := range routes {
+		r, err := inbox.DecodeRoute(v)
+		if err != nil {
+			continue
+		}
+		if r.Live(now) {
+			out[d] = Presence{Online: true, LastSeen: now}
+		} else {
+			out[d] = Presence{LastSeen: r.Expires.Add(-inbox.RouteTTL)}
+		}
+	}
+	return out, nil
+}
