@@ -39,6 +39,32 @@ type Config struct {
 	// burst 200).
 	UserRate  rate.Limit
 	UserBurst int
+	// HeavyQueryCost is what a history or conversations request of the
+	// largest page (200) takes from both token buckets (default 10, or
+	// the smaller burst if that is less); a
+	// smaller page costs proportionally less, at least 1, and any other
+	// request costs 1. It must not exceed either burst.
+	HeavyQueryCost int
+	// HeavyInFlightPerUser bounds the history and conversations requests
+	// one user has in flight over all of the user's connections to this
+	// gateway (default 4); one more is answered rate_limited.
+	HeavyInFlightPerUser int
+
+	// OutboxBytes is the byte budget of what is queued for one connection
+	// and not written yet (default 4 MiB): while the queue holds more, the
+	// connection's requests are not read.
+	OutboxBytes int
+	// OutboxHardBytes is the most one connection may have queued (default
+	// 4 × OutboxBytes): a frame that would take the queue over it closes
+	// the connection with 1008. It must exceed OutboxBytes.
+	OutboxHardBytes int
+	// OutboxDrainTimeout closes (1008) a connection whose queue stays over
+	// OutboxBytes this long while its requests wait (default 30s).
+	OutboxDrainTimeout time.Duration
+	// HistoryPageBytes caps the messages of one history page (default 256
+	// KiB): a page that would exceed it ends early with hasMore. A page
+	// holds at least one message.
+	HistoryPageBytes int
 
 	// HeartbeatInterval is how often clients are told to send something
 	// when idle (default 30s).
@@ -166,6 +192,22 @@ func (c *Config) setDefaults() {
 	if c.UserBurst == 0 {
 		c.UserBurst = 200
 	}
+	if c.HeavyQueryCost == 0 {
+		c.HeavyQueryCost = min(10, c.ConnBurst, c.UserBurst)
+	}
+	if c.HeavyInFlightPerUser == 0 {
+		c.HeavyInFlightPerUser = 4
+	}
+	if c.OutboxBytes == 0 {
+		c.OutboxBytes = 4 << 20
+	}
+	if c.OutboxHardBytes == 0 {
+		c.OutboxHardBytes = 4 * c.OutboxBytes
+	}
+	def(&c.OutboxDrainTimeout, 30*time.Second)
+	if c.HistoryPageBytes == 0 {
+		c.HistoryPageBytes = 256 << 10
+	}
 	def(&c.HeartbeatInterval, 30*time.Second)
 	def(&c.IdleTimeout, 3*c.HeartbeatInterval)
 	def(&c.AuthTimeout, 15*time.Second)
@@ -237,6 +279,13 @@ func (c Config) Validate() error {
 	check(c.ConnBurst >= 1, "connection burst must be positive, got %d", c.ConnBurst)
 	check(c.UserRate > 0, "user rate must be positive, got %v", c.UserRate)
 	check(c.UserBurst >= 1, "user burst must be positive, got %d", c.UserBurst)
+	check(c.HeavyQueryCost >= 1 && c.HeavyQueryCost <= min(c.ConnBurst, c.UserBurst),
+		"heavy query cost must be 1..the smaller burst (%d), got %d", min(c.ConnBurst, c.UserBurst), c.HeavyQueryCost)
+	check(c.HeavyInFlightPerUser >= 1 && c.HeavyInFlightPerUser <= 1024, "heavy queries in flight per user must be 1..1024, got %d", c.HeavyInFlightPerUser)
+	check(c.OutboxBytes >= 64<<10 && c.OutboxBytes <= 1<<30, "outbox bytes must be 64KiB..1GiB, got %d", c.OutboxBytes)
+	check(c.OutboxHardBytes > c.OutboxBytes && c.OutboxHardBytes <= 4<<30,
+		"outbox hard bytes must exceed outbox bytes (%d) and be at most 4GiB, got %d", c.OutboxBytes, c.OutboxHardBytes)
+	check(c.HistoryPageBytes >= 4<<10 && c.HistoryPageBytes <= 16<<20, "history page bytes must be 4KiB..16MiB, got %d", c.HistoryPageBytes)
 	check(c.HeartbeatInterval > 0, "heartbeat interval must be positive, got %s", c.HeartbeatInterval)
 	check(c.IdleTimeout > c.HeartbeatInterval, "idle timeout %s must exceed the heartbeat interval %s", c.IdleTimeout, c.HeartbeatInterval)
 	for _, d := range []struct {
@@ -244,7 +293,7 @@ func (c Config) Validate() error {
 		d    time.Duration
 	}{
 		{"auth timeout", c.AuthTimeout}, {"request timeout", c.RequestTimeout}, {"write timeout", c.WriteTimeout},
-		{"drain grace", c.DrainGrace}, {"reconnect jitter", c.ReconnectJitter}, {"load interval", c.LoadInterval},
+		{"drain grace", c.DrainGrace}, {"outbox drain timeout", c.OutboxDrainTimeout}, {"reconnect jitter", c.ReconnectJitter}, {"load interval", c.LoadInterval},
 		{"token TTL", c.TokenTTL}, {"login failure window", c.LoginFailureWindow},
 	} {
 		check(d.d > 0, "%s must be positive, got %s", d.name, d.d)

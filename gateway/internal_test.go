@@ -34,7 +34,7 @@ func TestEveryDomainCodeHasAStableClientCode(t *testing.T) {
 	if e, _ := clientError(domain.Errorf("brand_new", "x")); e.Code != "internal" {
 		t.Errorf("an unmapped code -> %v", e)
 	}
-	if e, _ := clientError(rateLimited(newUserLimits(2, 1).acquire("u"))); e.Code != "rate_limited" {
+	if e, _ := clientError(rateLimited(newUserLimits(2, 1, 1).acquire("u").lim)); e.Code != "rate_limited" {
 		t.Errorf("rate limit -> %v", e)
 	}
 }

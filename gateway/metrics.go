@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,6 +23,12 @@ type metrics struct {
 	refusedConns    *prometheus.CounterVec
 	tokensPruned    prometheus.Counter
 	redisMemory     prometheus.Gauge
+	outboxBytes     prometheus.Gauge
+	outboxPeakBytes prometheus.GaugeFunc
+	readPauses      prometheus.Counter
+	heavyInFlight   prometheus.Gauge
+
+	peak atomic.Int64 // the most bytes one connection had queued
 
 	// Children bound at start for every request and frame type, so the
 	// per-frame path does no label hashing.
@@ -40,6 +47,16 @@ func (m *metrics) request(typ string) requestMetrics {
 		return r
 	}
 	return m.byRequest["unknown"]
+}
+
+// outboxPeak records that a connection has n bytes queued.
+func (m *metrics) outboxPeak(n int) {
+	for {
+		p := m.peak.Load()
+		if int64(n) <= p || m.peak.CompareAndSwap(p, int64(n)) {
+			return
+		}
+	}
 }
 
 // frameOut counts a written frame of a type (see serverFrameType).
@@ -84,9 +101,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tokensPruned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mpim_gateway_tokens_pruned_total", Help: "Expired login tokens deleted from auth_tokens."}),
 	}
+	m.outboxBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mpim_gateway_outbox_bytes", Help: "Estimated bytes queued for clients and not written yet, over all connections."})
+	m.outboxPeakBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mpim_gateway_outbox_peak_bytes", Help: "The most bytes one connection had queued since the gateway started."},
+		func() float64 { return float64(m.peak.Load()) })
+	m.readPauses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mpim_gateway_read_pauses_total", Help: "Times a connection's requests waited because its send queue was over the byte budget."})
+	m.heavyInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mpim_gateway_heavy_queries_in_flight", Help: "History and conversations requests being answered."})
 	var errs []error
 	for _, c := range []prometheus.Collector{m.connections, m.sessions, m.framesIn, m.framesOut, m.requestSeconds,
-		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns, m.tokensPruned, m.redisMemory} {
+		m.ackLatency, m.queueDrops, m.slowDisconnects, m.errors, m.disconnects, m.passwordHashes, m.refusedConns, m.tokensPruned, m.redisMemory,
+		m.outboxBytes, m.outboxPeakBytes, m.readPauses, m.heavyInFlight} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -24,6 +24,8 @@ const maxList = 5000
 type readModel struct {
 	db  *sql.DB
 	now func() time.Time
+	// pageBytes caps the messages of a history page (Config.HistoryPageBytes).
+	pageBytes int
 }
 
 // unavailable wraps a database failure.
@@ -358,6 +360,9 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 	}
 	if len(out.Messages) > limit {
 		out.Messages, out.HasMore = out.Messages[:limit], true
+	}
+	if n := pageByBytes(out.Messages, r.pageBytes); n < len(out.Messages) {
+		out.Messages, out.HasMore = out.Messages[:n], true
 	}
 	if !forward {
 		for i, j := 0, len(out.Messages)-1; i < j; i, j = i+1, j-1 {

@@ -64,6 +64,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	wake       chan struct{} // the writer has frames to write (capacity 1)
+	drained    chan struct{} // the queue went under the byte budget, or the session is closing (capacity 1)
 	writerDone chan struct{}
 	// writeDog closes the connection when one write takes longer than
 	// WriteTimeout; writing is set while the writer writes. One timer per
@@ -80,7 +81,7 @@ type session struct {
 	// reader
 	rbuf    bytes.Buffer
 	me      *caller
-	userLim *rate.Limiter
+	userLim *userLimit
 	device  HubDevice
 	readErr error
 
@@ -94,6 +95,10 @@ type session struct {
 	held      []outFrame
 	queue     []outFrame // frames the writer has not taken yet
 	unwritten int        // frames queued and not written yet (queue and the writer's batch)
+	// queuedBytes and heldBytes are the estimated bytes of the frames not
+	// written yet and of held (see outbox.go).
+	queuedBytes int
+	heldBytes   int
 }
 
 // outFrame is one queued frame: a server frame, a delivery (built into a
@@ -102,6 +107,7 @@ type outFrame struct {
 	frame *mpimv1.ServerFrame
 	push  *Delivery
 	close *closeFrame
+	size  int // estimated bytes (outFrameBytes), set when queued
 }
 
 type closeFrame struct {
@@ -114,6 +120,7 @@ func newSession(srv *Server, conn *websocket.Conn, enc frame.Encoding, log *slog
 	s := &session{
 		srv: srv, conn: conn, enc: enc, log: log, ctx: ctx, cancel: cancel,
 		wake:       make(chan struct{}, 1),
+		drained:    make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		connLimit:  rate.NewLimiter(srv.cfg.ConnRate, srv.cfg.ConnBurst),
 	}
@@ -165,6 +172,9 @@ func (s *session) run() {
 	go s.writer()
 	defer s.end()
 	for {
+		// A client whose answers pile up is not read from until it takes
+		// them in.
+		s.waitOutbox()
 		// s.ctx ends only after this loop (end), and every other end of the
 		// session closes the connection, which ends the read: a context
 		// without Done spares the library a context.AfterFunc per message.
@@ -208,6 +218,9 @@ func (s *session) end() {
 		s.conn.CloseNow()
 	}
 	<-s.writerDone
+	s.mu.Lock()
+	s.releaseOutboxLocked()
+	s.mu.Unlock()
 	s.writeDog.Stop()
 	s.conn.CloseNow()
 	s.detach(clean)
@@ -233,6 +246,10 @@ func (s *session) failLocked(reason string, code websocket.StatusCode, msg strin
 	if reason == reasonSlow {
 		s.srv.m.slowDisconnects.Inc()
 	}
+	select { // a reader waiting for the queue to drain reads again, and fails
+	case s.drained <- struct{}{}:
+	default:
+	}
 	// Close sends the close frame and waits for the peer's, for seconds.
 	go s.conn.Close(code, msg)
 }
@@ -246,20 +263,27 @@ func (s *session) enqueueLocked(f outFrame, hold bool) bool {
 		return false
 	}
 	limit := s.srv.cfg.SendQueue
+	f.size = outFrameBytes(f)
+	if f.close == nil && s.overBudgetLocked(f.size) {
+		s.overflowLocked("send queue over " + strconv.Itoa(s.srv.cfg.OutboxHardBytes) + " bytes: the client does not read fast enough")
+		return false
+	}
 	if s.holding && hold {
 		if len(s.held) >= limit {
-			s.overflowLocked()
+			s.overflowLocked("send queue full: the client does not read fast enough")
 			return false
 		}
 		s.held = append(s.held, f)
+		s.heldBytes += f.size
 		return true
 	}
 	if s.unwritten >= limit && f.close == nil {
-		s.overflowLocked()
+		s.overflowLocked("send queue full: the client does not read fast enough")
 		return false
 	}
 	s.queue = append(s.queue, f)
 	s.unwritten++
+	s.queuedLocked(f.size)
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -267,9 +291,9 @@ func (s *session) enqueueLocked(f outFrame, hold bool) bool {
 	return true
 }
 
-func (s *session) overflowLocked() {
+func (s *session) overflowLocked(msg string) {
 	s.srv.m.queueDrops.Inc()
-	s.failLocked(reasonSlow, websocket.StatusPolicyViolation, "send queue full: the client does not read fast enough")
+	s.failLocked(reasonSlow, websocket.StatusPolicyViolation, msg)
 }
 
 func (s *session) enqueue(f outFrame) bool {
@@ -318,6 +342,7 @@ func (s *session) writer() {
 				batch[i] = outFrame{}
 				s.mu.Lock()
 				s.unwritten--
+				s.writtenLocked(f.size)
 				s.mu.Unlock()
 				if err != nil {
 					s.mu.Lock()
@@ -514,12 +539,15 @@ func (s *session) errorResponse(id uint64, err error) *mpimv1.Response {
 func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after func(), err error) {
 	// Acknowledgements of pushes are driven by the server's own pushes:
 	// they are not rate limited. Any other frame is.
+	// A heavy query takes tokens in proportion to its page.
+	cost, heavy := s.srv.cfg.requestCost(f)
 	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || !s.acks.covers(a.Ack.GetInboxId()) {
-		if !s.connLimit.Allow() {
-			return nil, nil, rateLimited(s.connLimit)
+		now := time.Now()
+		if !s.connLimit.AllowN(now, cost) {
+			return nil, nil, rateLimitedN(s.connLimit, cost)
 		}
-		if s.userLim != nil && !s.userLim.Allow() {
-			return nil, nil, rateLimited(s.userLim)
+		if s.userLim != nil && !s.userLim.lim.AllowN(now, cost) {
+			return nil, nil, rateLimitedN(s.userLim.lim, cost)
 		}
 	}
 	r := &mpimv1.Response{Id: f.GetId()}
@@ -601,6 +629,13 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	if resp, ok, err := s.srv.devices.handle(ctx, s.me, s.remote, f); ok {
 		return resp, nil, err
 	}
+	if ul := s.userLim; heavy {
+		if !ul.beginHeavy() {
+			return nil, nil, heavyLimited(ul.max)
+		}
+		s.srv.m.heavyInFlight.Inc()
+		defer func() { ul.endHeavy(); s.srv.m.heavyInFlight.Dec() }()
+	}
 	resp, err = s.srv.api.handle(ctx, s.me, f)
 	return resp, nil, err
 }
@@ -618,7 +653,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		held := s.held
-		s.holding, s.held = false, nil
+		s.holding, s.held, s.heldBytes = false, nil, 0
 		for _, f := range held {
 			if !s.enqueueLocked(f, false) {
 				return
@@ -630,7 +665,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 		// Whatever the failed attachment delivered is dropped with it.
 		s.mu.Lock()
 		s.gen++
-		s.holding, s.held = false, nil
+		s.holding, s.held, s.heldBytes = false, nil, 0
 		s.mu.Unlock()
 		if c := domain.ErrorCode(err); c == domain.EInternal {
 			err = unavailable("attaching the device", err)
