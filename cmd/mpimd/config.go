@@ -68,6 +68,12 @@ type Config struct {
 	RedisMemoryLimit         float64
 	RedisMemoryCheck         time.Duration
 	MaxDevicesListed         int
+	OutboxBytes              int
+	OutboxHardBytes          int
+	OutboxDrainTimeout       time.Duration
+	HistoryPageBytes         int
+	HeavyQueryCost           int
+	HeavyQueriesInFlight     int
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -131,6 +137,12 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxMute, "max-mute", domain.DefaultPolicy().MaxMute, "gateway: how far ahead a timed mute in a group may end (a mute until unmuted is always possible)")
 	fs.Float64Var(&c.RedisMemoryLimit, "redis-memory-limit", 0.9, "gateway: share of Redis maxmemory (0.1..1) above which sends, registrations, new groups and friend requests are refused (overloaded) while reads and acks go on; Redis must run with maxmemory-policy noeviction")
 	fs.DurationVar(&c.RedisMemoryCheck, "redis-memory-check-interval", time.Second, "gateway: how often Redis INFO memory is read for --redis-memory-limit (100ms..1m)")
+	fs.IntVar(&c.OutboxBytes, "outbox-bytes", 4<<20, "gateway: byte budget of what is queued for one connection; over it the connection's requests are not read until it drains")
+	fs.IntVar(&c.OutboxHardBytes, "outbox-hard-bytes", 16<<20, "gateway: the most one connection may have queued; a frame over it closes the connection (1008)")
+	fs.DurationVar(&c.OutboxDrainTimeout, "outbox-drain-timeout", 30*time.Second, "gateway: a connection whose queue stays over outbox-bytes this long is closed (1008)")
+	fs.IntVar(&c.HistoryPageBytes, "history-page-bytes", 256<<10, "gateway: bytes of messages in one history page; a page over it ends early with hasMore")
+	fs.IntVar(&c.HeavyQueryCost, "heavy-query-cost", 10, "gateway: tokens a history or conversations request of the largest page (200) takes from the rate limits; smaller pages take proportionally fewer, other requests 1")
+	fs.IntVar(&c.HeavyQueriesInFlight, "heavy-queries-in-flight", 4, "gateway: history and conversations requests one user may have being answered at once on a gateway; more are answered rate_limited")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -215,6 +227,24 @@ func (c *Config) Validate() error {
 		}
 		if c.MaxDevicesListed < 1 || c.MaxDevicesListed > 5000 {
 			errs = append(errs, fmt.Errorf("max-devices-listed must be 1..5000, got %d", c.MaxDevicesListed))
+		}
+		if c.OutboxBytes < 64<<10 || c.OutboxBytes > 1<<30 {
+			errs = append(errs, fmt.Errorf("outbox-bytes must be 64KiB..1GiB (%d..%d), got %d", 64<<10, 1<<30, c.OutboxBytes))
+		}
+		if c.OutboxHardBytes <= c.OutboxBytes || c.OutboxHardBytes > 4<<30 {
+			errs = append(errs, fmt.Errorf("outbox-hard-bytes must exceed outbox-bytes (%d) and be at most 4GiB, got %d", c.OutboxBytes, c.OutboxHardBytes))
+		}
+		if c.OutboxDrainTimeout < time.Second || c.OutboxDrainTimeout > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("outbox-drain-timeout must be 1s..10m, got %s", c.OutboxDrainTimeout))
+		}
+		if c.HistoryPageBytes < 4<<10 || c.HistoryPageBytes > 16<<20 {
+			errs = append(errs, fmt.Errorf("history-page-bytes must be 4KiB..16MiB (%d..%d), got %d", 4<<10, 16<<20, c.HistoryPageBytes))
+		}
+		if c.HeavyQueryCost < 1 || c.HeavyQueryCost > c.ClientBurst {
+			errs = append(errs, fmt.Errorf("heavy-query-cost must be 1..client-burst (%d), got %d", c.ClientBurst, c.HeavyQueryCost))
+		}
+		if c.HeavyQueriesInFlight < 1 || c.HeavyQueriesInFlight > 1024 {
+			errs = append(errs, fmt.Errorf("heavy-queries-in-flight must be 1..1024, got %d", c.HeavyQueriesInFlight))
 		}
 		if c.MaxGroupMembers < 2 || c.MaxGroupMembers > maxGroupMembers {
 			errs = append(errs, fmt.Errorf("max-group-members must be 2..%d, got %d", maxGroupMembers, c.MaxGroupMembers))

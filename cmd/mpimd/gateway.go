@@ -71,7 +71,9 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, MaxUnauthPerAddr: c.MaxUnauthPerAddr, MaxUnauth: c.MaxUnauth,
 		TokenPruneInterval: tokenPruneInterval(c.TokenPruneInterval), TokenPruneMax: c.TokenPruneMax,
 		MemoryLimitFraction: c.RedisMemoryLimit, MemoryCheckInterval: c.RedisMemoryCheck,
-		MaxDevicesListed: c.MaxDevicesListed}, deps)
+		MaxDevicesListed: c.MaxDevicesListed,
+		OutboxBytes:      c.OutboxBytes, OutboxHardBytes: c.OutboxHardBytes, OutboxDrainTimeout: c.OutboxDrainTimeout,
+		HistoryPageBytes: c.HistoryPageBytes, HeavyQueryCost: c.HeavyQueryCost, HeavyInFlightPerUser: c.HeavyQueriesInFlight}, deps)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

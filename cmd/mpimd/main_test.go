@@ -186,7 +186,9 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		{"--http-idle-timeout", "0s"}, {"--http-read-header-timeout", "11m"}, {"--http-max-header-bytes", "100"}, {"--max-conns-per-address", "0"},
 		{"--token-prune-interval", "10ms"}, {"--token-prune-interval", "48h"}, {"--token-prune-max", "0"},
 		{"--redis-memory-limit", "0.05"}, {"--redis-memory-limit", "1.5"}, {"--redis-memory-check-interval", "1ms"},
-		{"--max-devices-listed", "0"}, {"--max-devices-listed", "5001"}} {
+		{"--max-devices-listed", "0"}, {"--max-devices-listed", "5001"},
+		{"--outbox-bytes", "1000"}, {"--outbox-hard-bytes", "1048576"}, {"--outbox-drain-timeout", "0s"},
+		{"--history-page-bytes", "100"}, {"--heavy-query-cost", "101"}, {"--heavy-queries-in-flight", "0"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {
