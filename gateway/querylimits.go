@@ -40,16 +40,27 @@ func (c *Config) requestCost(f *mpimv1.ClientFrame) (cost int, heavy bool) {
 	return max(1, (c.HeavyQueryCost*page+domain.MaxPage-1)/domain.MaxPage), true
 }
 
-// pageByBytes returns how many of msgs, in the order the page is read
-// (nearest to the starting point first), fit in maxBytes: at least one, so
-// a page always moves on, and the rest are left to the next page.
-func pageByBytes(msgs []*mpimv1.ChatMessage, maxBytes int) int {
-	total := 0
-	for i, m := range msgs {
-		total += proto.Size(m)
-		if total > maxBytes && i > 0 {
-			return i
-		}
+// pageBudget caps the bytes of a history page as its rows are read
+// (nearest to the starting point first): it takes messages while they fit
+// in max, at least one so a page always moves on; once one does not fit
+// the page is full, and that message and the rest are left to the next
+// page.
+type pageBudget struct {
+	max, bytes, n int
+	full          bool
+}
+
+// take reports whether m goes into the page.
+func (p *pageBudget) take(m *mpimv1.ChatMessage) bool {
+	if p.full {
+		return false
 	}
-	return len(msgs)
+	size := proto.Size(m)
+	if p.n > 0 && p.bytes+size > p.max {
+		p.full = true
+		return false
+	}
+	p.n++
+	p.bytes += size
+	return true
 }

@@ -44,15 +44,18 @@ func TestHeavyQueriesCostInProportionToTheirPage(t *testing.T) {
 	}
 }
 
-func TestPageByBytesKeepsAtLeastOneMessage(t *testing.T) {
-	big := func() *mpimv1.ChatMessage { return &mpimv1.ChatMessage{Text: strings.Repeat("x", 1000)} }
-	msgs := []*mpimv1.ChatMessage{big(), big(), big()}
+func TestPageBudgetKeepsAtLeastOneMessage(t *testing.T) {
+	big := &mpimv1.ChatMessage{Text: strings.Repeat("x", 1000)}
 	for _, tc := range []struct{ cap, want int }{{10, 1}, {2100, 2}, {1 << 20, 3}} {
-		if n := pageByBytes(msgs, tc.cap); n != tc.want {
-			t.Errorf("cap %d: %d messages, want %d", tc.cap, n, tc.want)
+		p := pageBudget{max: tc.cap}
+		n := 0
+		for range 3 {
+			if p.take(big) {
+				n++
+			}
 		}
-	}
-	if n := pageByBytes(nil, 10); n != 0 {
-		t.Errorf("no messages: %d", n)
+		if n != tc.want || p.full != (tc.want < 3) {
+			t.Errorf("cap %d: %d messages (full %v), want %d", tc.cap, n, p.full, tc.want)
+		}
 	}
 }

@@ -347,12 +347,18 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 	}
 	args = append(args, limit+1)
 	out := &mpimv1.History{ConversationId: string(conv)}
+	budget := pageBudget{max: r.pageBytes}
 	err = r.query(ctx, "reading history", func(rows *sql.Rows) error {
+		if budget.full {
+			return nil // past the byte cap: the row is not decoded
+		}
 		m, err := scanMessage(rows)
 		if err != nil {
 			return err
 		}
-		out.Messages = append(out.Messages, m)
+		if budget.take(m) {
+			out.Messages = append(out.Messages, m)
+		}
 		return nil
 	}, sqlq, args...)
 	if err != nil {
@@ -361,9 +367,7 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 	if len(out.Messages) > limit {
 		out.Messages, out.HasMore = out.Messages[:limit], true
 	}
-	if n := pageByBytes(out.Messages, r.pageBytes); n < len(out.Messages) {
-		out.Messages, out.HasMore = out.Messages[:n], true
-	}
+	out.HasMore = out.HasMore || budget.full
 	if !forward {
 		for i, j := 0, len(out.Messages)-1; i < j; i, j = i+1, j-1 {
 			out.Messages[i], out.Messages[j] = out.Messages[j], out.Messages[i]
