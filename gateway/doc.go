@@ -6,9 +6,11 @@
 //
 // A Server accepts connections on Handler (GET /ws); each connection is a
 // session that answers every request with exactly one Response, in order,
-// and writes responses, pushes and signals from one bounded send queue: a
-// client that lets it fill is disconnected, so memory never grows without
-// bound. Frames are encoded by package gateway/frame, in binary protobuf or
+// and writes responses, pushes and signals from one send queue bounded in
+// frames and bytes: while its bytes exceed a budget the client's requests
+// are not read, and a client that takes it over a hard bound, or does not
+// drain it in time, is disconnected (1008), so memory never grows without
+// bound (outbox.go). Frames are encoded by package gateway/frame, in binary protobuf or
 // protobuf JSON as the negotiated subprotocol says.
 //
 // Accounts: passwords are hashed with argon2id (PHC strings; the domain
@@ -17,7 +19,10 @@
 // gateway until it expires or the device logs out.
 //
 // Protection: a frame size limit (close 1009), per-connection and per-user
-// token buckets (rate_limited errors), an authentication timeout, an idle
+// token buckets (rate_limited errors) from which history and conversations
+// requests take tokens in proportion to their page, a bound on a user's
+// heavy queries in flight, a byte cap per history page, an authentication
+// timeout, an idle
 // timeout, and error responses for undecodable or unknown frames, none of
 // which disturbs other connections. Every error a client sees carries a
 // stable code from one table (errorCodes).
