@@ -327,6 +327,7 @@ func (s *session) writer() {
 			if corked {
 				s.cork.cork()
 			}
+			corkedBytes := 0
 			for i, f := range batch {
 				if f.close != nil {
 					if corked {
@@ -340,9 +341,16 @@ func (s *session) writer() {
 					err = s.uncork()
 				}
 				batch[i] = outFrame{}
+				written := f.size
+				if corked { // the bytes wait in the cork's buffer until uncork sent them
+					corkedBytes, written = corkedBytes+f.size, 0
+					if i == len(batch)-1 {
+						written = corkedBytes
+					}
+				}
 				s.mu.Lock()
 				s.unwritten--
-				s.writtenLocked(f.size)
+				s.writtenLocked(written)
 				s.mu.Unlock()
 				if err != nil {
 					s.mu.Lock()
