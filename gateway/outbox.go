@@ -8,7 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// The byte budget of a session's send queue (its outbox).
+// A session's send queue (its outbox) and the queue's byte budget; the
+// writer that drains it is in writer.go.
 //
 // Every queued frame carries an estimate of the memory it holds (its
 // protobuf size, or a delivery's envelope, plus frameOverhead). The
@@ -108,4 +109,52 @@ func (s *session) waitOutbox() {
 			return
 		}
 	}
+}
+
+// enqueueLocked queues f; the caller holds s.mu. The queue holds at most
+// Config.SendQueue frames not yet written; a client that lets it fill does
+// not read fast enough and is disconnected. Deliveries (hold) wait aside
+// while a login response is being prepared.
+func (s *session) enqueueLocked(f outFrame, hold bool) bool {
+	if s.closing {
+		return false
+	}
+	limit := s.srv.cfg.SendQueue
+	f.size = outFrameBytes(f)
+	if f.close == nil && s.overBudgetLocked(f.size) {
+		s.overflowLocked("send queue over " + strconv.Itoa(s.srv.cfg.OutboxHardBytes) + " bytes: the client does not read fast enough")
+		return false
+	}
+	if s.holding && hold {
+		if len(s.held) >= limit {
+			s.overflowLocked("send queue full: the client does not read fast enough")
+			return false
+		}
+		s.held = append(s.held, f)
+		s.heldBytes += f.size
+		return true
+	}
+	if s.unwritten >= limit && f.close == nil {
+		s.overflowLocked("send queue full: the client does not read fast enough")
+		return false
+	}
+	s.queue = append(s.queue, f)
+	s.unwritten++
+	s.queuedLocked(f.size)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (s *session) overflowLocked(msg string) {
+	s.srv.m.queueDrops.Inc()
+	s.failLocked(reasonSlow, websocket.StatusPolicyViolation, msg)
+}
+
+func (s *session) enqueue(f outFrame) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enqueueLocked(f, false)
 }

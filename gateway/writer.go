@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/coder/websocket"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// writer writes queued frames, in batches taken from the queue, until the
+// session ends or a close is queued. The queue's memory follows its use:
+// an idle session holds no buffer.
+func (s *session) writer() {
+	defer close(s.writerDone)
+	var batch []outFrame
+	w := frameWriter{}
+	for {
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+		for {
+			s.mu.Lock()
+			batch, s.queue = s.queue, batch[:0]
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			// Several frames: one system call for all of them.
+			corked := s.cork != nil && len(batch) > 1
+			if corked {
+				s.cork.cork()
+			}
+			corkedBytes := 0
+			for i, f := range batch {
+				if f.close != nil {
+					if corked {
+						_ = s.uncork() // the close handshake fails if this did
+					}
+					s.conn.Close(f.close.code, f.close.reason)
+					return
+				}
+				err := s.write(&w, f)
+				if err == nil && corked && i == len(batch)-1 {
+					err = s.uncork()
+				}
+				batch[i] = outFrame{}
+				written := f.size
+				if corked { // the bytes wait in the cork's buffer until uncork sent them
+					corkedBytes, written = corkedBytes+f.size, 0
+					if i == len(batch)-1 {
+						written = corkedBytes
+					}
+				}
+				s.mu.Lock()
+				s.unwritten--
+				s.writtenLocked(written)
+				s.mu.Unlock()
+				if err != nil {
+					s.mu.Lock()
+					if s.reason == "" {
+						s.reason = reasonWriteError
+					}
+					s.closing = true
+					s.mu.Unlock()
+					s.conn.CloseNow()
+					return
+				}
+				if s.ctx.Err() != nil {
+					return
+				}
+			}
+			if cap(batch) > 256 {
+				batch = nil // let a burst's buffer go
+			}
+			w.release()
+		}
+	}
+}
+
+// uncork sends the frames gathered since cork, under the write timeout as
+// any write.
+func (s *session) uncork() error {
+	s.writing.Store(true)
+	if s.ctx.Err() != nil {
+		s.writing.Store(false)
+		return nil // the writer stops at its next check
+	}
+	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
+	err := s.cork.uncork()
+	s.writeDog.Stop()
+	s.writing.Store(false)
+	return err
+}
+
+// frameWriter is the writer's reusable memory: the encoding buffer and the
+// Push of a delivery (the WebSocket library copies what it writes, so both
+// are free again once a write returned).
+type frameWriter struct {
+	buf  []byte
+	push mpimv1.Push
+	pf   mpimv1.ServerFrame_Push
+	sf   mpimv1.ServerFrame
+}
+
+// release lets a burst's big buffer go.
+func (w *frameWriter) release() {
+	if cap(w.buf) > 64<<10 {
+		w.buf = nil
+	}
+}
+
+// write encodes and writes one frame.
+func (s *session) write(w *frameWriter, f outFrame) error {
+	sf, typ := f.frame, "response"
+	if f.push != nil {
+		sf, typ = s.pushFrame(w, f.push), "push"
+		defer func() { w.push = mpimv1.Push{} }() // drop the references
+	} else {
+		typ = serverFrameType(sf)
+	}
+	data, err := s.enc.AppendServer(w.buf[:0], sf)
+	if err != nil {
+		s.log.Error("gateway: encoding a frame", "type", typ, "err", err)
+		return nil // drop it; the connection is fine
+	}
+	w.buf = data
+	mt := websocket.MessageText
+	if s.enc.Binary() {
+		mt = websocket.MessageBinary
+	}
+	if f.push != nil && !f.push.Resend {
+		// Before the write: the client may acknowledge before Write returns.
+		s.acks.sent(f.push.InboxID, time.Now())
+	}
+	// writing before the check of s.ctx, which end cancels before it looks
+	// at writing: either this write sees the end, or end aborts it.
+	s.writing.Store(true)
+	if s.ctx.Err() != nil {
+		s.writing.Store(false)
+		return nil // the writer stops at its next check
+	}
+	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
+	err = s.conn.Write(context.Background(), mt, data)
+	s.writeDog.Stop()
+	s.writing.Store(false)
+	if err != nil {
+		return err
+	}
+	s.srv.m.frameOut(typ)
+	return nil
+}
+
+// pushFrame builds the Push of a delivery in w: the envelope bytes for
+// binary clients, the decoded event for JSON clients.
+func (s *session) pushFrame(w *frameWriter, d *Delivery) *mpimv1.ServerFrame {
+	w.push = mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend}
+	p := &w.push
+	if s.enc.Binary() {
+		p.Envelope = d.Envelope
+	} else {
+		ev := &mpimv1.Event{}
+		if err := proto.Unmarshal(d.Envelope, ev); err != nil {
+			s.log.Error("gateway: undecodable envelope in a delivery", "inbox_id", d.InboxID, "err", err)
+			p.Envelope = d.Envelope
+		} else {
+			p.Event = ev
+		}
+	}
+	w.pf.Push = p
+	w.sf.Frame = &w.pf
+	return &w.sf
+}
+
+func serverFrameType(f *mpimv1.ServerFrame) string {
+	switch f.GetFrame().(type) {
+	case *mpimv1.ServerFrame_Response:
+		return "response"
+	case *mpimv1.ServerFrame_Push:
+		return "push"
+	case *mpimv1.ServerFrame_Signal:
+		return "signal"
+	case *mpimv1.ServerFrame_SyncRequired:
+		return "sync_required"
+	case *mpimv1.ServerFrame_Goaway:
+		return "goaway"
+	}
+	return "unknown"
+}
