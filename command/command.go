@@ -7,7 +7,8 @@
 // Decisions are made only on state read from the event store itself (an
 // aggregate's history stream, or a message's cell), never on a read model.
 // Aggregate states are cached by version; a stale cache entry shows up as a
-// version or guard conflict and is reloaded.
+// version or guard conflict and is reloaded; a refusal decided on cached
+// state is decided once more on fresh state before it is returned.
 //
 // A Service is safe for concurrent use.
 package command
@@ -171,16 +172,39 @@ func historyFetch[A versioned](s *Service, partitionKey, agg string, rebuild fun
 	}
 }
 
+// stateRefusal reports whether err is a refusal that depends on the state
+// of an aggregate (not on the request alone, nor on a dependency).
+func stateRefusal(err error) bool {
+	switch domain.ErrorCode(err) {
+	case domain.ENotFound, domain.EExists, domain.EForbidden, domain.ENotMember, domain.EMuted,
+		domain.EBlocked, domain.EDissolved, domain.ENoRequest, domain.ETooLarge:
+		return true
+	}
+	return false
+}
+
 // retry runs attempt until it succeeds, fails with something other than a
 // conflict, or MaxAttempts is reached. attempt is told whether it must
 // bypass the cache (after a conflict).
+//
+// A refusal decided on cached state is decided once more on fresh state
+// before it is returned: the cache may be behind a change another process
+// appended (a mute lifted, a member added, a block removed on another
+// gateway), and unlike a stale acceptance, which the append's version check
+// catches as a conflict, a stale refusal would otherwise reach the client.
 func (s *Service) retry(ctx context.Context, attempt func(fresh bool) (eventstore.AppendResult, error)) (eventstore.AppendResult, error) {
 	var last error
+	fresh := false
 	for i := range s.cfg.MaxAttempts {
-		res, err := attempt(i > 0)
+		res, err := attempt(fresh)
+		if err != nil && !fresh && stateRefusal(err) {
+			fresh = true
+			res, err = attempt(true)
+		}
 		if !errors.Is(err, domain.ErrConflict) {
 			return res, err
 		}
+		fresh = true
 		last = err
 		// Back off a little, with jitter, so contenders spread out.
 		d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(i, 6)))

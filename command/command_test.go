@@ -433,3 +433,35 @@ func TestConflictsAreRetriedTransparently(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A refusal decided on another process's stale cache is decided again on
+// fresh state: gateway A caches the group while carol is muted, gateway B
+// lifts the mute, and carol's send through A goes through instead of being
+// answered muted.
+func TestStaleCachedRefusalIsDecidedAgainOnFreshState(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	other, err := command.New(e.store, command.Config{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, carol := e.register(t, "owner"), e.register(t, "carol")
+	gid, _, err := e.svc.CreateGroup(ctx, owner, "team", []domain.UserID{carol.User}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.UpdateGroup(ctx, owner, gid, domain.MuteMember{Actor: owner.User, Target: carol.User}); err != nil {
+		t.Fatal(err)
+	}
+	conv := domain.GroupConversation(gid)
+	send := domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "hello"}
+	// e.svc now caches the group with carol muted.
+	_, err = e.svc.Send(ctx, carol, send)
+	wantCode(t, err, domain.EMuted)
+	if _, err := other.UpdateGroup(ctx, owner, gid, domain.UnmuteMember{Actor: owner.User, Target: carol.User}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Send(ctx, carol, send); err != nil {
+		t.Fatalf("send after the mute was lifted elsewhere: %v", err)
+	}
+}
