@@ -21,20 +21,18 @@
 //
 // Inbox. Written only by the inbox projector: one XADD per event the user
 // must receive (see projectors/inbox for who receives what), with the fields
-// of Entry, by a script that then trims the oldest entries (XTRIM MINID,
-// exact) while the inbox holds more than the window of entries or more than
-// the byte quota (both the projector's configuration), never the entry just
-// written. An entry's bytes are the lengths of its field names and values
-// (mostly the event's envelope, a copy of the log's); the same script keeps
-// the running total in the inbox's byte count, so the quota costs no scan.
-// Beyond the quota entries are trimmed, never refused: the log keeps every
-// event and a device that falls behind syncs history by conversation seq, as
-// below. So a user's inbox holds at most the window of entries and at most
-// the quota of bytes (or one entry, if that alone is larger), whatever one
-// group sends. A byte count that is missing or larger than the stream's
-// content (the stream was deleted and recreated) restarts at the next
-// entry; entries written before the count existed were never counted, so
-// the total can be below the true size until they are trimmed. Read by the
+// of Entry, trimmed to about the window of entries (MAXLEN ~), and beside it
+// an INCRBY of the inbox's byte count by the entry's bytes (the lengths of
+// its field names and values: mostly the event's envelope, a copy of the
+// log's). When the count passes the byte quota, the projector trims the
+// inbox from its oldest entries down to three quarters of the quota (never
+// the newest entry) and sets the count to the bytes kept; the count never
+// subtracts what the window trims, so it only over-estimates, and each quota
+// trim corrects it. Beyond the quota entries are trimmed, never refused: the
+// log keeps every event and a device that falls behind syncs history by
+// conversation seq, as below. So a user's inbox holds at most the window of
+// entries and at most the quota of bytes plus one projector batch (or one
+// entry, if that alone is larger), whatever one group sends. Read by the
 // gateway:
 // XRANGE from a device's cursor for catch-up, and after each notification.
 // Stream entry ids are Redis-assigned and are the user's timeline positions;

@@ -27,8 +27,8 @@ var (
 	beginLua string
 	//go:embed commit.lua
 	commitLua string
-	//go:embed append.lua
-	appendLua string
+	//go:embed quota.lua
+	quotaLua string
 )
 
 // Projector is the inbox projector. It is safe for concurrent use by the
@@ -41,7 +41,7 @@ type Projector struct {
 	ckpt   *redisckpt.Store
 	begin  *redis.Script
 	commit *redis.Script
-	add    *redis.Script
+	quota  *redis.Script
 	m      *metrics
 }
 
@@ -67,7 +67,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 	}
 	return &Projector{
 		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
-		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua), add: redis.NewScript(appendLua),
+		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua), quota: redis.NewScript(quotaLua),
 	}, nil
 }
 
@@ -195,7 +195,9 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	type written struct {
 		user   domain.UserID
 		fields []any
-		cmd    *redis.Cmd
+		size   int64
+		cmd    *redis.StringCmd
+		count  *redis.IntCmd
 	}
 	// The audience moves view, so it is computed once; the pipeline below
 	// may run twice.
@@ -205,6 +207,7 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	once := make(map[domain.UserID]struct{})
 	for _, d := range events {
 		var fields []any
+		var size int64
 		clear(once)
 		view.audience(d.agg, d.ev, func(u domain.UserID) {
 			if _, dup := once[u]; dup || !u.Valid() {
@@ -213,8 +216,9 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 			once[u] = struct{}{}
 			if fields == nil {
 				fields = entryFields(b.Partition, d)
+				size = fieldsSize(fields)
 			}
-			entries = append(entries, written{user: u, fields: fields})
+			entries = append(entries, written{user: u, fields: fields, size: size})
 			if _, ok := seen[u]; !ok {
 				seen[u] = struct{}{}
 				users = append(users, u)
@@ -224,43 +228,35 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	if len(entries) == 0 && len(bad) == 0 {
 		return nil, nil
 	}
-	window, quota := strconv.FormatInt(p.cfg.Window, 10), strconv.FormatInt(p.cfg.QuotaBytes, 10)
 	recipients := make(map[domain.UserID]*redis.MapStringStringCmd, len(users))
-	run := func(withQuarantine bool) error {
-		pipe := p.rdb.Pipeline()
-		for i := range entries {
-			w := &entries[i]
-			args := append([]any{window, quota}, w.fields...)
-			w.cmd = p.add.EvalSha(ctx, pipe, []string{p.keys.Inbox(w.user), p.keys.InboxBytes(w.user)}, args...)
-		}
-		for _, u := range users {
-			recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
-		}
-		if withQuarantine {
-			for _, q := range bad {
-				pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
-					"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
-				}})
-			}
-		}
-		_, err := pipe.Exec(ctx)
-		return err
+	pipe := p.rdb.Pipeline()
+	for i := range entries {
+		w := &entries[i]
+		w.cmd = pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.Inbox(w.user), MaxLen: p.cfg.Window, Approx: true, Values: w.fields})
+		w.count = pipe.IncrBy(ctx, p.keys.InboxBytes(w.user), w.size)
 	}
-	err := run(true)
-	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The server lost its scripts (restart, SCRIPT FLUSH): no entry was
-		// written; load the script and write them again.
-		if err = p.add.Load(ctx, p.rdb).Err(); err == nil {
-			err = run(false)
-		}
+	for _, u := range users {
+		recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
 	}
-	if err != nil {
+	for _, q := range bad {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
+			"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
+		}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
+	}
+	counts := make(map[domain.UserID]int64, len(users))
+	for _, w := range entries {
+		counts[w.user] = max(counts[w.user], w.count.Val())
+	}
+	if err := p.enforceQuota(ctx, counts); err != nil {
+		return nil, fmt.Errorf("inbox: byte quota of partition %d: %w", b.Partition, err)
 	}
 	p.m.entries.Add(float64(len(entries)))
 	last := make(map[domain.UserID]string, len(recipients))
 	for _, w := range entries {
-		last[w.user], _ = w.cmd.Text() // in pipeline order, so the user's newest entry wins
+		last[w.user] = w.cmd.Val() // in pipeline order, so the user's newest entry wins
 	}
 	return p.notifications(b.Partition, recipients, last), nil
 }
@@ -330,6 +326,43 @@ func decodeBatch(b *projectors.Batch) ([]decoded, []quarantined) {
 		bad = append(bad, quarantined{partition: s.Partition, position: s.Position, reason: reason, raw: s.Raw})
 	}
 	return events, bad
+}
+
+// enforceQuota trims the inboxes whose byte count passed the quota in this
+// batch down to three quarters of it (quota.lua), so that a full inbox is
+// trimmed once per quarter of its quota written, not after every entry.
+// Entries are only ever trimmed, never refused: a device behind them syncs
+// history by seq. The inbox may hold up to one batch's entries more than the
+// quota between the batch's writes and this call.
+func (p *Projector) enforceQuota(ctx context.Context, counts map[domain.UserID]int64) error {
+	low := strconv.FormatInt(p.cfg.QuotaBytes/4*3, 10)
+	for u, n := range counts {
+		if n <= p.cfg.QuotaBytes {
+			continue
+		}
+		if err := p.quota.Run(ctx, p.rdb, []string{p.keys.Inbox(u), p.keys.InboxBytes(u)}, low).Err(); err != nil {
+			return err
+		}
+		p.m.quotaTrims.Inc()
+	}
+	return nil
+}
+
+// fieldsSize is the bytes of an inbox entry as quota.lua counts them: the
+// lengths of its field names and values.
+func fieldsSize(fields []any) int64 {
+	var n int64
+	for _, f := range fields {
+		switch v := f.(type) {
+		case string:
+			n += int64(len(v))
+		case []byte:
+			n += int64(len(v))
+		default:
+			n += int64(len(fmt.Sprint(v)))
+		}
+	}
+	return n
 }
 
 // entryFields returns the XADD fields of d's inbox entry, shared by every
