@@ -22,7 +22,7 @@
 // Inbox. Written only by the inbox projector: one XADD per event the user
 // must receive (see projectors/inbox for who receives what), with the fields
 // of Entry, trimmed to about the window of entries (MAXLEN ~), and beside it
-// an INCRBY of the inbox's byte count by the entry's bytes (the lengths of
+// an INCRBY of the inbox's byte count by the entries' bytes (the lengths of
 // its field names and values: mostly the event's envelope, a copy of the
 // log's). When the count passes the byte quota, the projector trims the
 // inbox from its oldest entries down to three quarters of the quota (never

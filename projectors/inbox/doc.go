@@ -58,8 +58,9 @@
 //
 // A batch is applied in three round trips: (1) the fencing check and the
 // membership read; (2) all inbox appends (XADD trimmed to about Window
-// entries, and INCRBY of the inbox's byte count), quarantine records and the presence reads of every recipient, in one
-// pipeline; (3) the checkpoint compare-and-set with the membership changes,
+// entries, and one INCRBY of each inbox's byte count by what the batch adds
+// to it), quarantine records and the presence reads of every recipient, in
+// one pipeline; (3) the checkpoint compare-and-set with the membership changes,
 // and at most one PUBLISH per gateway, in one pipeline. Between (2) and (3),
 // an inbox whose byte count passed QuotaBytes is trimmed to three quarters
 // of it by quota.lua (one call per such inbox, rare: once per quarter of the

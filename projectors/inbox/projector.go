@@ -197,7 +197,6 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 		fields []any
 		size   int64
 		cmd    *redis.StringCmd
-		count  *redis.IntCmd
 	}
 	// The audience moves view, so it is computed once; the pipeline below
 	// may run twice.
@@ -230,12 +229,15 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	}
 	recipients := make(map[domain.UserID]*redis.MapStringStringCmd, len(users))
 	pipe := p.rdb.Pipeline()
+	added := make(map[domain.UserID]int64, len(users)) // bytes per inbox
 	for i := range entries {
 		w := &entries[i]
 		w.cmd = pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.Inbox(w.user), MaxLen: p.cfg.Window, Approx: true, Values: w.fields})
-		w.count = pipe.IncrBy(ctx, p.keys.InboxBytes(w.user), w.size)
+		added[w.user] += w.size
 	}
+	counts := make(map[domain.UserID]*redis.IntCmd, len(users))
 	for _, u := range users {
+		counts[u] = pipe.IncrBy(ctx, p.keys.InboxBytes(u), added[u]) // one per inbox and batch
 		recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
 	}
 	for _, q := range bad {
@@ -245,10 +247,6 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
-	}
-	counts := make(map[domain.UserID]int64, len(users))
-	for _, w := range entries {
-		counts[w.user] = max(counts[w.user], w.count.Val())
 	}
 	if err := p.enforceQuota(ctx, counts); err != nil {
 		return nil, fmt.Errorf("inbox: byte quota of partition %d: %w", b.Partition, err)
@@ -334,10 +332,10 @@ func decodeBatch(b *projectors.Batch) ([]decoded, []quarantined) {
 // Entries are only ever trimmed, never refused: a device behind them syncs
 // history by seq. The inbox may hold up to one batch's entries more than the
 // quota between the batch's writes and this call.
-func (p *Projector) enforceQuota(ctx context.Context, counts map[domain.UserID]int64) error {
+func (p *Projector) enforceQuota(ctx context.Context, counts map[domain.UserID]*redis.IntCmd) error {
 	low := strconv.FormatInt(p.cfg.QuotaBytes/4*3, 10)
 	for u, n := range counts {
-		if n <= p.cfg.QuotaBytes {
+		if n.Val() <= p.cfg.QuotaBytes {
 			continue
 		}
 		if err := p.quota.Run(ctx, p.rdb, []string{p.keys.Inbox(u), p.keys.InboxBytes(u)}, low).Err(); err != nil {
