@@ -245,3 +245,41 @@ func TestNothingStaysAfterSessionsEnd(t *testing.T) {
 		t.Fatal("the outbox peak was not recorded")
 	}
 }
+
+// A page is read from MySQL in growing chunks (32 rows, then more): pages
+// longer than a chunk come whole, gapless and in order, in both directions,
+// with hasMore exactly when messages are left.
+func TestHistoryPagesLongerThanAChunk(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+		c.ConnRate, c.ConnBurst, c.UserRate, c.UserBurst = 1000, 1000, 1000, 1000
+	})
+	a, _, conv := bigConversation(t, e, 100, 10)
+	back, fwd := mpimv1.HistoryDirection_HISTORY_DIRECTION_BACKWARD, mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD
+	for _, tc := range []struct {
+		from    uint64
+		dir     mpimv1.HistoryDirection
+		limit   uint32
+		first   uint64
+		last    uint64
+		hasMore bool
+	}{
+		{0, back, 70, 31, 100, true},
+		{31, back, 70, 1, 30, false},
+		{0, fwd, 200, 1, 100, false},
+		{0, fwd, 70, 1, 70, true},
+		{70, fwd, 70, 71, 100, false},
+		{0, back, 100, 1, 100, false},
+	} {
+		h := ok(t, a.c, historyReq(conv, tc.from, tc.dir, tc.limit)).GetHistory()
+		ms := h.GetMessages()
+		if uint64(len(ms)) != tc.last-tc.first+1 || h.GetHasMore() != tc.hasMore {
+			t.Fatalf("%v from %d limit %d: %d messages, hasMore %v; want %d..%d, hasMore %v",
+				tc.dir, tc.from, tc.limit, len(ms), h.GetHasMore(), tc.first, tc.last, tc.hasMore)
+		}
+		for i, m := range ms {
+			if m.GetSeq() != tc.first+uint64(i) {
+				t.Fatalf("%v from %d limit %d: message %d has seq %d, want %d", tc.dir, tc.from, tc.limit, i, m.GetSeq(), tc.first+uint64(i))
+			}
+		}
+	}
+}

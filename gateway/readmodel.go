@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -301,6 +302,9 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
+// historyChunk is the rows of a history page's first read (see history).
+const historyChunk = 32
+
 // history returns a page of a conversation's messages for user, who must be
 // one of a direct conversation's pair (EForbidden) or a member or former
 // member of a group's (ENotMember). A group's history holds only the
@@ -335,34 +339,47 @@ func (r *readModel) history(ctx context.Context, user domain.UserID, q *mpimv1.H
 			" AND m.seq > p.from_seq AND (p.to_seq IS NULL OR m.seq <= p.to_seq))"
 		args = append(args, string(g), string(user))
 	}
-	switch {
-	case forward:
-		sqlq += " AND m.seq > ? ORDER BY m.seq ASC LIMIT ?"
-		args = append(args, page.FromSeq)
-	case page.FromSeq > 0:
-		sqlq += " AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
-		args = append(args, page.FromSeq)
-	default:
-		sqlq += " ORDER BY m.seq DESC LIMIT ?"
-	}
-	args = append(args, limit+1)
+	// The page is read in chunks that grow from historyChunk, each after
+	// the last message taken, until it holds limit+1 messages (one more
+	// than the page tells hasMore), its bytes reach the cap, or the
+	// conversation ends: a page of large messages makes MySQL read about
+	// the cap and one chunk, not limit rows of them.
 	out := &mpimv1.History{ConversationId: string(conv)}
 	budget := pageBudget{max: r.pageBytes}
-	err = r.query(ctx, "reading history", func(rows *sql.Rows) error {
-		if budget.full {
-			return nil // past the byte cap: the row is not decoded
+	from, want := page.FromSeq, limit+1
+	for chunk := min(want, historyChunk); ; chunk = min(2*chunk, want-len(out.Messages)) {
+		q, a := sqlq, append(slices.Clip(args), from, chunk)
+		switch {
+		case forward:
+			q += " AND m.seq > ? ORDER BY m.seq ASC LIMIT ?"
+		case from > 0:
+			q += " AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+		default:
+			q += " ORDER BY m.seq DESC LIMIT ?"
+			a = append(slices.Clip(args), chunk)
 		}
-		m, err := scanMessage(rows)
+		rowsRead := 0
+		err = r.query(ctx, "reading history", func(rows *sql.Rows) error {
+			rowsRead++
+			if budget.full {
+				return nil // past the byte cap: the row is not decoded
+			}
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			if budget.take(m) {
+				out.Messages = append(out.Messages, m)
+				from = m.GetSeq()
+			}
+			return nil
+		}, q, a...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if budget.take(m) {
-			out.Messages = append(out.Messages, m)
+		if budget.full || rowsRead < chunk || len(out.Messages) >= want {
+			break
 		}
-		return nil
-	}, sqlq, args...)
-	if err != nil {
-		return nil, err
 	}
 	if len(out.Messages) > limit {
 		out.Messages, out.HasMore = out.Messages[:limit], true
