@@ -605,6 +605,7 @@ func TestReattachReplacesTheOldAttachment(t *testing.T) {
 func TestAttachOnAnotherGatewayReplacesTheOldAttachment(t *testing.T) {
 	e := newEnv(t)
 	ha, hb := e.hub(t, "gw-a", nil, nil), e.hub(t, "gw-b", nil, nil)
+	e.waitSubscribed(t, "gw-a") // signals published before it subscribed are lost
 	u := newUser()
 	old, fresh := newSink(), newSink()
 	ha.attach(t, u, "d", old)

@@ -15,6 +15,8 @@ import (
 func TestEndReachesDevicesOnEveryGateway(t *testing.T) {
 	e := newEnv(t)
 	ha, hb := e.hub(t, "gw-a", nil, nil), e.hub(t, "gw-b", nil, nil)
+	e.waitSubscribed(t, "gw-a") // signals published before it subscribed are lost
+	e.waitSubscribed(t, "gw-b")
 	u := newUser()
 	here, there, kept := newSink(), newSink(), newSink()
 	ha.attach(t, u, "here", here)
