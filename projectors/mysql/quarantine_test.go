@@ -21,16 +21,7 @@ import (
 // appendRaw appends one event to aggregate agg with no expected version.
 func appendRaw(t *testing.T, env *logEnv, agg string, e domain.Event) {
 	t.Helper()
-	ev, err := codec.Envelope(codec.Meta{ID: ulid.Make(), Aggregate: agg, OccurredAt: time.Now()}, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = env.store.Append(context.Background(), eventstore.AppendRequest{
-		Streams: []eventstore.StreamAppend{{Aggregate: agg, Expected: eventstore.Any, Events: []*mpimv1.Event{ev}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	appendRawAt(t, env, agg, time.Now(), false, e)
 }
 
 func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
