@@ -23,7 +23,7 @@
 //
 // # Read models
 //
-// The tables are the read models of DESIGN section 4 (users, contacts, groups,
+// The tables are the read models of docs/architecture.md (users, contacts, groups,
 // message history, conversation lists), the event archive, projector
 // checkpoints, quarantined events and sessions. ReadModelTables lists the
 // ones the MySQL projector derives from the log; Tables lists all of them.
