@@ -1,16 +1,16 @@
 package gateway
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/mpim/mpim/internal/streamid"
 )
 
 // validInboxID reports whether s is a stream entry id "<ms>-<seq>".
 func validInboxID(s string) bool {
-	_, ok := parseStreamID(s)
-	return ok
+	_, err := streamid.Parse(s)
+	return err == nil
 }
 
 // ackTimes remembers when recent pushes were written, in push order, so an
@@ -22,15 +22,15 @@ type ackTimes struct {
 }
 
 type ackTime struct {
-	id   streamID
+	id   streamid.ID
 	sent time.Time
 }
 
 const maxAckTimes = 4096
 
 func (a *ackTimes) sent(inboxID string, t time.Time) {
-	id, ok := parseStreamID(inboxID)
-	if !ok {
+	id, err := streamid.Parse(inboxID)
+	if err != nil {
 		return
 	}
 	a.mu.Lock()
@@ -51,46 +51,26 @@ func (a *ackTimes) reset() {
 // covers reports whether an acknowledgement of inboxID covers a push
 // written and not acknowledged yet.
 func (a *ackTimes) covers(inboxID string) bool {
-	id, ok := parseStreamID(inboxID)
-	if !ok {
+	id, err := streamid.Parse(inboxID)
+	if err != nil {
 		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.pending) > 0 && !id.less(a.pending[0].id)
+	return len(a.pending) > 0 && !a.pending[0].id.After(id)
 }
 
 func (a *ackTimes) acked(inboxID string, observe func(time.Time)) {
-	id, ok := parseStreamID(inboxID)
-	if !ok {
+	id, err := streamid.Parse(inboxID)
+	if err != nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := 0
-	for n < len(a.pending) && !id.less(a.pending[n].id) {
+	for n < len(a.pending) && !a.pending[n].id.After(id) {
 		observe(a.pending[n].sent)
 		n++
 	}
 	a.pending = append(a.pending[:0], a.pending[n:]...)
-}
-
-// streamID is a parsed Redis stream entry id.
-type streamID struct{ ms, seq uint64 }
-
-func (a streamID) less(b streamID) bool { return a.ms < b.ms || a.ms == b.ms && a.seq < b.seq }
-
-func parseStreamID(s string) (streamID, bool) {
-	ms, seq, ok := strings.Cut(s, "-")
-	digits := func(p string) bool {
-		return p != "" && strings.Trim(p, "0123456789") == ""
-	}
-	if !ok || !digits(ms) || !digits(seq) {
-		return streamID{}, false
-	}
-	var id streamID
-	var err1, err2 error
-	id.ms, err1 = strconv.ParseUint(ms, 10, 64)
-	id.seq, err2 = strconv.ParseUint(seq, 10, 64)
-	return id, err1 == nil && err2 == nil
 }

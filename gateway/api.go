@@ -317,16 +317,16 @@ func (a *api) typing(ctx context.Context, me *caller, q *mpimv1.TypingRequest) e
 	if !conv.Valid() {
 		return domain.Errorf(domain.EInvalid, "gateway: invalid conversation id %q", conv)
 	}
-	var to []string
+	var to []domain.UserID
 	if g, ok := conv.Group(); ok {
 		members, err := a.c.members(ctx, g)
 		if err != nil {
 			return err
 		}
-		if !slices.Contains(members, string(me.user)) {
+		if !slices.Contains(members, me.user) {
 			return domain.Errorf(domain.ENotMember, "gateway: %s is not a member of %s", me.user, g)
 		}
-		to = slices.DeleteFunc(members, func(u string) bool { return u == string(me.user) })
+		to = slices.DeleteFunc(members, func(u domain.UserID) bool { return u == me.user })
 	} else {
 		x, y, _ := conv.Members()
 		peer := x
@@ -341,7 +341,7 @@ func (a *api) typing(ctx context.Context, me *caller, q *mpimv1.TypingRequest) e
 		if err != nil || blocked {
 			return err
 		}
-		to = []string{string(peer)}
+		to = []domain.UserID{peer}
 	}
 	if len(to) == 0 {
 		return nil
@@ -373,7 +373,7 @@ func (a *api) presence(ctx context.Context, me *caller) (*mpimv1.PresenceList, e
 	}
 	for _, f := range friends {
 		p := online[f]
-		up := &mpimv1.UserPresence{UserId: f, Online: p.Online}
+		up := &mpimv1.UserPresence{UserId: string(f), Online: p.Online}
 		if !p.LastSeen.IsZero() {
 			up.LastSeenMs = p.LastSeen.UnixMilli()
 		}

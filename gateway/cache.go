@@ -32,21 +32,30 @@ func (c *cache) profile(ctx context.Context, user domain.UserID) (*mpimv1.Profil
 }
 
 // friends returns user's friends.
-func (c *cache) friends(ctx context.Context, user domain.UserID) ([]string, error) {
+func (c *cache) friends(ctx context.Context, user domain.UserID) ([]domain.UserID, error) {
 	fs, err := c.rdb.SMembers(ctx, c.keys.Friends(user)).Result()
 	if err != nil {
 		return nil, unavailable("reading cached friends", err)
 	}
-	return fs, nil
+	return userIDs(fs), nil
 }
 
 // members returns the members of group.
-func (c *cache) members(ctx context.Context, group domain.GroupID) ([]string, error) {
+func (c *cache) members(ctx context.Context, group domain.GroupID) ([]domain.UserID, error) {
 	ms, err := c.rdb.HKeys(ctx, c.keys.Members(group)).Result()
 	if err != nil {
 		return nil, unavailable("reading cached members", err)
 	}
-	return ms, nil
+	return userIDs(ms), nil
+}
+
+// userIDs converts user ids as Redis returns them.
+func userIDs(ss []string) []domain.UserID {
+	out := make([]domain.UserID, len(ss))
+	for i, s := range ss {
+		out[i] = domain.UserID(s)
+	}
+	return out
 }
 
 // blocks reports whether blocker blocks blocked.

@@ -132,8 +132,8 @@ func (d *devices) logoutOthers(ctx context.Context, me *caller, why string) erro
 	}
 	ended := revoked
 	for _, dev := range user.Devices() {
-		if dev.ID != me.device && !slices.Contains(ended, string(dev.ID)) {
-			ended = append(ended, string(dev.ID))
+		if dev.ID != me.device && !slices.Contains(ended, dev.ID) {
+			ended = append(ended, dev.ID)
 		}
 	}
 	if _, err := a.cmd.UpdateUser(ctx, me.actor(), domain.LogOutOthers{Keep: me.device}); err != nil {
@@ -165,17 +165,17 @@ func (d *devices) logoutDevice(ctx context.Context, me *caller, device string) e
 	if err != nil {
 		return err
 	}
-	return d.end(ctx, me.user, []string{device}, endLoggedOut)
+	return d.end(ctx, me.user, []domain.DeviceID{id}, endLoggedOut)
 }
 
 // end closes the live connections of devices of user on every gateway. The
 // devices are logged out already: a failure is unavailable, and asking
 // again ends what is left.
-func (d *devices) end(ctx context.Context, user domain.UserID, devs []string, why string) error {
+func (d *devices) end(ctx context.Context, user domain.UserID, devs []domain.DeviceID, why string) error {
 	if len(devs) == 0 {
 		return nil
 	}
-	if err := d.hub.End(ctx, string(user), devs, why); err != nil {
+	if err := d.hub.End(ctx, user, devs, why); err != nil {
 		if domain.ErrorCode(err) == domain.EInternal {
 			err = unavailable("ending the devices' connections", err)
 		}
@@ -206,7 +206,7 @@ func (d *devices) list(ctx context.Context, me *caller) (*mpimv1.DeviceList, err
 	if err != nil {
 		return nil, err
 	}
-	presence, err := d.hub.DevicePresence(ctx, string(me.user))
+	presence, err := d.hub.DevicePresence(ctx, me.user)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.EInternal {
 			err = unavailable("reading presence", err)
@@ -214,7 +214,7 @@ func (d *devices) list(ctx context.Context, me *caller) (*mpimv1.DeviceList, err
 		return nil, err
 	}
 	for _, dev := range out.Devices {
-		p := presence[dev.DeviceId]
+		p := presence[domain.DeviceID(dev.DeviceId)]
 		dev.Online = p.Online
 		if !p.LastSeen.IsZero() {
 			dev.LastSeenMs = p.LastSeen.UnixMilli()
@@ -240,9 +240,9 @@ func validDevice(id domain.DeviceID) bool {
 
 // revokeOthers ends every token of user's devices other than keep and
 // returns those devices (each once).
-func (t *tokens) revokeOthers(ctx context.Context, user domain.UserID, keep domain.DeviceID) ([]string, error) {
+func (t *tokens) revokeOthers(ctx context.Context, user domain.UserID, keep domain.DeviceID) ([]domain.DeviceID, error) {
 	now := t.now().UTC().Truncate(time.Millisecond)
-	fail := func(err error) ([]string, error) {
+	fail := func(err error) ([]domain.DeviceID, error) {
 		return nil, domain.Errorf(domain.EUnavailable, "gateway: revoking tokens: %v", err)
 	}
 	_, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id <> ? AND revoked_at IS NULL",
@@ -258,13 +258,13 @@ func (t *tokens) revokeOthers(ctx context.Context, user domain.UserID, keep doma
 		return fail(err)
 	}
 	defer rows.Close()
-	var out []string
+	var out []domain.DeviceID
 	for rows.Next() {
 		var d string
 		if err := rows.Scan(&d); err != nil {
 			return fail(err)
 		}
-		out = append(out, d)
+		out = append(out, domain.DeviceID(d))
 	}
 	if err := rows.Err(); err != nil {
 		return fail(err)

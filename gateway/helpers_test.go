@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
@@ -396,7 +397,8 @@ func newFakeHub() *fakeHub { return &fakeHub{devices: map[string]*fakeDevice{}} 
 
 var _ gateway.Hub = (*fakeHub)(nil)
 
-func (h *fakeHub) Attach(ctx context.Context, user, device string, sink gateway.Sink) (gateway.HubDevice, error) {
+func (h *fakeHub) Attach(ctx context.Context, uid domain.UserID, did domain.DeviceID, sink gateway.Sink) (gateway.HubDevice, error) {
+	user, device := string(uid), string(did)
 	h.mu.Lock()
 	before := h.beforeAttach
 	h.mu.Unlock()
@@ -417,12 +419,12 @@ func (h *fakeHub) Attach(ctx context.Context, user, device string, sink gateway.
 	return d, nil
 }
 
-func (h *fakeHub) Signal(ctx context.Context, to []string, s gateway.Signal) error {
+func (h *fakeHub) Signal(ctx context.Context, to []domain.UserID, s gateway.Signal) error {
 	h.mu.Lock()
 	var sinks []gateway.Sink
 	for _, u := range to {
 		for _, d := range h.devices {
-			if d.user == u && !d.isDetached() {
+			if d.user == string(u) && !d.isDetached() {
 				sinks = append(sinks, d.sink)
 			}
 		}
@@ -434,13 +436,13 @@ func (h *fakeHub) Signal(ctx context.Context, to []string, s gateway.Signal) err
 	return nil
 }
 
-func (h *fakeHub) Online(ctx context.Context, users []string) (map[string]gateway.Presence, error) {
+func (h *fakeHub) Online(ctx context.Context, users []domain.UserID) (map[domain.UserID]gateway.Presence, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := map[string]gateway.Presence{}
+	out := map[domain.UserID]gateway.Presence{}
 	for _, u := range users {
 		for _, d := range h.devices {
-			if d.user == u && !d.isDetached() {
+			if d.user == string(u) && !d.isDetached() {
 				out[u] = gateway.Presence{Online: true}
 			}
 		}
@@ -448,23 +450,23 @@ func (h *fakeHub) Online(ctx context.Context, users []string) (map[string]gatewa
 	return out, nil
 }
 
-func (h *fakeHub) DevicePresence(ctx context.Context, user string) (map[string]gateway.Presence, error) {
+func (h *fakeHub) DevicePresence(ctx context.Context, user domain.UserID) (map[domain.DeviceID]gateway.Presence, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := map[string]gateway.Presence{}
+	out := map[domain.DeviceID]gateway.Presence{}
 	for _, d := range h.devices {
-		if d.user == user && !d.isDetached() {
-			out[d.device] = gateway.Presence{Online: true, LastSeen: time.Now()}
+		if d.user == string(user) && !d.isDetached() {
+			out[domain.DeviceID(d.device)] = gateway.Presence{Online: true, LastSeen: time.Now()}
 		}
 	}
 	return out, nil
 }
 
-func (h *fakeHub) End(ctx context.Context, user string, devices []string, why string) error {
+func (h *fakeHub) End(ctx context.Context, user domain.UserID, devices []domain.DeviceID, why string) error {
 	h.mu.Lock()
 	var ended []*fakeDevice
 	for _, d := range h.devices {
-		if d.user == user && slices.Contains(devices, d.device) && !d.isDetached() {
+		if d.user == string(user) && slices.Contains(devices, domain.DeviceID(d.device)) && !d.isDetached() {
 			ended = append(ended, d)
 		}
 	}

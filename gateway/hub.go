@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway/delivery"
 )
 
@@ -16,17 +17,17 @@ type Hub interface {
 	// device's cursor, until the returned device is detached. sink is called
 	// from the hub's goroutines (possibly before Attach returns) and must
 	// not block.
-	Attach(ctx context.Context, user, device string, sink Sink) (HubDevice, error)
+	Attach(ctx context.Context, user domain.UserID, device domain.DeviceID, sink Sink) (HubDevice, error)
 	// Signal sends an ephemeral signal to every online device of the users.
-	Signal(ctx context.Context, toUsers []string, s Signal) error
+	Signal(ctx context.Context, toUsers []domain.UserID, s Signal) error
 	// Online returns the presence of each of the users.
-	Online(ctx context.Context, users []string) (map[string]Presence, error)
+	Online(ctx context.Context, users []domain.UserID) (map[domain.UserID]Presence, error)
 	// DevicePresence returns the presence of each of user's devices that
 	// has a presence route, keyed by device id.
-	DevicePresence(ctx context.Context, user string) (map[string]Presence, error)
+	DevicePresence(ctx context.Context, user domain.UserID) (map[domain.DeviceID]Presence, error)
 	// End closes the live connections of devices of user on every gateway:
 	// their sinks hear why (Endable) and they are detached cleanly.
-	End(ctx context.Context, user string, devices []string, why string) error
+	End(ctx context.Context, user domain.UserID, devices []domain.DeviceID, why string) error
 }
 
 // HubDevice is one attached device.
@@ -67,7 +68,7 @@ func DeliveryHub(h *delivery.Hub) Hub { return deliveryHub{h} }
 
 type deliveryHub struct{ *delivery.Hub }
 
-func (h deliveryHub) Attach(ctx context.Context, user, device string, sink Sink) (HubDevice, error) {
+func (h deliveryHub) Attach(ctx context.Context, user domain.UserID, device domain.DeviceID, sink Sink) (HubDevice, error) {
 	d, err := h.Hub.Attach(ctx, user, device, sink)
 	if err != nil {
 		return nil, err

@@ -435,7 +435,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 			}
 		}
 	}
-	dev, err := s.srv.hub.Attach(ctx, string(id.user), string(id.device), sk)
+	dev, err := s.srv.hub.Attach(ctx, id.user, id.device, sk)
 	if err != nil {
 		// Whatever the failed attachment delivered is dropped with it.
 		s.mu.Lock()

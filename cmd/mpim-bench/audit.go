@@ -1,36 +1,11 @@
 package main
 
-import (
-	"strconv"
-	"strings"
-)
+import "github.com/mpim/mpim/internal/streamid"
 
 // The audit: every benchmark run checks that what the gateways acknowledged
 // was delivered, once, in order, and that nothing was delivered that the
 // sender was not told about. The types here are pure bookkeeping, fed by the
 // clients and read once at the end; they do no I/O.
-
-// position is an inbox id ("<ms>-<seq>", a Redis stream id) in comparable
-// form. The zero position is before every inbox entry.
-type position struct{ ms, seq uint64 }
-
-// parsePosition parses an inbox id; ok is false if it is malformed.
-func parsePosition(s string) (p position, ok bool) {
-	ms, seq, found := strings.Cut(s, "-")
-	if !found {
-		return position{}, false
-	}
-	m, err1 := strconv.ParseUint(ms, 10, 64)
-	q, err2 := strconv.ParseUint(seq, 10, 64)
-	if err1 != nil || err2 != nil {
-		return position{}, false
-	}
-	return position{m, q}, true
-}
-
-func (p position) after(o position) bool {
-	return p.ms > o.ms || (p.ms == o.ms && p.seq > o.seq)
-}
 
 // delivery is one MessageSent push as a device received it.
 type delivery struct {
@@ -44,7 +19,7 @@ type delivery struct {
 
 // firstDelivery is what a device remembers of the first delivery of an event.
 type firstDelivery struct {
-	inbox position
+	inbox streamid.ID
 }
 
 // deviceAudit is the audit state of one device (one connection). It is used
@@ -52,7 +27,7 @@ type firstDelivery struct {
 type deviceAudit struct {
 	seen      map[string]firstDelivery // by event id
 	lastSeq   map[string]uint64        // by conversation
-	ackedUpTo position                 // the highest inbox id whose ack the server confirmed
+	ackedUpTo streamid.ID              // the highest inbox id whose ack the server confirmed
 	// Delivered holds the client message ids of every event delivered.
 	delivered  map[string]struct{}
 	duplicates int
@@ -69,12 +44,12 @@ func newDeviceAudit() *deviceAudit {
 // a resend of the same inbox entry that the device had not yet acknowledged
 // (confirmed by the server) when it arrived: the protocol allows those.
 func (d *deviceAudit) push(p delivery) (first bool) {
-	pos, ok := parsePosition(p.InboxID)
-	if !ok {
+	pos, err := streamid.Parse(p.InboxID)
+	if err != nil {
 		d.malformed++
 	}
 	if prev, dup := d.seen[p.EventID]; dup {
-		if !p.Resend || pos != prev.inbox || !pos.after(d.ackedUpTo) {
+		if !p.Resend || pos != prev.inbox || !pos.After(d.ackedUpTo) {
 			d.duplicates++
 		}
 		return false
@@ -92,7 +67,7 @@ func (d *deviceAudit) push(p delivery) (first bool) {
 // acked records that the server confirmed an ack of inboxID (it covers every
 // entry up to it).
 func (d *deviceAudit) acked(inboxID string) {
-	if p, ok := parsePosition(inboxID); ok && p.after(d.ackedUpTo) {
+	if p, err := streamid.Parse(inboxID); err == nil && p.After(d.ackedUpTo) {
 		d.ackedUpTo = p
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -24,12 +25,12 @@ type ackBatcher struct {
 
 type ackReq struct {
 	key  string
-	id   position
+	id   streamid.ID
 	done chan error // capacity 1
 }
 
 // commit stores id as the cursor at key (forward only) and waits for it.
-func (b *ackBatcher) commit(ctx context.Context, key string, id position) error {
+func (b *ackBatcher) commit(ctx context.Context, key string, id streamid.ID) error {
 	r := &ackReq{key: key, id: id, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
@@ -71,14 +72,14 @@ func (b *ackBatcher) write(batch []*ackReq) {
 	h := b.h
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	highest := make(map[string]position, len(batch))
+	highest := make(map[string]streamid.ID, len(batch))
 	keys := make([]string, 0, len(batch))
 	for _, r := range batch {
 		cur, ok := highest[r.key]
 		if !ok {
 			keys = append(keys, r.key)
 		}
-		if !ok || r.id.after(cur) {
+		if !ok || r.id.After(cur) {
 			highest[r.key] = r.id
 		}
 	}

@@ -35,8 +35,8 @@ func TestAttachRejectsMalformedInput(t *testing.T) {
 	ctx := context.Background()
 	for name, attach := range map[string]func() error{
 		"user":   func() error { _, err := h.Attach(ctx, "alice", "d1", newSink()); return err },
-		"device": func() error { _, err := h.Attach(ctx, string(newUser()), "d 1", newSink()); return err },
-		"sink":   func() error { _, err := h.Attach(ctx, string(newUser()), "d1", nil); return err },
+		"device": func() error { _, err := h.Attach(ctx, newUser(), "d 1", newSink()); return err },
+		"sink":   func() error { _, err := h.Attach(ctx, newUser(), "d1", nil); return err },
 	} {
 		if err := attach(); !errors.Is(err, domain.ErrInvalid) {
 			t.Errorf("malformed %s: %v, want an EInvalid error", name, err)
@@ -204,7 +204,7 @@ func TestCursorMovesOnlyForwardAndSurvivesReattachOnAnotherGateway(t *testing.T)
 	ctx := context.Background()
 	u := newUser()
 	s := newSink()
-	d, err := a.Attach(ctx, string(u), "d", s)
+	d, err := a.Attach(ctx, u, "d", s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,11 +392,11 @@ func TestRoutesHaveDeadlinesRefreshedByHeartbeat(t *testing.T) {
 
 func online(tb testing.TB, h *testHub, u domain.UserID) delivery.Presence {
 	tb.Helper()
-	m, err := h.Online(context.Background(), []string{string(u)})
+	m, err := h.Online(context.Background(), []domain.UserID{u})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return m[string(u)]
+	return m[u]
 }
 
 func TestOnlineAndLastSeen(t *testing.T) {
@@ -410,20 +410,20 @@ func TestOnlineAndLastSeen(t *testing.T) {
 	left := clk.Advance(10 * time.Second)
 	d.Detach(ctx, true)
 	clk.Advance(10 * time.Second) // within the online user's route deadline
-	m, err := h.Online(ctx, []string{string(on), string(off), string(never)})
+	m, err := h.Online(ctx, []domain.UserID{on, off, never})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := m[string(on)]; !p.Online || !p.LastSeen.Equal(clk.Now()) {
+	if p := m[on]; !p.Online || !p.LastSeen.Equal(clk.Now()) {
 		t.Errorf("online user: %+v", p)
 	}
-	if p := m[string(off)]; p.Online || !p.LastSeen.Equal(left) {
+	if p := m[off]; p.Online || !p.LastSeen.Equal(left) {
 		t.Errorf("user who left at %s: %+v", left, p)
 	}
-	if p := m[string(never)]; p.Online || !p.LastSeen.IsZero() {
+	if p := m[never]; p.Online || !p.LastSeen.IsZero() {
 		t.Errorf("user never seen: %+v", p)
 	}
-	if _, err := h.Online(ctx, []string{"bob"}); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := h.Online(ctx, []domain.UserID{"bob"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("malformed user: %v, want an EInvalid error", err)
 	}
 }
@@ -498,7 +498,7 @@ func TestSignalReachesOnlyTheGatewaysOfOnlineRecipients(t *testing.T) {
 	b.attach(t, y, "d", yd)
 	c.attach(t, w, "d", wd)
 
-	if err := c.Signal(ctx, []string{string(x), string(y), string(offline)}, delivery.Signal{From: string(w), Kind: "typing", Payload: []byte("d/x")}); err != nil {
+	if err := c.Signal(ctx, []domain.UserID{x, y, offline}, delivery.Signal{From: string(w), Kind: "typing", Payload: []byte("d/x")}); err != nil {
 		t.Fatal(err)
 	}
 	for name, s := range map[string]*sink{"x1": x1, "x2": x2, "y": yd} {
@@ -515,18 +515,18 @@ func TestSignalReachesOnlyTheGatewaysOfOnlineRecipients(t *testing.T) {
 	}
 	// A signal published to gw-c by mistake would reach w before this one
 	// (one channel, in order).
-	if err := a.Signal(ctx, []string{string(w)}, delivery.Signal{From: string(x), Kind: "presence"}); err != nil {
+	if err := a.Signal(ctx, []domain.UserID{w}, delivery.Signal{From: string(x), Kind: "presence"}); err != nil {
 		t.Fatal(err)
 	}
 	wd.waitFor(t, "the second signal", func() bool { return len(wd.signalKinds()) > 0 })
 	inOrder(t, "signals of w", wd.signalKinds(), []string{"presence"})
 
 	// On the sender's own gateway the signal is handed over directly.
-	if err := a.Signal(ctx, []string{string(x)}, delivery.Signal{From: string(x), Kind: "self"}); err != nil {
+	if err := a.Signal(ctx, []domain.UserID{x}, delivery.Signal{From: string(x), Kind: "self"}); err != nil {
 		t.Fatal(err)
 	}
 	x2.waitFor(t, "a local signal", func() bool { return len(x2.signalKinds()) == 2 })
-	if err := a.Signal(ctx, []string{string(x)}, delivery.Signal{Kind: "bad\nkind"}); !errors.Is(err, domain.ErrInvalid) {
+	if err := a.Signal(ctx, []domain.UserID{x}, delivery.Signal{Kind: "bad\nkind"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("malformed signal: %v, want an EInvalid error", err)
 	}
 }
@@ -634,7 +634,7 @@ func TestAttachOnAnotherGatewayReplacesTheOldAttachment(t *testing.T) {
 		t.Fatalf("Replaced called %d times on attachments that were not replaced", n)
 	}
 	// Reserved kinds cannot be sent as signals.
-	if err := ha.Signal(context.Background(), []string{string(u)}, delivery.Signal{From: "d", Kind: "!replaced"}); err == nil {
+	if err := ha.Signal(context.Background(), []domain.UserID{u}, delivery.Signal{From: "d", Kind: "!replaced"}); err == nil {
 		t.Fatal("a signal of a reserved kind was accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -61,7 +62,7 @@ type Delivery struct {
 
 // pushed is a push waiting for its acknowledgement.
 type pushed struct {
-	id   position
+	id   streamid.ID
 	d    Delivery
 	sent time.Time // last (re)send
 }
@@ -71,38 +72,38 @@ type pushed struct {
 type Device struct {
 	hub       *Hub
 	user      domain.UserID
-	id        string
+	id        domain.DeviceID
 	sink      Sink
 	inboxKey  string
 	cursorKey string
 
-	mu         sync.Mutex // guards the fields below and serializes the calls of sink
-	pos        position   // the last entry read (pushed); reads continue after it
-	inflight   []pushed   // pushed, not acknowledged, in inbox order
-	oldestSent time.Time  // at most the earliest sent of inflight
-	queued     bool       // in the read queue, being read, or still attaching
-	reading    bool       // a reader holds the device
-	again      bool       // woken while being read: read once more
-	paused     bool       // MaxInFlight reached: not read until acks
-	behind     bool       // the next read checks the inbox window
-	caughtUp   bool       // a read found the inbox's end since attaching
-	detached   bool       // no more pushes
-	replaced   bool       // a newer attachment of the same device took over
-	routeGone  bool       // the clean detach's route deletion ran
+	mu         sync.Mutex  // guards the fields below and serializes the calls of sink
+	pos        streamid.ID // the last entry read (pushed); reads continue after it
+	inflight   []pushed    // pushed, not acknowledged, in inbox order
+	oldestSent time.Time   // at most the earliest sent of inflight
+	queued     bool        // in the read queue, being read, or still attaching
+	reading    bool        // a reader holds the device
+	again      bool        // woken while being read: read once more
+	paused     bool        // MaxInFlight reached: not read until acks
+	behind     bool        // the next read checks the inbox window
+	caughtUp   bool        // a read found the inbox's end since attaching
+	detached   bool        // no more pushes
+	replaced   bool        // a newer attachment of the same device took over
+	routeGone  bool        // the clean detach's route deletion ran
 }
 
 // User returns the device's user id.
-func (d *Device) User() string { return string(d.user) }
+func (d *Device) User() domain.UserID { return d.user }
 
 // ID returns the device id.
-func (d *Device) ID() string { return d.id }
+func (d *Device) ID() domain.DeviceID { return d.id }
 
 // maxDeviceBytes bounds a device id.
 const maxDeviceBytes = 128
 
 // validDevice reports whether id can name a device: 1 to 128 printable
 // ASCII bytes without spaces (it is a hash field and a key suffix).
-func validDevice(id string) bool {
+func validDevice(id domain.DeviceID) bool {
 	if id == "" || len(id) > maxDeviceBytes {
 		return false
 	}
@@ -130,18 +131,17 @@ func validDevice(id string) bool {
 // fails with a domain EInvalid error for a malformed user or device id or a
 // nil sink, EUnavailable when Redis fails, and with the sink's error if
 // SyncRequired fails (the device is then detached).
-func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Device, error) {
-	u := domain.UserID(user)
+func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.DeviceID, sink Sink) (*Device, error) {
 	switch {
-	case !u.Valid():
+	case !user.Valid():
 		return nil, domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", user)
 	case !validDevice(device):
 		return nil, domain.Errorf(domain.EInvalid, "delivery: invalid device id %q", device)
 	case sink == nil:
 		return nil, domain.Errorf(domain.EInvalid, "delivery: attaching device %s without a sink", device)
 	}
-	d := &Device{hub: h, user: u, id: device, sink: sink, inboxKey: h.keys.Inbox(u),
-		cursorKey: h.keys.Cursor(u, domain.DeviceID(device)), queued: true}
+	d := &Device{hub: h, user: user, id: device, sink: sink, inboxKey: h.keys.Inbox(user),
+		cursorKey: h.keys.Cursor(user, device), queued: true}
 	if old := h.register(d); old != nil {
 		old.mu.Lock()
 		old.replaced, old.detached, old.inflight = true, true, nil
@@ -178,11 +178,12 @@ func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Devi
 		h.unregister(d)
 		return nil, fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: attaching device %s of %s", device, user), err)
 	}
-	var last position
+	var last streamid.ID
 	if info.Err() == nil {
-		last, _ = parsePosition(info.Val().LastGeneratedID)
+		last, _ = streamid.Parse(info.Val().LastGeneratedID)
 	}
-	cursor, hasCursor := parsePosition(cur.Val())
+	cursor, err := streamid.Parse(cur.Val())
+	hasCursor := err == nil
 	if prev, _ := route.Val().(string); prev != "" && prev != h.cfg.GatewayID {
 		h.replaceElsewhere(ctx, prev, d)
 	}
@@ -201,7 +202,7 @@ func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Devi
 	default:
 		d.pos = cursor
 	}
-	d.behind = !d.pos.isZero()
+	d.behind = !d.pos.IsZero()
 	if needSync {
 		h.m.syncRequired.Inc()
 		if err := d.sink.SyncRequired(syncCursor); err != nil {
@@ -226,17 +227,17 @@ func (h *Hub) Attach(ctx context.Context, user, device string, sink Sink) (*Devi
 // EUnavailable when the cursor could not be stored (the entries stay
 // acknowledged in memory; a later Ack stores a later cursor).
 func (d *Device) Ack(ctx context.Context, inboxID string) error {
-	id, ok := parsePosition(inboxID)
-	if !ok {
+	id, err := streamid.Parse(inboxID)
+	if err != nil {
 		return domain.Errorf(domain.EInvalid, "delivery: malformed inbox id %q", inboxID)
 	}
 	h := d.hub
 	d.mu.Lock()
-	i, found := slices.BinarySearchFunc(d.inflight, id, func(p pushed, id position) int {
+	i, found := slices.BinarySearchFunc(d.inflight, id, func(p pushed, id streamid.ID) int {
 		switch {
 		case p.id == id:
 			return 0
-		case p.id.after(id):
+		case p.id.After(id):
 			return 1
 		}
 		return -1
@@ -301,7 +302,7 @@ func (h *Hub) detach(ctx context.Context, d *Device, clean bool) {
 	var cmd *redis.Cmd
 	err := h.pipeline(ctx, func(p redis.Pipeliner) {
 		cmd = h.scripts.detach.EvalSha(ctx, p, []string{h.keys.Presence(d.user), h.keys.LastSeen(d.user)},
-			d.id, h.cfg.GatewayID, flag, seen, lastSeenTTL.Milliseconds())
+			string(d.id), h.cfg.GatewayID, flag, seen, lastSeenTTL.Milliseconds())
 	})
 	if err == nil {
 		err = cmd.Err()

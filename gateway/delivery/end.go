@@ -39,31 +39,30 @@ const maxEndReasonBytes = 100
 // It fails with a domain EInvalid error for a malformed user id, device
 // id or reason, and EUnavailable when Redis fails (the attachments on this
 // gateway are ended all the same).
-func (h *Hub) End(ctx context.Context, user string, devices []string, reason string) error {
-	u := domain.UserID(user)
-	if !u.Valid() {
+func (h *Hub) End(ctx context.Context, user domain.UserID, devices []domain.DeviceID, reason string) error {
+	if !user.Valid() {
 		return domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", user)
 	}
 	if reason == "" || len(reason) > maxEndReasonBytes || strings.ContainsRune(reason, '\n') {
 		return domain.Errorf(domain.EInvalid, "delivery: end reason %q: it must be set, one line, at most %d bytes", reason, maxEndReasonBytes)
 	}
 	for _, d := range devices {
-		if d == "" || strings.ContainsAny(d, "\n ") {
+		if d == "" || strings.ContainsAny(string(d), "\n ") {
 			return domain.Errorf(domain.EInvalid, "delivery: invalid device id %q", d)
 		}
 	}
 	if len(devices) == 0 {
 		return nil
 	}
-	h.endedHere(u, devices, reason)
-	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(u)).Result()
+	h.endedHere(user, devices, reason)
+	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(user)).Result()
 	if err != nil {
 		return unavailable("reading presence to end sessions", err)
 	}
 	now := h.cfg.Now()
-	byGateway := make(map[string][]string)
+	byGateway := make(map[string][]domain.DeviceID)
 	for _, d := range devices {
-		r, err := inbox.DecodeRoute(routes[d])
+		r, err := inbox.DecodeRoute(routes[string(d)])
 		if err != nil || !r.Live(now) || r.Gateway == h.cfg.GatewayID {
 			continue
 		}
@@ -75,7 +74,7 @@ func (h *Hub) End(ctx context.Context, user string, devices []string, reason str
 	pubs := make(map[string]*redis.IntCmd, len(byGateway))
 	err = h.pipeline(ctx, func(p redis.Pipeliner) {
 		for gw, ds := range byGateway {
-			payload := encodeSignal([]domain.UserID{u}, Signal{From: reason, Kind: kindEnded, Payload: []byte(strings.Join(ds, "\n"))})
+			payload := encodeSignal([]domain.UserID{user}, Signal{From: reason, Kind: kindEnded, Payload: joinDevices(ds)})
 			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), payload)
 		}
 	})
@@ -97,7 +96,7 @@ func (h *Hub) End(ctx context.Context, user string, devices []string, reason str
 
 // endedHere ends this hub's attachments of devices of user: each sink
 // hears why, then the device is detached cleanly.
-func (h *Hub) endedHere(user domain.UserID, devices []string, reason string) {
+func (h *Hub) endedHere(user domain.UserID, devices []domain.DeviceID, reason string) {
 	for _, d := range h.devicesOf(user) {
 		if !slices.Contains(devices, d.id) {
 			continue
@@ -109,9 +108,25 @@ func (h *Hub) endedHere(user domain.UserID, devices []string, reason string) {
 	}
 }
 
+// joinDevices returns the payload of a kindEnded signal: the device ids, one
+// per line.
+func joinDevices(devices []domain.DeviceID) []byte {
+	var b []byte
+	for i, d := range devices {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, d...)
+	}
+	return b
+}
+
 // receiveEnded handles a kindEnded signal from another gateway.
 func (h *Hub) receiveEnded(users []domain.UserID, s Signal) {
-	devices := strings.Split(string(s.Payload), "\n")
+	var devices []domain.DeviceID
+	for d := range strings.SplitSeq(string(s.Payload), "\n") {
+		devices = append(devices, domain.DeviceID(d))
+	}
 	for _, u := range users {
 		h.endedHere(u, devices, s.From)
 	}
@@ -122,18 +137,18 @@ func (h *Hub) receiveEnded(users []domain.UserID, s Signal) {
 // seen at its route's last heartbeat. A device that left cleanly has no
 // route and is not in the map. It fails with a domain EInvalid error for a
 // malformed user id and EUnavailable when Redis fails.
-func (h *Hub) DevicePresence(ctx context.Context, user string) (map[string]Presence, error) {
-	u := domain.UserID(user)
-	if !u.Valid() {
+func (h *Hub) DevicePresence(ctx context.Context, user domain.UserID) (map[domain.DeviceID]Presence, error) {
+	if !user.Valid() {
 		return nil, domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", user)
 	}
-	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(u)).Result()
+	routes, err := h.rdb.HGetAll(ctx, h.keys.Presence(user)).Result()
 	if err != nil {
 		return nil, unavailable("reading presence", err)
 	}
 	now := h.cfg.Now()
-	out := make(map[string]Presence, len(routes))
-	for d, v := range routes {
+	out := make(map[domain.DeviceID]Presence, len(routes))
+	for f, v := range routes {
+		d := domain.DeviceID(f)
 		r, err := inbox.DecodeRoute(v)
 		if err != nil {
 			continue

@@ -23,11 +23,11 @@ func TestEndReachesDevicesOnEveryGateway(t *testing.T) {
 	hb.attach(t, u, "there", there)
 	hb.attach(t, u, "kept", kept)
 	ctx := context.Background()
-	ps, err := ha.DevicePresence(ctx, string(u))
+	ps, err := ha.DevicePresence(ctx, u)
 	if err != nil || len(ps) != 3 || !ps["there"].Online || !ps["kept"].Online {
 		t.Fatalf("presence before: %v, %v; want three online devices", ps, err)
 	}
-	if err := ha.End(ctx, string(u), []string{"here", "there", "never-attached"}, "logged out"); err != nil {
+	if err := ha.End(ctx, u, []domain.DeviceID{"here", "there", "never-attached"}, "logged out"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -42,7 +42,7 @@ func TestEndReachesDevicesOnEveryGateway(t *testing.T) {
 		t.Fatalf("a device that was not named was ended %d times", n)
 	}
 	for {
-		ps, err = ha.DevicePresence(ctx, string(u))
+		ps, err = ha.DevicePresence(ctx, u)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,10 +54,14 @@ func TestEndReachesDevicesOnEveryGateway(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, bad := range []struct{ user, device, reason string }{
-		{"nobody", "d", "x"}, {string(u), "two words", "x"}, {string(u), "", "x"}, {string(u), "d", ""}, {string(u), "d", "a\nb"},
+	for _, bad := range []struct {
+		user   domain.UserID
+		device domain.DeviceID
+		reason string
+	}{
+		{"nobody", "d", "x"}, {u, "two words", "x"}, {u, "", "x"}, {u, "d", ""}, {u, "d", "a\nb"},
 	} {
-		if err := ha.End(ctx, bad.user, []string{bad.device}, bad.reason); domain.ErrorCode(err) != domain.EInvalid {
+		if err := ha.End(ctx, bad.user, []domain.DeviceID{bad.device}, bad.reason); domain.ErrorCode(err) != domain.EInvalid {
 			t.Errorf("End(%q, %q, %q) = %v, want invalid", bad.user, bad.device, bad.reason, err)
 		}
 	}

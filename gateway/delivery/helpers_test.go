@@ -102,9 +102,9 @@ func (h *testHub) metric(tb testing.TB, name string) float64 {
 }
 
 // attach attaches a device and detaches it (uncleanly) when the test ends.
-func (h *testHub) attach(tb testing.TB, user domain.UserID, device string, s *sink) *delivery.Device {
+func (h *testHub) attach(tb testing.TB, user domain.UserID, device domain.DeviceID, s *sink) *delivery.Device {
 	tb.Helper()
-	d, err := h.Attach(context.Background(), string(user), device, s)
+	d, err := h.Attach(context.Background(), user, device, s)
 	if err != nil {
 		tb.Fatalf("attach %s/%s: %v", user, device, err)
 	}

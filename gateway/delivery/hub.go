@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -154,7 +155,7 @@ func (h *Hub) unregister(d *Device) bool {
 }
 
 // attached reports whether a device of user with id is attached.
-func (h *Hub) attached(user domain.UserID, id string) bool {
+func (h *Hub) attached(user domain.UserID, id domain.DeviceID) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, d := range h.users[user] {
@@ -185,7 +186,7 @@ func (h *Hub) snapshot() []*Device {
 
 // wakeUser queues user's devices whose position is before last (zero:
 // every device).
-func (h *Hub) wakeUser(user domain.UserID, last position) {
+func (h *Hub) wakeUser(user domain.UserID, last streamid.ID) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for _, d := range h.users[user] {
@@ -195,10 +196,10 @@ func (h *Hub) wakeUser(user domain.UserID, last position) {
 
 // wake queues d for a read if it may find an entry up to last (zero:
 // unknown) that it has not read.
-func (h *Hub) wake(d *Device, last position) bool {
+func (h *Hub) wake(d *Device, last streamid.ID) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.detached || d.paused || !last.isZero() && !last.after(d.pos) {
+	if d.detached || d.paused || !last.IsZero() && !last.After(d.pos) {
 		return false
 	}
 	if d.queued {

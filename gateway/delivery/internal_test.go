@@ -7,28 +7,18 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/streamid"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 )
 
-func TestPositionsParseAndCompareAsStreamIDs(t *testing.T) {
-	for _, bad := range []string{"", "1", "1-", "-1", "a-1", "1-1-1", "18446744073709551616-0"} {
-		if _, ok := parsePosition(bad); ok {
-			t.Errorf("%q parsed", bad)
-		}
+func TestRangeAfterExcludesThePosition(t *testing.T) {
+	if got := rangeAfter(streamid.ID{Ms: 1700000000000, Seq: 12}); got != "(1700000000000-12" {
+		t.Errorf("rangeAfter = %q", got)
 	}
-	p, ok := parsePosition("1700000000000-12")
-	if !ok || p.String() != "1700000000000-12" || p.rangeAfter() != "(1700000000000-12" {
-		t.Fatalf("parsed %v %v", p, ok)
-	}
-	q, _ := parsePosition("1700000000000-9")
-	r, _ := parsePosition("999999999999-99")
-	if !p.after(q) || q.after(p) || !q.after(r) || p.after(p) {
-		t.Fatal("positions do not compare as (ms, seq)")
-	}
-	if (position{}).rangeAfter() != "-" {
-		t.Fatal("the zero position does not read from the start")
+	if got := rangeAfter(streamid.ID{}); got != "-" {
+		t.Errorf("the zero position reads from %q, not the start", got)
 	}
 }
 
@@ -57,7 +47,7 @@ func TestCompletedEnvelopeDecodesWithVersionAndSeq(t *testing.T) {
 }
 
 func TestWindowLostErrsTowardsSync(t *testing.T) {
-	pos := position{ms: 100, seq: 5}
+	pos := streamid.ID{Ms: 100, Seq: 5}
 	for name, c := range map[string]struct {
 		info redis.XInfoStream
 		want bool
@@ -73,7 +63,7 @@ func TestWindowLostErrsTowardsSync(t *testing.T) {
 			t.Errorf("%s: lost %v, want %v", name, got, c.want)
 		}
 	}
-	if windowLost(&redis.XInfoStream{Length: 1, EntriesAdded: 9, FirstEntry: redis.XMessage{ID: "9-0"}}, position{}) {
+	if windowLost(&redis.XInfoStream{Length: 1, EntriesAdded: 9, FirstEntry: redis.XMessage{ID: "9-0"}}, streamid.ID{}) {
 		t.Error("reading from the oldest entry reported a loss")
 	}
 }
@@ -96,7 +86,7 @@ func TestReadQueueIsFIFOAndCompacts(t *testing.T) {
 	q := readQueue{ready: make(chan struct{}, 1)}
 	devs := make([]*Device, 7)
 	for i := range devs {
-		devs[i] = &Device{id: string(rune('a' + i))}
+		devs[i] = &Device{id: domain.DeviceID(rune('a' + i))}
 	}
 	pushed := 0
 	push := func(n int) {

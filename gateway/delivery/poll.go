@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -32,13 +33,13 @@ func (h *Hub) pollLoop(ctx context.Context) {
 func (h *Hub) checkPositions(ctx context.Context) error {
 	type probe struct {
 		key  string
-		from position
+		from streamid.ID
 		devs []*Device
 		cmd  *redis.XMessageSliceCmd
 	}
 	type probeKey struct {
 		key  string
-		from position
+		from streamid.ID
 	}
 	index := make(map[probeKey]int)
 	var probes []probe
@@ -64,7 +65,7 @@ func (h *Hub) checkPositions(ctx context.Context) error {
 		chunk := probes[start:min(start+probeBatch, len(probes))]
 		err := h.pipeline(ctx, func(p redis.Pipeliner) {
 			for i := range chunk {
-				chunk[i].cmd = p.XRangeN(ctx, chunk[i].key, chunk[i].from.rangeAfter(), "+", 1)
+				chunk[i].cmd = p.XRangeN(ctx, chunk[i].key, rangeAfter(chunk[i].from), "+", 1)
 			}
 		})
 		for i := range chunk {
@@ -82,8 +83,8 @@ func (h *Hub) checkPositions(ctx context.Context) error {
 			if len(msgs) == 0 {
 				continue
 			}
-			last, ok := parsePosition(msgs[0].ID)
-			if !ok {
+			last, err := streamid.Parse(msgs[0].ID)
+			if err != nil {
 				continue
 			}
 			for _, d := range pr.devs {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/inbox"
 	"github.com/redis/go-redis/v9"
 )
@@ -24,7 +25,7 @@ type Presence struct {
 // pipelined round trip (HGETALL of the routes, GET of the last-seen time
 // per user). It fails with a domain EInvalid error for a malformed user id
 // and EUnavailable when Redis fails.
-func (h *Hub) Online(ctx context.Context, users []string) (map[string]Presence, error) {
+func (h *Hub) Online(ctx context.Context, users []domain.UserID) (map[domain.UserID]Presence, error) {
 	ids, err := userIDs(users)
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func (h *Hub) Online(ctx context.Context, users []string) (map[string]Presence, 
 		return nil, unavailable("reading presence", err)
 	}
 	now := h.cfg.Now()
-	out := make(map[string]Presence, len(ids))
+	out := make(map[domain.UserID]Presence, len(ids))
 	for i, u := range ids {
 		if err := routes[i].Err(); err != nil {
 			return nil, unavailable("reading presence", err)
@@ -69,7 +70,7 @@ func (h *Hub) Online(ctx context.Context, users []string) (map[string]Presence, 
 		if p.Online {
 			p.LastSeen = now
 		}
-		out[string(u)] = p
+		out[u] = p
 	}
 	return out, nil
 }

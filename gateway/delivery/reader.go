@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,7 +61,7 @@ func (q *readQueue) take(buf []*Device, max int) []*Device {
 // readReq is one device's read in a batch.
 type readReq struct {
 	d     *Device
-	from  position
+	from  streamid.ID
 	count int
 	check bool // check the window after reading
 	cmd   *readCmd
@@ -70,7 +71,7 @@ type readReq struct {
 // read from the same position.
 type readCmd struct {
 	key   string
-	from  position
+	from  streamid.ID
 	count int
 	check bool
 	xr    *redis.XMessageSliceCmd
@@ -120,7 +121,7 @@ func (h *Hub) read(ctx context.Context, devs []*Device) error {
 	}
 	type shareKey struct {
 		key   string
-		from  position
+		from  streamid.ID
 		count int
 		check bool
 	}
@@ -139,7 +140,7 @@ func (h *Hub) read(ctx context.Context, devs []*Device) error {
 	}
 	err := h.pipeline(ctx, func(p redis.Pipeliner) {
 		for _, c := range cmds {
-			c.xr = p.XRangeN(ctx, c.key, c.from.rangeAfter(), "+", int64(c.count))
+			c.xr = p.XRangeN(ctx, c.key, rangeAfter(c.from), "+", int64(c.count))
 			if c.check {
 				// After the XRANGE: if nothing after from was deleted by the
 				// time of the XINFO, nothing was before the XRANGE either.
@@ -200,22 +201,22 @@ func (c *readCmd) lost() bool {
 // that cannot be told apart: the answer errs towards a needless sync, never
 // towards a silent gap. The zero position (read from the oldest) loses
 // nothing.
-func windowLost(info *redis.XInfoStream, pos position) bool {
-	if pos.isZero() {
+func windowLost(info *redis.XInfoStream, pos streamid.ID) bool {
+	if pos.IsZero() {
 		return false
 	}
-	if maxDeleted, ok := parsePosition(info.MaxDeletedEntryID); ok && maxDeleted.after(pos) {
+	if maxDeleted, err := streamid.Parse(info.MaxDeletedEntryID); err == nil && maxDeleted.After(pos) {
 		return true
 	}
 	if info.EntriesAdded <= info.Length {
 		return false // nothing was ever removed
 	}
-	first, ok := parsePosition(info.FirstEntry.ID)
-	if info.Length == 0 || !ok {
+	first, err := streamid.Parse(info.FirstEntry.ID)
+	if info.Length == 0 || err != nil {
 		// Everything was removed: whatever came after pos is gone.
-		first, ok = parsePosition(info.LastGeneratedID)
+		first, err = streamid.Parse(info.LastGeneratedID)
 	}
-	return ok && first.after(pos)
+	return err == nil && first.After(pos)
 }
 
 // prepare marks d as being read and returns its read; false if d is not to
@@ -233,7 +234,7 @@ func (h *Hub) prepare(d *Device) (readReq, bool) {
 		return readReq{}, false
 	}
 	d.reading, d.again = true, false
-	return readReq{d: d, from: d.pos, count: min(h.cfg.PageSize, room), check: d.behind && !d.pos.isZero()}, true
+	return readReq{d: d, from: d.pos, count: min(h.cfg.PageSize, room), check: d.behind && !d.pos.IsZero()}, true
 }
 
 // requeue puts a device whose read failed back in the queue.
@@ -269,7 +270,7 @@ func (h *Hub) deliver(r *readReq) bool {
 			d.queued = false
 			return false
 		}
-		d.pos, d.behind = position{}, false
+		d.pos, d.behind = streamid.ID{}, false
 		h.queue.push(d)
 		return true
 	}
@@ -277,8 +278,8 @@ func (h *Hub) deliver(r *readReq) bool {
 	now := h.cfg.Now()
 	pushedNow := 0
 	for _, msg := range msgs {
-		id, ok := parsePosition(msg.ID)
-		if !ok || !id.after(d.pos) {
+		id, err := streamid.Parse(msg.ID)
+		if err != nil || !id.After(d.pos) {
 			continue // cannot happen: XRANGE ids are well-formed and after the start
 		}
 		e, err := inbox.DecodeEntry(msg.Values)

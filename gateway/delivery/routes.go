@@ -13,7 +13,7 @@ import (
 func (h *Hub) writeRoute(ctx context.Context, p redis.Pipeliner, d *Device, now time.Time, mode string) *redis.Cmd {
 	r := inbox.Route{Gateway: h.cfg.GatewayID, Expires: now.Add(inbox.RouteTTL)}
 	return h.scripts.route.EvalSha(ctx, p, []string{h.keys.Presence(d.user)},
-		d.id, h.cfg.GatewayID, r.Encode(), inbox.RouteTTL.Milliseconds(), now.UnixMilli(), mode)
+		string(d.id), h.cfg.GatewayID, r.Encode(), inbox.RouteTTL.Milliseconds(), now.UnixMilli(), mode)
 }
 
 // refreshLoop rewrites every attached device's route every RouteRefresh

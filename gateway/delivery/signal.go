@@ -31,7 +31,7 @@ type Signal struct {
 // directly. Offline users get nothing. It fails with a domain EInvalid
 // error for a malformed user id or signal, and EUnavailable when Redis
 // fails (publishes that succeeded stay published).
-func (h *Hub) Signal(ctx context.Context, toUsers []string, s Signal) error {
+func (h *Hub) Signal(ctx context.Context, toUsers []domain.UserID, s Signal) error {
 	if s.Kind == "" || strings.HasPrefix(s.Kind, "!") || strings.ContainsRune(s.Kind, '\n') || strings.ContainsRune(s.From, '\n') {
 		return domain.Errorf(domain.EInvalid, "delivery: signal kind %q from %q: kind must be set and not start with '!' (reserved), neither may hold a newline", s.Kind, s.From)
 	}
@@ -107,7 +107,7 @@ const kindReplaced = "!replaced"
 func (h *Hub) replaceElsewhere(ctx context.Context, gateway string, d *Device) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
-	payload := encodeSignal([]domain.UserID{d.user}, Signal{From: d.id, Kind: kindReplaced})
+	payload := encodeSignal([]domain.UserID{d.user}, Signal{From: string(d.id), Kind: kindReplaced})
 	if err := h.rdb.Publish(ctx, h.keys.Signal(gateway), payload).Err(); err != nil {
 		h.m.redisErrors.WithLabelValues("replace").Inc()
 		h.log.Warn("could not tell the device's previous gateway to let it go", "user", d.user, "device", d.id, "gateway", gateway, "err", err)
@@ -125,7 +125,7 @@ func (h *Hub) receiveSignal(payload []byte) {
 	}
 	switch s.Kind {
 	case kindReplaced:
-		h.replacedElsewhere(users, s.From)
+		h.replacedElsewhere(users, domain.DeviceID(s.From))
 		return
 	case kindEnded:
 		h.receiveEnded(users, s)
@@ -137,7 +137,7 @@ func (h *Hub) receiveSignal(payload []byte) {
 // replacedElsewhere lets go of device of users, which attached to another
 // gateway: its sink hears of it (Replaceable) and it is detached without
 // touching the route, which is the other gateway's now.
-func (h *Hub) replacedElsewhere(users []domain.UserID, device string) {
+func (h *Hub) replacedElsewhere(users []domain.UserID, device domain.DeviceID) {
 	for _, u := range users {
 		for _, d := range h.devicesOf(u) {
 			if d.id != device {
@@ -221,16 +221,23 @@ func decodeSignal(b []byte) ([]domain.UserID, Signal, error) {
 	return users, s, nil
 }
 
-// userIDs validates and de-duplicates user ids, keeping their order.
-func userIDs(users []string) ([]domain.UserID, error) {
-	out := make([]domain.UserID, 0, len(users))
-	for _, u := range users {
-		id := domain.UserID(u)
-		if !id.Valid() {
+// userIDs validates and de-duplicates user ids, keeping their order. It
+// returns users itself when it holds no duplicate, else a new slice.
+func userIDs(users []domain.UserID) ([]domain.UserID, error) {
+	dups := false
+	for i, u := range users {
+		if !u.Valid() {
 			return nil, domain.Errorf(domain.EInvalid, "delivery: invalid user id %q", u)
 		}
-		if !slices.Contains(out, id) {
-			out = append(out, id)
+		dups = dups || slices.Contains(users[:i], u)
+	}
+	if !dups {
+		return users, nil
+	}
+	out := make([]domain.UserID, 0, len(users))
+	for _, u := range users {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
 		}
 	}
 	return out, nil

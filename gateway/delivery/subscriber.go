@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -111,7 +112,7 @@ func (h *Hub) handle(m *redis.Message, notify string) {
 		h.log.Warn("ignoring a malformed notification; the position check covers it", "err", err)
 	}
 	for _, head := range n.Users { // the well-formed lines before a bad one too
-		last, _ := parsePosition(head.Last)
+		last, _ := streamid.Parse(head.Last)
 		h.wakeUser(head.User, last)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mpim/mpim/internal/streamid"
 )
 
 // The fields of an inbox entry. Every entry has all six, in this order, so
@@ -32,7 +34,7 @@ type Entry struct {
 	Type      string
 	Partition int
 	// Position is the event's stream entry id in its partition ("<ms>-<seq>";
-	// eventstore.ParsePosition parses it).
+	// streamid.Parse parses it).
 	Position string
 	Version  uint64
 	Seq      uint64
@@ -90,7 +92,7 @@ func DecodeEntry(values map[string]any) (Entry, error) {
 	e.Type = typ
 	part, offset, ok := strings.Cut(pos, ":")
 	p, err := strconv.Atoi(part)
-	if !ok || err != nil || p < 0 || !validStreamID(offset) {
+	if _, perr := streamid.Parse(offset); !ok || err != nil || perr != nil || p < 0 {
 		return e, fmt.Errorf("inbox: entry position %q", pos)
 	}
 	e.Partition, e.Position = p, offset
@@ -102,15 +104,4 @@ func DecodeEntry(values map[string]any) (Entry, error) {
 	}
 	e.Envelope = []byte(env)
 	return e, nil
-}
-
-// validStreamID reports whether s is "<ms>-<seq>" with decimal parts.
-func validStreamID(s string) bool {
-	ms, seq, ok := strings.Cut(s, "-")
-	if !ok {
-		return false
-	}
-	_, err1 := strconv.ParseUint(ms, 10, 64)
-	_, err2 := strconv.ParseUint(seq, 10, 64)
-	return err1 == nil && err2 == nil
 }

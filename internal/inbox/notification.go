@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/streamid"
 )
 
 // Notification is the payload published on a gateway's channel: the users
@@ -50,10 +51,11 @@ func DecodeNotification(payload []byte) (Notification, error) {
 		}
 		payload = rest
 		user, last, ok := bytes.Cut(line, []byte{' '})
-		if !ok || len(user) == 0 || !validStreamID(string(last)) {
+		h := Head{User: domain.UserID(user), Last: string(last)}
+		if _, err := streamid.Parse(h.Last); !ok || len(user) == 0 || err != nil {
 			return n, fmt.Errorf("inbox: malformed notification line %q", line)
 		}
-		n.Users = append(n.Users, Head{User: domain.UserID(user), Last: string(last)})
+		n.Users = append(n.Users, h)
 	}
 	return n, nil
 }
