@@ -157,6 +157,18 @@ func project(tb testing.TB, store *eventstore.Store, proj projectors.Projector, 
 	r.stop(tb)
 }
 
+// projectFresh projects store's whole log into a fresh, migrated read model,
+// fails tb on any apply out of order, and returns the model's database.
+func projectFresh(tb testing.TB, store *eventstore.Store) *sql.DB {
+	tb.Helper()
+	db := openTestDB(tb)
+	rm := testReadModel(tb, db, Config{})
+	w := &watched{Projector: rm}
+	project(tb, store, w, rm.Checkpoints)
+	w.check(tb)
+	return db
+}
+
 // watched wraps a projector and remembers errors that must never happen
 // (ErrOutOfOrder), whatever the runner does with them.
 type watched struct {
