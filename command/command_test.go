@@ -10,11 +10,10 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
-	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/proto/codec"
-	"github.com/redis/go-redis/v9"
 )
 
 // clock is a settable test clock.
@@ -34,29 +33,14 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	rt := testsvc.Redis(tb)
-	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: 32})
-	tb.Cleanup(func() { rdb.Close() })
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
 	c := &clock{now: time.Now().UTC()}
-	svc, err := command.New(store, command.Config{Now: c.Now})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &env{store: store, svc: svc, clock: c}
+	w := commandtest.New(tb, commandtest.Options{Now: c.Now})
+	return &env{store: w.Store, svc: w.Svc, clock: c}
 }
 
 func (e *env) register(tb testing.TB, name string) command.Actor {
 	tb.Helper()
-	id, err := e.svc.Register(context.Background(), name, "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", name, "")
-	if err != nil {
-		tb.Fatalf("register %s: %v", name, err)
-	}
-	return command.Actor{User: id, Device: "dev1"}
+	return commandtest.Register(tb, e.svc, name, name)
 }
 
 func wantCode(tb testing.TB, err error, code domain.Code) {

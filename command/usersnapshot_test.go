@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/testsvc"
@@ -75,7 +76,7 @@ func TestLoginReadsBoundedHistory(t *testing.T) {
 		}
 		return svc
 	}
-	id, err := newService().Register(ctx, "frequent", "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", "Frequent", "")
+	id, err := newService().Register(ctx, "frequent", commandtest.PasswordHash, "Frequent", "")
 	if err != nil {
 		t.Fatal(err)
 	}

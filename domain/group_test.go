@@ -150,14 +150,7 @@ func TestGroupDecide(t *testing.T) {
 			if tt.policy != nil {
 				p = *tt.policy
 			}
-			g, err := RebuildGroup(g1, tt.history)
-			wantCode(t, err, "")
-			fresh, _ := RebuildGroup(g1, tt.history)
-			got, err := g.Decide(tt.cmd, t0, p)
-			wantCode(t, err, tt.code)
-			wantUnchanged(t, g, fresh)
-			wantEvents(t, got, tt.want)
-			mustApply(t, g, got...)
+			decideCase(t, func(h []Event) (*Group, error) { return RebuildGroup(g1, h) }, tt.history, tt.cmd, p, tt.code, tt.want)
 		})
 	}
 }
@@ -320,12 +313,7 @@ func TestGroupApplyRejectsForeignEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, _ := RebuildGroup(g1, tt.history)
-			fresh, _ := RebuildGroup(g1, tt.history)
-			wantCode(t, g.Apply(tt.e), EInvalid)
-			wantUnchanged(t, g, fresh)
-			_, err := RebuildGroup(g1, append(tt.history, tt.e))
-			wantCode(t, err, EInvalid)
+			wantRejected(t, func(h []Event) (*Group, error) { return RebuildGroup(g1, h) }, tt.history, tt.e)
 		})
 	}
 	t.Run("new rejects a malformed id", func(t *testing.T) {

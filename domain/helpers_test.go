@@ -56,6 +56,34 @@ func wantUnchanged(tb testing.TB, got, fresh any) {
 	}
 }
 
+// decideCase is one row of a Decide table: it rebuilds the aggregate twice
+// from history (which must rebuild), decides cmd on one under p at t0, and
+// checks the error code, that Decide left the aggregate as the other one,
+// the events, and that they apply.
+func decideCase[C any, A decider[C]](tb testing.TB, rebuild func([]Event) (A, error), history []Event, cmd C, p Policy, code Code, want []Event) {
+	tb.Helper()
+	a, err := rebuild(history)
+	wantCode(tb, err, "")
+	fresh, _ := rebuild(history)
+	got, err := a.Decide(cmd, t0, p)
+	wantCode(tb, err, code)
+	wantUnchanged(tb, a, fresh)
+	wantEvents(tb, got, want)
+	mustApply(tb, a, got...)
+}
+
+// wantRejected checks that e after history is invalid both to Apply (which
+// must leave the aggregate unchanged) and to the rebuild.
+func wantRejected[A interface{ Apply(Event) error }](tb testing.TB, rebuild func([]Event) (A, error), history []Event, e Event) {
+	tb.Helper()
+	a, _ := rebuild(history)
+	fresh, _ := rebuild(history)
+	wantCode(tb, a.Apply(e), EInvalid)
+	wantUnchanged(tb, a, fresh)
+	_, err := rebuild(append(history, e))
+	wantCode(tb, err, EInvalid)
+}
+
 // decider is what the step-by-step helper drives.
 type decider[C any] interface {
 	Decide(cmd C, now time.Time, p Policy) ([]Event, error)

@@ -61,14 +61,7 @@ func TestUserDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := RebuildUser(me, tt.history)
-			wantCode(t, err, "")
-			fresh, _ := RebuildUser(me, tt.history)
-			got, err := u.Decide(tt.cmd, t0, DefaultPolicy())
-			wantCode(t, err, tt.code)
-			wantUnchanged(t, u, fresh)
-			wantEvents(t, got, tt.want)
-			mustApply(t, u, got...)
+			decideCase(t, func(h []Event) (*User, error) { return RebuildUser(me, h) }, tt.history, tt.cmd, DefaultPolicy(), tt.code, tt.want)
 		})
 	}
 }
@@ -127,12 +120,7 @@ func TestUserApplyRejectsForeignEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, _ := RebuildUser(me, tt.history)
-			fresh, _ := RebuildUser(me, tt.history)
-			wantCode(t, u.Apply(tt.e), EInvalid)
-			wantUnchanged(t, u, fresh)
-			_, err := RebuildUser(me, append(tt.history, tt.e))
-			wantCode(t, err, EInvalid)
+			wantRejected(t, func(h []Event) (*User, error) { return RebuildUser(me, h) }, tt.history, tt.e)
 		})
 	}
 	t.Run("new rejects a malformed id", func(t *testing.T) {

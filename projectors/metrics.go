@@ -1,8 +1,7 @@
 package projectors
 
 import (
-	"errors"
-
+	"github.com/mpim/mpim/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,16 +34,9 @@ func newRunnerMetrics(reg prometheus.Registerer, projector string) (*runnerMetri
 	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mpim_projector_batch_seconds",
 		Help: "Time to apply one batch.", ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	m.batchSeconds = hist
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.quarantined, m.errors, m.owned, m.checkpoint, m.lagMs, hist} {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if errors.As(err, &are) {
-					return nil, errors.New("projectors: metrics of projector " + projector + " already registered")
-				}
-				return nil, err
-			}
-		}
+	if err := promreg.Register(reg, "projectors: metrics of projector "+projector,
+		m.events, m.quarantined, m.errors, m.owned, m.checkpoint, m.lagMs, hist); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/periodic"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
 	"github.com/mpim/mpim/projectors/inbox"
@@ -77,21 +78,14 @@ func trimLoop(ctx context.Context, every time.Duration, store *eventstore.Store,
 	for i, p := range projs {
 		cps[i] = p
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, every, nil, func() {
 		n, err := projectors.TrimLog(ctx, store, cps)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			lg.Warn("trim failed", "err", err)
-			continue
+			return
 		}
 		if n > 0 {
 			lg.Info("log trimmed", "entries", n)
 		}
-	}
+	})
 }

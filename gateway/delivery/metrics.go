@@ -1,8 +1,7 @@
 package delivery
 
 import (
-	"errors"
-
+	"github.com/mpim/mpim/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,18 +57,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mpim_gateway_redis_errors_total",
 			Help: "Failed Redis round trips, by operation (each is retried or repaired)."}, []string{"op"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.resends, m.catchUp, m.notifications, m.badNotes, m.devices,
-		m.latency, m.syncRequired, m.pollWakes, m.reconnects, m.sinkFailures, m.badEntries, m.signalsOut, m.signalsIn, m.redisErrors} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("delivery: metrics already registered")
-			}
-			return nil, err
-		}
+	if err := promreg.Register(reg, "delivery: metrics", m.deliveries, m.resends, m.catchUp, m.notifications, m.badNotes, m.devices,
+		m.latency, m.syncRequired, m.pollWakes, m.reconnects, m.sinkFailures, m.badEntries, m.signalsOut, m.signalsIn, m.redisErrors); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

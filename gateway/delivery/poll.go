@@ -2,29 +2,21 @@ package delivery
 
 import (
 	"context"
-	"time"
 
 	"github.com/mpim/mpim/internal/streamid"
+	"github.com/mpim/mpim/internal/periodic"
 	"github.com/redis/go-redis/v9"
 )
 
 // pollLoop runs the position check every PollInterval, and at once when
 // the subscriber asks (after subscribing again), until ctx ends.
 func (h *Hub) pollLoop(ctx context.Context) {
-	t := time.NewTicker(h.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-h.pollNow:
-		}
+	periodic.Run(ctx, h.cfg.PollInterval, h.pollNow, func() {
 		if err := h.checkPositions(ctx); err != nil && ctx.Err() == nil {
 			h.m.redisErrors.WithLabelValues("position_check").Inc()
 			h.log.Warn("position check failed; it runs again next interval", "err", err)
 		}
-	}
+	})
 }
 
 // checkPositions queues every idle attached device (not queued, not being

@@ -3,19 +3,14 @@ package delivery
 import (
 	"context"
 	"time"
+
+	"github.com/mpim/mpim/internal/periodic"
 )
 
 // resendLoop re-pushes unacknowledged pushes older than AckTimeout until
 // ctx ends, checking every AckTimeout/4 (at most every second).
 func (h *Hub) resendLoop(ctx context.Context) {
-	t := time.NewTicker(min(max(h.cfg.AckTimeout/4, time.Millisecond), time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, min(max(h.cfg.AckTimeout/4, time.Millisecond), time.Second), nil, func() {
 		for _, d := range h.snapshot() {
 			if !h.resend(d) {
 				h.m.sinkFailures.Inc()
@@ -23,7 +18,7 @@ func (h *Hub) resendLoop(ctx context.Context) {
 				h.detach(ctx, d, false)
 			}
 		}
-	}
+	})
 }
 
 // resend re-pushes d's pushes that are due, in inbox order; false if the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/periodic"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,19 +20,12 @@ func (h *Hub) writeRoute(ctx context.Context, p redis.Pipeliner, d *Device, now 
 // refreshLoop rewrites every attached device's route every RouteRefresh
 // until ctx ends.
 func (h *Hub) refreshLoop(ctx context.Context) {
-	t := time.NewTicker(h.cfg.RouteRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, h.cfg.RouteRefresh, nil, func() {
 		if err := h.refreshRoutes(ctx); err != nil && ctx.Err() == nil {
 			h.m.redisErrors.WithLabelValues("route_refresh").Inc()
 			h.log.Warn("route heartbeat failed; routes live until their deadlines", "err", err)
 		}
-	}
+	})
 }
 
 // refreshRoutes gives every attached device's route a new deadline, in

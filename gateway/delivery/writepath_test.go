@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/projectors"
@@ -49,11 +50,7 @@ func writePath(tb testing.TB, e *env) *command.Service {
 
 func register(tb testing.TB, svc *command.Service, name string) command.Actor {
 	tb.Helper()
-	id, err := svc.Register(context.Background(), name, "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", name, "")
-	if err != nil {
-		tb.Fatalf("register %s: %v", name, err)
-	}
-	return command.Actor{User: id, Device: "dev1"}
+	return commandtest.Register(tb, svc, name, name)
 }
 
 func TestWritePathReachesEveryDeviceInOrderWithVersionsAndSeqs(t *testing.T) {

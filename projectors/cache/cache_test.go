@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
-	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
+	"github.com/mpim/mpim/projectors/projectorstest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -30,19 +31,8 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	rt := testsvc.Redis(tb)
-	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: 32})
-	tb.Cleanup(func() { rdb.Close() })
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: 4})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	svc, err := command.New(store, command.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &env{rdb: rdb, store: store, svc: svc, prefix: rt.Prefix, keys: cachekeys.New(rt.Prefix)}
+	w := commandtest.New(tb, commandtest.Options{Partitions: 4})
+	return &env{rdb: w.RDB, store: w.Store, svc: w.Svc, prefix: w.Prefix, keys: cachekeys.New(w.Prefix)}
 }
 
 func (e *env) projector(tb testing.TB) *cache.Projector {
@@ -56,53 +46,14 @@ func (e *env) projector(tb testing.TB) *cache.Projector {
 
 func (e *env) register(tb testing.TB, name string) command.Actor {
 	tb.Helper()
-	id, err := e.svc.Register(context.Background(), name, "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA", strings.ToUpper(name), "")
-	if err != nil {
-		tb.Fatalf("register %s: %v", name, err)
-	}
-	return command.Actor{User: id, Device: "dev1"}
+	return commandtest.Register(tb, e.svc, name, strings.ToUpper(name))
 }
 
-// runToHead runs proj with the real runner until its checkpoint of every
-// partition is the partition's last entry.
+// runToHead runs proj until its checkpoint of every partition is the
+// partition's last entry.
 func (e *env) runToHead(tb testing.TB, proj *cache.Projector) {
 	tb.Helper()
-	r, err := projectors.NewRunner(e.store, &projectors.Static{}, proj, projectors.RunnerConfig{Block: 20 * time.Millisecond, BatchSize: 16})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("runner: %v", err)
-		}
-	}()
-	deadline := time.Now().Add(2 * time.Minute) // a safety net, not a timing assertion
-	for p := 0; p < e.store.Partitions(); {
-		info, err := e.store.Info(ctx, p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		pos, err := proj.Checkpoint(ctx, p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if info.Last.Compare(pos) <= 0 {
-			p++
-			continue
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("projector still behind on partition %d", p)
-		}
-		select {
-		case err := <-done:
-			tb.Fatalf("runner stopped: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	projectorstest.RunToHead(tb, e.store, proj, proj, 16)
 }
 
 // dump returns every key under the model's namespace with its canonical

@@ -1,8 +1,7 @@
 package inbox
 
 import (
-	"errors"
-
+	"github.com/mpim/mpim/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,17 +20,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		quotaTrims: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_inbox_quota_trims_total",
 			Help: "Inboxes trimmed back under their byte quota (--inbox-quota-bytes)."}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.entries, m.notifications, m.quotaTrims} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("inbox: metrics already registered")
-			}
-			return nil, err
-		}
+	if err := promreg.Register(reg, "inbox: metrics", m.entries, m.notifications, m.quotaTrims); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

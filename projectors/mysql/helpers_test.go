@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
@@ -47,19 +48,8 @@ type logEnv struct {
 
 func newLogEnv(tb testing.TB, partitions int) *logEnv {
 	tb.Helper()
-	rt := testsvc.Redis(tb)
-	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: 64})
-	tb.Cleanup(func() { rdb.Close() })
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: partitions})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	svc, err := command.New(store, command.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &logEnv{rdb: rdb, prefix: rt.Prefix, store: store, svc: svc}
+	w := commandtest.New(tb, commandtest.Options{Partitions: partitions, PoolSize: 64})
+	return &logEnv{rdb: w.RDB, prefix: w.Prefix, store: w.Store, svc: w.Svc}
 }
 
 // streamKey is partition p's stream (the layout eventstore documents).
@@ -165,6 +155,18 @@ func project(tb testing.TB, store *eventstore.Store, proj projectors.Projector, 
 	r := startRunner(tb, store, proj, 200)
 	waitCaughtUp(tb, store, ck)
 	r.stop(tb)
+}
+
+// projectFresh projects store's whole log into a fresh, migrated read model,
+// fails tb on any apply out of order, and returns the model's database.
+func projectFresh(tb testing.TB, store *eventstore.Store) *sql.DB {
+	tb.Helper()
+	db := openTestDB(tb)
+	rm := testReadModel(tb, db, Config{})
+	w := &watched{Projector: rm}
+	project(tb, store, w, rm.Checkpoints)
+	w.check(tb)
+	return db
 }
 
 // watched wraps a projector and remembers errors that must never happen

@@ -74,11 +74,7 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := openTestDB(t)
-	rm := testReadModel(t, db, Config{})
-	w := &watched{Projector: rm}
-	project(t, env.store, w, rm.Checkpoints)
-	w.check(t)
+	db := projectFresh(t, env.store)
 
 	reasons := dumpTable(t, db, tQuarantine, "WHERE projector = 'mysql'", "quarantined_at", "raw", "pos_ms", "pos_seq", "partition_no")
 	want := []string{"undecodable entry", "lacks fields", "unknown event type", "unknown user " + string(stranger), "message 99 of " + string(conv) + " does not exist"}
@@ -191,11 +187,7 @@ func TestEventsWhoseNumbersDoNotFitTheColumnsAreQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := openTestDB(t)
-	rm := testReadModel(t, db, Config{})
-	w := &watched{Projector: rm}
-	project(t, env.store, w, rm.Checkpoints)
-	w.check(t)
+	db := projectFresh(t, env.store)
 
 	reasons := dumpTable(t, db, tQuarantine, "WHERE projector = 'mysql'", "quarantined_at", "raw", "pos_ms", "pos_seq", "partition_no")
 	want := []string{"mute of " + string(b), "malformed marker for " + string(b) + " in " + string(conv) + " at 18446744073709551615",

@@ -22,11 +22,7 @@ func TestScenarioProjectsAndRebuildsIdentically(t *testing.T) {
 	sc := newScenario(ctx, t, env.svc, 12, 3)
 	sc.run(ctx, t, 4, 150, 1)
 
-	db := openTestDB(t)
-	rm := testReadModel(t, db, Config{})
-	w := &watched{Projector: rm}
-	project(t, env.store, w, rm.Checkpoints)
-	w.check(t)
+	db := projectFresh(t, env.store)
 
 	if n := count(t, db, tUsers, ""); n != 12 {
 		t.Errorf("%d users, want 12", n)

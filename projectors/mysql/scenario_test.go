@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 )
 
@@ -35,7 +36,7 @@ type sentMsg struct {
 	sender command.Actor
 }
 
-const passwordHash = "$argon2id$v=19$m=65536,t=1,p=4$c2FsdA$aGFzaA"
+const passwordHash = commandtest.PasswordHash
 
 // newScenario registers users and creates a few groups.
 func newScenario(ctx context.Context, tb testing.TB, svc *command.Service, users, groups int) *scenario {
