@@ -3,8 +3,8 @@ package delivery
 import (
 	"context"
 
-	"github.com/mpim/mpim/internal/streamid"
 	"github.com/mpim/mpim/internal/periodic"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/redis/go-redis/v9"
 )
 
