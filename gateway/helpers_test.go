@@ -19,6 +19,7 @@ import (
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
@@ -88,13 +89,13 @@ func newEnvAt(tb testing.TB, addr, prefix string, tweak ...func(*gateway.Config,
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.db, err = mysqlproj.OpenDB(testsvc.MySQL(tb))
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	e.db, err = connect.MySQL(mctx, testsvc.MySQL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { e.db.Close() })
-	mctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	if _, err := schema.Migrate(mctx, e.db); err != nil {
 		tb.Fatal(err)
 	}

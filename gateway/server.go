@@ -23,7 +23,7 @@ type Deps struct {
 	// Commands is the write side.
 	Commands *command.Service
 	// DB holds the MySQL read models and auth_tokens; it must scan DATETIME
-	// into time.Time (parseTime=true, as projectors/mysql.OpenDB opens it).
+	// into time.Time (parseTime=true, as internal/connect.MySQL opens it).
 	DB *sql.DB
 	// Redis holds the cache read models (internal/cachekeys).
 	Redis redis.UniversalClient

@@ -7,19 +7,24 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
 // sampleTimeline is a timeline of ten one-second intervals with a latency
-// spike in the middle.
+// spike in the middle: p50 about 6 ms, p99 about 11 ms, p99.9 20 ms (250 ms
+// in the spike).
 func sampleTimeline() Timeline {
 	tl := newTimeline(time.Second, 10*time.Second)
 	for i := range 10 {
 		for k := range 1000 {
 			us := int64(1000 + k*10) // 1..11 ms
-			if i == 5 && k >= 990 {
+			switch {
+			case i == 5 && k >= 990:
 				us = 250_000 // a spike in the tail
+			case k >= 998:
+				us = 20_000
 			}
 			tl.record(seriesAck, time.Duration(i)*time.Second+time.Millisecond, us)
 			tl.record(seriesDelivery, time.Duration(i)*time.Second+time.Millisecond, 2*us)
@@ -28,14 +33,15 @@ func sampleTimeline() Timeline {
 	return tl.report()
 }
 
-// countColor counts the pixels of exactly c.
-func countColor(img image.Image, c color.RGBA) int {
+// countNear counts the pixels of r within 40 of c in every channel (the
+// lines are anti-aliased, so their edges are blends with the background).
+func countNear(img image.Image, c color.RGBA, r image.Rectangle) int {
 	n := 0
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bl, a := img.At(x, y).RGBA()
-			if uint8(r>>8) == c.R && uint8(g>>8) == c.G && uint8(bl>>8) == c.B && uint8(a>>8) == c.A {
+	near := func(a uint32, b uint8) bool { return max(int(a>>8), int(b))-min(int(a>>8), int(b)) <= 40 }
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			if near(cr, c.R) && near(cg, c.G) && near(cb, c.B) {
 				n++
 			}
 		}
@@ -43,21 +49,22 @@ func countColor(img image.Image, c color.RGBA) int {
 	return n
 }
 
-// countColorIn counts the pixels of exactly c in the rows [y0, y1).
-func countColorIn(img image.Image, c color.RGBA, y0, y1 int) int {
-	return countColor(cropped{img, image.Rect(img.Bounds().Min.X, y0, img.Bounds().Max.X, y1)}, c)
-}
+// The regions of the plot that the tests look at: each panel without the
+// legend's column on the right, the legend's column beside the first
+// panel, and the title's band.
+var (
+	ackPanel      = image.Rect(0, 40, plotW-120, plotH/2)
+	deliveryPanel = image.Rect(0, plotH/2, plotW-120, plotH)
+	legendColumn  = image.Rect(plotW-120, 40, plotW, plotH/2)
+	titleBand     = image.Rect(0, 0, plotW, 35)
+)
 
-type cropped struct {
-	image.Image
-	r image.Rectangle
-}
-
-func (c cropped) Bounds() image.Rectangle { return c.r }
-
-func TestPlotIsAPNGWithLinesAndText(t *testing.T) {
+// decodePlot renders the plot of tl and decodes it, failing t unless it is
+// a PNG of plotW x plotH pixels.
+func decodePlot(t *testing.T, txt plotText, tl Timeline) image.Image {
+	t.Helper()
 	var buf bytes.Buffer
-	if err := encodePlot(&buf, plotText{Title: "pairs: 100 users, closed loop"}, sampleTimeline()); err != nil {
+	if err := encodePlot(&buf, txt, tl); err != nil {
 		t.Fatal(err)
 	}
 	img, err := png.Decode(&buf)
@@ -67,19 +74,29 @@ func TestPlotIsAPNGWithLinesAndText(t *testing.T) {
 	if got := img.Bounds().Size(); got != (image.Point{plotW, plotH}) {
 		t.Fatalf("plot size = %v, want %dx%d", got, plotW, plotH)
 	}
-	// Every line has many pixels in each panel (the legend's swatches
-	// alone are 75 pixels per colour per panel; the lines add far more).
-	half := plotH / 2
+	return img
+}
+
+func TestPlotIsAPNGWithLinesLegendAndText(t *testing.T) {
+	img := decodePlot(t, plotText{Title: "pairs: 100 users, closed loop"}, sampleTimeline())
 	for _, c := range []color.RGBA{colP50, colP99, colP999} {
-		top, bottom := countColorIn(img, c, 0, half), countColorIn(img, c, half, plotH)
+		// Every line crosses each panel: many pixels of its colour.
+		top, bottom := countNear(img, c, ackPanel), countNear(img, c, deliveryPanel)
 		if top < 300 || bottom < 300 {
 			t.Errorf("colour %v: %d pixels in the ack panel, %d in the delivery panel; want lines in both", c, top, bottom)
 		}
+		if n := countNear(img, c, legendColumn); n < 20 {
+			t.Errorf("colour %v: %d pixels in the legend", c, n)
+		}
 	}
-	if n := countColor(img, colBlack); n < 500 {
-		t.Errorf("only %d black pixels: title, legend and tick labels are missing", n)
+	black := color.RGBA{0, 0, 0, 255}
+	if n := countNear(img, black, titleBand); n < 100 {
+		t.Errorf("only %d dark pixels in the title band: the title is missing", n)
 	}
-	if n := countColor(img, colWhite); n < plotW*plotH/2 {
+	if n := countNear(img, black, img.Bounds()); n < 2000 {
+		t.Errorf("only %d dark pixels: axes, labels and ticks are missing", n)
+	}
+	if n := countNear(img, color.RGBA{255, 255, 255, 255}, img.Bounds()); n < plotW*plotH/2 {
 		t.Errorf("only %d white pixels: the background is not white", n)
 	}
 }
@@ -87,26 +104,32 @@ func TestPlotIsAPNGWithLinesAndText(t *testing.T) {
 func TestPlotShowsAnEmptySeries(t *testing.T) {
 	tl := newTimeline(time.Second, 5*time.Second)
 	tl.record(seriesAck, 1500*time.Millisecond, 900)
-	var buf bytes.Buffer
-	if err := encodePlot(&buf, plotText{Title: "storm", Empty: [numSeries]string{seriesDelivery: "none: offline"}}, tl.report()); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One interval: a marker in the ack panel, no line in
-	// the delivery panel (which says "no samples").
-	half := plotH / 2
+	img := decodePlot(t, plotText{Title: "storm", Empty: [numSeries]string{seriesDelivery: "none: offline"}}, tl.report())
 	// One sample: its p50, p99 and p99.9 are one point, the last drawn
 	// (p99.9) on top.
-	if n := countColorIn(img, colP999, 0, half) - 75; n < 25 {
-		t.Errorf("the single point is not drawn (%d pixels beyond the legend)", n)
+	if n := countNear(img, colP999, ackPanel); n < 10 {
+		t.Errorf("the single point is not drawn (%d pixels)", n)
 	}
+	// The delivery panel has no line, but says why in grey.
 	for _, c := range []color.RGBA{colP50, colP99, colP999} {
-		if n := countColorIn(img, c, half, plotH); n != 75 {
-			t.Errorf("colour %v: %d pixels in the empty delivery panel, want only the legend's 75", c, n)
+		if n := countNear(img, c, deliveryPanel); n != 0 {
+			t.Errorf("colour %v: %d pixels in the empty delivery panel, want none", c, n)
 		}
+	}
+	if n := countNear(img, color.RGBA{90, 90, 90, 255}, deliveryPanel); n < 50 {
+		t.Errorf("only %d grey pixels in the empty delivery panel: its note is missing", n)
+	}
+}
+
+func TestPlotOfManyIntervalsIsDrawn(t *testing.T) {
+	tl := newTimeline(100*time.Millisecond, 20*time.Second)
+	for i := range 200 {
+		tl.record(seriesAck, time.Duration(i)*100*time.Millisecond, int64(1000+i*10))
+		tl.record(seriesDelivery, time.Duration(i)*100*time.Millisecond, int64(2000+i*10))
+	}
+	img := decodePlot(t, plotText{Title: "many"}, tl.report())
+	if n := countNear(img, colP999, deliveryPanel); n < 300 {
+		t.Errorf("colour %v: %d pixels in the delivery panel, want a line", colP999, n)
 	}
 }
 
@@ -129,39 +152,27 @@ func TestWritePlotWritesAFile(t *testing.T) {
 	}
 }
 
-func TestGlyphsAreWellFormed(t *testing.T) {
-	for r, g := range glyphs {
-		for i, row := range g {
-			if len(row) != glyphW {
-				t.Errorf("glyph %q row %d is %q: want %d columns", r, i, row, glyphW)
-			}
-			for _, c := range row {
-				if c != '.' && c != '#' {
-					t.Errorf("glyph %q row %d has %q", r, i, c)
-				}
+func TestDecadeTicks(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi float64
+		labels string
+		minor  int
+	}{
+		{0, 3, "1 10 100 1000", 3 * 8},
+		{-1, 1, "0.1 0.2 0.5 1 2 5 10", 2 * 6},
+		{-3, -2, "0.001 0.002 0.005 0.01", 6},
+	} {
+		var named []string
+		minor := 0
+		for _, tk := range (decadeTicks{}).Ticks(tc.lo, tc.hi) {
+			if tk.Label == "" {
+				minor++
+			} else {
+				named = append(named, tk.Label)
 			}
 		}
-	}
-	if glyphOf('A') != glyphs['a'] || glyphOf('µ') != glyphs['u'] || glyphOf('€') != boxGlyph {
-		t.Error("upper case, µ or unknown characters are not mapped")
-	}
-	img := image.NewRGBA(image.Rect(0, 0, 100, 20))
-	drawText(img, 0, 0, "1", 1, colBlack)
-	// "1" has 10 pixels set in the font above.
-	if n := countColor(img, colBlack); n != 10 {
-		t.Errorf("drawing \"1\" set %d pixels, want 10", n)
-	}
-	if w := textWidth("p99.9", 2); w != (5*6-1)*2 {
-		t.Errorf("textWidth = %d", w)
-	}
-}
-
-func TestNiceStep(t *testing.T) {
-	for _, tc := range []struct{ raw, want float64 }{
-		{0.7, 1}, {1, 1}, {1.2, 2}, {3, 5}, {6, 10}, {0.03, 0.05}, {12.5, 20}, {0, 1},
-	} {
-		if got := niceStep(tc.raw); got != tc.want {
-			t.Errorf("niceStep(%g) = %g, want %g", tc.raw, got, tc.want)
+		if got := strings.Join(named, " "); got != tc.labels || minor != tc.minor {
+			t.Errorf("ticks of 10^%g..10^%g: labels %q and %d minor, want %q and %d", tc.lo, tc.hi, got, minor, tc.labels, tc.minor)
 		}
 	}
 }

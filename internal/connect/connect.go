@@ -40,9 +40,16 @@ func Redis(ctx context.Context, cfg RedisConfig) (*redis.Client, error) {
 	return rdb, nil
 }
 
+// mysqlDialTimeout bounds one connection attempt when the DSN sets no
+// timeout, so that an unreachable server is retried instead of hanging.
+const mysqlDialTimeout = 5 * time.Second
+
 // MySQL opens a pool on dsn (go-sql-driver form, e.g.
-// "root@tcp(127.0.0.1:3306)/mpim"); it forces parseTime and returns once the
-// server answers, retrying until ctx ends.
+// "root@tcp(127.0.0.1:3306)/mpim") and returns once the server answers,
+// retrying until ctx ends. It is the one opener of mpim's binaries and
+// tests: parseTime with UTC, no multiStatements, a dial timeout unless the
+// DSN sets one, client-side interpolation unless the DSN says otherwise,
+// and a bounded pool that keeps one idle connection per worker.
 func MySQL(ctx context.Context, dsn string) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -52,6 +59,11 @@ func MySQL(ctx context.Context, dsn string) (*sql.DB, error) {
 		return nil, errors.New("connect: mysql dsn names no database")
 	}
 	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.MultiStatements = false
+	if cfg.Timeout == 0 {
+		cfg.Timeout = mysqlDialTimeout
+	}
 	// Queries with arguments outside prepared statements (token checks,
 	// read-model queries) take one round trip instead of three (prepare,
 	// execute, close); safe with the utf8mb4 connections mpim uses. An
@@ -67,6 +79,7 @@ func MySQL(ctx context.Context, dsn string) (*sql.DB, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	db.SetConnMaxLifetime(30 * time.Minute)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := retry(ctx, func() error { return db.PingContext(ctx) }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect: mysql %s: %w", cfg.Addr, err)

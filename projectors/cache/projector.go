@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/mpim/mpim/internal/luascript"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/mpim/mpim/proto/codec"
@@ -50,7 +51,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 		return nil, errors.New("cache: projector needs a Redis client")
 	}
 	return &Projector{rdb: rdb, cfg: cfg, keys: cachekeys.New(cfg.Prefix),
-		ckpt: redisckpt.New(rdb, cfg.Prefix, Name), commit: redis.NewScript(commitLua)}, nil
+		ckpt: redisckpt.New(rdb, cfg.Prefix, Name), commit: luascript.New(commitLua)}, nil
 }
 
 // Name returns "cache".

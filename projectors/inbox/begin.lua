@@ -9,19 +9,11 @@
 -- Result: {"F", stored token} when a newer token was claimed, {"M", pos} when
 -- the checkpoint is not After, else {"O", members of KEYS[2], HGETALL of
 -- KEYS[3], ...}.
+--
+-- fenced comes from internal/luascript's prelude.
 
--- newer compares two tokens as redisckpt's claim.lua does (see there);
--- keep the two the same.
-local function newer(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
-
-local ckpt = KEYS[1]
-local cur = redis.call("HGET", ckpt, "token")
-if cur and newer(cur, ARGV[1]) then return {"F", cur} end
-local pos = redis.call("HGET", ckpt, "pos") or "0-0"
-if pos ~= ARGV[2] then return {"M", pos} end
+local refused = fenced(KEYS[1], ARGV[1], ARGV[2])
+if refused then return refused end
 local out = {"O"}
 for i = 2, #KEYS, 2 do
   out[i] = redis.call("SMEMBERS", KEYS[i])

@@ -13,20 +13,13 @@
 --                                of the hash, delete D fields
 --
 -- Result: {"F", stored token}, {"M", pos}, or {"O"} after the changes.
-
--- newer compares two tokens as redisckpt's claim.lua does (see there);
--- keep the two the same.
-local function newer(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
+--
+-- fenced comes from internal/luascript's prelude.
 
 local call, argv, num = redis.call, ARGV, tonumber
 local ckpt = KEYS[1]
-local cur = call("HGET", ckpt, "token")
-if cur and newer(cur, argv[1]) then return {"F", cur} end
-local pos = call("HGET", ckpt, "pos") or "0-0"
-if pos ~= argv[2] then return {"M", pos} end
+local refused = fenced(ckpt, argv[1], argv[2])
+if refused then return refused end
 
 -- each sends n arguments from argv[a] on in chunks (unpack has a stack limit).
 local function each(cmd, key, a, n)

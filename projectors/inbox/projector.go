@@ -13,6 +13,7 @@ import (
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	delivery "github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/luascript"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/mpim/mpim/proto/codec"
@@ -67,7 +68,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 	}
 	return &Projector{
 		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
-		begin: redis.NewScript(beginLua), commit: redis.NewScript(commitLua), quota: redis.NewScript(quotaLua),
+		begin: luascript.New(beginLua), commit: luascript.New(commitLua), quota: redis.NewScript(quotaLua),
 	}, nil
 }
 

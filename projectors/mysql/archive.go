@@ -75,7 +75,7 @@ var (
 )
 
 // NewArchiver returns the archiver writing to db, whose schema must be
-// migrated. db should come from OpenDB.
+// migrated. db should come from connect.MySQL.
 func NewArchiver(db *sql.DB, cfg ArchiverConfig) (*Archiver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

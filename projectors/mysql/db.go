@@ -13,36 +13,6 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 )
 
-// OpenDB opens a connection pool on the MySQL or MariaDB server named by dsn
-// (a go-sql-driver/mysql DSN naming the database) with the settings the
-// projectors are fast with: client-side parameter interpolation (one round
-// trip per statement, so a multi-row statement costs one round trip whatever
-// its size), parseTime with UTC, no multi-statements. The projectors also
-// work on a pool opened otherwise, with more round trips.
-func OpenDB(dsn string) (*sql.DB, error) {
-	cfg, err := gomysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	if cfg.DBName == "" {
-		return nil, errors.New("mysql: the DSN names no database")
-	}
-	cfg.InterpolateParams = true
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	cfg.MultiStatements = false
-	connector, err := gomysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysql: %w", err)
-	}
-	db := sql.OpenDB(connector)
-	// One connection per partition worker stays open instead of being
-	// re-dialled for every batch (database/sql keeps 2 idle by default).
-	db.SetMaxIdleConns(64)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	return db, nil
-}
-
 // MySQL error numbers the projectors react to.
 const (
 	errDupEntry        = 1062

@@ -16,22 +16,24 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/schema"
 	"github.com/redis/go-redis/v9"
 )
 
-// openTestDB returns a fresh, migrated database for tb, opened with OpenDB.
+// openTestDB returns a fresh, migrated database for tb, opened with
+// connect.MySQL as the binaries open theirs.
 func openTestDB(tb testing.TB) *sql.DB {
 	tb.Helper()
-	db, err := OpenDB(testsvc.MySQL(tb))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := connect.MySQL(ctx, testsvc.MySQL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if _, err := schema.Migrate(ctx, db); err != nil {
 		tb.Fatal(err)
 	}

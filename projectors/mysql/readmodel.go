@@ -106,7 +106,7 @@ var (
 )
 
 // NewReadModel returns the projector of the read model in db, whose schema
-// must be migrated (schema.Migrate). Any pool works; one from OpenDB saves
+// must be migrated (schema.Migrate). Any pool works; one from connect.MySQL saves
 // round trips. Close releases its prepared statements.
 func NewReadModel(db *sql.DB, cfg Config) (*ReadModel, error) {
 	return newReadModel(db, cfg, "", true)

@@ -7,15 +7,9 @@
 -- Result: {"F", stored token} when a newer token was claimed before (nothing
 -- changes), else {"O", pos} ("0-0" before the first batch).
 --
--- Tokens are decimal uint64 strings without leading zeros (FormatToken):
--- compared by length, then as strings (Lua numbers are doubles and lose
--- precision above 2^53). Scripts of the projectors that check a token
--- together with their own writes carry a copy of newer; it must stay the
--- same as this one.
-local function newer(a, b)
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
+-- newer, the comparison of tokens, comes from internal/luascript's prelude,
+-- which the scripts of the projectors that check a token together with
+-- their own writes share.
 
 local ckpt = KEYS[1]
 local token = ARGV[1]

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/luascript"
 	"github.com/mpim/mpim/projectors"
 	"github.com/redis/go-redis/v9"
 )
@@ -17,7 +18,7 @@ import (
 var claimLua string
 
 // claim is shared by every Store; a Script is not changed after NewScript.
-var claim = redis.NewScript(claimLua)
+var claim = luascript.New(claimLua)
 
 // globEscaper escapes the metacharacters of a SCAN MATCH pattern.
 var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
