@@ -238,5 +238,5 @@ func userIDs(users []string) ([]domain.UserID, error) {
 
 // unavailable wraps a Redis failure as a domain EUnavailable error.
 func unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: %s", what), err)
+	return domain.Errorf(domain.EUnavailable, "delivery: %s: %w", what, err)
 }
