@@ -66,7 +66,7 @@ func (s *Service) admissible(ctx context.Context, actor, user domain.UserID) err
 	// claim; a user aggregate with a version is a registered user.
 	v, _, err := s.store.Version(ctx, string(user), string(user))
 	if err != nil {
-		return domain.Errorf(domain.EUnavailable, "command: checking user %s: %v", user, err)
+		return domain.Errorf(domain.EUnavailable, "command: checking user %s: %w", user, err)
 	}
 	if v == 0 {
 		return domain.Errorf(domain.ENotFound, "command: user %s not found", user)
@@ -76,7 +76,7 @@ func (s *Service) admissible(ctx context.Context, actor, user domain.UserID) err
 	}
 	pair := domain.RelationshipID(actor, user)
 	if v, _, err = s.store.Version(ctx, domain.PairKey(actor, user), pair); err != nil {
-		return domain.Errorf(domain.EUnavailable, "command: checking %s: %v", pair, err)
+		return domain.Errorf(domain.EUnavailable, "command: checking %s: %w", pair, err)
 	}
 	if v == 0 {
 		return nil // the pair never did anything: no block

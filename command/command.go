@@ -108,7 +108,7 @@ func (s *Service) envelopes(actor Actor, agg string, now time.Time, events []dom
 			ActorUser: actor.User, ActorDevice: actor.Device, CorrelationID: actor.CorrelationID,
 		}, e)
 		if err != nil {
-			return nil, domain.Errorf(domain.EInternal, "command: %v", err)
+			return nil, domain.Errorf(domain.EInternal, "command: %w", err)
 		}
 		out[i] = env
 	}
@@ -119,7 +119,7 @@ func (s *Service) envelopes(actor Actor, agg string, now time.Time, events []dom
 func (s *Service) history(ctx context.Context, partitionKey, agg string) ([]domain.Event, error) {
 	recs, err := s.store.ReadAggregate(ctx, partitionKey, agg)
 	if err != nil {
-		return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %v", agg, err)
+		return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %w", agg, err)
 	}
 	return decodeEvents(agg, recs)
 }
@@ -130,7 +130,7 @@ func decodeEvents(agg string, recs []eventstore.Recorded) ([]domain.Event, error
 	for i, r := range recs {
 		_, e, err := codec.Decode(r.Event)
 		if err != nil {
-			return nil, domain.Errorf(domain.EInternal, "command: decoding %s version %d: %v", agg, r.Event.GetVersion(), err)
+			return nil, domain.Errorf(domain.EInternal, "command: decoding %s version %d: %w", agg, r.Event.GetVersion(), err)
 		}
 		events[i] = e
 	}

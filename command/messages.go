@@ -76,7 +76,7 @@ func (s *Service) Send(ctx context.Context, actor Actor, cmd domain.SendMessage)
 		sentAt = msg.SentAt
 		cell, err := domain.NewMessageState(msg).MarshalBinary()
 		if err != nil {
-			return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %v", err)
+			return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %w", err)
 		}
 		envs, err := s.envelopes(actor, agg, now, events)
 		if err != nil {
@@ -109,10 +109,10 @@ func (s *Service) messageState(ctx context.Context, conv domain.ConversationID, 
 		if domain.ErrorCode(err) == domain.ENotFound {
 			return nil, st, domain.Errorf(domain.ENotFound, "command: no message %d in %s", seq, conv)
 		}
-		return nil, st, domain.Errorf(domain.EUnavailable, "command: %v", err)
+		return nil, st, domain.Errorf(domain.EUnavailable, "command: %w", err)
 	}
 	if err := st.UnmarshalBinary(raw); err != nil {
-		return nil, st, domain.Errorf(domain.EInternal, "command: message %d of %s: %v", seq, conv, err)
+		return nil, st, domain.Errorf(domain.EInternal, "command: message %d of %s: %w", seq, conv, err)
 	}
 	return raw, st, nil
 }
@@ -163,12 +163,12 @@ func (s *Service) changeMessage(ctx context.Context, actor Actor, conv domain.Co
 		next := ms
 		for _, e := range events {
 			if err := next.Apply(e); err != nil {
-				return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %v", err)
+				return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %w", err)
 			}
 		}
 		cell, err := next.MarshalBinary()
 		if err != nil {
-			return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %v", err)
+			return eventstore.AppendResult{}, domain.Errorf(domain.EInternal, "command: %w", err)
 		}
 		envs, err := s.envelopes(actor, string(conv), now, events)
 		if err != nil {
@@ -222,7 +222,7 @@ func (s *Service) lastSeq(ctx context.Context, conv domain.ConversationID) (uint
 	}
 	_, last, err := s.store.Version(ctx, conv.PartitionKey(), string(conv))
 	if err != nil {
-		return 0, domain.Errorf(domain.EUnavailable, "command: %v", err)
+		return 0, domain.Errorf(domain.EUnavailable, "command: %w", err)
 	}
 	return last, nil
 }
@@ -238,6 +238,8 @@ func (s *Service) appendReader(ctx context.Context, actor Actor, events []domain
 		Streams:      []eventstore.StreamAppend{{Aggregate: agg, Expected: eventstore.Any, Events: envs}},
 	})
 	if errors.Is(err, domain.ErrConflict) {
+		// %v, not %w: this conflict is a bug, not a reason to retry, and a
+		// kept cause would make errors.Is(err, domain.ErrConflict) hold.
 		return Result{}, domain.Errorf(domain.EInternal, "command: reader append conflicted: %v", err)
 	}
 	return resultOf(res), err

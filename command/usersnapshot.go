@@ -41,7 +41,7 @@ func (s *Service) fetchUser(ctx context.Context, id domain.UserID) (*domain.User
 	agg := string(id)
 	snap, ok, err := s.store.LoadSnapshot(ctx, agg, agg)
 	if err != nil {
-		return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %v", agg, err)
+		return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %w", agg, err)
 	}
 	var stored storedUserSnapshot
 	if ok && (json.Unmarshal(snap.Data, &stored) != nil || stored.Format != userSnapshotFormat || stored.Version != snap.Version) {
@@ -51,13 +51,13 @@ func (s *Service) fetchUser(ctx context.Context, id domain.UserID) (*domain.User
 	if ok {
 		recs, ok, err = s.store.ReadAggregateAfter(ctx, agg, agg, snap)
 		if err != nil {
-			return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %v", agg, err)
+			return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %w", agg, err)
 		}
 	}
 	if !ok {
 		stored = storedUserSnapshot{}
 		if recs, err = s.store.ReadAggregate(ctx, agg, agg); err != nil {
-			return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %v", agg, err)
+			return nil, domain.Errorf(domain.EUnavailable, "command: loading %s: %w", agg, err)
 		}
 	}
 	events, err := decodeEvents(agg, recs)

@@ -29,17 +29,24 @@ const (
 	EInternal     Code = "internal"      // a bug or an unexpected failure
 )
 
-// Error is a domain error: a code plus a human message. Packages wrap it with
-// %w; ErrorCode finds the code through any wrapping.
+// Error is a domain error: a code plus a human message, and the cause when
+// it has one. Packages wrap it with %w; ErrorCode finds the code through any
+// wrapping, and errors.Is and errors.As see the cause through Unwrap.
 type Error struct {
 	Code    Code
 	Message string
 	// RetryAfter is, for ERateLimited, how long to wait before trying again;
 	// zero when unknown.
 	RetryAfter time.Duration
+	// Err is the cause (an infrastructure error, say), or nil. Message
+	// already includes its text.
+	Err error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the cause, or nil.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrX) match any *Error with the same code.
 func (e *Error) Is(target error) bool {
@@ -47,10 +54,20 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Message == "" && t.Code == e.Code
 }
 
-// Errorf returns an *Error with the code and a formatted message. Messages are
-// prefixed by the package that raises them ("domain: ...").
+// Errorf returns an *Error with the code and a message formatted as by
+// fmt.Errorf: the operand of a %w verb is kept as the cause (with several,
+// all of them). Messages are prefixed by the package that raises them
+// ("domain: ...").
 func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	e := &Error{Code: code, Message: err.Error()}
+	switch w := err.(type) {
+	case interface{ Unwrap() error }:
+		e.Err = w.Unwrap()
+	case interface{ Unwrap() []error }:
+		e.Err = err
+	}
+	return e
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, EInternal for

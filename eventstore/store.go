@@ -259,7 +259,7 @@ func (s *Store) commit(batch []*pending) {
 			cerr = fmt.Errorf("append script returned %d results for %d transactions", len(replies), len(c.txs))
 		}
 		if cerr != nil {
-			cerr = domain.Errorf(domain.EUnavailable, "eventstore: append to partition %d: %v", c.partition, cerr)
+			cerr = domain.Errorf(domain.EUnavailable, "eventstore: append to partition %d: %w", c.partition, cerr)
 			for _, pd := range c.txs {
 				pd.done <- outcome{err: cerr}
 			}
@@ -317,7 +317,7 @@ func parseReply(reply any, p *prepared) (AppendResult, error) {
 		for part := range strings.SplitSeq(rest, ";") {
 			a, err := parseAppended(part)
 			if err != nil {
-				return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q: %v", str, err)
+				return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q: %w", str, err)
 			}
 			res.Events = append(res.Events, a)
 		}

@@ -243,7 +243,7 @@ func validDevice(id domain.DeviceID) bool {
 func (t *tokens) revokeOthers(ctx context.Context, user domain.UserID, keep domain.DeviceID) ([]domain.DeviceID, error) {
 	now := t.now().UTC().Truncate(time.Millisecond)
 	fail := func(err error) ([]domain.DeviceID, error) {
-		return nil, domain.Errorf(domain.EUnavailable, "gateway: revoking tokens: %v", err)
+		return nil, domain.Errorf(domain.EUnavailable, "gateway: revoking tokens: %w", err)
 	}
 	_, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id <> ? AND revoked_at IS NULL",
 		now, string(user), string(keep))
@@ -278,11 +278,11 @@ func (t *tokens) revokeDeviceCount(ctx context.Context, user domain.UserID, devi
 	res, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id = ? AND revoked_at IS NULL",
 		t.now().UTC().Truncate(time.Millisecond), string(user), string(device))
 	if err != nil {
-		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
+		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
+		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %w", err)
 	}
 	return n, nil
 }

@@ -57,7 +57,7 @@ func (q *hashQueue) acquire(ctx context.Context, p hashPriority) error {
 	if i < 0 {
 		q.release() // granted as ctx ended: pass the slot on
 	}
-	return domain.Errorf(domain.EUnavailable, "gateway: waiting to hash a password: %v", ctx.Err())
+	return domain.Errorf(domain.EUnavailable, "gateway: waiting to hash a password: %w", ctx.Err())
 }
 
 // waitersUpToLocked reports whether anyone of priority p or higher waits.

@@ -88,7 +88,7 @@ func checkPassword(pw string) error {
 func (p *passwords) hash(ctx context.Context, pw string) (string, error) {
 	salt := make([]byte, p.params.SaltBytes)
 	if _, err := rand.Read(salt); err != nil {
-		return "", domain.Errorf(domain.EInternal, "gateway: salt: %v", err)
+		return "", domain.Errorf(domain.EInternal, "gateway: salt: %w", err)
 	}
 	if err := p.queue.acquire(ctx, priorityRegister); err != nil {
 		return "", err

@@ -31,7 +31,7 @@ type readModel struct {
 
 // unavailable wraps a database failure.
 func unavailable(what string, err error) error {
-	return domain.Errorf(domain.EUnavailable, "gateway: %s: %v", what, err)
+	return domain.Errorf(domain.EUnavailable, "gateway: %s: %w", what, err)
 }
 
 // query runs a query and calls scan for every row.

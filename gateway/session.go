@@ -271,7 +271,7 @@ func (s *session) handle(binary bool, data []byte) {
 	var err error
 	typ := "bad_frame"
 	if derr := s.enc.DecodeClient(binary, data, f); derr != nil {
-		err = domain.Errorf(codeBadFrame, "gateway: %v", derr)
+		err = domain.Errorf(codeBadFrame, "gateway: %w", derr)
 	} else {
 		typ = requestType(f)
 		resp, after, err = s.dispatch(f)

@@ -40,7 +40,7 @@ type identity struct {
 func (t *tokens) issue(ctx context.Context, user domain.UserID, device domain.DeviceID) (string, identity, error) {
 	raw := make([]byte, tokenBytes)
 	if _, err := rand.Read(raw); err != nil {
-		return "", identity{}, domain.Errorf(domain.EInternal, "gateway: token: %v", err)
+		return "", identity{}, domain.Errorf(domain.EInternal, "gateway: token: %w", err)
 	}
 	now := t.now().UTC().Truncate(time.Millisecond)
 	id := identity{user: user, device: device, token: sha256.Sum256(raw), expiry: now.Add(t.ttl)}
@@ -48,7 +48,7 @@ func (t *tokens) issue(ctx context.Context, user domain.UserID, device domain.De
 		"INSERT INTO auth_tokens (token_hash, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
 		id.token[:], string(user), string(device), now, id.expiry)
 	if err != nil {
-		return "", identity{}, domain.Errorf(domain.EUnavailable, "gateway: storing a token: %v", err)
+		return "", identity{}, domain.Errorf(domain.EUnavailable, "gateway: storing a token: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(raw), id, nil
 }
@@ -72,7 +72,7 @@ func (t *tokens) resolve(ctx context.Context, token string) (identity, error) {
 	case errors.Is(err, sql.ErrNoRows):
 		return identity{}, denied
 	case err != nil:
-		return identity{}, domain.Errorf(domain.EUnavailable, "gateway: reading a token: %v", err)
+		return identity{}, domain.Errorf(domain.EUnavailable, "gateway: reading a token: %w", err)
 	case revoked.Valid || !t.now().Before(id.expiry):
 		return identity{}, denied
 	}
@@ -95,11 +95,11 @@ func (t *tokens) prune(ctx context.Context, max int) (int, error) {
 		n := min(pruneStatementRows, max-deleted)
 		res, err := t.db.ExecContext(ctx, "DELETE FROM auth_tokens WHERE expires_at < ? LIMIT ?", cutoff, n)
 		if err != nil {
-			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %v", err)
+			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %w", err)
 		}
 		got, err := res.RowsAffected()
 		if err != nil {
-			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %v", err)
+			return deleted, domain.Errorf(domain.EUnavailable, "gateway: pruning tokens: %w", err)
 		}
 		deleted += int(got)
 		if int(got) < n {
@@ -116,7 +116,7 @@ func (t *tokens) revokeDevice(ctx context.Context, user domain.UserID, device do
 	_, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id = ? AND revoked_at IS NULL",
 		t.now().UTC().Truncate(time.Millisecond), string(user), string(device))
 	if err != nil {
-		return domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
+		return domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %w", err)
 	}
 	return nil
 }

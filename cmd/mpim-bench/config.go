@@ -235,7 +235,7 @@ func (c *Config) connections() int {
 func loopbackURL(raw, family string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q: %v", raw, err)
+		return fmt.Errorf("%q: %w", raw, err)
 	}
 	if u.Scheme != family && u.Scheme != family+"s" {
 		return fmt.Errorf("%q: scheme must be %s or %ss", raw, family, family)

@@ -103,7 +103,7 @@ func (c *conn) call(ctx context.Context, f *mpimv1.ClientFrame) (*mpimv1.Respons
 		}
 		return r, nil
 	case <-c.done:
-		return nil, fmt.Errorf("connection ended: %v", c.err)
+		return nil, fmt.Errorf("connection ended: %w", c.err)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -127,14 +127,14 @@ func dispatch(ctx context.Context, url string) (string, error) {
 	defer resp.Body.Close()
 	var out struct{ ID, Addr, Error string }
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return "", fmt.Errorf("dispatch: %s: %v", resp.Status, err)
+		return "", fmt.Errorf("dispatch: %s: %w", resp.Status, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("dispatch: %s: %s", resp.Status, out.Error)
 	}
 	ws := "ws://" + out.Addr + "/ws"
 	if err := loopbackURL(ws, "ws"); err != nil {
-		return "", fmt.Errorf("dispatch answered %v", err)
+		return "", fmt.Errorf("dispatch answered %w", err)
 	}
 	return ws, nil
 }

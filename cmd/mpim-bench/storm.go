@@ -390,7 +390,7 @@ func (r *runner) resume(ctx context.Context, cl *client) error {
 		cl.resumedAt = a.at
 		return nil
 	case <-cl.c.done:
-		return fmt.Errorf("connection ended: %v", cl.c.err)
+		return fmt.Errorf("connection ended: %w", cl.c.err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -191,7 +191,7 @@ func (c *Config) Validate() error {
 	}
 	if c.runs("gateway") {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("listen %q: %v", c.Listen, err))
+			errs = append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
 		}
 		if c.ClientRate <= 0 || c.ClientBurst < 1 {
 			errs = append(errs, fmt.Errorf("client-rate and client-burst must be positive, got %g and %d", c.ClientRate, c.ClientBurst))
@@ -269,7 +269,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max-conns-per-address must be 1..10000000 or -1 (not limited), got %d", c.MaxConnsPerAddr))
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		errs = append(errs, fmt.Errorf("http-addr %q: %v", c.HTTPAddr, err))
+		errs = append(errs, fmt.Errorf("http-addr %q: %w", c.HTTPAddr, err))
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("batch-size must be 1..100000, got %d", c.BatchSize))

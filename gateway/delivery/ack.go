@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/mpim/mpim/domain"
@@ -96,7 +95,7 @@ func (b *ackBatcher) write(batch []*ackReq) {
 		}
 		if rerr != nil {
 			h.m.redisErrors.WithLabelValues("ack").Inc()
-			rerr = fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: storing cursor %s", r.key), rerr)
+			rerr = domain.Errorf(domain.EUnavailable, "delivery: storing cursor %s: %w", r.key, rerr)
 		}
 		r.done <- rerr
 	}

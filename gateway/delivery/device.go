@@ -176,7 +176,7 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 		d.detached = true
 		d.mu.Unlock()
 		h.unregister(d)
-		return nil, fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: attaching device %s of %s", device, user), err)
+		return nil, domain.Errorf(domain.EUnavailable, "delivery: attaching device %s of %s: %w", device, user, err)
 	}
 	var last streamid.ID
 	if info.Err() == nil {

@@ -245,5 +245,5 @@ func userIDs(users []domain.UserID) ([]domain.UserID, error) {
 
 // unavailable wraps a Redis failure as a domain EUnavailable error.
 func unavailable(what string, err error) error {
-	return fmt.Errorf("%w: %w", domain.Errorf(domain.EUnavailable, "delivery: %s", what), err)
+	return domain.Errorf(domain.EUnavailable, "delivery: %s: %w", what, err)
 }

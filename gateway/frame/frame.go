@@ -114,14 +114,14 @@ func (e Encoding) decode(binary bool, data []byte, m proto.Message) error {
 	switch e {
 	case Proto:
 		if err := protoIn.Unmarshal(data, m); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	case JSON:
 		if !utf8.Valid(data) {
 			return ErrUTF8
 		}
 		if err := jsonIn.Unmarshal(data, m); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	default:
 		return fmt.Errorf("frame: unknown encoding %d", int(e))

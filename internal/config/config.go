@@ -61,7 +61,7 @@ func Load(fs *flag.FlagSet, args []string, envPrefix, configFlag string, lookup 
 					continue
 				}
 				if err := fs.Set(name, fileValues[name]); err != nil {
-					errs = append(errs, fmt.Errorf("config file %s: %s: %v", path, name, err))
+					errs = append(errs, fmt.Errorf("config file %s: %s: %w", path, name, err))
 				}
 			}
 		}
@@ -76,7 +76,7 @@ func Load(fs *flag.FlagSet, args []string, envPrefix, configFlag string, lookup 
 			continue
 		}
 		if err := fs.Set(name, fromEnv[name]); err != nil {
-			errs = append(errs, fmt.Errorf("environment %s: %v", EnvName(envPrefix, name), err))
+			errs = append(errs, fmt.Errorf("environment %s: %w", EnvName(envPrefix, name), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,7 +1,9 @@
 package config_test
 
 import (
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -84,5 +86,30 @@ func TestBadValuesAreAllReported(t *testing.T) {
 	fs, _ = flags()
 	if err := config.Load(fs, []string{"--no-such-flag"}, "MPIM", "config", env(nil)); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+}
+
+// refusing is a flag value that refuses every value with errRefused.
+type refusing struct{}
+
+var errRefused = errors.New("refused")
+
+func (refusing) String() string     { return "" }
+func (refusing) Set(s string) error { return fmt.Errorf("value %q: %w", s, errRefused) }
+
+func TestBadValueErrorsKeepTheirCause(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(path, []byte(`{"from-file": "x"}`), 0o600)
+	for _, name := range []string{"from-file", "from-env"} {
+		t.Run(name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			fs.String("config", "", "")
+			fs.Var(refusing{}, name, "")
+			err := config.Load(fs, []string{"--config", path}, "MPIM", "config", env(map[string]string{"MPIM_FROM_ENV": "y"}))
+			if !errors.Is(err, errRefused) {
+				t.Errorf("error %v does not wrap the value's error", err)
+			}
+		})
 	}
 }

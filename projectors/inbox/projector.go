@@ -177,8 +177,11 @@ func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []dom
 			return nil, fmt.Errorf("inbox: members of %s: %w", g, err)
 		}
 		flat, err := stringSlice(res[2+2*i])
-		if err != nil || len(flat)%2 != 0 {
-			return nil, fmt.Errorf("inbox: history of %s: %d fields, %v", g, len(flat), err)
+		if err != nil {
+			return nil, fmt.Errorf("inbox: history of %s: %w", g, err)
+		}
+		if len(flat)%2 != 0 {
+			return nil, fmt.Errorf("inbox: history of %s: %d fields", g, len(flat))
 		}
 		hist := make(map[string]string, len(flat)/2)
 		for j := 0; j < len(flat); j += 2 {

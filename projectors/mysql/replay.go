@@ -245,8 +245,11 @@ type rebuild struct {
 
 func lockRebuild(ctx context.Context, conn *sql.Conn) (func(), error) {
 	var dbName sql.NullString
-	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil || !dbName.Valid {
-		return nil, fmt.Errorf("mysql: rebuild: no database selected (%v)", err)
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		return nil, fmt.Errorf("mysql: rebuild: reading the database name: %w", err)
+	}
+	if !dbName.Valid {
+		return nil, errors.New("mysql: rebuild: no database selected")
 	}
 	name := "mpim_rebuild." + dbName.String
 	if len(name) > 64 {

@@ -6,7 +6,6 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -38,22 +37,6 @@ func parsePackage(tb testing.TB, mode parser.Mode) map[string]*ast.File {
 		tb.Fatal("no Go files found")
 	}
 	return files
-}
-
-// TestImportsStandardLibraryOnly keeps domain free of dependencies: an import
-// path whose first element has a dot is not the standard library.
-func TestImportsStandardLibraryOnly(t *testing.T) {
-	for name, f := range parsePackage(t, parser.ImportsOnly) {
-		for _, imp := range f.Imports {
-			path, err := strconv.Unquote(imp.Path.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") {
-				t.Errorf("%s imports %q; domain imports only the standard library", name, path)
-			}
-		}
-	}
 }
 
 // TestPackageComment checks there is exactly one package comment, in doc.go.
