@@ -3,6 +3,7 @@ package readmodel
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/mpim/mpim/domain"
 )
@@ -14,56 +15,40 @@ const (
 	RequestDeclined = "declined"
 )
 
+// kindNames and roleNames are the column values of the domain's kinds and
+// roles, which number from 1 in this order.
+var (
+	kindNames = [...]string{"text", "image", "file", "custom"}
+	roleNames = [...]string{"member", "admin", "owner"}
+)
+
 // KindName returns the messages.kind value of k, or "" for a kind the
 // column cannot hold.
-func KindName(k domain.MessageKind) string {
-	switch k {
-	case domain.KindText:
-		return "text"
-	case domain.KindImage:
-		return "image"
-	case domain.KindFile:
-		return "file"
-	case domain.KindCustom:
-		return "custom"
-	}
-	return ""
-}
+func KindName(k domain.MessageKind) string { return nameOf(k, kindNames[:]) }
 
 // ParseKind returns the kind a messages.kind value names, or 0 for an
 // unknown one.
-func ParseKind(s string) domain.MessageKind {
-	for k := domain.KindText; k <= domain.KindCustom; k++ {
-		if KindName(k) == s {
-			return k
-		}
-	}
-	return 0
-}
+func ParseKind(s string) domain.MessageKind { return parse[domain.MessageKind](s, kindNames[:]) }
 
 // RoleName returns the group_members.role value of r, or "" for a role the
 // column cannot hold.
-func RoleName(r domain.Role) string {
-	switch r {
-	case domain.RoleMember:
-		return "member"
-	case domain.RoleAdmin:
-		return "admin"
-	case domain.RoleOwner:
-		return "owner"
-	}
-	return ""
-}
+func RoleName(r domain.Role) string { return nameOf(r, roleNames[:]) }
 
 // ParseRole returns the role a group_members.role value names, or 0 for an
 // unknown one.
-func ParseRole(s string) domain.Role {
-	for r := domain.RoleMember; r <= domain.RoleOwner; r++ {
-		if RoleName(r) == s {
-			return r
-		}
+func ParseRole(s string) domain.Role { return parse[domain.Role](s, roleNames[:]) }
+
+// nameOf returns the name of the enum value v, numbered from 1 in names.
+func nameOf[T ~int](v T, names []string) string {
+	if v < 1 || int(v) > len(names) {
+		return ""
 	}
-	return 0
+	return names[v-1]
+}
+
+// parse returns the enum value named s in names (numbered from 1), or 0.
+func parse[T ~int](s string, names []string) T {
+	return T(slices.Index(names, s) + 1)
 }
 
 // attachmentDoc is the JSON document of an attachment in
