@@ -9,16 +9,16 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/mpim/mpim/query"
 )
 
 // api carries out the requests of authenticated sessions: commands through
-// the write side (command.Service), queries from the read models, typing and
-// presence through the hub. Decisions are the write side's; the api only
+// the write side (command.Service), queries through the read side
+// (query.Service), typing and presence through the hub. Decisions are the write side's; the api only
 // translates. It is safe for concurrent use.
 type api struct {
 	cmd *command.Service
-	rm  *readModel
-	c   *cache
+	q   *query.Service
 	hub Hub
 }
 
@@ -79,15 +79,15 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 		r.Result = &mpimv1.Response_Unblock{Unblock: done}
 	case *mpimv1.ClientFrame_ListFriends:
 		var fs []*mpimv1.Profile
-		fs, err = a.rm.friends(ctx, me.user)
+		fs, err = a.q.Friends(ctx, me.user)
 		r.Result = &mpimv1.Response_ListFriends{ListFriends: &mpimv1.FriendList{Friends: fs}}
 	case *mpimv1.ClientFrame_ListFriendRequests:
 		var l *mpimv1.FriendRequestList
-		l, err = a.rm.friendRequests(ctx, me.user)
+		l, err = a.q.FriendRequests(ctx, me.user)
 		r.Result = &mpimv1.Response_ListFriendRequests{ListFriendRequests: l}
 	case *mpimv1.ClientFrame_ListBlocks:
 		var bs []string
-		bs, err = a.rm.blocks(ctx, me.user)
+		bs, err = a.q.Blocks(ctx, me.user)
 		r.Result = &mpimv1.Response_ListBlocks{ListBlocks: &mpimv1.BlockList{UserIds: bs}}
 
 	case *mpimv1.ClientFrame_CreateGroup:
@@ -136,7 +136,7 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 		r.Result = &mpimv1.Response_GroupMembers{GroupMembers: ms}
 	case *mpimv1.ClientFrame_MyGroups:
 		var gs []*mpimv1.GroupSummary
-		gs, err = a.rm.myGroups(ctx, me.user)
+		gs, err = a.q.MyGroups(ctx, me.user)
 		r.Result = &mpimv1.Response_MyGroups{MyGroups: &mpimv1.GroupList{Groups: gs}}
 
 	case *mpimv1.ClientFrame_Send:
@@ -157,11 +157,11 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 		r.Result = &mpimv1.Response_MarkRead{MarkRead: done}
 	case *mpimv1.ClientFrame_Conversations:
 		var l *mpimv1.ConversationList
-		l, err = a.rm.conversations(ctx, me.user, q.Conversations)
+		l, err = a.conversations(ctx, me.user, q.Conversations)
 		r.Result = &mpimv1.Response_Conversations{Conversations: l}
 	case *mpimv1.ClientFrame_History:
 		var h *mpimv1.History
-		h, err = a.rm.history(ctx, me.user, q.History)
+		h, err = a.history(ctx, me.user, q.History)
 		r.Result = &mpimv1.Response_History{History: h}
 
 	case *mpimv1.ClientFrame_Typing:
@@ -188,16 +188,13 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// profile returns a user's profile from the cache, else MySQL, else the
-// log (a user registered a moment ago is in neither read model yet).
+// profile returns a user's profile from the read models, else the log (a
+// user registered a moment ago is in neither read model yet).
 func (a *api) profile(ctx context.Context, user domain.UserID) (*mpimv1.Profile, error) {
 	if !user.Valid() {
 		return nil, domain.Errorf(domain.EInvalid, "gateway: invalid user id %q", user)
 	}
-	if p, err := a.c.profile(ctx, user); err != nil || p != nil {
-		return p, err
-	}
-	if p, err := a.rm.profile(ctx, user); err != nil || p != nil {
+	if p, err := a.q.Profile(ctx, user); err != nil || p != nil {
 		return p, err
 	}
 	u, err := a.cmd.User(ctx, user)
@@ -232,11 +229,40 @@ func (a *api) updateProfile(ctx context.Context, me *caller, q *mpimv1.UpdatePro
 	return p, nil
 }
 
+// conversations answers a conversations request. Arguments out of range
+// (domain.NewConversationsPage) are EInvalid before any query runs.
+func (a *api) conversations(ctx context.Context, user domain.UserID, q *mpimv1.ConversationsRequest) (*mpimv1.ConversationList, error) {
+	page, err := domain.NewConversationsPage(q.GetBeforeMs(), domain.ConversationID(q.GetBeforeConversationId()), q.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	return a.q.Conversations(ctx, user, page)
+}
+
+// history answers a history request. Arguments out of range
+// (domain.NewHistoryPage) and an unknown direction are EInvalid before any
+// query runs.
+func (a *api) history(ctx context.Context, user domain.UserID, q *mpimv1.HistoryRequest) (*mpimv1.History, error) {
+	var forward bool
+	switch q.GetDirection() {
+	case mpimv1.HistoryDirection_HISTORY_DIRECTION_UNSPECIFIED, mpimv1.HistoryDirection_HISTORY_DIRECTION_BACKWARD:
+	case mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD:
+		forward = true
+	default:
+		return nil, domain.Errorf(domain.EInvalid, "gateway: unknown history direction %d", q.GetDirection())
+	}
+	page, err := domain.NewHistoryPage(domain.ConversationID(q.GetConversationId()), q.GetFromSeq(), forward, q.GetLimit())
+	if err != nil {
+		return nil, err
+	}
+	return a.q.History(ctx, user, page)
+}
+
 // groupMembers answers groupMembers from the read model and, for admins and
 // the owner, adds the group's ban list, which only the group aggregate holds
 // (read from the event store, so it is never behind a kick).
 func (a *api) groupMembers(ctx context.Context, user domain.UserID, id domain.GroupID) (*mpimv1.GroupMembers, error) {
-	ms, err := a.rm.groupMembers(ctx, user, id)
+	ms, err := a.q.GroupMembers(ctx, user, id)
 	if err != nil || ms.GetGroup().GetMyRole() < mpimv1.Role_ROLE_ADMIN {
 		return ms, err
 	}
@@ -319,7 +345,7 @@ func (a *api) typing(ctx context.Context, me *caller, q *mpimv1.TypingRequest) e
 	}
 	var to []domain.UserID
 	if g, ok := conv.Group(); ok {
-		members, err := a.c.members(ctx, g)
+		members, err := a.q.MemberIDs(ctx, g)
 		if err != nil {
 			return err
 		}
@@ -337,7 +363,7 @@ func (a *api) typing(ctx context.Context, me *caller, q *mpimv1.TypingRequest) e
 		default:
 			return domain.Errorf(domain.EForbidden, "gateway: %s is not in %s", me.user, conv)
 		}
-		blocked, err := a.c.blocks(ctx, peer, me.user)
+		blocked, err := a.q.Blocking(ctx, peer, me.user)
 		if err != nil || blocked {
 			return err
 		}
@@ -358,11 +384,10 @@ func (a *api) typing(ctx context.Context, me *caller, q *mpimv1.TypingRequest) e
 
 // presence returns the presence of the caller's friends.
 func (a *api) presence(ctx context.Context, me *caller) (*mpimv1.PresenceList, error) {
-	friends, err := a.c.friends(ctx, me.user)
+	friends, err := a.q.FriendIDs(ctx, me.user)
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(friends)
 	out := &mpimv1.PresenceList{}
 	if len(friends) == 0 {
 		return out, nil

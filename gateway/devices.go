@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"slices"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/domain"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/mpim/mpim/query"
 )
 
 // statusLoggedOut closes a connection whose device was logged out from
@@ -37,7 +37,7 @@ const (
 type devices struct {
 	acc *accounts
 	hub Hub
-	db  *sql.DB
+	q   *query.Service
 	// maxListed bounds listDevices.
 	maxListed int
 }
@@ -188,24 +188,11 @@ func (d *devices) end(ctx context.Context, user domain.UserID, devs []domain.Dev
 // lags the log by the projector's batch), most recent login first, at most
 // maxListed, with each device's presence from the hub.
 func (d *devices) list(ctx context.Context, me *caller) (*mpimv1.DeviceList, error) {
-	out := &mpimv1.DeviceList{}
-	rm := &readModel{db: d.db}
-	err := rm.query(ctx, "listing devices", func(rows *sql.Rows) error {
-		dev := &mpimv1.DeviceInfo{}
-		var at sql.NullTime
-		if err := rows.Scan(&dev.DeviceId, &dev.Platform, &at); err != nil {
-			return err
-		}
-		if at.Valid {
-			dev.LoggedInAtMs = at.Time.UnixMilli()
-		}
-		out.Devices = append(out.Devices, dev)
-		return nil
-	}, "SELECT device_id, platform, last_login_at FROM user_devices WHERE user_id = ? AND logged_out_at IS NULL "+
-		"ORDER BY last_login_at DESC, device_id LIMIT ?", string(me.user), d.maxListed)
+	devs, err := d.q.Devices(ctx, me.user, d.maxListed)
 	if err != nil {
 		return nil, err
 	}
+	out := &mpimv1.DeviceList{Devices: devs}
 	presence, err := d.hub.DevicePresence(ctx, me.user)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.EInternal {

@@ -1,7 +1,8 @@
 // Package gateway holds client connections: it serves the mpim client
 // protocol (proto/mpim/v1/client.proto, docs/protocol.md) over WebSocket,
 // turns requests into commands of the write side (package command) and
-// queries of the read models (MySQL and the Redis cache), and pushes each
+// queries of the read side (package query, over the MySQL and Redis read
+// models), and pushes each
 // authenticated device's inbox through the delivery Hub.
 //
 // A Server accepts connections on Handler (GET /ws); each connection is a

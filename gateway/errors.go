@@ -68,3 +68,8 @@ func clientError(err error) (*mpimv1.Error, bool) {
 
 // errUnauthenticated is the error of a request that needs a session.
 var errUnauthenticated = domain.Errorf(domain.EUnauthorized, "gateway: log in or resume first")
+
+// unavailable wraps a failure of Redis, MySQL or the hub.
+func unavailable(what string, err error) error {
+	return domain.Errorf(domain.EUnavailable, "gateway: %s: %v", what, err)
+}

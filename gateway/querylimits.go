@@ -5,7 +5,6 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Heavy queries: history and conversations read pages of up to MaxPage
@@ -38,29 +37,4 @@ func (c *Config) requestCost(f *mpimv1.ClientFrame) (cost int, heavy bool) {
 		page = domain.MaxPage // answered invalid, at the cost of the largest page
 	}
 	return max(1, (c.HeavyQueryCost*page+domain.MaxPage-1)/domain.MaxPage), true
-}
-
-// pageBudget caps the bytes of a history page as its rows are read
-// (nearest to the starting point first): it takes messages while they fit
-// in max, at least one so a page always moves on; once one does not fit
-// the page is full, and that message and the rest are left to the next
-// page.
-type pageBudget struct {
-	max, bytes, n int
-	full          bool
-}
-
-// take reports whether m goes into the page.
-func (p *pageBudget) take(m *mpimv1.ChatMessage) bool {
-	if p.full {
-		return false
-	}
-	size := proto.Size(m)
-	if p.n > 0 && p.bytes+size > p.max {
-		p.full = true
-		return false
-	}
-	p.n++
-	p.bytes += size
-	return true
 }

@@ -43,19 +43,3 @@ func TestHeavyQueriesCostInProportionToTheirPage(t *testing.T) {
 		}
 	}
 }
-
-func TestPageBudgetKeepsAtLeastOneMessage(t *testing.T) {
-	big := &mpimv1.ChatMessage{Text: strings.Repeat("x", 1000)}
-	for _, tc := range []struct{ cap, want int }{{10, 1}, {2100, 2}, {1 << 20, 3}} {
-		p := pageBudget{max: tc.cap}
-		n := 0
-		for range 3 {
-			if p.take(big) {
-				n++
-			}
-		}
-		if n != tc.want || p.full != (tc.want < 3) {
-			t.Errorf("cap %d: %d messages (full %v), want %d", tc.cap, n, p.full, tc.want)
-		}
-	}
-}

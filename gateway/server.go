@@ -12,7 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/gateway/frame"
-	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/mpim/mpim/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -22,10 +22,13 @@ import (
 type Deps struct {
 	// Commands is the write side.
 	Commands *command.Service
-	// DB holds the MySQL read models and auth_tokens; it must scan DATETIME
-	// into time.Time (parseTime=true, as internal/connect.MySQL opens it).
+	// DB holds the MySQL read models (read through package query) and
+	// auth_tokens; it must scan DATETIME into time.Time (parseTime=true, as
+	// internal/connect.MySQL opens it).
 	DB *sql.DB
-	// Redis holds the cache read models (internal/cachekeys).
+	// Redis holds the cache read models (internal/cachekeys, read through
+	// package query) and the login throttle's counters; the memory guard
+	// watches its memory.
 	Redis redis.UniversalClient
 	// Hub delivers inboxes to devices.
 	Hub Hub
@@ -102,15 +105,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	q, err := query.New(deps.DB, deps.Redis, query.Config{Prefix: cfg.Prefix, HistoryPageBytes: cfg.HistoryPageBytes, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
 	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, m.passwordHashes)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg: cfg, log: deps.Logger.With("gateway", cfg.GatewayID), m: m, hub: deps.Hub,
-		api: &api{cmd: deps.Commands, hub: deps.Hub,
-			rm: &readModel{db: deps.DB, now: cfg.Now, pageBytes: cfg.HistoryPageBytes},
-			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
+		api: &api{cmd: deps.Commands, hub: deps.Hub, q: q},
 		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
 			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
 				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}},
@@ -120,7 +125,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		memGuard: &memoryGuard{rdb: deps.Redis, fraction: cfg.MemoryLimitFraction, interval: cfg.MemoryCheckInterval,
 			log: deps.Logger.With("gateway", cfg.GatewayID), ratio: m.redisMemory},
 	}
-	s.devices = &devices{acc: s.accounts, hub: deps.Hub, db: deps.DB, maxListed: cfg.MaxDevicesListed}
+	s.devices = &devices{acc: s.accounts, hub: deps.Hub, q: q, maxListed: cfg.MaxDevicesListed}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux

@@ -1,21 +1,6 @@
 package schema
 
-// readModelTables are the tables the MySQL projector derives from the log,
-// in the order migrations create them.
-var readModelTables = []string{
-	"users",
-	"user_devices",
-	"friend_requests",
-	"friendships",
-	"blocks",
-	"chat_groups",
-	"group_members",
-	"messages",
-	"message_deletions",
-	"conversations",
-	"user_conversations",
-	"group_member_periods",
-}
+import "github.com/mpim/mpim/internal/readmodel"
 
 // otherTables are the remaining tables Migrate creates.
 var otherTables = []string{
@@ -29,15 +14,16 @@ var otherTables = []string{
 }
 
 // ReadModelTables returns the tables the MySQL projector derives from the log
-// alone: a rebuild from position zero recreates exactly these (and their
+// alone, as internal/readmodel names them, in the order migrations create
+// them: a rebuild from position zero recreates exactly these (and their
 // projector's checkpoints), and a rebuilt copy can be compared with the live
 // one table by table (e.g. CHECKSUM TABLE). The caller may modify the slice.
 func ReadModelTables() []string {
-	return append([]string(nil), readModelTables...)
+	return readmodel.Tables()
 }
 
 // Tables returns every table Migrate creates, schema_migrations included. The
 // caller may modify the slice.
 func Tables() []string {
-	return append(append([]string(nil), otherTables...), readModelTables...)
+	return append(append([]string(nil), otherTables...), readmodel.Tables()...)
 }

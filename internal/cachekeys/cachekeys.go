@@ -1,6 +1,7 @@
 // Package cachekeys names the Redis read models that the cache projector
-// (projectors/cache) writes and the gateway reads on its hot paths. It is
-// the contract between the two, so the gateway never imports projector code.
+// (projectors/cache) writes and the read side (query) reads for the
+// gateway's hot paths. It is the contract between the two, so neither
+// imports the other.
 //
 // # Keys
 //
@@ -18,7 +19,7 @@
 //	<prefix>cache:{<group>}:muted      hash: user id -> end of the mute in Unix ms ("0": indefinitely)
 //
 // Written only by the cache projector, from the log, in log order per
-// partition; read by the gateway (and mpimctl). No key has a TTL; the whole
+// partition; read by query (and mpimctl). No key has a TTL; the whole
 // model is deleted and rebuilt by a replay (the projector's Reset). Values
 // follow the domain: a block ends the friendship in both friend sets; a
 // dissolved group keeps its members and is marked dissolved in its info, so
@@ -26,7 +27,7 @@
 // in muted until lifted, so readers compare the end with their clock.
 //
 // The model is eventually consistent with the log: it lags the log by the
-// projector's batch, and a gateway must not decide anything a command
+// projector's batch, and a reader must not decide anything a command
 // decides (the write side re-checks membership, blocks and mutes).
 package cachekeys
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/proto/codec"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -249,7 +250,7 @@ func TestRebuildMillionMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := time.Since(start)
-	msgs := count(t, db, tMessages, "")
+	msgs := count(t, db, readmodel.Messages, "")
 	t.Logf("rebuilt %d messages (%d events with the group creations) in %s: %.0f events/s",
 		msgs, n+len(w.groups), d.Round(time.Millisecond), float64(n)/d.Seconds())
 	if msgs != n {

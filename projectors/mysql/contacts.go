@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/readmodel"
 )
 
 // pairKey is a relationship's pair of user ids, a < b.
@@ -166,14 +167,14 @@ func (a *applier) applyContact(it *item) error {
 		if _, err := update(i); err != nil {
 			return err
 		}
-		s.req[i] = &requestRow{message: e.Message, status: "pending", created: t, updated: t, version: v}
+		s.req[i] = &requestRow{message: e.Message, status: readmodel.RequestPending, created: t, updated: t, version: v}
 	case domain.FriendRequestAccepted, domain.FriendRequestDeclined:
 		from, by, status := answer(e)
 		if !k.in(from, by) || from == by {
 			return a.quarantine("answer to a friend request %s -> %s outside %s", from, by, agg)
 		}
 		i := k.dir(from)
-		if r := s.req[i]; r == nil || r.status != "pending" {
+		if r := s.req[i]; r == nil || r.status != readmodel.RequestPending {
 			return a.quarantine("no friend request from %s to %s is pending", from, by)
 		}
 		r, err := update(i)
@@ -181,7 +182,7 @@ func (a *applier) applyContact(it *item) error {
 			return err
 		}
 		r.status = status
-		if status == "accepted" && s.friends == nullTime {
+		if status == readmodel.RequestAccepted && s.friends == nullTime {
 			s.friends = t
 		}
 	case domain.FriendRemoved:
@@ -203,7 +204,7 @@ func (a *applier) applyContact(it *item) error {
 		// A block also ends the friendship and drops a pending request.
 		s.block[i], s.friends = t, nullTime
 		for j := range s.req {
-			if r := s.req[j]; r != nil && r.status == "pending" {
+			if r := s.req[j]; r != nil && r.status == readmodel.RequestPending {
 				if v <= r.version {
 					return a.follow("friend request of", agg, r.version, v)
 				}
@@ -227,10 +228,10 @@ func (a *applier) applyContact(it *item) error {
 // status the answer gives it.
 func answer(e domain.Event) (from, by domain.UserID, status string) {
 	if x, ok := e.(domain.FriendRequestAccepted); ok {
-		return x.From, x.By, "accepted"
+		return x.From, x.By, readmodel.RequestAccepted
 	}
 	x := e.(domain.FriendRequestDeclined)
-	return x.From, x.By, "declined"
+	return x.From, x.By, readmodel.RequestDeclined
 }
 
 func (a *applier) writePairs(ctx context.Context) error {

@@ -5,7 +5,8 @@
 //
 // # Read model
 //
-// The tables are those of schema.ReadModelTables, described in the
+// The tables, and the stored values that the read side (query) interprets,
+// are those of the internal/readmodel contract, described in the
 // migrations. Each partition of the log is applied by one owner, in order,
 // in batches; each batch is ONE transaction that
 //

@@ -7,6 +7,7 @@ import (
 	"maps"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/readmodel"
 )
 
 // groupRow is a chat_groups row with the group's group_members rows, as
@@ -41,17 +42,6 @@ type periodKey struct {
 type periodEnd struct {
 	to   uint64
 	open bool
-}
-
-var roleNames = map[domain.Role]string{domain.RoleMember: "member", domain.RoleAdmin: "admin", domain.RoleOwner: "owner"}
-
-func roleOf(name string) domain.Role {
-	for r, n := range roleNames {
-		if n == name {
-			return r
-		}
-	}
-	return 0
 }
 
 func (a *applier) loadGroups(ctx context.Context) error {
@@ -91,7 +81,7 @@ func (a *applier) loadGroups(ctx context.Context) error {
 				if err := rows.Scan(&gid, &uid, &role, &m.muted, m.mutedUntil.scan(), m.joined.scan()); err != nil {
 					return err
 				}
-				m.role = roleOf(role)
+				m.role = readmodel.ParseRole(role)
 				a.groups[gid].members[uid] = m
 				return nil
 			})
@@ -190,7 +180,7 @@ func (a *applier) applyGroup(it *item) error {
 		a.periods[periodKey{id, string(u), m.from}] = periodEnd{to: a.lastSeq(gid)}
 	case domain.MemberRoleChanged:
 		m, ok := member(e.User)
-		if !ok || roleNames[e.Role] == "" {
+		if !ok || readmodel.RoleName(e.Role) == "" {
 			return a.quarantine("role %v for %s in %s: not a member or unknown role", e.Role, e.User, id)
 		}
 		m.role = e.Role
@@ -327,7 +317,7 @@ func (a *applier) writeGroups(ctx context.Context) error {
 			if o, ok := g.origMembers[u]; ok && o == m {
 				continue
 			}
-			if err := members.add(ctx, a.tx, id, u, roleNames[m.role], m.muted, m.mutedUntil.sql(), m.joined.sql()); err != nil {
+			if err := members.add(ctx, a.tx, id, u, readmodel.RoleName(m.role), m.muted, m.mutedUntil.sql(), m.joined.sql()); err != nil {
 				return err
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/connect"
+	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/schema"
@@ -252,7 +253,7 @@ func dumpTable(tb testing.TB, db *sql.DB, table string, where string, skip ...st
 func modelDigest(tb testing.TB, db *sql.DB) map[string][]string {
 	tb.Helper()
 	out := map[string][]string{}
-	for _, t := range modelTables {
+	for _, t := range readmodel.Tables() {
 		out[t] = dumpTable(tb, db, t, "")
 	}
 	out[tQuarantine] = dumpTable(tb, db, tQuarantine, "WHERE projector = '"+ReadModelName+"'", "quarantined_at")
@@ -264,7 +265,7 @@ func modelDigest(tb testing.TB, db *sql.DB) map[string][]string {
 func sameModel(tb testing.TB, a, b *sql.DB) {
 	tb.Helper()
 	da, db := modelDigest(tb, a), modelDigest(tb, b)
-	for _, t := range append(slices.Clone(modelTables), tQuarantine) {
+	for _, t := range append(readmodel.Tables(), tQuarantine) {
 		x, y := da[t], db[t]
 		if hash(x) == hash(y) {
 			continue

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/readmodel"
 )
 
 // TestMembershipPeriodsProjectAndRebuild: the projector records each
@@ -112,7 +113,7 @@ func TestMembershipPeriodsProjectAndRebuild(t *testing.T) {
 // ("-" for an open period), sorted.
 func readPeriods(tb testing.TB, db *sql.DB, g domain.GroupID) []string {
 	tb.Helper()
-	rows, err := db.Query("SELECT user_id, from_seq, to_seq FROM "+tPeriods+" WHERE group_id = ?", string(g))
+	rows, err := db.Query("SELECT user_id, from_seq, to_seq FROM "+readmodel.Periods+" WHERE group_id = ?", string(g))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -4,10 +4,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"strings"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/readmodel"
 )
 
 // convRow is a conversations row: the conversation aggregate's last
@@ -59,10 +59,6 @@ type ucDelta struct {
 type delKey struct {
 	user, conv string
 	seq        uint64
-}
-
-var kindNames = map[domain.MessageKind]string{
-	domain.KindText: "text", domain.KindImage: "image", domain.KindFile: "file", domain.KindCustom: "custom",
 }
 
 // maxBody is the capacity of a MEDIUMTEXT column.
@@ -173,7 +169,7 @@ func (a *applier) applyConversation(it *item) error {
 // point of the log for a group's. The sender has read their own message.
 func (a *applier) send(cid domain.ConversationID, c *convRow, e domain.MessageSent) error {
 	it, id := a.cur, string(cid)
-	kind := kindNames[e.Kind]
+	kind := readmodel.KindName(e.Kind)
 	switch {
 	case e.Conversation != cid:
 		return a.quarantine("message of %s appended to %s", e.Conversation, id)
@@ -449,24 +445,15 @@ func preview(kind, text string) string {
 	return "[message]"
 }
 
-// attachmentDoc is the JSON form of an attachment in messages.attachment.
-type attachmentDoc struct {
-	URL    string            `json:"url"`
-	Mime   string            `json:"mime,omitempty"`
-	Size   int64             `json:"size,omitempty"`
-	Name   string            `json:"name,omitempty"`
-	Width  int32             `json:"width,omitempty"`
-	Height int32             `json:"height,omitempty"`
-	Meta   map[string]string `json:"meta,omitempty"`
-}
-
+// attachmentJSON returns the messages.attachment column of att: NULL
+// without one.
 func attachmentJSON(att *domain.Attachment) (sql.NullString, error) {
 	if att == nil {
 		return sql.NullString{}, nil
 	}
-	b, err := json.Marshal(attachmentDoc{URL: att.URL, Mime: att.Mime, Size: att.Size, Name: att.Name, Width: att.Width, Height: att.Height, Meta: att.Meta})
+	doc, err := readmodel.EncodeAttachment(*att)
 	if err != nil {
 		return sql.NullString{}, err
 	}
-	return sql.NullString{String: string(b), Valid: true}, nil
+	return sql.NullString{String: doc, Valid: true}, nil
 }

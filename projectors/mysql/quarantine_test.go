@@ -10,6 +10,7 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/proto/codec"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/oklog/ulid/v2"
@@ -98,7 +99,7 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 	if name != "Alice 2" || version != 3 {
 		t.Errorf("alice is %q at version %d, want \"Alice 2\" at 3", name, version)
 	}
-	if n := count(t, db, tMessages, "conversation_id = ? AND seq = ?", string(conv), sent.Seq); n != 1 {
+	if n := count(t, db, readmodel.Messages, "conversation_id = ? AND seq = ?", string(conv), sent.Seq); n != 1 {
 		t.Errorf("the message after the bad entries was not projected")
 	}
 

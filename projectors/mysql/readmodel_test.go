@@ -2,19 +2,12 @@ package mysql
 
 import (
 	"context"
-	"slices"
 	"testing"
 
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
-	"github.com/mpim/mpim/schema"
+	"github.com/mpim/mpim/internal/readmodel"
 )
-
-func TestModelTablesAreTheSchemaReadModel(t *testing.T) {
-	if got := schema.ReadModelTables(); !slices.Equal(got, modelTables) {
-		t.Fatalf("schema.ReadModelTables() = %v, the projector writes %v", got, modelTables)
-	}
-}
 
 func TestScenarioProjectsAndRebuildsIdentically(t *testing.T) {
 	ctx := context.Background()
@@ -24,19 +17,19 @@ func TestScenarioProjectsAndRebuildsIdentically(t *testing.T) {
 
 	db := projectFresh(t, env.store)
 
-	if n := count(t, db, tUsers, ""); n != 12 {
+	if n := count(t, db, readmodel.Users, ""); n != 12 {
 		t.Errorf("%d users, want 12", n)
 	}
 	if n := count(t, db, tQuarantine, ""); n != 0 {
 		t.Errorf("%d events quarantined from a clean log: %v", n, dumpTable(t, db, tQuarantine, ""))
 	}
-	if n := count(t, db, tUserConvs, "unread_count <> IF(last_seq > read_seq, last_seq - read_seq, 0)"); n != 0 {
+	if n := count(t, db, readmodel.UserConversations, "unread_count <> IF(last_seq > read_seq, last_seq - read_seq, 0)"); n != 0 {
 		t.Errorf("%d conversation rows with a wrong unread count", n)
 	}
-	if n := count(t, db, tMessages, ""); n == 0 {
+	if n := count(t, db, readmodel.Messages, ""); n == 0 {
 		t.Error("no messages projected")
 	}
-	if n := count(t, db, tConversations+" c", "c.last_seq <> (SELECT MAX(seq) FROM messages m WHERE m.conversation_id = c.conversation_id)"); n != 0 {
+	if n := count(t, db, readmodel.Conversations+" c", "c.last_seq <> (SELECT MAX(seq) FROM messages m WHERE m.conversation_id = c.conversation_id)"); n != 0 {
 		t.Errorf("%d conversations whose last seq is not their last message", n)
 	}
 

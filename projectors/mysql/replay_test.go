@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/projectors"
 )
 
@@ -186,7 +187,7 @@ func TestPausedApplyWaits(t *testing.T) {
 		t.Fatalf("Apply returned while paused: %v", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	if n := count(t, db, tUsers, ""); n != 0 {
+	if n := count(t, db, readmodel.Users, ""); n != 0 {
 		t.Fatalf("%d users written while paused", n)
 	}
 	if _, err := db.Exec("UPDATE read_model_control SET paused_until = NULL WHERE id = 1"); err != nil {
@@ -195,7 +196,7 @@ func TestPausedApplyWaits(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, db, tUsers, ""); n == 0 {
+	if n := count(t, db, readmodel.Users, ""); n == 0 {
 		t.Fatal("nothing written after the pause")
 	}
 }

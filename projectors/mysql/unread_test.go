@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/readmodel"
 )
 
 // TestUnreadCountsUnderConcurrentSendsAndReads has several users send and
@@ -63,7 +64,7 @@ func TestUnreadCountsUnderConcurrentSendsAndReads(t *testing.T) {
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			if bad := count(t, db, tUserConvs, "unread_count <> IF(last_seq > read_seq, last_seq - read_seq, 0)"); bad != 0 {
+			if bad := count(t, db, readmodel.UserConversations, "unread_count <> IF(last_seq > read_seq, last_seq - read_seq, 0)"); bad != 0 {
 				t.Errorf("%d rows with a wrong unread count while projecting", bad)
 				return
 			}
