@@ -11,8 +11,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/mpim/mpim/internal/clientaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -53,7 +55,7 @@ type Server struct {
 	m        *metrics
 	hub      Hub
 	api      *api
-	accounts *accounts
+	accounts *accounts.Service
 	devices  *devices
 	limits   *userLimits
 	unauth   *unauthConns
@@ -102,7 +104,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, m.passwordHashes)
+	acc, err := accounts.New(cfg.accounts(), deps.Commands, deps.DB, deps.Redis, m.passwordHashes)
 	if err != nil {
 		return nil, err
 	}
@@ -111,9 +113,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		api: &api{cmd: deps.Commands, hub: deps.Hub,
 			rm: &readModel{db: deps.DB, now: cfg.Now, pageBytes: cfg.HistoryPageBytes},
 			c:  &cache{rdb: deps.Redis, keys: cachekeys.New(cfg.Prefix)}},
-		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
-			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
-				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}},
+		accounts: acc,
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.HeavyInFlightPerUser),
 		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
@@ -162,7 +162,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway: shutting down; reconnect through the dispatcher", http.StatusServiceUnavailable)
 		return
 	}
-	key := addrKey(r.RemoteAddr)
+	key := clientaddr.Key(r.RemoteAddr)
 	if !s.admit(w, key) {
 		return
 	}
@@ -305,7 +305,7 @@ func (s *Server) pruneTokens(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		n, err := s.accounts.tokens.prune(ctx, s.cfg.TokenPruneMax)
+		n, err := s.accounts.PruneTokens(ctx, s.cfg.TokenPruneMax)
 		s.m.tokensPruned.Add(float64(n))
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("gateway: pruning expired tokens", "err", err, "deleted", n)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/gateway/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -52,7 +53,7 @@ type session struct {
 	log  *slog.Logger // immutable: the writer logs too
 	// remote is the client's address (host:port), set before run.
 	remote string
-	// unauthKey is remote's addrKey, under which the connection counts as
+	// unauthKey is remote's clientaddr.Key, under which the connection counts as
 	// unauthenticated while unauthHeld (Server.authenticated).
 	unauthKey  string
 	unauthHeld atomic.Bool
@@ -353,31 +354,37 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	defer cancel()
 	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_Register:
-		res, err := s.srv.accounts.register(ctx, q.Register, s.remote)
-		r.Result = &mpimv1.Response_Register{Register: res}
-		return r, nil, err
+		id, name, err := s.srv.accounts.Register(ctx, q.Register.GetUsername(), q.Register.GetPassword(), q.Register.GetDisplayName(), s.remote)
+		if err != nil {
+			return nil, nil, err
+		}
+		r.Result = &mpimv1.Response_Register{Register: &mpimv1.RegisterResult{UserId: string(id), Username: name}}
+		return r, nil, nil
 	case *mpimv1.ClientFrame_Login:
 		if s.me != nil {
 			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
 		}
-		id, token, profile, err := s.srv.accounts.login(ctx, q.Login, s.remote)
+		l, err := s.srv.accounts.Login(ctx, q.Login.GetUsername(), q.Login.GetPassword(), domain.DeviceID(q.Login.GetDeviceId()),
+			q.Login.GetPlatform(), s.remote)
 		if err != nil {
 			return nil, nil, err
 		}
-		res := &mpimv1.SessionResult{Token: token, Profile: profile}
+		u := l.User
+		res := &mpimv1.SessionResult{Token: l.Token, Profile: &mpimv1.Profile{UserId: string(l.Identity.User), Username: u.Username(),
+			DisplayName: u.DisplayName(), AvatarUrl: u.AvatarURL()}}
 		r.Result = &mpimv1.Response_Login{Login: res}
-		after, err := s.attach(ctx, id, res)
+		after, err := s.attach(ctx, l.Identity, res)
 		return r, after, err
 	case *mpimv1.ClientFrame_Resume:
 		if s.me != nil {
 			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
 		}
-		id, err := s.srv.accounts.resume(ctx, q.Resume.GetToken())
+		id, err := s.srv.accounts.Resume(ctx, q.Resume.GetToken())
 		if err != nil {
 			return nil, nil, err
 		}
 		res := &mpimv1.SessionResult{}
-		if p, err := s.srv.api.profile(ctx, id.user); err == nil {
+		if p, err := s.srv.api.profile(ctx, id.User); err == nil {
 			res.Profile = p
 		}
 		r.Result = &mpimv1.Response_Resume{Resume: res}
@@ -394,7 +401,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		return nil, nil, errUnauthenticated
 	}
 	if _, ok := f.GetRequest().(*mpimv1.ClientFrame_Logout); ok {
-		if err := s.srv.accounts.logout(ctx, s.me.identity); err != nil {
+		if err := s.srv.accounts.Logout(ctx, s.me.actor()); err != nil {
 			return nil, nil, err
 		}
 		s.detach(true)
@@ -418,7 +425,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 // attach authenticates the session as id and attaches it to the hub. The
 // hub may deliver at once; deliveries are held back until the response,
 // which res completes, is queued (after).
-func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionResult) (func(), error) {
+func (s *session) attach(ctx context.Context, id accounts.Identity, res *mpimv1.SessionResult) (func(), error) {
 	s.mu.Lock()
 	s.gen++
 	s.holding = true
@@ -435,7 +442,7 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 			}
 		}
 	}
-	dev, err := s.srv.hub.Attach(ctx, string(id.user), string(id.device), sk)
+	dev, err := s.srv.hub.Attach(ctx, string(id.User), string(id.Device), sk)
 	if err != nil {
 		// Whatever the failed attachment delivered is dropped with it.
 		s.mu.Lock()
@@ -447,14 +454,14 @@ func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionRe
 		}
 		return nil, err
 	}
-	s.me, s.device = &caller{identity: id}, dev
-	s.userLim = s.srv.limits.acquire(id.user)
+	s.me, s.device = &caller{user: id.User, device: id.Device}, dev
+	s.userLim = s.srv.limits.acquire(id.User)
 	s.authed.Store(true)
 	s.srv.authenticated(s)
 	s.authTimer.Stop()
 	s.srv.m.sessions.Inc()
-	res.UserId, res.DeviceId = string(id.user), string(id.device)
-	res.TokenExpiresAtMs = id.expiry.UnixMilli()
+	res.UserId, res.DeviceId = string(id.User), string(id.Device)
+	res.TokenExpiresAtMs = id.Expiry.UnixMilli()
 	res.HeartbeatMs = uint32(s.srv.cfg.HeartbeatInterval.Milliseconds())
 	return release, nil
 }

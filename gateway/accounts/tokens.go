@@ -1,4 +1,4 @@
-package gateway
+package accounts
 
 import (
 	"context"
@@ -27,28 +27,29 @@ type tokens struct {
 	now func() time.Time
 }
 
-// identity is who a token or a login authenticates.
-type identity struct {
-	user   domain.UserID
-	device domain.DeviceID
+// Identity is who a token or a login authenticates.
+type Identity struct {
+	User   domain.UserID
+	Device domain.DeviceID
+	// Expiry is when the token stops resuming the session.
+	Expiry time.Time
 	token  tokenHash
-	expiry time.Time
 }
 
 // issue creates a token for the device of user and returns it with its
 // identity.
-func (t *tokens) issue(ctx context.Context, user domain.UserID, device domain.DeviceID) (string, identity, error) {
+func (t *tokens) issue(ctx context.Context, user domain.UserID, device domain.DeviceID) (string, Identity, error) {
 	raw := make([]byte, tokenBytes)
 	if _, err := rand.Read(raw); err != nil {
-		return "", identity{}, domain.Errorf(domain.EInternal, "gateway: token: %v", err)
+		return "", Identity{}, domain.Errorf(domain.EInternal, "gateway: token: %v", err)
 	}
 	now := t.now().UTC().Truncate(time.Millisecond)
-	id := identity{user: user, device: device, token: sha256.Sum256(raw), expiry: now.Add(t.ttl)}
+	id := Identity{User: user, Device: device, token: sha256.Sum256(raw), Expiry: now.Add(t.ttl)}
 	_, err := t.db.ExecContext(ctx,
 		"INSERT INTO auth_tokens (token_hash, user_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-		id.token[:], string(user), string(device), now, id.expiry)
+		id.token[:], string(user), string(device), now, id.Expiry)
 	if err != nil {
-		return "", identity{}, domain.Errorf(domain.EUnavailable, "gateway: storing a token: %v", err)
+		return "", Identity{}, domain.Errorf(domain.EUnavailable, "gateway: storing a token: %v", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(raw), id, nil
 }
@@ -56,27 +57,27 @@ func (t *tokens) issue(ctx context.Context, user domain.UserID, device domain.De
 // resolve returns the identity of a token. A token that is malformed,
 // unknown, revoked or expired is an EUnauthorized error; all look alike to
 // the client.
-func (t *tokens) resolve(ctx context.Context, token string) (identity, error) {
+func (t *tokens) resolve(ctx context.Context, token string) (Identity, error) {
 	denied := domain.Errorf(domain.EUnauthorized, "gateway: the token is invalid or expired; log in again")
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) != tokenBytes {
-		return identity{}, denied
+		return Identity{}, denied
 	}
-	id := identity{token: sha256.Sum256(raw)}
+	id := Identity{token: sha256.Sum256(raw)}
 	var user, device string
 	var revoked sql.NullTime
 	err = t.db.QueryRowContext(ctx,
 		"SELECT user_id, device_id, expires_at, revoked_at FROM auth_tokens WHERE token_hash = ?", id.token[:]).
-		Scan(&user, &device, &id.expiry, &revoked)
+		Scan(&user, &device, &id.Expiry, &revoked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return identity{}, denied
+		return Identity{}, denied
 	case err != nil:
-		return identity{}, domain.Errorf(domain.EUnavailable, "gateway: reading a token: %v", err)
-	case revoked.Valid || !t.now().Before(id.expiry):
-		return identity{}, denied
+		return Identity{}, domain.Errorf(domain.EUnavailable, "gateway: reading a token: %v", err)
+	case revoked.Valid || !t.now().Before(id.Expiry):
+		return Identity{}, denied
 	}
-	id.user, id.device = domain.UserID(user), domain.DeviceID(device)
+	id.User, id.Device = domain.UserID(user), domain.DeviceID(device)
 	return id, nil
 }
 
@@ -110,13 +111,51 @@ func (t *tokens) prune(ctx context.Context, max int) (int, error) {
 }
 
 // revokeDevice ends every token of a user's device (a logout ends the
-// device's session, whichever login it came from); revoking twice is
-// harmless.
-func (t *tokens) revokeDevice(ctx context.Context, user domain.UserID, device domain.DeviceID) error {
-	_, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id = ? AND revoked_at IS NULL",
+// device's session, whichever login it came from) and returns how many
+// were live; revoking twice is harmless.
+func (t *tokens) revokeDevice(ctx context.Context, user domain.UserID, device domain.DeviceID) (int64, error) {
+	res, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id = ? AND revoked_at IS NULL",
 		t.now().UTC().Truncate(time.Millisecond), string(user), string(device))
 	if err != nil {
-		return domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
+		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, domain.Errorf(domain.EUnavailable, "gateway: revoking a token: %v", err)
+	}
+	return n, nil
+}
+
+// revokeOthers ends every token of user's devices other than keep and
+// returns those devices (each once).
+func (t *tokens) revokeOthers(ctx context.Context, user domain.UserID, keep domain.DeviceID) ([]string, error) {
+	now := t.now().UTC().Truncate(time.Millisecond)
+	fail := func(err error) ([]string, error) {
+		return nil, domain.Errorf(domain.EUnavailable, "gateway: revoking tokens: %v", err)
+	}
+	_, err := t.db.ExecContext(ctx, "UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND device_id <> ? AND revoked_at IS NULL",
+		now, string(user), string(keep))
+	if err != nil {
+		return fail(err)
+	}
+	// The rows this revocation marked (a concurrent one in the same
+	// millisecond may add its own devices: ending them twice is harmless).
+	rows, err := t.db.QueryContext(ctx, "SELECT DISTINCT device_id FROM auth_tokens WHERE user_id = ? AND device_id <> ? AND revoked_at = ?",
+		string(user), string(keep), now)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return fail(err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return out, nil
 }
