@@ -174,9 +174,7 @@ func (k *sink) Ended(why string) {
 // (unauthenticated).
 func (s *session) confirmResume(ctx context.Context, token string) error {
 	if _, err := s.srv.accounts.Resume(ctx, token); err != nil {
-		s.mu.Lock()
-		s.holding, s.held = false, nil
-		s.mu.Unlock()
+		s.out.dropHeld()
 		s.detach(true)
 		return err
 	}

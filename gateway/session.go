@@ -61,8 +61,7 @@ type session struct {
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
 
-	wake       chan struct{} // the writer has frames to write (capacity 1)
-	drained    chan struct{} // the queue went under the byte budget, or the session is closing (capacity 1)
+	out        *outbox // closed once the session is closing
 	writerDone chan struct{}
 	// writeDog closes the connection when one write takes longer than
 	// WriteTimeout; writing is set while the writer writes. One timer per
@@ -83,42 +82,18 @@ type session struct {
 	device  HubDevice
 	readErr error
 
-	mu        sync.Mutex // guards the fields below
-	closing   bool       // no more frames are queued
-	reason    string     // why the session is closing ("" until it is)
-	clean     bool       // the client is leaving on purpose
-	wentAway  bool       // a Goaway was queued
-	gen       uint64     // the current attachment; sinks of older ones are ignored
-	holding   bool       // deliveries wait in held until the login response is queued
-	held      []outFrame
-	queue     []outFrame // frames the writer has not taken yet
-	unwritten int        // frames queued and not written yet (queue and the writer's batch)
-	// queuedBytes and heldBytes are the estimated bytes of the frames not
-	// written yet and of held (see outbox.go).
-	queuedBytes int
-	heldBytes   int
-}
-
-// outFrame is one queued frame: a server frame, a delivery (built into a
-// Push by the writer), or the instruction to close after what came before.
-type outFrame struct {
-	frame *mpimv1.ServerFrame
-	push  *Delivery
-	close *closeFrame
-	size  int // estimated bytes (outFrameBytes), set when queued
-}
-
-type closeFrame struct {
-	code   websocket.StatusCode
-	reason string
+	mu       sync.Mutex // guards the fields below; taken before out's
+	reason   string     // why the session is closing ("" until it is)
+	clean    bool       // the client is leaving on purpose
+	wentAway bool       // a Goaway was queued
+	gen      uint64     // the current attachment; sinks of older ones are ignored
 }
 
 func newSession(srv *Server, conn *websocket.Conn, enc frame.Encoding, log *slog.Logger) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		srv: srv, conn: conn, enc: enc, log: log, ctx: ctx, cancel: cancel,
-		wake:       make(chan struct{}, 1),
-		drained:    make(chan struct{}, 1),
+		out:        newOutbox(&srv.cfg, outboxMetrics{bytes: srv.m.outboxBytes, pauses: srv.m.readPauses, peak: srv.m.outboxPeak}),
 		writerDone: make(chan struct{}),
 		connLimit:  rate.NewLimiter(srv.cfg.ConnRate, srv.cfg.ConnBurst),
 	}
@@ -193,7 +168,7 @@ func (s *session) end() {
 	s.idle.Stop()
 	s.authTimer.Stop()
 	s.mu.Lock()
-	s.closing = true
+	s.out.close()
 	reason, clean := s.reason, s.clean
 	s.gen++
 	s.mu.Unlock()
@@ -216,9 +191,7 @@ func (s *session) end() {
 		s.conn.CloseNow()
 	}
 	<-s.writerDone
-	s.mu.Lock()
-	s.releaseOutboxLocked()
-	s.mu.Unlock()
+	s.out.discard()
 	s.writeDog.Stop()
 	s.conn.CloseNow()
 	s.detach(clean)
@@ -237,16 +210,12 @@ func (s *session) fail(reason string, code websocket.StatusCode, msg string) {
 }
 
 func (s *session) failLocked(reason string, code websocket.StatusCode, msg string) {
-	if s.closing {
+	if !s.out.close() { // a reader waiting for the queue to drain reads again, and fails
 		return
 	}
-	s.closing, s.reason = true, reason
+	s.reason = reason
 	if reason == reasonSlow {
 		s.srv.m.slowDisconnects.Inc()
-	}
-	select { // a reader waiting for the queue to drain reads again, and fails
-	case s.drained <- struct{}{}:
-	default:
 	}
 	// Close sends the close frame and waits for the peer's, for seconds.
 	go s.conn.Close(code, msg)
@@ -428,18 +397,14 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 func (s *session) attach(ctx context.Context, id accounts.Identity, res *mpimv1.SessionResult) (func(), error) {
 	s.mu.Lock()
 	s.gen++
-	s.holding = true
+	s.out.hold()
 	sk := &sink{s: s, gen: s.gen}
 	s.mu.Unlock()
 	release := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		held := s.held
-		s.holding, s.held, s.heldBytes = false, nil, 0
-		for _, f := range held {
-			if !s.enqueueLocked(f, false) {
-				return
-			}
+		if why := s.out.release(); why != "" {
+			s.overflowLocked(why)
 		}
 	}
 	dev, err := s.srv.hub.Attach(ctx, string(id.User), string(id.Device), sk)
@@ -447,7 +412,7 @@ func (s *session) attach(ctx context.Context, id accounts.Identity, res *mpimv1.
 		// Whatever the failed attachment delivered is dropped with it.
 		s.mu.Lock()
 		s.gen++
-		s.holding, s.held, s.heldBytes = false, nil, 0
+		s.out.dropHeld()
 		s.mu.Unlock()
 		if c := domain.ErrorCode(err); c == domain.EInternal {
 			err = unavailable("attaching the device", err)
@@ -517,9 +482,10 @@ func (s *session) goaway(reason string, closeAfter bool) {
 		s.enqueueLocked(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Goaway{Goaway: &mpimv1.Goaway{
 			Reason: reason, Reconnect: true, ReconnectAfterMs: wait}}}}, false)
 	}
-	if closeAfter && !s.closing {
+	if closeAfter && !s.out.isClosed() {
 		s.enqueueLocked(outFrame{close: &closeFrame{code: websocket.StatusGoingAway, reason: reason}}, false)
-		s.closing, s.reason = true, reasonShutdown
+		s.out.close()
+		s.reason = reasonShutdown
 	}
 }
 
