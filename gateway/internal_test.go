@@ -65,16 +65,6 @@ func TestStreamIDs(t *testing.T) {
 			t.Errorf("validInboxID(%q) = %v", s, !ok)
 		}
 	}
-	var a ackTimes
-	t0 := time.Unix(100, 0)
-	for i, id := range []string{"5-0", "5-1", "6-0"} {
-		a.sent(id, t0.Add(time.Duration(i)*time.Second))
-	}
-	var got []time.Time
-	a.acked("5-1", func(t time.Time) { got = append(got, t) })
-	if len(got) != 2 || len(a.pending) != 1 {
-		t.Fatalf("acking 5-1 observed %v, left %v", got, a.pending)
-	}
 }
 
 type fakeDirectory struct {

@@ -73,7 +73,6 @@ type session struct {
 	authTimer *time.Timer
 	authed    atomic.Bool
 	connLimit *rate.Limiter
-	acks      ackTimes
 
 	// reader
 	rbuf    bytes.Buffer
@@ -286,7 +285,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	// they are not rate limited. Any other frame is.
 	// A heavy query takes tokens in proportion to its page.
 	cost, heavy := s.srv.cfg.requestCost(f)
-	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || !s.acks.covers(a.Ack.GetInboxId()) {
+	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || s.device == nil || !s.device.Covers(a.Ack.GetInboxId()) {
 		now := time.Now()
 		if !s.connLimit.AllowN(now, cost) {
 			return nil, nil, rateLimitedN(s.connLimit, cost)
@@ -442,7 +441,6 @@ func (s *session) detach(clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.RequestTimeout)
 	defer cancel()
 	s.device.Detach(ctx, clean)
-	s.acks.reset()
 	s.srv.limits.release(s.me.user)
 	s.srv.m.sessions.Dec()
 	s.me, s.device, s.userLim = nil, nil, nil
@@ -450,7 +448,8 @@ func (s *session) detach(clean bool) {
 	s.authTimer.Reset(s.srv.cfg.AuthTimeout)
 }
 
-// ack forwards a client acknowledgement and observes push-to-ack latency.
+// ack forwards a client acknowledgement; the hub reports the latency of
+// the pushes it acknowledges (sink.Acked).
 func (s *session) ack(ctx context.Context, inboxID string) error {
 	if !validInboxID(inboxID) {
 		return domain.Errorf(domain.EInvalid, "gateway: invalid inbox id %q", inboxID)
@@ -461,8 +460,6 @@ func (s *session) ack(ctx context.Context, inboxID string) error {
 		}
 		return err
 	}
-	now := time.Now()
-	s.acks.acked(inboxID, func(sent time.Time) { s.srv.m.ackLatency.Observe(now.Sub(sent).Seconds()) })
 	return nil
 }
 
@@ -535,8 +532,14 @@ func (k *sink) Replaced() {
 	}
 }
 
+// Acked observes the push-to-ack latency of one acknowledged push.
+func (k *sink) Acked(latency time.Duration) {
+	k.s.srv.m.ackLatency.Observe(max(latency, 0).Seconds())
+}
+
 var (
 	_ Sink                 = (*sink)(nil)
+	_ delivery.AckObserver = (*sink)(nil)
 	_ delivery.Replaceable = (*sink)(nil)
 	_ Endable              = (*sink)(nil)
 )

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"time"
 
 	"github.com/coder/websocket"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -126,10 +125,6 @@ func (s *session) write(w *frameWriter, f outFrame) error {
 	mt := websocket.MessageText
 	if s.enc.Binary() {
 		mt = websocket.MessageBinary
-	}
-	if f.push != nil && !f.push.Resend {
-		// Before the write: the client may acknowledge before Write returns.
-		s.acks.sent(f.push.InboxID, time.Now())
 	}
 	// writing before the check of s.ctx, which end cancels before it looks
 	// at writing: either this write sees the end, or end aborts it.
