@@ -162,13 +162,21 @@ func TestLostNotificationIsRepairedByThePositionCheck(t *testing.T) {
 	}
 }
 
-func TestUnacknowledgedPushesAreResentAcknowledgedAreNot(t *testing.T) {
+// newResendEnv returns an environment and a hub on a fake clock whose
+// pushes fall due for a resend after one second of it.
+func newResendEnv(t *testing.T) (*env, *clock, *testHub) {
+	t.Helper()
 	e := newEnv(t)
 	clk := newClock()
 	h := e.hub(t, "gw-a", nil, func(c *delivery.Config) {
 		c.Now = clk.Now
 		c.AckTimeout = time.Second // of the fake clock
 	})
+	return e, clk, h
+}
+
+func TestUnacknowledgedPushesAreResentAcknowledgedAreNot(t *testing.T) {
+	e, clk, h := newResendEnv(t)
 	u := newUser()
 	s := newSink()
 	d := h.attach(t, u, "d", s)
@@ -685,12 +693,7 @@ func (s *latencySink) Acked(latency time.Duration) {
 // time since the push was first delivered: a resend does not restart it,
 // and an acknowledgement of nothing in flight reports nothing.
 func TestAcknowledgementsReportLatencyFromTheFirstPush(t *testing.T) {
-	e := newEnv(t)
-	clk := newClock()
-	h := e.hub(t, "gw-a", nil, func(c *delivery.Config) {
-		c.Now = clk.Now
-		c.AckTimeout = time.Second // of the fake clock
-	})
+	e, clk, h := newResendEnv(t)
 	u := newUser()
 	s := &latencySink{sink: newSink()}
 	d := h.attach(t, u, "d", s)
