@@ -24,7 +24,8 @@ type api struct {
 
 // caller is the authenticated user and device of a session.
 type caller struct {
-	identity
+	user   domain.UserID
+	device domain.DeviceID
 }
 
 func (c *caller) actor() command.Actor { return command.Actor{User: c.user, Device: c.device} }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/internal/inbox"
 	"golang.org/x/time/rate"
 )
@@ -102,7 +103,7 @@ type Config struct {
 	// locks or the database for long; what is left goes in the next round.
 	TokenPruneMax int
 	// LoginFailuresPerUser is how many failed logins one username may have
-	// from one client address (addrKey) within LoginFailureWindow before
+	// from one client address (clientaddr.Key) within LoginFailureWindow before
 	// each further attempt from there waits a delay that starts at one
 	// second and doubles with every failure, up to LoginFailureWindow
 	// (default 10); meanwhile it is refused with rate_limited. Logins of
@@ -123,7 +124,7 @@ type Config struct {
 	// LoginFailureWindow is how long a failed login counts (default 15m).
 	LoginFailureWindow time.Duration
 	// MaxUnauthPerAddr bounds the connections from one client address
-	// (addrKey) that have not logged in or resumed yet (default 64; -1:
+	// (clientaddr.Key) that have not logged in or resumed yet (default 64; -1:
 	// not limited); the handshake of one more is answered 429.
 	MaxUnauthPerAddr int
 	// MaxUnauth bounds the connections that have not logged in or resumed
@@ -160,12 +161,13 @@ type Config struct {
 }
 
 // Argon2Params are the parameters of argon2id password hashes.
-type Argon2Params struct {
-	Time      uint32 // passes (default 2)
-	MemoryKiB uint32 // memory in KiB (default 19 MiB = 19456)
-	Threads   uint8  // lanes (default 1)
-	SaltBytes uint32 // salt length (default 16)
-	KeyBytes  uint32 // hash length (default 32)
+type Argon2Params = accounts.Argon2Params
+
+// accounts returns the settings of the accounts service.
+func (c *Config) accounts() accounts.Config {
+	return accounts.Config{Prefix: c.Prefix, TokenTTL: c.TokenTTL, Argon2: c.Argon2, MaxConcurrentHashes: c.MaxConcurrentHashes,
+		LoginFailureWindow: c.LoginFailureWindow, LoginFailuresPerUser: c.LoginFailuresPerUser,
+		LoginFailuresPerAddr: c.LoginFailuresPerAddr, PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, Now: c.Now}
 }
 
 func (c *Config) setDefaults() {

@@ -14,10 +14,10 @@
 // bound (outbox.go). Frames are encoded by package gateway/frame, in binary protobuf or
 // protobuf JSON as the negotiated subprotocol says.
 //
-// Accounts: passwords are hashed with argon2id (PHC strings; the domain
-// sees only the hash); a login issues a random 32-byte token kept only as
-// its SHA-256 in MySQL's auth_tokens, which resumes the session on any
-// gateway until it expires or the device logs out.
+// Accounts (registration, logins, tokens, password hashing and login
+// throttling) are package gateway/accounts; the gateway turns the account
+// and session requests into its calls and closes the connections of the
+// devices it logs out.
 //
 // Protection: a frame size limit (close 1009), per-connection and per-user
 // token buckets (rate_limited errors) from which history and conversations

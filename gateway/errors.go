@@ -5,15 +5,16 @@ import (
 	"errors"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/accounts"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
 // Codes the gateway raises itself, beside the domain's. Gateway errors are
 // *domain.Error values with these codes, so one table maps every error.
 const (
-	codeBadFrame       domain.Code = "bad_frame"       // the frame could not be decoded
-	codeUnknownRequest domain.Code = "unknown_request" // a frame without a request this server knows
-	codeBadCredentials domain.Code = "bad_credentials" // wrong username or password
+	codeBadFrame       domain.Code = "bad_frame"                 // the frame could not be decoded
+	codeUnknownRequest domain.Code = "unknown_request"           // a frame without a request this server knows
+	codeBadCredentials             = accounts.CodeBadCredentials // wrong username or password
 	codeAuthenticated  domain.Code = "already_authenticated"
 	// codeOverloaded, Redis short of memory, is raised in memguard.go.
 )

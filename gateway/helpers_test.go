@@ -386,12 +386,48 @@ type fakeHub struct {
 
 type fakeDevice struct {
 	user, device string
-	sink         gateway.Sink
+	sink         gateway.Sink // records the pushes in flight, then passes them to the session's sink
+	session      gateway.Sink
 
 	mu       sync.Mutex
 	acks     []string
+	inflight []pushedAt // first pushes not acknowledged yet, in order
 	detached bool
 	clean    bool
+}
+
+// pushedAt is a push in flight on a fakeDevice.
+type pushedAt struct {
+	ms, seq uint64
+	at      time.Time
+}
+
+func parseInboxID(id string) (ms, seq uint64) {
+	fmt.Sscanf(id, "%d-%d", &ms, &seq)
+	return ms, seq
+}
+
+// coveredBy reports whether an acknowledgement of inboxID covers p.
+func (p pushedAt) coveredBy(inboxID string) bool {
+	ms, seq := parseInboxID(inboxID)
+	return p.ms < ms || p.ms == ms && p.seq <= seq
+}
+
+// inFlight is the sink a fakeDevice hands out: it records first pushes as
+// the real hub does.
+type inFlight struct {
+	gateway.Sink
+	d *fakeDevice
+}
+
+func (s inFlight) Push(del gateway.Delivery) error {
+	if !del.Resend {
+		ms, seq := parseInboxID(del.InboxID)
+		s.d.mu.Lock()
+		s.d.inflight = append(s.d.inflight, pushedAt{ms: ms, seq: seq, at: time.Now()})
+		s.d.mu.Unlock()
+	}
+	return s.Sink.Push(del)
 }
 
 func newFakeHub() *fakeHub { return &fakeHub{devices: map[string]*fakeDevice{}} }
@@ -411,7 +447,8 @@ func (h *fakeHub) Attach(ctx context.Context, uid domain.UserID, did domain.Devi
 	if h.failing {
 		return nil, fmt.Errorf("fake hub: attach refused")
 	}
-	d := &fakeDevice{user: user, device: device, sink: sink}
+	d := &fakeDevice{user: user, device: device, session: sink}
+	d.sink = inFlight{Sink: sink, d: d}
 	h.devices[user+" "+device] = d
 	h.all = append(h.all, d)
 	if h.onAttach != nil {
@@ -473,7 +510,7 @@ func (h *fakeHub) End(ctx context.Context, user domain.UserID, devices []domain.
 	}
 	h.mu.Unlock()
 	for _, d := range ended {
-		if e, ok := d.sink.(gateway.Endable); ok {
+		if e, ok := d.session.(gateway.Endable); ok {
 			e.Ended(why)
 		}
 		d.Detach(ctx, true)
@@ -504,7 +541,21 @@ func (d *fakeDevice) Ack(ctx context.Context, inboxID string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.acks = append(d.acks, inboxID)
+	n := 0
+	for n < len(d.inflight) && d.inflight[n].coveredBy(inboxID) {
+		if o, ok := d.session.(gateway.AckObserver); ok {
+			o.Acked(time.Since(d.inflight[n].at))
+		}
+		n++
+	}
+	d.inflight = d.inflight[n:]
 	return nil
+}
+
+func (d *fakeDevice) Covers(inboxID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight) > 0 && d.inflight[0].coveredBy(inboxID)
 }
 
 func (d *fakeDevice) Detach(ctx context.Context, clean bool) {

@@ -35,6 +35,10 @@ type HubDevice interface {
 	// Ack acknowledges every delivery up to and including inboxID: the
 	// device's cursor moves there.
 	Ack(ctx context.Context, inboxID string) error
+	// Covers reports whether acknowledging inboxID would acknowledge a
+	// delivery not acknowledged yet (acknowledgements of those are not
+	// rate limited).
+	Covers(inboxID string) bool
 	// Detach stops delivery to the device. clean is true when the client
 	// left on purpose (a close handshake, logout, a drain): the device's
 	// presence route is removed at once rather than left to expire.
@@ -54,6 +58,9 @@ type (
 	Presence = delivery.Presence
 	// Endable is a Sink whose connection the server may end on purpose.
 	Endable = delivery.Endable
+	// AckObserver is a Sink that hears how long deliveries waited for
+	// their acknowledgement.
+	AckObserver = delivery.AckObserver
 )
 
 // The signal kinds the gateway sends; the payload is the conversation id.

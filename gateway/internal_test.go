@@ -58,46 +58,12 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestPasswordsHashAndVerify(t *testing.T) {
-	pw, err := newPasswords(Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltBytes: 16, KeyBytes: 32}, 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	h1, _ := pw.hash(ctx, "correct horse")
-	h2, _ := pw.hash(ctx, "correct horse")
-	if h1 == h2 || !strings.HasPrefix(h1, "$argon2id$v=19$m=64,t=1,p=1$") {
-		t.Fatalf("hashes %q %q: want PHC strings with distinct salts", h1, h2)
-	}
-	if ok, err := pw.verify(ctx, h1, "correct horse"); !ok || err != nil {
-		t.Fatalf("verify the right password: %v %v", ok, err)
-	}
-	if ok, err := pw.verify(ctx, h1, "correct horsf"); ok || err != nil {
-		t.Fatalf("verify a wrong password: %v %v", ok, err)
-	}
-	for _, bad := range []string{"", "$2b$10$abc", "$argon2id$v=19$m=999999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "$argon2id$v=19$m=64,t=1,p=1$!!$!!"} {
-		if _, err := pw.verify(ctx, bad, "x"); domain.ErrorCode(err) != domain.EInternal {
-			t.Errorf("verify against %q: %v", bad, err)
-		}
-	}
-}
-
 func TestStreamIDs(t *testing.T) {
 	for s, ok := range map[string]bool{"1-0": true, "1700000000000-12": true, "": false, "1": false, "-1": false, "1-": false,
 		"a-1": false, "1-1-1": false, "99999999999999999999999-0": false} {
 		if validInboxID(s) != ok {
 			t.Errorf("validInboxID(%q) = %v", s, !ok)
 		}
-	}
-	var a ackTimes
-	t0 := time.Unix(100, 0)
-	for i, id := range []string{"5-0", "5-1", "6-0"} {
-		a.sent(id, t0.Add(time.Duration(i)*time.Second))
-	}
-	var got []time.Time
-	a.acked("5-1", func(t time.Time) { got = append(got, t) })
-	if len(got) != 2 || len(a.pending) != 1 {
-		t.Fatalf("acking 5-1 observed %v, left %v", got, a.pending)
 	}
 }
 
@@ -201,58 +167,6 @@ func TestDispatchAddressForms(t *testing.T) {
 	for _, bad := range []string{"", "gw", "::"} {
 		if got, err := dialAddr(bad); err == nil {
 			t.Errorf("dialAddr(%q) = %q, want an error", bad, got)
-		}
-	}
-}
-
-// When every hashing slot is taken, a waiting login gets the next free slot
-// before registrations that waited longer.
-func TestHashQueueServesLoginsFirst(t *testing.T) {
-	q := newHashQueue(1)
-	ctx := context.Background()
-	if err := q.acquire(ctx, priorityRegister); err != nil {
-		t.Fatal(err)
-	}
-	order := make(chan hashPriority, 2)
-	for _, p := range []hashPriority{priorityRegister, priorityLogin} {
-		go func() {
-			if err := q.acquire(ctx, p); err == nil {
-				order <- p
-				q.release()
-			}
-		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for q.waiters(p) == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	q.release()
-	if first, second := <-order, <-order; first != priorityLogin || second != priorityRegister {
-		t.Fatalf("served %v then %v, want the login first", first, second)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	q.acquire(ctx, priorityLogin)
-	if err := q.acquire(cctx, priorityLogin); domain.ErrorCode(err) != domain.EUnavailable {
-		t.Fatalf("acquire with an ended context: %v", err)
-	}
-	q.release()
-	if err := q.acquire(ctx, priorityRegister); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestAddrKeyGroupsIPv6By64(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1:443":             "192.0.2.1",
-		"[::ffff:192.0.2.1]:1":      "192.0.2.1",
-		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
-		"2001:db8:1:2::9":           "2001:db8:1:2::/64",
-		"[fe80::1%eth0]:80":         "fe80::/64",
-		"not an address":            "not an address",
-	} {
-		if got := addrKey(in); got != want {
-			t.Errorf("addrKey(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

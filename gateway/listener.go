@@ -3,6 +3,8 @@ package gateway
 import (
 	"net"
 	"sync"
+
+	"github.com/mpim/mpim/internal/clientaddr"
 )
 
 // LimitListener returns a listener that accepts at most perAddr open
@@ -33,7 +35,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := addrKey(c.RemoteAddr().String())
+		key := clientaddr.Key(c.RemoteAddr().String())
 		l.mu.Lock()
 		ok := l.open[key] < l.max
 		if ok {

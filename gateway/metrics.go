@@ -84,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mpim_gateway_request_duration_seconds", Help: "Time to handle a request, by request type.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2.5, 12)}, []string{"type"}),
 		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "mpim_gateway_push_ack_latency_seconds", Help: "Time from writing a push to the client's acknowledgement of it.",
+			Name: "mpim_gateway_push_ack_latency_seconds", Help: "Time from pushing a delivery to the connection to the client's acknowledgement of it (resends do not restart it).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
 		queueDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mpim_gateway_queue_dropped_frames_total", Help: "Frames dropped because a connection's send queue was full."}),

@@ -11,7 +11,9 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/internal/clientaddr"
 	"github.com/mpim/mpim/query"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -56,7 +58,7 @@ type Server struct {
 	m        *metrics
 	hub      Hub
 	api      *api
-	accounts *accounts
+	accounts *accounts.Service
 	devices  *devices
 	limits   *userLimits
 	unauth   *unauthConns
@@ -109,16 +111,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, m.passwordHashes)
+	acc, err := accounts.New(cfg.accounts(), deps.Commands, deps.DB, deps.Redis, m.passwordHashes)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg: cfg, log: deps.Logger.With("gateway", cfg.GatewayID), m: m, hub: deps.Hub,
-		api: &api{cmd: deps.Commands, hub: deps.Hub, q: q},
-		accounts: &accounts{cmd: deps.Commands, pw: pw, tokens: &tokens{db: deps.DB, ttl: cfg.TokenTTL, now: cfg.Now},
-			throttle: &loginThrottle{rdb: deps.Redis, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
-				perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}},
+		api:      &api{cmd: deps.Commands, hub: deps.Hub, q: q},
+		accounts: acc,
 		limits:   newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.HeavyInFlightPerUser),
 		unauth:   newUnauthConns(cfg.MaxUnauthPerAddr, cfg.MaxUnauth),
 		sessions: make(map[*session]struct{}),
@@ -167,7 +167,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "gateway: shutting down; reconnect through the dispatcher", http.StatusServiceUnavailable)
 		return
 	}
-	key := addrKey(r.RemoteAddr)
+	key := clientaddr.Key(r.RemoteAddr)
 	if !s.admit(w, key) {
 		return
 	}
@@ -310,7 +310,7 @@ func (s *Server) pruneTokens(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		n, err := s.accounts.tokens.prune(ctx, s.cfg.TokenPruneMax)
+		n, err := s.accounts.PruneTokens(ctx, s.cfg.TokenPruneMax)
 		s.m.tokensPruned.Add(float64(n))
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("gateway: pruning expired tokens", "err", err, "deleted", n)

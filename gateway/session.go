@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/gateway/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -52,7 +53,7 @@ type session struct {
 	log  *slog.Logger // immutable: the writer logs too
 	// remote is the client's address (host:port), set before run.
 	remote string
-	// unauthKey is remote's addrKey, under which the connection counts as
+	// unauthKey is remote's clientaddr.Key, under which the connection counts as
 	// unauthenticated while unauthHeld (Server.authenticated).
 	unauthKey  string
 	unauthHeld atomic.Bool
@@ -60,8 +61,7 @@ type session struct {
 	ctx    context.Context // ends when the session ends
 	cancel context.CancelFunc
 
-	wake       chan struct{} // the writer has frames to write (capacity 1)
-	drained    chan struct{} // the queue went under the byte budget, or the session is closing (capacity 1)
+	out        *outbox // closed once the session is closing
 	writerDone chan struct{}
 	// writeDog closes the connection when one write takes longer than
 	// WriteTimeout; writing is set while the writer writes. One timer per
@@ -73,7 +73,6 @@ type session struct {
 	authTimer *time.Timer
 	authed    atomic.Bool
 	connLimit *rate.Limiter
-	acks      ackTimes
 
 	// reader
 	rbuf    bytes.Buffer
@@ -82,42 +81,18 @@ type session struct {
 	device  HubDevice
 	readErr error
 
-	mu        sync.Mutex // guards the fields below
-	closing   bool       // no more frames are queued
-	reason    string     // why the session is closing ("" until it is)
-	clean     bool       // the client is leaving on purpose
-	wentAway  bool       // a Goaway was queued
-	gen       uint64     // the current attachment; sinks of older ones are ignored
-	holding   bool       // deliveries wait in held until the login response is queued
-	held      []outFrame
-	queue     []outFrame // frames the writer has not taken yet
-	unwritten int        // frames queued and not written yet (queue and the writer's batch)
-	// queuedBytes and heldBytes are the estimated bytes of the frames not
-	// written yet and of held (see outbox.go).
-	queuedBytes int
-	heldBytes   int
-}
-
-// outFrame is one queued frame: a server frame, a delivery (built into a
-// Push by the writer), or the instruction to close after what came before.
-type outFrame struct {
-	frame *mpimv1.ServerFrame
-	push  *Delivery
-	close *closeFrame
-	size  int // estimated bytes (outFrameBytes), set when queued
-}
-
-type closeFrame struct {
-	code   websocket.StatusCode
-	reason string
+	mu       sync.Mutex // guards the fields below; taken before out's
+	reason   string     // why the session is closing ("" until it is)
+	clean    bool       // the client is leaving on purpose
+	wentAway bool       // a Goaway was queued
+	gen      uint64     // the current attachment; sinks of older ones are ignored
 }
 
 func newSession(srv *Server, conn *websocket.Conn, enc frame.Encoding, log *slog.Logger) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		srv: srv, conn: conn, enc: enc, log: log, ctx: ctx, cancel: cancel,
-		wake:       make(chan struct{}, 1),
-		drained:    make(chan struct{}, 1),
+		out:        newOutbox(&srv.cfg, outboxMetrics{bytes: srv.m.outboxBytes, pauses: srv.m.readPauses, peak: srv.m.outboxPeak}),
 		writerDone: make(chan struct{}),
 		connLimit:  rate.NewLimiter(srv.cfg.ConnRate, srv.cfg.ConnBurst),
 	}
@@ -192,7 +167,7 @@ func (s *session) end() {
 	s.idle.Stop()
 	s.authTimer.Stop()
 	s.mu.Lock()
-	s.closing = true
+	s.out.close()
 	reason, clean := s.reason, s.clean
 	s.gen++
 	s.mu.Unlock()
@@ -215,9 +190,7 @@ func (s *session) end() {
 		s.conn.CloseNow()
 	}
 	<-s.writerDone
-	s.mu.Lock()
-	s.releaseOutboxLocked()
-	s.mu.Unlock()
+	s.out.discard()
 	s.writeDog.Stop()
 	s.conn.CloseNow()
 	s.detach(clean)
@@ -236,16 +209,12 @@ func (s *session) fail(reason string, code websocket.StatusCode, msg string) {
 }
 
 func (s *session) failLocked(reason string, code websocket.StatusCode, msg string) {
-	if s.closing {
+	if !s.out.close() { // a reader waiting for the queue to drain reads again, and fails
 		return
 	}
-	s.closing, s.reason = true, reason
+	s.reason = reason
 	if reason == reasonSlow {
 		s.srv.m.slowDisconnects.Inc()
-	}
-	select { // a reader waiting for the queue to drain reads again, and fails
-	case s.drained <- struct{}{}:
-	default:
 	}
 	// Close sends the close frame and waits for the peer's, for seconds.
 	go s.conn.Close(code, msg)
@@ -316,7 +285,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	// they are not rate limited. Any other frame is.
 	// A heavy query takes tokens in proportion to its page.
 	cost, heavy := s.srv.cfg.requestCost(f)
-	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || !s.acks.covers(a.Ack.GetInboxId()) {
+	if a, isAck := f.GetRequest().(*mpimv1.ClientFrame_Ack); !isAck || s.device == nil || !s.device.Covers(a.Ack.GetInboxId()) {
 		now := time.Now()
 		if !s.connLimit.AllowN(now, cost) {
 			return nil, nil, rateLimitedN(s.connLimit, cost)
@@ -353,31 +322,37 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 	defer cancel()
 	switch q := f.GetRequest().(type) {
 	case *mpimv1.ClientFrame_Register:
-		res, err := s.srv.accounts.register(ctx, q.Register, s.remote)
-		r.Result = &mpimv1.Response_Register{Register: res}
-		return r, nil, err
+		id, name, err := s.srv.accounts.Register(ctx, q.Register.GetUsername(), q.Register.GetPassword(), q.Register.GetDisplayName(), s.remote)
+		if err != nil {
+			return nil, nil, err
+		}
+		r.Result = &mpimv1.Response_Register{Register: &mpimv1.RegisterResult{UserId: string(id), Username: name}}
+		return r, nil, nil
 	case *mpimv1.ClientFrame_Login:
 		if s.me != nil {
 			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
 		}
-		id, token, profile, err := s.srv.accounts.login(ctx, q.Login, s.remote)
+		l, err := s.srv.accounts.Login(ctx, q.Login.GetUsername(), q.Login.GetPassword(), domain.DeviceID(q.Login.GetDeviceId()),
+			q.Login.GetPlatform(), s.remote)
 		if err != nil {
 			return nil, nil, err
 		}
-		res := &mpimv1.SessionResult{Token: token, Profile: profile}
+		u := l.User
+		res := &mpimv1.SessionResult{Token: l.Token, Profile: &mpimv1.Profile{UserId: string(l.Identity.User), Username: u.Username(),
+			DisplayName: u.DisplayName(), AvatarUrl: u.AvatarURL()}}
 		r.Result = &mpimv1.Response_Login{Login: res}
-		after, err := s.attach(ctx, id, res)
+		after, err := s.attach(ctx, l.Identity, res)
 		return r, after, err
 	case *mpimv1.ClientFrame_Resume:
 		if s.me != nil {
 			return nil, nil, domain.Errorf(codeAuthenticated, "gateway: already logged in; log out first")
 		}
-		id, err := s.srv.accounts.resume(ctx, q.Resume.GetToken())
+		id, err := s.srv.accounts.Resume(ctx, q.Resume.GetToken())
 		if err != nil {
 			return nil, nil, err
 		}
 		res := &mpimv1.SessionResult{}
-		if p, err := s.srv.api.profile(ctx, id.user); err == nil {
+		if p, err := s.srv.api.profile(ctx, id.User); err == nil {
 			res.Profile = p
 		}
 		r.Result = &mpimv1.Response_Resume{Resume: res}
@@ -394,7 +369,7 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 		return nil, nil, errUnauthenticated
 	}
 	if _, ok := f.GetRequest().(*mpimv1.ClientFrame_Logout); ok {
-		if err := s.srv.accounts.logout(ctx, s.me.identity); err != nil {
+		if err := s.srv.accounts.Logout(ctx, s.me.actor()); err != nil {
 			return nil, nil, err
 		}
 		s.detach(true)
@@ -418,43 +393,39 @@ func (s *session) dispatch(f *mpimv1.ClientFrame) (resp *mpimv1.Response, after 
 // attach authenticates the session as id and attaches it to the hub. The
 // hub may deliver at once; deliveries are held back until the response,
 // which res completes, is queued (after).
-func (s *session) attach(ctx context.Context, id identity, res *mpimv1.SessionResult) (func(), error) {
+func (s *session) attach(ctx context.Context, id accounts.Identity, res *mpimv1.SessionResult) (func(), error) {
 	s.mu.Lock()
 	s.gen++
-	s.holding = true
+	s.out.hold()
 	sk := &sink{s: s, gen: s.gen}
 	s.mu.Unlock()
 	release := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		held := s.held
-		s.holding, s.held, s.heldBytes = false, nil, 0
-		for _, f := range held {
-			if !s.enqueueLocked(f, false) {
-				return
-			}
+		if why := s.out.release(); why != "" {
+			s.overflowLocked(why)
 		}
 	}
-	dev, err := s.srv.hub.Attach(ctx, id.user, id.device, sk)
+	dev, err := s.srv.hub.Attach(ctx, id.User, id.Device, sk)
 	if err != nil {
 		// Whatever the failed attachment delivered is dropped with it.
 		s.mu.Lock()
 		s.gen++
-		s.holding, s.held, s.heldBytes = false, nil, 0
+		s.out.dropHeld()
 		s.mu.Unlock()
 		if c := domain.ErrorCode(err); c == domain.EInternal {
 			err = unavailable("attaching the device", err)
 		}
 		return nil, err
 	}
-	s.me, s.device = &caller{identity: id}, dev
-	s.userLim = s.srv.limits.acquire(id.user)
+	s.me, s.device = &caller{user: id.User, device: id.Device}, dev
+	s.userLim = s.srv.limits.acquire(id.User)
 	s.authed.Store(true)
 	s.srv.authenticated(s)
 	s.authTimer.Stop()
 	s.srv.m.sessions.Inc()
-	res.UserId, res.DeviceId = string(id.user), string(id.device)
-	res.TokenExpiresAtMs = id.expiry.UnixMilli()
+	res.UserId, res.DeviceId = string(id.User), string(id.Device)
+	res.TokenExpiresAtMs = id.Expiry.UnixMilli()
 	res.HeartbeatMs = uint32(s.srv.cfg.HeartbeatInterval.Milliseconds())
 	return release, nil
 }
@@ -470,7 +441,6 @@ func (s *session) detach(clean bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.RequestTimeout)
 	defer cancel()
 	s.device.Detach(ctx, clean)
-	s.acks.reset()
 	s.srv.limits.release(s.me.user)
 	s.srv.m.sessions.Dec()
 	s.me, s.device, s.userLim = nil, nil, nil
@@ -478,7 +448,8 @@ func (s *session) detach(clean bool) {
 	s.authTimer.Reset(s.srv.cfg.AuthTimeout)
 }
 
-// ack forwards a client acknowledgement and observes push-to-ack latency.
+// ack forwards a client acknowledgement; the hub reports the latency of
+// the pushes it acknowledges (sink.Acked).
 func (s *session) ack(ctx context.Context, inboxID string) error {
 	if !validInboxID(inboxID) {
 		return domain.Errorf(domain.EInvalid, "gateway: invalid inbox id %q", inboxID)
@@ -489,8 +460,6 @@ func (s *session) ack(ctx context.Context, inboxID string) error {
 		}
 		return err
 	}
-	now := time.Now()
-	s.acks.acked(inboxID, func(sent time.Time) { s.srv.m.ackLatency.Observe(now.Sub(sent).Seconds()) })
 	return nil
 }
 
@@ -510,9 +479,10 @@ func (s *session) goaway(reason string, closeAfter bool) {
 		s.enqueueLocked(outFrame{frame: &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Goaway{Goaway: &mpimv1.Goaway{
 			Reason: reason, Reconnect: true, ReconnectAfterMs: wait}}}}, false)
 	}
-	if closeAfter && !s.closing {
+	if closeAfter && !s.out.isClosed() {
 		s.enqueueLocked(outFrame{close: &closeFrame{code: websocket.StatusGoingAway, reason: reason}}, false)
-		s.closing, s.reason = true, reasonShutdown
+		s.out.close()
+		s.reason = reasonShutdown
 	}
 }
 
@@ -562,8 +532,14 @@ func (k *sink) Replaced() {
 	}
 }
 
+// Acked observes the push-to-ack latency of one acknowledged push.
+func (k *sink) Acked(latency time.Duration) {
+	k.s.srv.m.ackLatency.Observe(max(latency, 0).Seconds())
+}
+
 var (
 	_ Sink                 = (*sink)(nil)
+	_ delivery.AckObserver = (*sink)(nil)
 	_ delivery.Replaceable = (*sink)(nil)
 	_ Endable              = (*sink)(nil)
 )

@@ -6,7 +6,7 @@ import (
 )
 
 // unauthConns counts the connections that have not authenticated yet, per
-// client address (addrKey) and in all, and refuses new ones over the caps,
+// client address (clientaddr.Key) and in all, and refuses new ones over the caps,
 // so that connections which only wait for the authentication timeout (or
 // queue logins and registrations) cannot crowd out everyone else. A
 // connection counts from its handshake until its first login or resume, or

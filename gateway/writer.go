@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"time"
 
 	"github.com/coder/websocket"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -18,14 +17,12 @@ func (s *session) writer() {
 	w := frameWriter{}
 	for {
 		select {
-		case <-s.wake:
+		case <-s.out.wake:
 		case <-s.ctx.Done():
 			return
 		}
 		for {
-			s.mu.Lock()
-			batch, s.queue = s.queue, batch[:0]
-			s.mu.Unlock()
+			batch = s.out.take(batch)
 			if len(batch) == 0 {
 				break
 			}
@@ -55,16 +52,13 @@ func (s *session) writer() {
 						written = corkedBytes
 					}
 				}
-				s.mu.Lock()
-				s.unwritten--
-				s.writtenLocked(written)
-				s.mu.Unlock()
+				s.out.wrote(written)
 				if err != nil {
 					s.mu.Lock()
 					if s.reason == "" {
 						s.reason = reasonWriteError
 					}
-					s.closing = true
+					s.out.close()
 					s.mu.Unlock()
 					s.conn.CloseNow()
 					return
@@ -132,10 +126,6 @@ func (s *session) write(w *frameWriter, f outFrame) error {
 	if s.enc.Binary() {
 		mt = websocket.MessageBinary
 	}
-	if f.push != nil && !f.push.Resend {
-		// Before the write: the client may acknowledge before Write returns.
-		s.acks.sent(f.push.InboxID, time.Now())
-	}
 	// writing before the check of s.ctx, which end cancels before it looks
 	// at writing: either this write sees the end, or end aborts it.
 	s.writing.Store(true)
@@ -189,4 +179,36 @@ func serverFrameType(f *mpimv1.ServerFrame) string {
 		return "goaway"
 	}
 	return "unknown"
+}
+
+// enqueueLocked queues f (see outbox.push); the caller holds s.mu. A
+// client that lets the queue overflow does not read fast enough and is
+// disconnected.
+func (s *session) enqueueLocked(f outFrame, hold bool) bool {
+	ok, why := s.out.push(f, hold)
+	if why != "" {
+		s.overflowLocked(why)
+	}
+	return ok
+}
+
+func (s *session) overflowLocked(msg string) {
+	s.srv.m.queueDrops.Inc()
+	s.failLocked(reasonSlow, websocket.StatusPolicyViolation, msg)
+}
+
+func (s *session) enqueue(f outFrame) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enqueueLocked(f, false)
+}
+
+// waitOutbox returns once the session's queue is within Config.OutboxBytes
+// (at once if it is) or the session is closing. A queue that stays over
+// the budget for Config.OutboxDrainTimeout closes the connection (1008);
+// the reader's next read then fails.
+func (s *session) waitOutbox() {
+	if why := s.out.waitUnder(s.writerDone); why != "" {
+		s.fail(reasonSlow, websocket.StatusPolicyViolation, why)
+	}
 }

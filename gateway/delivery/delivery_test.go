@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -161,13 +162,21 @@ func TestLostNotificationIsRepairedByThePositionCheck(t *testing.T) {
 	}
 }
 
-func TestUnacknowledgedPushesAreResentAcknowledgedAreNot(t *testing.T) {
+// newResendEnv returns an environment and a hub on a fake clock whose
+// pushes fall due for a resend after one second of it.
+func newResendEnv(t *testing.T) (*env, *clock, *testHub) {
+	t.Helper()
 	e := newEnv(t)
 	clk := newClock()
 	h := e.hub(t, "gw-a", nil, func(c *delivery.Config) {
 		c.Now = clk.Now
 		c.AckTimeout = time.Second // of the fake clock
 	})
+	return e, clk, h
+}
+
+func TestUnacknowledgedPushesAreResentAcknowledgedAreNot(t *testing.T) {
+	e, clk, h := newResendEnv(t)
 	u := newUser()
 	s := newSink()
 	d := h.attach(t, u, "d", s)
@@ -664,5 +673,51 @@ func TestPushedEnvelopesCarryVersionAndSeq(t *testing.T) {
 		if d.InboxID != ids[i] || ev.GetVersion() != uint64(i+1) || ev.GetSeq() != uint64(i+1) || string(ev.GetId()) != string(d.EventID[:]) || d.Type != "MessageSent" {
 			t.Errorf("push %d: %s version %d seq %d type %s", i, d.InboxID, ev.GetVersion(), ev.GetSeq(), d.Type)
 		}
+	}
+}
+
+// latencySink is a sink that records the push-to-ack latencies it hears.
+type latencySink struct {
+	*sink
+	mu  sync.Mutex
+	got []time.Duration
+}
+
+func (s *latencySink) Acked(latency time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, latency)
+}
+
+// An acknowledgement reports, for every push it takes out of flight, the
+// time since the push was first delivered: a resend does not restart it,
+// and an acknowledgement of nothing in flight reports nothing.
+func TestAcknowledgementsReportLatencyFromTheFirstPush(t *testing.T) {
+	e, clk, h := newResendEnv(t)
+	u := newUser()
+	s := &latencySink{sink: newSink()}
+	d := h.attach(t, u, "d", s)
+	ids := e.project(t, u, 3)
+	s.waitFor(t, "pushes", func() bool { return len(s.firsts()) == 3 })
+	if d.Covers("1-0") || !d.Covers(ids[0]) || !d.Covers(ids[2]) || d.Covers("bad") {
+		t.Fatal("Covers disagrees with the pushes in flight")
+	}
+	clk.Advance(2 * time.Second)
+	s.waitFor(t, "resends", func() bool { return len(s.resent()) == 3 })
+	clk.Advance(time.Second)
+	if err := d.Ack(context.Background(), ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(context.Background(), ids[1]); err != nil { // acknowledged already
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	got := slices.Clone(s.got)
+	s.mu.Unlock()
+	if len(got) != 2 || got[0] < 3*time.Second || got[1] < 3*time.Second {
+		t.Fatalf("latencies %v, want two of at least 3s (from the first push, not the resend)", got)
+	}
+	if d.Covers(ids[1]) || !d.Covers(ids[2]) {
+		t.Fatal("Covers after the acknowledgement")
 	}
 }

@@ -42,6 +42,15 @@ type Replaceable interface {
 	Replaced()
 }
 
+// AckObserver is implemented by sinks that want to hear how long pushes
+// waited for their acknowledgement: for every push an Ack takes out of
+// flight, Acked is called once, from Ack with the device's lock held,
+// with the time since the entry was first pushed to the sink (a resend
+// does not restart it). It must not block.
+type AckObserver interface {
+	Acked(latency time.Duration)
+}
+
 // Delivery is one inbox entry pushed to a device.
 type Delivery struct {
 	// InboxID is the entry's id in the user's inbox: what the client
@@ -62,9 +71,10 @@ type Delivery struct {
 
 // pushed is a push waiting for its acknowledgement.
 type pushed struct {
-	id   streamid.ID
-	d    Delivery
-	sent time.Time // last (re)send
+	id    streamid.ID
+	d     Delivery
+	first time.Time // first push
+	sent  time.Time // last (re)send
 }
 
 // Device is one attached device: its read position, its unacknowledged
@@ -225,7 +235,8 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 // acknowledged already, or acknowledging on a detached device, does
 // nothing. Ack fails with a domain EInvalid error for a malformed id and
 // EUnavailable when the cursor could not be stored (the entries stay
-// acknowledged in memory; a later Ack stores a later cursor).
+// acknowledged in memory; a later Ack stores a later cursor). A sink that
+// implements AckObserver hears how long each acknowledged push waited.
 func (d *Device) Ack(ctx context.Context, inboxID string) error {
 	id, err := streamid.Parse(inboxID)
 	if err != nil {
@@ -246,6 +257,12 @@ func (d *Device) Ack(ctx context.Context, inboxID string) error {
 		d.mu.Unlock()
 		return nil
 	}
+	if o, ok := d.sink.(AckObserver); ok {
+		now := h.cfg.Now()
+		for _, p := range d.inflight[:i+1] {
+			o.Acked(now.Sub(p.first))
+		}
+	}
 	n := copy(d.inflight, d.inflight[i+1:])
 	clear(d.inflight[n:])
 	d.inflight = d.inflight[:n]
@@ -258,6 +275,19 @@ func (d *Device) Ack(ctx context.Context, inboxID string) error {
 	}
 	d.mu.Unlock()
 	return h.acks.commit(ctx, d.cursorKey, id)
+}
+
+// Covers reports whether acknowledging inboxID would cover a push in
+// flight: one pushed in this attachment, not acknowledged yet, at or
+// before inboxID. A malformed id covers nothing.
+func (d *Device) Covers(inboxID string) bool {
+	id, err := streamid.Parse(inboxID)
+	if err != nil {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.inflight) > 0 && !d.inflight[0].id.After(id)
 }
 
 // Detach ends the attachment: nothing more is pushed or resent. clean (the

@@ -102,7 +102,7 @@ func (h *testHub) metric(tb testing.TB, name string) float64 {
 }
 
 // attach attaches a device and detaches it (uncleanly) when the test ends.
-func (h *testHub) attach(tb testing.TB, user domain.UserID, device domain.DeviceID, s *sink) *delivery.Device {
+func (h *testHub) attach(tb testing.TB, user domain.UserID, device domain.DeviceID, s delivery.Sink) *delivery.Device {
 	tb.Helper()
 	d, err := h.Attach(context.Background(), user, device, s)
 	if err != nil {

@@ -300,7 +300,7 @@ func (h *Hub) deliver(r *readReq) bool {
 		if len(d.inflight) == 0 {
 			d.oldestSent = now
 		}
-		d.inflight = append(d.inflight, pushed{id: id, d: del, sent: now})
+		d.inflight = append(d.inflight, pushed{id: id, d: del, first: now, sent: now})
 		if !d.caughtUp {
 			h.m.catchUp.Inc()
 		} else if at, ok := occurredAt(del.Envelope); ok {

@@ -1,4 +1,4 @@
-package gateway
+package accounts
 
 import (
 	"context"
@@ -63,10 +63,10 @@ var commonPasswords = func() map[string]bool {
 	return m
 }()
 
-// checkPassword returns an EInvalid error unless pw is acceptable for a new
+// CheckPassword returns an EInvalid error unless pw is acceptable for a new
 // account: 8 to 1024 bytes of UTF-8, not only white space, and not one of
 // the most common passwords (common-passwords.txt, in any case).
-func checkPassword(pw string) error {
+func CheckPassword(pw string) error {
 	switch {
 	case len(pw) < minPasswordBytes:
 		return domain.Errorf(domain.EInvalid, "gateway: the password must have at least %d bytes", minPasswordBytes)

@@ -1,4 +1,4 @@
-package gateway
+package accounts
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/clientaddr"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -40,7 +41,7 @@ const loginDelayBase = time.Second
 // A login attempt is counted as a failure before its password is checked
 // (one Lua script checks and counts), and a success gives it back, so
 // parallel attempts cannot exceed the limits. Addresses are keyed by
-// addrKey (IPv6 by /64). It is safe for concurrent use.
+// clientaddr.Key (IPv6 by /64). It is safe for concurrent use.
 type loginThrottle struct {
 	rdb                             redis.UniversalClient
 	prefix                          string
@@ -51,8 +52,16 @@ type loginThrottle struct {
 // keys returns the Redis keys of an attempt by username (possibly "") from
 // the client address addr (host:port). They share the address's hash tag.
 func (t *loginThrottle) keys(username, addr string) (pair, host, hashes string) {
-	base := t.prefix + "login:{" + addrKey(addr) + "}:"
+	base := t.prefix + "login:{" + clientaddr.Key(addr) + "}:"
 	return base + "user:" + username, base + "failures", base + "hashes"
+}
+
+// rateLimited is the refusal of a throttled request: ERateLimited with the
+// wait (at least a millisecond).
+func rateLimited(wait time.Duration, msg string) error {
+	err := domain.Errorf(domain.ERateLimited, "gateway: %s; try again later", msg)
+	err.RetryAfter = max(wait, time.Millisecond)
+	return err
 }
 
 // tooManyFailures is the refusal of a throttled login.
@@ -60,7 +69,12 @@ func tooManyFailures(wait time.Duration) error {
 	if wait <= 0 {
 		wait = time.Second
 	}
-	return &limitError{err: domain.Errorf(domain.ERateLimited, "gateway: too many failed logins; try again later"), retryAfter: wait}
+	return rateLimited(wait, "too many failed logins")
+}
+
+// unavailable wraps a Redis failure.
+func unavailable(what string, err error) error {
+	return domain.Errorf(domain.EUnavailable, "gateway: %s: %w", what, err)
 }
 
 // attempt checks a login by username from addr against the failure limits
@@ -117,8 +131,7 @@ func (t *loginThrottle) hashAttempt(ctx context.Context, addr string) error {
 		return unavailable("counting password attempts", err)
 	}
 	if wait > 0 {
-		return &limitError{err: domain.Errorf(domain.ERateLimited, "gateway: too many logins and registrations from this address; try again later"),
-			retryAfter: time.Duration(wait) * time.Millisecond}
+		return rateLimited(time.Duration(wait)*time.Millisecond, "too many logins and registrations from this address")
 	}
 	return nil
 }
