@@ -87,7 +87,7 @@ func TestAccountLifecycle(t *testing.T) {
 		// A connection that goes away without a close handshake detaches
 		// uncleanly; one that closes normally, cleanly.
 		againDev := e.hub.attachments()[2]
-		again.Conn().CloseNow()
+		again.CloseNow()
 		tabletDev := e.hub.device(t, id, "tablet")
 		tablet.Close()
 		eventually(t, "detaches", func() bool {

@@ -155,7 +155,7 @@ func (e *env) dial(tb testing.TB, enc frame.Encoding) *gatewaytest.Client {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { c.Conn().CloseNow() })
+	tb.Cleanup(func() { c.CloseNow() })
 	return c
 }
 
@@ -182,7 +182,7 @@ func (e *env) dialFrom(tb testing.TB, enc frame.Encoding, remote string) *gatewa
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { c.Conn().CloseNow() })
+	tb.Cleanup(func() { c.CloseNow() })
 	return c
 }
 

@@ -59,7 +59,7 @@ func TestClientThatDoesNotReadIsBoundedByBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.Conn().CloseNow() })
+			t.Cleanup(func() { c.CloseNow() })
 			ok(t, c, loginReq("amy", "password-amy", "d2"))
 			sent := 0
 			for i := range 400 {
