@@ -10,7 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -87,7 +87,7 @@ func TestAccountLifecycle(t *testing.T) {
 		// A connection that goes away without a close handshake detaches
 		// uncleanly; one that closes normally, cleanly.
 		againDev := e.hub.attachments()[2]
-		again.Conn().CloseNow()
+		again.CloseNow()
 		tabletDev := e.hub.device(t, id, "tablet")
 		tablet.Close()
 		eventually(t, "detaches", func() bool {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/internal/coord"
+	"github.com/mpim/mpim/proto/frame"
 )
 
 type directory struct {

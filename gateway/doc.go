@@ -11,7 +11,7 @@
 // frames and bytes: while its bytes exceed a budget the client's requests
 // are not read, and a client that takes it over a hard bound, or does not
 // drain it in time, is disconnected (1008), so memory never grows without
-// bound (outbox.go). Frames are encoded by package gateway/frame, in binary protobuf or
+// bound (outbox.go). Frames are encoded by package proto/frame, in binary protobuf or
 // protobuf JSON as the negotiated subprotocol says.
 //
 // Accounts (registration, logins, tokens, password hashing and login

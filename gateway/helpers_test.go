@@ -17,7 +17,6 @@ import (
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
@@ -25,6 +24,7 @@ import (
 	"github.com/mpim/mpim/projectors/cache"
 	inboxproj "github.com/mpim/mpim/projectors/inbox"
 	mysqlproj "github.com/mpim/mpim/projectors/mysql"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/mpim/mpim/schema"
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,7 +157,7 @@ func (e *env) dial(tb testing.TB, enc frame.Encoding) *gatewaytest.Client {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { c.Conn().CloseNow() })
+	tb.Cleanup(func() { c.CloseNow() })
 	return c
 }
 
@@ -184,7 +184,7 @@ func (e *env) dialFrom(tb testing.TB, enc frame.Encoding, remote string) *gatewa
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { c.Conn().CloseNow() })
+	tb.Cleanup(func() { c.CloseNow() })
 	return c
 }
 

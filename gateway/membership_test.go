@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -59,7 +59,7 @@ func TestClientThatDoesNotReadIsBoundedByBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.Conn().CloseNow() })
+			t.Cleanup(func() { c.CloseNow() })
 			ok(t, c, loginReq("amy", "password-amy", "d2"))
 			sent := 0
 			for i := range 400 {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -176,7 +176,7 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Conn().CloseNow() })
+	t.Cleanup(func() { c.CloseNow() })
 	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ivy", Password: "password-ivy"}})
 	id := ok(t, c, loginReq("ivy", "password-ivy", "d1")).GetLogin().GetUserId()
 	dev := e.hub.device(t, id, "d1")

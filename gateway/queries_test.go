@@ -3,8 +3,8 @@ package gateway_test
 import (
 	"testing"
 
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 

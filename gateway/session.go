@@ -15,7 +15,7 @@ import (
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/delivery"
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"golang.org/x/time/rate"
 )

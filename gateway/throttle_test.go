@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -154,7 +154,7 @@ func TestUnauthenticatedConnectionCaps(t *testing.T) {
 		t.Helper()
 		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {remote}}})
 		if err == nil {
-			c.Conn().CloseNow()
+			c.CloseNow()
 			t.Fatalf("connection from %s accepted over the cap", remote)
 		}
 		if !strings.Contains(err.Error(), status) {
@@ -170,11 +170,11 @@ func TestUnauthenticatedConnectionCaps(t *testing.T) {
 	e.dialFrom(t, frame.JSON, "203.0.113.2:1")
 	refused("203.0.113.3:1", "503")
 	// A closed connection frees its place.
-	open[1].Conn().CloseNow()
+	open[1].CloseNow()
 	eventually(t, "place freed", func() bool {
 		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {"203.0.113.3:1"}}})
 		if err == nil {
-			t.Cleanup(func() { c.Conn().CloseNow() })
+			t.Cleanup(func() { c.CloseNow() })
 		}
 		return err == nil
 	})

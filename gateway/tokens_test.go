@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 )
 
 // TestExpiredTokensArePruned checks that the gateway deletes expired tokens

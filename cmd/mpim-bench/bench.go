@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	mpimclient "github.com/mpim/mpim/client"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -24,7 +25,7 @@ type client struct {
 	username string
 	userID   string
 	token    string
-	c        *conn
+	c        *mpimclient.Conn
 
 	audit *deviceAudit // used by c's reader goroutine until the run ends
 
@@ -104,7 +105,14 @@ func (r *runner) noteErr(format string, a ...any) {
 // gatewayURL picks the gateway of client i.
 func (r *runner) gatewayURL(ctx context.Context, i int) (string, error) {
 	if r.cfg.Dispatch != "" {
-		return dispatch(ctx, r.cfg.Dispatch)
+		g, err := mpimclient.Dispatch(ctx, nil, r.cfg.Dispatch)
+		if err != nil {
+			return "", err
+		}
+		if err := loopbackURL(g.URL(), "ws"); err != nil {
+			return "", fmt.Errorf("dispatch answered %w", err)
+		}
+		return g.URL(), nil
 	}
 	return r.cfg.Gateways[i%len(r.cfg.Gateways)], nil
 }
@@ -128,12 +136,12 @@ func (r *runner) setup(ctx context.Context, keep bool) error {
 			if err := r.connect(gctx, cl); err != nil {
 				return err
 			}
-			if _, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{
-				Username: cl.username, Password: r.cfg.Password, DisplayName: cl.username}}}); err != nil {
+			if _, err := cl.c.Request(gctx, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{
+				Username: cl.username, Password: r.cfg.Password, DisplayName: cl.username}}); err != nil {
 				return fmt.Errorf("register %s: %w", cl.username, err)
 			}
-			resp, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{
-				Username: cl.username, Password: r.cfg.Password, DeviceId: "bench-" + strconv.Itoa(i), Platform: "bench"}}})
+			resp, err := cl.c.Request(gctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{
+				Username: cl.username, Password: r.cfg.Password, DeviceId: "bench-" + strconv.Itoa(i), Platform: "bench"}})
 			if err != nil {
 				return fmt.Errorf("login %s: %w", cl.username, err)
 			}
@@ -141,7 +149,7 @@ func (r *runner) setup(ctx context.Context, keep bool) error {
 			cl.userID, cl.token = l.GetUserId(), l.GetToken()
 			r.setHeartbeat(l.GetHeartbeatMs())
 			if !keep {
-				cl.c.close()
+				cl.c.Close()
 				cl.c = nil
 			}
 			return nil
@@ -157,7 +165,7 @@ func (r *runner) resumeAll(ctx context.Context) error {
 			if err := r.connect(gctx, cl); err != nil {
 				return err
 			}
-			_, err := cl.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: cl.token}}})
+			_, err := cl.c.Request(gctx, &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: cl.token}})
 			if err != nil {
 				return fmt.Errorf("resume %s: %w", cl.username, err)
 			}
@@ -173,13 +181,14 @@ func (r *runner) setHeartbeat(ms uint32) {
 }
 
 func (r *runner) connect(ctx context.Context, cl *client) error {
-	c, err := dial(ctx, cl.url)
+	// The handler reads cl.c: the first push comes after the login or
+	// resume answer, which the reader takes after cl.c is set.
+	c, err := mpimclient.Dial(ctx, cl.url, &mpimclient.Options{ReadLimit: 1 << 20,
+		OnFrame: func(f *mpimv1.ServerFrame) { r.onFrame(cl, f) }})
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", cl.url, err)
+		return err
 	}
-	c.onFrame = func(f *mpimv1.ServerFrame) { r.onFrame(cl, f) }
 	cl.c = c
-	c.start()
 	return nil
 }
 
@@ -252,7 +261,7 @@ func (r *runner) record(s series, now, nanos int64) {
 // ack acknowledges inboxID; the server's answer is recorded in the audit.
 func (r *runner) ack(cl *client, inboxID string) {
 	f := &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: inboxID}}}
-	cl.c.async(context.Background(), f, func(resp *mpimv1.Response) {
+	cl.c.Go(context.Background(), f, func(resp *mpimv1.Response) {
 		if resp.GetError() == nil {
 			cl.audit.acked(inboxID)
 			cl.mu.Lock()
@@ -277,7 +286,7 @@ func (r *runner) keepalive(ctx context.Context, cl *client) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-cl.c.done:
+		case <-cl.c.Done():
 			return
 		case now := <-t.C:
 			if r.cfg.AckInterval > 0 {
@@ -291,7 +300,7 @@ func (r *runner) keepalive(ctx context.Context, cl *client) {
 			}
 			if hb := time.Duration(r.heartbeat.Load()); hb > 0 && now.Sub(lastPing) >= hb/2 {
 				lastPing = now
-				cl.c.async(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, func(*mpimv1.Response) {})
+				cl.c.Go(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, func(*mpimv1.Response) {})
 			}
 		}
 	}
@@ -347,7 +356,7 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
-		case <-cl.c.done:
+		case <-cl.c.Done():
 			return
 		}
 		intended := time.Now()
@@ -383,7 +392,7 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 // the same client message id after the advised wait.
 func (r *runner) send(ctx context.Context, cl *client, req *mpimv1.SendRequest, rec *sendRecord, intended int64, release func()) {
 	f := &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Send{Send: req}}
-	err := cl.c.async(ctx, f, func(resp *mpimv1.Response) {
+	err := cl.c.Go(ctx, f, func(resp *mpimv1.Response) {
 		if e := resp.GetError(); e != nil {
 			if e.GetCode() == "rate_limited" {
 				r.rateLimited.Add(1)
@@ -456,8 +465,8 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 				for _, m := range r.clients[lo+1 : lo+k] {
 					ids = append(ids, m.userID)
 				}
-				resp, err := owner.c.call(gctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{
-					Name: owner.username, MemberIds: ids}}})
+				resp, err := owner.c.Request(gctx, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{
+					Name: owner.username, MemberIds: ids}})
 				if err != nil {
 					return fmt.Errorf("createGroup: %w", err)
 				}
@@ -518,7 +527,7 @@ func (r *runner) closeAll() {
 	var wg sync.WaitGroup
 	for _, cl := range r.clients {
 		if cl != nil && cl.c != nil {
-			wg.Go(cl.c.close)
+			wg.Go(func() { cl.c.Close() })
 		}
 	}
 	wg.Wait()

@@ -215,7 +215,7 @@ func (r *runner) runIdle(ctx context.Context) (*Report, error) {
 	open := 0
 	for _, cl := range r.clients {
 		select {
-		case <-cl.c.done:
+		case <-cl.c.Done():
 		default:
 			open++
 		}

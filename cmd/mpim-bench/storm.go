@@ -117,7 +117,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	stopClientKeepalive()
 	ckwg.Wait()
 	if err := parallel(ctx, n, 4*cfg.Setup, func(_ context.Context, i int) error {
-		clients[i].c.close()
+		clients[i].c.Close()
 		return nil
 	}); err != nil {
 		return nil, err
@@ -325,7 +325,7 @@ func (r *runner) stormSender(ctx context.Context, cl *client, to []int) {
 			case slots <- struct{}{}:
 			case <-sctx.Done():
 				return
-			case <-cl.c.done:
+			case <-cl.c.Done():
 				return
 			}
 			intended := time.Now().UnixNano()
@@ -352,7 +352,7 @@ func (r *runner) reconnect(ctx context.Context, cl *client, deadline time.Time, 
 		err := r.connect(actx, cl)
 		if err == nil {
 			if err = r.resume(actx, cl); err != nil {
-				cl.c.close()
+				cl.c.Close()
 				err = fmt.Errorf("resume %s: %w", cl.username, err)
 			}
 		}
@@ -379,7 +379,7 @@ func (r *runner) resume(ctx context.Context, cl *client) error {
 	}
 	ch := make(chan answer, 1)
 	f := &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: cl.token}}}
-	if err := cl.c.async(ctx, f, func(resp *mpimv1.Response) { ch <- answer{resp, time.Now().UnixNano()} }); err != nil {
+	if err := cl.c.Go(ctx, f, func(resp *mpimv1.Response) { ch <- answer{resp, time.Now().UnixNano()} }); err != nil {
 		return err
 	}
 	select {
@@ -389,8 +389,8 @@ func (r *runner) resume(ctx context.Context, cl *client) error {
 		}
 		cl.resumedAt = a.at
 		return nil
-	case <-cl.c.done:
-		return fmt.Errorf("connection ended: %w", cl.c.err)
+	case <-cl.c.Done():
+		return fmt.Errorf("connection ended: %w", cl.c.Err())
 	case <-ctx.Done():
 		return ctx.Err()
 	}

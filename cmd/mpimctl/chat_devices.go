@@ -10,11 +10,6 @@ import (
 // The chat's session commands: /devices, /logout-device, /logout-others
 // and /password.
 
-// statusLoggedOut is the close status of a connection whose device was
-// logged out from another device (docs/protocol.md): its tokens are
-// revoked, so the chat ends instead of reconnecting.
-const statusLoggedOut = 4003
-
 // cmdDevices lists the user's logged-in devices.
 func (c *chat) cmdDevices(ctx context.Context) error {
 	r, err := c.call(ctx, &mpimv1.ClientFrame_ListDevices{ListDevices: &mpimv1.ListDevicesRequest{}})
@@ -78,17 +73,13 @@ func (c *chat) cmdPassword(args []string) error {
 // changePassword changes the password from the one the chat logged in with
 // to pw; the user's other devices are logged out.
 func (c *chat) changePassword(ctx context.Context, pw string) {
-	c.connMu.Lock()
-	old := c.password
-	c.connMu.Unlock()
-	_, err := c.call(ctx, &mpimv1.ClientFrame_ChangePassword{ChangePassword: &mpimv1.ChangePasswordRequest{OldPassword: old, NewPassword: pw}})
+	_, err := c.call(ctx, &mpimv1.ClientFrame_ChangePassword{ChangePassword: &mpimv1.ChangePasswordRequest{OldPassword: c.password, NewPassword: pw}})
 	if err != nil {
 		c.printf("error: password not changed: %v", err)
 		return
 	}
-	c.connMu.Lock()
 	c.password = pw
-	c.connMu.Unlock()
+	c.s.SetPassword(pw)
 	c.printf("password changed; your other devices are logged out")
 }
 

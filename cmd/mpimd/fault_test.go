@@ -15,9 +15,9 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
-	"github.com/mpim/mpim/gateway/frame"
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/redis/go-redis/v9"
 )

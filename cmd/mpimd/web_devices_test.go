@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/mpim/mpim/gateway/frame"
-	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/client"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -59,11 +59,11 @@ func TestWebChatDevices(t *testing.T) {
 	a.submit("change the password", "#password-form", "#password-new", "a brand new password")
 	a.waitFor("the change to be confirmed", `document.getElementById('notice').textContent.includes('password changed')`)
 	login := func(password string) *mpimv1.Response {
-		c, err := gatewaytest.Dial(ctx, st.ws, frame.JSON, nil)
+		c, err := client.Dial(ctx, st.ws, &client.Options{Encoding: frame.JSON})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Conn().CloseNow()
+		defer c.CloseNow()
 		r, err := c.Call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: user, Password: password, DeviceId: "check", Platform: "test"}})
 		if err != nil {
 			t.Fatal(err)

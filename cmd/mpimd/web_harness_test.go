@@ -13,8 +13,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
-	"github.com/mpim/mpim/gateway/frame"
-	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/client"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -414,7 +414,7 @@ func jsString(s string) string {
 // quickly): registered and logged in, its pushes drained.
 type webAPIUser struct {
 	t    *testing.T
-	c    *gatewaytest.Client
+	c    *client.Conn
 	name string
 	id   string
 }
@@ -432,11 +432,11 @@ func webAPIRegister(t *testing.T, ctx context.Context, ws, name string) *webAPIU
 // dial opens a connection (its pushes are drained).
 func (u *webAPIUser) dial(ctx context.Context, ws string) {
 	u.t.Helper()
-	c, err := gatewaytest.Dial(ctx, ws, frame.JSON, nil)
+	c, err := client.Dial(ctx, ws, &client.Options{Encoding: frame.JSON})
 	if err != nil {
 		u.t.Fatalf("%s: dial %s: %v", u.name, ws, err)
 	}
-	u.t.Cleanup(func() { c.Conn().CloseNow() })
+	u.t.Cleanup(func() { c.CloseNow() })
 	go func() {
 		for {
 			if _, err := c.Next(context.Background()); err != nil {
@@ -455,7 +455,7 @@ func (u *webAPIUser) login(ctx context.Context) {
 // reconnect logs in again on a new connection (after a gateway restart).
 func (u *webAPIUser) reconnect(ctx context.Context, ws string) {
 	u.t.Helper()
-	u.c.Conn().CloseNow()
+	u.c.CloseNow()
 	u.dial(ctx, ws)
 	u.login(ctx)
 }

@@ -34,8 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mpim/mpim/gateway/frame"
-	"github.com/mpim/mpim/gateway/gatewaytest"
+	"github.com/mpim/mpim/client"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -99,7 +98,7 @@ type bench struct {
 type user struct{ id, name, password string }
 
 func (b *bench) register(ctx context.Context, name string) (user, error) {
-	c, err := gatewaytest.Dial(ctx, b.cfg.gateway, frame.Proto, nil)
+	c, err := client.Dial(ctx, b.cfg.gateway, nil)
 	if err != nil {
 		return user{}, err
 	}
@@ -114,8 +113,8 @@ func (b *bench) register(ctx context.Context, name string) (user, error) {
 }
 
 // login connects as u's device; pushes are read and dropped.
-func (b *bench) login(ctx context.Context, u user, device string) (*gatewaytest.Client, error) {
-	c, err := gatewaytest.Dial(ctx, b.cfg.gateway, frame.Proto, nil)
+func (b *bench) login(ctx context.Context, u user, device string) (*client.Conn, error) {
+	c, err := client.Dial(ctx, b.cfg.gateway, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +134,7 @@ func (b *bench) login(ctx context.Context, u user, device string) (*gatewaytest.
 
 // call sends a request, waits out rate_limited answers and returns the
 // response, or its error.
-func call(ctx context.Context, c *gatewaytest.Client, req any) (*mpimv1.Response, error) {
+func call(ctx context.Context, c *client.Conn, req any) (*mpimv1.Response, error) {
 	for {
 		r, err := c.Call(ctx, req)
 		if err != nil {
@@ -189,7 +188,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	defer bc.Close()
 	for _, req := range []struct {
-		c   *gatewaytest.Client
+		c   *client.Conn
 		req any
 	}{
 		{c1, &mpimv1.ClientFrame_RequestFriend{RequestFriend: &mpimv1.RequestFriendRequest{UserId: a2.id}}},
@@ -271,11 +270,11 @@ func (b *bench) run(ctx context.Context) error {
 // neverReading logs in, sends the history requests and reads nothing; it
 // keeps the connection open for the duration, then closes it.
 func (b *bench) neverReading(ctx context.Context, u user, conv string) (string, error) {
-	c, err := gatewaytest.Dial(ctx, b.cfg.gateway, frame.Proto, &gatewaytest.Options{Buffer: 1})
+	c, err := client.Dial(ctx, b.cfg.gateway, &client.Options{Buffer: 1})
 	if err != nil {
 		return "", err
 	}
-	defer c.Conn().CloseNow()
+	defer c.CloseNow()
 	if _, err := call(ctx, c, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: u.name, Password: u.password, DeviceId: "never-reads"}}); err != nil {
 		return "", err
 	}
@@ -345,7 +344,7 @@ func (b *bench) reading(ctx context.Context, users []user, conv string) (string,
 }
 
 // probe times n conversations queries, one after the other.
-func probe(ctx context.Context, c *gatewaytest.Client, n int) ([]time.Duration, error) {
+func probe(ctx context.Context, c *client.Conn, n int) ([]time.Duration, error) {
 	lat := make([]time.Duration, 0, n)
 	for range n {
 		t := time.Now()

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/mpim/mpim/gateway/frame"
+	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/proto"
 )

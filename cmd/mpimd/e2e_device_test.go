@@ -1,0 +1,477 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mpim/mpim/client"
+	"github.com/mpim/mpim/proto/frame"
+	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+)
+
+// The client devices of the end-to-end tests (e2e_harness_test.go).
+
+// msgKey identifies a message as its sender's client knows it.
+type msgKey struct {
+	conv, sender, clientMsgID string
+}
+
+// shownEvent is an event on a device's screen: pushed, not a duplicate.
+type shownEvent struct {
+	eventID, typ, inboxID string
+	msg                   msgKey // MessageSent only
+	seq                   uint64 // MessageSent only
+}
+
+// deviceStats are a device's counts.
+type deviceStats struct {
+	pushes     int // every push, duplicates included
+	dupPushes  int // pushes of an event id already shown (dropped by the client)
+	resends    int // pushes marked resend
+	syncs      int // sync_required frames
+	outOfOrder int // messages shown with a seq at or below one shown before in their conversation
+	gaps       int // messages shown with a seq beyond the next one of their conversation
+	reconnects int
+	dialFails  int // reconnect attempts that failed (a dead gateway, still dispatched or known)
+	ackErrors  int
+}
+
+func (s *deviceStats) add(o deviceStats) {
+	s.pushes += o.pushes
+	s.dupPushes += o.dupPushes
+	s.resends += o.resends
+	s.syncs += o.syncs
+	s.outOfOrder += o.outOfOrder
+	s.gaps += o.gaps
+	s.reconnects += o.reconnects
+	s.dialFails += o.dialFails
+	s.ackErrors += o.ackErrors
+}
+
+// e2eConn is one connection of a device.
+type e2eConn struct {
+	c    *client.Conn
+	gw   string        // the gateway's address
+	kick chan struct{} // capacity 1: a push arrived, acknowledge it
+	// settled is closed once dial decided whether the connection became
+	// the device's (the receiver waits for it before reconnecting).
+	settled chan struct{}
+	// guarded by the device's mu
+	lastInbox string // the latest inbox id pushed on this connection
+	acked     string // the latest inbox id acknowledged on this connection
+}
+
+// e2eDevice is a client device: it acknowledges every push (one ack covers
+// all earlier ones), shows each event once (de-duplicated by event id),
+// checks that each conversation's messages appear in seq order without
+// gaps, and, unless offline, resumes with its token on whatever gateway it
+// reaches when its connection ends.
+type e2eDevice struct {
+	cl   *e2eCluster
+	user *e2eUser
+	id   string
+	enc  frame.Encoding
+
+	wg sync.WaitGroup // the goroutines of its connections and reconnects
+
+	mu        sync.Mutex
+	token     string
+	conn      *e2eConn      // nil while disconnected
+	connected chan struct{} // closed while conn is set
+	offline   bool          // the user closed the app: do not reconnect
+	screen    []shownEvent
+	byEvent   map[string]bool
+	byMsg     map[msgKey][]int // indexes into screen
+	lastSeq   map[string]uint64
+	stats     deviceStats
+	problems  []string // the first few order problems, for the failure message
+}
+
+func (d *e2eDevice) String() string { return d.user.name + "/" + d.id }
+
+// login logs a new device of u in on gw and waits for the sync_required
+// every new device gets first.
+func (cl *e2eCluster) login(t *testing.T, u *e2eUser, device string, gw *mpimdProc, enc frame.Encoding) *e2eDevice {
+	t.Helper()
+	d := &e2eDevice{cl: cl, user: u, id: device, enc: enc, connected: make(chan struct{}),
+		byEvent: map[string]bool{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}}
+	cl.mu.Lock()
+	cl.devices = append(cl.devices, d)
+	cl.mu.Unlock()
+	if err := d.dialRetry(gw.addr); err != nil {
+		t.Fatalf("%s: login on %s: %v", d, gw.name, err)
+	}
+	waitUntil(t, d.String()+" sync_required", func() bool { return d.snapshot().syncs >= 1 })
+	return d
+}
+
+// dialRetry is dial, repeated for up to 30 s while the gateway answers
+// unavailable (its MySQL late on a loaded machine).
+func (d *e2eDevice) dialRetry(addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := d.dial(addr)
+		if err == nil || !strings.Contains(err.Error(), "unavailable") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dial connects to the gateway at addr and logs in (first time) or resumes
+// with the device's token.
+func (d *e2eDevice) dial(addr string) error {
+	ctx, cancel := context.WithTimeout(d.cl.ctx, 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://"+addr+"/ws", &client.Options{Encoding: d.enc})
+	if err != nil {
+		return err
+	}
+	cn := &e2eConn{c: c, gw: addr, kick: make(chan struct{}, 1), settled: make(chan struct{})}
+	defer close(cn.settled)
+	// Pushes may follow the login response at once: receive from the start.
+	d.wg.Add(2)
+	go d.receive(cn)
+	go d.acker(cn)
+	d.mu.Lock()
+	token := d.token
+	d.mu.Unlock()
+	var req any = &mpimv1.ClientFrame_Resume{Resume: &mpimv1.ResumeRequest{Token: token}}
+	if token == "" {
+		req = &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: d.user.name, Password: d.user.password(), DeviceId: d.id, Platform: "e2e"}}
+	}
+	r, err := c.Call(ctx, req)
+	if err == nil && r.GetError() != nil {
+		err = fmt.Errorf("%s: %s", r.GetError().GetCode(), r.GetError().GetMessage())
+	}
+	if err != nil {
+		c.CloseNow()
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.offline || d.conn != nil {
+		c.CloseNow()
+		return fmt.Errorf("%s: connected while offline or connected already", d)
+	}
+	if token == "" {
+		d.token = r.GetLogin().GetToken()
+	}
+	d.conn = cn
+	close(d.connected)
+	return nil
+}
+
+// receive handles the frames of cn until it ends, then reconnects unless
+// the device is offline or cn was not its connection.
+func (d *e2eDevice) receive(cn *e2eConn) {
+	defer d.wg.Done()
+	for {
+		f, err := cn.c.Next(context.Background())
+		if err != nil {
+			break
+		}
+		switch x := f.GetFrame().(type) {
+		case *mpimv1.ServerFrame_Push:
+			d.push(cn, x.Push)
+		case *mpimv1.ServerFrame_SyncRequired:
+			d.mu.Lock()
+			d.stats.syncs++
+			d.mu.Unlock()
+		}
+	}
+	<-cn.settled
+	d.mu.Lock()
+	current := d.conn == cn
+	if current {
+		d.conn, d.connected = nil, make(chan struct{})
+	}
+	again := current && !d.offline
+	if again {
+		d.wg.Add(1)
+	}
+	d.mu.Unlock()
+	if again {
+		go d.reconnect()
+	}
+}
+
+// push shows a pushed event unless its id was shown before, and has it
+// acknowledged.
+func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
+	ev, err := client.PushEvent(p)
+	if err != nil {
+		d.cl.t.Errorf("%s: %v", d, err)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.pushes++
+	if p.GetResend() {
+		d.stats.resends++
+	}
+	if inboxAfter(p.GetInboxId(), cn.lastInbox) {
+		cn.lastInbox = p.GetInboxId()
+	}
+	select {
+	case cn.kick <- struct{}{}:
+	default:
+	}
+	id := string(ev.GetId())
+	if d.byEvent[id] {
+		d.stats.dupPushes++
+		return
+	}
+	d.byEvent[id] = true
+	s := shownEvent{eventID: id, typ: p.GetType(), inboxID: p.GetInboxId()}
+	if m := ev.GetMessageSent(); m != nil {
+		s.msg = msgKey{conv: m.GetConversationId(), sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
+		s.seq = ev.GetSeq()
+		last := d.lastSeq[s.msg.conv]
+		switch {
+		case s.seq <= last:
+			d.stats.outOfOrder++
+			d.problem("%s: seq %d after %d (%s)", s.msg.conv, s.seq, last, s.msg.clientMsgID)
+		case s.seq > last+1:
+			d.stats.gaps++
+			d.problem("%s: seq %d after %d, a gap (%s)", s.msg.conv, s.seq, last, s.msg.clientMsgID)
+			d.lastSeq[s.msg.conv] = s.seq
+		default:
+			d.lastSeq[s.msg.conv] = s.seq
+		}
+		d.byMsg[s.msg] = append(d.byMsg[s.msg], len(d.screen))
+	}
+	d.screen = append(d.screen, s)
+}
+
+// problem records an order problem; the caller holds d.mu.
+func (d *e2eDevice) problem(format string, args ...any) {
+	if len(d.problems) < 5 {
+		d.problems = append(d.problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// acker acknowledges the latest push of cn whenever pushes arrived, until
+// cn ends: one ack covers every push before it.
+func (d *e2eDevice) acker(cn *e2eConn) {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-cn.kick:
+		case <-cn.c.Done():
+			return
+		}
+		d.mu.Lock()
+		id, acked := cn.lastInbox, cn.acked
+		d.mu.Unlock()
+		if id == acked {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(d.cl.ctx, 10*time.Second)
+		r, err := cn.c.Call(ctx, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}})
+		cancel()
+		if err != nil {
+			continue // the connection ended (the next select sees it) or the answer was late (a later push acks again)
+		}
+		d.mu.Lock()
+		if r.GetError() != nil {
+			d.stats.ackErrors++
+		} else if inboxAfter(id, cn.acked) {
+			cn.acked = id
+		}
+		d.mu.Unlock()
+	}
+}
+
+// reconnect resumes the device on the first gateway it reaches.
+func (d *e2eDevice) reconnect() {
+	defer d.wg.Done()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, addr := range d.cl.candidates() {
+			if d.isOffline() || d.cl.ctx.Err() != nil {
+				return
+			}
+			err := d.dial(addr)
+			d.mu.Lock()
+			if err == nil {
+				d.stats.reconnects++
+			} else {
+				d.stats.dialFails++
+			}
+			d.mu.Unlock()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.cl.t.Errorf("%s: could not reconnect within 30s", d)
+			return
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-d.cl.ctx.Done():
+			return
+		}
+	}
+}
+
+func (d *e2eDevice) isOffline() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.offline
+}
+
+// goOffline closes the device's connection for good (until goOnline).
+func (d *e2eDevice) goOffline() {
+	d.mu.Lock()
+	d.offline = true
+	cn := d.conn
+	d.mu.Unlock()
+	if cn != nil {
+		cn.c.Close()
+	}
+	for {
+		d.mu.Lock()
+		gone := d.conn == nil
+		d.mu.Unlock()
+		if gone {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// goOnline resumes the device on gw.
+func (d *e2eDevice) goOnline(t *testing.T, gw *mpimdProc) {
+	t.Helper()
+	d.mu.Lock()
+	d.offline = false
+	d.mu.Unlock()
+	if err := d.dialRetry(gw.addr); err != nil {
+		t.Fatalf("%s: resume on %s: %v", d, gw.name, err)
+	}
+}
+
+// current returns the device's connection, waiting while it reconnects.
+func (d *e2eDevice) current(ctx context.Context) (*e2eConn, error) {
+	for {
+		d.mu.Lock()
+		cn, ch := d.conn, d.connected
+		d.mu.Unlock()
+		if cn != nil {
+			return cn, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// awaitOther waits until the device has a connection other than cn.
+func (d *e2eDevice) awaitOther(ctx context.Context, cn *e2eConn) {
+	for ctx.Err() == nil {
+		d.mu.Lock()
+		cur, ch := d.conn, d.connected
+		d.mu.Unlock()
+		switch {
+		case cur == cn: // the receiver has not noticed the end yet
+			time.Sleep(5 * time.Millisecond)
+		case cur != nil:
+			return
+		default:
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// gateway returns the address of the device's gateway ("" while
+// disconnected).
+func (d *e2eDevice) gateway() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return ""
+	}
+	return d.conn.gw
+}
+
+// allAcked reports whether the device is connected, was pushed something
+// on this connection and acknowledged the latest push.
+func (d *e2eDevice) allAcked() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.conn != nil && d.conn.lastInbox != "" && d.conn.acked == d.conn.lastInbox
+}
+
+// snapshot returns the device's counts.
+func (d *e2eDevice) snapshot() deviceStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+// shown returns the events on the device's screen, in order.
+func (d *e2eDevice) shown() []shownEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.screen)
+}
+
+// do sends a request on the device's connection and returns the answer,
+// which may be an error response; a connection failure fails the test.
+func (d *e2eDevice) do(t *testing.T, req any) *mpimv1.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(d.cl.ctx, 30*time.Second)
+	defer cancel()
+	cn, err := d.current(ctx)
+	if err != nil {
+		t.Fatalf("%s: not connected: %v", d, err)
+	}
+	r, err := cn.c.Call(ctx, req)
+	if err != nil {
+		t.Fatalf("%s: %T: %v", d, req, err)
+	}
+	return r
+}
+
+// call sends a request on the device's connection; it must succeed.
+func (d *e2eDevice) call(t *testing.T, req any) *mpimv1.Response {
+	t.Helper()
+	r := d.do(t, req)
+	if e := r.GetError(); e != nil {
+		t.Fatalf("%s: %T: %v", d, req, e)
+	}
+	return r
+}
+
+// eventually repeats req on the device's connection until check accepts the
+// answer: queries read the read model, which follows the log.
+func (d *e2eDevice) eventually(t *testing.T, what string, req any, check func(*mpimv1.Response) bool) *mpimv1.Response {
+	t.Helper()
+	var last *mpimv1.Response
+	waitUntil(t, d.String()+": "+what, func() bool {
+		r := d.do(t, req)
+		// The read model may not hold the thing yet (a group just created
+		// answers not_found until the projector has written it).
+		if e := r.GetError(); e != nil {
+			if e.GetCode() == "not_found" {
+				return false
+			}
+			t.Fatalf("%s: %T: %v", d, req, e)
+		}
+		last = r
+		return check(last)
+	})
+	return last
+}
