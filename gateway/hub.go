@@ -7,7 +7,7 @@ import (
 	"github.com/mpim/mpim/gateway/delivery"
 )
 
-// Hub is per-device delivery from users' inboxes (DESIGN section 5): the
+// Hub is per-device delivery from users' inboxes (docs/architecture.md, "Delivery"): the
 // gateway attaches each authenticated session to it and forwards the
 // client's acknowledgements. It is the port the gateway consumes;
 // DeliveryHub adapts the real one (*delivery.Hub), and tests may use a fake.
