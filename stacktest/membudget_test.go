@@ -60,7 +60,7 @@ func TestClientThatDoesNotReadIsBoundedByBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.CloseNow() })
+			t.Cleanup(func() { _ = c.CloseNow() })
 			gatewaytest.OK(t, c, gatewaytest.LoginReq("amy", "password-amy", "d2"))
 			sent := 0
 			for i := range 400 {

@@ -50,7 +50,7 @@ type pushedAt struct {
 
 // parseInboxID splits an inbox entry id into its two numbers.
 func parseInboxID(id string) (ms, seq uint64) {
-	fmt.Sscanf(id, "%d-%d", &ms, &seq)
+	_, _ = fmt.Sscanf(id, "%d-%d", &ms, &seq)
 	return ms, seq
 }
 
@@ -120,7 +120,7 @@ func (h *FakeHub) Signal(ctx context.Context, to []domain.UserID, s gateway.Sign
 	}
 	h.mu.Unlock()
 	for _, s2 := range sinks {
-		s2.Signal(s)
+		_ = s2.Signal(s) // a refused signal is the session's to handle, as with the real hub
 	}
 	return nil
 }
