@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
+	"github.com/mpim/mpim/gateway/gatewaytest"
 	"github.com/mpim/mpim/internal/coord"
 	"github.com/mpim/mpim/proto/frame"
 )
@@ -97,13 +98,13 @@ func (l *loads) last() (int, int) {
 
 func TestServerReportsItsLoadUntilShutdown(t *testing.T) {
 	l := &loads{}
-	e := newEnv(t, func(c *gateway.Config, d *gateway.Deps) { c.LoadInterval = 10 * time.Millisecond; d.Load = l })
-	e.dial(t, frame.Proto)
-	e.dial(t, frame.JSON)
-	eventually(t, "a load of 2", func() bool { n, _ := l.last(); return n == 2 })
+	e := gatewaytest.New(t, func(c *gateway.Config, d *gateway.Deps) { c.LoadInterval = 10 * time.Millisecond; d.Load = l })
+	e.Dial(t, frame.Proto)
+	e.Dial(t, frame.JSON)
+	gatewaytest.Eventually(t, "a load of 2", func() bool { n, _ := l.last(); return n == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e.srv.Shutdown(ctx)
+	e.Server.Shutdown(ctx)
 	_, n := l.last()
 	time.Sleep(50 * time.Millisecond)
 	if _, m := l.last(); m != n {
@@ -112,10 +113,10 @@ func TestServerReportsItsLoadUntilShutdown(t *testing.T) {
 }
 
 func TestMetricsAreRegistered(t *testing.T) {
-	e := newEnv(t)
-	u := e.login(t, frame.JSON, "olga")
-	ping(t, u.c)
-	fams, err := e.reg.Gather()
+	e := gatewaytest.New(t)
+	u := e.Login(t, frame.JSON, "olga")
+	gatewaytest.Ping(t, u.Conn)
+	fams, err := e.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +128,13 @@ func TestMetricsAreRegistered(t *testing.T) {
 		"mpim_gateway_frames_out_total", "mpim_gateway_request_duration_seconds", "mpim_gateway_push_ack_latency_seconds",
 		"mpim_gateway_queue_dropped_frames_total", "mpim_gateway_slow_client_disconnects_total"} {
 		if !names[want] {
-			t.Errorf("metric %s is missing (have %v)", want, names)
+			t.Errorf("gatewaytest.Metric %s is missing (have %v)", want, names)
 		}
 	}
-	if v := counterValue(t, e.reg, "mpim_gateway_frames_in_total", "type", "ping"); v != 1 {
+	if v := gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_frames_in_total", "type", "ping"); v != 1 {
 		t.Errorf("frames_in{type=ping} = %v", v)
 	}
-	if v := metric(t, e.reg, "mpim_gateway_sessions", "", "").GetGauge().GetValue(); v != 1 {
+	if v := gatewaytest.Metric(t, e.Registry, "mpim_gateway_sessions", "", "").GetGauge().GetValue(); v != 1 {
 		t.Errorf("sessions = %v", v)
 	}
 }

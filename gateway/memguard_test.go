@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
+	"github.com/mpim/mpim/gateway/gatewaytest"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/redis/go-redis/v9"
@@ -51,7 +52,7 @@ func privateRedis(t *testing.T, args ...string) string {
 	})
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
-	eventually(t, "the private redis-server answers", func() bool {
+	gatewaytest.Eventually(t, "the private redis-server answers", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("redis-server exited at start-up")
@@ -88,19 +89,19 @@ func redisMemory(t *testing.T, c *redis.Client) (used, limit int64) {
 // and acks keep working; below it again, sends work.
 func TestRedisShortOfMemoryRefusesNewContentFirst(t *testing.T) {
 	addr := privateRedis(t, "--maxmemory", "32mb", "--maxmemory-policy", "noeviction")
-	e := newEnvAt(t, addr, "memguard:", func(c *gateway.Config, _ *gateway.Deps) {
+	e := gatewaytest.NewAt(t, addr, "memguard:", func(c *gateway.Config, _ *gateway.Deps) {
 		c.MemoryLimitFraction = 0.5
 		c.MemoryCheckInterval = 10 * time.Millisecond
 	})
-	a, b := e.login(t, frame.JSON, "ann"), e.login(t, frame.JSON, "ben")
-	ok(t, a.c, sendTo(b.id, "before", ""))
+	a, b := e.Login(t, frame.JSON, "ann"), e.Login(t, frame.JSON, "ben")
+	gatewaytest.OK(t, a.Conn, gatewaytest.SendTo(b.ID, "before", ""))
 
 	// Fill Redis past half of maxmemory, below maxmemory.
 	ctx := context.Background()
 	filler := strings.Repeat("x", 256<<10)
 	var keys []string
 	for i := 0; ; i++ {
-		used, limit := redisMemory(t, e.rdb)
+		used, limit := redisMemory(t, e.Redis)
 		if used >= limit*6/10 {
 			break
 		}
@@ -108,7 +109,7 @@ func TestRedisShortOfMemoryRefusesNewContentFirst(t *testing.T) {
 			t.Fatalf("used_memory %d of %d after %d filler keys", used, limit, i)
 		}
 		k := fmt.Sprintf("filler:%d", i)
-		if err := e.rdb.Set(ctx, k, filler, 0).Err(); err != nil {
+		if err := e.Redis.Set(ctx, k, filler, 0).Err(); err != nil {
 			t.Fatalf("filling: %v", err)
 		}
 		keys = append(keys, k)
@@ -119,7 +120,7 @@ func TestRedisShortOfMemoryRefusesNewContentFirst(t *testing.T) {
 		if i == 10_000 {
 			t.Fatal("sends never refused above the memory limit")
 		}
-		r := call(t, a.c, sendTo(b.id, fmt.Sprintf("m%d", i), ""))
+		r := gatewaytest.Call(t, a.Conn, gatewaytest.SendTo(b.ID, fmt.Sprintf("m%d", i), ""))
 		switch er := r.GetError(); {
 		case er == nil:
 			time.Sleep(5 * time.Millisecond) // the guard has not read INFO yet
@@ -132,20 +133,20 @@ func TestRedisShortOfMemoryRefusesNewContentFirst(t *testing.T) {
 	if refused.GetRetryAfterMs() == 0 || !strings.Contains(refused.GetMessage(), "short of storage") {
 		t.Fatalf("overloaded error %v: want retryAfterMs and a clear message", refused)
 	}
-	if err := e.rdb.Set(ctx, "probe", "1", 0).Err(); err != nil {
+	if err := e.Redis.Set(ctx, "probe", "1", 0).Err(); err != nil {
 		t.Fatalf("Redis already refuses writes (%v): the guard answered too late", err)
 	}
-	fails(t, a.c, "overloaded", &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "g", MemberIds: []string{b.id}}})
-	fails(t, e.dial(t, frame.JSON), "overloaded", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "cat", Password: "a long password"}})
-	ok(t, a.c, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}})
-	ok(t, b.c, &mpimv1.ClientFrame_MarkRead{MarkRead: &mpimv1.MarkReadRequest{ConversationId: directOf(a.id, b.id), Seq: 1}})
-	ok(t, a.c, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: directOf(a.id, b.id)}})
-	ok(t, e.dial(t, frame.JSON), &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: "ann", Password: "password-ann", DeviceId: "d2", Platform: "test"}})
+	gatewaytest.Fails(t, a.Conn, "overloaded", &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "g", MemberIds: []string{b.ID}}})
+	gatewaytest.Fails(t, e.Dial(t, frame.JSON), "overloaded", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "cat", Password: "a long password"}})
+	gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}})
+	gatewaytest.OK(t, b.Conn, &mpimv1.ClientFrame_MarkRead{MarkRead: &mpimv1.MarkReadRequest{ConversationId: gatewaytest.DirectOf(a.ID, b.ID), Seq: 1}})
+	gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: gatewaytest.DirectOf(a.ID, b.ID)}})
+	gatewaytest.OK(t, e.Dial(t, frame.JSON), &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: "ann", Password: "password-ann", DeviceId: "d2", Platform: "test"}})
 
-	if err := e.rdb.Del(ctx, keys...).Err(); err != nil {
+	if err := e.Redis.Del(ctx, keys...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "sends accepted again", func() bool {
-		return call(t, a.c, sendTo(b.id, "after", "after-1")).GetError() == nil
+	gatewaytest.Eventually(t, "sends accepted again", func() bool {
+		return gatewaytest.Call(t, a.Conn, gatewaytest.SendTo(b.ID, "after", "after-1")).GetError() == nil
 	})
 }

@@ -18,7 +18,7 @@ import (
 // frame sent with SendRaw).
 func nextResponse(tb testing.TB, c *gatewaytest.Client) *mpimv1.Response {
 	tb.Helper()
-	f, err := c.Next(testCtx(tb))
+	f, err := c.Next(gatewaytest.Ctx(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -29,9 +29,9 @@ func nextResponse(tb testing.TB, c *gatewaytest.Client) *mpimv1.Response {
 }
 
 func TestBadInputIsAnsweredAndOthersKeepWorking(t *testing.T) {
-	e := newEnv(t)
-	bystander := e.login(t, frame.Proto, "bystander")
-	ctx := testCtx(t)
+	e := gatewaytest.New(t)
+	bystander := e.Login(t, frame.Proto, "bystander")
+	ctx := gatewaytest.Ctx(t)
 
 	// A proto frame with id 7 whose text field holds invalid UTF-8.
 	badUTF8 := protowire.AppendTag(nil, 1, protowire.VarintType)
@@ -68,7 +68,7 @@ func TestBadInputIsAnsweredAndOthersKeepWorking(t *testing.T) {
 		{"wrong JSON type", frame.JSON, false, []byte(`{"id":"8","send":{"text":17}}`), "bad_frame", 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := e.dial(t, tc.enc)
+			c := e.Dial(t, tc.enc)
 			if err := c.SendRaw(ctx, tc.binary, tc.data); err != nil {
 				t.Fatal(err)
 			}
@@ -76,24 +76,24 @@ func TestBadInputIsAnsweredAndOthersKeepWorking(t *testing.T) {
 			if r.GetError().GetCode() != tc.code || r.GetId() != tc.id {
 				t.Fatalf("response %v, want error %q for id %d", r, tc.code, tc.id)
 			}
-			ping(t, c) // the connection itself keeps working
-			ping(t, bystander.c)
+			gatewaytest.Ping(t, c) // the connection itself keeps working
+			gatewaytest.Ping(t, bystander.Conn)
 		})
 	}
 
 	t.Run("oversized frame closes 1009 with a reason", func(t *testing.T) {
-		c := e.dial(t, frame.JSON)
+		c := e.Dial(t, frame.JSON)
 		big := `{"id":"1","register":{"username":"` + strings.Repeat("x", 70<<10) + `"}}`
 		c.SendRaw(ctx, false, []byte(big))
 		<-c.Done()
 		if code, reason := c.CloseStatus(); code != websocket.StatusMessageTooBig || reason == "" {
 			t.Fatalf("closed with %v %q (%v)", code, reason, c.Err())
 		}
-		ping(t, bystander.c)
+		gatewaytest.Ping(t, bystander.Conn)
 	})
 
 	t.Run("no subprotocol closes with a reason", func(t *testing.T) {
-		c, err := gatewaytest.Dial(ctx, e.url, frame.JSON, &gatewaytest.Options{Subprotocols: []string{}})
+		c, err := gatewaytest.Dial(ctx, e.URL, frame.JSON, &gatewaytest.Options{Subprotocols: []string{}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,124 +101,124 @@ func TestBadInputIsAnsweredAndOthersKeepWorking(t *testing.T) {
 		if code, reason := c.CloseStatus(); code != websocket.StatusPolicyViolation || !strings.Contains(reason, "mpim.v1") {
 			t.Fatalf("closed with %v %q (%v)", code, reason, c.Err())
 		}
-		ping(t, bystander.c)
+		gatewaytest.Ping(t, bystander.Conn)
 	})
 
 	// Every decoding failure was counted under its code.
-	if n := counterValue(t, e.reg, "mpim_gateway_errors_total", "code", "bad_frame"); n < 7 {
+	if n := gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_errors_total", "code", "bad_frame"); n < 7 {
 		t.Fatalf("mpim_gateway_errors_total{code=bad_frame} = %v", n)
 	}
 }
 
 func TestRateLimits(t *testing.T) {
 	t.Run("per connection", func(t *testing.T) {
-		e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.ConnRate, c.ConnBurst = 0.01, 5 })
-		c := e.dial(t, frame.JSON)
+		e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.ConnRate, c.ConnBurst = 0.01, 5 })
+		c := e.Dial(t, frame.JSON)
 		for range 5 {
-			ping(t, c)
+			gatewaytest.Ping(t, c)
 		}
-		er := fails(t, c, "rate_limited", pingReq)
+		er := gatewaytest.Fails(t, c, "rate_limited", gatewaytest.PingReq)
 		if er.GetRetryAfterMs() == 0 {
 			t.Fatalf("rate_limited without retry_after_ms: %v", er)
 		}
-		ping(t, e.dial(t, frame.JSON)) // another connection has its own bucket
+		gatewaytest.Ping(t, e.Dial(t, frame.JSON)) // another connection has its own bucket
 	})
 	t.Run("per user across connections", func(t *testing.T) {
-		e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.UserRate, c.UserBurst = 0.01, 8 })
-		a := e.login(t, frame.Proto, "frank") // 2 requests of a's bucket
-		b := e.dial(t, frame.Proto)
-		ok(t, b, loginReq("frank", "password-frank", "d2")) // 1 of b's
+		e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.UserRate, c.UserBurst = 0.01, 8 })
+		a := e.Login(t, frame.Proto, "frank") // 2 requests of a's bucket
+		b := e.Dial(t, frame.Proto)
+		gatewaytest.OK(t, b, gatewaytest.LoginReq("frank", "password-frank", "d2")) // 1 of b's
 		used := 0
 		for ; used < 8; used++ { // the user's bucket of 8
-			c := a.c
+			c := a.Conn
 			if used%2 == 1 {
 				c = b
 			}
-			if r := call(t, c, pingReq); r.GetError() != nil {
+			if r := gatewaytest.Call(t, c, gatewaytest.PingReq); r.GetError() != nil {
 				break
 			}
 		}
 		if used != 8 {
 			t.Fatalf("the user's bucket held %d requests, want 8", used)
 		}
-		fails(t, b, "rate_limited", pingReq)
-		other := e.login(t, frame.Proto, "grace")
-		ping(t, other.c)
+		gatewaytest.Fails(t, b, "rate_limited", gatewaytest.PingReq)
+		other := e.Login(t, frame.Proto, "grace")
+		gatewaytest.Ping(t, other.Conn)
 	})
 }
 
 func TestAcknowledgementsOfPushesAreNotRateLimited(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.ConnRate, c.ConnBurst = 0.01, 3 })
-	u := e.login(t, frame.Proto, "quinn") // 2 of the connection's 3 tokens
-	dev := e.hub.device(t, u.id, u.device)
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.ConnRate, c.ConnBurst = 0.01, 3 })
+	u := e.Login(t, frame.Proto, "quinn") // 2 of the connection's 3 tokens
+	dev := e.Hub.Device(t, u.ID, u.Device)
 	for i := range 5 {
 		id := "7-" + itoa(i)
-		if err := dev.sink.Push(gateway.Delivery{InboxID: id, Type: "MessageSent"}); err != nil {
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: id, Type: "MessageSent"}); err != nil {
 			t.Fatal(err)
 		}
-		if f, err := u.c.Next(testCtx(t)); err != nil || f.GetPush().GetInboxId() != id {
+		if f, err := u.Conn.Next(gatewaytest.Ctx(t)); err != nil || f.GetPush().GetInboxId() != id {
 			t.Fatalf("frame %v, %v", f, err)
 		}
-		ok(t, u.c, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}})
+		gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}})
 	}
-	ping(t, u.c)                                                                                    // the last token
-	fails(t, u.c, "rate_limited", &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "7-4"}}) // covers nothing new
+	gatewaytest.Ping(t, u.Conn)                                                                                    // the last token
+	gatewaytest.Fails(t, u.Conn, "rate_limited", &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "7-4"}}) // covers nothing new
 }
 
 func TestSlowClientIsDisconnected(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
 		c.SendQueue = 8
 		c.WriteTimeout = time.Minute // the queue, not the write timeout, must trip
 	})
-	other := e.login(t, frame.JSON, "henry")
+	other := e.Login(t, frame.JSON, "henry")
 	// A client that stops reading after its first frame.
-	c, err := gatewaytest.Dial(testCtx(t), e.url, frame.Proto, &gatewaytest.Options{Buffer: 1})
+	c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.Proto, &gatewaytest.Options{Buffer: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
-	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ivy", Password: "password-ivy"}})
-	id := ok(t, c, loginReq("ivy", "password-ivy", "d1")).GetLogin().GetUserId()
-	dev := e.hub.device(t, id, "d1")
+	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ivy", Password: "password-ivy"}})
+	id := gatewaytest.OK(t, c, gatewaytest.LoginReq("ivy", "password-ivy", "d1")).GetLogin().GetUserId()
+	dev := e.Hub.Device(t, id, "d1")
 	envelope := make([]byte, 32<<10)
 	pushed := 0
 	for ; pushed < 100_000; pushed++ {
-		if err := dev.sink.Push(gateway.Delivery{InboxID: "1-" + itoa(pushed), Type: "MessageSent", Envelope: envelope}); err != nil {
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: "1-" + itoa(pushed), Type: "MessageSent", Envelope: envelope}); err != nil {
 			break
 		}
 	}
 	if pushed == 100_000 {
 		t.Fatal("the send queue never filled")
 	}
-	eventually(t, "the slow client's detach", func() bool { d, _, _ := dev.state(); return d })
-	if _, clean, _ := dev.state(); clean {
+	gatewaytest.Eventually(t, "the slow client's detach", func() bool { d, _, _ := dev.State(); return d })
+	if _, clean, _ := dev.State(); clean {
 		t.Fatal("a slow client was detached cleanly")
 	}
-	if n := counterValue(t, e.reg, "mpim_gateway_slow_client_disconnects_total", "", ""); n != 1 {
+	if n := gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_slow_client_disconnects_total", "", ""); n != 1 {
 		t.Fatalf("slow client disconnects = %v, want 1", n)
 	}
-	ping(t, other.c)
+	gatewaytest.Ping(t, other.Conn)
 }
 
 func TestPushAckAndSignals(t *testing.T) {
-	encodings(t, func(t *testing.T, enc frame.Encoding) {
-		e := newEnv(t)
-		u := e.login(t, enc, "jack")
-		dev := e.hub.device(t, u.id, u.device)
+	gatewaytest.Encodings(t, func(t *testing.T, enc frame.Encoding) {
+		e := gatewaytest.New(t)
+		u := e.Login(t, enc, "jack")
+		dev := e.Hub.Device(t, u.ID, u.Device)
 		ev := &mpimv1.Event{Id: make([]byte, 16), Aggregate: "d/x", Version: 3, Seq: 2,
 			Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{ConversationId: "d/x", Text: "hi"}}}
 		envelope, err := protoMarshal(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dev.sink.Push(gateway.Delivery{InboxID: "1700000000000-0", Type: "MessageSent", Envelope: envelope}); err != nil {
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: "1700000000000-0", Type: "MessageSent", Envelope: envelope}); err != nil {
 			t.Fatal(err)
 		}
-		if err := dev.sink.Push(gateway.Delivery{InboxID: "1700000000000-1", Type: "MessageSent", Envelope: envelope, Resend: true}); err != nil {
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: "1700000000000-1", Type: "MessageSent", Envelope: envelope, Resend: true}); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 2 {
-			f, err := u.c.Next(testCtx(t))
+			f, err := u.Conn.Next(gatewaytest.Ctx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -242,117 +242,117 @@ func TestPushAckAndSignals(t *testing.T) {
 				t.Fatalf("pushed event %v", got)
 			}
 		}
-		fails(t, u.c, "invalid", &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "yesterday"}})
-		ok(t, u.c, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "1700000000000-1"}})
-		if _, _, acks := dev.state(); len(acks) != 1 || acks[0] != "1700000000000-1" {
+		gatewaytest.Fails(t, u.Conn, "invalid", &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "yesterday"}})
+		gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "1700000000000-1"}})
+		if _, _, acks := dev.State(); len(acks) != 1 || acks[0] != "1700000000000-1" {
 			t.Fatalf("acks %v", acks)
 		}
-		if n := histogramCount(t, e.reg, "mpim_gateway_push_ack_latency_seconds"); n != 1 {
+		if n := histogramCount(t, e.Registry, "mpim_gateway_push_ack_latency_seconds"); n != 1 {
 			t.Fatalf("ack latency observations = %d, want 1 (the resend is not timed)", n)
 		}
 
-		dev.sink.SyncRequired("1-0")
-		dev.sink.Signal(gateway.Signal{From: "u/x", Kind: gateway.SignalTyping, Payload: []byte("d/x")})
-		f, _ := u.c.Next(testCtx(t))
+		dev.Sink.SyncRequired("1-0")
+		dev.Sink.Signal(gateway.Signal{From: "u/x", Kind: gateway.SignalTyping, Payload: []byte("d/x")})
+		f, _ := u.Conn.Next(gatewaytest.Ctx(t))
 		if f.GetSyncRequired().GetCursor() != "1-0" {
 			t.Fatalf("frame %v, want sync_required", f)
 		}
-		f, _ = u.c.Next(testCtx(t))
+		f, _ = u.Conn.Next(gatewaytest.Ctx(t))
 		if s := f.GetSignal(); s.GetKind() != "typing" || s.GetConversationId() != "d/x" || s.GetFromUserId() != "u/x" {
 			t.Fatalf("frame %v, want a typing signal", f)
 		}
 
 		// After logout the old attachment delivers nothing.
-		ok(t, u.c, &mpimv1.ClientFrame_Logout{Logout: &mpimv1.LogoutRequest{}})
-		if err := dev.sink.Push(gateway.Delivery{InboxID: "1700000000001-0", Type: "MessageSent", Envelope: envelope}); err == nil {
+		gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_Logout{Logout: &mpimv1.LogoutRequest{}})
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: "1700000000001-0", Type: "MessageSent", Envelope: envelope}); err == nil {
 			t.Fatal("a detached sink accepted a push")
 		}
 	})
 }
 
 func TestDeliveriesWaitForTheLoginResponse(t *testing.T) {
-	e := newEnv(t)
-	e.hub.onAttach = func(s gateway.Sink) {
+	e := gatewaytest.New(t)
+	e.Hub.SetOnAttach(func(s gateway.Sink) {
 		s.Push(gateway.Delivery{InboxID: "5-0", Type: "MessageSent", Envelope: nil})
-	}
-	c := e.dial(t, frame.JSON)
-	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "kate", Password: "password-kate"}})
+	})
+	c := e.Dial(t, frame.JSON)
+	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "kate", Password: "password-kate"}})
 	// Send the login without waiting, then read frames in order.
-	if err := c.Send(testCtx(t), &mpimv1.ClientFrame{Id: 99, Request: loginReq("kate", "password-kate", "d1")}); err != nil {
+	if err := c.Send(gatewaytest.Ctx(t), &mpimv1.ClientFrame{Id: 99, Request: gatewaytest.LoginReq("kate", "password-kate", "d1")}); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := c.Next(testCtx(t))
-	second, _ := c.Next(testCtx(t))
+	first, _ := c.Next(gatewaytest.Ctx(t))
+	second, _ := c.Next(gatewaytest.Ctx(t))
 	if first.GetResponse().GetId() != 99 || first.GetResponse().GetLogin() == nil || second.GetPush().GetInboxId() != "5-0" {
 		t.Fatalf("frames %v then %v, want the login response then the push", first, second)
 	}
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.DrainGrace = time.Minute })
-	leaver := e.login(t, frame.JSON, "liam")
-	stayer := e.login(t, frame.Proto, "mia")
-	anon := e.dial(t, frame.JSON)
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.DrainGrace = time.Minute })
+	leaver := e.Login(t, frame.JSON, "liam")
+	stayer := e.Login(t, frame.Proto, "mia")
+	anon := e.Dial(t, frame.JSON)
 	// A round trip: the server has registered the session (Dial returns
 	// after the handshake, possibly before), so Shutdown sends it a Goaway
 	// rather than refusing it as a connection that arrived while draining.
-	ok(t, anon, pingReq)
-	dev := e.hub.device(t, leaver.id, leaver.device)
+	gatewaytest.OK(t, anon, gatewaytest.PingReq)
+	dev := e.Hub.Device(t, leaver.ID, leaver.Device)
 	for i := range 3 {
-		dev.sink.Push(gateway.Delivery{InboxID: "9-" + itoa(i), Type: "MessageSent"})
+		dev.Sink.Push(gateway.Delivery{InboxID: "9-" + itoa(i), Type: "MessageSent"})
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- e.srv.Shutdown(shutdownCtx) }()
+	go func() { done <- e.Server.Shutdown(shutdownCtx) }()
 
 	// The queued pushes come first, then the Goaway.
 	for i := range 3 {
-		f, err := leaver.c.Next(testCtx(t))
+		f, err := leaver.Conn.Next(gatewaytest.Ctx(t))
 		if err != nil || f.GetPush().GetInboxId() != "9-"+itoa(i) {
 			t.Fatalf("frame %v, %v; want push %d", f, err, i)
 		}
 	}
-	for _, c := range []*gatewaytest.Client{leaver.c, stayer.c, anon} {
-		f, err := c.Next(testCtx(t))
+	for _, c := range []*gatewaytest.Client{leaver.Conn, stayer.Conn, anon} {
+		f, err := c.Next(gatewaytest.Ctx(t))
 		if err != nil || !f.GetGoaway().GetReconnect() || f.GetGoaway().GetReason() == "" {
 			t.Fatalf("frame %v, %v; want a goaway asking to reconnect", f, err)
 		}
 	}
 	// New connections are refused while draining; clients still get answers
 	// (their last acks) until they leave.
-	if _, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, nil); err == nil {
+	if _, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.JSON, nil); err == nil {
 		t.Fatal("a draining gateway accepted a connection")
 	}
-	ok(t, leaver.c, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "9-2"}})
-	for _, c := range []*gatewaytest.Client{leaver.c, stayer.c, anon} {
+	gatewaytest.OK(t, leaver.Conn, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: "9-2"}})
+	for _, c := range []*gatewaytest.Client{leaver.Conn, stayer.Conn, anon} {
 		c.Close()
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if detached, clean, acks := dev.state(); !detached || !clean || len(acks) != 1 {
+	if detached, clean, acks := dev.State(); !detached || !clean || len(acks) != 1 {
 		t.Fatalf("after shutdown: detached %v clean %v acks %v", detached, clean, acks)
 	}
 }
 
 func TestShutdownClosesClientsThatStay(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.DrainGrace = 100 * time.Millisecond })
-	u := e.login(t, frame.Proto, "noah")
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.DrainGrace = 100 * time.Millisecond })
+	u := e.Login(t, frame.Proto, "noah")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := e.srv.Shutdown(ctx); err != nil {
+	if err := e.Server.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	<-u.c.Done()
-	if code, _ := u.c.CloseStatus(); code != websocket.StatusGoingAway {
-		t.Fatalf("closed with %v (%v), want 1001", code, u.c.Err())
+	<-u.Conn.Done()
+	if code, _ := u.Conn.CloseStatus(); code != websocket.StatusGoingAway {
+		t.Fatalf("closed with %v (%v), want 1001", code, u.Conn.Err())
 	}
-	f, err := u.c.Next(testCtx(t))
+	f, err := u.Conn.Next(gatewaytest.Ctx(t))
 	if err != nil || f.GetGoaway() == nil {
 		t.Fatalf("frame %v, %v; want the goaway before the close", f, err)
 	}
-	if f, err := u.c.Next(testCtx(t)); err == nil {
+	if f, err := u.Conn.Next(gatewaytest.Ctx(t)); err == nil {
 		t.Fatalf("frame %v after the goaway, want the end", f)
 	}
 }

@@ -158,6 +158,10 @@ func (s *Server) Load() int {
 	return len(s.sessions)
 }
 
+// UsersHeld returns the number of users whose per-user limits the server
+// holds: one per user with a session, none once every session ended.
+func (s *Server) UsersHeld() int { return s.limits.len() }
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	draining := s.draining

@@ -14,9 +14,9 @@ import (
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
-func hashes(tb testing.TB, e *env, op string) float64 {
+func hashes(tb testing.TB, e *gatewaytest.Env, op string) float64 {
 	tb.Helper()
-	return counterValue(tb, e.reg, "mpim_gateway_password_hashes_total", "op", op)
+	return gatewaytest.CounterValue(tb, e.Registry, "mpim_gateway_password_hashes_total", "op", op)
 }
 
 // Parallel wrong logins to one username are counted before any password is
@@ -24,23 +24,23 @@ func hashes(tb testing.TB, e *env, op string) float64 {
 // refused with rate_limited.
 func TestParallelWrongLoginsVerifyAtMostTheLimit(t *testing.T) {
 	// Hashes slow enough that the logins overlap.
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
 		c.Argon2 = gateway.Argon2Params{Time: 2, MemoryKiB: 4 << 10, Threads: 1}
 	})
-	c := e.dial(t, frame.JSON)
-	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "target", Password: "correct horse"}})
+	c := e.Dial(t, frame.JSON)
+	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "target", Password: "correct horse"}})
 	before := hashes(t, e, "verify")
 	const n, limit = 40, 10
 	codes := make(chan string, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
-		cl := e.dial(t, frame.Proto)
+		cl := e.Dial(t, frame.Proto)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			r, err := cl.Call(testCtx(t), loginReq("target", fmt.Sprintf("guess %d", i), "d1"))
+			r, err := cl.Call(gatewaytest.Ctx(t), gatewaytest.LoginReq("target", fmt.Sprintf("guess %d", i), "d1"))
 			if err != nil {
 				codes <- err.Error()
 				return
@@ -67,24 +67,24 @@ func TestParallelWrongLoginsVerifyAtMostTheLimit(t *testing.T) {
 // logs in from another, and so does the attacker's address once the delay
 // has passed; the delay grows with each further failure.
 func TestFailuresAtOneAddressDoNotLockOutAnother(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.LoginFailuresPerUser = 3 })
-	ok(t, e.dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "victim", Password: "correct horse"}})
-	attacker := e.dialFrom(t, frame.JSON, "198.51.100.7:4000")
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.LoginFailuresPerUser = 3 })
+	gatewaytest.OK(t, e.Dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "victim", Password: "correct horse"}})
+	attacker := e.DialFrom(t, frame.JSON, "198.51.100.7:4000")
 	for i := range 3 {
-		fails(t, attacker, "bad_credentials", loginReq("victim", fmt.Sprintf("guess %d", i), "d1"))
+		gatewaytest.Fails(t, attacker, "bad_credentials", gatewaytest.LoginReq("victim", fmt.Sprintf("guess %d", i), "d1"))
 	}
-	first := fails(t, attacker, "rate_limited", loginReq("victim", "correct horse", "d1")).GetRetryAfterMs()
+	first := gatewaytest.Fails(t, attacker, "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d1")).GetRetryAfterMs()
 	if first <= 0 || first > 1000 {
 		t.Fatalf("first delay %d ms, want within 1s", first)
 	}
-	ok(t, e.dialFrom(t, frame.Proto, "203.0.113.9:5000"), loginReq("victim", "correct horse", "phone"))
+	gatewaytest.OK(t, e.DialFrom(t, frame.Proto, "203.0.113.9:5000"), gatewaytest.LoginReq("victim", "correct horse", "phone"))
 	// The same IPv6 /64 is one client; another /64 is not.
-	v6 := e.dialFrom(t, frame.JSON, "[2001:db8:1:2::1]:4000")
+	v6 := e.DialFrom(t, frame.JSON, "[2001:db8:1:2::1]:4000")
 	for i := range 3 {
-		fails(t, v6, "bad_credentials", loginReq("victim", fmt.Sprintf("guess %d", i), "d1"))
+		gatewaytest.Fails(t, v6, "bad_credentials", gatewaytest.LoginReq("victim", fmt.Sprintf("guess %d", i), "d1"))
 	}
-	fails(t, e.dialFrom(t, frame.JSON, "[2001:db8:1:2:ffff::9]:4001"), "rate_limited", loginReq("victim", "correct horse", "d1"))
-	ok(t, e.dialFrom(t, frame.JSON, "[2001:db8:1:3::1]:4000"), loginReq("victim", "correct horse", "tablet"))
+	gatewaytest.Fails(t, e.DialFrom(t, frame.JSON, "[2001:db8:1:2:ffff::9]:4001"), "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d1"))
+	gatewaytest.OK(t, e.DialFrom(t, frame.JSON, "[2001:db8:1:3::1]:4000"), gatewaytest.LoginReq("victim", "correct horse", "tablet"))
 
 	// After the delay the attacker's address may try again; one more
 	// failure doubles the delay.
@@ -92,9 +92,9 @@ func TestFailuresAtOneAddressDoNotLockOutAnother(t *testing.T) {
 	var next uint32
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(first)*time.Millisecond + 50*time.Millisecond)
-		r := call(t, attacker, loginReq("victim", "guess again", "d1"))
+		r := gatewaytest.Call(t, attacker, gatewaytest.LoginReq("victim", "guess again", "d1"))
 		if r.GetError().GetCode() == "bad_credentials" {
-			next = fails(t, attacker, "rate_limited", loginReq("victim", "guess again", "d1")).GetRetryAfterMs()
+			next = gatewaytest.Fails(t, attacker, "rate_limited", gatewaytest.LoginReq("victim", "guess again", "d1")).GetRetryAfterMs()
 			break
 		}
 		first = r.GetError().GetRetryAfterMs()
@@ -107,12 +107,12 @@ func TestFailuresAtOneAddressDoNotLockOutAnother(t *testing.T) {
 // Registering a taken name is answered exists without hashing the
 // password.
 func TestRegisterOfATakenNameDoesNotHash(t *testing.T) {
-	e := newEnv(t)
-	c := e.dial(t, frame.JSON)
-	ok(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "taken", Password: "correct horse"}})
+	e := gatewaytest.New(t)
+	c := e.Dial(t, frame.JSON)
+	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "taken", Password: "correct horse"}})
 	before := hashes(t, e, "hash")
 	for range 5 {
-		fails(t, c, "exists", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "TAKEN", Password: "another horse"}})
+		gatewaytest.Fails(t, c, "exists", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "TAKEN", Password: "another horse"}})
 	}
 	if n := hashes(t, e, "hash") - before; n != 0 {
 		t.Fatalf("%v hashes for registrations of a taken name", n)
@@ -123,36 +123,36 @@ func TestRegisterOfATakenNameDoesNotHash(t *testing.T) {
 // minute; the next is refused before it waits for a hashing slot, and
 // other addresses are not affected.
 func TestPasswordAttemptsPerAddress(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.PasswordAttemptsPerAddr = 3 })
-	flood := e.dialFrom(t, frame.JSON, "198.51.100.20:1")
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.PasswordAttemptsPerAddr = 3 })
+	flood := e.DialFrom(t, frame.JSON, "198.51.100.20:1")
 	for i := range 3 {
-		ok(t, flood, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: fmt.Sprintf("bot%d", i), Password: "correct horse"}})
+		gatewaytest.OK(t, flood, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: fmt.Sprintf("bot%d", i), Password: "correct horse"}})
 	}
 	before := hashes(t, e, "hash") + hashes(t, e, "verify")
-	er := fails(t, flood, "rate_limited", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "bot9", Password: "correct horse"}})
+	er := gatewaytest.Fails(t, flood, "rate_limited", &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "bot9", Password: "correct horse"}})
 	if er.GetRetryAfterMs() <= 0 || er.GetRetryAfterMs() > 60_000 {
 		t.Fatalf("retry after %d ms", er.GetRetryAfterMs())
 	}
-	fails(t, flood, "rate_limited", loginReq("bot0", "correct horse", "d1"))
+	gatewaytest.Fails(t, flood, "rate_limited", gatewaytest.LoginReq("bot0", "correct horse", "d1"))
 	if n := hashes(t, e, "hash") + hashes(t, e, "verify") - before; n != 0 {
 		t.Fatalf("%v hashes after the limit", n)
 	}
-	ok(t, e.dialFrom(t, frame.JSON, "198.51.100.21:1"), loginReq("bot0", "correct horse", "d1"))
+	gatewaytest.OK(t, e.DialFrom(t, frame.JSON, "198.51.100.21:1"), gatewaytest.LoginReq("bot0", "correct horse", "d1"))
 }
 
 // Connections that have not logged in are capped per address and in all;
 // the handshake over a cap is refused, and a login frees a place.
 func TestUnauthenticatedConnectionCaps(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.MaxUnauthPerAddr, c.MaxUnauth = 3, 6 })
-	ok(t, e.dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ursula", Password: "correct horse"}})
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.MaxUnauthPerAddr, c.MaxUnauth = 3, 6 })
+	gatewaytest.OK(t, e.Dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ursula", Password: "correct horse"}})
 	const x = "198.51.100.30:1"
 	var open []*gatewaytest.Client
 	for range 3 {
-		open = append(open, e.dialFrom(t, frame.JSON, x))
+		open = append(open, e.DialFrom(t, frame.JSON, x))
 	}
 	refused := func(remote, status string) {
 		t.Helper()
-		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {remote}}})
+		c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.JSON, &gatewaytest.Options{Header: http.Header{gatewaytest.RemoteHeader: {remote}}})
 		if err == nil {
 			c.CloseNow()
 			t.Fatalf("connection from %s accepted over the cap", remote)
@@ -162,21 +162,21 @@ func TestUnauthenticatedConnectionCaps(t *testing.T) {
 		}
 	}
 	refused("198.51.100.30:2", "429")
-	ok(t, open[0], loginReq("ursula", "correct horse", "d1"))
-	open = append(open, e.dialFrom(t, frame.JSON, x))
+	gatewaytest.OK(t, open[0], gatewaytest.LoginReq("ursula", "correct horse", "d1"))
+	open = append(open, e.DialFrom(t, frame.JSON, x))
 	refused(x, "429")
 	// The registering connection, 3 from x and 2 more fill the total.
-	e.dialFrom(t, frame.JSON, "203.0.113.1:1")
-	e.dialFrom(t, frame.JSON, "203.0.113.2:1")
+	e.DialFrom(t, frame.JSON, "203.0.113.1:1")
+	e.DialFrom(t, frame.JSON, "203.0.113.2:1")
 	refused("203.0.113.3:1", "503")
 	// A closed connection frees its place.
 	open[1].CloseNow()
-	eventually(t, "place freed", func() bool {
-		c, err := gatewaytest.Dial(testCtx(t), e.url, frame.JSON, &gatewaytest.Options{Header: http.Header{testRemoteHeader: {"203.0.113.3:1"}}})
+	gatewaytest.Eventually(t, "place freed", func() bool {
+		c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.JSON, &gatewaytest.Options{Header: http.Header{gatewaytest.RemoteHeader: {"203.0.113.3:1"}}})
 		if err == nil {
 			t.Cleanup(func() { c.CloseNow() })
 		}
 		return err == nil
 	})
-	ping(t, open[0])
+	gatewaytest.Ping(t, open[0])
 }

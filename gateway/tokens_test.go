@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/gateway"
+	"github.com/mpim/mpim/gateway/gatewaytest"
 	"github.com/mpim/mpim/proto/frame"
 )
 
@@ -13,26 +14,26 @@ import (
 // from auth_tokens in bounded rounds and keeps the live ones, which still
 // resume.
 func TestExpiredTokensArePruned(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) {
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
 		c.TokenTTL = time.Hour
 		c.TokenPruneInterval = time.Second
 		c.TokenPruneMax = 2 // three expired tokens take two rounds
 	})
 	for _, name := range []string{"old1", "old2", "old3"} {
-		e.login(t, frame.JSON, name)
+		e.Login(t, frame.JSON, name)
 	}
-	e.clock.Add(time.Hour + time.Second)
-	fresh := e.login(t, frame.JSON, "fresh")
+	e.Clock.Add(time.Hour + time.Second)
+	fresh := e.Login(t, frame.JSON, "fresh")
 
 	count := func() int {
 		var n int
-		if err := e.db.QueryRow("SELECT COUNT(*) FROM auth_tokens").Scan(&n); err != nil {
+		if err := e.DB.QueryRow("SELECT COUNT(*) FROM auth_tokens").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 	pruned := func() float64 {
-		mfs, err := e.reg.Gather()
+		mfs, err := e.Registry.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,8 +45,8 @@ func TestExpiredTokensArePruned(t *testing.T) {
 		return -1
 	}
 	// The counter is added to after the rows are deleted: wait for both.
-	eventually(t, "expired tokens pruned", func() bool { return count() == 1 && pruned() == 3 })
-	ok(t, e.dial(t, frame.JSON), resumeReq(fresh.token))
+	gatewaytest.Eventually(t, "expired tokens pruned", func() bool { return count() == 1 && pruned() == 3 })
+	gatewaytest.OK(t, e.Dial(t, frame.JSON), gatewaytest.ResumeReq(fresh.Token))
 }
 
 func TestTokenPruneSettingsAreValidated(t *testing.T) {

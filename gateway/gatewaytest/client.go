@@ -1,5 +1,8 @@
-// Package gatewaytest is how the gateway's tests dial: package client,
-// with the encoding as an argument, as most tests run once per encoding.
+// Package gatewaytest is the gateway's test harness: a gateway in process
+// on real Redis and MariaDB with the real write side (Env), a hub in memory
+// (FakeHub), request builders, and the protocol client (package client)
+// dialled with the encoding as an argument, as most tests run once per
+// encoding. It never runs the projectors: package stacktest does.
 package gatewaytest
 
 import (

@@ -54,10 +54,12 @@ var rules = []rule{
 		testImports: []string{"command", "eventstore", "projectors", "schema"},
 		why:         "the read side: reads what projectors wrote through internal contracts; its tests run them"},
 	{path: "gateway", imports: []string{"domain", "command", "query", "proto", "internal"},
-		testImports: []string{"eventstore", "schema", "client", "gateway/gatewaytest"},
+		testImports: []string{"eventstore", "schema", "gateway/gatewaytest"},
 		why:         "translates frames to commands and queries: never the projectors, tests included"},
-	{path: "gateway/gatewaytest", imports: []string{"domain", "proto", "client"},
-		why: "a test helper for the gateway's tests: the protocol client with test defaults"},
+	{path: "gateway/gatewaytest", imports: []string{"domain", "command", "eventstore", "gateway", "proto", "schema", "client", "internal"},
+		why: "the gateway's test harness: a gateway in process on the real write side, never the projectors"},
+	{path: "stacktest", testImports: []string{"domain", "command", "eventstore", "gateway", "projectors", "proto", "internal"},
+		why: "end-to-end tests of the core in one process: the only tests that run the projectors and the gateway together"},
 	{path: "client", imports: []string{"proto"},
 		testImports: []string{"domain", "command", "eventstore", "query", "gateway", "projectors", "schema", "internal"},
 		why:         "the protocol client a Go user imports: the wire format only; its tests run the whole core"},
@@ -77,20 +79,6 @@ var rules = []rule{
 	{path: "cmd/mpim-bench", imports: []string{anyPackage}, why: "a composition root"},
 }
 
-// pending lists forbidden imports from tests that exist today and are to be
-// removed, each as the exact importing package and imported package: the
-// gateway's and gateway/delivery's end-to-end tests run the projectors, and
-// move to a package of their own. The test fails when one no longer occurs,
-// so the list only shrinks; never add to it.
-var pending = []struct{ from, to string }{
-	{"gateway", "projectors"},
-	{"gateway", "projectors/cache"},
-	{"gateway", "projectors/inbox"},
-	{"gateway", "projectors/mysql"},
-	{"gateway/delivery", "projectors"},
-	{"gateway/delivery", "projectors/inbox"},
-}
-
 // pkg is one package directory of the module as its files import it.
 type pkg struct {
 	path        string // relative to the module root
@@ -108,7 +96,6 @@ func TestImportsFollowTheRules(t *testing.T) {
 	for _, p := range pkgs {
 		byPath[p.path] = p
 	}
-	used := make([]bool, len(pending))
 	for _, p := range pkgs {
 		for _, imports := range []map[string][]string{p.imports, p.testImports} {
 			for _, imp := range slices.Sorted(maps.Keys(imports)) {
@@ -123,7 +110,7 @@ func TestImportsFollowTheRules(t *testing.T) {
 			t.Errorf("%s has no rule: classify it in rules", p.path)
 			continue
 		}
-		check := func(imports map[string][]string, allowed []string, tests bool) {
+		check := func(imports map[string][]string, allowed []string) {
 			for _, imp := range slices.Sorted(maps.Keys(imports)) {
 				files := strings.Join(imports[imp], ", ")
 				rel, ours := strings.CutPrefix(imp, module+"/")
@@ -136,20 +123,11 @@ func TestImportsFollowTheRules(t *testing.T) {
 				if permitted(r, rel, allowed) {
 					continue
 				}
-				if i := pendingFor(p.path, rel, tests); i >= 0 {
-					used[i] = true
-					continue
-				}
 				t.Errorf("%s (%s) imports %s: %s", p.path, files, rel, r.why)
 			}
 		}
-		check(p.imports, r.imports, false)
-		check(p.testImports, append(slices.Clone(r.imports), r.testImports...), true)
-	}
-	for i, u := range used {
-		if !u {
-			t.Errorf("pending exception %s -> %s no longer occurs: remove it", pending[i].from, pending[i].to)
-		}
+		check(p.imports, r.imports)
+		check(p.testImports, append(slices.Clone(r.imports), r.testImports...))
 	}
 }
 
@@ -192,20 +170,6 @@ func permitted(r rule, rel string, allowed []string) bool {
 		}
 	}
 	return false
-}
-
-// pendingFor returns the index of the pending exception covering a test
-// import of rel by the package at path, or -1.
-func pendingFor(path, rel string, tests bool) int {
-	if !tests {
-		return -1
-	}
-	for i, e := range pending {
-		if e.from == path && e.to == rel {
-			return i
-		}
-	}
-	return -1
 }
 
 // under reports whether path is dir or inside it.

@@ -1,9 +1,10 @@
-package gateway_test
+package stacktest
 
 import (
 	"slices"
 	"testing"
 
+	"github.com/mpim/mpim/gateway/gatewaytest"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
@@ -15,39 +16,39 @@ import (
 func TestGroupHistoryFollowsMembership(t *testing.T) {
 	e := newEnv(t)
 	enc := frame.JSON
-	a, b, c, d := e.login(t, enc, "ann"), e.login(t, enc, "ben"), e.login(t, enc, "cid"), e.login(t, enc, "dee")
-	g := ok(t, a.c, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "team", MemberIds: []string{b.id}}}).GetCreateGroup()
+	a, b, c, d := e.Login(t, enc, "ann"), e.Login(t, enc, "ben"), e.Login(t, enc, "cid"), e.Login(t, enc, "dee")
+	g := gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_CreateGroup{CreateGroup: &mpimv1.CreateGroupRequest{Name: "team", MemberIds: []string{b.ID}}}).GetCreateGroup()
 	gid, conv := g.GetGroupId(), g.GetConversationId()
-	add := func(u *user) {
+	add := func(u *gatewaytest.User) {
 		t.Helper()
-		ok(t, a.c, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: u.id}})
+		gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_AddMember{AddMember: &mpimv1.AddMemberRequest{GroupId: gid, UserId: u.ID}})
 	}
-	seqs := func(u *user) []uint64 {
+	seqs := func(u *gatewaytest.User) []uint64 {
 		t.Helper()
 		var out []uint64
-		for _, m := range ok(t, u.c, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv}}).GetHistory().GetMessages() {
+		for _, m := range gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv}}).GetHistory().GetMessages() {
 			out = append(out, m.GetSeq())
 		}
 		return out
 	}
-	forward := func(u *user, from uint64) []uint64 {
+	forward := func(u *gatewaytest.User, from uint64) []uint64 {
 		t.Helper()
 		var out []uint64
-		h := ok(t, u.c, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv, FromSeq: from,
+		h := gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv, FromSeq: from,
 			Direction: mpimv1.HistoryDirection_HISTORY_DIRECTION_FORWARD}}).GetHistory()
 		for _, m := range h.GetMessages() {
 			out = append(out, m.GetSeq())
 		}
 		return out
 	}
-	listed := func(u *user) *mpimv1.ConversationSummary {
+	listed := func(u *gatewaytest.User) *mpimv1.ConversationSummary {
 		t.Helper()
-		for _, s := range ok(t, u.c, &mpimv1.ClientFrame_Conversations{Conversations: &mpimv1.ConversationsRequest{}}).GetConversations().GetConversations() {
+		for _, s := range gatewaytest.OK(t, u.Conn, &mpimv1.ClientFrame_Conversations{Conversations: &mpimv1.ConversationsRequest{}}).GetConversations().GetConversations() {
 			if s.GetConversationId() == conv {
 				return s
 			}
 		}
-		t.Fatalf("%s does not list %s", u.name, conv)
+		t.Fatalf("%s does not list %s", u.Name, conv)
 		return nil
 	}
 	wantSeqs := func(what string, got []uint64, want ...uint64) {
@@ -57,8 +58,8 @@ func TestGroupHistoryFollowsMembership(t *testing.T) {
 		}
 	}
 
-	ok(t, a.c, sendGroup(gid, "before cid 1"))
-	ok(t, b.c, sendGroup(gid, "before cid 2"))
+	gatewaytest.OK(t, a.Conn, gatewaytest.SendGroup(gid, "before cid 1"))
+	gatewaytest.OK(t, b.Conn, gatewaytest.SendGroup(gid, "before cid 2"))
 	add(c)
 	e.project(t)
 	wantSeqs("cid's history right after joining", seqs(c))
@@ -66,9 +67,9 @@ func TestGroupHistoryFollowsMembership(t *testing.T) {
 		t.Fatalf("cid's list entry right after joining %v: shows what was said before", s)
 	}
 
-	ok(t, a.c, sendGroup(gid, "with cid"))                                                                        // 3
-	ok(t, a.c, &mpimv1.ClientFrame_KickMember{KickMember: &mpimv1.KickMemberRequest{GroupId: gid, UserId: c.id}}) //
-	ok(t, a.c, sendGroup(gid, "while cid is out"))                                                                // 4
+	gatewaytest.OK(t, a.Conn, gatewaytest.SendGroup(gid, "with cid"))                                                            // 3
+	gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_KickMember{KickMember: &mpimv1.KickMemberRequest{GroupId: gid, UserId: c.ID}}) //
+	gatewaytest.OK(t, a.Conn, gatewaytest.SendGroup(gid, "while cid is out"))                                                    // 4
 	add(c)
 	e.project(t)
 	wantSeqs("cid's history after being added back", seqs(c), 3)
@@ -77,7 +78,7 @@ func TestGroupHistoryFollowsMembership(t *testing.T) {
 	if s := listed(c); s.GetLastPreview() != "with cid" || s.GetUnreadCount() != 0 {
 		t.Fatalf("cid's list entry after being added back %v, want the preview of seq 3 and nothing unread", s)
 	}
-	ok(t, b.c, sendGroup(gid, "welcome back")) // 5
+	gatewaytest.OK(t, b.Conn, gatewaytest.SendGroup(gid, "welcome back")) // 5
 	e.project(t)
 	wantSeqs("cid's history", seqs(c), 3, 5)
 	if s := listed(c); s.GetLastPreview() != "welcome back" || s.GetUnreadCount() != 1 {
@@ -86,19 +87,19 @@ func TestGroupHistoryFollowsMembership(t *testing.T) {
 	wantSeqs("ben's history", seqs(b), 1, 2, 3, 4, 5)
 
 	// A former member keeps what they saw; a stranger reads nothing.
-	ok(t, b.c, &mpimv1.ClientFrame_LeaveGroup{LeaveGroup: &mpimv1.LeaveGroupRequest{GroupId: gid}})
-	ok(t, a.c, sendGroup(gid, "ben left")) // 6
-	fails(t, d.c, "not_member", &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv}})
+	gatewaytest.OK(t, b.Conn, &mpimv1.ClientFrame_LeaveGroup{LeaveGroup: &mpimv1.LeaveGroupRequest{GroupId: gid}})
+	gatewaytest.OK(t, a.Conn, gatewaytest.SendGroup(gid, "ben left")) // 6
+	gatewaytest.Fails(t, d.Conn, "not_member", &mpimv1.ClientFrame_History{History: &mpimv1.HistoryRequest{ConversationId: conv}})
 
 	// The setting: admins and the owner only, and not twice.
-	setVisible := func(u *user, visible bool) *mpimv1.ClientFrame_SetHistoryVisibility {
+	setVisible := func(u *gatewaytest.User, visible bool) *mpimv1.ClientFrame_SetHistoryVisibility {
 		return &mpimv1.ClientFrame_SetHistoryVisibility{SetHistoryVisibility: &mpimv1.SetHistoryVisibilityRequest{GroupId: gid, Visible: visible}}
 	}
-	fails(t, c.c, "forbidden", setVisible(c, true))
-	fails(t, d.c, "not_member", setVisible(d, true))
-	fails(t, a.c, "exists", setVisible(a, false))
-	fails(t, a.c, "invalid", &mpimv1.ClientFrame_SetHistoryVisibility{SetHistoryVisibility: &mpimv1.SetHistoryVisibilityRequest{GroupId: "g/nope", Visible: true}})
-	ok(t, a.c, setVisible(a, true))
+	gatewaytest.Fails(t, c.Conn, "forbidden", setVisible(c, true))
+	gatewaytest.Fails(t, d.Conn, "not_member", setVisible(d, true))
+	gatewaytest.Fails(t, a.Conn, "exists", setVisible(a, false))
+	gatewaytest.Fails(t, a.Conn, "invalid", &mpimv1.ClientFrame_SetHistoryVisibility{SetHistoryVisibility: &mpimv1.SetHistoryVisibilityRequest{GroupId: "g/nope", Visible: true}})
+	gatewaytest.OK(t, a.Conn, setVisible(a, true))
 	add(d)
 	e.project(t)
 	wantSeqs("ben's history after leaving", seqs(b), 1, 2, 3, 4, 5)
@@ -107,11 +108,11 @@ func TestGroupHistoryFollowsMembership(t *testing.T) {
 		t.Fatalf("dee's list entry %v, want the last preview and nothing unread", s)
 	}
 	wantSeqs("cid's history is not widened by the setting", seqs(c), 3, 5, 6)
-	ms := ok(t, a.c, &mpimv1.ClientFrame_GroupMembers{GroupMembers: &mpimv1.GroupMembersRequest{GroupId: gid}}).GetGroupMembers()
+	ms := gatewaytest.OK(t, a.Conn, &mpimv1.ClientFrame_GroupMembers{GroupMembers: &mpimv1.GroupMembersRequest{GroupId: gid}}).GetGroupMembers()
 	if !ms.GetGroup().GetHistoryVisible() {
 		t.Fatalf("group info %v: history not shown as visible", ms.GetGroup())
 	}
-	gs := ok(t, d.c, &mpimv1.ClientFrame_MyGroups{MyGroups: &mpimv1.MyGroupsRequest{}}).GetMyGroups().GetGroups()
+	gs := gatewaytest.OK(t, d.Conn, &mpimv1.ClientFrame_MyGroups{MyGroups: &mpimv1.MyGroupsRequest{}}).GetMyGroups().GetGroups()
 	if len(gs) != 1 || !gs[0].GetHistoryVisible() {
 		t.Fatalf("dee's groups %v: history not shown as visible", gs)
 	}

@@ -1,7 +1,8 @@
-package gateway_test
+package stacktest
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,22 +17,22 @@ import (
 // gaugeValue returns a gauge's value (0 if it does not exist).
 func gaugeValue(tb testing.TB, e *env, name string) float64 {
 	tb.Helper()
-	return metric(tb, e.reg, name, "", "").GetGauge().GetValue()
+	return gatewaytest.Metric(tb, e.Registry, name, "", "").GetGauge().GetValue()
 }
 
 // bigConversation makes two friends, a and b, and n messages of about
 // size bytes each from a to b, projected; it returns a, b and the
 // conversation id.
-func bigConversation(tb testing.TB, e *env, n, size int) (*user, *user, string) {
+func bigConversation(tb testing.TB, e *env, n, size int) (*gatewaytest.User, *gatewaytest.User, string) {
 	tb.Helper()
-	a, b := e.login(tb, frame.Proto, "amy"), e.login(tb, frame.Proto, "bob")
-	ok(tb, a.c, &mpimv1.ClientFrame_RequestFriend{RequestFriend: &mpimv1.RequestFriendRequest{UserId: b.id}})
-	ok(tb, b.c, &mpimv1.ClientFrame_AcceptFriend{AcceptFriend: &mpimv1.AcceptFriendRequest{UserId: a.id}})
+	a, b := e.Login(tb, frame.Proto, "amy"), e.Login(tb, frame.Proto, "bob")
+	gatewaytest.OK(tb, a.Conn, &mpimv1.ClientFrame_RequestFriend{RequestFriend: &mpimv1.RequestFriendRequest{UserId: b.ID}})
+	gatewaytest.OK(tb, b.Conn, &mpimv1.ClientFrame_AcceptFriend{AcceptFriend: &mpimv1.AcceptFriendRequest{UserId: a.ID}})
 	for i := range n {
-		ok(tb, a.c, sendTo(b.id, itoa(i)+strings.Repeat("x", size), ""))
+		gatewaytest.OK(tb, a.Conn, gatewaytest.SendTo(b.ID, strconv.Itoa(i)+strings.Repeat("x", size), ""))
 	}
 	e.project(tb)
-	return a, b, directOf(a.id, b.id)
+	return a, b, gatewaytest.DirectOf(a.ID, b.ID)
 }
 
 func historyReq(conv string, from uint64, dir mpimv1.HistoryDirection, limit uint32) *mpimv1.ClientFrame_History {
@@ -55,12 +56,12 @@ func TestClientThatDoesNotReadIsBoundedByBytes(t *testing.T) {
 			})
 			a, b, conv := bigConversation(t, e, 16, 15<<10) // pages of about 240 KiB
 			// a's second device asks for history 400 times and never reads.
-			c, err := gatewaytest.Dial(testCtx(t), e.url, frame.Proto, &gatewaytest.Options{Buffer: 1})
+			c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.Proto, &gatewaytest.Options{Buffer: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { c.CloseNow() })
-			ok(t, c, loginReq("amy", "password-amy", "d2"))
+			t.Cleanup(func() { _ = c.CloseNow() })
+			gatewaytest.OK(t, c, gatewaytest.LoginReq("amy", "password-amy", "d2"))
 			sent := 0
 			for i := range 400 {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -72,20 +73,20 @@ func TestClientThatDoesNotReadIsBoundedByBytes(t *testing.T) {
 				sent++
 			}
 			if tc.drain == time.Hour {
-				eventually(t, "the reader to wait", func() bool {
-					return counterValue(t, e.reg, "mpim_gateway_read_pauses_total", "", "") >= 1
+				gatewaytest.Eventually(t, "the reader to wait", func() bool {
+					return gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_read_pauses_total", "", "") >= 1
 				})
 			} else {
-				eventually(t, "the slow client's close", func() bool {
-					return counterValue(t, e.reg, "mpim_gateway_disconnects_total", "reason", "slow_client") >= 1
+				gatewaytest.Eventually(t, "the slow client's close", func() bool {
+					return gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_disconnects_total", "reason", "slow_client") >= 1
 				})
 			}
 			if peak := gaugeValue(t, e, "mpim_gateway_outbox_peak_bytes"); peak == 0 || peak > hard {
 				t.Fatalf("a connection had %v bytes queued; the hard bound is %d (after %d requests)", peak, hard, sent)
 			}
 			// Others are served meanwhile.
-			ping(t, b.c)
-			if h := ok(t, a.c, historyReq(conv, 0, 0, 2)).GetHistory(); len(h.GetMessages()) != 2 {
+			gatewaytest.Ping(t, b.Conn)
+			if h := gatewaytest.OK(t, a.Conn, historyReq(conv, 0, 0, 2)).GetHistory(); len(h.GetMessages()) != 2 {
 				t.Fatalf("history %v", h)
 			}
 		})
@@ -104,7 +105,7 @@ func TestHistoryPagesAreCappedByBytes(t *testing.T) {
 				if pages > 10 {
 					t.Fatal("more than 10 pages")
 				}
-				h := ok(t, a.c, historyReq(conv, from, dir, 50)).GetHistory()
+				h := gatewaytest.OK(t, a.Conn, historyReq(conv, from, dir, 50)).GetHistory()
 				ms := h.GetMessages()
 				if len(ms) == 0 || len(ms) > 2 {
 					t.Fatalf("page %d: %d messages (hasMore %v), want 1 or 2", pages, len(ms), h.GetHasMore())
@@ -136,34 +137,34 @@ func TestHistoryPagesAreCappedByBytes(t *testing.T) {
 
 func TestHeavyQueriesCostMoreTokensThanPings(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.ConnRate, c.ConnBurst, c.HeavyQueryCost = 0.01, 20, 10 })
-	a := e.login(t, frame.Proto, "carl") // 2 of the 20 tokens
-	conv := directOf(a.id, e.login(t, frame.Proto, "cleo").id)
-	ok(t, a.c, historyReq(conv, 0, 0, 200)) // 10
-	er := fails(t, a.c, "rate_limited", historyReq(conv, 0, 0, 200))
+	a := e.Login(t, frame.Proto, "carl") // 2 of the 20 tokens
+	conv := gatewaytest.DirectOf(a.ID, e.Login(t, frame.Proto, "cleo").ID)
+	gatewaytest.OK(t, a.Conn, historyReq(conv, 0, 0, 200)) // 10
+	er := gatewaytest.Fails(t, a.Conn, "rate_limited", historyReq(conv, 0, 0, 200))
 	if er.GetRetryAfterMs() == 0 {
 		t.Fatalf("rate_limited without retryAfterMs: %v", er)
 	}
 	for range 8 { // the 8 tokens left serve pings
-		ping(t, a.c)
+		gatewaytest.Ping(t, a.Conn)
 	}
-	fails(t, a.c, "rate_limited", pingReq)
+	gatewaytest.Fails(t, a.Conn, "rate_limited", gatewaytest.PingReq)
 }
 
 func TestHeavyQueriesInFlightPerUserAreBounded(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config, _ *gateway.Deps) { c.HeavyInFlightPerUser, c.RequestTimeout = 2, time.Minute })
-	a, other := e.login(t, frame.Proto, "dora"), e.login(t, frame.Proto, "eric")
-	conv := directOf(a.id, other.id)
-	conns := []*gatewaytest.Client{a.c}
+	a, other := e.Login(t, frame.Proto, "dora"), e.Login(t, frame.Proto, "eric")
+	conv := gatewaytest.DirectOf(a.ID, other.ID)
+	conns := []*gatewaytest.Client{a.Conn}
 	for _, dev := range []string{"d2", "d3"} {
-		c := e.dial(t, frame.Proto)
-		ok(t, c, loginReq("dora", "password-dora", dev))
+		c := e.Dial(t, frame.Proto)
+		gatewaytest.OK(t, c, gatewaytest.LoginReq("dora", "password-dora", dev))
 		conns = append(conns, c)
 	}
-	ok(t, other.c, historyReq(conv, 0, 0, 10))
+	gatewaytest.OK(t, other.Conn, historyReq(conv, 0, 0, 10))
 
 	// Hold the history query in MySQL: the messages table is locked.
-	ctx := testCtx(t)
-	lock, err := e.db.Conn(ctx)
+	ctx := gatewaytest.Ctx(t)
+	lock, err := e.DB.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,14 +196,14 @@ func TestHeavyQueriesInFlightPerUserAreBounded(t *testing.T) {
 			errs <- err
 		}()
 	}
-	eventually(t, "two heavy queries in flight", func() bool {
+	gatewaytest.Eventually(t, "two heavy queries in flight", func() bool {
 		return gaugeValue(t, e, "mpim_gateway_heavy_queries_in_flight") == 2
 	})
-	er := fails(t, conns[2], "rate_limited", historyReq(conv, 0, 0, 10))
+	er := gatewaytest.Fails(t, conns[2], "rate_limited", historyReq(conv, 0, 0, 10))
 	if er.GetRetryAfterMs() == 0 || !strings.Contains(er.GetMessage(), "being answered") {
 		t.Fatalf("over the bound: %v", er)
 	}
-	ping(t, conns[2]) // light requests are not bounded
+	gatewaytest.Ping(t, conns[2]) // light requests are not bounded
 	unlock()
 	wg.Wait()
 	for range 2 {
@@ -210,7 +211,7 @@ func TestHeavyQueriesInFlightPerUserAreBounded(t *testing.T) {
 			t.Fatalf("a query in flight: %v", err)
 		}
 	}
-	ok(t, conns[2], historyReq(conv, 0, 0, 10))
+	gatewaytest.OK(t, conns[2], historyReq(conv, 0, 0, 10))
 }
 
 type callError struct{ e *mpimv1.Error }
@@ -220,20 +221,20 @@ func (c *callError) Error() string { return c.e.GetCode() + ": " + c.e.GetMessag
 func TestNothingStaysAfterSessionsEnd(t *testing.T) {
 	e := newEnv(t)
 	a, b, conv := bigConversation(t, e, 3, 1<<10)
-	c := e.dial(t, frame.JSON)
-	ok(t, c, loginReq("amy", "password-amy", "d2"))
-	for _, cl := range []*gatewaytest.Client{a.c, b.c, c} {
-		ok(t, cl, historyReq(conv, 0, 0, 10))
-		ok(t, cl, &mpimv1.ClientFrame_Conversations{Conversations: &mpimv1.ConversationsRequest{}})
+	c := e.Dial(t, frame.JSON)
+	gatewaytest.OK(t, c, gatewaytest.LoginReq("amy", "password-amy", "d2"))
+	for _, cl := range []*gatewaytest.Client{a.Conn, b.Conn, c} {
+		gatewaytest.OK(t, cl, historyReq(conv, 0, 0, 10))
+		gatewaytest.OK(t, cl, &mpimv1.ClientFrame_Conversations{Conversations: &mpimv1.ConversationsRequest{}})
 	}
-	if e.srv.UsersHeld() != 2 {
-		t.Fatalf("%d users held with two logged in", e.srv.UsersHeld())
+	if e.Server.UsersHeld() != 2 {
+		t.Fatalf("%d users held with two logged in", e.Server.UsersHeld())
 	}
-	for _, cl := range []*gatewaytest.Client{a.c, b.c, c} {
+	for _, cl := range []*gatewaytest.Client{a.Conn, b.Conn, c} {
 		cl.Close()
 	}
-	eventually(t, "every session to end", func() bool { return e.srv.Load() == 0 })
-	if n := e.srv.UsersHeld(); n != 0 {
+	gatewaytest.Eventually(t, "every session to end", func() bool { return e.Server.Load() == 0 })
+	if n := e.Server.UsersHeld(); n != 0 {
 		t.Fatalf("%d users' limits held after every session ended", n)
 	}
 	for _, g := range []string{"mpim_gateway_outbox_bytes", "mpim_gateway_heavy_queries_in_flight", "mpim_gateway_sessions"} {
@@ -270,7 +271,7 @@ func TestHistoryPagesLongerThanAChunk(t *testing.T) {
 		{70, fwd, 70, 71, 100, false},
 		{0, back, 100, 1, 100, false},
 	} {
-		h := ok(t, a.c, historyReq(conv, tc.from, tc.dir, tc.limit)).GetHistory()
+		h := gatewaytest.OK(t, a.Conn, historyReq(conv, tc.from, tc.dir, tc.limit)).GetHistory()
 		ms := h.GetMessages()
 		if uint64(len(ms)) != tc.last-tc.first+1 || h.GetHasMore() != tc.hasMore {
 			t.Fatalf("%v from %d limit %d: %d messages, hasMore %v; want %d..%d, hasMore %v",
