@@ -43,6 +43,14 @@ func (e *env) register(tb testing.TB, name string) command.Actor {
 	return commandtest.Register(tb, e.svc, name, name)
 }
 
+// directPair registers alice and bob and returns them with their direct
+// conversation.
+func (e *env) directPair(tb testing.TB) (alice, bob command.Actor, conv domain.ConversationID) {
+	tb.Helper()
+	alice, bob = e.register(tb, "alice"), e.register(tb, "bob")
+	return alice, bob, domain.DirectConversation(alice.User, bob.User)
+}
+
 func wantCode(tb testing.TB, err error, code domain.Code) {
 	tb.Helper()
 	if got := domain.ErrorCode(err); got != code {
@@ -104,8 +112,7 @@ func TestRegisterRetryReturnsSameUser(t *testing.T) {
 func TestDirectMessagesAndBlocks(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	conv := domain.DirectConversation(alice.User, bob.User)
+	alice, bob, conv := e.directPair(t)
 	first, err := e.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "hi bob", ClientMsgID: "m1"})
 	if err != nil || first.Seq != 1 {
 		t.Fatalf("send: %+v %v", first, err)
@@ -295,8 +302,7 @@ func TestGroupRules(t *testing.T) {
 func TestRecallWindowAndCompetingChanges(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	conv := domain.DirectConversation(alice.User, bob.User)
+	alice, bob, conv := e.directPair(t)
 	late, err := e.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "old"})
 	if err != nil {
 		t.Fatal(err)
@@ -345,8 +351,7 @@ func TestRecallWindowAndCompetingChanges(t *testing.T) {
 func TestReaderEvents(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	conv := domain.DirectConversation(alice.User, bob.User)
+	alice, bob, conv := e.directPair(t)
 	_, err := e.svc.MarkRead(ctx, bob, conv, 1)
 	wantCode(t, err, domain.EInvalid) // no messages yet
 	for range 3 {
@@ -373,8 +378,7 @@ func TestReaderEvents(t *testing.T) {
 func TestRecallAndEditBeyondTheLastSeqAreInvalid(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	alice, bob := e.register(t, "alice"), e.register(t, "bob")
-	conv := domain.DirectConversation(alice.User, bob.User)
+	alice, _, conv := e.directPair(t)
 	if _, err := e.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -46,24 +47,12 @@ type Durability struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Partitions == 0 {
-		c.Partitions = 16
-	}
-	if c.MaxEventBytes == 0 {
-		c.MaxEventBytes = 64 << 10
-	}
-	if c.MaxEventsPerAppend == 0 {
-		c.MaxEventsPerAppend = 100
-	}
-	if c.MaxBatchEvents == 0 {
-		c.MaxBatchEvents = 1024
-	}
-	if c.Committers == 0 {
-		c.Committers = 2
-	}
-	if c.IdempotencyTTL == 0 {
-		c.IdempotencyTTL = 24 * time.Hour
-	}
+	c.Partitions = cmp.Or(c.Partitions, 16)
+	c.MaxEventBytes = cmp.Or(c.MaxEventBytes, 64<<10)
+	c.MaxEventsPerAppend = cmp.Or(c.MaxEventsPerAppend, 100)
+	c.MaxBatchEvents = cmp.Or(c.MaxBatchEvents, 1024)
+	c.Committers = cmp.Or(c.Committers, 2)
+	c.IdempotencyTTL = cmp.Or(c.IdempotencyTTL, 24*time.Hour)
 	if c.Durability.WaitReplicas > 0 && c.Durability.WaitTimeout == 0 {
 		c.Durability.WaitTimeout = time.Second
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -171,93 +172,44 @@ func (c *Config) accounts() accounts.Config {
 }
 
 func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	if c.MaxFrameBytes == 0 {
-		c.MaxFrameBytes = 64 << 10
-	}
-	if c.SendQueue == 0 {
-		c.SendQueue = 1024
-	}
-	if c.ConnRate == 0 {
-		c.ConnRate = 50
-	}
-	if c.ConnBurst == 0 {
-		c.ConnBurst = 100
-	}
-	if c.UserRate == 0 {
-		c.UserRate = 100
-	}
-	if c.UserBurst == 0 {
-		c.UserBurst = 200
-	}
-	if c.HeavyQueryCost == 0 {
-		c.HeavyQueryCost = min(10, c.ConnBurst, c.UserBurst)
-	}
-	if c.HeavyInFlightPerUser == 0 {
-		c.HeavyInFlightPerUser = 4
-	}
-	if c.OutboxBytes == 0 {
-		c.OutboxBytes = 4 << 20
-	}
-	if c.OutboxHardBytes == 0 {
-		c.OutboxHardBytes = 4 * c.OutboxBytes
-	}
-	def(&c.OutboxDrainTimeout, 30*time.Second)
-	if c.HistoryPageBytes == 0 {
-		c.HistoryPageBytes = 256 << 10
-	}
-	def(&c.HeartbeatInterval, 30*time.Second)
-	def(&c.IdleTimeout, 3*c.HeartbeatInterval)
-	def(&c.AuthTimeout, 15*time.Second)
-	def(&c.RequestTimeout, 10*time.Second)
-	def(&c.WriteTimeout, 10*time.Second)
-	def(&c.DrainGrace, 5*time.Second)
-	def(&c.ReconnectJitter, 2*time.Second)
-	def(&c.LoadInterval, 5*time.Second)
-	def(&c.TokenTTL, 30*24*time.Hour)
-	def(&c.TokenPruneInterval, 10*time.Minute)
-	if c.TokenPruneMax == 0 {
-		c.TokenPruneMax = 10000
-	}
-	def(&c.LoginFailureWindow, 15*time.Minute)
-	if c.LoginFailuresPerUser == 0 {
-		c.LoginFailuresPerUser = 10
-	}
-	if c.LoginFailuresPerAddr == 0 {
-		c.LoginFailuresPerAddr = 100
-	}
-	if c.MaxUnauthPerAddr == 0 {
-		c.MaxUnauthPerAddr = 64
-	}
-	if c.MaxUnauth == 0 {
-		c.MaxUnauth = 10000
-	}
-	if c.PasswordAttemptsPerAddr == 0 {
-		c.PasswordAttemptsPerAddr = 120
-	}
+	c.MaxFrameBytes = cmp.Or(c.MaxFrameBytes, 64<<10)
+	c.SendQueue = cmp.Or(c.SendQueue, 1024)
+	c.ConnRate = cmp.Or(c.ConnRate, 50)
+	c.ConnBurst = cmp.Or(c.ConnBurst, 100)
+	c.UserRate = cmp.Or(c.UserRate, 100)
+	c.UserBurst = cmp.Or(c.UserBurst, 200)
+	c.HeavyQueryCost = cmp.Or(c.HeavyQueryCost, min(10, c.ConnBurst, c.UserBurst))
+	c.HeavyInFlightPerUser = cmp.Or(c.HeavyInFlightPerUser, 4)
+	c.OutboxBytes = cmp.Or(c.OutboxBytes, 4<<20)
+	c.OutboxHardBytes = cmp.Or(c.OutboxHardBytes, 4*c.OutboxBytes)
+	c.OutboxDrainTimeout = cmp.Or(c.OutboxDrainTimeout, 30*time.Second)
+	c.HistoryPageBytes = cmp.Or(c.HistoryPageBytes, 256<<10)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 30*time.Second)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, 3*c.HeartbeatInterval)
+	c.AuthTimeout = cmp.Or(c.AuthTimeout, 15*time.Second)
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, 10*time.Second)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.DrainGrace = cmp.Or(c.DrainGrace, 5*time.Second)
+	c.ReconnectJitter = cmp.Or(c.ReconnectJitter, 2*time.Second)
+	c.LoadInterval = cmp.Or(c.LoadInterval, 5*time.Second)
+	c.TokenTTL = cmp.Or(c.TokenTTL, 30*24*time.Hour)
+	c.TokenPruneInterval = cmp.Or(c.TokenPruneInterval, 10*time.Minute)
+	c.TokenPruneMax = cmp.Or(c.TokenPruneMax, 10000)
+	c.LoginFailureWindow = cmp.Or(c.LoginFailureWindow, 15*time.Minute)
+	c.LoginFailuresPerUser = cmp.Or(c.LoginFailuresPerUser, 10)
+	c.LoginFailuresPerAddr = cmp.Or(c.LoginFailuresPerAddr, 100)
+	c.MaxUnauthPerAddr = cmp.Or(c.MaxUnauthPerAddr, 64)
+	c.MaxUnauth = cmp.Or(c.MaxUnauth, 10000)
+	c.PasswordAttemptsPerAddr = cmp.Or(c.PasswordAttemptsPerAddr, 120)
 	if c.Argon2 == (Argon2Params{}) {
 		c.Argon2 = Argon2Params{Time: 2, MemoryKiB: 19 << 10, Threads: 1}
 	}
-	if c.Argon2.SaltBytes == 0 {
-		c.Argon2.SaltBytes = 16
-	}
-	if c.Argon2.KeyBytes == 0 {
-		c.Argon2.KeyBytes = 32
-	}
-	if c.MaxConcurrentHashes == 0 {
-		c.MaxConcurrentHashes = runtime.NumCPU()
-	}
-	if c.MemoryLimitFraction == 0 {
-		c.MemoryLimitFraction = 0.9
-	}
-	def(&c.MemoryCheckInterval, time.Second)
-	if c.MaxDevicesListed == 0 {
-		c.MaxDevicesListed = 100
-	}
+	c.Argon2.SaltBytes = cmp.Or(c.Argon2.SaltBytes, 16)
+	c.Argon2.KeyBytes = cmp.Or(c.Argon2.KeyBytes, 32)
+	c.MaxConcurrentHashes = cmp.Or(c.MaxConcurrentHashes, runtime.NumCPU())
+	c.MemoryLimitFraction = cmp.Or(c.MemoryLimitFraction, 0.9)
+	c.MemoryCheckInterval = cmp.Or(c.MemoryCheckInterval, time.Second)
+	c.MaxDevicesListed = cmp.Or(c.MaxDevicesListed, 100)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -38,12 +38,10 @@ func (m *poisonMem) Apply(ctx context.Context, b *projectors.Batch) error {
 func (m *poisonMem) Quarantine(_ context.Context, b *projectors.Batch, cause error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case b.Token < m.token[b.Partition]:
-		return projectors.ErrFenced
-	case b.After != m.pos[b.Partition]:
-		return projectors.ErrCheckpointMoved
-	case len(b.Events)+len(b.Skipped) != 1:
+	if err := m.refuse(b); err != nil {
+		return err
+	}
+	if len(b.Events)+len(b.Skipped) != 1 {
 		return errors.New("quarantine of a batch of more than one entry")
 	}
 	m.qmu.Lock()

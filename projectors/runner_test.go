@@ -43,14 +43,24 @@ func (m *memProjector) Claim(_ context.Context, p int, token uint64) (eventstore
 	return m.pos[p], nil
 }
 
-func (m *memProjector) Apply(_ context.Context, b *projectors.Batch) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// refuse returns ErrFenced for a batch with a stale token,
+// ErrCheckpointMoved for one whose After is not the checkpoint, and nil
+// otherwise. m.mu is held.
+func (m *memProjector) refuse(b *projectors.Batch) error {
 	switch {
 	case b.Token < m.token[b.Partition]:
 		return projectors.ErrFenced
 	case b.After != m.pos[b.Partition]:
 		return projectors.ErrCheckpointMoved
+	}
+	return nil
+}
+
+func (m *memProjector) Apply(_ context.Context, b *projectors.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.refuse(b); err != nil {
+		return err
 	}
 	m.batches++
 	m.applied[b.Partition] = append(m.applied[b.Partition], b.Events...)
@@ -99,13 +109,7 @@ func appendMessages(tb testing.TB, s *eventstore.Store, conv string, n int) {
 
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testsvc.Eventually(tb, 30*time.Second, what, cond)
 }
 
 func TestRunnerAppliesEveryEventOnceInOrder(t *testing.T) {

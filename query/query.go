@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -33,9 +34,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.HistoryPageBytes == 0 {
-		c.HistoryPageBytes = 256 << 10
-	}
+	c.HistoryPageBytes = cmp.Or(c.HistoryPageBytes, 256<<10)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -27,6 +27,16 @@ func openDB(tb testing.TB) *sql.DB {
 	return db
 }
 
+// migratedDB is openDB with every migration applied.
+func migratedDB(tb testing.TB) *sql.DB {
+	tb.Helper()
+	db := openDB(tb)
+	if _, err := Migrate(context.Background(), db); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
 func migrationNames(tb testing.TB) []string {
 	tb.Helper()
 	ms, err := Migrations()
@@ -105,10 +115,7 @@ func TestMigrate(t *testing.T) {
 	})
 
 	t.Run("second run applies nothing", func(t *testing.T) {
-		db := openDB(t)
-		if _, err := Migrate(ctx, db); err != nil {
-			t.Fatal(err)
-		}
+		db := migratedDB(t)
 		applied, err := Migrate(ctx, db)
 		if err != nil {
 			t.Fatal(err)
@@ -162,10 +169,7 @@ func TestMigrate(t *testing.T) {
 	})
 
 	t.Run("changed migration is an error", func(t *testing.T) {
-		db := openDB(t)
-		if _, err := Migrate(ctx, db); err != nil {
-			t.Fatal(err)
-		}
+		db := migratedDB(t)
 		if _, err := db.Exec("UPDATE schema_migrations SET checksum = REPEAT('0', 64) WHERE version = 1"); err != nil {
 			t.Fatal(err)
 		}
@@ -179,10 +183,7 @@ func TestMigrate(t *testing.T) {
 	})
 
 	t.Run("superseded checksum is accepted", func(t *testing.T) {
-		db := openDB(t)
-		if _, err := Migrate(ctx, db); err != nil {
-			t.Fatal(err)
-		}
+		db := migratedDB(t)
 		if _, err := db.Exec("UPDATE schema_migrations SET checksum = ? WHERE version = 2", superseded["0002_read_model_swap"][0]); err != nil {
 			t.Fatal(err)
 		}
@@ -194,10 +195,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("half-applied file is re-run", func(t *testing.T) {
 		// 0002 and later files add columns; a crash before their records
 		// leaves them in place, and the re-run must count them as added.
-		db := openDB(t)
-		if _, err := Migrate(ctx, db); err != nil {
-			t.Fatal(err)
-		}
+		db := migratedDB(t)
 		if _, err := db.Exec("DELETE FROM schema_migrations WHERE version >= 2"); err != nil {
 			t.Fatal(err)
 		}
@@ -258,10 +256,7 @@ func TestMigrateNeedsADatabase(t *testing.T) {
 // TestTablesHoldTheirValues exercises the column types that matter for
 // correctness: full 64-bit sequences and positions, numeric position order.
 func TestTablesHoldTheirValues(t *testing.T) {
-	db := openDB(t)
-	if _, err := Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t)
 	const maxSeq = uint64(math.MaxUint64)
 	if _, err := db.Exec(`INSERT INTO messages
 		(conversation_id, seq, event_id, sender_id, kind, body, attachment, sent_at, version)

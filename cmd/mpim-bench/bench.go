@@ -501,6 +501,21 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) bool {
 	return true
 }
 
+// startProgress starts the clock of a run, empties the measured window and
+// prints progress (see progress) until stop is called. The phase it prints
+// is "setup" until setPhase names another.
+func (r *runner) startProgress(ctx context.Context) (setPhase func(string), stop context.CancelFunc) {
+	var phase atomic.Pointer[string]
+	setPhase = func(s string) { phase.Store(&s) }
+	setPhase("setup")
+	r.start.Store(time.Now().UnixNano())
+	r.from.Store(1 << 62)
+	r.to.Store(1 << 62)
+	pctx, stop := context.WithCancel(ctx)
+	go r.progress(pctx, &phase)
+	return setPhase, stop
+}
+
 // progress prints a line to stderr every cfg.Progress until ctx ends.
 func (r *runner) progress(ctx context.Context, phase *atomic.Pointer[string]) {
 	t := time.NewTicker(r.cfg.Progress)

@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -86,15 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // runTraffic runs pairs, groups or fanout.
 func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	cfg := r.cfg
-	var phase atomic.Pointer[string]
-	setPhase := func(s string) { phase.Store(&s) }
-	setPhase("setup")
-	r.start.Store(time.Now().UnixNano())
-	r.from.Store(1 << 62)
-	r.to.Store(1 << 62)
-	pctx, stopProgress := context.WithCancel(ctx)
+	setPhase, stopProgress := r.startProgress(ctx)
 	defer stopProgress()
-	go r.progress(pctx, &phase)
 
 	setupStart := time.Now()
 	if err := r.setup(ctx, true); err != nil {
@@ -175,15 +167,8 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 // reports the gateways' memory per connection.
 func (r *runner) runIdle(ctx context.Context) (*Report, error) {
 	cfg := r.cfg
-	var phase atomic.Pointer[string]
-	setPhase := func(s string) { phase.Store(&s) }
-	setPhase("setup")
-	r.start.Store(time.Now().UnixNano())
-	r.from.Store(1 << 62)
-	r.to.Store(1 << 62)
-	pctx, stopProgress := context.WithCancel(ctx)
+	setPhase, stopProgress := r.startProgress(ctx)
 	defer stopProgress()
-	go r.progress(pctx, &phase)
 
 	// Register and log in over short-lived connections first, so that the
 	// password hashing is over before the baseline is taken.

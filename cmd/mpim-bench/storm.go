@@ -66,15 +66,8 @@ type StormReport struct {
 // runStorm runs the storm scenario.
 func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	cfg := r.cfg
-	var phase atomic.Pointer[string]
-	setPhase := func(s string) { phase.Store(&s) }
-	setPhase("setup")
-	r.start.Store(time.Now().UnixNano())
-	r.from.Store(1 << 62)
-	r.to.Store(1 << 62)
-	pctx, stopProgress := context.WithCancel(ctx)
+	setPhase, stopProgress := r.startProgress(ctx)
 	defer stopProgress()
-	go r.progress(pctx, &phase)
 
 	// Register and log in over short-lived connections, then connect
 	// everyone with resume: a large setup takes longer than the gateway's

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/mpim/mpim/internal/testsvc"
 )
 
@@ -36,16 +33,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func httpStatus(url string) int {
@@ -89,7 +76,11 @@ func startChatStack(t *testing.T, n int) *chatStack {
 	rt := testsvc.Redis(t)
 	dsn := testsvc.MySQL(t)
 	servers, root := testsvc.ZooKeeper(t)
-	t.Cleanup(func() { deleteZK(t, servers, root) }) // runs after the processes are killed
+	t.Cleanup(func() { // runs after the processes are killed
+		if err := testsvc.DeleteZooKeeperTree(servers, root); err != nil {
+			t.Logf("zookeeper cleanup: %v", err)
+		}
+	})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mpimd")
 	build := exec.Command("go", "build", "-race", "-o", bin, "../mpimd")
@@ -104,7 +95,7 @@ func startChatStack(t *testing.T, n int) *chatStack {
 	procs := []*chatProc{s.start("projector", "projector", "--member-id", "p0")}
 	for i := range n {
 		id := fmt.Sprintf("gw-chat%d", i)
-		gw := s.start(id, "gateway", "--gateway-id", id, "--listen", freePort(t))
+		gw := s.start(id, "gateway", "--gateway-id", id, "--listen", testsvc.FreeAddr(t))
 		s.gws = append(s.gws, gw)
 		procs = append(procs, gw)
 	}
@@ -120,7 +111,7 @@ func (s *chatStack) url(i int) string { return "ws://" + s.gws[i].listen + "/ws"
 func (s *chatStack) start(name string, args ...string) *chatProc {
 	t := s.t
 	t.Helper()
-	p := &chatProc{name: name, ops: freePort(t), exited: make(chan struct{})}
+	p := &chatProc{name: name, ops: testsvc.FreeAddr(t), exited: make(chan struct{})}
 	for i, a := range args {
 		if a == "--listen" && i+1 < len(args) {
 			p.listen = args[i+1]
@@ -189,42 +180,9 @@ func (s *chatStack) replaceGateway(i int, id string) {
 	s.waitReady(s.gws[i])
 }
 
-func deleteZK(t *testing.T, servers []string, root string) {
-	c, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quietZK{}))
-	if err != nil {
-		t.Logf("zookeeper cleanup: %v", err)
-		return
-	}
-	defer c.Close()
-	var del func(p string)
-	del = func(p string) {
-		children, _, err := c.Children(p)
-		if err != nil {
-			return
-		}
-		for _, ch := range children {
-			del(p + "/" + ch)
-		}
-		if err := c.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			t.Logf("zookeeper cleanup %s: %v", p, err)
-		}
-	}
-	del(root)
-}
-
-type quietZK struct{}
-
-func (quietZK) Printf(string, ...any) {}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 60*time.Second, what, cond)
 }
 
 // terminal is one running chat session.

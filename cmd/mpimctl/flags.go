@@ -67,6 +67,28 @@ func closeStore(store *eventstore.Store, rdb *redis.Client) {
 	rdb.Close()
 }
 
+// withStore opens the event store, runs fn with it and closes it again.
+func (c *common) withStore(ctx context.Context, fn func(*eventstore.Store) error) error {
+	store, rdb, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore(store, rdb)
+	return fn(store)
+}
+
+// withPartitions is withStore that also parses spec (--partition) against
+// the store's partition count and hands fn the partitions it names.
+func (c *common) withPartitions(ctx context.Context, spec string, fn func(*eventstore.Store, []int) error) error {
+	return c.withStore(ctx, func(store *eventstore.Store) error {
+		parts, err := partitionList(spec, store.Partitions())
+		if err != nil {
+			return err
+		}
+		return fn(store, parts)
+	})
+}
+
 // openMySQL connects to the read-model database.
 func (c *common) openMySQL(ctx context.Context) (*sql.DB, error) {
 	if c.mysql == "" {

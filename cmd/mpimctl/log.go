@@ -101,57 +101,50 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	store, rdb, err := c.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore(store, rdb)
-	parts, err := partitionList(*part, store.Partitions())
-	if err != nil {
-		return err
-	}
-	out := &printer{w: stdout, json: *asJSON, secrets: *secrets}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var printed sync.WaitGroup
-	var mu sync.Mutex
-	count := 0
-	errc := make(chan error, len(parts))
-	for _, p := range parts {
-		var pos eventstore.Position
-		if !*fromStart {
-			info, err := store.Info(ctx, p)
-			if err != nil {
+	return c.withPartitions(ctx, *part, func(store *eventstore.Store, parts []int) error {
+		out := &printer{w: stdout, json: *asJSON, secrets: *secrets}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var printed sync.WaitGroup
+		var mu sync.Mutex
+		count := 0
+		errc := make(chan error, len(parts))
+		for _, p := range parts {
+			var pos eventstore.Position
+			if !*fromStart {
+				info, err := store.Info(ctx, p)
+				if err != nil {
+					return err
+				}
+				pos = info.Last
+			}
+			printed.Add(1)
+			go func() {
+				defer printed.Done()
+				errc <- follow(ctx, store, p, pos, func(r eventstore.Recorded) bool {
+					if err := out.print(r); err != nil {
+						return false
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					count++
+					if *limit > 0 && count >= *limit {
+						cancel()
+						return false
+					}
+					return true
+				}, out.printBad)
+			}()
+		}
+		printed.Wait()
+		close(errc)
+		for err := range errc {
+			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}
-			pos = info.Last
 		}
-		printed.Add(1)
-		go func() {
-			defer printed.Done()
-			errc <- follow(ctx, store, p, pos, func(r eventstore.Recorded) bool {
-				if err := out.print(r); err != nil {
-					return false
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				count++
-				if *limit > 0 && count >= *limit {
-					cancel()
-					return false
-				}
-				return true
-			}, out.printBad)
-		}()
-	}
-	printed.Wait()
-	close(errc)
-	for err := range errc {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // follow tails one partition from pos, calling each for every event until it
@@ -195,55 +188,48 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	store, rdb, err := c.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore(store, rdb)
-	parts, err := partitionList(*part, store.Partitions())
-	if err != nil {
-		return err
-	}
-	out := &printer{w: stdout, json: true, secrets: *secrets}
-	n := 0
-	lastReport := time.Now()
-	for _, p := range parts {
-		info, err := store.Info(ctx, p)
-		if err != nil {
-			return err
-		}
-		pos := start
-		for pos.Compare(info.Last) < 0 {
-			recs, err := store.ReadPartition(ctx, p, pos, 1000)
-			var de *eventstore.DecodeError
-			if errors.As(err, &de) {
-				out.printBad(de)
-			} else if err != nil {
+	return c.withPartitions(ctx, *part, func(store *eventstore.Store, parts []int) error {
+		out := &printer{w: stdout, json: true, secrets: *secrets}
+		n := 0
+		lastReport := time.Now()
+		for _, p := range parts {
+			info, err := store.Info(ctx, p)
+			if err != nil {
 				return err
 			}
-			for _, r := range recs {
-				if err := out.print(r); err != nil {
+			pos := start
+			for pos.Compare(info.Last) < 0 {
+				recs, err := store.ReadPartition(ctx, p, pos, 1000)
+				var de *eventstore.DecodeError
+				if errors.As(err, &de) {
+					out.printBad(de)
+				} else if err != nil {
 					return err
 				}
-				pos = r.Position
-				if n++; *limit > 0 && n >= *limit {
-					return nil
+				for _, r := range recs {
+					if err := out.print(r); err != nil {
+						return err
+					}
+					pos = r.Position
+					if n++; *limit > 0 && n >= *limit {
+						return nil
+					}
+				}
+				if de != nil {
+					pos = de.Position
+				}
+				if len(recs) == 0 && de == nil {
+					break
+				}
+				if time.Since(lastReport) > 2*time.Second {
+					fmt.Fprintf(stderr, "export: %d events, partition %d at %s\n", n, p, pos)
+					lastReport = time.Now()
 				}
 			}
-			if de != nil {
-				pos = de.Position
-			}
-			if len(recs) == 0 && de == nil {
-				break
-			}
-			if time.Since(lastReport) > 2*time.Second {
-				fmt.Fprintf(stderr, "export: %d events, partition %d at %s\n", n, p, pos)
-				lastReport = time.Now()
-			}
 		}
-	}
-	fmt.Fprintf(stderr, "export: %d events\n", n)
-	return nil
+		fmt.Fprintf(stderr, "export: %d events\n", n)
+		return nil
+	})
 }
 
 // exportStart turns --since / --after into the position reads start after.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/projectors/mysql"
 	"github.com/mpim/mpim/schema"
 )
@@ -24,31 +25,28 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 || fs.Arg(0) != "mysql" {
 		return fmt.Errorf("usage: mpimctl replay [flags] mysql (the projector to rebuild; got %q)", fs.Args())
 	}
-	store, rdb, err := c.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore(store, rdb)
-	db, err := c.openMySQL(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if _, err := schema.Migrate(ctx, db); err != nil {
-		return err
-	}
-	start := time.Now()
-	last := time.Time{}
-	err = mysql.Rebuild(ctx, db, store, mysql.RebuildOptions{BatchSize: *batch, Parallelism: *parallel,
-		Progress: func(p mysql.RebuildProgress) {
-			if time.Since(last) > 2*time.Second || p.Partition < 0 {
-				fmt.Fprintf(stderr, "replay mysql: %-5v partition %2d at %s, %d events, %s\n", p.Phase, p.Partition, p.Position, p.Events, p.Elapsed.Round(time.Millisecond))
-				last = time.Now()
-			}
-		}})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "replay mysql: rebuilt and swapped in %s\n", time.Since(start).Round(time.Millisecond))
-	return nil
+	return c.withStore(ctx, func(store *eventstore.Store) error {
+		db, err := c.openMySQL(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if _, err := schema.Migrate(ctx, db); err != nil {
+			return err
+		}
+		start := time.Now()
+		last := time.Time{}
+		err = mysql.Rebuild(ctx, db, store, mysql.RebuildOptions{BatchSize: *batch, Parallelism: *parallel,
+			Progress: func(p mysql.RebuildProgress) {
+				if time.Since(last) > 2*time.Second || p.Partition < 0 {
+					fmt.Fprintf(stderr, "replay mysql: %-5v partition %2d at %s, %d events, %s\n", p.Phase, p.Partition, p.Position, p.Events, p.Elapsed.Round(time.Millisecond))
+					last = time.Now()
+				}
+			}})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "replay mysql: rebuilt and swapped in %s\n", time.Since(start).Round(time.Millisecond))
+		return nil
+	})
 }

@@ -26,57 +26,54 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *group == "" {
 		return fmt.Errorf("--group is required")
 	}
-	store, rdb, err := c.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore(store, rdb)
-	tap, err := store.NewTap(ctx, eventstore.TapConfig{Group: *group, Consumer: *consumer, MinIdle: *minIdle, MaxDeliveries: *maxDeliveries})
-	if err != nil {
-		return err
-	}
-	out := &printer{w: stdout, json: true, secrets: *secrets}
-	n, lastReport := 0, time.Now()
-	for ctx.Err() == nil {
-		idle := true
-		for p := range store.Partitions() {
-			entries, err := tap.Read(ctx, p, 100, time.Millisecond)
-			if err != nil {
-				if ctx.Err() != nil {
+	return c.withStore(ctx, func(store *eventstore.Store) error {
+		tap, err := store.NewTap(ctx, eventstore.TapConfig{Group: *group, Consumer: *consumer, MinIdle: *minIdle, MaxDeliveries: *maxDeliveries})
+		if err != nil {
+			return err
+		}
+		out := &printer{w: stdout, json: true, secrets: *secrets}
+		n, lastReport := 0, time.Now()
+		for ctx.Err() == nil {
+			idle := true
+			for p := range store.Partitions() {
+				entries, err := tap.Read(ctx, p, 100, time.Millisecond)
+				if err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				var done []eventstore.Position
+				for _, e := range entries {
+					idle = false
+					if e.Err != nil {
+						out.printBad(&eventstore.DecodeError{Partition: p, Position: e.Position, Err: e.Err})
+					} else if err := out.print(e.Recorded); err != nil {
+						return err
+					}
+					done = append(done, e.Position)
+				}
+				if !*noAck {
+					if err := tap.Ack(ctx, p, done...); err != nil {
+						return err
+					}
+				}
+				n += len(done)
+				if *limit > 0 && n >= *limit {
 					return nil
 				}
-				return err
 			}
-			var done []eventstore.Position
-			for _, e := range entries {
-				idle = false
-				if e.Err != nil {
-					out.printBad(&eventstore.DecodeError{Partition: p, Position: e.Position, Err: e.Err})
-				} else if err := out.print(e.Recorded); err != nil {
-					return err
-				}
-				done = append(done, e.Position)
+			if time.Since(lastReport) > 5*time.Second {
+				fmt.Fprintf(stderr, "tap %s/%s: %d entries\n", *group, *consumer, n)
+				lastReport = time.Now()
 			}
-			if !*noAck {
-				if err := tap.Ack(ctx, p, done...); err != nil {
-					return err
+			if idle {
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
 				}
 			}
-			n += len(done)
-			if *limit > 0 && n >= *limit {
-				return nil
-			}
 		}
-		if time.Since(lastReport) > 5*time.Second {
-			fmt.Fprintf(stderr, "tap %s/%s: %d entries\n", *group, *consumer, n)
-			lastReport = time.Now()
-		}
-		if idle {
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/mpim/mpim/client"
 	"github.com/mpim/mpim/internal/testsvc"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -93,7 +90,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 	}
 	cl.projector = start("projector", "projector", "--member-id", "p0")
 	for _, id := range []string{"gw-a", "gw-b"} {
-		cl.gateways = append(cl.gateways, start(id, "gateway", "--gateway-id", id, "--listen", freeAddr(t)))
+		cl.gateways = append(cl.gateways, start(id, "gateway", "--gateway-id", id, "--listen", testsvc.FreeAddr(t)))
 	}
 	for _, p := range append([]*mpimdProc{cl.projector}, cl.gateways...) {
 		waitUntil(t, p.name+" ready", func() bool {
@@ -114,7 +111,7 @@ func clusterArgs(t *testing.T) []string {
 	d := newDeployment(t)
 	servers, root := testsvc.ZooKeeper(t)
 	t.Cleanup(func() { // cleanups run last first: after the processes
-		if err := deleteZKTree(servers, root); err != nil {
+		if err := testsvc.DeleteZooKeeperTree(servers, root); err != nil {
 			t.Logf("deleting ZooKeeper %s: %v", root, err)
 		}
 	})
@@ -132,7 +129,7 @@ func startEmbeddedCluster(t *testing.T) *e2eCluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &e2eCluster{t: t, ctx: ctx}
 	t.Cleanup(func() { cl.stopDevices(cancel) })
-	p := startMpimd(t, bin, t.TempDir(), "gw-embedded", "all", "--gateway-id", "gw-embedded", "--listen", freeAddr(t), "--log-level", "warn")
+	p := startMpimd(t, bin, t.TempDir(), "gw-embedded", "all", "--gateway-id", "gw-embedded", "--listen", testsvc.FreeAddr(t), "--log-level", "warn")
 	waitUntil(t, "embedded mpimd ready", func() bool {
 		if !p.alive() {
 			t.Fatalf("embedded mpimd exited at start-up: %v", p.err)
@@ -151,7 +148,7 @@ func startEmbeddedCluster(t *testing.T) *e2eCluster {
 // shown if the test failed, and a data race or panic in it fails the test.
 func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdProc {
 	t.Helper()
-	p := &mpimdProc{name: name, ops: freeAddr(t), log: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
+	p := &mpimdProc{name: name, ops: testsvc.FreeAddr(t), log: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
 	for i, a := range args {
 		if a == "--listen" && i+1 < len(args) {
 			p.addr = args[i+1]
@@ -191,50 +188,9 @@ func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdPr
 	return p
 }
 
-// deleteZKTree deletes root and everything under it.
-func deleteZKTree(servers []string, root string) error {
-	c, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(zkQuiet{}))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var del func(p string) error
-	del = func(p string) error {
-		children, _, err := c.Children(p)
-		if errors.Is(err, zk.ErrNoNode) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, ch := range children {
-			if err := del(p + "/" + ch); err != nil {
-				return err
-			}
-		}
-		if err := c.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return err
-		}
-		return nil
-	}
-	return del(root)
-}
-
 type zkQuiet struct{}
 
 func (zkQuiet) Printf(string, ...any) {}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // httpGet returns the status of GET http://addr/path, or 0 if there is no
 // answer.

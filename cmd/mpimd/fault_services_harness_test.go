@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/mpim/mpim/internal/testsvc"
 )
 
 // This file is the harness of fault_services_test.go: private MariaDB and
@@ -187,7 +188,7 @@ func startFaultMariaDB(t *testing.T) *faultMariaDB {
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", installDB, err, out)
 	}
-	addr := freeAddr(t)
+	addr := testsvc.FreeAddr(t)
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	m := &faultMariaDB{dsn: "root@tcp(" + addr + ")/"}
 	m.serviceProc = newServiceProc(t, "mariadbd", addr, dir, m.ping, server, "--no-defaults",
@@ -252,7 +253,7 @@ func startFaultZooKeeper(t *testing.T) *serviceProc {
 		logging = append(logging, "-Dorg.slf4j.simpleLogger.defaultLogLevel=error")
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testsvc.FreeAddr(t)
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	cfg := filepath.Join(dir, "zoo.cfg")
 	conf := fmt.Sprintf("tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\n"+

@@ -52,7 +52,7 @@ func startFaultRedis(t *testing.T, fsync string) *faultRedis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed (scripts/services.sh installs it): %v", err)
 	}
-	addr := freeAddr(t)
+	addr := testsvc.FreeAddr(t)
 	r := &faultRedis{t: t, addr: addr, port: addr[strings.LastIndex(addr, ":")+1:], dir: t.TempDir(), fsync: fsync}
 	r.log = filepath.Join(r.dir, "redis.log")
 	r.start()
@@ -138,7 +138,7 @@ func startFaultCluster(t *testing.T, redisAddr, prefix string, gatewayIDs []stri
 	dsn := testsvc.MySQL(t)
 	servers, root := testsvc.ZooKeeper(t)
 	t.Cleanup(func() {
-		if err := deleteZKTree(servers, root); err != nil {
+		if err := testsvc.DeleteZooKeeperTree(servers, root); err != nil {
 			t.Logf("deleting ZooKeeper %s: %v", root, err)
 		}
 	})
@@ -152,7 +152,7 @@ func startFaultCluster(t *testing.T, redisAddr, prefix string, gatewayIDs []stri
 	t.Cleanup(func() { fc.stopDevices(cancel) })
 	fc.projector = fc.startProjector(t, "p0")
 	for _, id := range gatewayIDs {
-		fc.gateways = append(fc.gateways, fc.startGateway(t, id, freeAddr(t)))
+		fc.gateways = append(fc.gateways, fc.startGateway(t, id, testsvc.FreeAddr(t)))
 	}
 	for _, p := range append([]*mpimdProc{fc.projector}, fc.gateways...) {
 		fc.waitReady(t, p)

@@ -35,13 +35,7 @@ func (d deployment) args(extra ...string) []string {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testsvc.Eventually(t, 60*time.Second, what, cond)
 }
 
 func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {

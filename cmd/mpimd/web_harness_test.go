@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/mpim/mpim/client"
+	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
@@ -54,7 +55,7 @@ func startWebStack(t *testing.T) *webStack {
 	logDir := t.TempDir()
 	s := &webStack{t: t, bin: bin, logDir: logDir, common: common}
 	proj := startMpimd(t, bin, logDir, "projector", append([]string{"projector"}, append(common, "--member-id", "p0")...)...)
-	s.startGateway(freeAddr(t))
+	s.startGateway(testsvc.FreeAddr(t))
 	s.waitReady(proj, s.gw)
 	s.base, s.ws = "http://"+s.gw.addr, "ws://"+s.gw.addr+"/ws"
 	return s
@@ -68,7 +69,7 @@ func startEmbeddedWebStack(t *testing.T) *webStack {
 		t.Fatalf("%s is missing (%v): run scripts/services.sh (as root) to install Debian's chromium", chromiumPath, err)
 	}
 	s := &webStack{t: t, bin: buildBinary(t), logDir: t.TempDir()}
-	s.gw = startMpimd(t, s.bin, s.logDir, "embedded", "all", "--gateway-id", "gw-embedded", "--listen", freeAddr(t), "--log-level", "warn")
+	s.gw = startMpimd(t, s.bin, s.logDir, "embedded", "all", "--gateway-id", "gw-embedded", "--listen", testsvc.FreeAddr(t), "--log-level", "warn")
 	s.waitReady(s.gw)
 	s.base, s.ws = "http://"+s.gw.addr, "ws://"+s.gw.addr+"/ws"
 	return s

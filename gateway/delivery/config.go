@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,24 +51,12 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.PageSize == 0 {
-		c.PageSize = 200
-	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = 5 * time.Second
-	}
-	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 500
-	}
-	if c.RouteRefresh == 0 {
-		c.RouteRefresh = inbox.RouteTTL / 3
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = 2 * time.Second
-	}
-	if c.Readers == 0 {
-		c.Readers = 4
-	}
+	c.PageSize = cmp.Or(c.PageSize, 200)
+	c.AckTimeout = cmp.Or(c.AckTimeout, 5*time.Second)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, 500)
+	c.RouteRefresh = cmp.Or(c.RouteRefresh, inbox.RouteTTL/3)
+	c.PollInterval = cmp.Or(c.PollInterval, 2*time.Second)
+	c.Readers = cmp.Or(c.Readers, 4)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -2,7 +2,6 @@ package coord
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,7 +37,7 @@ func newEnv(t *testing.T) *zkEnv {
 		if t.Failed() || os.Getenv("MPIM_TEST_LOGS") != "" {
 			t.Logf("coordinator logs:\n%s", env.logs.String())
 		}
-		if err := deleteTree(servers, root); err != nil {
+		if err := testsvc.DeleteZooKeeperTree(servers, root); err != nil {
 			t.Errorf("deleting %s: %v", root, err)
 		}
 	})
@@ -77,44 +76,6 @@ func (env *zkEnv) conn(t *testing.T) *zk.Conn {
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-// deleteTree deletes root and everything under it.
-func deleteTree(servers []string, root string) error {
-	c, _, err := zk.Connect(servers, testSessionTimeout, zk.WithLogger(nopLogger{}))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var del func(p string) error
-	del = func(p string) error {
-		children, _, err := c.Children(p)
-		if errors.Is(err, zk.ErrNoNode) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, ch := range children {
-			if err := del(p + "/" + ch); err != nil {
-				return err
-			}
-		}
-		if err := c.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			return err
-		}
-		return nil
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// Ephemeral nodes of sessions closing concurrently may come and
-		// go: ZooKeeper answers "not empty"; try again.
-		err := del(root)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 type nopLogger struct{}

@@ -15,6 +15,11 @@
 //	MPIM_TEST_MYSQL  go-sql-driver/mysql DSN     (default root@tcp(127.0.0.1:3306)/)
 //	MPIM_TEST_ZK     comma-separated host:port   (default 127.0.0.1:2181)
 //
+// Beside the servers it holds the few pieces such tests share: FreeAddr, a
+// port for a server the test starts itself; Eventually, waiting for an
+// effect that arrives asynchronously; DeleteZooKeeperTree, removing a
+// namespace the test filled.
+//
 // This package is test support: it reads the environment, which production
 // packages must not do. All helpers are safe to call from parallel tests.
 package testsvc

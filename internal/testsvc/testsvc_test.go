@@ -3,7 +3,6 @@ package testsvc
 import (
 	"database/sql"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -144,19 +143,8 @@ func (f *fatalTB) skip() {
 	runtime.Goexit()
 }
 
-// closedAddr returns a loopback address nobody listens on.
-func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestUnreachableServerFailsTheTest(t *testing.T) {
-	addr := closedAddr(t)
+	addr := FreeAddr(t)
 	cases := []struct {
 		name, env, value string
 		call             func(testing.TB)

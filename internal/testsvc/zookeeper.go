@@ -1,12 +1,15 @@
 package testsvc
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // ZooKeeper checks that the ZooKeeper servers named by MPIM_TEST_ZK (a
@@ -78,3 +81,47 @@ func fourLetterWord(addr, cmd string) (string, error) {
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// DeleteZooKeeperTree deletes root and everything under it on servers. It
+// tries again for up to 20 seconds while the tree is not empty: ephemeral
+// nodes of sessions closing concurrently may come and go. A root that does
+// not exist is no error.
+func DeleteZooKeeperTree(servers []string, root string) error {
+	c, _, err := zk.Connect(servers, 5*time.Second, zk.WithLogger(quietZK{}))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var del func(p string) error
+	del = func(p string) error {
+		children, _, err := c.Children(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, ch := range children {
+			if err := del(p + "/" + ch); err != nil {
+				return err
+			}
+		}
+		if err := c.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+		return nil
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := del(root)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// quietZK drops the ZooKeeper client's log lines.
+type quietZK struct{}
+
+func (quietZK) Printf(string, ...any) {}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"time"
@@ -23,15 +24,11 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.QuarantineLen == 0 {
-		c.QuarantineLen = 10_000
-	}
+	c.QuarantineLen = cmp.Or(c.QuarantineLen, 10_000)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Linger == 0 {
-		c.Linger = 50 * time.Millisecond
-	}
+	c.Linger = cmp.Or(c.Linger, 50*time.Millisecond)
 }
 
 // Validate returns the problems of the configuration.

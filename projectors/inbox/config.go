@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,15 +42,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Window == 0 {
-		c.Window = 10_000
-	}
-	if c.QuotaBytes == 0 {
-		c.QuotaBytes = 16 << 20
-	}
-	if c.QuarantineLen == 0 {
-		c.QuarantineLen = 10_000
-	}
+	c.Window = cmp.Or(c.Window, 10_000)
+	c.QuotaBytes = cmp.Or(c.QuotaBytes, 16<<20)
+	c.QuarantineLen = cmp.Or(c.QuarantineLen, 10_000)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

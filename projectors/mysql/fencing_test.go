@@ -40,6 +40,17 @@ func fencingSuite(t *testing.T, recs []eventstore.Recorded, newProj func() proje
 	zero := eventstore.Position{}
 	half := len(recs) / 2
 	p := newProj()
+	// refused applies b, wants the error want and no table changed.
+	refused := func(t *testing.T, what string, b *projectors.Batch, want error) {
+		t.Helper()
+		before := digest()
+		if err := p.Apply(ctx, b); !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
+		if digest() != before {
+			t.Errorf("%s changed tables", what)
+		}
+	}
 
 	t.Run("claim returns the zero position first", func(t *testing.T) {
 		pos, err := p.Claim(ctx, 0, 10)
@@ -51,14 +62,7 @@ func fencingSuite(t *testing.T, recs []eventstore.Recorded, newProj func() proje
 		if _, err := p.Claim(ctx, 0, 20); err != nil {
 			t.Fatal(err)
 		}
-		before := digest()
-		err := p.Apply(ctx, batchOf(10, zero, recs[:half]))
-		if !errors.Is(err, projectors.ErrFenced) {
-			t.Fatalf("Apply with the old token: %v, want ErrFenced", err)
-		}
-		if digest() != before {
-			t.Error("a fenced batch changed tables")
-		}
+		refused(t, "Apply with the old token", batchOf(10, zero, recs[:half]), projectors.ErrFenced)
 	})
 	t.Run("a claim with an older token is fenced", func(t *testing.T) {
 		if _, err := p.Claim(ctx, 0, 15); !errors.Is(err, projectors.ErrFenced) {
@@ -71,26 +75,12 @@ func fencingSuite(t *testing.T, recs []eventstore.Recorded, newProj func() proje
 		}
 	})
 	t.Run("a batch with a stale After applies nothing", func(t *testing.T) {
-		before := digest()
 		for _, after := range []eventstore.Position{zero, recs[half/2].Position, recs[half].Position} {
-			err := p.Apply(ctx, batchOf(20, after, recs[half:]))
-			if !errors.Is(err, projectors.ErrCheckpointMoved) {
-				t.Fatalf("Apply after %s: %v, want ErrCheckpointMoved", after, err)
-			}
-		}
-		if digest() != before {
-			t.Error("a batch with a stale After changed tables")
+			refused(t, "Apply after "+after.String(), batchOf(20, after, recs[half:]), projectors.ErrCheckpointMoved)
 		}
 	})
 	t.Run("a retried batch whose commit went through gets ErrCheckpointMoved", func(t *testing.T) {
-		before := digest()
-		err := p.Apply(ctx, batchOf(20, zero, recs[:half]))
-		if !errors.Is(err, projectors.ErrCheckpointMoved) {
-			t.Fatalf("re-Apply: %v, want ErrCheckpointMoved", err)
-		}
-		if digest() != before {
-			t.Error("a re-applied batch changed tables")
-		}
+		refused(t, "re-Apply", batchOf(20, zero, recs[:half]), projectors.ErrCheckpointMoved)
 	})
 	t.Run("a token never claimed here must claim first", func(t *testing.T) {
 		after := recs[half-1].Position

@@ -23,10 +23,7 @@ func TestMembershipPeriodsProjectAndRebuild(t *testing.T) {
 	env := newLogEnv(t, 4)
 	sc := newScenario(ctx, t, env.svc, 5, 0)
 	owner, b, c, d, e := sc.users[0], sc.users[1], sc.users[2], sc.users[3], sc.users[4]
-	g, _, err := env.svc.CreateGroup(ctx, owner, "team", []domain.UserID{b.User}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := env.createGroup(t, owner, "team", []domain.UserID{b.User}, false)
 	conv := domain.GroupConversation(g)
 	must := func(_ any, err error) {
 		t.Helper()

@@ -18,19 +18,10 @@ import (
 func TestEventTheDatabaseRefusesIsQuarantinedAndLaterEventsProjected(t *testing.T) {
 	ctx := context.Background()
 	env := newLogEnv(t, 1)
-	alice, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := env.svc.Register(ctx, "bob", passwordHash, "Bob", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice := env.register(t, "alice", "Alice")
+	bob := env.register(t, "bob", "Bob")
 	owner := command.Actor{User: alice}
-	g, _, err := env.svc.CreateGroup(ctx, owner, "team", []domain.UserID{bob}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := env.createGroup(t, owner, "team", []domain.UserID{bob}, false)
 	if _, err := env.svc.Send(ctx, owner, domain.SendMessage{Conversation: domain.GroupConversation(g), Kind: domain.KindText, Text: "poison"}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +95,8 @@ func TestEventTheDatabaseRefusesIsQuarantinedAndLaterEventsProjected(t *testing.
 func TestQuarantinedEventIsReapplied(t *testing.T) {
 	ctx := context.Background()
 	env := newLogEnv(t, 1)
-	alice, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _, err := env.svc.CreateGroup(ctx, command.Actor{User: alice}, "team", nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice := env.register(t, "alice", "Alice")
+	g := env.createGroup(t, command.Actor{User: alice}, "team", nil, false)
 	db := openTestDB(t)
 	rm := testReadModel(t, db, Config{})
 	project(t, env.store, rm, rm.Checkpoints)

@@ -28,10 +28,7 @@ func appendRaw(t *testing.T, env *logEnv, agg string, e domain.Event) {
 func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 	ctx := context.Background()
 	env := newLogEnv(t, 1)
-	a, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := env.register(t, "alice", "Alice")
 	xadd := func(values ...string) {
 		t.Helper()
 		if err := env.rdb.XAdd(ctx, &redis.XAddArgs{Stream: env.streamKey(0), Values: values}).Err(); err != nil {
@@ -62,10 +59,7 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 	// Events that decode but make no sense for the read model.
 	stranger := domain.UserID("u/" + ulid.Make().String())
 	appendRaw(t, env, string(stranger), domain.ProfileUpdated{DisplayName: "ghost"})
-	bob, err := env.svc.Register(ctx, "bob", passwordHash, "Bob", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob := env.register(t, "bob", "Bob")
 	conv := domain.DirectConversation(a, bob)
 	appendRaw(t, env, string(conv), domain.MessageRecalled{Seq: 99, By: a, Sender: a})
 	// Good events after all that.
@@ -149,19 +143,10 @@ func appendRawAt(t *testing.T, env *logEnv, agg string, at time.Time, keep bool,
 func TestEventsWhoseNumbersDoNotFitTheColumnsAreQuarantined(t *testing.T) {
 	ctx := context.Background()
 	env := newLogEnv(t, 1)
-	a, err := env.svc.Register(ctx, "alice", passwordHash, "Alice", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := env.svc.Register(ctx, "bob", passwordHash, "Bob", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := env.register(t, "alice", "Alice")
+	b := env.register(t, "bob", "Bob")
 	alice, bob := command.Actor{User: a}, command.Actor{User: b}
-	g, _, err := env.svc.CreateGroup(ctx, alice, "team", []domain.UserID{b}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := env.createGroup(t, alice, "team", []domain.UserID{b}, false)
 	conv := domain.DirectConversation(a, b)
 	if _, err := env.svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "one"}); err != nil {
 		t.Fatal(err)

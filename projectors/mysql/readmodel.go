@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -53,15 +54,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.MaxRowsPerStatement == 0 {
-		c.MaxRowsPerStatement = defaultMaxRows
-	}
-	if c.PausePoll == 0 {
-		c.PausePoll = 50 * time.Millisecond
-	}
-	if c.Linger == 0 {
-		c.Linger = DefaultLinger
-	}
+	c.MaxRowsPerStatement = cmp.Or(c.MaxRowsPerStatement, defaultMaxRows)
+	c.PausePoll = cmp.Or(c.PausePoll, 50*time.Millisecond)
+	c.Linger = cmp.Or(c.Linger, DefaultLinger)
 }
 
 // Validate reports every problem of the configuration at once.

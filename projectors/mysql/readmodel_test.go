@@ -60,10 +60,7 @@ func TestUnreadCountsAndReadMarkers(t *testing.T) {
 	if _, err := env.svc.MarkRead(ctx, b, direct, 2); err != nil {
 		t.Fatal(err)
 	}
-	g, _, err := env.svc.CreateGroup(ctx, a, "g", []domain.UserID{b.User}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := env.createGroup(t, a, "g", []domain.UserID{b.User}, true)
 	gc := domain.GroupConversation(g)
 	send(a, gc)
 	send(b, gc)

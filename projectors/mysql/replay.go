@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -82,18 +83,10 @@ type RebuildProgress struct {
 }
 
 func (o *RebuildOptions) setDefaults() {
-	if o.BatchSize == 0 {
-		o.BatchSize = 20_000
-	}
-	if o.Parallelism == 0 {
-		o.Parallelism = 4
-	}
-	if o.PauseLease == 0 {
-		o.PauseLease = 2 * time.Minute
-	}
-	if o.SwapTimeout == 0 {
-		o.SwapTimeout = 30 * time.Second
-	}
+	o.BatchSize = cmp.Or(o.BatchSize, 20_000)
+	o.Parallelism = cmp.Or(o.Parallelism, 4)
+	o.PauseLease = cmp.Or(o.PauseLease, 2*time.Minute)
+	o.SwapTimeout = cmp.Or(o.SwapTimeout, 30*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -38,6 +38,28 @@ type sentMsg struct {
 
 const passwordHash = commandtest.PasswordHash
 
+// register registers username with displayName through the write path and
+// returns the new user's id.
+func (e *logEnv) register(tb testing.TB, username, displayName string) domain.UserID {
+	tb.Helper()
+	id, err := e.svc.Register(context.Background(), username, passwordHash, displayName, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// createGroup creates a group owned by owner with members through the
+// write path and returns its id.
+func (e *logEnv) createGroup(tb testing.TB, owner command.Actor, name string, members []domain.UserID, open bool) domain.GroupID {
+	tb.Helper()
+	g, _, err := e.svc.CreateGroup(context.Background(), owner, name, members, open)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g
+}
+
 // newScenario registers users and creates a few groups.
 func newScenario(ctx context.Context, tb testing.TB, svc *command.Service, users, groups int) *scenario {
 	tb.Helper()

@@ -27,10 +27,7 @@ func TestUnreadCountsUnderConcurrentSendsAndReads(t *testing.T) {
 	for _, u := range sc.users {
 		everyone = append(everyone, u.User)
 	}
-	g, _, err := env.svc.CreateGroup(ctx, sc.users[0], "all", everyone, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := env.createGroup(t, sc.users[0], "all", everyone, false)
 	db := openTestDB(t)
 	rm := testReadModel(t, db, Config{})
 	w := &watched{Projector: rm}
