@@ -73,7 +73,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 	if protos == nil {
 		protos = []string{o.Encoding.String()}
 	}
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protos, HTTPHeader: o.Header})
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protos, HTTPHeader: o.Header}) //nolint:bodyclose // the library closes the handshake's response body
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}

@@ -312,7 +312,7 @@ func (s *Session) receive(c *Conn) {
 		}
 		switch {
 		case f.GetPush() != nil:
-			c.Go(s.ctx, &mpimv1.ClientFrame{Request: ackRequest(f.GetPush().GetInboxId())}, nil)
+			_ = c.Go(s.ctx, &mpimv1.ClientFrame{Request: ackRequest(f.GetPush().GetInboxId())}, nil) // an ack lost with the connection is harmless (above)
 		case f.GetGoaway() != nil:
 			// Leave after the last acks, and come back when asked.
 			s.mu.Lock()
@@ -368,7 +368,7 @@ func ping(ctx context.Context, c *Conn, every time.Duration) {
 		case <-c.Done():
 			return
 		case <-t.C:
-			c.Go(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, nil)
+			_ = c.Go(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, nil) // a lost ping is harmless; a broken connection ends receive
 		}
 	}
 }

@@ -198,7 +198,6 @@ func (s *Service) retry(ctx context.Context, attempt func(fresh bool) (eventstor
 	for i := range s.cfg.MaxAttempts {
 		res, err := attempt(fresh)
 		if err != nil && !fresh && stateRefusal(err) {
-			fresh = true
 			res, err = attempt(true)
 		}
 		if !errors.Is(err, domain.ErrConflict) {

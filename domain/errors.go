@@ -61,7 +61,7 @@ func (e *Error) Is(target error) bool {
 func Errorf(code Code, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
 	e := &Error{Code: code, Message: err.Error()}
-	switch w := err.(type) {
+	switch w := err.(type) { //nolint:errorlint // the causes fmt.Errorf kept are this error's own, not its chain's
 	case interface{ Unwrap() error }:
 		e.Err = w.Unwrap()
 	case interface{ Unwrap() []error }:

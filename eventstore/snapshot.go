@@ -38,7 +38,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, partitionKey, aggregate string
 	v, err1 := strconv.ParseUint(vs, 10, 64)
 	pos, err2 := ParsePosition(ps)
 	if err1 != nil || err2 != nil || v == 0 {
-		return Snapshot{}, false, nil // unreadable: ignore it, the next save replaces it
+		return Snapshot{}, false, nil //nolint:nilerr // unreadable: ignore it, the next save replaces it
 	}
 	return Snapshot{Version: v, Position: pos, Data: []byte(d)}, true, nil
 }

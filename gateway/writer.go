@@ -81,7 +81,7 @@ func (s *session) uncork() error {
 	s.writing.Store(true)
 	if s.ctx.Err() != nil {
 		s.writing.Store(false)
-		return nil // the writer stops at its next check
+		return nil //nolint:nilerr // the writer stops at its next check
 	}
 	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
 	err := s.cork.uncork()
@@ -109,7 +109,7 @@ func (w *frameWriter) release() {
 
 // write encodes and writes one frame.
 func (s *session) write(w *frameWriter, f outFrame) error {
-	sf, typ := f.frame, "response"
+	sf, typ := f.frame, ""
 	if f.push != nil {
 		sf, typ = s.pushFrame(w, f.push), "push"
 		defer func() { w.push = mpimv1.Push{} }() // drop the references

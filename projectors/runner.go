@@ -289,7 +289,7 @@ func (r *Runner) retry(ctx context.Context, o *owned, what string, attempts int,
 func (r *Runner) stop(ctx context.Context, lg *slog.Logger, err error) error {
 	switch {
 	case ctx.Err() != nil:
-		return nil
+		return nil //nolint:nilerr // a cancelled context is a normal end (above)
 	case errors.Is(err, ErrFenced):
 		lg.Warn("partition fenced by a newer owner; stopping")
 		return nil

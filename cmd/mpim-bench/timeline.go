@@ -71,7 +71,7 @@ func (t *timeline) record(s series, since time.Duration, us int64) {
 		h = hdrhistogram.New(1, 120_000_000, 2)
 		t.hists[s][i] = h
 	}
-	h.RecordValue(min(max(us, 1), h.HighestTrackableValue()))
+	_ = h.RecordValue(min(max(us, 1), h.HighestTrackableValue())) // in range by the clamp, so it cannot fail
 }
 
 // IntervalLatency is one interval of the timeline. At is the interval's

@@ -75,7 +75,7 @@ func (c *chat) cmdTo(ctx context.Context, args []string) error {
 
 func (c *chat) cmdGroup(ctx context.Context, args []string) error {
 	if len(args) < 1 {
-		return errors.New("usage: /group NAME USER...")
+		return errors.New("usage: /group NAME USER...") //nolint:staticcheck // the ellipsis is usage syntax
 	}
 	var ids []string
 	for _, u := range args[1:] {

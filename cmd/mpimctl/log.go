@@ -157,7 +157,7 @@ func follow(ctx context.Context, store *eventstore.Store, p int, pos eventstore.
 			bad(de)
 		} else if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil //nolint:nilerr // the caller ending the follow is no failure
 			}
 			return err
 		}

@@ -89,7 +89,7 @@ func (c *Config) startEmbedded(stderr io.Writer, lg *slog.Logger) (func(), error
 func startEmbeddedMySQL(user, password string, lg *slog.Logger) (addr string, stop func(), err error) {
 	logrus.SetLevel(logrus.ErrorLevel) // the engine's per-query chatter
 	db := memory.NewDatabase(embeddedDatabase)
-	db.BaseDatabase.EnablePrimaryKeyIndexes()
+	db.EnablePrimaryKeyIndexes()
 	pro := memory.NewDBProvider(db)
 	engine := sqle.NewDefault(pro)
 	users := engine.Analyzer.Catalog.MySQLDb

@@ -127,7 +127,6 @@ type faultCluster struct {
 	prefix      string
 	dsn         string
 	partitions  int
-	restarts    int
 }
 
 // startFaultCluster starts one projector and a gateway per id on the Redis
@@ -143,7 +142,9 @@ func startFaultCluster(t *testing.T, redisAddr, prefix string, gatewayIDs []stri
 		}
 	})
 	fc := &faultCluster{bin: buildBinary(t), logDir: t.TempDir(), redisAddr: redisAddr, prefix: prefix, dsn: dsn}
-	fmt.Sscan(e2ePartitions, &fc.partitions)
+	if _, err := fmt.Sscan(e2ePartitions, &fc.partitions); err != nil {
+		t.Fatal(err)
+	}
 	fc.common = append([]string{"--redis-addr", redisAddr, "--prefix", prefix, "--mysql", dsn, "--batch-size", "100",
 		"--log-level", "warn", "--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
 		"--partitions", e2ePartitions, "--trim-interval", "0"}, extra...)

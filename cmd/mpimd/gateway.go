@@ -104,7 +104,9 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 		if err := srv.Shutdown(sctx); err != nil {
 			d.lg.Warn("gateway drain", "err", err)
 		}
-		httpSrv.Shutdown(sctx)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			d.lg.Warn("gateway http shutdown", "err", err)
+		}
 	}
 	return []task{hubTask, serve}, stop, nil
 }

@@ -60,7 +60,9 @@ func TestHashQueueServesLoginsFirst(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	q.acquire(ctx, priorityLogin)
+	if err := q.acquire(ctx, priorityLogin); err != nil {
+		t.Fatal(err)
+	}
 	if err := q.acquire(cctx, priorityLogin); domain.ErrorCode(err) != domain.EUnavailable {
 		t.Fatalf("acquire with an ended context: %v", err)
 	}

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -174,7 +175,7 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 	if err == nil {
 		err = route.Err()
 	}
-	if err == nil && cur.Err() != nil && cur.Err() != redis.Nil {
+	if err == nil && cur.Err() != nil && !errors.Is(cur.Err(), redis.Nil) {
 		err = cur.Err()
 	}
 	if err == nil && info.Err() != nil && !noSuchKey(info.Err()) {

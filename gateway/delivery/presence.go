@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -47,7 +48,7 @@ func (h *Hub) Online(ctx context.Context, users []domain.UserID) (map[domain.Use
 		if err := routes[i].Err(); err != nil {
 			return nil, unavailable("reading presence", err)
 		}
-		if err := seen[i].Err(); err != nil && err != redis.Nil {
+		if err := seen[i].Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, unavailable("reading presence", err)
 		}
 		var p Presence

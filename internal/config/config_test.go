@@ -38,9 +38,17 @@ func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
+// writeFile writes a configuration file for a test.
+func writeFile(tb testing.TB, path, data string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func TestLayersOverrideInOrder(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(path, []byte(`{"redis-addr": "file:1", "partitions": 8, "wait": "3s", "projectors": ["a", "b"]}`), 0o600)
+	writeFile(t, path, `{"redis-addr": "file:1", "partitions": 8, "wait": "3s", "projectors": ["a", "b"]}`)
 	fs, s := flags()
 	err := config.Load(fs, []string{"--config", path, "--wait", "5s"}, "MPIM", "config",
 		env(map[string]string{"MPIM_PARTITIONS": "4", "MPIM_WAIT": "9s"}))
@@ -54,7 +62,7 @@ func TestLayersOverrideInOrder(t *testing.T) {
 
 func TestConfigPathFromEnvironment(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(path, []byte(`{"partitions": 2}`), 0o600)
+	writeFile(t, path, `{"partitions": 2}`)
 	fs, s := flags()
 	if err := config.Load(fs, nil, "MPIM", "config", env(map[string]string{"MPIM_CONFIG": path})); err != nil || s.n != 2 {
 		t.Fatalf("n=%d err=%v", s.n, err)
@@ -63,7 +71,7 @@ func TestConfigPathFromEnvironment(t *testing.T) {
 
 func TestBadValuesAreAllReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(path, []byte(`{"nope": 1, "wait": "soon"}`), 0o600)
+	writeFile(t, path, `{"nope": 1, "wait": "soon"}`)
 	fs, _ := flags()
 	err := config.Load(fs, []string{"--config", path}, "MPIM", "config", env(map[string]string{"MPIM_PARTITIONS": "many"}))
 	if err == nil {
@@ -79,7 +87,7 @@ func TestBadValuesAreAllReported(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 	fs, _ = flags()
-	os.WriteFile(path, []byte(`not json`), 0o600)
+	writeFile(t, path, `not json`)
 	if err := config.Load(fs, []string{"--config", path}, "MPIM", "config", env(nil)); err == nil {
 		t.Fatal("malformed file accepted")
 	}
@@ -99,7 +107,7 @@ func (refusing) Set(s string) error { return fmt.Errorf("value %q: %w", s, errRe
 
 func TestBadValueErrorsKeepTheirCause(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.json")
-	os.WriteFile(path, []byte(`{"from-file": "x"}`), 0o600)
+	writeFile(t, path, `{"from-file": "x"}`)
 	for _, name := range []string{"from-file", "from-env"} {
 		t.Run(name, func(t *testing.T) {
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)

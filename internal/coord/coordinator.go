@@ -513,7 +513,7 @@ func (e *epoch) release(p int, token uint64) {
 			}
 			return err
 		case opErr(mr, 0) != nil:
-			return nil // the session ended
+			return nil //nolint:nilerr // the session ended, and its ephemeral nodes with it
 		}
 		return err
 	}})

@@ -27,8 +27,11 @@ func TestResumedSessionAfterPresumedLossRejoinsWithoutRace(t *testing.T) {
 		name := fmt.Sprintf("resume%d", i)
 		r1, r2 := start(z, name, 8, tr.work("blinking")), start(other, name, 8, tr.work("steady"))
 		t.Cleanup(func() {
-			r1.stop(t)
-			r2.stop(t)
+			for _, r := range []*running{r1, r2} {
+				if err := r.stop(t); err != nil {
+					t.Error(err)
+				}
+			}
 		})
 	}
 	settled := func(what string) {

@@ -367,7 +367,9 @@ func TestInboxIsCappedToTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nodeMax int
-	fmt.Sscan(node["stream-node-max-entries"], &nodeMax)
+	if _, err := fmt.Sscan(node["stream-node-max-entries"], &nodeMax); err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range []command.Actor{alice, bob} {
 		got := e.inbox(t, u.User)
 		if len(got) < window || len(got) > window+nodeMax {

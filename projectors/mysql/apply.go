@@ -124,7 +124,7 @@ func (a *applier) run(ctx context.Context, items []item, skipped []*eventstore.D
 		it := &items[i]
 		a.cur = it
 		if it.err != nil {
-			a.quarantine("undecodable event: %v", it.err)
+			_ = a.quarantine("undecodable event: %v", it.err) // always nil
 			continue
 		}
 		if err := a.apply(it); err != nil {

@@ -257,9 +257,9 @@ func (a *applier) writePairs(ctx context.Context) error {
 					return err
 				}
 			}
-			switch b, o := s.block[i], s.origBlock[i]; {
-			case b == o:
-			case b == nullTime:
+			switch b, o := s.block[i], s.origBlock[i]; b {
+			case o:
+			case nullTime:
 				delBlocks = append(delBlocks, []any{from, to})
 			default:
 				if err := blocks.add(ctx, a.tx, from, to, b.sql()); err != nil {
@@ -267,9 +267,9 @@ func (a *applier) writePairs(ctx context.Context) error {
 				}
 			}
 		}
-		switch {
-		case s.friends == s.origFriends:
-		case s.friends == nullTime:
+		switch s.friends {
+		case s.origFriends:
+		case nullTime:
 			delFriends = append(delFriends, []any{k.a, k.b}, []any{k.b, k.a})
 		default:
 			if err := friends.add(ctx, a.tx, k.a, k.b, s.friends.sql()); err != nil {

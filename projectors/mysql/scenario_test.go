@@ -185,7 +185,7 @@ func (s *scenario) step(ctx context.Context, rng *rand.Rand) error {
 		return nil
 	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-		return nil
+		return nil //nolint:nilerr // the scenario's end, not a failure
 	}
 	return err
 }

@@ -203,7 +203,7 @@ func TestVerdict(t *testing.T) {
 					t.Fatalf("Verdict(%v) = %v, want nil", c.reply, err)
 				}
 				return
-			case errOther:
+			case errOther: //nolint:errorlint // c.want is the table's own sentinel, not a returned error
 				if err == nil || errors.Is(err, projectors.ErrFenced) || errors.Is(err, projectors.ErrCheckpointMoved) {
 					t.Fatalf("Verdict(%v) = %v, want an error that is neither fenced nor moved", c.reply, err)
 				}

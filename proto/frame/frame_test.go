@@ -104,7 +104,7 @@ func TestDecodeErrorsKeepTheRequestID(t *testing.T) {
 			if !errors.Is(err, tc.want) || f.GetId() != tc.id || f.GetRequest() != nil {
 				t.Fatalf("err %v id %d request %v; want %v and id %d", err, f.GetId(), f.GetRequest(), tc.want, tc.id)
 			}
-			if tc.want == frame.ErrMalformed && !errors.Is(err, proto.Error) {
+			if errors.Is(tc.want, frame.ErrMalformed) && !errors.Is(err, proto.Error) {
 				t.Errorf("err %v does not keep the decoder's error", err)
 			}
 		})
