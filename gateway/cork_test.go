@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -72,7 +73,7 @@ func TestCorkedWriteFailsOnceClosed(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if err == nil || err == io.EOF {
+		if err == nil || errors.Is(err, io.EOF) {
 			t.Fatalf("uncork on a closed connection: %v, want an error", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -84,7 +84,7 @@ func TestBadInputIsAnsweredAndOthersKeepWorking(t *testing.T) {
 	t.Run("oversized frame closes 1009 with a reason", func(t *testing.T) {
 		c := e.Dial(t, frame.JSON)
 		big := `{"id":"1","register":{"username":"` + strings.Repeat("x", 70<<10) + `"}}`
-		c.SendRaw(ctx, false, []byte(big))
+		_ = c.SendRaw(ctx, false, []byte(big)) // the server may close mid-write; the close status is what is checked
 		<-c.Done()
 		if code, reason := c.CloseStatus(); code != websocket.StatusMessageTooBig || reason == "" {
 			t.Fatalf("closed with %v %q (%v)", code, reason, c.Err())
@@ -251,8 +251,12 @@ func TestPushAckAndSignals(t *testing.T) {
 			t.Fatalf("ack latency observations = %d, want 1 (the resend is not timed)", n)
 		}
 
-		dev.Sink.SyncRequired("1-0")
-		dev.Sink.Signal(gateway.Signal{From: "u/x", Kind: gateway.SignalTyping, Payload: []byte("d/x")})
+		if err := dev.Sink.SyncRequired("1-0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.Sink.Signal(gateway.Signal{From: "u/x", Kind: gateway.SignalTyping, Payload: []byte("d/x")}); err != nil {
+			t.Fatal(err)
+		}
 		f, _ := u.Conn.Next(gatewaytest.Ctx(t))
 		if f.GetSyncRequired().GetCursor() != "1-0" {
 			t.Fatalf("frame %v, want sync_required", f)
@@ -273,7 +277,7 @@ func TestPushAckAndSignals(t *testing.T) {
 func TestDeliveriesWaitForTheLoginResponse(t *testing.T) {
 	e := gatewaytest.New(t)
 	e.Hub.SetOnAttach(func(s gateway.Sink) {
-		s.Push(gateway.Delivery{InboxID: "5-0", Type: "MessageSent", Envelope: nil})
+		_ = s.Push(gateway.Delivery{InboxID: "5-0", Type: "MessageSent", Envelope: nil}) // a lost push fails the wait for it below
 	})
 	c := e.Dial(t, frame.JSON)
 	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "kate", Password: "password-kate"}})
@@ -299,7 +303,9 @@ func TestGracefulShutdown(t *testing.T) {
 	gatewaytest.OK(t, anon, gatewaytest.PingReq)
 	dev := e.Hub.Device(t, leaver.ID, leaver.Device)
 	for i := range 3 {
-		dev.Sink.Push(gateway.Delivery{InboxID: "9-" + itoa(i), Type: "MessageSent"})
+		if err := dev.Sink.Push(gateway.Delivery{InboxID: "9-" + itoa(i), Type: "MessageSent"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

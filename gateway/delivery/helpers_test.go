@@ -391,7 +391,7 @@ func (e *env) notifyRoutes(user domain.UserID, last string) error {
 func (e *env) route(tb testing.TB, user domain.UserID, device string) (inbox.Route, bool) {
 	tb.Helper()
 	v, err := e.rdb.HGet(context.Background(), e.keys.Presence(user), device).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return inbox.Route{}, false
 	}
 	if err != nil {
@@ -408,7 +408,7 @@ func (e *env) route(tb testing.TB, user domain.UserID, device string) (inbox.Rou
 func (e *env) cursor(tb testing.TB, user domain.UserID, device string) string {
 	tb.Helper()
 	v, err := e.rdb.Get(context.Background(), e.keys.Cursor(user, domain.DeviceID(device))).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return ""
 	}
 	if err != nil {
