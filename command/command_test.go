@@ -65,9 +65,7 @@ func TestConcurrentRegistrationsOfOneUsername(t *testing.T) {
 	var winner atomic.Value
 	var wg sync.WaitGroup
 	for i := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			id, err := e.svc.Register(ctx, "Carol", "$argon2id$h", fmt.Sprint("carol ", i), "")
 			switch {
 			case err == nil:
@@ -76,7 +74,7 @@ func TestConcurrentRegistrationsOfOneUsername(t *testing.T) {
 			case domain.ErrorCode(err) != domain.EExists:
 				t.Errorf("register: %v", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if wins.Load() != 1 {
@@ -152,9 +150,7 @@ func TestFriendRequestCannotBeAcceptedTwice(t *testing.T) {
 	var ok, noRequest atomic.Int32
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := e.svc.Contact(ctx, bob, alice.User, domain.AcceptFriend{By: bob.User})
 			switch domain.ErrorCode(err) {
 			case "":
@@ -164,7 +160,7 @@ func TestFriendRequestCannotBeAcceptedTwice(t *testing.T) {
 			default:
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ok.Load() != 1 {
@@ -191,9 +187,7 @@ func TestNoMessageLandsAfterKick(t *testing.T) {
 	var sent atomic.Int32
 	var wg sync.WaitGroup
 	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -211,7 +205,7 @@ func TestNoMessageLandsAfterKick(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	for sent.Load() < 20 {
 		time.Sleep(time.Millisecond)
@@ -321,9 +315,7 @@ func TestRecallWindowAndCompetingChanges(t *testing.T) {
 	var recalls atomic.Int32
 	var wg sync.WaitGroup
 	for i := range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			var err error
 			if i%2 == 0 {
 				_, err = e.svc.Recall(ctx, alice, domain.RecallMessage{Conversation: conv, Seq: msg.Seq})
@@ -336,7 +328,7 @@ func TestRecallWindowAndCompetingChanges(t *testing.T) {
 			if c := domain.ErrorCode(err); c != "" && c != domain.EExists && c != domain.ENotFound {
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if recalls.Load() != 1 {
@@ -403,14 +395,12 @@ func TestConflictsAreRetriedTransparently(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			u := e.register(t, fmt.Sprintf("joiner%02d", i))
 			if _, err := e.svc.UpdateGroup(ctx, u, gid, domain.JoinGroup{User: u.User}); err != nil {
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	g, err := e.svc.Group(ctx, gid)

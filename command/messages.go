@@ -188,25 +188,27 @@ func (s *Service) changeMessage(ctx context.Context, actor Actor, conv domain.Co
 // be 1..the conversation's last seq (EInvalid otherwise). Read markers belong
 // to the reader (aggregate m/<user>, in the user's partition).
 func (s *Service) MarkRead(ctx context.Context, actor Actor, conv domain.ConversationID, seq uint64) (Result, error) {
-	last, err := s.lastSeq(ctx, conv)
-	if err != nil {
-		return Result{}, err
-	}
-	events, err := domain.DecideMarkRead(domain.MarkRead{User: actor.User, Conversation: conv, Seq: seq}, last)
-	if err != nil {
-		return Result{}, err
-	}
-	return s.appendReader(ctx, actor, events)
+	return s.decideReader(ctx, actor, conv, func(last uint64) ([]domain.Event, error) {
+		return domain.DecideMarkRead(domain.MarkRead{User: actor.User, Conversation: conv, Seq: seq}, last)
+	})
 }
 
 // DeleteForMe hides message seq of a conversation from the actor only; seq
 // must be 1..the conversation's last seq (EInvalid otherwise).
 func (s *Service) DeleteForMe(ctx context.Context, actor Actor, conv domain.ConversationID, seq uint64) (Result, error) {
+	return s.decideReader(ctx, actor, conv, func(last uint64) ([]domain.Event, error) {
+		return domain.DecideDeleteForMe(domain.DeleteForMe{User: actor.User, Conversation: conv, Seq: seq}, last)
+	})
+}
+
+// decideReader decides a change to the actor's reader aggregate from conv's
+// last seq and appends the events.
+func (s *Service) decideReader(ctx context.Context, actor Actor, conv domain.ConversationID, decide func(last uint64) ([]domain.Event, error)) (Result, error) {
 	last, err := s.lastSeq(ctx, conv)
 	if err != nil {
 		return Result{}, err
 	}
-	events, err := domain.DecideDeleteForMe(domain.DeleteForMe{User: actor.User, Conversation: conv, Seq: seq}, last)
+	events, err := decide(last)
 	if err != nil {
 		return Result{}, err
 	}

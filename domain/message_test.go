@@ -157,13 +157,10 @@ func TestDecideRecall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecideRecall(tt.cmd, tt.state, tt.now, DefaultPolicy(), tt.group)
-			wantCode(t, err, tt.code)
-			wantEvents(t, got, tt.want)
-			if err != nil {
+			s, ok := wantDecided(t, tt.state, got, err, tt.want, tt.code)
+			if !ok {
 				return
 			}
-			s := tt.state
-			mustApply(t, &s, got...)
 			if !s.Recalled || s.Sender != tt.state.Sender || s.Edits != tt.state.Edits {
 				t.Fatalf("state after recall = %+v", s)
 			}
@@ -214,13 +211,10 @@ func TestDecideEdit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := DecideEdit(tt.cmd, tt.state, tt.now, DefaultPolicy(), tt.rel, tt.group)
-			wantCode(t, err, tt.code)
-			wantEvents(t, got, tt.want)
-			if err != nil {
+			s, ok := wantDecided(t, tt.state, got, err, tt.want, tt.code)
+			if !ok {
 				return
 			}
-			s := tt.state
-			mustApply(t, &s, got...)
 			if s.Edits != tt.state.Edits+1 || s.Recalled {
 				t.Fatalf("state after edit = %+v", s)
 			}
@@ -271,4 +265,18 @@ func TestMessageStateApplyRejectsForeignEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantDecided fails tb unless a decision on state returned the error code
+// and the events wanted; it returns state with the events applied, and
+// false when the decision failed.
+func wantDecided(tb testing.TB, state MessageState, got []Event, err error, want []Event, code Code) (MessageState, bool) {
+	tb.Helper()
+	wantCode(tb, err, code)
+	wantEvents(tb, got, want)
+	if err != nil {
+		return state, false
+	}
+	mustApply(tb, &state, got...)
+	return state, true
 }

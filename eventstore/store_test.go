@@ -25,6 +25,23 @@ type harness struct {
 	prefix string
 }
 
+// readAll reads partition p from after to its end, page entries per read.
+func (h *harness) readAll(tb testing.TB, p int, after eventstore.Position, page int) []eventstore.Recorded {
+	tb.Helper()
+	var all []eventstore.Recorded
+	for {
+		rs, err := h.store.ReadPartition(context.Background(), p, after, page)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(rs) == 0 {
+			return all
+		}
+		all = append(all, rs...)
+		after = rs[len(rs)-1].Position
+	}
+}
+
 func newHarness(tb testing.TB, cfg eventstore.Config) *harness {
 	tb.Helper()
 	rt := testsvc.Redis(tb)
@@ -161,24 +178,12 @@ func TestConcurrentSendersGetGaplessSeqs(t *testing.T) {
 		}
 	}
 	// The log agrees: seqs in append order are 1..N.
-	p := h.store.PartitionOf(conv)
-	var after eventstore.Position
 	want := uint64(1)
-	for {
-		rs, err := h.store.ReadPartition(ctx, p, after, 5000)
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range h.readAll(t, h.store.PartitionOf(conv), eventstore.Position{}, 5000) {
+		if r.Event.Seq != want || r.Event.Version != want {
+			t.Fatalf("log entry %s has seq %d version %d, want %d", r.Position, r.Event.Seq, r.Event.Version, want)
 		}
-		if len(rs) == 0 {
-			break
-		}
-		for _, r := range rs {
-			if r.Event.Seq != want || r.Event.Version != want {
-				t.Fatalf("log entry %s has seq %d version %d, want %d", r.Position, r.Event.Seq, r.Event.Version, want)
-			}
-			want++
-		}
-		after = rs[len(rs)-1].Position
+		want++
 	}
 	if want != workers*perWorker+1 {
 		t.Fatalf("log holds %d messages, want %d", want-1, workers*perWorker)
@@ -265,18 +270,8 @@ func TestReadPartitionFromAnyPosition(t *testing.T) {
 			after = positions[start-1]
 		}
 		var got []eventstore.Position
-		for {
-			rs, err := h.store.ReadPartition(ctx, p, after, 7)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rs) == 0 {
-				break
-			}
-			for _, r := range rs {
-				got = append(got, r.Position)
-			}
-			after = rs[len(rs)-1].Position
+		for _, r := range h.readAll(t, p, after, 7) {
+			got = append(got, r.Position)
 		}
 		if len(got) != len(positions)-start {
 			t.Fatalf("from %d: read %d events, want %d", start, len(got), len(positions)-start)

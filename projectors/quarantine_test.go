@@ -61,9 +61,7 @@ func (m *poisonMem) quarantine() ([]eventstore.Position, []error) {
 // runFor runs r until the test ends.
 func runFor(t *testing.T, r *projectors.Runner) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	_, cancel, done := start(r)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

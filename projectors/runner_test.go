@@ -81,6 +81,25 @@ func (m *memProjector) count() int {
 	return n
 }
 
+// startRunner starts a runner of p on store; the caller cancels it and
+// reads its end from done.
+func startRunner(t *testing.T, store *eventstore.Store, p projectors.Projector, cfg projectors.RunnerConfig) (ctx context.Context, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	r, err := projectors.NewRunner(store, &projectors.Static{}, p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return start(r)
+}
+
+// start runs r in a goroutine until cancel; done then holds Run's error.
+func start(r *projectors.Runner) (context.Context, context.CancelFunc, <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return ctx, cancel, done
+}
+
 func openStore(tb testing.TB, partitions int) (*eventstore.Store, *redis.Client, string) {
 	tb.Helper()
 	rt := testsvc.Redis(tb)
@@ -116,13 +135,7 @@ func TestRunnerAppliesEveryEventOnceInOrder(t *testing.T) {
 	store, rdb, prefix := openStore(t, 4)
 	mem := newMem()
 	reg := prometheus.NewRegistry()
-	r, err := projectors.NewRunner(store, &projectors.Static{}, mem, projectors.RunnerConfig{BatchSize: 7, Block: 50 * time.Millisecond, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	ctx, cancel, done := startRunner(t, store, mem, projectors.RunnerConfig{BatchSize: 7, Block: 50 * time.Millisecond, Registerer: reg})
 
 	convs := []string{"d/a.b", "d/c.d", "d/e.f", "d/g.h", "d/i.j"}
 	for _, c := range convs {
@@ -193,13 +206,7 @@ func TestRunnerStopsWhenFenced(t *testing.T) {
 func TestRunnerReclaimsWhenCheckpointMoves(t *testing.T) {
 	store, _, _ := openStore(t, 1)
 	mem := newMem()
-	r, err := projectors.NewRunner(store, &projectors.Static{}, mem, projectors.RunnerConfig{Block: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	ctx, cancel, done := startRunner(t, store, mem, projectors.RunnerConfig{Block: 20 * time.Millisecond})
 	appendMessages(t, store, "d/x.y", 10)
 	waitFor(t, "first events", func() bool { return mem.count() == 10 })
 	// A replay swaps in a model that is at the head already and empty of
@@ -233,13 +240,7 @@ func (l lingerMem) Linger() time.Duration { return l.linger }
 func TestRunnerLingersAfterSmallBatches(t *testing.T) {
 	store, _, _ := openStore(t, 1)
 	mem := newMem()
-	r, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{mem, 2 * time.Second}, projectors.RunnerConfig{Block: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	_, cancel, done := startRunner(t, store, lingerMem{mem, 2 * time.Second}, projectors.RunnerConfig{Block: 20 * time.Millisecond})
 	appendMessages(t, store, "d/x.y", 1)
 	waitFor(t, "the first event", func() bool { return mem.count() == 1 })
 	// Appended while the runner lingers after the first batch: one batch.
@@ -263,13 +264,7 @@ func TestRunnerDoesNotLingerCatchingUp(t *testing.T) {
 	appendMessages(t, store, "d/x.y", 50)
 	// Full batches follow each other at once; the last, partial one is
 	// applied as soon as it is read; cancelling ends a linger.
-	r, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{mem, time.Minute}, projectors.RunnerConfig{BatchSize: 7, Block: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	_, cancel, done := startRunner(t, store, lingerMem{mem, time.Minute}, projectors.RunnerConfig{BatchSize: 7, Block: 20 * time.Millisecond})
 	waitFor(t, "every event", func() bool { return mem.count() == 50 })
 	cancel()
 	select {

@@ -103,6 +103,18 @@ type AuditResult struct {
 // Clean reports whether every counter is zero.
 func (r AuditResult) Clean() bool { return r == AuditResult{} }
 
+// auditAll audits the sends and deliveries of every client; their readers
+// must have ended.
+func (r *runner) auditAll() AuditResult {
+	var sends []*sendRecord
+	devices := make([]*deviceAudit, len(r.clients))
+	for i, cl := range r.clients {
+		sends = append(sends, cl.sends...)
+		devices[i] = cl.audit
+	}
+	return audit(sends, devices)
+}
+
 // audit checks the sends against the devices' deliveries. devices is indexed
 // like sendRecord.From and Recipients.
 func audit(sends []*sendRecord, devices []*deviceAudit) AuditResult {

@@ -158,6 +158,22 @@ func (r *runner) setup(ctx context.Context, keep bool) error {
 }
 
 // resumeAll reconnects every user with its token, cfg.Setup at a time.
+// timedSetup registers and logs in every user over short-lived connections
+// (setup without keeping them), then runs each of then; it returns how long
+// all of it took.
+func (r *runner) timedSetup(ctx context.Context, then ...func(context.Context) error) (time.Duration, error) {
+	start := time.Now()
+	if err := r.setup(ctx, false); err != nil {
+		return 0, fmt.Errorf("setup: %w", err)
+	}
+	for _, f := range then {
+		if err := f(ctx); err != nil {
+			return 0, fmt.Errorf("setup: %w", err)
+		}
+	}
+	return time.Since(start), nil
+}
+
 func (r *runner) resumeAll(ctx context.Context) error {
 	return parallel(ctx, len(r.clients), 4*r.cfg.Setup, func(gctx context.Context, i int) error {
 		cl := r.clients[i]

@@ -143,17 +143,11 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	stopProgress()
 	r.closeAll() // the readers end: their audit state is ours now
 
-	var sends []*sendRecord
-	devices := make([]*deviceAudit, len(r.clients))
-	for i, cl := range r.clients {
-		sends = append(sends, cl.sends...)
-		devices[i] = cl.audit
-	}
 	rep := r.report(len(targets), measured)
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
 	rep.AllAnswered, rep.AllDelivered = answered, deliveredAll
-	rep.Audit = audit(sends, devices)
+	rep.Audit = r.auditAll()
 	rep.AuditClean = rep.Audit.Clean()
 	rep.ServerCPUSeconds = cpu.seconds()
 	if rep.ServerCPUSeconds > 0 && rep.SendsAcked > 0 {
@@ -172,11 +166,10 @@ func (r *runner) runIdle(ctx context.Context) (*Report, error) {
 
 	// Register and log in over short-lived connections first, so that the
 	// password hashing is over before the baseline is taken.
-	setupStart := time.Now()
-	if err := r.setup(ctx, false); err != nil {
-		return nil, fmt.Errorf("setup: %w", err)
+	setupTime, err := r.timedSetup(ctx)
+	if err != nil {
+		return nil, err
 	}
-	setupTime := time.Since(setupStart)
 	time.Sleep(2 * time.Second)
 	rss0, heap0 := rssOf(cfg.Pids), heapOf(ctx, cfg.Metrics)
 	setPhase("connect")

@@ -225,11 +225,10 @@ func (s *cpuSampler) seconds() float64     { return s.to - s.from }
 func cpuOf(pids []int) float64 {
 	var total float64
 	for _, p := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if err != nil {
+		s, ok := procFile(p, "stat")
+		if !ok {
 			continue
 		}
-		s := string(b)
 		i := strings.LastIndexByte(s, ')') // the command name may hold spaces
 		if i < 0 {
 			continue
@@ -249,20 +248,22 @@ func cpuOf(pids []int) float64 {
 func rssOf(pids []int) int64 {
 	var total int64
 	for _, p := range pids {
-		f, err := os.Open("/proc/" + strconv.Itoa(p) + "/status")
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		s, _ := procFile(p, "status")
+		for line := range strings.Lines(s) {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				total += kb << 10
 			}
 		}
-		f.Close()
 	}
 	return total
+}
+
+// procFile returns the text of /proc/<pid>/<name>; false if it cannot be
+// read (the process is gone).
+func procFile(pid int, name string) (string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + name)
+	return string(b), err == nil
 }
 
 // heapOf sums go_memstats_heap_inuse_bytes and go_memstats_stack_inuse_bytes

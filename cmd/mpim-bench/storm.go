@@ -73,14 +73,10 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	// everyone with resume: a large setup takes longer than the gateway's
 	// idle timeout, which would close the first connections before the
 	// keep-alives start.
-	setupStart := time.Now()
-	if err := r.setup(ctx, false); err != nil {
-		return nil, fmt.Errorf("setup: %w", err)
+	setupTime, err := r.timedSetup(ctx, r.resumeAll)
+	if err != nil {
+		return nil, err
 	}
-	if err := r.resumeAll(ctx); err != nil {
-		return nil, fmt.Errorf("setup: %w", err)
-	}
-	setupTime := time.Since(setupStart)
 	n := cfg.Users
 	clients, senders := r.clients[:n], r.clients[n:]
 
@@ -180,7 +176,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	var kwg sync.WaitGroup
 	var retries atomic.Int64
 	var firstRetryErr atomic.Pointer[string]
-	err := parallel(ctx, n, cfg.Reconnects, func(gctx context.Context, i int) error {
+	err = parallel(ctx, n, cfg.Reconnects, func(gctx context.Context, i int) error {
 		cl := clients[i]
 		if err := r.reconnect(gctx, cl, stormStart.Add(cfg.CatchupTimeout), func(err error) {
 			retries.Add(1)
@@ -219,19 +215,13 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	stopProgress()
 	r.closeAll()
 
-	var sends []*sendRecord
-	devices := make([]*deviceAudit, len(r.clients))
-	for i, cl := range r.clients {
-		sends = append(sends, cl.sends...)
-		devices[i] = cl.audit
-	}
 	rep := r.report(len(senders), offTime)
 	rep.Storm = st
 	rep.Warmup = 0
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
 	rep.AllAnswered, rep.AllDelivered = true, deliveredAll
-	rep.Audit = audit(sends, devices)
+	rep.Audit = r.auditAll()
 	rep.AuditClean = rep.Audit.Clean()
 	rep.ServerCPUSeconds = st.CatchupServerCPUSeconds
 	if rep.ServerCPUSeconds > 0 && st.CatchupDeliveries > 0 {

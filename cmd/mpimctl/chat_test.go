@@ -195,13 +195,36 @@ type terminal struct {
 
 func startChat(t *testing.T, ctx context.Context, url, name string, extra ...string) *terminal {
 	t.Helper()
-	r, w := io.Pipe()
-	tm := &terminal{name: name, in: w, out: &syncBuffer{}, done: make(chan error, 1)}
 	args := append([]string{"--gateway", url, "--user", name, "--register", "--password-env", "CHAT_TEST_PASSWORD"}, extra...)
+	return startTerminal(t, ctx, name, name, args)
+}
+
+// startTerminal runs the chat of user name with args on a terminal called
+// label and waits until it has logged in.
+func startTerminal(t *testing.T, ctx context.Context, label, name string, args []string) *terminal {
+	t.Helper()
+	r, w := io.Pipe()
+	tm := &terminal{name: label, in: w, out: &syncBuffer{}, done: make(chan error, 1)}
 	go func() { tm.done <- chatMain(ctx, args, r, tm.out, tm.out) }()
 	t.Cleanup(func() { w.Close() })
 	tm.expect(t, "logged in as "+name)
 	return tm
+}
+
+// waitEnded waits (bounded) until every terminal's chat has ended and
+// reports those that ended with an error.
+func waitEnded(t *testing.T, tms ...*terminal) {
+	t.Helper()
+	for _, tm := range tms {
+		select {
+		case err := <-tm.done:
+			if err != nil {
+				t.Errorf("%s: %v\n%s", tm.name, err, tm.out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s did not end", tm.name)
+		}
+	}
 }
 
 func (tm *terminal) say(t *testing.T, line string) {
@@ -300,16 +323,7 @@ func TestChatTwoUsersExchangeMessages(t *testing.T) {
 
 	ann.say(t, "/quit")
 	bob.in.Close() // end of input ends the session too
-	for _, tm := range []*terminal{ann, bob} {
-		select {
-		case err := <-tm.done:
-			if err != nil {
-				t.Errorf("%s: %v\n%s", tm.name, err, tm.out.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not end", tm.name)
-		}
-	}
+	waitEnded(t, ann, bob)
 	if t.Failed() {
 		t.Logf("ann:\n%s\nbob:\n%s", ann.out.String(), bob.out.String())
 	}
@@ -382,16 +396,7 @@ func TestChatReconnectsAfterGatewayRestart(t *testing.T) {
 
 	ann.say(t, "/quit")
 	bob.say(t, "/quit")
-	for _, tm := range []*terminal{ann, bob} {
-		select {
-		case err := <-tm.done:
-			if err != nil {
-				t.Errorf("%s: %v\n%s", tm.name, err, tm.out.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not end", tm.name)
-		}
-	}
+	waitEnded(t, ann, bob)
 }
 
 func TestChatRefusesBadInvocations(t *testing.T) {
@@ -494,13 +499,8 @@ func TestChatManagesDevices(t *testing.T) {
 // startChatAgain starts a chat of an existing user on another device.
 func startChatAgain(t *testing.T, ctx context.Context, url, name, device string) *terminal {
 	t.Helper()
-	r, w := io.Pipe()
-	tm := &terminal{name: name + "@" + device, in: w, out: &syncBuffer{}, done: make(chan error, 1)}
 	args := []string{"--gateway", url, "--user", name, "--password-env", "CHAT_TEST_PASSWORD", "--device", device}
-	go func() { tm.done <- chatMain(ctx, args, r, tm.out, tm.out) }()
-	t.Cleanup(func() { w.Close() })
-	tm.expect(t, "logged in as "+name)
-	return tm
+	return startTerminal(t, ctx, name+"@"+device, name, args)
 }
 
 // ended waits (bounded) until the chat ends with an error holding want,

@@ -95,12 +95,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 	if inOutage.missing > 0 || inOutage.twice > 0 {
 		t.Errorf("delivery while MariaDB was down: %v", inOutage)
 	}
-	if !la.ok(len(sent)) {
-		t.Errorf("log audit: %d acked, %v", len(sent), la)
-	}
-	if !final.ok() {
-		t.Errorf("delivery audit: %v", final)
-	}
+	wantAuditsOK(t, la, len(sent), final)
 }
 
 // ZooKeeper is stopped for 10s (longer than the processes' 4s session
@@ -164,12 +159,7 @@ func TestFaultZooKeeperOutage(t *testing.T) {
 			t.Errorf("sender %s acked %d sends while ZooKeeper was down: sends must not depend on ZooKeeper", senders[i].d, n)
 		}
 	}
-	if !la.ok(len(sent)) {
-		t.Errorf("log audit: %d acked, %v", len(sent), la)
-	}
-	if !final.ok() {
-		t.Errorf("delivery audit: %v", final)
-	}
+	wantAuditsOK(t, la, len(sent), final)
 }
 
 // logFaultAudit logs the send counts and the audits' results.
@@ -181,9 +171,28 @@ func logFaultAudit(t *testing.T, sst *sendStats, la logAudit, rows int64, final 
 	})
 	t.Logf("%d sends acked, %d retried (%d answered unavailable/conflict), %d answered as duplicates, %d rate limited",
 		st.acked, st.retries, st.failed, st.duplicates, st.rateLimited)
+	logAudits(t, la, rows, final, began)
+}
+
+// logAudits logs the log, read model and delivery audits of a fault test
+// that began at began.
+func logAudits(t *testing.T, la logAudit, rows int64, final deliveryAudit, began time.Time) {
+	t.Helper()
 	t.Logf("%v", la)
 	t.Logf("read model: %d messages rows", rows)
 	t.Logf("devices: %v; %.1fs in all", final, time.Since(began).Seconds())
+}
+
+// wantAuditsOK fails t unless the log holds the acked sends, each once,
+// and every device got every one of them.
+func wantAuditsOK(t *testing.T, la logAudit, acked int, final deliveryAudit) {
+	t.Helper()
+	if !la.ok(acked) {
+		t.Errorf("log audit: %d acked, %v", acked, la)
+	}
+	if !final.ok() {
+		t.Errorf("delivery audit: %v", final)
+	}
 }
 
 // waitOwnership waits until, in the ZooKeeper tree under root, every

@@ -532,15 +532,8 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	t.Logf("Redis killed after %d sends acked; down %.1fs (kill to PING after restart, AOF reloaded); every sender acked again %.1fs after the restart; "+
 		"%d sends acked in all, %d attempts retried during the outage and after (%d answered unavailable/conflict, %d unanswered; before the kill %d retries), %d answered as duplicates, %d rate limited",
 		sum(atKill), outage.Seconds(), recovered.Seconds(), st.acked, st.retries-st0.retries, st.failed-st0.failed, (st.retries-st.failed)-(st0.retries-st0.failed), st0.retries, st.duplicates, st.rateLimited)
-	t.Logf("%v", la)
-	t.Logf("read model: %d messages rows", rows)
-	t.Logf("devices: %v; %.1fs in all", final, time.Since(began).Seconds())
-	if !la.ok(len(sent)) {
-		t.Errorf("log audit: %d acked, %v", len(sent), la)
-	}
-	if !final.ok() {
-		t.Errorf("delivery audit: %v", final)
-	}
+	logAudits(t, la, rows, final, began)
+	wantAuditsOK(t, la, len(sent), final)
 }
 
 // The projector is killed with SIGKILL under traffic and a new one is
@@ -597,15 +590,8 @@ func TestFaultProjectorAndGatewayKill(t *testing.T) {
 	t.Logf("projector killed after %d sends acked, restarted; projector and gateway killed after %d, every sender acked again %.1fs later; "+
 		"%d sends acked, %d retried (%d answered unavailable/conflict), %d answered as duplicates, %d rate limited",
 		sum(at1), sum(at2), resumed.Seconds(), st.acked, st.retries, st.failed, st.duplicates, st.rateLimited)
-	t.Logf("%v", la)
-	t.Logf("read model: %d messages rows", rows)
-	t.Logf("devices: %v; %.1fs in all", final, time.Since(began).Seconds())
-	if !la.ok(len(sent)) {
-		t.Errorf("log audit: %d acked, %v", len(sent), la)
-	}
-	if !final.ok() {
-		t.Errorf("delivery audit: %v", final)
-	}
+	logAudits(t, la, rows, final, began)
+	wantAuditsOK(t, la, len(sent), final)
 }
 
 func sum(xs []int) int {

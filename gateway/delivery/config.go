@@ -57,9 +57,7 @@ func (c *Config) setDefaults() {
 	c.RouteRefresh = cmp.Or(c.RouteRefresh, inbox.RouteTTL/3)
 	c.PollInterval = cmp.Or(c.PollInterval, 2*time.Second)
 	c.Readers = cmp.Or(c.Readers, 4)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	if c.Now == nil {
 		c.Now = time.Now
 	}

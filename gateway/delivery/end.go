@@ -2,14 +2,11 @@ package delivery
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/inbox"
-	"github.com/redis/go-redis/v9"
 )
 
 // Endable is implemented by sinks whose connection the server may end on
@@ -71,23 +68,10 @@ func (h *Hub) End(ctx context.Context, user domain.UserID, devices []domain.Devi
 	if len(byGateway) == 0 {
 		return nil
 	}
-	pubs := make(map[string]*redis.IntCmd, len(byGateway))
-	err = h.pipeline(ctx, func(p redis.Pipeliner) {
-		for gw, ds := range byGateway {
-			payload := encodeSignal([]domain.UserID{user}, Signal{From: reason, Kind: kindEnded, Payload: joinDevices(ds)})
-			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), payload)
-		}
+	_, err = publishSignals(ctx, h, byGateway, func(ds []domain.DeviceID) []byte {
+		return encodeSignal([]domain.UserID{user}, Signal{From: reason, Kind: kindEnded, Payload: joinDevices(ds)})
 	})
-	var errs []error
 	if err != nil {
-		errs = append(errs, err)
-	}
-	for gw, c := range pubs {
-		if err := c.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("to gateway %s: %w", gw, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
 		h.m.redisErrors.WithLabelValues("end").Inc()
 		return unavailable("publishing the end of sessions", err)
 	}

@@ -164,61 +164,42 @@ func (s *sink) note() {
 }
 
 func (s *sink) Push(d delivery.Delivery) error {
-	if s.fail.Load() {
-		return errRefused
-	}
-	if s.slow.Load() {
+	if s.slow.Load() && !s.fail.Load() {
 		time.Sleep(20 * time.Microsecond)
 	}
-	s.mu.Lock()
-	s.pushes = append(s.pushes, d)
-	s.mu.Unlock()
-	s.note()
-	return nil
+	return record(s, &s.pushes, d)
 }
 
-func (s *sink) Signal(sig delivery.Signal) error {
+func (s *sink) Signal(sig delivery.Signal) error { return record(s, &s.signals, sig) }
+
+func (s *sink) SyncRequired(cursor string) error { return record(s, &s.syncs, cursor) }
+
+// record appends v to the sink's list (guarded by s.mu) and notes the
+// change, or refuses it while the sink fails.
+func record[T any](s *sink, list *[]T, v T) error {
 	if s.fail.Load() {
 		return errRefused
 	}
 	s.mu.Lock()
-	s.signals = append(s.signals, sig)
-	s.mu.Unlock()
-	s.note()
-	return nil
-}
-
-func (s *sink) SyncRequired(cursor string) error {
-	if s.fail.Load() {
-		return errRefused
-	}
-	s.mu.Lock()
-	s.syncs = append(s.syncs, cursor)
+	*list = append(*list, v)
 	s.mu.Unlock()
 	s.note()
 	return nil
 }
 
 // firsts returns the inbox ids of the pushes that are not resends.
-func (s *sink) firsts() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, d := range s.pushes {
-		if !d.Resend {
-			out = append(out, d.InboxID)
-		}
-	}
-	return out
-}
+func (s *sink) firsts() []string { return s.pushIDs(false) }
 
 // resent returns the inbox ids of the resends.
-func (s *sink) resent() []string {
+func (s *sink) resent() []string { return s.pushIDs(true) }
+
+// pushIDs returns the inbox ids of the pushes that are resends or not.
+func (s *sink) pushIDs(resend bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for _, d := range s.pushes {
-		if d.Resend {
+		if d.Resend == resend {
 			out = append(out, d.InboxID)
 		}
 	}
@@ -315,6 +296,12 @@ func entry(seq uint64) (inbox.Entry, error) {
 func (e *env) add(tb testing.TB, user domain.UserID, n int) []string {
 	tb.Helper()
 	ids, err := e.addErr(user, n)
+	return mustIDs(tb, ids, err)
+}
+
+// mustIDs returns ids, failing tb if err is not nil.
+func mustIDs(tb testing.TB, ids []string, err error) []string {
+	tb.Helper()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -347,10 +334,7 @@ func (e *env) addErr(user domain.UserID, n int) ([]string, error) {
 func (e *env) project(tb testing.TB, user domain.UserID, n int) []string {
 	tb.Helper()
 	ids, err := e.projectErr(user, n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return ids
+	return mustIDs(tb, ids, err)
 }
 
 func (e *env) projectErr(user domain.UserID, n int) ([]string, error) {

@@ -72,27 +72,34 @@ func (h *Hub) Signal(ctx context.Context, toUsers []domain.UserID, s Signal) err
 	if len(byGateway) == 0 {
 		return nil
 	}
+	published, err := publishSignals(ctx, h, byGateway, func(us []domain.UserID) []byte { return encodeSignal(us, s) })
+	h.m.signalsOut.Add(float64(published))
+	if err != nil {
+		return unavailable("publishing a signal", err)
+	}
+	return nil
+}
+
+// publishSignals publishes, in one pipeline, the payload of each entry of
+// byGateway to that gateway's signal channel. It returns how many were
+// published and the errors of the others, joined.
+func publishSignals[V any](ctx context.Context, h *Hub, byGateway map[string]V, payload func(V) []byte) (int, error) {
 	pubs := make(map[string]*redis.IntCmd, len(byGateway))
-	err = h.pipeline(ctx, func(p redis.Pipeliner) {
-		for gw, us := range byGateway {
-			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), encodeSignal(us, s))
+	err := h.pipeline(ctx, func(p redis.Pipeliner) {
+		for gw, v := range byGateway {
+			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), payload(v))
 		}
 	})
-	var errs []error
-	if err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{err}
+	published := 0
 	for gw, c := range pubs {
 		if err := c.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("to gateway %s: %w", gw, err))
 			continue
 		}
-		h.m.signalsOut.Inc()
+		published++
 	}
-	if err := errors.Join(errs...); err != nil {
-		return unavailable("publishing a signal", err)
-	}
-	return nil
+	return published, errors.Join(errs...)
 }
 
 // kindReplaced is the reserved signal kind that tells a gateway that one of

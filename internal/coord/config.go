@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -52,9 +53,7 @@ func (c Config) withDefaults() Config {
 	if c.MemberID == "" {
 		c.MemberID = defaultMemberID()
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	return c
 }
 

@@ -488,14 +488,11 @@ func (e *epoch) release(p int, token uint64) {
 	owner := e.m.ownersDir + "/" + strconv.Itoa(p)
 	sid, node := e.sess.id, e.node
 	e.m.z.jan.add(&cleanup{sid: sid, what: "release " + owner, run: func(c *zk.Conn) error {
-		_, st, err := c.Get(owner)
-		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			return nil
-		case err != nil:
-			return err
-		case st.EphemeralOwner != sid || TokenBase+uint64(st.Czxid) != token:
-			return nil // not this acquisition's node
+		st, err := ownNode(c, owner, func(st *zk.Stat) bool {
+			return st.EphemeralOwner == sid && TokenBase+uint64(st.Czxid) == token
+		})
+		if st == nil {
+			return err // gone, or not this acquisition's node
 		}
 		mr, err := c.Multi(
 			&zk.CheckVersionRequest{Path: node, Version: -1},
@@ -566,4 +563,20 @@ func countTrue(bs []bool) int {
 		}
 	}
 	return n
+}
+
+// ownNode returns the stat of node if it exists and mine says it is the
+// caller's; nil and no error when it is gone or someone else's, nil and
+// the error when reading it failed.
+func ownNode(c *zk.Conn, node string, mine func(*zk.Stat) bool) (*zk.Stat, error) {
+	_, st, err := c.Get(node)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !mine(st):
+		return nil, nil
+	}
+	return st, nil
 }

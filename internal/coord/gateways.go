@@ -244,14 +244,9 @@ func (r *Registration) Close() {
 		if s.live() {
 			node := r.node
 			c := z.jan.add(&cleanup{sid: s.id, what: "deregister " + node, run: func(c *zk.Conn) error {
-				_, st, err := c.Get(node)
-				switch {
-				case errors.Is(err, zk.ErrNoNode):
-					return nil
-				case err != nil:
+				st, err := ownNode(c, node, func(st *zk.Stat) bool { return st.EphemeralOwner == s.id && st.Czxid == czxid })
+				if st == nil {
 					return err
-				case st.EphemeralOwner != s.id || st.Czxid != czxid:
-					return nil
 				}
 				if err := c.Delete(node, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 					return err

@@ -25,9 +25,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	c.QuarantineLen = cmp.Or(c.QuarantineLen, 10_000)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	c.Linger = cmp.Or(c.Linger, 50*time.Millisecond)
 }
 

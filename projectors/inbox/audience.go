@@ -98,6 +98,14 @@ func (m membership) each(g domain.GroupID, to func(domain.UserID)) {
 	}
 }
 
+// eachAnd calls to for every member of g, then for u: the audience of a
+// change to one member is the group and that member, who may not be (or no
+// longer be) one of them.
+func (m membership) eachAnd(g domain.GroupID, u domain.UserID, to func(domain.UserID)) {
+	m.each(g, to)
+	to(u)
+}
+
 // add makes users members of g whose membership begins now, unless they
 // are members already.
 func (m membership) add(g domain.GroupID, users ...domain.UserID) {
@@ -206,27 +214,19 @@ func (m membership) audience(agg string, ev domain.Event, to func(domain.UserID)
 		m.add(g, e.User)
 		m.each(g, to)
 	case domain.MemberLeft:
-		g := domain.GroupID(agg)
-		m.each(g, to)
-		to(e.User)
-		m.remove(g, e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
+		m.remove(domain.GroupID(agg), e.User)
 	case domain.MemberKicked:
-		g := domain.GroupID(agg)
-		m.each(g, to)
-		to(e.User)
-		m.remove(g, e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
+		m.remove(domain.GroupID(agg), e.User)
 	case domain.MemberRoleChanged:
-		m.each(domain.GroupID(agg), to)
-		to(e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
 	case domain.MemberMuted:
-		m.each(domain.GroupID(agg), to)
-		to(e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
 	case domain.MemberUnmuted:
-		m.each(domain.GroupID(agg), to)
-		to(e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
 	case domain.MemberUnbanned:
-		m.each(domain.GroupID(agg), to)
-		to(e.User)
+		m.eachAnd(domain.GroupID(agg), e.User, to)
 	case domain.GroupRenamed:
 		m.each(domain.GroupID(agg), to)
 	case domain.GroupDissolved:

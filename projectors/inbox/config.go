@@ -45,9 +45,7 @@ func (c *Config) setDefaults() {
 	c.Window = cmp.Or(c.Window, 10_000)
 	c.QuotaBytes = cmp.Or(c.QuotaBytes, 16<<20)
 	c.QuarantineLen = cmp.Or(c.QuarantineLen, 10_000)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -239,35 +239,23 @@ func (a *applier) wantConversation(agg string) {
 	}
 }
 
-func (a *applier) wantUser(id string) {
-	if _, ok := a.users[id]; !ok {
-		a.users[id] = nil
+// want adds k to m, with no row yet, unless it is there: the batch loads
+// every row it wants before applying.
+func want[K comparable, V any](m map[K]*V, k K) {
+	if _, ok := m[k]; !ok {
+		m[k] = nil
 	}
 }
 
-func (a *applier) wantDevice(k devKey) {
-	if _, ok := a.devices[k]; !ok {
-		a.devices[k] = nil
-	}
-}
+func (a *applier) wantUser(id string) { want(a.users, id) }
 
-func (a *applier) wantGroup(id string) {
-	if _, ok := a.groups[id]; !ok {
-		a.groups[id] = nil
-	}
-}
+func (a *applier) wantDevice(k devKey) { want(a.devices, k) }
 
-func (a *applier) wantConv(id string) {
-	if _, ok := a.convs[id]; !ok {
-		a.convs[id] = nil
-	}
-}
+func (a *applier) wantGroup(id string) { want(a.groups, id) }
 
-func (a *applier) wantMsg(k msgKey) {
-	if _, ok := a.msgs[k]; !ok {
-		a.msgs[k] = nil
-	}
-}
+func (a *applier) wantConv(id string) { want(a.convs, id) }
+
+func (a *applier) wantMsg(k msgKey) { want(a.msgs, k) }
 
 func (a *applier) wantPair(k pairKey) {
 	if _, ok := a.pairs[k]; !ok {
@@ -442,6 +430,30 @@ func (a *applier) deleteKeys(ctx context.Context, table string, cols []string, k
 }
 
 // sortedKeys returns m's keys sorted by cmpFn.
+// writeRows adds a row to w for every entry of m, in the key order of
+// cmpFn, and flushes w. row returns the entry's column values, or nil to
+// write nothing for it.
+func writeRows[K comparable, V any](ctx context.Context, tx *sql.Tx, w *multiRow, m map[K]V, cmpFn func(a, b K) int, row func(K, V) []any) error {
+	for _, k := range sortedKeys(m, cmpFn) {
+		if vals := row(k, m[k]); vals != nil {
+			if err := w.add(ctx, tx, vals...); err != nil {
+				return err
+			}
+		}
+	}
+	return w.flush(ctx, tx)
+}
+
+// keyTuples returns the key of every entry of m as a tuple of column
+// values, for queryKeys.
+func keyTuples[K comparable, V any](m map[K]V, tuple func(K) []any) [][]any {
+	keys := make([][]any, 0, len(m))
+	for k := range m {
+		keys = append(keys, tuple(k))
+	}
+	return keys
+}
+
 func sortedKeys[K comparable, V any](m map[K]V, cmpFn func(a, b K) int) []K {
 	keys := make([]K, 0, len(m))
 	for k := range m {

@@ -103,11 +103,7 @@ func fencingSuite(t *testing.T, recs []eventstore.Recorded, newProj func() proje
 func TestReadModelFencing(t *testing.T) {
 	recs := oneOwnerLog(t)
 	db := openTestDB(t)
-	fencingSuite(t, recs,
-		func() projectors.Projector {
-			rm := testReadModel(t, db, Config{})
-			return rm
-		},
+	fencingSuite(t, recs, func() projectors.Projector { return testReadModel(t, db, Config{}) },
 		func() string {
 			d := modelDigest(t, db)
 			var all []string
@@ -121,10 +117,6 @@ func TestReadModelFencing(t *testing.T) {
 func TestArchiverFencing(t *testing.T) {
 	recs := oneOwnerLog(t)
 	db := openTestDB(t)
-	fencingSuite(t, recs,
-		func() projectors.Projector {
-			a := testArchiver(t, db, ArchiverConfig{})
-			return a
-		},
+	fencingSuite(t, recs, func() projectors.Projector { return testArchiver(t, db, ArchiverConfig{}) },
 		func() string { return hash(dumpTable(t, db, "event_archive", "")) })
 }

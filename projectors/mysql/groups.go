@@ -48,10 +48,7 @@ func (a *applier) loadGroups(ctx context.Context) error {
 	if len(a.groups) == 0 {
 		return nil
 	}
-	ids := make([][]any, 0, len(a.groups))
-	for id := range a.groups {
-		ids = append(ids, []any{id})
-	}
+	ids := keyTuples(a.groups, func(id string) []any { return []any{id} })
 	err := a.queryKeys(ctx, ids,
 		inList("SELECT group_id, name, owner_id, is_open, history_visible, created_at, updated_at, dissolved_at, version FROM "+a.t.groups+" WHERE group_id"),
 		func(rows *sql.Rows) error {
@@ -274,24 +271,17 @@ func (a *applier) lastSeq(gid domain.GroupID) uint64 {
 // A period opened and closed at the same seq is written like any other; it
 // covers no message.
 func (a *applier) writePeriods(ctx context.Context) error {
-	if len(a.periods) == 0 {
-		return nil
-	}
 	w := a.multi("INSERT INTO "+a.t.periods+" (group_id, user_id, from_seq, to_seq) VALUES ",
 		" ON DUPLICATE KEY UPDATE to_seq = VALUES(to_seq)", 4)
-	keys := sortedKeys(a.periods, func(x, y periodKey) int {
+	return writeRows(ctx, a.tx, w, a.periods, func(x, y periodKey) int {
 		return cmp.Or(cmp.Compare(x.group, y.group), cmp.Compare(x.user, y.user), cmp.Compare(x.from, y.from))
-	})
-	for _, k := range keys {
+	}, func(k periodKey, e periodEnd) []any {
 		var to any
-		if e := a.periods[k]; !e.open {
+		if !e.open {
 			to = e.to
 		}
-		if err := w.add(ctx, a.tx, k.group, k.user, k.from, to); err != nil {
-			return err
-		}
-	}
-	return w.flush(ctx, a.tx)
+		return []any{k.group, k.user, k.from, to}
+	})
 }
 
 func (a *applier) writeGroups(ctx context.Context) error {

@@ -68,10 +68,7 @@ func (a *applier) loadConvs(ctx context.Context) error {
 	if len(a.convs) == 0 {
 		return nil
 	}
-	ids := make([][]any, 0, len(a.convs))
-	for id := range a.convs {
-		ids = append(ids, []any{id})
-	}
+	ids := keyTuples(a.convs, func(id string) []any { return []any{id} })
 	return a.queryKeys(ctx, ids,
 		inList("SELECT conversation_id, last_seq, last_message_at, last_sender, last_preview, version FROM "+a.t.convs+" WHERE conversation_id"),
 		func(rows *sql.Rows) error {
@@ -89,10 +86,7 @@ func (a *applier) loadMsgs(ctx context.Context) error {
 	if len(a.msgs) == 0 {
 		return nil
 	}
-	keys := make([][]any, 0, len(a.msgs))
-	for k := range a.msgs {
-		keys = append(keys, []any{k.conv, k.seq})
-	}
+	keys := keyTuples(a.msgs, func(k msgKey) []any { return []any{k.conv, k.seq} })
 	return a.queryKeys(ctx, keys,
 		orList("SELECT conversation_id, seq, event_id, sender_id, device_id, client_msg_id, kind, body, attachment,"+
 			" sent_at, edited_at, recalled_at, version FROM "+a.t.messages+" WHERE", "conversation_id", "seq"),
@@ -383,9 +377,6 @@ func (a *applier) writeMsgs(ctx context.Context) error {
 }
 
 func (a *applier) writeUserConvs(ctx context.Context) error {
-	if len(a.uc) == 0 {
-		return nil
-	}
 	const lastIsNewer = "IF(VALUES(last_seq) > 0 AND VALUES(last_seq) >= last_seq, "
 	w := a.multi("INSERT INTO "+a.t.userConvs+" (user_id, conversation_id, last_seq, last_message_at, last_sender, last_preview,"+
 		" read_seq, unread_count, updated_at) VALUES ",
@@ -400,35 +391,24 @@ func (a *applier) writeUserConvs(ctx context.Context) error {
 			" read_seq = GREATEST(read_seq, VALUES(read_seq)),"+
 			" unread_count = IF(last_seq > read_seq, last_seq - read_seq, 0),"+
 			" updated_at = GREATEST(updated_at, VALUES(updated_at))", 9)
-	keys := sortedKeys(a.uc, func(x, y ucKey) int { return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.conv, y.conv)) })
-	for _, k := range keys {
-		d := a.uc[k]
+	byKey := func(x, y ucKey) int { return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.conv, y.conv)) }
+	return writeRows(ctx, a.tx, w, a.uc, byKey, func(k ucKey, d *ucDelta) []any {
 		var unread uint64
 		if d.lastSeq > d.readSeq {
 			unread = d.lastSeq - d.readSeq
 		}
-		if err := w.add(ctx, a.tx, k.user, k.conv, d.lastSeq, d.lastAt.sql(), d.lastSender, d.lastPreview, d.readSeq, unread, d.updated.sql()); err != nil {
-			return err
-		}
-	}
-	return w.flush(ctx, a.tx)
+		return []any{k.user, k.conv, d.lastSeq, d.lastAt.sql(), d.lastSender, d.lastPreview, d.readSeq, unread, d.updated.sql()}
+	})
 }
 
 func (a *applier) writeDeletions(ctx context.Context) error {
-	if len(a.deletions) == 0 {
-		return nil
-	}
 	w := a.multi("INSERT INTO "+a.t.deletions+" (user_id, conversation_id, seq, deleted_at) VALUES ",
 		" ON DUPLICATE KEY UPDATE deleted_at = deleted_at", 4)
-	keys := sortedKeys(a.deletions, func(x, y delKey) int {
+	return writeRows(ctx, a.tx, w, a.deletions, func(x, y delKey) int {
 		return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.conv, y.conv), cmp.Compare(x.seq, y.seq))
+	}, func(k delKey, at ms) []any {
+		return []any{k.user, k.conv, k.seq, at.sql()}
 	})
-	for _, k := range keys {
-		if err := w.add(ctx, a.tx, k.user, k.conv, k.seq, a.deletions[k].sql()); err != nil {
-			return err
-		}
-	}
-	return w.flush(ctx, a.tx)
 }
 
 // preview is the text a conversation list shows for a message.

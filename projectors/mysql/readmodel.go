@@ -51,9 +51,7 @@ const DefaultLinger = 200 * time.Millisecond
 const DefaultArchiveLinger = time.Second
 
 func (c *Config) setDefaults() {
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	c.MaxRowsPerStatement = cmp.Or(c.MaxRowsPerStatement, defaultMaxRows)
 	c.PausePoll = cmp.Or(c.PausePoll, 50*time.Millisecond)
 	c.Linger = cmp.Or(c.Linger, DefaultLinger)

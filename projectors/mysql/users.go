@@ -72,10 +72,7 @@ func (a *applier) loadDevices(ctx context.Context) error {
 	if len(a.devices) == 0 {
 		return nil
 	}
-	keys := make([][]any, 0, len(a.devices))
-	for k := range a.devices {
-		keys = append(keys, []any{k.user, k.device})
-	}
+	keys := keyTuples(a.devices, func(k devKey) []any { return []any{k.user, k.device} })
 	return a.queryKeys(ctx, keys,
 		orList("SELECT user_id, device_id, platform, last_login_at, logged_out_at FROM "+a.t.devices+" WHERE", "user_id", "device_id"),
 		func(rows *sql.Rows) error {
@@ -170,17 +167,12 @@ func (a *applier) writeUsers(ctx context.Context) error {
 func (a *applier) writeDevices(ctx context.Context) error {
 	w := a.multi("INSERT INTO "+a.t.devices+" (user_id, device_id, platform, last_login_at, logged_out_at) VALUES ",
 		" ON DUPLICATE KEY UPDATE platform = VALUES(platform), last_login_at = VALUES(last_login_at), logged_out_at = VALUES(logged_out_at)", 5)
-	keys := sortedKeys(a.devices, func(x, y devKey) int {
+	return writeRows(ctx, a.tx, w, a.devices, func(x, y devKey) int {
 		return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.device, y.device))
-	})
-	for _, k := range keys {
-		d := a.devices[k]
+	}, func(k devKey, d *deviceRow) []any {
 		if d == nil || !d.dirty {
-			continue
+			return nil
 		}
-		if err := w.add(ctx, a.tx, k.user, k.device, d.platform, d.lastLogin.sql(), d.loggedOut.sql()); err != nil {
-			return err
-		}
-	}
-	return w.flush(ctx, a.tx)
+		return []any{k.user, k.device, d.platform, d.lastLogin.sql(), d.loggedOut.sql()}
+	})
 }
