@@ -123,7 +123,9 @@ func TestForgedExpiredAndMalformedTokensAreUnauthenticated(t *testing.T) {
 }
 
 func TestUnauthenticatedConnectionTimesOut(t *testing.T) {
-	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.AuthTimeout = 300 * time.Millisecond })
+	// The timeout applies to dave's connection too: it must leave time for
+	// his login (an argon2id hash) on a loaded machine.
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.AuthTimeout = 2 * time.Second })
 	other := e.Login(t, frame.Proto, "dave")
 	c := e.Dial(t, frame.JSON)
 	<-c.Done()
