@@ -39,7 +39,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				entries, err := tap.Read(ctx, p, 100, time.Millisecond)
 				if err != nil {
 					if ctx.Err() != nil {
-						return nil
+						return nil //nolint:nilerr // the operator ending the tap is no failure
 					}
 					return err
 				}
