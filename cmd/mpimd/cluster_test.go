@@ -46,7 +46,7 @@ func TestProjectorProcessesShareAndSurviveKill(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, append([]string{"projector"}, d.args("--zookeeper", servers[0], "--zk-root", root,
-			"--zk-session-timeout", "4s", "--trim-interval", "0", "--member-id", fmt.Sprintf("p%d", i), "--partitions", "8")...)...)
+			"--zk-session-timeout", "4s", "--trim-interval", testTrimInterval, "--member-id", fmt.Sprintf("p%d", i), "--partitions", "8")...)...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -130,6 +130,8 @@ func TestProjectorProcessesShareAndSurviveKill(t *testing.T) {
 	waitUntil(t, "every message projected", func() bool { return count("SELECT COUNT(*) FROM messages") == total })
 	events := total + 16 // 8 registrations of two events each
 	waitUntil(t, "every event archived", func() bool { return count("SELECT COUNT(*) FROM event_archive") == events })
+	// The three processes trim (every testTrimInterval) below every checkpoint.
+	t.Logf("%v", waitTrimmed(t, d.redisAddr, d.prefix, 8))
 	// Exactly once: each conversation holds seqs 1..n without gaps, up to
 	// the seq the log assigned last.
 	rows, err := db.QueryContext(ctx, "SELECT conversation_id, COUNT(*), MIN(seq), MAX(seq) FROM messages GROUP BY conversation_id")

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,8 +75,10 @@ type e2eCluster struct {
 }
 
 // startE2ECluster builds mpimd and starts the projector and both gateways
-// (with ZooKeeper, 8 partitions, no trimming, log level warn), and waits
-// until all three are ready and both gateways dispatch.
+// (with ZooKeeper, 8 partitions, trimming every testTrimInterval, log level
+// warn), and waits until all three are ready and both gateways dispatch.
+// When the test ends (and passed so far) it checks that the log was
+// trimmed, while the processes still run.
 func startE2ECluster(t *testing.T) *e2eCluster {
 	t.Helper()
 	common := clusterArgs(t)
@@ -100,12 +103,28 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 			return httpGet(p.ops, "/readyz") == http.StatusOK && (p.addr == "" || httpGet(p.addr, "/dispatch") == http.StatusOK)
 		})
 	}
+	// Registered after the processes: runs before they are killed.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			t.Logf("%v", waitTrimmed(t, flagValue(common, "--redis-addr"), flagValue(common, "--prefix"), cl.partitions()))
+		}
+	})
 	return cl
+}
+
+// partitions returns the partition count of the end-to-end deployments.
+func (cl *e2eCluster) partitions() int {
+	n, err := strconv.Atoi(e2ePartitions)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	return n
 }
 
 // clusterArgs sets up a deployment (Redis prefix, database, ZooKeeper root,
 // deleted after the processes are gone) and returns the settings every
-// process of it shares: 8 partitions, no trimming, log level warn.
+// process of it shares: 8 partitions, trimming every testTrimInterval (as
+// production does every minute), log level warn.
 func clusterArgs(t *testing.T) []string {
 	t.Helper()
 	d := newDeployment(t)
@@ -116,7 +135,7 @@ func clusterArgs(t *testing.T) []string {
 		}
 	})
 	return d.args("--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--partitions", e2ePartitions, "--trim-interval", "0")
+		"--partitions", e2ePartitions, "--trim-interval", testTrimInterval)
 }
 
 // startEmbeddedCluster builds mpimd and starts one `mpimd all` given nothing

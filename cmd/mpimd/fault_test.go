@@ -142,12 +142,13 @@ func startFaultCluster(t *testing.T, redisAddr, prefix string, gatewayIDs []stri
 		}
 	})
 	fc := &faultCluster{bin: buildBinary(t), logDir: t.TempDir(), redisAddr: redisAddr, prefix: prefix, dsn: dsn}
+	registerArchive(t, redisAddr, prefix, dsn)
 	if _, err := fmt.Sscan(e2ePartitions, &fc.partitions); err != nil {
 		t.Fatal(err)
 	}
 	fc.common = append([]string{"--redis-addr", redisAddr, "--prefix", prefix, "--mysql", dsn, "--batch-size", "100",
 		"--log-level", "warn", "--zookeeper", strings.Join(servers, ","), "--zk-root", root, "--zk-session-timeout", "4s",
-		"--partitions", e2ePartitions, "--trim-interval", "0"}, extra...)
+		"--partitions", e2ePartitions, "--trim-interval", testTrimInterval}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	fc.e2eCluster = &e2eCluster{t: t, ctx: ctx}
 	t.Cleanup(func() { fc.stopDevices(cancel) })
@@ -332,15 +333,17 @@ func (tr *faultTraffic) finish(failing bool) {
 	tr.abort()
 }
 
-// logAudit reads every partition of the log and checks it against the
-// acknowledged sends: each conversation's MessageSent events carry seqs
-// 1..n in log order, every acknowledged send is there once with the event
-// id and seq it was acknowledged with, and no client message id appears
-// twice.
+// logAudit reads every partition of the log (the archive, then the
+// trimmed stream) and checks it against the acknowledged sends: each
+// conversation's MessageSent events carry seqs 1..n in log order, every
+// acknowledged send is there once with the event id and seq it was
+// acknowledged with, and no client message id appears twice. The stream
+// must have been trimmed: the deployments trim every testTrimInterval.
 type logAudit struct {
 	events, messages, conversations int
 	missing, mismatched, dupClient  int
 	seqProblems                     int
+	trim                            streamTrim
 	details                         []string
 }
 
@@ -351,12 +354,12 @@ func (a *logAudit) detail(format string, args ...any) {
 }
 
 func (a logAudit) ok(acked int) bool {
-	return a.missing == 0 && a.mismatched == 0 && a.dupClient == 0 && a.seqProblems == 0 && a.messages == acked
+	return a.missing == 0 && a.mismatched == 0 && a.dupClient == 0 && a.seqProblems == 0 && a.messages == acked && a.trim.trimmed() > 0
 }
 
 func (a logAudit) String() string {
-	return fmt.Sprintf("log: %d events, %d messages in %d conversations; %d acked sends missing, %d unlike acked, %d client ids twice, %d seq problems%s",
-		a.events, a.messages, a.conversations, a.missing, a.mismatched, a.dupClient, a.seqProblems, strings.Join(append([]string{""}, a.details...), "\n\t"))
+	return fmt.Sprintf("log: %d events, %d messages in %d conversations; %d acked sends missing, %d unlike acked, %d client ids twice, %d seq problems; %v%s",
+		a.events, a.messages, a.conversations, a.missing, a.mismatched, a.dupClient, a.seqProblems, a.trim, strings.Join(append([]string{""}, a.details...), "\n\t"))
 }
 
 func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sentMsg) logAudit {
@@ -369,18 +372,24 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 		t.Fatal(err)
 	}
 	defer store.Close()
+	archive, err := connect.MySQL(ctx, archiveOf(t, redisAddr, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer archive.Close()
 	type logged struct {
 		conv string
 		seq  uint64
 	}
-	var a logAudit
+	// Trimmed before it is read: the audit then reads across the trim.
+	a := logAudit{trim: waitTrimmed(t, redisAddr, prefix, partitions)}
 	byEvent := map[string]logged{}
 	byClient := map[msgKey]bool{}
 	lastSeq := map[string]uint64{}
 	for p := range partitions {
 		var after eventstore.Position
 		for {
-			recs, err := store.ReadPartition(ctx, p, after, 1000)
+			recs, err := readLog(ctx, archive, store, p, after, 1000)
 			if err != nil {
 				t.Fatalf("reading partition %d: %v", p, err)
 			}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/projectors/mysql"
+	"github.com/redis/go-redis/v9"
+)
+
+// Trimming in the process-level tests. Production trims the log every
+// minute; the fault and end-to-end deployments trim every second, so the
+// log is trimmed while traffic runs and while a projector lags, and the
+// audits read "the log" as a replay does: the archive (MySQL event_archive),
+// then what is left of the Redis stream. Each deployment also checks that
+// entries were trimmed at all, or a test could pass with trimming off.
+
+// testTrimInterval is the --trim-interval of the fault and end-to-end
+// deployments.
+const testTrimInterval = "1s"
+
+// archiveDSNs maps a deployment (Redis address and prefix) to the MySQL
+// database holding its archive, so auditLog (called with the Redis address
+// and prefix) can read the trimmed part of the log.
+var archiveDSNs sync.Map
+
+func archiveKey(redisAddr, prefix string) string { return redisAddr + "|" + prefix }
+
+// registerArchive records dsn as the archive of the deployment at
+// redisAddr/prefix until the test ends.
+func registerArchive(t *testing.T, redisAddr, prefix, dsn string) {
+	k := archiveKey(redisAddr, prefix)
+	archiveDSNs.Store(k, dsn)
+	t.Cleanup(func() { archiveDSNs.Delete(k) })
+}
+
+// archiveOf returns the archive database of the deployment, failing the
+// test if none is registered.
+func archiveOf(t *testing.T, redisAddr, prefix string) string {
+	t.Helper()
+	dsn, ok := archiveDSNs.Load(archiveKey(redisAddr, prefix))
+	if !ok {
+		t.Fatalf("no archive registered for the deployment at %s prefix %q (startFaultCluster registers it)", redisAddr, prefix)
+	}
+	return dsn.(string)
+}
+
+// readLog returns up to limit entries of partition p after position after,
+// from the archive, then from the stream, as a replay reads them (see
+// projectors/mysql's logReader): the stream is read only where the archive
+// has nothing after the position, and trusted only if the archive's head
+// did not pass the position meanwhile (the stream is trimmed only below
+// it). A trim below an entry that was not archived yet shows as a gap: the
+// entry is in neither.
+func readLog(ctx context.Context, db *sql.DB, store *eventstore.Store, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
+	for {
+		recs, err := mysql.ReadArchive(ctx, db, p, after, limit)
+		if len(recs) > 0 || err != nil {
+			return recs, err
+		}
+		recs, err = store.ReadPartition(ctx, p, after, limit)
+		if err != nil {
+			return nil, err
+		}
+		head, err := mysql.ArchiveHead(ctx, db, p)
+		if err != nil {
+			return nil, err
+		}
+		if head.Compare(after) <= 0 {
+			return recs, nil
+		}
+	}
+}
+
+// logKey is the Redis key of partition p's stream (eventstore's key
+// layout: "<prefix>{p<n>}:log").
+func logKey(prefix string, p int) string { return prefix + "{p" + strconv.Itoa(p) + "}:log" }
+
+// streamTrim says how far the partition streams of a deployment were
+// trimmed: entries ever added (XINFO STREAM entries-added) and entries
+// still there (length), summed over the partitions.
+type streamTrim struct {
+	added, length int64
+}
+
+func (s streamTrim) trimmed() int64 { return s.added - s.length }
+
+func (s streamTrim) String() string {
+	return fmt.Sprintf("%d of %d log entries trimmed from the streams (%d left)", s.trimmed(), s.added, s.length)
+}
+
+// readStreamTrim reads XINFO STREAM of every partition.
+func readStreamTrim(ctx context.Context, rdb *redis.Client, prefix string, partitions int) (streamTrim, error) {
+	var st streamTrim
+	for p := range partitions {
+		info, err := rdb.XInfoStream(ctx, logKey(prefix, p)).Result()
+		if errors.Is(err, redis.Nil) || (err != nil && err.Error() == "ERR no such key") {
+			continue // nothing appended to this partition yet
+		}
+		if err != nil {
+			return st, fmt.Errorf("XINFO STREAM of partition %d: %w", p, err)
+		}
+		st.added += info.EntriesAdded
+		st.length += info.Length
+	}
+	return st, nil
+}
+
+// waitTrimmed waits until the trim loop removed entries from the streams of
+// the deployment at redisAddr/prefix and returns how far they are trimmed.
+// Once the projectors have caught up every stream is trimmed down to its
+// last entry, so with trimming on this happens; with it off it never does.
+func waitTrimmed(t *testing.T, redisAddr, prefix string, partitions int) streamTrim {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	var st streamTrim
+	var lastErr error
+	waitUntil(t, "the trim loop to trim the log (with --trim-interval "+testTrimInterval+")", func() bool {
+		st, lastErr = readStreamTrim(context.Background(), rdb, prefix, partitions)
+		return lastErr == nil && st.trimmed() > 0
+	})
+	return st
+}
