@@ -112,6 +112,37 @@ func readStreamTrim(ctx context.Context, rdb *redis.Client, prefix string, parti
 	return st, nil
 }
 
+// streamTrimNow reads how far the streams of the deployment at
+// redisAddr/prefix are trimmed.
+func streamTrimNow(t *testing.T, redisAddr, prefix string, partitions int) streamTrim {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	st, err := readStreamTrim(context.Background(), rdb, prefix, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitTrimmedThrough waits until the streams are trimmed through what they
+// held at before: every entry appended by then is gone but at most one per
+// partition (the trim keeps the entry at the lowest checkpoint). Called
+// while traffic runs, it shows the trim keeps up once the projectors have
+// processed those entries.
+func waitTrimmedThrough(t *testing.T, redisAddr, prefix string, partitions int, before streamTrim) streamTrim {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	var st streamTrim
+	waitUntil(t, fmt.Sprintf("the trim loop to trim the %d entries appended so far (but one per partition)", before.added), func() bool {
+		var err error
+		st, err = readStreamTrim(context.Background(), rdb, prefix, partitions)
+		return err == nil && st.trimmed() >= before.added-int64(partitions)
+	})
+	return st
+}
+
 // waitTrimmed waits until the trim loop removed entries from the streams of
 // the deployment at redisAddr/prefix and returns how far they are trimmed.
 // Once the projectors have caught up every stream is trimmed down to its

@@ -35,6 +35,9 @@ func TestFaultReplayAfterTrimRebuildsEverything(t *testing.T) {
 	devs, senders, gid := fc.setupUsers(t)
 	tr := startFaultTraffic(t, fc.ctx, senders, gid)
 	tr.waitEach("traffic with trimming on", make([]int, len(senders)), 20)
+	// The trim keeps up with the traffic.
+	at := streamTrimNow(t, rt.Addr, rt.Prefix, fc.partitions)
+	t.Logf("under traffic: %v; then %v", at, waitTrimmedThrough(t, rt.Addr, rt.Prefix, fc.partitions, at))
 	tr.finish(false)
 	if t.Failed() {
 		t.FailNow()
