@@ -23,13 +23,7 @@ import (
 // buildBinary builds mpimd once per test into a temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mpimd")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building mpimd: %v", err)
-	}
-	return bin
+	return buildRace(t, "mpimd", ".")
 }
 
 // Three projector processes with real ZooKeeper split the partitions; one is

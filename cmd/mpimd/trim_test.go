@@ -88,11 +88,18 @@ func TestFaultReplayAfterTrimRebuildsEverything(t *testing.T) {
 // buildCtl builds mpimctl into a temporary directory.
 func buildCtl(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mpimctl")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, "../mpimctl")
+	return buildRace(t, "mpimctl", "../mpimctl")
+}
+
+// buildRace builds the command in dir (relative to this package), with the
+// race detector, as name in a temporary directory.
+func buildRace(t *testing.T, name, dir string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-race", "-o", bin, dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("building mpimctl: %v", err)
+		t.Fatalf("building %s: %v", name, err)
 	}
 	return bin
 }
@@ -210,19 +217,21 @@ func dumpRows(t *testing.T, db *sql.DB, table string) []string {
 	return out
 }
 
-// firstDifferences returns up to n rows that are in only one of a and b.
+// firstDifferences returns up to n rows that are in only one of a and b
+// (each way), cut to 200 bytes.
 func firstDifferences(a, b []string, n int) []string {
 	var out []string
-	for _, r := range a {
-		if len(out) < n && !slices.Contains(b, r) {
-			out = append(out, "only before: "+r)
+	only := func(what string, x, y []string) {
+		shown := 0
+		for _, r := range x {
+			if shown < n && !slices.Contains(y, r) {
+				out = append(out, what+r[:min(len(r), 200)])
+				shown++
+			}
 		}
 	}
-	for _, r := range b {
-		if len(out) < 2*n && !slices.Contains(a, r) {
-			out = append(out, "only after: "+r)
-		}
-	}
+	only("only before: ", a, b)
+	only("only after: ", b, a)
 	return out
 }
 
