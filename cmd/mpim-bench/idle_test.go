@@ -18,7 +18,11 @@ func TestSettle(t *testing.T) {
 			return v
 		}
 	}
-	falling := readings(300*mib, 250*mib, 200*mib, 150*mib, 100*mib, 100*mib)
+	var vs []int64 // 20 readings falling by 10 MiB, longer than the window
+	for v := int64(300); v >= 100; v -= 10 {
+		vs = append(vs, v*mib)
+	}
+	falling := readings(vs...)
 	if v, ok := settle(context.Background(), falling, 0, settleLimit); !ok || v != 100*mib {
 		t.Fatalf("settle = %d MiB, %v; want 100 MiB, settled", v/mib, ok)
 	}
