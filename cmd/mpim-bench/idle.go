@@ -21,11 +21,11 @@ import (
 // (GET /debug/pprof/heap?gc=1 on its ops address: mpimd --pprof) and its
 // RSS stopped moving. Without that the difference measured the garbage
 // collector, not the connections: a gateway that just served a busy
-// scenario holds hundreds of MiB of garbage and of freed pages, and a
+// scenario holds tens of MiB of garbage and of freed pages, and a
 // collection or the runtime's background return of freed pages to the
 // kernel between the two samples made the figure negative (-340 to -965
-// KiB per connection in the --short reports of 2026-12-05, 60 connections
-// on gateways of 240 MiB).
+// KiB per connection, 20-58 MiB in all, in the --short reports of
+// 2026-12-05 with 60 connections).
 
 // runIdle connects every user, holds the connections for the duration and
 // reports the gateways' memory per connection. A connection that ends

@@ -124,8 +124,12 @@ func TestAuditFailsOnAMessageInTheLogTwice(t *testing.T) {
 		return sent
 	}
 	first := send()
-	keys, err := env.Redis.Keys(ctx, env.Prefix+"*i:send:*").Result()
-	if err != nil || len(keys) == 0 {
+	var keys []string // SCAN, not KEYS: the Redis is shared
+	it := env.Redis.Scan(ctx, 0, env.Prefix+"*i:send:*", 1000).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if err := it.Err(); err != nil || len(keys) == 0 {
 		t.Fatalf("idempotency keys %v: %v", keys, err)
 	}
 	if err := env.Redis.Del(ctx, keys...).Err(); err != nil {
