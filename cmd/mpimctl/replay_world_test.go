@@ -235,7 +235,7 @@ func modelChecksums(t *testing.T, db *sql.DB) map[string]int64 {
 	for _, tb := range readmodel.Tables() {
 		var name string
 		var sum sql.NullInt64
-		if err := db.QueryRow("CHECKSUM TABLE " + tb).Scan(&name, &sum); err != nil {
+		if err := db.QueryRow("CHECKSUM TABLE "+tb).Scan(&name, &sum); err != nil {
 			t.Fatal(err)
 		}
 		out[tb] = sum.Int64
