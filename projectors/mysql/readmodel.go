@@ -225,7 +225,9 @@ func (m *ReadModel) whenUnpaused(ctx context.Context, fn func(tx *sql.Tx) error)
 					return fmt.Errorf("mysql: reading the pause: %w", err)
 				}
 				if paused.Valid && paused.Bool {
-					return m.pauseHeld(ctx, tx)
+					if err := m.pauseHeld(ctx, tx); err != nil {
+						return err
+					}
 				}
 			}
 			return fn(tx)

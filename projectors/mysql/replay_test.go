@@ -243,6 +243,12 @@ func TestDeadRebuildsPauseIsIgnored(t *testing.T) {
 	if err := rm.Apply(ctx, batchOf(1, eventstore.Position{}, recs)); err != nil {
 		t.Fatalf("Apply under a dead rebuild's pause: %v", err)
 	}
+	if pos, err := rm.Checkpoint(ctx, 0); err != nil || pos != recs[len(recs)-1].Position {
+		t.Fatalf("checkpoint after Apply under a dead rebuild's pause: %v, %v, want %v", pos, err, recs[len(recs)-1].Position)
+	}
+	if n := count(t, db, readmodel.Users, ""); n == 0 {
+		t.Fatal("nothing written under a dead rebuild's pause")
+	}
 	// The next rebuild holds the lock from the start: it must lift the old
 	// pause before it builds, or the live projector would wait through its
 	// whole build.
