@@ -41,7 +41,23 @@ const (
 // messages, with the peer's or the group's name, unread counts that match,
 // and history pages of the known texts without gaps), and that no read
 // fails. Readers see the old model, then the new one.
-func TestReplaySwapUnderReaders(t *testing.T) {
+func TestReplaySwapUnderReaders(t *testing.T) { replayUnderReaders(t, true) }
+
+// TestReplaySwapUnderReadersAndWrites is TestReplaySwapUnderReaders with
+// the live projector running and ben writing all through the replay: the
+// live model moves on while the new one is built, and the swap must catch
+// up with it (under the pause) so that no reader steps back.
+func TestReplaySwapUnderReadersAndWrites(t *testing.T) { replayUnderReaders(t, false) }
+
+// maxWrites bounds the messages written during the replay when the live
+// projector runs, writePace spaces them: enough to last through a replay
+// on a loaded machine without flooding it.
+const (
+	maxWrites = 3000
+	writePace = 5 * time.Millisecond
+)
+
+func replayUnderReaders(t *testing.T, holdLive bool) {
 	w := newReplayWorld(t)
 	w.send(t, w.direct, readersBase)
 	w.send(t, w.group, readersBase/groupShare)
@@ -53,17 +69,20 @@ func TestReplaySwapUnderReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Hold the live projector back while the log grows: the rebuild will
-	// be ahead of it by readersAhead messages.
-	live.proj.gate.Lock()
-	gateOpen := false
-	defer func() {
-		if !gateOpen {
-			live.proj.gate.Unlock()
-		}
-	}()
-	w.send(t, w.direct, readersAhead)
-	w.send(t, w.group, readersAhead/groupShare)
+	gateOpen := true
+	if holdLive {
+		// Hold the live projector back while the log grows: the rebuild
+		// will be ahead of it by readersAhead messages.
+		live.proj.gate.Lock()
+		gateOpen = false
+		defer func() {
+			if !gateOpen {
+				live.proj.gate.Unlock()
+			}
+		}()
+		w.send(t, w.direct, readersAhead)
+		w.send(t, w.group, readersAhead/groupShare)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -88,29 +107,34 @@ func TestReplaySwapUnderReaders(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	stopWriting := func() int { return 0 }
+	if !holdLive {
+		stopWriting = writeDuring(t, w)
+	}
 
 	var out, errOut bytes.Buffer
 	err = run(ctx, append(append([]string{"replay", "--batch-size", "25", "--parallelism", "2"}, w.flags(dsn)...), "mysql"), &out, &errOut)
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, errOut.String())
 	}
-	t.Logf("replay: %s", bytes.TrimSpace(out.Bytes()))
-	// The swapped-in model holds what the live one did not.
-	testsvc.Eventually(t, time.Minute, "every reader to read the swapped-in model", func() bool {
-		for _, r := range rs {
-			if r.high(w.direct) < readersBase+readersAhead && !t.Failed() {
-				return false
+	t.Logf("replay: %s; %d messages written during it", bytes.TrimSpace(out.Bytes()), stopWriting())
+	if holdLive {
+		// The swapped-in model holds what the live one did not.
+		testsvc.Eventually(t, time.Minute, "every reader to read the swapped-in model", func() bool {
+			for _, r := range rs {
+				if r.high(w.direct) < readersBase+readersAhead && !t.Failed() {
+					return false
+				}
 			}
+			return true
+		})
+		if t.Failed() {
+			return
 		}
-		return true
-	})
-	if t.Failed() {
-		return
+		// Let the live projector go on from the rebuilt checkpoints.
+		live.proj.gate.Unlock()
+		gateOpen = true
 	}
-
-	// Let the live projector go on from the rebuilt checkpoints.
-	live.proj.gate.Unlock()
-	gateOpen = true
 	w.send(t, w.direct, readersAfter)
 	w.send(t, w.group, readersAfter/groupShare)
 	live.waitCaughtUp(t, w.env.Store)
@@ -134,6 +158,39 @@ func TestReplaySwapUnderReaders(t *testing.T) {
 			t.Errorf("%s: last seq %d after the replay and the live projector, want %d", conv, got, want)
 		}
 	}
+}
+
+// writeDuring has ben write to both conversations in the background, one
+// message at a time, until the returned function is called (it returns
+// how many were written) or maxWrites were.
+func writeDuring(t *testing.T, w *replayWorld) func() int {
+	done := make(chan struct{})
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range maxWrites {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			conv := w.direct
+			if i%groupShare == 0 {
+				conv = w.group
+			}
+			if err := w.sendOne(conv); err != nil {
+				t.Errorf("writing during the replay: %v", err)
+				return
+			}
+			n.Add(1)
+			time.Sleep(writePace)
+		}
+	})
+	return sync.OnceValue(func() int {
+		close(done)
+		wg.Wait()
+		return int(n.Load())
+	})
 }
 
 // reader reads as a client does and checks what it sees.

@@ -62,19 +62,27 @@ func msgText(conv domain.ConversationID, seq uint64) string {
 // send has ben write n more messages to conv.
 func (w *replayWorld) send(t *testing.T, conv domain.ConversationID, n int) {
 	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	for range n {
-		next := w.sent[conv] + 1
-		s, err := w.env.Svc.Send(context.Background(), w.ben, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: msgText(conv, next)})
-		if err != nil {
+		if err := w.sendOne(conv); err != nil {
 			t.Fatal(err)
 		}
-		if s.Seq != next {
-			t.Fatalf("message to %s got seq %d, want %d", conv, s.Seq, next)
-		}
-		w.sent[conv] = next
 	}
+}
+
+// sendOne has ben write the next message to conv.
+func (w *replayWorld) sendOne(conv domain.ConversationID) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	next := w.sent[conv] + 1
+	s, err := w.env.Svc.Send(context.Background(), w.ben, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: msgText(conv, next)})
+	if err != nil {
+		return err
+	}
+	if s.Seq != next {
+		return fmt.Errorf("message to %s got seq %d, want %d", conv, s.Seq, next)
+	}
+	w.sent[conv] = next
+	return nil
 }
 
 // lastSent returns the seq of conv's last message written.
