@@ -17,18 +17,6 @@ import (
 	"github.com/mpim/mpim/projectors/mysql"
 )
 
-// buildCtl builds the mpimctl binary for process tests.
-func buildCtl(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "mpimctl")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building mpimctl: %v", err)
-	}
-	return bin
-}
-
 // killPoint is where a replay process is killed: the phase it halts in
 // (haltEnv), with at least events applied, and what the database must show
 // there before the kill.
@@ -51,7 +39,7 @@ type killPoint struct {
 // drops the leftovers, lifts nothing it should not and swaps in a model
 // equal to the clean projection.
 func TestReplayKilledMidBuildAndMidSwap(t *testing.T) {
-	bin := buildCtl(t)
+	bin := testsvc.BuildBinary(t, "mpimctl")
 	points := []killPoint{
 		{name: "mid-build", phase: mysql.PhaseBuild, events: 150, check: func(t *testing.T, db *sql.DB) {
 			shadow, _ := countRows(t, db, "__rebuild")
