@@ -252,7 +252,7 @@ func (tm *terminal) expectTimes(t *testing.T, want string, n int) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never printed %q:\n%s", tm.name, want, tm.out.String())
+			t.Fatalf("%s never printed %q (%d times wanted):\n%s", tm.name, want, n, tm.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
