@@ -12,7 +12,6 @@ import (
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/connect"
 	mysqlproj "github.com/mpim/mpim/projectors/mysql"
-	"github.com/redis/go-redis/v9"
 )
 
 // What the crash tests of fault_services_test.go need beyond the servers:
@@ -116,35 +115,16 @@ type msgSeq struct {
 
 func readLogView(t *testing.T, redisAddr, prefix string, partitions int) logView {
 	t.Helper()
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	store, err := eventstore.Open(ctx, rdb, eventstore.Config{Prefix: prefix, Partitions: partitions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	v := logView{entries: map[archiveKey]string{}, tails: make([]eventstore.Position, partitions),
 		messages: map[msgSeq]string{}, versions: map[string]uint64{}}
-	for p := range partitions {
-		for {
-			recs, err := store.ReadPartition(ctx, p, v.tails[p], 1000)
-			if err != nil {
-				t.Fatalf("reading partition %d: %v", p, err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				v.tails[p] = r.Position
-				v.entries[archiveKey{p, r.Position}] = fmt.Sprintf("%x", r.Event.GetId())
-				v.versions[r.Event.GetAggregate()] = max(v.versions[r.Event.GetAggregate()], r.Event.GetVersion())
-				if m := r.Event.GetMessageSent(); m != nil {
-					v.messages[msgSeq{m.GetConversationId(), r.Event.GetSeq()}] = fmt.Sprintf("%x", r.Event.GetId())
-				}
-			}
+	eachEntry(t, openLog(t, redisAddr, prefix, partitions), partitions, func(p int, r eventstore.Recorded) {
+		v.tails[p] = r.Position
+		v.entries[archiveKey{p, r.Position}] = fmt.Sprintf("%x", r.Event.GetId())
+		v.versions[r.Event.GetAggregate()] = max(v.versions[r.Event.GetAggregate()], r.Event.GetVersion())
+		if m := r.Event.GetMessageSent(); m != nil {
+			v.messages[msgSeq{m.GetConversationId(), r.Event.GetSeq()}] = fmt.Sprintf("%x", r.Event.GetId())
 		}
-	}
+	})
 	return v
 }
 
