@@ -28,7 +28,7 @@ import (
 // reached the disk. The shared servers other tests use are never touched. A
 // missing server binary fails the test: it is never skipped.
 
-// serviceProc is a private server process that can be stopped and started
+// serviceProc is a private server process that can be killed and started
 // again with the same command line.
 type serviceProc struct {
 	t    *testing.T
