@@ -359,28 +359,28 @@ func (a logAudit) String() string {
 		a.events, a.messages, a.conversations, a.missing, a.mismatched, a.dupClient, a.seqProblems, strings.Join(append([]string{""}, a.details...), "\n\t"))
 }
 
-func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sentMsg) logAudit {
+// openLog opens the log of prefix on the Redis at redisAddr for an audit;
+// it is closed when the test ends.
+func openLog(t *testing.T, redisAddr, prefix string, partitions int) *eventstore.Store {
 	t.Helper()
-	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	store, err := eventstore.Open(ctx, rdb, eventstore.Config{Prefix: prefix, Partitions: partitions})
+	t.Cleanup(func() { rdb.Close() })
+	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: prefix, Partitions: partitions})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	type logged struct {
-		conv string
-		seq  uint64
-	}
-	var a logAudit
-	byEvent := map[string]logged{}
-	byClient := map[msgKey]bool{}
-	lastSeq := map[string]uint64{}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// eachEntry calls f with every entry of the log, partition by partition,
+// in log order.
+func eachEntry(t *testing.T, store *eventstore.Store, partitions int, f func(p int, r eventstore.Recorded)) {
+	t.Helper()
 	for p := range partitions {
 		var after eventstore.Position
 		for {
-			recs, err := store.ReadPartition(ctx, p, after, 1000)
+			recs, err := store.ReadPartition(context.Background(), p, after, 1000)
 			if err != nil {
 				t.Fatalf("reading partition %d: %v", p, err)
 			}
@@ -389,28 +389,45 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 			}
 			for _, r := range recs {
 				after = r.Position
-				a.events++
-				m := r.Event.GetMessageSent()
-				if m == nil {
-					continue
-				}
-				a.messages++
-				conv, seq := m.GetConversationId(), r.Event.GetSeq()
-				if seq != lastSeq[conv]+1 {
-					a.seqProblems++
-					a.detail("%s: seq %d follows %d in the log", conv, seq, lastSeq[conv])
-				}
-				lastSeq[conv] = seq
-				byEvent[string(r.Event.GetId())] = logged{conv, seq}
-				k := msgKey{conv: conv, sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
-				if byClient[k] {
-					a.dupClient++
-					a.detail("%s: client message id %s appended twice", conv, k.clientMsgID)
-				}
-				byClient[k] = true
+				f(p, r)
 			}
 		}
 	}
+}
+
+func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sentMsg) logAudit {
+	t.Helper()
+	ctx := context.Background()
+	store := openLog(t, redisAddr, prefix, partitions)
+	type logged struct {
+		conv string
+		seq  uint64
+	}
+	var a logAudit
+	byEvent := map[string]logged{}
+	byClient := map[msgKey]bool{}
+	lastSeq := map[string]uint64{}
+	eachEntry(t, store, partitions, func(_ int, r eventstore.Recorded) {
+		a.events++
+		m := r.Event.GetMessageSent()
+		if m == nil {
+			return
+		}
+		a.messages++
+		conv, seq := m.GetConversationId(), r.Event.GetSeq()
+		if seq != lastSeq[conv]+1 {
+			a.seqProblems++
+			a.detail("%s: seq %d follows %d in the log", conv, seq, lastSeq[conv])
+		}
+		lastSeq[conv] = seq
+		byEvent[string(r.Event.GetId())] = logged{conv, seq}
+		k := msgKey{conv: conv, sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
+		if byClient[k] {
+			a.dupClient++
+			a.detail("%s: client message id %s appended twice", conv, k.clientMsgID)
+		}
+		byClient[k] = true
+	})
 	a.conversations = len(lastSeq)
 	for _, m := range sent {
 		l, ok := byEvent[m.eventID]
