@@ -79,7 +79,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
+	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	t.Logf("MariaDB stopped after %d sends acked, down %.1fs (SIGTERM to serving again); %v sends acked per sender while down, "+
@@ -146,7 +146,7 @@ func TestFaultZooKeeperOutage(t *testing.T) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
+	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	t.Logf("ZooKeeper stopped after %d sends acked, down %.1fs (SIGTERM to serving again); %v sends acked per sender while down; "+
