@@ -376,40 +376,27 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 	byEvent := map[string]logged{}
 	byClient := map[msgKey]bool{}
 	lastSeq := map[string]uint64{}
-	for p := range partitions {
-		var after eventstore.Position
-		for {
-			recs, err := store.ReadPartition(ctx, p, after, 1000)
-			if err != nil {
-				t.Fatalf("reading partition %d: %v", p, err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, r := range recs {
-				after = r.Position
-				a.events++
-				m := r.Event.GetMessageSent()
-				if m == nil {
-					continue
-				}
-				a.messages++
-				conv, seq := m.GetConversationId(), r.Event.GetSeq()
-				if seq != lastSeq[conv]+1 {
-					a.seqProblems++
-					a.detail("%s: seq %d follows %d in the log", conv, seq, lastSeq[conv])
-				}
-				lastSeq[conv] = seq
-				byEvent[string(r.Event.GetId())] = logged{conv, seq}
-				k := msgKey{conv: conv, sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
-				if byClient[k] {
-					a.dupClient++
-					a.detail("%s: client message id %s appended twice", conv, k.clientMsgID)
-				}
-				byClient[k] = true
-			}
+	readWholeLog(t, store, func(r eventstore.Recorded) {
+		a.events++
+		m := r.Event.GetMessageSent()
+		if m == nil {
+			return
 		}
-	}
+		a.messages++
+		conv, seq := m.GetConversationId(), r.Event.GetSeq()
+		if seq != lastSeq[conv]+1 {
+			a.seqProblems++
+			a.detail("%s: seq %d follows %d in the log", conv, seq, lastSeq[conv])
+		}
+		lastSeq[conv] = seq
+		byEvent[string(r.Event.GetId())] = logged{conv, seq}
+		k := msgKey{conv: conv, sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
+		if byClient[k] {
+			a.dupClient++
+			a.detail("%s: client message id %s appended twice", conv, k.clientMsgID)
+		}
+		byClient[k] = true
+	})
 	a.conversations = len(lastSeq)
 	for _, m := range sent {
 		l, ok := byEvent[m.eventID]

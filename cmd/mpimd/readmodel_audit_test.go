@@ -191,10 +191,20 @@ type loggedEntry struct {
 func (c rmConns) readLog(t *testing.T) []loggedEntry {
 	t.Helper()
 	var out []loggedEntry
-	for p := range c.tg.partitions {
+	readWholeLog(t, c.store, func(r eventstore.Recorded) {
+		out = append(out, loggedEntry{partition: r.Partition, pos: r.Position, id: string(r.Event.GetId()), aggregate: r.Event.GetAggregate(), version: r.Event.GetVersion()})
+	})
+	return out
+}
+
+// readWholeLog calls f with every entry of every partition of store's log,
+// in log order per partition; a read error fails t.
+func readWholeLog(t *testing.T, store *eventstore.Store, f func(eventstore.Recorded)) {
+	t.Helper()
+	for p := range store.Partitions() {
 		var after eventstore.Position
 		for {
-			recs, err := c.store.ReadPartition(c.ctx, p, after, 1000)
+			recs, err := store.ReadPartition(context.Background(), p, after, 1000)
 			if err != nil {
 				t.Fatalf("reading partition %d: %v", p, err)
 			}
@@ -203,11 +213,10 @@ func (c rmConns) readLog(t *testing.T) []loggedEntry {
 			}
 			for _, r := range recs {
 				after = r.Position
-				out = append(out, loggedEntry{partition: p, pos: r.Position, id: string(r.Event.GetId()), aggregate: r.Event.GetAggregate(), version: r.Event.GetVersion()})
+				f(r)
 			}
 		}
 	}
-	return out
 }
 
 // query runs q and calls scan for each row; an error fails t.
