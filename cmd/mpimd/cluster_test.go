@@ -184,8 +184,9 @@ func TestProjectorPausedPastItsSessionIsFenced(t *testing.T) {
 		if !o.ownedBy(projectorNames, fc.partitions, "p0", "p1") {
 			return false
 		}
+		// Settled: p1 has its share (partition p goes to member p mod 2).
 		for _, name := range projectorNames {
-			if len(o.partitionsOf(name, "p1")) == 0 {
+			if len(o.partitionsOf(name, "p1")) != fc.partitions/2 {
 				return false
 			}
 		}
