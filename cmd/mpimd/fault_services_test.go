@@ -91,8 +91,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
-	pa := auditProjections(t, rt.Addr, rt.Prefix, fc.partitions, fc.dsn)
+	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	t.Logf("MariaDB killed mid-batch after %d sends acked, down %.1fs (SIGKILL to serving again, crash recovery included: %d transactions rolled back); "+
@@ -100,12 +99,9 @@ func TestFaultMariaDBOutage(t *testing.T) {
 		sum(atKill), down.Seconds(), strings.Count(recovery, "Rolled back recovered transaction"), duringOutage,
 		inOutage.checked, inOutage.missing, inOutage.twice)
 	logFaultAudit(t, &tr.st, la, rows, final, began)
-	t.Logf("read model: %d rows, all acked sends, %.1fs after MariaDB's restart; %v", rows, drained.Seconds(), pa)
+	t.Logf("read model: %d rows, all acked sends, %.1fs after MariaDB's restart", rows, drained.Seconds())
 	if inOutage.twice > 0 || inOutage.mismatched > 0 {
 		t.Errorf("delivery while MariaDB was down: %v", inOutage)
-	}
-	if pa.problems > 0 {
-		t.Errorf("%v", pa)
 	}
 	wantAuditsOK(t, la, len(sent), final)
 }
@@ -174,18 +170,14 @@ func TestFaultZooKeeperOutage(t *testing.T) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
-	pa := auditProjections(t, rt.Addr, rt.Prefix, fc.partitions, fc.dsn)
+	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	t.Logf("ZooKeeper killed after %d sends acked, down %.1fs (SIGKILL to serving again); %v sends acked per sender while down; "+
 		"ownership settled (2 rejoined members per projector, every partition owned by one of them, both gateways registered) %.1fs after the restart",
 		sum(atKill), down.Seconds(), duringOutage, settled.Seconds())
 	logFaultAudit(t, &tr.st, la, rows, final, began)
-	t.Logf("read model: %d rows, all acked sends, %.1fs after ZooKeeper's restart; %v", rows, drained.Seconds(), pa)
-	if pa.problems > 0 {
-		t.Errorf("%v", pa)
-	}
+	t.Logf("read model: %d rows, all acked sends, %.1fs after ZooKeeper's restart", rows, drained.Seconds())
 	wantAuditsOK(t, la, len(sent), final)
 }
 

@@ -15,7 +15,6 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
-	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -449,48 +448,6 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 	return a
 }
 
-// auditReadModel waits until the messages table holds as many rows as
-// sends were acknowledged and checks each conversation's seqs are 1..n.
-func auditReadModel(t *testing.T, dsn string, acked int) (rows int64) {
-	t.Helper()
-	ctx := context.Background()
-	db, err := connect.MySQL(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	count := func() int64 {
-		var n int64
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM messages").Scan(&n); err != nil {
-			return -1
-		}
-		return n
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for rows = count(); rows != int64(acked); rows = count() {
-		if time.Now().After(deadline) {
-			t.Fatalf("read model: messages table holds %d rows, %d sends acked (waited 60s)", rows, acked)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	rs, err := db.QueryContext(ctx, "SELECT conversation_id, COUNT(*), MIN(seq), MAX(seq) FROM messages GROUP BY conversation_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var conv string
-		var n, lo, hi int64
-		if err := rs.Scan(&conv, &n, &lo, &hi); err != nil {
-			t.Fatal(err)
-		}
-		if lo != 1 || hi != n {
-			t.Errorf("read model: %s holds %d messages with seqs %d..%d", conv, n, lo, hi)
-		}
-	}
-	return rows
-}
-
 // Redis, configured with AOF and appendfsync always, is killed with SIGKILL
 // under traffic and restarted on the same port and directory. The projector
 // and the gateway (both with --fsync-always) reconnect by themselves, the
@@ -539,7 +496,7 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rs.addr, prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
+	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	var st sendStats
 	tr.st.count(func(s *sendStats) {
@@ -598,7 +555,7 @@ func TestFaultProjectorAndGatewayKill(t *testing.T) {
 
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
+	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	var st sendStats
 	tr.st.count(func(s *sendStats) {
