@@ -46,6 +46,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 	devs, senders, gid := fc.setupUsers(t)
 	tr := startFaultTraffic(t, fc.ctx, senders, gid)
 	tr.waitEach("traffic before the MariaDB stop", make([]int, len(senders)), outageSends)
+	tr.pauseDrops() // a dropped device resumes with its token, which MySQL holds
 
 	atStop := tr.snapshot()
 	var duringOutage []int
@@ -70,6 +71,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 		deliveredIn = time.Since(stopped)
 	})
 	restarted := time.Now()
+	tr.dropping.Store(true)
 	tr.waitEach("every sender acked again after MariaDB's restart", tr.snapshot(), outageSends)
 	tr.finish(false)
 	if t.Failed() {
@@ -119,6 +121,7 @@ func TestFaultZooKeeperOutage(t *testing.T) {
 	devs, senders, gid := fc.setupUsers(t)
 	tr := startFaultTraffic(t, fc.ctx, senders, gid)
 	tr.waitEach("traffic before the ZooKeeper stop", make([]int, len(senders)), outageSends)
+	fc.faults.refanout.Store(true) // an inbox projector that lost its session may append a batch again
 
 	atStop := tr.snapshot()
 	var duringOutage []int

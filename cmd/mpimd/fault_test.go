@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,10 +26,15 @@ import (
 // The fault tests: real mpimd processes under client traffic (the e2e
 // harness's devices: client message ids, retries with the same id across
 // reconnects, de-duplication by event id), while a dependency or a process
-// is killed with SIGKILL and restarted. Each ends with an audit: every
-// acknowledged send is in the log (gapless seqs per conversation), in the
-// read model, and shown exactly once, in order, on every device of every
-// member. Bounded in time and messages; no timing is asserted.
+// is killed with SIGKILL and restarted. Throughout, every few sends drop
+// their connection right after being written and are retried with the same
+// client message id on the next connection, so the idempotent-retry path
+// runs in every test (faultTraffic.wantIdempotentRetries). Each ends with
+// an audit: every acknowledged send is in the log once (gapless seqs per
+// conversation), in the read model, and shown exactly once, in order, on
+// every device of every member and on no other, with no push the delivery
+// contract forbids and no ack error (deliveryAudit). Bounded in time and
+// messages; no timing is asserted.
 //
 //	go test -race -count=1 -run Fault -v ./cmd/mpimd
 
@@ -214,7 +220,16 @@ type faultTraffic struct {
 	abort   context.CancelFunc
 	n       int
 	stopped bool
+	// dropping: every dropEvery-th send of each sender drops its
+	// connection right after writing its frame (sendDropped), so that
+	// idempotent retries happen in every run, not only when a fault
+	// catches a send in flight (at most one per sender).
+	dropping atomic.Bool
 }
+
+// dropEvery is how often a fault sender drops its connection after a send
+// (while faultTraffic.dropping): a few times per phase of 20 sends.
+const dropEvery = 6
 
 // setupUsers registers four users with a phone each (and a laptop for the
 // first), split over the gateways, a group of all four, and returns the
@@ -274,7 +289,11 @@ func startFaultTraffic(t *testing.T, ctx context.Context, senders []faultSender,
 				if r.to != nil {
 					req = toUser(r.to, id)
 				}
-				m, err := s.d.send(ctx, req, r.members, &tr.st)
+				send := s.d.send
+				if n%dropEvery == dropEvery-1 && tr.dropping.Load() {
+					send = s.d.sendDropped
+				}
+				m, err := send(ctx, req, r.members, &tr.st)
 				if err != nil {
 					tr.errs <- err
 					return
@@ -287,12 +306,22 @@ func startFaultTraffic(t *testing.T, ctx context.Context, senders []faultSender,
 			}
 		}()
 	}
+	tr.dropping.Store(true)
 	t.Cleanup(func() {
 		if !tr.stopped {
 			tr.finish(true)
 		}
 	})
 	return tr
+}
+
+// pauseDrops stops the connection drops and waits until every sender has
+// finished the send it was in, so that no device is reconnecting (a
+// resume reads MySQL: the MariaDB outage needs none).
+func (tr *faultTraffic) pauseDrops() {
+	tr.t.Helper()
+	tr.dropping.Store(false)
+	tr.waitEach("every sender acked a send without a drop", tr.snapshot(), 2)
 }
 
 // snapshot returns each sender's acknowledged sends so far.
@@ -330,6 +359,23 @@ func (tr *faultTraffic) finish(failing bool) {
 		}
 	}
 	tr.abort()
+	if !failing {
+		tr.wantIdempotentRetries()
+	}
+}
+
+// wantIdempotentRetries fails the test unless sends dropped their
+// connection after being written and at least one retry of those was
+// answered from the idempotency record (the audits check that none was
+// appended twice).
+func (tr *faultTraffic) wantIdempotentRetries() {
+	tr.t.Helper()
+	var dropped, dups int
+	tr.st.count(func(s *sendStats) { dropped, dups = s.dropped, s.dropDups })
+	tr.t.Logf("%d sends dropped their connection right after being written; %d of their retries answered as duplicates", dropped, dups)
+	if dropped == 0 || dups == 0 {
+		tr.t.Errorf("the idempotent-retry path did not run: %d sends dropped after being written, %d retries answered as duplicates; want both > 0", dropped, dups)
+	}
 }
 
 // logAudit reads every partition of the log and checks it against the
@@ -503,6 +549,10 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	atKill := tr.snapshot()
 	var st0 sendStats
 	tr.st.count(func(s *sendStats) { st0.retries, st0.failed = s.retries, s.failed })
+	// From the kill until every sender is acked again, unavailable answers
+	// are expected; and the inbox projector may be cut off mid-batch.
+	fc.faults.outage.Store(true)
+	fc.faults.refanout.Store(true)
 	rs.kill()
 	killed := time.Now()
 	// The outage: longer than go-redis's own retries (3 attempts, backoff
@@ -512,6 +562,8 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	rs.start()
 	outage := time.Since(killed)
 	restarted := time.Now()
+	tr.waitEach("every sender acked once after the Redis restart", tr.snapshot(), 1)
+	fc.faults.outage.Store(false)
 	tr.waitEach("every sender acked again after the Redis restart", atKill, each)
 	recovered := time.Since(restarted)
 	tr.finish(false)
@@ -526,12 +578,14 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	var st sendStats
 	tr.st.count(func(s *sendStats) {
-		st.acked, st.retries, st.failed, st.duplicates, st.rateLimited = s.acked, s.retries, s.failed, s.duplicates, s.rateLimited
+		st.acked, st.retries, st.failed, st.outage, st.duplicates, st.rateLimited = s.acked, s.retries, s.failed, s.outage, s.duplicates, s.rateLimited
 	})
 	t.Logf("%d sends acked while Redis was down (replies of appends made before the kill)", duringOutage)
 	t.Logf("Redis killed after %d sends acked; down %.1fs (kill to PING after restart, AOF reloaded); every sender acked again %.1fs after the restart; "+
-		"%d sends acked in all, %d attempts retried during the outage and after (%d answered unavailable/conflict, %d unanswered; before the kill %d retries), %d answered as duplicates, %d rate limited",
-		sum(atKill), outage.Seconds(), recovered.Seconds(), st.acked, st.retries-st0.retries, st.failed-st0.failed, (st.retries-st.failed)-(st0.retries-st0.failed), st0.retries, st.duplicates, st.rateLimited)
+		"%d sends acked in all, %d attempts retried during the outage and after (%d answered unavailable/conflict in the outage, %d after it; before the kill %d retries, %d unavailable/conflict), "+
+		"%d answered as duplicates, %d rate limited",
+		sum(atKill), outage.Seconds(), recovered.Seconds(), st.acked, st.retries-st0.retries, st.outage, st.failed-st0.failed, st0.retries, st0.failed,
+		st.duplicates, st.rateLimited)
 	logAudits(t, la, rows, final, began)
 	wantAuditsOK(t, la, len(sent), final)
 }
@@ -551,6 +605,7 @@ func TestFaultProjectorAndGatewayKill(t *testing.T) {
 	const each = 20
 	tr.waitEach("traffic before the projector kill", make([]int, len(senders)), each)
 	at1 := tr.snapshot()
+	fc.faults.refanout.Store(true) // the inbox projector is cut off mid-batch
 	fc.projector.kill(t)
 	// Traffic goes on while no projector runs: sends are acked (the log is
 	// written) but nothing is delivered until the new projector catches up.
