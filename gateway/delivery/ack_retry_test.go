@@ -17,10 +17,7 @@ func TestAckRetriedAfterALostCursorWriteStoresTheCursor(t *testing.T) {
 	ctx := context.Background()
 	u := newUser()
 	s := newSink()
-	d, err := a.Attach(ctx, u, "d", s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := a.attach(t, u, "d", s)
 	ids := e.project(t, u, 4)
 	s.waitFor(t, "pushes", func() bool { return len(s.firsts()) == 4 })
 	if err := d.Ack(ctx, ids[0]); err != nil {
