@@ -13,6 +13,7 @@ import (
 	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/proto/codec"
 )
 
@@ -186,9 +187,11 @@ func TestNoMessageLandsAfterKick(t *testing.T) {
 	stop := make(chan struct{})
 	var sent atomic.Int32
 	var wg sync.WaitGroup
+	stopSenders := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopSenders) // a failed wait below stops them too
 	for w := range 4 {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for i := range 10_000 { // the kick ends them long before
 				select {
 				case <-stop:
 					return
@@ -207,15 +210,13 @@ func TestNoMessageLandsAfterKick(t *testing.T) {
 			}
 		})
 	}
-	for sent.Load() < 20 {
-		time.Sleep(time.Millisecond)
-	}
+	// The kick comes while the member is sending.
+	testsvc.Eventually(t, time.Minute, "20 messages sent", func() bool { return sent.Load() >= 20 })
 	kick, err := e.svc.UpdateGroup(ctx, owner, gid, domain.KickMember{Actor: owner.User, Target: member.User})
 	if err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	stopSenders()
 	kickPos := kick.Events[0].Position
 	// Group and conversation share a partition, so positions compare.
 	p := e.store.PartitionOf(string(gid))

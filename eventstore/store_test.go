@@ -284,20 +284,33 @@ func TestReadPartitionFromAnyPosition(t *testing.T) {
 	}
 }
 
+// A Tail at the head blocks until an append wakes it. The append is made
+// only once Redis lists the Tail's connection as blocked in XREAD, so the
+// test exercises the wake-up however slowly the goroutine starts.
 func TestTailBlocksUntilAppend(t *testing.T) {
 	h := newHarness(t, eventstore.Config{Partitions: 2})
 	ctx := context.Background()
+	// The tailing store has a connection of its own, named, so that Redis's
+	// client list tells when its XREAD blocks.
+	name := "tail-" + strings.TrimSuffix(h.prefix, ":")
+	trdb := redis.NewClient(&redis.Options{Addr: h.rdb.Options().Addr, ClientName: name})
+	t.Cleanup(func() { trdb.Close() })
+	tail, err := eventstore.Open(ctx, trdb, eventstore.Config{Prefix: h.prefix, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tail.Close() })
 	const conv = "d/T.U"
 	p := h.store.PartitionOf(conv)
 	got := make(chan []eventstore.Recorded, 1)
 	go func() {
-		rs, err := h.store.Tail(ctx, p, eventstore.Position{}, 10, 5*time.Second)
+		rs, err := tail.Tail(ctx, p, eventstore.Position{}, 10, time.Minute)
 		if err != nil {
 			t.Error(err)
 		}
 		got <- rs
 	}()
-	time.Sleep(50 * time.Millisecond)
+	testsvc.Eventually(t, 30*time.Second, "the tail blocked in XREAD", func() bool { return blockedInXRead(t, h.rdb, name) })
 	if _, err := h.store.Append(ctx, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
 		Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, "wake")}}}}); err != nil {
 		t.Fatal(err)
@@ -310,6 +323,27 @@ func TestTailBlocksUntilAppend(t *testing.T) {
 	if err != nil || len(empty) != 0 {
 		t.Fatalf("tail at head returned %v, %v", empty, err)
 	}
+}
+
+// blockedInXRead reports whether Redis lists a connection named name as
+// blocked (flag b) in XREAD.
+func blockedInXRead(tb testing.TB, rdb *redis.Client, name string) bool {
+	tb.Helper()
+	list, err := rdb.ClientList(context.Background()).Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.Lines(list) {
+		f := " " + strings.TrimSpace(line) + " "
+		if strings.Contains(f, " name="+name+" ") && strings.Contains(f, " cmd=xread ") {
+			for field := range strings.FieldsSeq(f) {
+				if flags, ok := strings.CutPrefix(field, "flags="); ok && strings.Contains(flags, "b") {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func TestPartitionCountMismatchRefused(t *testing.T) {

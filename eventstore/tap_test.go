@@ -45,12 +45,17 @@ func TestTapCompetingConsumersClaimAndDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a dies without acking: b claims a's entries once they are idle.
+	// Idleness is what is tested, so the test lets time pass: a sleep of
+	// twice MinIdle leaves the entries idle long enough, and a slower run
+	// only leaves them idler (nothing here asserts they are not claimed
+	// before MinIdle).
 	time.Sleep(40 * time.Millisecond)
 	claimed, err := b.Read(ctx, 0, 10, 10*time.Millisecond)
 	if err != nil || len(claimed) != 3 || claimed[0].Position != gotA[0].Position || claimed[0].Deliveries != 2 {
 		t.Fatalf("claimed %+v, %v", claimed, err)
 	}
-	// b fails too: the next claim exceeds MaxDeliveries and dead-letters.
+	// b fails too: the next claim exceeds MaxDeliveries and dead-letters
+	// (the same idle time passes first).
 	time.Sleep(40 * time.Millisecond)
 	again, err := a.Read(ctx, 0, 10, 10*time.Millisecond)
 	if err != nil || len(again) != 0 {

@@ -165,13 +165,18 @@ func TestLoginFailsCleanlyWhenDeliveryIsDown(t *testing.T) {
 
 // Password guessing: after LoginFailuresPerUser failures an account refuses
 // every login, the right password included, with rate_limited and the wait;
-// other accounts are not affected; the window's end lifts it, and a
+// other accounts are not affected; the delay's end lifts it, and a
 // successful login clears the count. The counts live in Redis, so a second
-// gateway of the deployment refuses too.
+// gateway of the deployment refuses too. The delays run on a manual clock:
+// the refusals hold however slow the machine, and the delay ends when the
+// test moves the clock (the window of a minute only bounds how long Redis
+// keeps the counts).
 func TestLoginThrottlePerUsername(t *testing.T) {
-	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
-		c.LoginFailuresPerUser, c.LoginFailureWindow = 3, 2*time.Second
-	})
+	clock := gatewaytest.NewManualClock()
+	throttled := func(c *gateway.Config, _ *gateway.Deps) {
+		c.LoginFailuresPerUser, c.LoginFailureWindow, c.LoginDelayClock = 3, time.Minute, clock.Now
+	}
+	e := gatewaytest.New(t, throttled)
 	c := e.Dial(t, frame.JSON)
 	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "victim", Password: "correct horse"}})
 	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "bystander", Password: "correct horse"}})
@@ -184,19 +189,23 @@ func TestLoginThrottlePerUsername(t *testing.T) {
 		gatewaytest.Fails(t, c, "bad_credentials", gatewaytest.LoginReq("victim", fmt.Sprintf("guess %d", 3+i), "d1"))
 	}
 	er := gatewaytest.Fails(t, c, "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d1"))
-	if er.GetRetryAfterMs() <= 0 || er.GetRetryAfterMs() > 2000 {
-		t.Fatalf("retry after %d ms, want within the 2s window", er.GetRetryAfterMs())
+	if er.GetRetryAfterMs() != 1000 {
+		t.Fatalf("retry after %d ms, want the first delay, 1000", er.GetRetryAfterMs())
 	}
 	gatewaytest.Fails(t, c, "rate_limited", gatewaytest.LoginReq(" Victim", "guess 6", "d1"))
 	gatewaytest.OK(t, e.Dial(t, frame.JSON), gatewaytest.LoginReq("bystander", "correct horse", "d1"))
 
 	// Another gateway on the same deployment sees the same count.
-	other := gatewaytest.NewOn(t, e, func(c *gateway.Config, _ *gateway.Deps) {
-		c.LoginFailuresPerUser, c.LoginFailureWindow = 3, 2*time.Second
-	})
+	other := gatewaytest.NewOn(t, e, throttled)
 	gatewaytest.Fails(t, other.Dial(t, frame.Proto), "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d2"))
 
-	time.Sleep(time.Duration(er.GetRetryAfterMs())*time.Millisecond + 100*time.Millisecond)
+	// A millisecond short of the delay the account is still refused; at
+	// its end the right password logs in.
+	clock.Add(time.Duration(er.GetRetryAfterMs()-1) * time.Millisecond)
+	if er := gatewaytest.Fails(t, c, "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d1")); er.GetRetryAfterMs() != 1 {
+		t.Fatalf("retry after %d ms a millisecond before the delay's end, want 1", er.GetRetryAfterMs())
+	}
+	clock.Add(time.Millisecond)
 	gatewaytest.OK(t, e.Dial(t, frame.JSON), gatewaytest.LoginReq("victim", "correct horse", "d1"))
 }
 

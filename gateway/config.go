@@ -159,6 +159,11 @@ type Config struct {
 	MemoryCheckInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// LoginDelayClock is the clock of the delays after failed logins. nil
+	// (the default) uses Redis's clock, which every gateway of a deployment
+	// shares whatever their own clocks say; tests set a fake clock (then
+	// every gateway of the deployment must use the same one).
+	LoginDelayClock func() time.Time
 }
 
 // Argon2Params are the parameters of argon2id password hashes.
@@ -168,7 +173,8 @@ type Argon2Params = accounts.Argon2Params
 func (c *Config) accounts() accounts.Config {
 	return accounts.Config{Prefix: c.Prefix, TokenTTL: c.TokenTTL, Argon2: c.Argon2, MaxConcurrentHashes: c.MaxConcurrentHashes,
 		LoginFailureWindow: c.LoginFailureWindow, LoginFailuresPerUser: c.LoginFailuresPerUser,
-		LoginFailuresPerAddr: c.LoginFailuresPerAddr, PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, Now: c.Now}
+		LoginFailuresPerAddr: c.LoginFailuresPerAddr, PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, Now: c.Now,
+		DelayClock: c.LoginDelayClock}
 }
 
 func (c *Config) setDefaults() {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,9 +108,24 @@ func TestServerReportsItsLoadUntilShutdown(t *testing.T) {
 	defer cancel()
 	e.Server.Shutdown(ctx)
 	_, n := l.last()
-	time.Sleep(50 * time.Millisecond)
+	// The reporter stopped: its goroutine ends (waiting for that, rather
+	// than for reports that do not come, needs no guess at how long a
+	// loaded machine takes to tick), and the reports stay as they were.
+	gatewaytest.Eventually(t, "the load reporter's goroutine ended", func() bool { return !goroutineRuns("gateway.(*Server).reportLoad(") })
 	if _, m := l.last(); m != n {
 		t.Fatalf("load reported after shutdown (%d reports, then %d)", n, m)
+	}
+}
+
+// goroutineRuns reports whether a goroutine's stack holds fn.
+func goroutineRuns(fn string) bool {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Contains(string(buf[:n]), fn)
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 

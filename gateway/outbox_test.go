@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpim/mpim/internal/testsvc"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // testOutbox returns an outbox of at most frames frames, a budget of
@@ -100,10 +102,13 @@ func TestOutboxReaderWaitsUntilDrained(t *testing.T) {
 	o.push(pushOf("1-0", 2000), false)
 	done := make(chan string)
 	go func() { done <- o.waitUnder(nil) }()
+	// The reader pauses (it counts the pause before it waits) and stays
+	// paused until the writer drains the queue.
+	testsvc.Eventually(t, time.Minute, "the reader's pause", func() bool { return counterValue(t, o.m.pauses) == 1 })
 	select {
 	case why := <-done:
 		t.Fatalf("returned over the budget: %q", why)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	f := o.take(nil)[0]
 	o.wrote(f.size)
@@ -124,4 +129,14 @@ func TestOutboxReaderWaitTimesOut(t *testing.T) {
 	if why := o2.waitUnder(nil); why != "" {
 		t.Fatalf("closing the outbox: %q, want the wait to end", why)
 	}
+}
+
+// counterValue reads c.
+func counterValue(tb testing.TB, c prometheus.Counter) float64 {
+	tb.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		tb.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -65,17 +65,22 @@ func TestParallelWrongLoginsVerifyAtMostTheLimit(t *testing.T) {
 
 // An attacker's failures at one address delay that address only: the user
 // logs in from another, and so does the attacker's address once the delay
-// has passed; the delay grows with each further failure.
+// has passed; the delay doubles with each further failure. The delays run
+// on a manual clock, so each is exact and passes only when the test moves
+// the clock.
 func TestFailuresAtOneAddressDoNotLockOutAnother(t *testing.T) {
-	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) { c.LoginFailuresPerUser = 3 })
+	clock := gatewaytest.NewManualClock()
+	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
+		c.LoginFailuresPerUser, c.LoginDelayClock = 3, clock.Now
+	})
 	gatewaytest.OK(t, e.Dial(t, frame.JSON), &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "victim", Password: "correct horse"}})
 	attacker := e.DialFrom(t, frame.JSON, "198.51.100.7:4000")
 	for i := range 3 {
 		gatewaytest.Fails(t, attacker, "bad_credentials", gatewaytest.LoginReq("victim", fmt.Sprintf("guess %d", i), "d1"))
 	}
 	first := gatewaytest.Fails(t, attacker, "rate_limited", gatewaytest.LoginReq("victim", "correct horse", "d1")).GetRetryAfterMs()
-	if first <= 0 || first > 1000 {
-		t.Fatalf("first delay %d ms, want within 1s", first)
+	if first != 1000 {
+		t.Fatalf("first delay %d ms, want 1000", first)
 	}
 	gatewaytest.OK(t, e.DialFrom(t, frame.Proto, "203.0.113.9:5000"), gatewaytest.LoginReq("victim", "correct horse", "phone"))
 	// The same IPv6 /64 is one client; another /64 is not.
@@ -88,19 +93,10 @@ func TestFailuresAtOneAddressDoNotLockOutAnother(t *testing.T) {
 
 	// After the delay the attacker's address may try again; one more
 	// failure doubles the delay.
-	deadline := time.Now().Add(time.Minute)
-	var next uint32
-	for time.Now().Before(deadline) {
-		time.Sleep(time.Duration(first)*time.Millisecond + 50*time.Millisecond)
-		r := gatewaytest.Call(t, attacker, gatewaytest.LoginReq("victim", "guess again", "d1"))
-		if r.GetError().GetCode() == "bad_credentials" {
-			next = gatewaytest.Fails(t, attacker, "rate_limited", gatewaytest.LoginReq("victim", "guess again", "d1")).GetRetryAfterMs()
-			break
-		}
-		first = r.GetError().GetRetryAfterMs()
-	}
-	if next <= 1000 || next > 2000 {
-		t.Fatalf("second delay %d ms, want 1s..2s", next)
+	clock.Add(time.Duration(first) * time.Millisecond)
+	gatewaytest.Fails(t, attacker, "bad_credentials", gatewaytest.LoginReq("victim", "guess again", "d1"))
+	if next := gatewaytest.Fails(t, attacker, "rate_limited", gatewaytest.LoginReq("victim", "guess again", "d1")).GetRetryAfterMs(); next != 2000 {
+		t.Fatalf("second delay %d ms, want 2000", next)
 	}
 }
 

@@ -58,6 +58,11 @@ type Runner struct {
 	proj  Projector
 	cfg   RunnerConfig
 	m     *runnerMetrics
+	// now and linger are the clock and the wait of a linger (lingerFor);
+	// tests replace them (export_test.go) so that a linger ends when the
+	// test says, whatever the machine's speed.
+	now    func() time.Time
+	linger func(ctx context.Context, o *owned, d time.Duration)
 }
 
 // NewRunner returns a Runner; it fails on an invalid configuration or a
@@ -107,7 +112,7 @@ func NewRunner(log Log, coord Coordinator, proj Projector, cfg RunnerConfig) (*R
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{log: log, coord: coord, proj: proj, cfg: cfg, m: m}, nil
+	return &Runner{log: log, coord: coord, proj: proj, cfg: cfg, m: m, now: time.Now, linger: lingerFor}, nil
 }
 
 // Run processes the partitions this process is given until ctx ends.
@@ -125,6 +130,8 @@ type owned struct {
 	// was last observed.
 	pos   eventstore.Position
 	lagAt time.Time
+	// pause is the timer of lingerFor, reused from linger to linger.
+	pause *time.Timer
 }
 
 // partition processes one owned partition until ctx ends or ownership is lost.
@@ -136,10 +143,9 @@ func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 	}
 	o.pm.owned.Set(1)
 	defer o.pm.owned.Set(0)
-	var pause *time.Timer // lingering
 	defer func() {
-		if pause != nil {
-			pause.Stop()
+		if o.pause != nil {
+			o.pause.Stop()
 		}
 	}()
 	for ctx.Err() == nil {
@@ -152,7 +158,7 @@ func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 			r.observeLag(ctx, o)
 			continue
 		}
-		readAt := time.Now()
+		readAt := r.now()
 		err = r.apply(ctx, o, b)
 		if errors.Is(err, ErrCheckpointMoved) {
 			o.lg.Info("checkpoint moved under the owner (replay swap); claiming again")
@@ -167,20 +173,24 @@ func (r *Runner) partition(ctx context.Context, p int, token uint64) error {
 		// One lag read per second while busy, not one per batch: it is a
 		// round trip of its own.
 		r.lagEvery(ctx, o)
-		now := time.Now()
-		if wait := r.cfg.Linger - now.Sub(readAt); wait > 0 && b.size() < r.cfg.BatchSize {
-			if pause == nil {
-				pause = time.NewTimer(wait)
-			} else {
-				pause.Reset(wait)
-			}
-			select {
-			case <-pause.C:
-			case <-ctx.Done():
-			}
+		if wait := r.cfg.Linger - r.now().Sub(readAt); wait > 0 && b.size() < r.cfg.BatchSize {
+			r.linger(ctx, o, wait)
 		}
 	}
 	return nil
+}
+
+// lingerFor waits d, or until ctx ends, on o's timer.
+func lingerFor(ctx context.Context, o *owned, d time.Duration) {
+	if o.pause == nil {
+		o.pause = time.NewTimer(d)
+	} else {
+		o.pause.Reset(d)
+	}
+	select {
+	case <-o.pause.C:
+	case <-ctx.Done():
+	}
 }
 
 // lagInterval is how often a busy partition, or one whose batch is being

@@ -237,24 +237,65 @@ type lingerMem struct {
 
 func (l lingerMem) Linger() time.Duration { return l.linger }
 
+// A batch smaller than BatchSize is followed by a linger, and what is
+// appended meanwhile is read as one batch. The linger runs on a clock that
+// stands still and ends when the test releases it, so the batches do not
+// depend on how fast the machine is.
 func TestRunnerLingersAfterSmallBatches(t *testing.T) {
 	store, _, _ := openStore(t, 1)
 	mem := newMem()
-	_, cancel, done := startRunner(t, store, lingerMem{mem, 2 * time.Second}, projectors.RunnerConfig{Block: 20 * time.Millisecond})
+	r, err := projectors.NewRunner(store, &projectors.Static{}, lingerMem{mem, 2 * time.Second}, projectors.RunnerConfig{Block: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	lingers := make(chan time.Duration) // the length of each linger, as it starts
+	release := make(chan struct{})
+	projectors.SetLinger(r, func() time.Time { return stopped }, func(ctx context.Context, d time.Duration) {
+		select {
+		case lingers <- d:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	})
+	_, cancel, done := start(r)
 	appendMessages(t, store, "d/x.y", 1)
-	waitFor(t, "the first event", func() bool { return mem.count() == 1 })
+	if d := nextLinger(t, lingers); d != 2*time.Second {
+		t.Fatalf("lingered %s after the first batch, want the projector's 2s", d)
+	}
+	if n := mem.count(); n != 1 {
+		t.Fatalf("%d events applied before the first linger, want 1", n)
+	}
 	// Appended while the runner lingers after the first batch: one batch.
 	appendMessages(t, store, "d/x.y", 5)
-	waitFor(t, "the next events", func() bool { return mem.count() == 6 })
+	release <- struct{}{}
+	nextLinger(t, lingers)
 	mem.mu.Lock()
 	batches := mem.batches
 	mem.mu.Unlock()
-	if batches != 2 {
-		t.Fatalf("%d batches for 1 event and then 5, want 2", batches)
+	if n := mem.count(); n != 6 || batches != 2 {
+		t.Fatalf("%d events in %d batches for 1 event and then 5, want 6 in 2", n, batches)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// nextLinger returns the length of the runner's next linger. Its timeout
+// only ends a hung test: it is no bound on the runner's speed.
+func nextLinger(t *testing.T, lingers <-chan time.Duration) time.Duration {
+	t.Helper()
+	select {
+	case d := <-lingers:
+		return d
+	case <-time.After(time.Minute):
+		t.Fatal("the runner did not linger")
+		return 0
 	}
 }
 

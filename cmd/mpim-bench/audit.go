@@ -28,21 +28,26 @@ type deviceAudit struct {
 	seen      map[string]firstDelivery // by event id
 	lastSeq   map[string]uint64        // by conversation
 	ackedUpTo streamid.ID              // the highest inbox id whose ack the server confirmed
-	// Delivered holds the client message ids of every event delivered.
-	delivered  map[string]struct{}
+	// delivered maps the client message id of every message delivered to
+	// the event id it first arrived under.
+	delivered  map[string]string
 	duplicates int
+	reappended int
 	disorder   int
 	malformed  int
 }
 
 func newDeviceAudit() *deviceAudit {
-	return &deviceAudit{seen: map[string]firstDelivery{}, lastSeq: map[string]uint64{}, delivered: map[string]struct{}{}}
+	return &deviceAudit{seen: map[string]firstDelivery{}, lastSeq: map[string]uint64{}, delivered: map[string]string{}}
 }
 
 // push records a delivery and reports whether it was the first of its event
 // on this device. A second delivery of an event is a duplicate unless it is
 // a resend of the same inbox entry that the device had not yet acknowledged
 // (confirmed by the server) when it arrived: the protocol allows those.
+// A new event carrying a client message id the device already has under
+// another event id is the message appended twice (the server's idempotency
+// failed): it is counted and is not a first delivery.
 func (d *deviceAudit) push(p delivery) (first bool) {
 	pos, err := streamid.Parse(p.InboxID)
 	if err != nil {
@@ -55,12 +60,16 @@ func (d *deviceAudit) push(p delivery) (first bool) {
 		return false
 	}
 	d.seen[p.EventID] = firstDelivery{inbox: pos}
-	d.delivered[p.ClientMsgID] = struct{}{}
 	if last, ok := d.lastSeq[p.Conversation]; ok && p.Seq <= last {
 		d.disorder++
 	} else {
 		d.lastSeq[p.Conversation] = p.Seq
 	}
+	if _, again := d.delivered[p.ClientMsgID]; again {
+		d.reappended++
+		return false
+	}
+	d.delivered[p.ClientMsgID] = p.EventID
 	return true
 }
 
@@ -90,6 +99,9 @@ type AuditResult struct {
 	// Duplicates counts deliveries of an event to a device that already had
 	// it, beyond the allowed resends.
 	Duplicates int `json:"duplicates"`
+	// Reappended counts deliveries to a device of a message (client
+	// message id) under a second event id: the message was appended twice.
+	Reappended int `json:"reappended"`
 	// OutOfOrder counts first deliveries whose seq did not exceed the last
 	// one the device received in that conversation.
 	OutOfOrder int `json:"out_of_order"`
@@ -98,21 +110,52 @@ type AuditResult struct {
 	DeliveredNotAcked int `json:"delivered_not_acked"`
 	// MalformedInboxIDs counts pushes whose inbox id could not be parsed.
 	MalformedInboxIDs int `json:"malformed_inbox_ids"`
+	// SendErrors counts sends answered with an error other than
+	// rate_limited (those are retried) or that could not be written.
+	SendErrors int `json:"send_errors"`
+	// Unanswered counts sends (rate-limited retries included) still waiting
+	// for an answer when the run ended.
+	Unanswered int `json:"unanswered"`
+	// DroppedConnections counts connections that ended before the run
+	// closed them.
+	DroppedConnections int `json:"dropped_connections"`
 }
 
 // Clean reports whether every counter is zero.
 func (r AuditResult) Clean() bool { return r == AuditResult{} }
 
-// auditAll audits the sends and deliveries of every client; their readers
-// must have ended.
-func (r *runner) auditAll() AuditResult {
+// closeAndAudit ends the run: it counts the connections that ended on
+// their own, closes the others, and audits the sends and deliveries of
+// every client and the answers of the sends. Every sender must have
+// stopped issuing sends.
+func (r *runner) closeAndAudit() AuditResult {
+	dropped := 0
+	for _, cl := range r.clients {
+		if cl.c == nil {
+			continue
+		}
+		select {
+		case <-cl.c.Done():
+			dropped++
+		default:
+		}
+	}
+	// Answers and their counters stop here: a rate-limited retry that
+	// fires later finds its connection closed, and the snapshot below
+	// counts it as unanswered.
+	unanswered, sendErrors := r.inflight(), r.sendErrors.Load()
+	r.closeAll() // the readers end: their audit state is ours now
 	var sends []*sendRecord
 	devices := make([]*deviceAudit, len(r.clients))
 	for i, cl := range r.clients {
 		sends = append(sends, cl.sends...)
 		devices[i] = cl.audit
 	}
-	return audit(sends, devices)
+	res := audit(sends, devices)
+	res.SendErrors = int(sendErrors)
+	res.Unanswered = int(max(unanswered, 0))
+	res.DroppedConnections = dropped
+	return res
 }
 
 // audit checks the sends against the devices' deliveries. devices is indexed
@@ -125,8 +168,10 @@ func audit(sends []*sendRecord, devices []*deviceAudit) AuditResult {
 		if !s.Acked {
 			continue
 		}
+		// The event the sender was told of must arrive, not merely some
+		// event of the same client message id.
 		for _, to := range s.Recipients {
-			if _, ok := devices[to].delivered[s.ClientMsgID]; !ok {
+			if _, ok := devices[to].seen[s.EventID]; !ok {
 				r.AckedNotDelivered++
 			}
 		}
@@ -134,6 +179,7 @@ func audit(sends []*sendRecord, devices []*deviceAudit) AuditResult {
 	unacked := map[string]struct{}{}
 	for _, d := range devices {
 		r.Duplicates += d.duplicates
+		r.Reappended += d.reappended
 		r.OutOfOrder += d.disorder
 		r.MalformedInboxIDs += d.malformed
 		for id := range d.delivered {

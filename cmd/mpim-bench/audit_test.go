@@ -33,8 +33,19 @@ func TestAudit(t *testing.T) {
 			return s
 		}, AuditResult{}},
 		{"acked message missing on a device is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}, Acked: true})
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e3"})
 		}, AuditResult{AckedNotDelivered: 2}},
+		{"one client message id under two event ids is reappended", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
+			for _, dev := range d {
+				dev.push(delivery{InboxID: "100-2", EventID: "e1-again", ClientMsgID: "m1", Conversation: "c1", Seq: 3})
+			}
+			return s
+		}, AuditResult{Reappended: 2}},
+		{"an acked event replaced by another of its client message id is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
+			d[1].push(delivery{InboxID: "100-2", EventID: "e3-other", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
+			d[0].push(delivery{InboxID: "100-2", EventID: "e3", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e3"})
+		}, AuditResult{AckedNotDelivered: 1}},
 		{"unacked undelivered send is not lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}})
 		}, AuditResult{}},
@@ -53,11 +64,11 @@ func TestAudit(t *testing.T) {
 		}, AuditResult{Duplicates: 1}},
 		{"lower seq in a conversation is out of order", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			d[1].push(delivery{InboxID: "100-2", EventID: "e0", ClientMsgID: "m0", Conversation: "c1", Seq: 1})
-			return append(s, &sendRecord{ClientMsgID: "m0", From: 0, Recipients: []int{1}, Acked: true})
+			return append(s, &sendRecord{ClientMsgID: "m0", From: 0, Recipients: []int{1}, Acked: true, EventID: "e0"})
 		}, AuditResult{OutOfOrder: 1}},
 		{"seqs of other conversations are independent", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			d[1].push(delivery{InboxID: "100-2", EventID: "e9", ClientMsgID: "m9", Conversation: "c2", Seq: 1})
-			return append(s, &sendRecord{ClientMsgID: "m9", From: 1, Recipients: []int{1}, Acked: true})
+			return append(s, &sendRecord{ClientMsgID: "m9", From: 1, Recipients: []int{1}, Acked: true, EventID: "e9"})
 		}, AuditResult{}},
 		{"delivery of a never acked send is reported once", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			for _, dev := range d {
@@ -67,7 +78,7 @@ func TestAudit(t *testing.T) {
 		}, AuditResult{DeliveredNotAcked: 1}},
 		{"malformed inbox id is counted", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			d[1].push(delivery{InboxID: "garbage", EventID: "e7", ClientMsgID: "m7", Conversation: "c3", Seq: 1})
-			return append(s, &sendRecord{ClientMsgID: "m7", From: 1, Recipients: []int{1}, Acked: true})
+			return append(s, &sendRecord{ClientMsgID: "m7", From: 1, Recipients: []int{1}, Acked: true, EventID: "e7"})
 		}, AuditResult{MalformedInboxIDs: 1}},
 	}
 	for _, tc := range cases {

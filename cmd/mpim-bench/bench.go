@@ -79,6 +79,8 @@ type runner struct {
 	sendErrors      atomic.Int64
 	firstErr        atomic.Pointer[string]
 	stopSending     atomic.Bool
+	sendingStopped  chan struct{} // closed with stopSending set (stopSenders)
+	stopOnce        sync.Once
 	cappedAt        atomic.Int64 // when --messages stopped sending
 
 	caughtUp atomic.Int64 // storm: clients that received every missed message
@@ -86,12 +88,14 @@ type runner struct {
 
 func newRunner(cfg *Config, stderr io.Writer) *runner {
 	return &runner{
-		cfg:     cfg,
-		prefix:  "b" + strconv.FormatInt(time.Now().UnixNano()/1e6, 36),
-		stderr:  stderr,
-		text:    strings.Repeat("x", cfg.TextBytes),
-		ackHist: hdrhistogram.New(1, 120_000_000, 3),
-		delHist: hdrhistogram.New(1, 120_000_000, 3),
+		cfg:    cfg,
+		prefix: "b" + strconv.FormatInt(time.Now().UnixNano()/1e6, 36),
+		stderr: stderr,
+		text:   strings.Repeat("x", cfg.TextBytes),
+
+		sendingStopped: make(chan struct{}),
+		ackHist:        hdrhistogram.New(1, 120_000_000, 3),
+		delHist:        hdrhistogram.New(1, 120_000_000, 3),
 		timeline: newTimeline(cfg.PlotInterval,
 			cfg.Warmup+cfg.Duration+cfg.Drain+cfg.CatchupTimeout+30*time.Second),
 	}
@@ -368,8 +372,12 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 		if r.stopSending.Load() || ctx.Err() != nil {
 			return
 		}
+		// A sender whose window is full of sends that are never answered
+		// must still stop when sending does.
 		select {
 		case slots <- struct{}{}:
+		case <-r.sendingStopped:
+			return
 		case <-ctx.Done():
 			return
 		case <-cl.c.Done():
@@ -389,7 +397,7 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 		if n := r.issued.Add(1); r.cfg.Messages > 0 && n > int64(r.cfg.Messages) {
 			r.issued.Add(-1)
 			r.cappedAt.CompareAndSwap(0, time.Now().UnixNano())
-			r.stopSending.Store(true)
+			r.stopSenders()
 			return
 		}
 		rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended.UnixNano()), From: cl.idx, Recipients: tg.recipients}
@@ -500,6 +508,15 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 		}
 	}
 	return out, nil
+}
+
+// stopSenders stops the senders: those waiting for room in their window
+// too.
+func (r *runner) stopSenders() {
+	r.stopOnce.Do(func() {
+		r.stopSending.Store(true)
+		close(r.sendingStopped)
+	})
 }
 
 // inflight is how many sends await an answer.

@@ -1,8 +1,10 @@
 // Command mpim-bench drives real WebSocket clients against running mpim
 // gateways and audits what they get: every run measures throughput and
 // latency and checks that every acknowledged message reached every member
-// device once and in order. A non-zero audit counter makes it exit with
-// status 1; bad flags or a failed setup exit with status 2.
+// device once, in order and under one event id, that every send was
+// answered without an error and that no connection dropped. A non-zero
+// audit counter makes it exit with status 1; bad flags or a failed setup
+// exit with status 2.
 //
 //	mpim-bench --gateways ws://127.0.0.1:8080/ws --scenario pairs --users 200 --duration 10s
 //
@@ -34,14 +36,22 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mpim-bench:", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+// exitCode is the process status for run's error: 0 for none, 1 for a
+// failed audit (the report was written), 2 for anything else.
+func exitCode(err error) int {
 	switch {
 	case err == nil:
+		return 0
 	case errors.Is(err, errAuditFailed):
-		fmt.Fprintln(os.Stderr, "mpim-bench:", err)
-		os.Exit(1)
+		return 1
 	default:
-		fmt.Fprintln(os.Stderr, "mpim-bench:", err)
-		os.Exit(2)
+		return 2
 	}
 }
 
@@ -124,7 +134,7 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 		time.Sleep(min(50*time.Millisecond, time.Until(time.Unix(0, r.to.Load()))))
 	}
 	cpu.end()
-	r.stopSending.Store(true)
+	r.stopSenders()
 	measured := cfg.Duration
 	if at := r.cappedAt.Load(); at > r.from.Load() && at < r.to.Load() {
 		measured = time.Duration(at - r.from.Load()) // --messages ended sending early
@@ -141,76 +151,17 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	kwg.Wait()
 	rss := rssOf(cfg.Pids)
 	stopProgress()
-	r.closeAll() // the readers end: their audit state is ours now
+	audit := r.closeAndAudit()
 
 	rep := r.report(len(targets), measured)
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
 	rep.AllAnswered, rep.AllDelivered = answered, deliveredAll
-	rep.Audit = r.auditAll()
-	rep.AuditClean = rep.Audit.Clean()
+	rep.setAudit(audit)
 	rep.ServerCPUSeconds = cpu.seconds()
 	if rep.ServerCPUSeconds > 0 && rep.SendsAcked > 0 {
 		rep.ServerCPUPerMessageUs = rep.ServerCPUSeconds * 1e6 / float64(rep.SendsAcked)
 	}
 	rep.ServerRSSBytes = rss
-	return rep, nil
-}
-
-// runIdle connects every user, holds the connections for the duration and
-// reports the gateways' memory per connection.
-func (r *runner) runIdle(ctx context.Context) (*Report, error) {
-	cfg := r.cfg
-	setPhase, stopProgress := r.startProgress(ctx)
-	defer stopProgress()
-
-	// Register and log in over short-lived connections first, so that the
-	// password hashing is over before the baseline is taken.
-	setupTime, err := r.timedSetup(ctx)
-	if err != nil {
-		return nil, err
-	}
-	time.Sleep(2 * time.Second)
-	rss0, heap0 := rssOf(cfg.Pids), heapOf(ctx, cfg.Metrics)
-	setPhase("connect")
-	connStart := time.Now()
-	if err := r.resumeAll(ctx); err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	connTime := time.Since(connStart)
-	kctx, stopKeepalive := context.WithCancel(ctx)
-	defer stopKeepalive()
-	for _, cl := range r.clients {
-		go r.keepalive(kctx, cl)
-	}
-	setPhase("hold")
-	select {
-	case <-time.After(cfg.Duration):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	rss1, heap1 := rssOf(cfg.Pids), heapOf(ctx, cfg.Metrics)
-	open := 0
-	for _, cl := range r.clients {
-		select {
-		case <-cl.c.Done():
-		default:
-			open++
-		}
-	}
-	rep := r.report(0, cfg.Duration)
-	rep.SetupSeconds = setupTime.Seconds()
-	rep.ConnectSeconds = connTime.Seconds()
-	rep.OpenConnections = open
-	rep.ServerRSSBytes = rss1
-	if len(cfg.Pids) > 0 && rss0 > 0 {
-		rep.RSSPerConnBytes = float64(rss1-rss0) / float64(len(r.clients))
-	}
-	if len(cfg.Metrics) > 0 && heap0 >= 0 && heap1 >= 0 {
-		rep.HeapPerConnBytes = float64(heap1-heap0) / float64(len(r.clients))
-	}
-	if open != len(r.clients) {
-		return rep, fmt.Errorf("idle: only %d of %d connections stayed open", open, len(r.clients))
-	}
 	return rep, nil
 }

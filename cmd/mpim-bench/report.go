@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -69,6 +66,10 @@ type Report struct {
 	OpenConnections       int     `json:"open_connections,omitempty"`
 	RSSPerConnBytes       float64 `json:"rss_per_connection_bytes,omitempty"`
 	HeapPerConnBytes      float64 `json:"heap_per_connection_bytes,omitempty"`
+	// GCForced: idle memory was sampled after each gateway collected its
+	// garbage; MemorySettled: and after its RSS stopped moving.
+	GCForced      bool `json:"gc_forced,omitempty"`
+	MemorySettled bool `json:"memory_settled,omitempty"`
 
 	Storm    *StormReport `json:"storm,omitempty"`
 	Timeline *Timeline    `json:"timeline,omitempty"`
@@ -107,6 +108,11 @@ func (r *runner) report(senders int, measured time.Duration) *Report {
 	return rep
 }
 
+// setAudit records the audit's result and its verdict.
+func (rep *Report) setAudit(a AuditResult) {
+	rep.Audit, rep.AuditClean = a, a.Clean()
+}
+
 func (rep *Report) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k string, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
@@ -124,6 +130,8 @@ func (rep *Report) print(w io.Writer) {
 		row("connections", "%d open after %.1fs (connected in %.1fs)", rep.OpenConnections, rep.Measured, rep.ConnectSeconds)
 		row("gateway RSS per connection", "%s", bytesOrSkip(rep.RSSPerConnBytes, rep.ServerRSSBytes > 0))
 		row("gateway heap+stack per connection", "%s", bytesOrSkip(rep.HeapPerConnBytes, rep.HeapPerConnBytes != 0))
+		row("memory sampled", "after a forced GC: %v, RSS settled: %v", rep.GCForced, rep.MemorySettled)
+		rep.printAudit(row)
 		tw.Flush()
 		return
 	}
@@ -166,14 +174,21 @@ func (rep *Report) print(w io.Writer) {
 		row("plot", "%s", rep.Plot)
 	}
 	row("drain", "%.1fs (all answered: %v, all delivered: %v)", rep.DrainSeconds, rep.AllAnswered, rep.AllDelivered)
+	rep.printAudit(row)
+	tw.Flush()
+}
+
+// printAudit prints the audit's verdict and counters as a row.
+func (rep *Report) printAudit(row func(k, format string, a ...any)) {
 	a := rep.Audit
 	verdict := "CLEAN"
 	if !rep.AuditClean {
 		verdict = "FAILED"
 	}
-	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, out-of-order %d, delivered-not-acked %d, malformed %d",
-		verdict, a.AckedNotDelivered, a.Duplicates, a.OutOfOrder, a.DeliveredNotAcked, a.MalformedInboxIDs)
-	tw.Flush()
+	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, reappended %d, out-of-order %d, delivered-not-acked %d, malformed %d, "+
+		"send errors %d, unanswered %d, dropped connections %d",
+		verdict, a.AckedNotDelivered, a.Duplicates, a.Reappended, a.OutOfOrder, a.DeliveredNotAcked, a.MalformedInboxIDs,
+		a.SendErrors, a.Unanswered, a.DroppedConnections)
 }
 
 // plotText is the plot's title (a one-line description of the run) and
@@ -264,33 +279,4 @@ func rssOf(pids []int) int64 {
 func procFile(pid int, name string) (string, bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + name)
 	return string(b), err == nil
-}
-
-// heapOf sums go_memstats_heap_inuse_bytes and go_memstats_stack_inuse_bytes
-// over the /metrics URLs; -1 if one cannot be read.
-func heapOf(ctx context.Context, urls []string) int64 {
-	var total int64
-	for _, u := range urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return -1
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return -1
-		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
-				if v, ok := strings.CutPrefix(line, name); ok {
-					f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-					total += int64(f)
-				}
-			}
-		}
-		resp.Body.Close()
-	}
-	return total
 }

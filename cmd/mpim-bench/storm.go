@@ -213,7 +213,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	skwg.Wait()
 	rss := rssOf(cfg.Pids)
 	stopProgress()
-	r.closeAll()
+	audit := r.closeAndAudit()
 
 	rep := r.report(len(senders), offTime)
 	rep.Storm = st
@@ -221,8 +221,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
 	rep.AllAnswered, rep.AllDelivered = true, deliveredAll
-	rep.Audit = r.auditAll()
-	rep.AuditClean = rep.Audit.Clean()
+	rep.setAudit(audit)
 	rep.ServerCPUSeconds = st.CatchupServerCPUSeconds
 	if rep.ServerCPUSeconds > 0 && st.CatchupDeliveries > 0 {
 		rep.ServerCPUPerMessageUs = rep.ServerCPUSeconds * 1e6 / float64(st.CatchupDeliveries)

@@ -237,15 +237,22 @@ func (tm *terminal) say(t *testing.T, line string) {
 // expect waits until the output holds want (counted from the start).
 func (tm *terminal) expect(t *testing.T, want string) {
 	t.Helper()
+	tm.expectTimes(t, want, 1)
+}
+
+// expectTimes waits until the output holds want n times: an answer
+// printed before would not show that the last line was answered.
+func (tm *terminal) expectTimes(t *testing.T, want string, n int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(tm.out.String(), want) {
+	for strings.Count(tm.out.String(), want) < n {
 		select {
 		case err := <-tm.done:
 			t.Fatalf("%s ended (%v) before printing %q:\n%s", tm.name, err, want, tm.out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never printed %q:\n%s", tm.name, want, tm.out.String())
+			t.Fatalf("%s never printed %q (%d times wanted):\n%s", tm.name, want, n, tm.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -466,7 +473,7 @@ func TestChatManagesDevices(t *testing.T) {
 	laptop.say(t, "/logout-device")
 	laptop.expect(t, "usage: /logout-device DEVICE")
 	laptop.say(t, "/logout-device two words")
-	laptop.expect(t, "usage: /logout-device DEVICE")
+	laptop.expectTimes(t, "usage: /logout-device DEVICE", 2)
 	laptop.say(t, "/logout-device laptop")
 	laptop.expect(t, "error: invalid")
 	laptop.say(t, "/logout-device nobody-here")

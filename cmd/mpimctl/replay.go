@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
@@ -25,6 +26,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 || fs.Arg(0) != "mysql" {
 		return fmt.Errorf("usage: mpimctl replay [flags] mysql (the projector to rebuild; got %q)", fs.Args())
 	}
+	halt, err := parseHalt(os.Getenv(haltEnv))
+	if err != nil {
+		return err
+	}
 	return c.withStore(ctx, func(store *eventstore.Store) error {
 		db, err := c.openMySQL(ctx)
 		if err != nil {
@@ -38,6 +43,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		last := time.Time{}
 		err = mysql.Rebuild(ctx, db, store, mysql.RebuildOptions{BatchSize: *batch, Parallelism: *parallel,
 			Progress: func(p mysql.RebuildProgress) {
+				halt.check(ctx, p)
 				if time.Since(last) > 2*time.Second || p.Partition < 0 {
 					fmt.Fprintf(stderr, "replay mysql: %-5v partition %2d at %s, %d events, %s\n", p.Phase, p.Partition, p.Position, p.Events, p.Elapsed.Round(time.Millisecond))
 					last = time.Now()

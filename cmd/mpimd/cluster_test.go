@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,7 +24,7 @@ import (
 // buildBinary builds mpimd once per test into a temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	return buildRace(t, "mpimd", ".")
+	return testsvc.BuildBinary(t, "mpimd")
 }
 
 // Three projector processes with real ZooKeeper split the partitions; one is
@@ -116,7 +117,13 @@ func TestProjectorProcessesShareAndSurviveKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	procs[1].Wait()
-	time.Sleep(2 * time.Second)
+	// Traffic goes on until the survivors own every partition (p1's
+	// session expired) and a while after.
+	waitOwners(t, servers[0], root, "p0 and p2 own every partition", func(o ownership) bool {
+		return o.ownedBy(projectorNames, 8, "p0", "p2")
+	})
+	atTakeover := sent.Load()
+	waitUntil(t, "traffic after the takeover", func() bool { return sent.Load() >= atTakeover+100 })
 	close(stop)
 	wg.Wait()
 	total := sent.Load()
@@ -148,4 +155,122 @@ func TestProjectorProcessesShareAndSurviveKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages projected exactly once across the kill", total)
+}
+
+// Every projector with two live owners at once. Projector p1 reaches
+// ZooKeeper through a proxy; under traffic it is paused with SIGSTOP (and
+// the proxy frozen) until ZooKeeper expires its session and p0 owns every
+// partition of every projector; traffic goes on; then p1 is resumed with
+// SIGCONT while the proxy stays frozen. p1 does not know yet that it lost
+// its partitions: it goes on applying batches with its old fencing tokens
+// until its coordinator presumes the session lost (a third of the session
+// timeout later). Fencing must refuse every one of those writes: p1's log
+// shows a fenced batch of each of the four projectors. Then the proxy
+// thaws, p1 rejoins, traffic stops, and the log, deep read-model (mysql,
+// archive, quarantine, cache, inbox) and delivery audits are clean.
+func TestProjectorPausedPastItsSessionIsFenced(t *testing.T) {
+	began := time.Now()
+	rt := testsvc.Redis(t)
+	fc := startFaultCluster(t, rt.Addr, rt.Prefix, []string{"gw-a", "gw-b"})
+	zkAddr, root := flagValue(fc.common, "--zookeeper"), flagValue(fc.common, "--zk-root")
+	proxy := startFreezeProxy(t, zkAddr)
+	p1 := fc.startProjectorVia(t, "p1", proxy.addr)
+	fc.waitReady(t, p1)
+	shared := func(o ownership) bool {
+		if !o.ownedBy(projectorNames, fc.partitions, "p0", "p1") {
+			return false
+		}
+		// Settled: p1 has its share (partition p goes to member p mod 2).
+		for _, name := range projectorNames {
+			if len(o.partitionsOf(name, "p1")) != fc.partitions/2 {
+				return false
+			}
+		}
+		return true
+	}
+	own := waitOwners(t, zkAddr, root, "p0 and p1 share every projector", shared)
+	devs, senders, gid := fc.setupUsers(t)
+	fc.trafficInto(t, own, "p1", senders, gid)
+	tr := startFaultTraffic(t, fc.ctx, senders, gid)
+	tr.waitEach("traffic before the pause", make([]int, len(senders)), 10)
+
+	// The pause: p1 stops, and when it wakes its ZooKeeper connection is
+	// open but silent.
+	atPause := sum(tr.snapshot())
+	proxy.freeze()
+	t.Cleanup(func() { p1.cmd.Process.Signal(syscall.SIGCONT) }) // before the harness kills it
+	if err := p1.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	waitOwners(t, zkAddr, root, "p0 owns every partition (p1's session expired)", func(o ownership) bool {
+		return o.ownedBy(projectorNames, fc.partitions, "p0")
+	})
+	takeover := time.Since(paused)
+	tr.waitEach("traffic while p1 is paused, after the takeover", tr.snapshot(), 10)
+	logged, err := os.Stat(p1.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	// p1 works as an owner until its coordinator presumes the session lost;
+	// each projector must have had a batch refused by then.
+	var fenced map[string]int
+	lost := false
+	waitUntil(t, "p1's log shows it presumed its session lost after SIGCONT", func() bool {
+		fenced, lost = fencedSince(t, p1.log, logged.Size())
+		return lost
+	})
+	stale := time.Since(resumed)
+	proxy.thaw()
+	waitOwners(t, zkAddr, root, "p1 rejoined: p0 and p1 share every projector again", shared)
+	tr.waitEach("traffic after p1 rejoined", tr.snapshot(), 10)
+	tr.finish(false)
+	if t.Failed() {
+		t.FailNow()
+	}
+	checkAlive(t, append([]*mpimdProc{fc.projector, p1}, fc.gateways...)...)
+
+	sent := tr.sent.all()
+	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	rows := fc.auditReadModels(t, sent)
+	final := waitDelivered(t, "every acknowledged send", sent, devs)
+	t.Logf("p1 owned %v of each projector; paused after %d sends acked; p0 owned everything %.1fs after SIGSTOP; "+
+		"after SIGCONT p1 worked on for %.1fs, until it presumed its session lost, and its batches were refused as fenced (per projector: %v)",
+		own.partitionsOf("archive", "p1"), atPause, takeover.Seconds(), stale.Seconds(), fenced)
+	logFaultAudit(t, &tr.st, la, rows, final, began)
+	wantAuditsOK(t, la, len(sent), final)
+	// Checked last, so that a failure here comes with the audits' verdict.
+	for _, name := range projectorNames {
+		if fenced[name] == 0 {
+			t.Errorf("projector %s of p1: no batch refused as fenced after SIGCONT (refusals per projector: %v)", name, fenced)
+		}
+	}
+}
+
+// fencedSince reads the log file of a projector process after offset: the
+// refusals of a fenced owner per projector, and whether the process's
+// coordinator has since noticed its ZooKeeper session ended.
+func fencedSince(t *testing.T, log string, offset int64) (fenced map[string]int, lost bool) {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenced = map[string]int{}
+	for _, line := range strings.Split(string(b[min(offset, int64(len(b))):]), "\n") {
+		switch {
+		case strings.Contains(line, "zookeeper session presumed lost"), strings.Contains(line, "zookeeper session expired"):
+			lost = true
+		case strings.Contains(line, "partition fenced by a newer owner"):
+			if _, rest, ok := strings.Cut(line, " projector="); ok {
+				name, _, _ := strings.Cut(rest, " ")
+				fenced[name]++
+			}
+		}
+	}
+	return fenced, lost
 }

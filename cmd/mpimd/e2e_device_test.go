@@ -38,7 +38,19 @@ type deviceStats struct {
 	gaps       int // messages shown with a seq beyond the next one of their conversation
 	reconnects int
 	dialFails  int // reconnect attempts that failed (a dead gateway, still dispatched or known)
-	ackErrors  int
+	ackErrors  int // acks answered with an error (other than unavailable during an outage the test causes)
+	ackOutage  int // acks answered unavailable while the test held Redis down
+
+	// Pushes the delivery contract (gateway/delivery) does not allow; each
+	// fails the audit. An entry may be pushed again only while it is not
+	// acknowledged: marked resend on the connection that had it, or on the
+	// device's next connection (from the stored cursor).
+	afterAck int // an entry at or before the device's acknowledged cursor
+	unmarked int // an entry pushed again on one connection without the resend mark, or marked resend though it was not pushed there before
+	// refanned counts events pushed again under another inbox id: the
+	// inbox projector's fan-out is at least once, so an event is in an
+	// inbox twice only if the test interrupted it (faultAllowance.refanout).
+	refanned int
 }
 
 func (s *deviceStats) add(o deviceStats) {
@@ -51,6 +63,10 @@ func (s *deviceStats) add(o deviceStats) {
 	s.reconnects += o.reconnects
 	s.dialFails += o.dialFails
 	s.ackErrors += o.ackErrors
+	s.ackOutage += o.ackOutage
+	s.afterAck += o.afterAck
+	s.unmarked += o.unmarked
+	s.refanned += o.refanned
 }
 
 // e2eConn is one connection of a device.
@@ -62,8 +78,9 @@ type e2eConn struct {
 	// the device's (the receiver waits for it before reconnecting).
 	settled chan struct{}
 	// guarded by the device's mu
-	lastInbox string // the latest inbox id pushed on this connection
-	acked     string // the latest inbox id acknowledged on this connection
+	lastInbox string          // the latest inbox id pushed on this connection
+	acked     string          // the latest inbox id acknowledged on this connection
+	pushed    map[string]bool // the inbox ids pushed on this connection
 }
 
 // e2eDevice is a client device: it acknowledges every push (one ack covers
@@ -85,11 +102,12 @@ type e2eDevice struct {
 	connected chan struct{} // closed while conn is set
 	offline   bool          // the user closed the app: do not reconnect
 	screen    []shownEvent
-	byEvent   map[string]bool
-	byMsg     map[msgKey][]int // indexes into screen
+	inboxOf   map[string]string // event id -> the inbox id it was first shown under
+	acked     string            // the latest inbox id whose ack the server confirmed, on any connection
+	byMsg     map[msgKey][]int  // indexes into screen
 	lastSeq   map[string]uint64
 	stats     deviceStats
-	problems  []string // the first few order problems, for the failure message
+	problems  []string // the first few order and delivery problems, for the failure message
 }
 
 func (d *e2eDevice) String() string { return d.user.name + "/" + d.id }
@@ -99,7 +117,7 @@ func (d *e2eDevice) String() string { return d.user.name + "/" + d.id }
 func (cl *e2eCluster) login(t *testing.T, u *e2eUser, device string, gw *mpimdProc, enc frame.Encoding) *e2eDevice {
 	t.Helper()
 	d := &e2eDevice{cl: cl, user: u, id: device, enc: enc, connected: make(chan struct{}),
-		byEvent: map[string]bool{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}}
+		inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}}
 	cl.mu.Lock()
 	cl.devices = append(cl.devices, d)
 	cl.mu.Unlock()
@@ -128,13 +146,17 @@ func (d *e2eDevice) dialRetry(addr string) error {
 func (d *e2eDevice) dial(addr string) error {
 	ctx, cancel := context.WithTimeout(d.cl.ctx, 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+addr+"/ws", &client.Options{Encoding: d.enc})
+	cn := &e2eConn{gw: addr, kick: make(chan struct{}, 1), settled: make(chan struct{}), pushed: map[string]bool{}}
+	// Frames are handled on the connection's reader, in arrival order, as
+	// are the answers to acks (acker): the audit compares each push with
+	// the acks confirmed before it, which another goroutine would reorder.
+	// Pushes may follow the login response at once: receive from the start.
+	c, err := client.Dial(ctx, "ws://"+addr+"/ws", &client.Options{Encoding: d.enc, OnFrame: func(f *mpimv1.ServerFrame) { d.frame(cn, f) }})
 	if err != nil {
 		return err
 	}
-	cn := &e2eConn{c: c, gw: addr, kick: make(chan struct{}, 1), settled: make(chan struct{})}
+	cn.c = c
 	defer close(cn.settled)
-	// Pushes may follow the login response at once: receive from the start.
 	d.wg.Add(2)
 	go d.receive(cn)
 	go d.acker(cn)
@@ -167,22 +189,27 @@ func (d *e2eDevice) dial(addr string) error {
 	return nil
 }
 
-// receive handles the frames of cn until it ends, then reconnects unless
-// the device is offline or cn was not its connection.
+// frame handles a frame of cn that is not an awaited answer, on cn's
+// reader.
+func (d *e2eDevice) frame(cn *e2eConn, f *mpimv1.ServerFrame) {
+	switch x := f.GetFrame().(type) {
+	case *mpimv1.ServerFrame_Push:
+		d.push(cn, x.Push)
+	case *mpimv1.ServerFrame_SyncRequired:
+		d.mu.Lock()
+		d.stats.syncs++
+		d.mu.Unlock()
+	}
+}
+
+// receive waits until cn ends (its frames go to frame), then reconnects
+// unless the device is offline or cn was not its connection.
 func (d *e2eDevice) receive(cn *e2eConn) {
 	defer d.wg.Done()
 	for {
-		f, err := cn.c.Next(context.Background())
-		if err != nil {
+		// With OnFrame, Next only waits for the end.
+		if _, err := cn.c.Next(context.Background()); err != nil {
 			break
-		}
-		switch x := f.GetFrame().(type) {
-		case *mpimv1.ServerFrame_Push:
-			d.push(cn, x.Push)
-		case *mpimv1.ServerFrame_SyncRequired:
-			d.mu.Lock()
-			d.stats.syncs++
-			d.mu.Unlock()
 		}
 	}
 	<-cn.settled
@@ -201,7 +228,8 @@ func (d *e2eDevice) receive(cn *e2eConn) {
 	}
 }
 
-// push shows a pushed event unless its id was shown before, and has it
+// push shows a pushed event unless its id was shown before, checks the
+// push against the delivery contract (checkRepush) and has it
 // acknowledged.
 func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 	ev, err := client.PushEvent(p)
@@ -215,20 +243,22 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 	if p.GetResend() {
 		d.stats.resends++
 	}
-	if inboxAfter(p.GetInboxId(), cn.lastInbox) {
-		cn.lastInbox = p.GetInboxId()
+	id, inboxID := string(ev.GetId()), p.GetInboxId()
+	d.checkRepush(cn, inboxID, id, p.GetResend())
+	cn.pushed[inboxID] = true
+	if inboxAfter(inboxID, cn.lastInbox) {
+		cn.lastInbox = inboxID
 	}
 	select {
 	case cn.kick <- struct{}{}:
 	default:
 	}
-	id := string(ev.GetId())
-	if d.byEvent[id] {
+	if _, shown := d.inboxOf[id]; shown {
 		d.stats.dupPushes++
 		return
 	}
-	d.byEvent[id] = true
-	s := shownEvent{eventID: id, typ: p.GetType(), inboxID: p.GetInboxId()}
+	d.inboxOf[id] = inboxID
+	s := shownEvent{eventID: id, typ: p.GetType(), inboxID: inboxID}
 	if m := ev.GetMessageSent(); m != nil {
 		s.msg = msgKey{conv: m.GetConversationId(), sender: m.GetSenderId(), clientMsgID: m.GetClientMsgId()}
 		s.seq = ev.GetSeq()
@@ -249,7 +279,29 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 	d.screen = append(d.screen, s)
 }
 
-// problem records an order problem; the caller holds d.mu.
+// checkRepush counts a push of inboxID (event eventID) that the delivery
+// contract does not allow: one at or before the acknowledged cursor, one
+// repeated on a connection without the resend mark (or marked but new
+// there), and an event pushed under a second inbox id. The caller holds
+// d.mu.
+func (d *e2eDevice) checkRepush(cn *e2eConn, inboxID, eventID string, resend bool) {
+	first, shown := d.inboxOf[eventID]
+	switch {
+	case !inboxAfter(inboxID, d.acked):
+		d.stats.afterAck++
+		d.problem("%s (event %x) pushed after the device's ack of %s (resend %v)", inboxID, eventID, d.acked, resend)
+	case resend != cn.pushed[inboxID]:
+		d.stats.unmarked++
+		d.problem("%s (event %x) pushed with resend %v, pushed on this connection before: %v", inboxID, eventID, resend, cn.pushed[inboxID])
+	case shown && first != inboxID:
+		d.stats.refanned++
+		if !d.cl.faults.refanout.Load() {
+			d.problem("event %x pushed as %s after %s", eventID, inboxID, first)
+		}
+	}
+}
+
+// problem records an order or delivery problem; the caller holds d.mu.
 func (d *e2eDevice) problem(format string, args ...any) {
 	if len(d.problems) < 5 {
 		d.problems = append(d.problems, fmt.Sprintf(format, args...))
@@ -272,19 +324,46 @@ func (d *e2eDevice) acker(cn *e2eConn) {
 		if id == acked {
 			continue
 		}
+		// The answer is taken on cn's reader, in order with the pushes
+		// (ackAnswered); the connection ending or a late answer just ends
+		// the wait (a later push acks again).
+		answered := make(chan struct{})
 		ctx, cancel := context.WithTimeout(d.cl.ctx, 10*time.Second)
-		r, err := cn.c.Call(ctx, &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}})
+		err := cn.c.Go(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ack{Ack: &mpimv1.AckRequest{InboxId: id}}},
+			func(r *mpimv1.Response) {
+				d.ackAnswered(cn, id, r)
+				close(answered)
+			})
+		if err == nil {
+			select {
+			case <-answered:
+			case <-cn.c.Done():
+			case <-ctx.Done():
+			}
+		}
 		cancel()
-		if err != nil {
-			continue // the connection ended (the next select sees it) or the answer was late (a later push acks again)
+	}
+}
+
+// ackAnswered records the answer to the ack of id on cn. An error fails
+// the audit, except unavailable while the test holds Redis down.
+func (d *e2eDevice) ackAnswered(cn *e2eConn, id string, r *mpimv1.Response) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := r.GetError(); e != nil {
+		if e.GetCode() == "unavailable" && d.cl.faults.outage.Load() {
+			d.stats.ackOutage++
+			return
 		}
-		d.mu.Lock()
-		if r.GetError() != nil {
-			d.stats.ackErrors++
-		} else if inboxAfter(id, cn.acked) {
-			cn.acked = id
-		}
-		d.mu.Unlock()
+		d.stats.ackErrors++
+		d.problem("ack %s: %s: %s", id, e.GetCode(), e.GetMessage())
+		return
+	}
+	if inboxAfter(id, cn.acked) {
+		cn.acked = id
+	}
+	if inboxAfter(id, d.acked) {
+		d.acked = id
 	}
 }
 

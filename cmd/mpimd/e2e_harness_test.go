@@ -69,6 +69,7 @@ type e2eCluster struct {
 	ctx       context.Context // ends when the test's devices are shut down
 	projector *mpimdProc
 	gateways  []*mpimdProc
+	faults    faultAllowance // what the audits excuse (e2e_audit_test.go)
 
 	mu      sync.Mutex
 	devices []*e2eDevice

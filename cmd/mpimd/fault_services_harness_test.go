@@ -22,12 +22,13 @@ import (
 
 // This file is the harness of fault_services_test.go: private MariaDB and
 // ZooKeeper servers, each on a loopback port and in a temporary directory
-// of its own, that a test stops (SIGTERM, a clean shutdown) and starts
-// again on the same port and data directory. The shared servers other tests
-// use are never touched. A missing server binary fails the test: it is
-// never skipped.
+// of its own, configured as production runs them (every commit flushed to
+// disk), that a test kills (SIGKILL: a crash, no shutdown) and starts again
+// on the same port and data directory, so the restart recovers from what
+// reached the disk. The shared servers other tests use are never touched. A
+// missing server binary fails the test: it is never skipped.
 
-// serviceProc is a private server process that can be stopped and started
+// serviceProc is a private server process that can be killed and started
 // again with the same command line.
 type serviceProc struct {
 	t    *testing.T
@@ -109,40 +110,34 @@ func (s *serviceProc) running() bool {
 	}
 }
 
-// stop ends the server with SIGTERM and waits until it is gone.
-func (s *serviceProc) stop() {
+// kill ends the server with SIGKILL (no shutdown: whatever it had not
+// written is lost, as in a crash) and waits until it is gone.
+func (s *serviceProc) kill() {
 	s.t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		s.t.Fatalf("SIGTERM to %s: %v", s.name, err)
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		s.t.Fatalf("SIGKILL to %s: %v", s.name, err)
 	}
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-		s.t.Fatalf("%s did not stop within 30s of SIGTERM (killed)", s.name)
-	}
+	<-s.exited
 }
 
-// outage stops the server, calls during (which must not take longer than
-// d), waits until d has passed since the stop, and starts the server again.
-// It returns how long the server did not serve: from the stop until it
-// answered again.
-func (s *serviceProc) outage(d time.Duration, during func(stopped time.Time)) time.Duration {
+// crash kills the server, calls during while it is down and starts it
+// again on the same port and data directory. How long it stays down is up
+// to during, which waits for conditions, not for a time. It returns how
+// long the server did not serve: from the kill until it answered again.
+func (s *serviceProc) crash(during func()) time.Duration {
 	s.t.Helper()
-	stopped := time.Now()
-	s.stop()
+	killed := time.Now()
+	s.kill()
 	restarted := false
 	defer func() {
 		if !restarted { // during failed the test: leave the server up for the cleanups
 			s.start()
 		}
 	}()
-	during(stopped)
-	time.Sleep(time.Until(stopped.Add(d)))
+	during()
 	restarted = true
 	s.start()
-	return time.Since(stopped)
+	return time.Since(killed)
 }
 
 // lookBinary returns the path of the first of names found on PATH or in
@@ -165,10 +160,13 @@ func lookBinary(t *testing.T, what string, names ...string) string {
 }
 
 // faultMariaDB is a private mariadbd: a data directory initialised for the
-// test, root without a password over TCP.
+// test, root without a password over TCP, production durability (the redo
+// log flushed at every commit, the binary log on and synced at every
+// commit, the doublewrite buffer on, as by default).
 type faultMariaDB struct {
 	*serviceProc
-	dsn string // the server's DSN without a database, for testsvc.MySQL
+	dsn    string // the server's DSN without a database, for testsvc.MySQL
+	errLog string // the server's error log, appended by every start
 }
 
 func startFaultMariaDB(t *testing.T) *faultMariaDB {
@@ -190,16 +188,17 @@ func startFaultMariaDB(t *testing.T) *faultMariaDB {
 	}
 	addr := testsvc.FreeAddr(t)
 	port := addr[strings.LastIndex(addr, ":")+1:]
-	m := &faultMariaDB{dsn: "root@tcp(" + addr + ")/"}
+	m := &faultMariaDB{dsn: "root@tcp(" + addr + ")/", errLog: filepath.Join(dir, "mariadbd.err")}
 	m.serviceProc = newServiceProc(t, "mariadbd", addr, dir, m.ping, server, "--no-defaults",
 		"--datadir="+data, "--socket="+filepath.Join(sockDir, "sock"), "--pid-file="+filepath.Join(dir, "mariadbd.pid"),
-		"--port="+port, "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve", "--skip-log-bin",
-		"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
-		"--max-connections=500", "--log-error="+filepath.Join(dir, "mariadbd.err"))
+		"--port="+port, "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
+		"--log-bin="+filepath.Join(data, "binlog"), "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1",
+		"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+		"--max-connections=500", "--log-error="+m.errLog)
 	m.start()
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := os.ReadFile(filepath.Join(dir, "mariadbd.err"))
+			out, _ := os.ReadFile(m.errLog)
 			if len(out) > 8<<10 {
 				out = out[len(out)-8<<10:]
 			}
@@ -227,12 +226,29 @@ func (m *faultMariaDB) ping() error {
 	return db.PingContext(ctx)
 }
 
+// lastStartLog returns what the server wrote to its error log since it
+// last started.
+func (m *faultMariaDB) lastStartLog() string {
+	m.t.Helper()
+	out, err := os.ReadFile(m.errLog)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	s := string(out)
+	if i := strings.LastIndex(s, "Starting MariaDB"); i >= 0 {
+		s = s[i:]
+	}
+	return s
+}
+
 // zkHome is where Debian's zookeeper package installs its scripts.
 const zkHome = "/usr/share/zookeeper"
 
 // startFaultZooKeeper starts a private standalone ZooKeeper: the Debian
 // package's jars (the classpath its zkEnv.sh sets), a zoo.cfg of the
-// test's own with its data directory and client port, no admin server.
+// test's own with its data directory and client port, no admin server, and
+// forceSync=yes (the default: every transaction is fsynced to the
+// transaction log before it is acknowledged).
 func startFaultZooKeeper(t *testing.T) *serviceProc {
 	t.Helper()
 	java := lookBinary(t, "java (for ZooKeeper)", "java")
@@ -257,7 +273,7 @@ func startFaultZooKeeper(t *testing.T) *serviceProc {
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	cfg := filepath.Join(dir, "zoo.cfg")
 	conf := fmt.Sprintf("tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\n"+
-		"maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\nforceSync=no\n", filepath.Join(dir, "data"), port)
+		"maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\nforceSync=yes\n", filepath.Join(dir, "data"), port)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

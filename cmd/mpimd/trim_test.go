@@ -5,9 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -44,7 +42,7 @@ func TestFaultReplayAfterTrimRebuildsEverything(t *testing.T) {
 	}
 	sent := tr.sent.all()
 	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
-	rows := auditReadModel(t, fc.dsn, len(sent))
+	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	logAudits(t, la, rows, final, began)
 	wantAuditsOK(t, la, len(sent), final)
@@ -88,20 +86,7 @@ func TestFaultReplayAfterTrimRebuildsEverything(t *testing.T) {
 // buildCtl builds mpimctl into a temporary directory.
 func buildCtl(t *testing.T) string {
 	t.Helper()
-	return buildRace(t, "mpimctl", "../mpimctl")
-}
-
-// buildRace builds the command in dir (relative to this package), with the
-// race detector, as name in a temporary directory.
-func buildRace(t *testing.T, name, dir string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-race", "-o", bin, dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building %s: %v", name, err)
-	}
-	return bin
+	return testsvc.BuildPackage(t, "mpimctl", "../mpimctl")
 }
 
 // runBounded runs cmd and returns its combined output; it is killed after
@@ -241,22 +226,4 @@ func countRows(m map[string][]string) int {
 		n += len(rows)
 	}
 	return n
-}
-
-// logLines counts the lines of p's log that hold text.
-func logLines(p *mpimdProc, text string) int {
-	out, _ := os.ReadFile(p.log)
-	return bytes.Count(out, []byte(text))
-}
-
-// waitLogLines waits until more than n lines of p's log hold text, at most
-// until deadline, and reports whether they do.
-func waitLogLines(p *mpimdProc, text string, n int, deadline time.Time) bool {
-	for logLines(p, text) <= n {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }

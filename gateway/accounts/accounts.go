@@ -45,7 +45,8 @@ func New(cfg Config, cmd *command.Service, db *sql.DB, rdb redis.UniversalClient
 	}
 	return &Service{cmd: cmd, pw: pw, tokens: &tokens{db: db, ttl: cfg.TokenTTL, now: cfg.Now},
 		throttle: &loginThrottle{rdb: rdb, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
-			perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr}}, nil
+			perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr,
+			now: cfg.DelayClock}}, nil
 }
 
 // Register creates an account for a client at addr (the connection's

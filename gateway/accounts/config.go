@@ -27,6 +27,9 @@ type Config struct {
 	PasswordAttemptsPerAddr int
 	// Now is the clock.
 	Now func() time.Time
+	// DelayClock, if not nil, is the clock of the login delays in place
+	// of Redis's (see gateway.Config.LoginDelayClock).
+	DelayClock func() time.Time
 }
 
 // Argon2Params are the parameters of argon2id password hashes.

@@ -2,11 +2,13 @@ package accounts
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/testsvc"
 )
 
 func TestPasswordsHashAndVerify(t *testing.T) {
@@ -49,10 +51,9 @@ func TestHashQueueServesLoginsFirst(t *testing.T) {
 				q.release()
 			}
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for q.waiters(p) == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		// The next waiter starts only once this one waits, so that the
+		// registration has waited longer.
+		testsvc.Eventually(t, 10*time.Second, fmt.Sprintf("a waiter of priority %v", p), func() bool { return q.waiters(p) > 0 })
 	}
 	q.release()
 	if first, second := <-order, <-order; first != priorityLogin || second != priorityRegister {

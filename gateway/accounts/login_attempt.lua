@@ -4,7 +4,7 @@
 -- milliseconds to wait when it is refused (nothing is counted then).
 --
 -- KEYS[1]  hash of the failures of one username from one address:
---          n (failures), until (ms, Redis clock: no attempt before it)
+--          n (failures), until (ms, ARGV[7]'s clock: no attempt before it)
 -- KEYS[2]  counter of the failures from one address, over all usernames
 -- ARGV[1]  1 when KEYS[1] is used (the name can be a username), else 0
 -- ARGV[2]  failures of a username from an address before delays start
@@ -12,11 +12,16 @@
 -- ARGV[4]  window, ms: how long failures count
 -- ARGV[5]  first delay, ms; each further failure doubles it
 -- ARGV[6]  longest delay, ms
+-- ARGV[7]  now, Unix ms, or "" for Redis's clock (TIME): the gateways of a
+--          deployment share Redis's clock; tests pass a fake one
 local usePair = ARGV[1] == '1'
 local pairLimit, addrLimit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local window, base, cap = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[7])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
 if usePair then
   local untilMs = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')

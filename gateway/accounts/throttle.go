@@ -3,6 +3,7 @@ package accounts
 import (
 	"context"
 	_ "embed"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ type loginThrottle struct {
 	prefix                          string
 	window                          time.Duration
 	perUser, perAddr, hashesPerAddr int
+	// now, if not nil, is the clock of the login delays in place of
+	// Redis's (see Config.DelayClock).
+	now func() time.Time
 }
 
 // keys returns the Redis keys of an attempt by username (possibly "") from
@@ -88,7 +92,7 @@ func (t *loginThrottle) attempt(ctx context.Context, username, addr string) erro
 		usePair = "1"
 	}
 	wait, err := loginAttemptScript.Run(ctx, t.rdb, []string{pair, host}, usePair, t.perUser, max(t.perAddr, 0),
-		t.window.Milliseconds(), loginDelayBase.Milliseconds(), t.window.Milliseconds()).Int64()
+		t.window.Milliseconds(), loginDelayBase.Milliseconds(), t.window.Milliseconds(), t.clockMs()).Int64()
 	if err != nil {
 		return unavailable("counting a login attempt", err)
 	}
@@ -96,6 +100,15 @@ func (t *loginThrottle) attempt(ctx context.Context, username, addr string) erro
 		return tooManyFailures(time.Duration(wait) * time.Millisecond)
 	}
 	return nil
+}
+
+// clockMs is the script's clock argument: "" for Redis's own clock, else
+// the injected clock in Unix milliseconds.
+func (t *loginThrottle) clockMs() string {
+	if t.now == nil {
+		return ""
+	}
+	return strconv.FormatInt(t.now().UnixMilli(), 10)
 }
 
 // succeeded gives back a successful login's attempt: it clears the

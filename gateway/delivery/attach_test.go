@@ -95,7 +95,7 @@ func TestAttachOnAnotherGatewayReplacesTheOldAttachment(t *testing.T) {
 	other := newSink()
 	ha.attach(t, u, "d2", other)
 	hb.attach(t, u, "d", fresh)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience)
 	for old.replaced.Load() == 0 || ha.Devices() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("gw-a: Replaced called %d times, %d devices attached; want 1 and 1 (d2)", old.replaced.Load(), ha.Devices())

@@ -232,12 +232,15 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 // resent, and the device's stored cursor moves to inboxID unless it is
 // there or later already (the cursor only moves forward). It waits for the
 // cursor write, which is batched with other devices' acknowledgements.
-// Acknowledging an id that was not pushed in this attachment, or that was
-// acknowledged already, or acknowledging on a detached device, does
-// nothing. Ack fails with a domain EInvalid error for a malformed id and
-// EUnavailable when the cursor could not be stored (the entries stay
-// acknowledged in memory; a later Ack stores a later cursor). A sink that
-// implements AckObserver hears how long each acknowledged push waited.
+// Acknowledging an id after the device's read position (not pushed in this
+// attachment), or acknowledging on a detached device, does nothing. Ack
+// fails with a domain EInvalid error for a malformed id and EUnavailable
+// when the cursor could not be stored (the entries stay acknowledged in
+// memory: they are not resent). Acknowledging an id again, or an older
+// one, stores the cursor again, a no-op unless an earlier Ack failed to
+// store it: a client that retries a failed Ack is answered success only
+// once its cursor is stored. A sink that implements AckObserver hears how
+// long each acknowledged push waited.
 func (d *Device) Ack(ctx context.Context, inboxID string) error {
 	id, err := streamid.Parse(inboxID)
 	if err != nil {
@@ -254,10 +257,22 @@ func (d *Device) Ack(ctx context.Context, inboxID string) error {
 		}
 		return -1
 	})
-	if d.detached || !found {
+	if d.detached || (!found && id.After(d.pos)) {
 		d.mu.Unlock()
 		return nil
 	}
+	if found {
+		d.takeOut(i)
+	}
+	d.mu.Unlock()
+	return h.acks.commit(ctx, d.cursorKey, id)
+}
+
+// takeOut removes the pushes in flight up to index i, which Ack
+// acknowledged, and reads the device again if that unpaused it. The
+// caller holds d.mu.
+func (d *Device) takeOut(i int) {
+	h := d.hub
 	if o, ok := d.sink.(AckObserver); ok {
 		now := h.cfg.Now()
 		for _, p := range d.inflight[:i+1] {
@@ -274,8 +289,6 @@ func (d *Device) Ack(ctx context.Context, inboxID string) error {
 			h.queue.push(d)
 		}
 	}
-	d.mu.Unlock()
-	return h.acks.commit(ctx, d.cursorKey, id)
 }
 
 // Covers reports whether acknowledging inboxID would cover a push in

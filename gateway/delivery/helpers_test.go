@@ -165,6 +165,9 @@ func (s *sink) note() {
 
 func (s *sink) Push(d delivery.Delivery) error {
 	if s.slow.Load() && !s.fail.Load() {
+		// A slow client is part of what the tests vary (it lets the
+		// writer get ahead of the pushes); no assertion depends on how
+		// long it is.
 		time.Sleep(20 * time.Microsecond)
 	}
 	return record(s, &s.pushes, d)

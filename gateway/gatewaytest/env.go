@@ -38,6 +38,23 @@ func (c *Clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.
 // Add moves the clock forward by d.
 func (c *Clock) Add(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
 
+// ManualClock is a test clock that stands still until Add moves it, so
+// that a test decides when a delay has passed whatever the machine's speed;
+// it is safe for concurrent use.
+type ManualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewManualClock returns a ManualClock that reads the wall clock's time now.
+func NewManualClock() *ManualClock { return &ManualClock{now: time.Now()} }
+
+// Now returns the clock's time.
+func (c *ManualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// Add moves the clock forward by d.
+func (c *ManualClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
 // Env is a gateway on real Redis and MariaDB with the real write side and,
 // unless a Tweak replaces it, a fake hub. Nothing runs the projectors: the
 // read models hold what a test's harness projects into them.

@@ -18,7 +18,7 @@
 // Beside the servers it holds the few pieces such tests share: FreeAddr, a
 // port for a server the test starts itself; Eventually, waiting for an
 // effect that arrives asynchronously; DeleteZooKeeperTree, removing a
-// namespace the test filled.
+// namespace the test filled; BuildBinary, the binary of a process test.
 //
 // This package is test support: it reads the environment, which production
 // packages must not do. All helpers are safe to call from parallel tests.

@@ -211,8 +211,9 @@ func (m *ReadModel) step(ctx context.Context, stage string) error {
 
 // whenUnpaused runs fn in a transaction once the live model is not paused:
 // the transaction first reads the control row under a shared lock, which a
-// replay's pause waits for, and fn runs only if no pause is in force. A
-// paused attempt rolls back and polls again.
+// replay's pause waits for, and fn runs only if no pause is in force (or
+// its rebuild is dead, see pauseHeld). A paused attempt rolls back and
+// polls again.
 func (m *ReadModel) whenUnpaused(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for {
 		err := inTx(ctx, m.db, func(tx *sql.Tx) error {
@@ -224,7 +225,9 @@ func (m *ReadModel) whenUnpaused(ctx context.Context, fn func(tx *sql.Tx) error)
 					return fmt.Errorf("mysql: reading the pause: %w", err)
 				}
 				if paused.Valid && paused.Bool {
-					return errPaused
+					if err := m.pauseHeld(ctx, tx); err != nil {
+						return err
+					}
 				}
 			}
 			return fn(tx)
@@ -238,6 +241,26 @@ func (m *ReadModel) whenUnpaused(ctx context.Context, fn func(tx *sql.Tx) error)
 			return ctx.Err()
 		}
 	}
+}
+
+// pauseHeld returns errPaused if the rebuild that paused the live model is
+// still running, that is, holds the rebuild lock (see Rebuild). A rebuild
+// that died (killed mid-swap) lost the lock with its session: its pause is
+// ignored rather than waited out until its lease ends, as it protects
+// nothing any more. It runs only while a pause is in force.
+func (m *ReadModel) pauseHeld(ctx context.Context, tx *sql.Tx) error {
+	name, err := rebuildLockName(ctx, tx)
+	if err != nil {
+		return err
+	}
+	var holder sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?)", name).Scan(&holder); err != nil {
+		return fmt.Errorf("mysql: reading the rebuild lock: %w", err)
+	}
+	if holder.Valid {
+		return errPaused
+	}
+	return nil
 }
 
 // Checkpoint returns partition p's stored checkpoint without claiming it

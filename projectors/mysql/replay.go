@@ -65,6 +65,12 @@ const (
 	// PhaseSwap pauses the live projector, catches up to its frozen
 	// checkpoints and swaps the tables.
 	PhaseSwap RebuildPhase = "swap"
+	// PhaseRename: the live projector is paused and the new tables are
+	// caught up to its checkpoints; the one RENAME TABLE comes next.
+	PhaseRename RebuildPhase = "rename"
+	// PhaseSwapped: the RENAME TABLE is done, the rebuilt model is live;
+	// next the live projector is unpaused and the old tables dropped.
+	PhaseSwapped RebuildPhase = "swapped"
 	// PhaseDone: the rebuilt model is live and the old tables are dropped.
 	PhaseDone RebuildPhase = "done"
 )
@@ -115,8 +121,9 @@ const rebuildToken = 1
 // what `mpimctl replay mysql` runs. The protocol:
 //
 //  1. Take the user lock "mpim_rebuild.<database>" (GET_LOCK): one rebuild
-//     per database at a time. Drop leftovers of an earlier rebuild and
-//     create the shadow tables, "<table>__rebuild" LIKE each model table and
+//     per database at a time. Drop leftovers of an earlier rebuild (its
+//     tables, and its pause if it died paused) and create the shadow
+//     tables, "<table>__rebuild" LIKE each model table and
 //     read_model_checkpoints (same DDL).
 //  2. Build: apply every partition from position zero to its head into the
 //     shadow tables, with the same projector code and the same
@@ -144,12 +151,20 @@ const rebuildToken = 1
 //     read_model_checkpoints__rebuild TO read_model_checkpoints.
 //  7. Unpause, and drop the __old tables.
 //
+// A rebuild killed at any point leaves the live tables whole, either all
+// old (before the rename) or all new (after it), each with its own
+// checkpoints: a restarted live projector carries on from them, and the
+// next Rebuild drops what the dead one left.
+//
 // After the swap a live owner whose next batch does not follow the new
 // checkpoint gets projectors.ErrCheckpointMoved and claims again (the
 // runner does so by itself); it then resumes from the rebuilt checkpoint. If
 // anything fails before the rename the live model is untouched, the pause
 // is lifted and the shadow tables stay until the next Rebuild drops them.
-// If the rebuild dies while paused, the lease ends the pause. Correctness
+// If the rebuild dies while paused (before or after the rename), its
+// session ends and with it the lock of step 1: the live projector ignores
+// a pause whose rebuild no longer holds the lock, and the lease ends the
+// pause if the database never notices the death. Correctness
 // never depends on the pause (a checkpoint always sits beside the tables it
 // describes); the pause keeps readers from seeing the model step back.
 //
@@ -183,6 +198,9 @@ func Rebuild(ctx context.Context, db *sql.DB, src Log, opts RebuildOptions) erro
 		db: db, conn: conn, src: src, opts: opts, shadow: shadow, start: time.Now(),
 		reader: &logReader{db: db, src: src}, pos: make([]eventstore.Position, src.Partitions()),
 		id: "rebuild-" + strings.ToLower(rand.Text()[:12]),
+	}
+	if err := rb.clearLeftovers(ctx); err != nil {
+		return err
 	}
 	if err := rb.createShadow(ctx); err != nil {
 		return err
@@ -236,17 +254,30 @@ type rebuild struct {
 	cur    RebuildPhase
 }
 
-func lockRebuild(ctx context.Context, conn *sql.Conn) (func(), error) {
+// rebuildLockName returns the name of the user lock a Rebuild holds from
+// start to end on its database: "mpim_rebuild.<database>", cut to MySQL's
+// 64 characters.
+func rebuildLockName(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (string, error) {
 	var dbName sql.NullString
-	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
-		return nil, fmt.Errorf("mysql: rebuild: reading the database name: %w", err)
+	if err := q.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&dbName); err != nil {
+		return "", fmt.Errorf("mysql: rebuild: reading the database name: %w", err)
 	}
 	if !dbName.Valid {
-		return nil, errors.New("mysql: rebuild: no database selected")
+		return "", errors.New("mysql: rebuild: no database selected")
 	}
 	name := "mpim_rebuild." + dbName.String
 	if len(name) > 64 {
 		name = name[:64]
+	}
+	return name, nil
+}
+
+func lockRebuild(ctx context.Context, conn *sql.Conn) (func(), error) {
+	name, err := rebuildLockName(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {
@@ -279,9 +310,12 @@ func (rb *rebuild) report(p int, pos eventstore.Position) {
 	rb.opts.Progress(RebuildProgress{Phase: rb.cur, Partition: p, Position: pos, Events: rb.events.Load(), Elapsed: time.Since(rb.start)})
 }
 
-// createShadow drops what an earlier rebuild left and creates the shadow
-// tables empty, with the live tables' DDL.
-func (rb *rebuild) createShadow(ctx context.Context) error {
+// clearLeftovers undoes what an earlier rebuild that died (a crash, a
+// SIGKILL) left: its shadow and old tables, and its pause of the live
+// projector, which would otherwise hold until its lease ends, for the
+// earlier rebuild's lock is free but this one's is not. Holding the lock,
+// no other rebuild can be running.
+func (rb *rebuild) clearLeftovers(ctx context.Context) error {
 	var drop []string
 	for _, t := range swapTables() {
 		drop = append(drop, t+rebuildSuffix, t+oldSuffix)
@@ -289,6 +323,14 @@ func (rb *rebuild) createShadow(ctx context.Context) error {
 	if _, err := rb.conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+strings.Join(drop, ", ")); err != nil {
 		return fmt.Errorf("mysql: rebuild: dropping leftover tables: %w", err)
 	}
+	if _, err := rb.conn.ExecContext(ctx, "UPDATE "+tControl+" SET paused_until = NULL, paused_by = '' WHERE id = 1"); err != nil {
+		return fmt.Errorf("mysql: rebuild: lifting a dead rebuild's pause: %w", err)
+	}
+	return nil
+}
+
+// createShadow creates the shadow tables empty, with the live tables' DDL.
+func (rb *rebuild) createShadow(ctx context.Context) error {
 	for _, t := range swapTables() {
 		if _, err := rb.conn.ExecContext(ctx, "CREATE TABLE "+t+rebuildSuffix+" LIKE "+t); err != nil {
 			return fmt.Errorf("mysql: rebuild: creating %s%s: %w", t, rebuildSuffix, err)
@@ -476,10 +518,11 @@ func (rb *rebuild) swap(ctx context.Context) (err error) {
 		renames = append(renames, t+" TO "+t+oldSuffix, t+rebuildSuffix+" TO "+t)
 		olds = append(olds, t+oldSuffix)
 	}
+	rb.phase(PhaseRename)
 	if _, err := rb.conn.ExecContext(ctx, "RENAME TABLE "+strings.Join(renames, ", ")); err != nil {
 		return fmt.Errorf("mysql: rebuild: swapping tables: %w", err)
 	}
-	rb.opts.Logger.Info("rebuild swapped in", "events", rb.events.Load(), "elapsed", time.Since(rb.start))
+	rb.phase(PhaseSwapped)
 	if err := unpause(); err != nil {
 		return err
 	}

@@ -167,6 +167,30 @@ func TestSwapMovesTheLiveCheckpoint(t *testing.T) {
 	}
 }
 
+// holdRebuildLock takes the rebuild lock as a running Rebuild holds it,
+// until the test ends.
+func holdRebuildLock(t *testing.T, db *sql.DB) {
+	t.Helper()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	unlock, err := lockRebuild(context.Background(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
+}
+
+// pauseLive sets the pause a swap sets, for an hour.
+func pauseLive(t *testing.T, db *sql.DB) {
+	t.Helper()
+	if _, err := db.Exec("UPDATE read_model_control SET paused_until = UTC_TIMESTAMP(3) + INTERVAL 1 HOUR, paused_by = 'rebuild-test' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPausedApplyWaits: while a swap holds the pause, live batches wait and
 // write nothing; they go through once it is lifted.
 func TestPausedApplyWaits(t *testing.T) {
@@ -177,9 +201,8 @@ func TestPausedApplyWaits(t *testing.T) {
 	if _, err := rm.Claim(ctx, 0, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("UPDATE read_model_control SET paused_until = UTC_TIMESTAMP(3) + INTERVAL 1 HOUR WHERE id = 1"); err != nil {
-		t.Fatal(err)
-	}
+	holdRebuildLock(t, db)
+	pauseLive(t, db)
 	done := make(chan error, 1)
 	go func() { done <- rm.Apply(ctx, batchOf(1, eventstore.Position{}, recs)) }()
 	select {
@@ -198,6 +221,50 @@ func TestPausedApplyWaits(t *testing.T) {
 	}
 	if n := count(t, db, readmodel.Users, ""); n == 0 {
 		t.Fatal("nothing written after the pause")
+	}
+}
+
+// TestDeadRebuildsPauseIsIgnored: a pause whose rebuild died (its session,
+// and with it the rebuild lock, is gone) does not hold the live projector
+// until the lease ends, and the next Rebuild lifts it.
+func TestDeadRebuildsPauseIsIgnored(t *testing.T) {
+	ctx := context.Background()
+	recs := oneOwnerLog(t)
+	db := openTestDB(t)
+	rm := testReadModel(t, db, Config{})
+	pauseLive(t, db)
+	// An hour-long pause and nobody holding the lock: Claim and Apply go
+	// through (the context bounds the test should they wait).
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := rm.Claim(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := rm.Apply(ctx, batchOf(1, eventstore.Position{}, recs)); err != nil {
+		t.Fatalf("Apply under a dead rebuild's pause: %v", err)
+	}
+	if pos, err := rm.Checkpoint(ctx, 0); err != nil || pos != recs[len(recs)-1].Position {
+		t.Fatalf("checkpoint after Apply under a dead rebuild's pause: %v, %v, want %v", pos, err, recs[len(recs)-1].Position)
+	}
+	if n := count(t, db, readmodel.Users, ""); n == 0 {
+		t.Fatal("nothing written under a dead rebuild's pause")
+	}
+	// The next rebuild holds the lock from the start: it must lift the old
+	// pause before it builds, or the live projector would wait through its
+	// whole build.
+	checked := false
+	err := Rebuild(ctx, db, staticLog(recs), RebuildOptions{Progress: func(p RebuildProgress) {
+		if p.Phase != PhaseBuild || p.Partition != -1 {
+			return
+		}
+		checked = true
+		var paused sql.NullString
+		if err := db.QueryRow("SELECT paused_until FROM read_model_control WHERE id = 1").Scan(&paused); err != nil || paused.Valid {
+			t.Errorf("the dead rebuild's pause is still set while the next one builds (%v, %v)", paused, err)
+		}
+	}})
+	if err != nil || !checked {
+		t.Fatalf("rebuild: %v (build phase reported: %v)", err, checked)
 	}
 }
 
