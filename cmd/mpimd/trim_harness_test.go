@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/projectors/mysql"
@@ -158,4 +159,17 @@ func waitTrimmed(t *testing.T, redisAddr, prefix string, partitions int) streamT
 		return lastErr == nil && st.trimmed() > 0
 	})
 	return st
+}
+
+// seenWithin reports whether cond became true within limit (a hang
+// detector, like waitUntil's, that lets the test go on to its audits).
+func seenWithin(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
