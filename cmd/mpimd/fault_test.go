@@ -49,12 +49,19 @@ type faultRedis struct {
 
 func startFaultRedis(t *testing.T, fsync string) *faultRedis {
 	t.Helper()
+	return startFaultRedisIn(t, fsync, t.TempDir())
+}
+
+// startFaultRedisIn is startFaultRedis with the AOF in dir (its log
+// elsewhere).
+func startFaultRedisIn(t *testing.T, fsync, dir string) *faultRedis {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed (scripts/services.sh installs it): %v", err)
 	}
 	addr := testsvc.FreeAddr(t)
-	r := &faultRedis{t: t, addr: addr, port: addr[strings.LastIndex(addr, ":")+1:], dir: t.TempDir(), fsync: fsync}
-	r.log = filepath.Join(r.dir, "redis.log")
+	r := &faultRedis{t: t, addr: addr, port: addr[strings.LastIndex(addr, ":")+1:], dir: dir, fsync: fsync}
+	r.log = filepath.Join(t.TempDir(), "redis.log")
 	r.start()
 	t.Cleanup(func() {
 		if r.alive() {
@@ -342,6 +349,7 @@ type logAudit struct {
 	missing, mismatched, dupClient  int
 	seqProblems                     int
 	details                         []string
+	lost                            []sentMsg // the acked sends missing
 }
 
 func (a *logAudit) detail(format string, args ...any) {
@@ -417,6 +425,7 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 		switch {
 		case !ok:
 			a.missing++
+			a.lost = append(a.lost, m)
 			a.detail("%s (seq %d) acked but not in the log", m.key.clientMsgID, m.seq)
 		case l.conv != m.key.conv || l.seq != m.seq:
 			a.mismatched++
