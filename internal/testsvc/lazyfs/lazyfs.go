@@ -30,6 +30,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -100,6 +101,29 @@ func (f *FS) mount() error {
 	f.mu.Lock()
 	f.srv = srv
 	f.mu.Unlock()
+	return closeFuseOnExec()
+}
+
+// closeFuseOnExec marks this process's /dev/fuse descriptors close-on-exec.
+// go-fuse opens them without O_CLOEXEC, so every process a test starts
+// (redis-server, mpimd) would inherit the connection: if the test process
+// died, the mount would stay alive with nobody serving it, and a child
+// blocked on it (a stalled fsync) could never exit. A child started by
+// another goroutine while Mount runs can still inherit it.
+func closeFuseOnExec() error {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
 	return nil
 }
 

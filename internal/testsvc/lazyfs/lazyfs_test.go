@@ -28,10 +28,19 @@ func mount(t *testing.T) (*FS, string, string) {
 
 func create(t *testing.T, path string) *os.File {
 	t.Helper()
-	file, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	return open(t, path, os.O_CREATE|os.O_RDWR|os.O_APPEND)
+}
+
+// open opens path on the mount and closes it when t ends, before the
+// unmount: a file of the mount still open when this process (its server)
+// exits would wait on the server for ever.
+func open(t *testing.T, path string, flags int) *os.File {
+	t.Helper()
+	file, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { file.Close() })
 	return file
 }
 
@@ -113,10 +122,7 @@ func TestPowerLossKeepsWhatWasSynced(t *testing.T) {
 func TestPowerLossRestoresOverwrittenAndTruncated(t *testing.T) {
 	f, _, mnt := mount(t)
 	path := filepath.Join(mnt, "file")
-	file, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := open(t, path, os.O_CREATE|os.O_RDWR)
 	write(t, file, "abcdef")
 	datasync(t, file)
 	if _, err := file.WriteAt([]byte("XY"), 2); err != nil {
@@ -132,11 +138,7 @@ func TestPowerLossRestoresOverwrittenAndTruncated(t *testing.T) {
 	if err := os.Truncate(path, 1); err != nil {
 		t.Fatal(err)
 	}
-	again, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again.Close()
+	open(t, path, os.O_RDWR|os.O_TRUNC).Close()
 
 	reboot(t, f)
 	wantFile(t, path, "abcdef")
