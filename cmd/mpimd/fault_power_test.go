@@ -108,6 +108,23 @@ func (p *powerTest) stallAndCrash(t *testing.T, afterStall int) (atStall, atCras
 	return atStall, atCrash, dropped
 }
 
+// resumeAndAudit waits until every sender has each more sends acked after
+// the restart, stops the traffic and audits the log against every
+// acknowledged send.
+func (p *powerTest) resumeAndAudit(t *testing.T, atCrash []int, each int) ([]sentMsg, logAudit) {
+	t.Helper()
+	restarted := time.Now()
+	p.tr.waitEach("every sender acked again after the restart", atCrash, each)
+	t.Logf("every sender acked %d more %.1fs after the restart", each, time.Since(restarted).Seconds())
+	p.tr.finish(false)
+	if t.Failed() {
+		t.FailNow()
+	}
+	checkAlive(t, p.fc.projector, p.fc.gateways[0])
+	sent := p.tr.sent.all()
+	return sent, auditLog(t, p.rs.addr, p.prefix, p.fc.partitions, sent)
+}
+
 // With appendfsync always (and mpimd's --fsync-always), Redis fsyncs the
 // AOF before it answers: once the disk stalls, it answers nothing more, and
 // after the power loss every acknowledged send is in the log, the read
@@ -116,17 +133,7 @@ func TestFaultRedisPowerLossWithFsyncAlways(t *testing.T) {
 	began := time.Now()
 	p := startPowerTest(t, "always", "--fsync-always")
 	atStall, atCrash, _ := p.stallAndCrash(t, 0)
-	restarted := time.Now()
-	p.tr.waitEach("every sender acked again after the restart", atCrash, powerEach)
-	t.Logf("every sender acked again %.1fs after the restart", time.Since(restarted).Seconds())
-	p.tr.finish(false)
-	if t.Failed() {
-		t.FailNow()
-	}
-	checkAlive(t, p.fc.projector, p.fc.gateways[0])
-
-	sent := p.tr.sent.all()
-	la := auditLog(t, p.rs.addr, p.prefix, p.fc.partitions, sent)
+	sent, la := p.resumeAndAudit(t, atCrash, powerEach)
 	if !la.ok(len(sent)) {
 		t.Errorf("log audit after the power loss: %d acked, %v", len(sent), la)
 	}
@@ -159,15 +166,7 @@ func TestFaultRedisPowerLossWithFsyncEverysec(t *testing.T) {
 	// before it; its second answers one made after it.
 	atStall, atCrash, _ := p.stallAndCrash(t, 2)
 	ackedAtCrash := p.tr.sent.all()
-	p.tr.waitEach("every sender acked again after the restart", atCrash, powerEach/4)
-	p.tr.finish(false)
-	if t.Failed() {
-		t.FailNow()
-	}
-	checkAlive(t, p.fc.projector, p.fc.gateways[0])
-
-	sent := p.tr.sent.all()
-	la := auditLog(t, p.rs.addr, p.prefix, p.fc.partitions, sent)
+	sent, la := p.resumeAndAudit(t, atCrash, powerEach/4)
 	t.Logf("%v", la)
 	lost := map[string]bool{}
 	for _, m := range la.lost {
