@@ -488,7 +488,8 @@ func auditReadModel(t *testing.T, dsn string, acked int) (rows int64) {
 // and the gateway (both with --fsync-always) reconnect by themselves, the
 // clients retry their sends with the same client message ids, and nothing
 // acknowledged is lost, duplicated or reordered: not in the log, not in the
-// read model, not on any device.
+// read model, not on any device. A SIGKILL keeps the page cache, so this
+// shows a process crash only; fault_power_test.go simulates a machine crash.
 func TestFaultRedisRestartWithFsyncAlways(t *testing.T) {
 	testFaultRedisRestart(t, "always", "--fsync-always")
 }
