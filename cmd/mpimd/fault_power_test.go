@@ -143,7 +143,7 @@ func TestFaultRedisPowerLossWithFsyncAlways(t *testing.T) {
 	if t.Failed() { // the read model and devices cannot hold what the log lost
 		t.FailNow()
 	}
-	rows := auditReadModel(t, p.fc.dsn, len(sent))
+	rows := p.fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, p.devs)
 	logAudits(t, la, rows, final, began)
 	wantAuditsOK(t, la, len(sent), final)
