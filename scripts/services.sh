@@ -9,7 +9,8 @@
 # For each service: if it already answers, it is used as it is; else, if it is
 # installed, it is started; else it is installed with apt-get (one `apt-get
 # update` per run) and started. protoc (protobuf-compiler), which the proto
-# generate check needs, is installed when missing. Then every service is waited
+# generate check needs, chromium (the web chat test) and fuse3 (the power-loss
+# fault tests) are installed when missing. Then every service is waited
 # for (at most MPIM_SERVICES_WAIT seconds each, default 60).
 #
 # The script is idempotent: a second run finds everything answering and changes
@@ -380,6 +381,24 @@ main() {
 	DID[protoc]=${DID[protoc]:-present}
 	report protoc "$(done_what protoc) ($(protoc --version))"
 	ensure_chromium
+	ensure_fuse
+}
+
+# ensure_fuse checks what the power-loss fault tests need: /dev/fuse (their
+# redis-server keeps its AOF on a FUSE file system that loses unsynced
+# writes) and, for a non-root user, fusermount3 (Debian's fuse3) to mount it;
+# root mounts with mount(2). A missing /dev/fuse is reported, not fatal: those
+# tests then fail and say so, the others run.
+ensure_fuse() {
+	local dev="/dev/fuse present"
+	[[ -e /dev/fuse ]] || dev="MISSING /dev/fuse (the power-loss fault tests will fail; a container needs --device /dev/fuse)"
+	if ! command -v fusermount3 >/dev/null; then
+		apt_install fuse3
+		command -v fusermount3 >/dev/null || die "fusermount3 still missing after installing fuse3"
+		report fuse "installed fuse3; $dev"
+		return
+	fi
+	report fuse "present; $dev"
 }
 
 # ensure_chromium installs Debian's chromium (the web chat test drives it

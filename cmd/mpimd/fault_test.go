@@ -51,12 +51,19 @@ type faultRedis struct {
 
 func startFaultRedis(t *testing.T, fsync string) *faultRedis {
 	t.Helper()
+	return startFaultRedisIn(t, fsync, t.TempDir())
+}
+
+// startFaultRedisIn is startFaultRedis with the AOF in dir (its log
+// elsewhere).
+func startFaultRedisIn(t *testing.T, fsync, dir string) *faultRedis {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not installed (scripts/services.sh installs it): %v", err)
 	}
 	addr := testsvc.FreeAddr(t)
-	r := &faultRedis{t: t, addr: addr, port: addr[strings.LastIndex(addr, ":")+1:], dir: t.TempDir(), fsync: fsync}
-	r.log = filepath.Join(r.dir, "redis.log")
+	r := &faultRedis{t: t, addr: addr, port: addr[strings.LastIndex(addr, ":")+1:], dir: dir, fsync: fsync}
+	r.log = filepath.Join(t.TempDir(), "redis.log")
 	r.start()
 	t.Cleanup(func() {
 		if r.alive() {
@@ -206,6 +213,7 @@ type logAudit struct {
 	seqProblems                     int
 	trim                            streamTrim
 	details                         []string
+	lost                            []sentMsg // the acked sends missing
 }
 
 func (a *logAudit) detail(format string, args ...any) {
@@ -315,6 +323,7 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 		switch {
 		case !ok:
 			a.missing++
+			a.lost = append(a.lost, m)
 			a.detail("%s (seq %d) acked but not in the log", m.key.clientMsgID, m.seq)
 		case l.conv != m.key.conv || l.seq != m.seq:
 			a.mismatched++
@@ -335,7 +344,8 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 // and the gateway (both with --fsync-always) reconnect by themselves, the
 // clients retry their sends with the same client message ids, and nothing
 // acknowledged is lost, duplicated or reordered: not in the log, not in the
-// read model, not on any device.
+// read model, not on any device. A SIGKILL keeps the page cache, so this
+// shows a process crash only; fault_power_test.go simulates a machine crash.
 func TestFaultRedisRestartWithFsyncAlways(t *testing.T) {
 	testFaultRedisRestart(t, "always", "--fsync-always")
 }

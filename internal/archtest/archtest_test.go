@@ -72,6 +72,8 @@ var rules = []rule{
 		why: "the stream entry id every layer parses: a leaf"},
 	{path: "internal/inbox", imports: []string{"domain", "internal/streamid"},
 		why: "the delivery contract between projectors/inbox and gateway/delivery"},
+	{path: "internal/testsvc/lazyfs", testImports: []string{"internal/testsvc"},
+		why: "test support, a FUSE file system that loses unsynced writes: nothing of ours"},
 	{path: "internal/readmodel", imports: []string{"domain", "internal/streamid"},
 		why: "the read-model contract between projectors/mysql and query"},
 	{path: "cmd/mpimd", imports: []string{anyPackage}, why: "a composition root"},
