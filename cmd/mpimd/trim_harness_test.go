@@ -68,7 +68,13 @@ func readTrimmedPartition(ctx context.Context, db *sql.DB, store *eventstore.Sto
 		var after eventstore.Position
 		for !info.First.IsZero() {
 			recs, err := mysql.ReadArchive(ctx, db, p, after, 1000)
-			if err != nil {
+			// An entry the archiver quarantined at or after the stream's
+			// first entry is not part of the trimmed part: after a Redis
+			// data loss (the power-loss tests) the archive quarantines a
+			// new event that reuses a lost one's version.
+			var de *eventstore.DecodeError
+			beyond := errors.As(err, &de) && de.Position.Compare(info.First) >= 0
+			if err != nil && !beyond {
 				return nil, err
 			}
 			n := 0
@@ -76,7 +82,7 @@ func readTrimmedPartition(ctx context.Context, db *sql.DB, store *eventstore.Sto
 				n++
 			}
 			out = append(out, recs[:n]...)
-			if n < len(recs) || len(recs) == 0 {
+			if beyond || n < len(recs) || len(recs) == 0 {
 				break
 			}
 			after = recs[n-1].Position
