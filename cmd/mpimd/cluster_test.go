@@ -76,16 +76,20 @@ func TestProjectorProcessesShareAndSurviveKill(t *testing.T) {
 		}
 		users = append(users, u)
 	}
-	// Traffic: 8 senders, each to its own conversation, for the whole test.
+	// Traffic: 8 senders, each to its own conversation, for the whole test:
+	// until stopped after the takeover, bounded by a count and a time far
+	// beyond what the test needs (a bound that ends the traffic before the
+	// takeover would fail the wait for traffic after it).
 	var sent atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	trafficEnds := time.Now().Add(5 * time.Minute)
 	for i := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			conv := domain.DirectConversation(users[i], users[(i+1)%8])
-			for n := 0; n < 2000; n++ {
+			for n := 0; n < 50000 && time.Now().Before(trafficEnds); n++ {
 				select {
 				case <-stop:
 					return

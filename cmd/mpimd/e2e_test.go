@@ -173,7 +173,7 @@ func testE2EChat(t *testing.T, cl *e2eCluster) {
 	if after := bobA.snapshot().pushes; after != before+1 {
 		t.Errorf("bob's laptop was pushed %d events after resuming, want only the new message", after-before)
 	}
-	final := audit(sent.all(), devs)
+	final := waitDelivered(t, "every send after the resume", sent.all(), devs)
 	if !final.ok() {
 		t.Fatalf("after the resume: %v", final)
 	}
