@@ -12,7 +12,7 @@ import (
 // The power-loss tests: Redis keeps its AOF on a lazy file system
 // (internal/testsvc/lazyfs), which loses what no fsync made durable when
 // the "machine" crashes, as a real page cache does and a SIGKILL of
-// redis-server never does (TestFaultRedisRestartWith* kill the process
+// redis-server never does (TestFaultRedisProcessKillWith* kill the process
 // only, so both appendfsync settings pass them alike). The crash point is
 // fixed without timing: the disk stalls (every later fsync waits and never
 // completes), traffic goes on for a while, then redis-server is killed and

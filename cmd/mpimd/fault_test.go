@@ -360,7 +360,7 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 // acknowledged is lost, duplicated or reordered: not in the log, not in the
 // read model, not on any device. A SIGKILL keeps the page cache, so this
 // shows a process crash only; fault_power_test.go simulates a machine crash.
-func TestFaultRedisRestartWithFsyncAlways(t *testing.T) {
+func TestFaultRedisProcessKillWithFsyncAlways(t *testing.T) {
 	testFaultRedisRestart(t, "always", "--fsync-always")
 }
 
@@ -368,7 +368,7 @@ func TestFaultRedisRestartWithFsyncAlways(t *testing.T) {
 // replies, so a killed Redis process (not a crashed machine) loses nothing
 // acknowledged either. docs/deployment.md states what everysec does not
 // promise.
-func TestFaultRedisRestartWithFsyncEverysec(t *testing.T) { testFaultRedisRestart(t, "everysec") }
+func TestFaultRedisProcessKillWithFsyncEverysec(t *testing.T) { testFaultRedisRestart(t, "everysec") }
 
 func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	began := time.Now()
