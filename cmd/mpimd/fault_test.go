@@ -222,8 +222,14 @@ func (a *logAudit) detail(format string, args ...any) {
 	}
 }
 
-func (a logAudit) ok(acked int) bool {
-	return a.missing == 0 && a.mismatched == 0 && a.dupClient == 0 && a.seqProblems == 0 && a.messages == acked && a.trim.trimmed() > 0
+// ok reports whether the log holds exactly the acked sends and was trimmed
+// (a deployment's audit reads across the trim).
+func (a logAudit) ok(acked int) bool { return a.clean(acked) && a.trim.trimmed() > 0 }
+
+// clean reports whether the log holds exactly the acked sends, each once,
+// with gapless seqs.
+func (a logAudit) clean(acked int) bool {
+	return a.missing == 0 && a.mismatched == 0 && a.dupClient == 0 && a.seqProblems == 0 && a.messages == acked
 }
 
 func (a logAudit) String() string {
@@ -275,6 +281,9 @@ func eachRead(t *testing.T, partitions int, read func(ctx context.Context, p int
 	}
 }
 
+// auditLog audits sent against the log of a fault or e2e deployment, which
+// trims: it waits until the streams were trimmed and reads each partition
+// across the trim (the archive, then the stream).
 func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sentMsg) logAudit {
 	t.Helper()
 	ctx := context.Background()
@@ -284,15 +293,8 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 		t.Fatal(err)
 	}
 	defer archive.Close()
-	type logged struct {
-		conv string
-		seq  uint64
-	}
 	// Trimmed before it is read: the audit then reads across the trim.
-	a := logAudit{trim: waitTrimmed(t, redisAddr, prefix, partitions)}
-	byEvent := map[string]logged{}
-	byClient := map[msgKey]bool{}
-	lastSeq := map[string]uint64{}
+	trim := waitTrimmed(t, redisAddr, prefix, partitions)
 	// Each partition as Redis had it: what the trim removed (archived),
 	// then the stream.
 	curP, cur := -1, []eventstore.Recorded(nil)
@@ -310,6 +312,22 @@ func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sen
 		}
 		return cur[i:min(i+limit, len(cur))], nil
 	}
+	return checkLog(t, store, partitions, read, sent, logAudit{trim: trim})
+}
+
+// checkLog audits sent against the log as read returns it, partition by
+// partition (see eachRead), and the conversation heads of store.
+func checkLog(t *testing.T, store *eventstore.Store, partitions int, read func(ctx context.Context, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error),
+	sent []sentMsg, a logAudit) logAudit {
+	t.Helper()
+	ctx := context.Background()
+	type logged struct {
+		conv string
+		seq  uint64
+	}
+	byEvent := map[string]logged{}
+	byClient := map[msgKey]bool{}
+	lastSeq := map[string]uint64{}
 	eachRead(t, partitions, read, func(_ int, r eventstore.Recorded) {
 		a.events++
 		m := r.Event.GetMessageSent()
