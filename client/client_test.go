@@ -11,10 +11,12 @@ import (
 
 	"github.com/mpim/mpim/client"
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/internal/connect"
+	inboxkeys "github.com/mpim/mpim/internal/inbox"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	inboxproj "github.com/mpim/mpim/projectors/inbox"
@@ -28,7 +30,19 @@ import (
 // startGateway runs a gateway in process on real Redis and MariaDB, with
 // the real delivery hub and inbox projector, and returns its WebSocket
 // URL. Everything stops when the test ends.
-func startGateway(tb testing.TB) string {
+func startGateway(tb testing.TB) string { return startCore(tb).url }
+
+// core is a gateway started by startCore, with what a test needs to look
+// into its Redis.
+type core struct {
+	url  string
+	rdb  *redis.Client
+	keys inboxkeys.Keys
+}
+
+// startCore is startGateway, also returning the Redis client and the inbox
+// keys of the gateway.
+func startCore(tb testing.TB) core {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -82,7 +96,7 @@ func startGateway(tb testing.TB) string {
 		srv.Shutdown(sctx)
 		hs.Close()
 	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return core{url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws", rdb: rdb, keys: inboxkeys.NewKeys(rt.Prefix)}
 }
 
 func testCtx(tb testing.TB) context.Context {
@@ -194,7 +208,8 @@ func TestConnSurfacesCloseCodes(t *testing.T) {
 }
 
 func TestSessionReconnectsAndEndsWhenReplaced(t *testing.T) {
-	url := startGateway(t)
+	core := startCore(t)
+	url := core.url
 	dan, _ := dialUser(t, url, frame.Proto, "dan", "phone")
 	_, es := dialUser(t, url, frame.Proto, "eve", "seed")
 
@@ -237,6 +252,13 @@ func TestSessionReconnectsAndEndsWhenReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("one")
+	// The device's first ack stores its first cursor. Without a cursor a
+	// device starts at its inbox's end and is told to sync (nothing to
+	// resume from), so the drop below waits for it.
+	cursor := core.keys.Cursor(domain.UserID(es.GetUserId()), "tablet")
+	testsvc.Eventually(t, time.Minute, "the tablet's first ack stored", func() bool {
+		return core.rdb.Exists(ctx, cursor).Val() == 1
+	})
 
 	// The connection drops: the session resumes with its token, and the
 	// device receives what was sent meanwhile.
@@ -253,12 +275,15 @@ func TestSessionReconnectsAndEndsWhenReplaced(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the session did not reconnect")
 	}
-	for {
+	for got := ""; got != "two"; {
 		// "one" may come again if its ack was lost with the connection.
-		if got := <-texts; got == "two" {
-			break
-		} else if got != "one" {
-			t.Fatalf("pushed %q, want two", got)
+		select {
+		case got = <-texts:
+			if got != "one" && got != "two" {
+				t.Fatalf("pushed %q, want two", got)
+			}
+		case <-time.After(30 * time.Second): // a hang detector
+			t.Fatal(`"two" never pushed after the reconnect`)
 		}
 	}
 	if _, err := s.Request(ctx, &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}); err != nil {
