@@ -1,19 +1,74 @@
 package testsvc
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
 // FreeAddr returns a loopback address whose port was free a moment ago, for
-// a server the test starts itself. Another process may take the port before
-// the test binds it; tests live with that rare race.
+// a server the test starts itself (often in another process, so the port
+// cannot be handed over bound).
+//
+// The port is taken below the kernel's ephemeral range: a port from
+// "127.0.0.1:0" is an ephemeral one, which any outgoing connection of the
+// many processes a test runs (to Redis, MariaDB, ZooKeeper) can take
+// before the server binds it; CI saw "address already in use" that way.
+// Below the range only another listener can take it: this process hands
+// each port out once, from a random start so that test processes running
+// at once seldom meet, and checks that it is free.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
+	ports.mu.Lock()
+	defer ports.mu.Unlock()
+	for range ports.size {
+		port := ports.low + ports.next%ports.size
+		ports.next++
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	// No range (a kernel whose ephemeral range starts low): any free port.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// ports is the range FreeAddr hands out: up to 10,000 ports ending below
+// the ephemeral range, and the next offset into it.
+var ports struct {
+	mu        sync.Mutex
+	low, size int
+	next      int
+}
+
+func init() {
+	ephemeralLow := 32768 // Linux's default when the range cannot be read
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				ephemeralLow = n
+			}
+		}
+	}
+	// Stay above the well-known and registered service ports tests use
+	// (Redis 6379, MariaDB 3306, ZooKeeper 2181, ...).
+	const floor = 10000
+	ports.size = min(10000, ephemeralLow-floor)
+	if ports.size <= 0 {
+		ports.size = 0
+		return
+	}
+	ports.low = ephemeralLow - ports.size
+	ports.next = rand.IntN(ports.size)
 }
