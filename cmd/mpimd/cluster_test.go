@@ -239,7 +239,7 @@ func TestProjectorPausedPastItsSessionIsFenced(t *testing.T) {
 	checkAlive(t, append([]*mpimdProc{fc.projector, p1}, fc.gateways...)...)
 
 	sent := tr.sent.all()
-	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	t.Logf("p1 owned %v of each projector; paused after %d sends acked; p0 owned everything %.1fs after SIGSTOP; "+

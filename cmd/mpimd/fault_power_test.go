@@ -122,7 +122,7 @@ func (p *powerTest) resumeAndAudit(t *testing.T, atCrash []int, each int) ([]sen
 	}
 	checkAlive(t, p.fc.projector, p.fc.gateways[0])
 	sent := p.tr.sent.all()
-	return sent, auditLog(t, p.rs.addr, p.prefix, p.fc.partitions, sent)
+	return sent, p.fc.auditLog(t, sent)
 }
 
 // With appendfsync always (and mpimd's --fsync-always), Redis fsyncs the

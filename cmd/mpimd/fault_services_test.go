@@ -105,7 +105,7 @@ func TestFaultMariaDBOutage(t *testing.T) {
 	checkAlive(t, append([]*mpimdProc{fc.projector}, fc.gateways...)...)
 
 	sent := tr.sent.all()
-	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
@@ -188,7 +188,7 @@ func TestFaultZooKeeperOutage(t *testing.T) {
 	}
 
 	sent := tr.sent.all()
-	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	drained := time.Since(restarted)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)

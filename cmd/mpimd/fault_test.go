@@ -151,7 +151,6 @@ func startFaultCluster(t *testing.T, redisAddr, prefix string, gatewayIDs []stri
 		}
 	})
 	fc := &faultCluster{bin: buildBinary(t), logDir: t.TempDir(), redisAddr: redisAddr, prefix: prefix, dsn: dsn}
-	registerArchive(t, redisAddr, prefix, dsn)
 	if _, err := fmt.Sscan(e2ePartitions, &fc.partitions); err != nil {
 		t.Fatal(err)
 	}
@@ -281,14 +280,15 @@ func eachRead(t *testing.T, partitions int, read func(ctx context.Context, p int
 	}
 }
 
-// auditLog audits sent against the log of a fault or e2e deployment, which
-// trims: it waits until the streams were trimmed and reads each partition
-// across the trim (the archive, then the stream).
-func auditLog(t *testing.T, redisAddr, prefix string, partitions int, sent []sentMsg) logAudit {
+// auditLog audits sent against the log of fc, which trims: it waits until
+// the streams were trimmed and reads each partition across the trim (the
+// archive, then the stream).
+func (fc *faultCluster) auditLog(t *testing.T, sent []sentMsg) logAudit {
 	t.Helper()
 	ctx := context.Background()
+	redisAddr, prefix, partitions := fc.redisAddr, fc.prefix, fc.partitions
 	store := openLog(t, redisAddr, prefix, partitions)
-	archive, err := connect.MySQL(ctx, archiveOf(t, redisAddr, prefix))
+	archive, err := connect.MySQL(ctx, fc.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func testFaultRedisRestart(t *testing.T, fsync string, flags ...string) {
 	checkAlive(t, fc.projector, fc.gateways[0])
 
 	sent := tr.sent.all()
-	la := auditLog(t, rs.addr, prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	var st sendStats
@@ -487,7 +487,7 @@ func TestFaultProjectorAndGatewayKill(t *testing.T) {
 	checkAlive(t, fc.projector, gwA2, fc.gateways[1])
 
 	sent := tr.sent.all()
-	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	var st sendStats

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,32 +24,6 @@ import (
 // testTrimInterval is the --trim-interval of the fault and end-to-end
 // deployments.
 const testTrimInterval = "1s"
-
-// archiveDSNs maps a deployment (Redis address and prefix) to the MySQL
-// database holding its archive, so auditLog (called with the Redis address
-// and prefix) can read the trimmed part of the log.
-var archiveDSNs sync.Map
-
-func archiveKey(redisAddr, prefix string) string { return redisAddr + "|" + prefix }
-
-// registerArchive records dsn as the archive of the deployment at
-// redisAddr/prefix until the test ends.
-func registerArchive(t *testing.T, redisAddr, prefix, dsn string) {
-	k := archiveKey(redisAddr, prefix)
-	archiveDSNs.Store(k, dsn)
-	t.Cleanup(func() { archiveDSNs.Delete(k) })
-}
-
-// archiveOf returns the archive database of the deployment, failing the
-// test if none is registered.
-func archiveOf(t *testing.T, redisAddr, prefix string) string {
-	t.Helper()
-	dsn, ok := archiveDSNs.Load(archiveKey(redisAddr, prefix))
-	if !ok {
-		t.Fatalf("no archive registered for the deployment at %s prefix %q (startFaultCluster registers it)", redisAddr, prefix)
-	}
-	return dsn.(string)
-}
 
 // readTrimmedPartition returns partition p as Redis had it: the archived
 // entries below the stream's first entry (what the trim removed), then the

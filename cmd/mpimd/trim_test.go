@@ -41,7 +41,7 @@ func TestFaultReplayAfterTrimRebuildsEverything(t *testing.T) {
 		t.FailNow()
 	}
 	sent := tr.sent.all()
-	la := auditLog(t, rt.Addr, rt.Prefix, fc.partitions, sent)
+	la := fc.auditLog(t, sent)
 	rows := fc.auditReadModels(t, sent)
 	final := waitDelivered(t, "every acknowledged send", sent, devs)
 	logAudits(t, la, rows, final, began)
