@@ -34,11 +34,17 @@ func parseHalt(spec string) (*halter, error) {
 	if len(f) != 3 || f[0] == "" || f[2] == "" {
 		return nil, fmt.Errorf("%s=%q: want PHASE:EVENTS:FILE", haltEnv, spec)
 	}
-	n, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("%s=%q: %w", haltEnv, spec, err)
+	phase := mysql.RebuildPhase(f[0])
+	switch phase {
+	case mysql.PhaseBuild, mysql.PhaseChase, mysql.PhaseSwap, mysql.PhaseRename, mysql.PhaseSwapped, mysql.PhaseDone:
+	default:
+		return nil, fmt.Errorf("%s=%q: unknown phase %q", haltEnv, spec, f[0])
 	}
-	return &halter{phase: mysql.RebuildPhase(f[0]), events: n, file: f[2]}, nil
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("%s=%q: EVENTS must be a count (0 or more)", haltEnv, spec)
+	}
+	return &halter{phase: phase, events: n, file: f[2]}, nil
 }
 
 // check stops the replay here if p is the point asked for. It runs inside
