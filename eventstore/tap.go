@@ -82,8 +82,12 @@ func (t *Tap) DeadLetterKey(p int) string { return t.s.keys.tag(p) + "dlq:" + t.
 // entries other consumers left pending for longer than MinIdle (claimed with
 // XAUTOCLAIM), then new ones (XREADGROUP, blocking up to block). Entries
 // delivered MaxDeliveries times are dead-lettered and acknowledged instead.
+// A partition on which the group was cut loose fails with a *TapCutError.
 func (t *Tap) Read(ctx context.Context, p int, count int64, block time.Duration) ([]TapEntry, error) {
 	if err := t.s.checkPartition(p); err != nil {
+		return nil, err
+	}
+	if err := t.checkCut(ctx, p); err != nil {
 		return nil, err
 	}
 	key := t.s.keys.log(p)

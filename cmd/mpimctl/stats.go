@@ -19,6 +19,7 @@ import (
 type stats struct {
 	Partitions  []partitionStats  `json:"partitions"`
 	Checkpoints []checkpointStats `json:"checkpoints,omitempty"`
+	TapGroups   []tapGroupStats   `json:"tap_groups"`
 	Inboxes     inboxSummary      `json:"inboxes"`
 }
 
@@ -162,6 +163,9 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			st.Checkpoints = append(st.Checkpoints, cs)
 		}
 	}
+	if st.TapGroups, err = tapGroupsStats(ctx, store); err != nil {
+		return err
+	}
 	if st.Inboxes, err = inboxStats(ctx, rdb, c.prefix); err != nil {
 		return err
 	}
@@ -184,6 +188,63 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", cp.Projector, cp.Partition, cp.Position, cp.LagMs)
 		}
 	}
+	printTapGroups(tw, st.TapGroups)
 	fmt.Fprintf(tw, "\nINBOXES\t%d\tentries %d\tlargest %d\n", st.Inboxes.Count, st.Inboxes.Entries, st.Inboxes.Largest)
 	return tw.Flush()
+}
+
+// tapGroupStats is one tap group (consumer group) on one partition.
+type tapGroupStats struct {
+	Group     string `json:"group"`
+	Partition int    `json:"partition"`
+	// Floor is the lowest position the group still needs (its lowest
+	// pending entry, else its last-delivered id): the trim keeps it.
+	Floor         string `json:"floor"`
+	LastDelivered string `json:"last_delivered"`
+	Pending       int64  `json:"pending"`
+	Lag           *int64 `json:"lag"` // null: Redis cannot tell
+	Consumers     int64  `json:"consumers"`
+	// CutFrom and CutTo: the group was cut loose and lost these entries.
+	CutFrom string `json:"cut_from,omitempty"`
+	CutTo   string `json:"cut_to,omitempty"`
+}
+
+func tapGroupsStats(ctx context.Context, store *eventstore.Store) ([]tapGroupStats, error) {
+	out := []tapGroupStats{}
+	for p := range store.Partitions() {
+		groups, err := store.TapGroups(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range groups {
+			ts := tapGroupStats{Group: g.Name, Partition: p, Floor: g.Floor.String(), LastDelivered: g.LastDelivered.String(),
+				Pending: g.Pending, Consumers: g.Consumers}
+			if g.Lag >= 0 {
+				ts.Lag = &g.Lag
+			}
+			if g.Cut != nil {
+				ts.CutFrom, ts.CutTo = g.Cut.From.String(), g.Cut.To.String()
+			}
+			out = append(out, ts)
+		}
+	}
+	return out, nil
+}
+
+func printTapGroups(w io.Writer, groups []tapGroupStats) {
+	if len(groups) == 0 {
+		fmt.Fprintln(w, "\nTAP GROUPS\tnone")
+		return
+	}
+	fmt.Fprintln(w, "\nTAP GROUP\tPARTITION\tFLOOR\tLAG\tPENDING\tCONSUMERS\tLOST (CUT LOOSE)")
+	for _, g := range groups {
+		lag, lost := "unknown", ""
+		if g.Lag != nil {
+			lag = fmt.Sprint(*g.Lag)
+		}
+		if g.CutFrom != "" {
+			lost = g.CutFrom + " to " + g.CutTo
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", g.Group, g.Partition, g.Floor, lag, g.Pending, g.Consumers, lost)
+	}
 }

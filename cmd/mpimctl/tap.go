@@ -20,6 +20,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	limit := fs.Int("limit", 0, "stop after acknowledging this many entries (0: run until interrupted)")
 	noAck := fs.Bool("no-ack", false, "read without acknowledging (shows claiming by other consumers)")
 	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
+	acceptLoss := fs.Bool("accept-loss", false, "accept the events the group lost to the trim (printed to stderr; the archive holds them) and read on")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -30,6 +31,11 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		tap, err := store.NewTap(ctx, eventstore.TapConfig{Group: *group, Consumer: *consumer, MinIdle: *minIdle, MaxDeliveries: *maxDeliveries})
 		if err != nil {
 			return err
+		}
+		if *acceptLoss {
+			if err := acceptTapLoss(ctx, tap, stderr); err != nil {
+				return err
+			}
 		}
 		out := &printer{w: stdout, json: true, secrets: *secrets}
 		n, lastReport := 0, time.Now()

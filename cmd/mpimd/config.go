@@ -39,6 +39,8 @@ type Config struct {
 	BatchSize                int
 	MaxAttempts              int
 	TrimInterval             time.Duration
+	TapMaxAge                time.Duration
+	TapMaxBytes              int64
 	InboxWindow              int
 	InboxQuotaBytes          int64
 	FsyncAlways              bool
@@ -112,6 +114,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
 	fs.IntVar(&c.MaxAttempts, "projector-max-attempts", projectors.DefaultMaxAttempts, "projector: times a batch is applied while it fails with errors that are not transient (data, constraint, decoding) before the event that fails is quarantined and its partition moves on")
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
+	fs.DurationVar(&c.TapMaxAge, "tap-max-age", 24*time.Hour, "trim: a tap group (consumer group on the log) holds back trimming until its oldest needed entry is this old (1m..720h); then it is cut loose and its next read fails with the range it lost")
+	fs.Int64Var(&c.TapMaxBytes, "tap-max-bytes", 1<<30, "trim: tap groups hold back trimming of a partition stream until it uses this many bytes (1048576..68719476736); then the groups holding it back are cut loose")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
 	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
@@ -282,6 +286,12 @@ func (c *Config) Validate() error {
 	}
 	if c.runs("projector") && c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
 		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))
+	}
+	if c.TapMaxAge < time.Minute || c.TapMaxAge > 720*time.Hour {
+		errs = append(errs, fmt.Errorf("tap-max-age must be 1m..720h, got %s", c.TapMaxAge))
+	}
+	if c.TapMaxBytes < 1<<20 || c.TapMaxBytes > 64<<30 {
+		errs = append(errs, fmt.Errorf("tap-max-bytes must be 1048576..68719476736 (1 MiB..64 GiB), got %d", c.TapMaxBytes))
 	}
 	if c.InboxWindow < 10 {
 		errs = append(errs, fmt.Errorf("inbox-window must be at least 10, got %d", c.InboxWindow))

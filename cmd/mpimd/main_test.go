@@ -121,11 +121,13 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
 	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
-		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0"})
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0",
+		"--tap-max-age", "30s", "--tap-max-bytes", "1000"})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts"} {
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts",
+		"tap-max-age must be 1m..720h, got 30s", "tap-max-bytes must be 1048576..68719476736 (1 MiB..64 GiB), got 1000"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/periodic"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
@@ -31,8 +30,17 @@ func (m *Main) projectorTasks(ctx context.Context, d *deps) ([]task, error) {
 		tasks = append(tasks, task{name: "projector " + p.Name(), run: r.Run})
 	}
 	if c.TrimInterval > 0 {
+		cps := make([]projectors.Checkpointer, len(projs))
+		for i, p := range projs {
+			cps[i] = p
+		}
+		tr, err := projectors.NewTapTrimmer(d.store, d.store, cps,
+			projectors.TapRetention{MaxAge: c.TapMaxAge, MaxBytes: c.TapMaxBytes, Logger: d.lg.With("task", "trim")}, d.reg)
+		if err != nil {
+			return nil, err
+		}
 		tasks = append(tasks, task{name: "trim", run: func(ctx context.Context) error {
-			trimLoop(ctx, c.TrimInterval, d.store, projs, d.lg)
+			trimLoop(ctx, c.TrimInterval, tr, d.lg)
 			return nil
 		}})
 	}
@@ -72,14 +80,11 @@ func buildProjector(ctx context.Context, name string, c *Config, d *deps) (check
 	return buildMySQLProjector(ctx, name, c, d)
 }
 
-// trimLoop trims the log below every checkpoint each interval.
-func trimLoop(ctx context.Context, every time.Duration, store *eventstore.Store, projs []checkpointed, lg *slog.Logger) {
-	cps := make([]projectors.Checkpointer, len(projs))
-	for i, p := range projs {
-		cps[i] = p
-	}
+// trimLoop trims the log below every checkpoint and tap group floor each
+// interval.
+func trimLoop(ctx context.Context, every time.Duration, tr *projectors.TapTrimmer, lg *slog.Logger) {
 	periodic.Run(ctx, every, nil, func() {
-		n, err := projectors.TrimLog(ctx, store, cps)
+		n, err := tr.Trim(ctx)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			lg.Warn("trim failed", "err", err)
 			return
