@@ -388,7 +388,11 @@ func testTapOutage(t *testing.T, ctl string, beyond bool) {
 		return
 	}
 
-	<-tap2.exited
+	select {
+	case <-tap2.exited:
+	case <-time.After(2 * time.Minute): // a hang detector: it fails at its first read
+		t.Fatalf("the tap of a group cut loose is still running after 2 minutes; stderr:\n%s", tap2.stderr.String())
+	}
 	msg := tap2.stderr.String()
 	m := lostRE.FindStringSubmatch(msg)
 	if tap2.err == nil || m == nil {
