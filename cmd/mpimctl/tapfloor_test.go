@@ -41,13 +41,7 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 	}
 	// "cut" is a group the trim cut loose on the partition of the messages.
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: base[1]})
-	defer rdb.Close()
-	store, err := eventstore.Open(ctx, rdb, eventstore.Config{Prefix: base[3], Partitions: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openSeeded(t, base)
 	if _, err := store.NewTap(ctx, eventstore.TapConfig{Group: "cut", Consumer: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,4 +92,17 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 			t.Errorf("a cut marker after --accept-loss: %+v", g)
 		}
 	}
+}
+
+// openSeeded opens the store seed wrote (closed when the test ends).
+func openSeeded(t *testing.T, base []string) *eventstore.Store {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: base[1]})
+	t.Cleanup(func() { rdb.Close() })
+	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: base[3], Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }

@@ -90,6 +90,17 @@ func (fc *faultCluster) setupUsers(t *testing.T) ([]*e2eDevice, []faultSender, s
 	}, g.GetGroupId()
 }
 
+// request is sender s's n-th send: to its conversations in turn (gid is
+// the group's id), with a client message id of its own.
+func (s faultSender) request(n int, gid string) (*mpimv1.SendRequest, []*e2eUser) {
+	r := s.routes[n%len(s.routes)]
+	id := fmt.Sprintf("%s-%s-%d", s.d.user.name, s.d.id, n)
+	if r.to != nil {
+		return toUser(r.to, id), r.members
+	}
+	return toGroup(gid, id), r.members
+}
+
 func startFaultTraffic(t *testing.T, ctx context.Context, senders []faultSender, gid string) *faultTraffic {
 	ctx, abort := context.WithCancel(ctx)
 	tr := &faultTraffic{t: t, acked: make([]int, len(senders)), stop: make(chan struct{}), errs: make(chan error, len(senders)), abort: abort, n: len(senders)}
@@ -102,17 +113,12 @@ func startFaultTraffic(t *testing.T, ctx context.Context, senders []faultSender,
 					return
 				default:
 				}
-				r := s.routes[n%len(s.routes)]
-				id := fmt.Sprintf("%s-%s-%d", s.d.user.name, s.d.id, n)
-				req := toGroup(gid, id)
-				if r.to != nil {
-					req = toUser(r.to, id)
-				}
+				req, members := s.request(n, gid)
 				send := s.d.send
 				if n%dropEvery == dropEvery-1 && tr.dropping.Load() {
 					send = s.d.sendDropped
 				}
-				m, err := send(ctx, req, r.members, &tr.st)
+				m, err := send(ctx, req, members, &tr.st)
 				if err != nil {
 					tr.errs <- err
 					return

@@ -239,13 +239,8 @@ func pacedTraffic(t *testing.T, ctx context.Context, senders []faultSender, gid 
 					return
 				case <-time.After(250 * time.Millisecond): // the pace of the traffic, not a wait
 				}
-				r := s.routes[n%len(s.routes)]
-				id := fmt.Sprintf("%s-%s-%d", s.d.user.name, s.d.id, n)
-				req := toGroup(gid, id)
-				if r.to != nil {
-					req = toUser(r.to, id)
-				}
-				m, err := s.d.send(ctx, req, r.members, &st)
+				req, members := s.request(n, gid)
+				m, err := s.d.send(ctx, req, members, &st)
 				if err != nil {
 					errs <- err
 					return
