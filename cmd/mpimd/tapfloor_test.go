@@ -386,6 +386,7 @@ func testTapOutage(t *testing.T, ctl string, beyond bool) {
 	select {
 	case <-tap2.exited:
 	case <-time.After(2 * time.Minute): // a hang detector: it fails at its first read
+		tap2.kill() // before its stderr is read
 		t.Fatalf("the tap of a group cut loose is still running after 2 minutes; stderr:\n%s", tap2.stderr.String())
 	}
 	msg := tap2.stderr.String()
