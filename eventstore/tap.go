@@ -44,7 +44,8 @@ type TapEntry struct {
 	Err        error
 }
 
-// NewTap creates the group on every partition (if missing).
+// NewTap creates the group on every partition (if missing) of an existing
+// deployment; without one it fails with ErrNoDeployment and creates nothing.
 func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 	if cfg.MinIdle == 0 {
 		cfg.MinIdle = 30 * time.Second
@@ -63,6 +64,11 @@ func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 		errs = append(errs, fmt.Errorf("eventstore: tap max deliveries must be positive, got %d", cfg.MaxDeliveries))
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// A group on a wrong prefix would create streams there (MKSTREAM, which
+	// a partition nobody appended to yet needs): check the deployment first.
+	if _, err := s.recordedPartitions(ctx); err != nil {
 		return nil, err
 	}
 	for p := range s.cfg.Partitions {
