@@ -101,13 +101,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *limit < 0 {
+		return fmt.Errorf("--limit must not be negative, got %d", *limit)
+	}
 	return c.withPartitions(ctx, *part, func(store *eventstore.Store, parts []int) error {
-		out := &printer{w: stdout, json: *asJSON, secrets: *secrets}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		sink := &tailSink{out: &printer{w: stdout, json: *asJSON, secrets: *secrets}, limit: *limit, cancel: cancel}
 		var printed sync.WaitGroup
-		var mu sync.Mutex
-		count := 0
 		errc := make(chan error, len(parts))
 		for _, p := range parts {
 			var pos eventstore.Position
@@ -121,23 +122,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			printed.Add(1)
 			go func() {
 				defer printed.Done()
-				errc <- follow(ctx, store, p, pos, func(r eventstore.Recorded) bool {
-					if err := out.print(r); err != nil {
-						return false
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					count++
-					if *limit > 0 && count >= *limit {
-						cancel()
-						return false
-					}
-					return true
-				}, out.printBad)
+				errc <- follow(ctx, store, p, pos, sink.event, sink.bad)
 			}()
 		}
 		printed.Wait()
 		close(errc)
+		if sink.err != nil {
+			return sink.err
+		}
 		for err := range errc {
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
@@ -145,6 +137,49 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	})
+}
+
+// tailSink prints what the partition followers of tail read. The count
+// decision and the print happen under one lock, so tail --limit N prints
+// exactly N events however many partitions deliver at once; the first
+// print error ends the tail and is its result.
+type tailSink struct {
+	out    *printer
+	limit  int // 0: no limit
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	count int
+	err   error
+	done  bool
+}
+
+func (s *tailSink) event(r eventstore.Recorded) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false
+	}
+	if err := s.out.print(r); err != nil {
+		s.err, s.done = err, true
+		s.cancel()
+		return false
+	}
+	s.count++
+	if s.limit > 0 && s.count >= s.limit {
+		s.done = true
+		s.cancel()
+		return false
+	}
+	return true
+}
+
+func (s *tailSink) bad(de *eventstore.DecodeError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.out.printBad(de)
+	}
 }
 
 // follow tails one partition from pos, calling each for every event until it
