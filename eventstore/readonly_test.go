@@ -14,20 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// prefixKeys lists the keys under prefix.
-func prefixKeys(t *testing.T, rdb *redis.Client, prefix string) []string {
-	t.Helper()
-	var keys []string
-	iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
-	for iter.Next(context.Background()) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
-
 func TestReadOnlyOpenRequiresTheDeploymentAndWritesNothing(t *testing.T) {
 	rt := testsvc.Redis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr})
@@ -40,7 +26,7 @@ func TestReadOnlyOpenRequiresTheDeploymentAndWritesNothing(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrNoDeployment) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("read-only open of a missing deployment: %v; want ErrNoDeployment saying %s", err, want)
 	}
-	if keys := prefixKeys(t, rdb, rt.Prefix); len(keys) != 0 {
+	if keys := rt.Keys(t); len(keys) != 0 {
 		t.Fatalf("read-only open created %v", keys)
 	}
 
@@ -69,7 +55,7 @@ func TestReadOnlyOpenRequiresTheDeploymentAndWritesNothing(t *testing.T) {
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("read-only read: %d events, %v", len(recs), err)
 	}
-	before := len(prefixKeys(t, rdb, rt.Prefix))
+	before := len(rt.Keys(t))
 	ctx, cancel := context.WithTimeout(ctx, time.Minute) // an append waiting for committers that never run is a hang
 	defer cancel()
 	if _, err := r.Append(ctx, req); !errors.Is(err, eventstore.ErrReadOnly) {
@@ -81,7 +67,7 @@ func TestReadOnlyOpenRequiresTheDeploymentAndWritesNothing(t *testing.T) {
 	if _, err := r.TrimBefore(ctx, res.Partition, recs[0].Position); !errors.Is(err, eventstore.ErrReadOnly) {
 		t.Errorf("read-only trim: %v", err)
 	}
-	if after := len(prefixKeys(t, rdb, rt.Prefix)); after != before {
+	if after := len(rt.Keys(t)); after != before {
 		t.Errorf("read-only writes changed the key count from %d to %d", before, after)
 	}
 	if n, err := rdb.XLen(ctx, rt.Prefix+"{p"+strconv.Itoa(res.Partition)+"}:log").Result(); err != nil || n != 1 {
@@ -104,7 +90,7 @@ func TestNewTapCreatesNothingWithoutADeployment(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrNoDeployment) {
 		t.Fatalf("tap without a deployment: %v", err)
 	}
-	if keys := prefixKeys(t, h.rdb, h.prefix); len(keys) != 0 {
+	if keys := (&testsvc.RedisTarget{Addr: h.rdb.Options().Addr, Prefix: h.prefix}).Keys(t); len(keys) != 0 {
 		t.Fatalf("tap without a deployment created %v", keys)
 	}
 }

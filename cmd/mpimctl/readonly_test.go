@@ -12,22 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// keysUnder lists every key of a prefix (SCAN, so a missing key is seen as
-// missing, not as an empty value).
+// keysUnder lists every key of a prefix.
 func keysUnder(t *testing.T, addr, prefix string) []string {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	var keys []string
-	iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
-	for iter.Next(context.Background()) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(keys)
-	return keys
+	return (&testsvc.RedisTarget{Addr: addr, Prefix: prefix}).Keys(t)
 }
 
 // readOnlyCommands are the commands that read the log (tap with a group
