@@ -257,21 +257,22 @@ func TestBadLinesAreRefused(t *testing.T) {
 		return string(b)
 	}
 	cases := map[string]string{
-		"no event_id":          edit(func(m map[string]any) { delete(m, "event_id") }),
-		"event_id of 25 chars": edit(func(m map[string]any) { m["event_id"] = m["event_id"].(string)[1:] }),
-		"base64 event_id":      edit(func(m map[string]any) { m["event_id"] = "AQEBAQEBAQEBAQEBAQEBAQ==" }),
-		"format v2":            edit(func(m map[string]any) { m["format"] = "mpim.event.v2" }),
-		"no format":            edit(func(m map[string]any) { delete(m, "format") }),
-		"version 0":            edit(func(m map[string]any) { m["version"] = 0 }),
-		"no payload":           edit(func(m map[string]any) { delete(m, "payload") }),
-		"payload not object":   edit(func(m map[string]any) { m["payload"] = "x" }),
-		"negative partition":   edit(func(m map[string]any) { m["partition"] = -1 }),
-		"bad position":         edit(func(m map[string]any) { m["position"] = "12" }),
-		"time without ms":      edit(func(m map[string]any) { m["occurred_at"] = "2026-11-26T17:22:11Z" }),
-		"error and event":      edit(func(m map[string]any) { m["error"] = "x" }),
-		"undecodable bad b64":  `{"format":"mpim.event.v1","partition":1,"position":"1-0","error":"x","raw_base64":"!!"}`,
-		"undecodable no raw":   `{"format":"mpim.event.v1","partition":1,"position":"1-0","error":"x"}`,
-		"not an object":        `[1]`,
+		"no event_id":           edit(func(m map[string]any) { delete(m, "event_id") }),
+		"event_id of 25 chars":  edit(func(m map[string]any) { m["event_id"] = m["event_id"].(string)[1:] }),
+		"base64 event_id":       edit(func(m map[string]any) { m["event_id"] = "AQEBAQEBAQEBAQEBAQEBAQ==" }),
+		"format v2":             edit(func(m map[string]any) { m["format"] = "mpim.event.v2" }),
+		"no format":             edit(func(m map[string]any) { delete(m, "format") }),
+		"version 0":             edit(func(m map[string]any) { m["version"] = 0 }),
+		"no payload":            edit(func(m map[string]any) { delete(m, "payload") }),
+		"payload not object":    edit(func(m map[string]any) { m["payload"] = "x" }),
+		"negative partition":    edit(func(m map[string]any) { m["partition"] = -1 }),
+		"bad position":          edit(func(m map[string]any) { m["position"] = "12" }),
+		"time without ms":       edit(func(m map[string]any) { m["occurred_at"] = "2026-11-26T17:22:11Z" }),
+		"error and event":       edit(func(m map[string]any) { m["error"] = "x" }),
+		"undecodable and event": edit(func(m map[string]any) { m["error"], m["raw_base64"] = "x", "" }),
+		"undecodable bad b64":   `{"format":"mpim.event.v1","partition":1,"position":"1-0","error":"x","raw_base64":"!!"}`,
+		"undecodable no raw":    `{"format":"mpim.event.v1","partition":1,"position":"1-0","error":"x"}`,
+		"not an object":         `[1]`,
 	}
 	for name, line := range cases {
 		if err := validate(t, []byte(line)); err == nil {
