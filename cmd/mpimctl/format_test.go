@@ -267,7 +267,7 @@ func TestBadLinesAreRefused(t *testing.T) {
 		"payload not object":    edit(func(m map[string]any) { m["payload"] = "x" }),
 		"negative partition":    edit(func(m map[string]any) { m["partition"] = -1 }),
 		"bad position":          edit(func(m map[string]any) { m["position"] = "12" }),
-		"time without ms":       edit(func(m map[string]any) { m["occurred_at"] = "2026-11-26T17:22:11Z" }),
+		"time without ms":       edit(func(m map[string]any) { m["occurred_at"] = "2026-11-26T16:42:11Z" }),
 		"error and event":       edit(func(m map[string]any) { m["error"] = "x" }),
 		"undecodable and event": edit(func(m map[string]any) { m["error"], m["raw_base64"] = "x", "" }),
 		"undecodable bad b64":   `{"format":"mpim.event.v1","partition":1,"position":"1-0","error":"x","raw_base64":"!!"}`,
