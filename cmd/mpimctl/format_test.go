@@ -183,7 +183,7 @@ func TestEventLineIsStable(t *testing.T) {
 		Aggregate: "d/01KAAAAAAAAAAAAAAAAAAAAAAA.01KBBBBBBBBBBBBBBBBBBBBBBB", Version: 3, Seq: 2, OccurredAtMs: 1795711331632,
 		Actor: &mpimv1.Actor{UserId: "u/01KAAAAAAAAAAAAAAAAAAAAAAA", DeviceId: "phone"},
 		Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{ConversationId: "d/01KAAAAAAAAAAAAAAAAAAAAAAA.01KBBBBBBBBBBBBBBBBBBBBBBB",
-			SenderId: "u/01KAAAAAAAAAAAAAAAAAAAAAAA", ClientMsgId: "m1", Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: "hi", SentAtMs: 1795711331632}},
+			SenderId: "u/01KAAAAAAAAAAAAAAAAAAAAAAA", ClientMsgId: "m1", Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: "hi <b>&amp;</b> é", SentAtMs: 1795711331632}},
 	}
 	line, err := eventLine(eventstore.Recorded{Partition: 5, Position: eventstore.Position{Ms: 1795711331632, Seq: 0}, Event: ev}, false)
 	if err != nil {
@@ -193,7 +193,7 @@ func TestEventLineIsStable(t *testing.T) {
 		`"type":"MessageSent","aggregate":"d/01KAAAAAAAAAAAAAAAAAAAAAAA.01KBBBBBBBBBBBBBBBBBBBBBBB","version":3,"seq":2,` +
 		`"occurred_at":"2026-11-26T16:42:11.632Z","occurred_at_ms":1795711331632,"actor":{"user_id":"u/01KAAAAAAAAAAAAAAAAAAAAAAA","device_id":"phone"},` +
 		`"payload":{"conversation_id":"d/01KAAAAAAAAAAAAAAAAAAAAAAA.01KBBBBBBBBBBBBBBBBBBBBBBB","sender_id":"u/01KAAAAAAAAAAAAAAAAAAAAAAA",` +
-		`"client_msg_id":"m1","kind":"MESSAGE_KIND_TEXT","text":"hi","sent_at_ms":"1795711331632"}}`
+		`"client_msg_id":"m1","kind":"MESSAGE_KIND_TEXT","text":"hi <b>&amp;</b> é","sent_at_ms":"1795711331632"}}`
 	if string(line) != want {
 		t.Fatalf("line\n%s\nwant\n%s", line, want)
 	}

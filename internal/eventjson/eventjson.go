@@ -7,6 +7,7 @@
 package eventjson
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -98,13 +99,25 @@ func Marshal(partition int, pos streamid.ID, ev *mpimv1.Event) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return json.Marshal(l)
+	return marshalLine(l)
+}
+
+// marshalLine is json.Marshal without HTML escaping: a message's "<" stays
+// "<" for the analytics reading it.
+func marshalLine(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // MarshalUndecodable returns the line (without a newline) of an entry that
 // could not be decoded: why, and the stored bytes (empty when unknown).
 func MarshalUndecodable(partition int, pos streamid.ID, why string, raw []byte) ([]byte, error) {
-	return json.Marshal(undecodableLine{Format, partition, pos.String(), why, base64.StdEncoding.EncodeToString(raw)})
+	return marshalLine(undecodableLine{Format, partition, pos.String(), why, base64.StdEncoding.EncodeToString(raw)})
 }
 
 // Entry is a parsed line: an event, or an undecodable entry (Event nil).
