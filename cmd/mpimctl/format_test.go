@@ -344,6 +344,20 @@ func TestSchemaFileParsesAndIsDocumented(t *testing.T) {
 			t.Errorf("docs/analytics-format.md does not name event type %s", typ)
 		}
 	}
+	// The examples (an event folded over lines, an undecodable entry) are
+	// lines of the format.
+	examples := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(examples) != 2 {
+		t.Fatalf("docs/analytics-format.md has %d JSON examples, want 2", len(examples))
+	}
+	kinds := map[bool]int{}
+	for _, ex := range examples {
+		line := regexp.MustCompile(`\n\s*`).ReplaceAllString(strings.TrimSpace(ex[1]), "")
+		kinds[checkLine(t, "docs/analytics-format.md example", line).Event != nil]++
+	}
+	if kinds[true] != 1 || kinds[false] != 1 {
+		t.Errorf("docs/analytics-format.md examples: %d events, %d undecodable entries, want one of each", kinds[true], kinds[false])
+	}
 }
 
 // TestCommandsPrintUndecodableEntries: export, tail --json and tap print an
