@@ -36,8 +36,9 @@ type Tap struct {
 	cfg TapConfig
 }
 
-// TapEntry is one delivered entry. Err is set for an undecodable entry; it
-// is delivered (and must be acknowledged) like any other.
+// TapEntry is one delivered entry. Err is set for an undecodable entry
+// (Raw then holds its stored bytes); it is delivered (and must be
+// acknowledged) like any other.
 type TapEntry struct {
 	Recorded
 	Deliveries int64
@@ -152,6 +153,8 @@ func (t *Tap) deliver(ctx context.Context, p int, msgs []redis.XMessage) ([]TapE
 		r, err := decodeEntry(m.Values)
 		if err != nil {
 			e.Err = err
+			raw, _ := m.Values["d"].(string)
+			r.Raw = []byte(raw) // the stored bytes, for the undecodable entry's report
 		}
 		r.Partition, r.Position = p, pos
 		e.Recorded = r

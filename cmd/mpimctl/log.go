@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,69 +10,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
-	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 )
-
-// printer writes events as human lines or JSON lines; it is safe for
-// concurrent use. Secrets (password hashes) are printed redacted unless
-// secrets is set.
-type printer struct {
-	mu      sync.Mutex
-	w       io.Writer
-	json    bool
-	secrets bool
-}
-
-var compact = protojson.MarshalOptions{UseProtoNames: true}
-
-func (p *printer) print(r eventstore.Recorded) error {
-	ev := r.Event
-	if !p.secrets {
-		ev = redact(ev).(*mpimv1.Event)
-	}
-	body, err := compact.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		line, err := json.Marshal(struct {
-			Partition int             `json:"partition"`
-			Position  string          `json:"position"`
-			Event     json.RawMessage `json:"event"`
-		}{r.Partition, r.Position.String(), body})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.w, "%s\n", line)
-		return err
-	}
-	kind := "?"
-	if pl := ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("payload")); pl != nil {
-		kind = string(pl.Message().Name())
-	}
-	when := time.UnixMilli(ev.GetOccurredAtMs()).UTC().Format("15:04:05.000")
-	seq := ""
-	if ev.GetSeq() > 0 {
-		seq = fmt.Sprintf(" seq=%d", ev.GetSeq())
-	}
-	_, err = fmt.Fprintf(p.w, "p%02d %-20s %s %-22s %s v%d%s actor=%s\n", r.Partition, r.Position, when, kind, ev.GetAggregate(),
-		ev.GetVersion(), seq, ev.GetActor().GetUserId())
-	return err
-}
-
-func (p *printer) printBad(de *eventstore.DecodeError) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		line, _ := json.Marshal(map[string]any{"partition": de.Partition, "position": de.Position.String(), "error": de.Err.Error()})
-		fmt.Fprintf(p.w, "%s\n", line)
-		return
-	}
-	fmt.Fprintf(p.w, "p%02d %-20s UNDECODABLE: %v\n", de.Partition, de.Position, de.Err)
-}
 
 // partitionList parses --partition: "all" or a number.
 func partitionList(spec string, n int) ([]int, error) {
