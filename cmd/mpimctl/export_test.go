@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,4 +221,112 @@ func lastPos(t *testing.T, line string) eventstore.Position {
 		t.Fatalf("export line %q: %v", line, err)
 	}
 	return pos
+}
+
+// TestExportSinceLimitAndGaps archives part of the log and trims the
+// streams below the archive's head, writes more, then exports: from a time
+// inside the archived history, with an exact --limit, without --mysql
+// (refused: the stream lost the start), and after a trim past the archive's
+// head (a gap: exit with an error naming the entries).
+func TestExportSinceLimitAndGaps(t *testing.T) {
+	w := newReplayWorld(t)
+	w.send(t, w.direct, 30)
+	w.send(t, w.group, 30)
+	dsn, db := modelDB(t)
+	store := w.env.Store
+	arch := startArchiver(t, store, db)
+	arch.caughtUp(t, store, db)
+	arch.stop(t)
+	if arch.trim(t, store) == 0 {
+		t.Fatal("nothing trimmed")
+	}
+	w.send(t, w.direct, 5)
+	w.send(t, w.group, 5)
+	var all []string
+	for p := range worldPartitions {
+		all = append(all, exportLines(t, store, db, p, eventstore.Position{})...)
+	}
+	flags := w.flags(dsn)
+	export := func(args ...string) (string, string, error) {
+		return ctl(t, append(append([]string{"export"}, args...), flags...)...)
+	}
+	out, _, err := export()
+	if err != nil || out != strings.Join(all, "") {
+		t.Fatalf("export --mysql: %v; %d lines, want %d", err, strings.Count(out, "\n"), len(all))
+	}
+
+	t.Run("since a time in the archive", func(t *testing.T) {
+		mid := lastPos(t, all[len(all)/3])
+		var want []string
+		for _, line := range all {
+			if lastPos(t, line).Ms >= mid.Ms {
+				want = append(want, line)
+			}
+		}
+		since := time.UnixMilli(int64(mid.Ms)).UTC().Format(time.RFC3339Nano)
+		out, _, err := export("--since", since)
+		if err != nil || out != strings.Join(want, "") || len(want) == len(all) {
+			t.Fatalf("export --since %s: %v; %d lines, want %d of %d", since, err, strings.Count(out, "\n"), len(want), len(all))
+		}
+	})
+	t.Run("limit", func(t *testing.T) {
+		out, errOut, err := export("--limit", "7", "--batch-size", "3")
+		if err != nil || out != strings.Join(all[:7], "") || !strings.HasSuffix(errOut, "export: 7 events\n") {
+			t.Fatalf("export --limit 7: %v, %d lines\n%s", err, strings.Count(out, "\n"), errOut)
+		}
+	})
+	t.Run("without --mysql", func(t *testing.T) {
+		noMySQL := slices.DeleteFunc(slices.Clone(flags), func(s string) bool { return s == "--mysql" || s == dsn })
+		out, errOut, err := ctl(t, append([]string{"export"}, noMySQL...)...)
+		if err == nil || out != "" || !strings.Contains(errOut, "are missing") || !strings.Contains(errOut, "export with --mysql (or MPIM_MYSQL)") {
+			t.Fatalf("export of a trimmed stream without --mysql: %v, %d lines\n%s", err, strings.Count(out, "\n"), errOut)
+		}
+	})
+	t.Run("trimmed past the archive head", func(t *testing.T) {
+		p, head := -1, eventstore.Position{}
+		var recs []eventstore.Recorded
+		for q := range worldPartitions {
+			h, err := mysql.ArchiveHead(context.Background(), db, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs, err = store.ReadPartition(context.Background(), q, h, 100); err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) >= 3 {
+				p, head = q, h
+				break
+			}
+		}
+		if p < 0 {
+			t.Fatal("no partition with 3 entries after the archive head")
+		}
+		if err := w.env.RDB.XTrimMinID(context.Background(), fmt.Sprintf("%s{p%d}:log", w.env.Prefix, p), recs[2].Position.String()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := export()
+		msg := fmt.Sprintf("export: partition %d: entries between %s and %s are missing (2 entries)", p, head, recs[2].Position)
+		if err == nil || !strings.Contains(errOut, msg) || strings.Contains(errOut, " events\n") {
+			t.Fatalf("export after a trim past the archive head: %v\n%s\nwant %q and no count", err, errOut, msg)
+		}
+	})
+}
+
+// TestExportRefusesBadFlags checks each of export's flags against bad input.
+func TestExportRefusesBadFlags(t *testing.T) {
+	base := seed(t)
+	for _, tc := range []struct{ args, want string }{
+		{"--since garbage", `--since "garbage" is neither a duration nor an RFC 3339 time`},
+		{"--after 1-0", "--after needs --partition N"},
+		{"--partition 1 --after x-y", "invalid stream entry id"},
+		{"--since 1h --partition 1 --after 1-0", "give --since or --after, not both"},
+		{"--limit -1", "--limit must be 0 (all) or positive, got -1"},
+		{"--batch-size 0", "--batch-size must be 1..100000, got 0"},
+		{"--partition 9", "--partition must be"},
+	} {
+		_, _, err := ctl(t, append(append([]string{"export"}, strings.Fields(tc.args)...), base...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("export %s: %v, want %q", tc.args, err, tc.want)
+		}
+	}
 }
