@@ -132,17 +132,24 @@ func exportLines(t *testing.T, store *eventstore.Store, db *sql.DB, p int, after
 	return strings.SplitAfter(buf.String(), "\n")[:strings.Count(buf.String(), "\n")]
 }
 
+// archivedWorld is a replay world with n messages in each conversation and
+// its archiver running on a fresh database.
+func archivedWorld(t *testing.T, n int) (*replayWorld, string, *sql.DB, *archiver) {
+	t.Helper()
+	w := newReplayWorld(t)
+	w.send(t, w.direct, n)
+	w.send(t, w.group, n)
+	dsn, db := modelDB(t)
+	return w, dsn, db, startArchiver(t, w.env.Store, db)
+}
+
 // TestExportWholeHistoryUnderTrims exports the whole log in batches of 3
 // while a trim loop keeps cutting the stream below the archive's head and
 // new messages arrive: every partition's export is the archive and stream
 // entry by entry, without a hole.
 func TestExportWholeHistoryUnderTrims(t *testing.T) {
-	w := newReplayWorld(t)
-	w.send(t, w.direct, 60)
-	w.send(t, w.group, 60)
-	dsn, db := modelDB(t)
+	w, dsn, db, arch := archivedWorld(t, 60)
 	store := w.env.Store
-	arch := startArchiver(t, store, db)
 	var trimmed atomic.Int64
 	testsvc.Eventually(t, 90*time.Second, "the trim to remove entries the archive holds", func() bool {
 		trimmed.Add(arch.trim(t, store))
@@ -229,12 +236,8 @@ func lastPos(t *testing.T, line string) eventstore.Position {
 // (refused: the stream lost the start), and after a trim past the archive's
 // head (a gap: exit with an error naming the entries).
 func TestExportSinceLimitAndGaps(t *testing.T) {
-	w := newReplayWorld(t)
-	w.send(t, w.direct, 30)
-	w.send(t, w.group, 30)
-	dsn, db := modelDB(t)
+	w, dsn, db, arch := archivedWorld(t, 30)
 	store := w.env.Store
-	arch := startArchiver(t, store, db)
 	arch.caughtUp(t, store, db)
 	arch.stop(t)
 	if arch.trim(t, store) == 0 {
