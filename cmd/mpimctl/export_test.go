@@ -143,7 +143,7 @@ func archivedWorld(t *testing.T, n int) (*replayWorld, string, *sql.DB, *archive
 	return w, dsn, db, startArchiver(t, w.env.Store, db)
 }
 
-// TestExportWholeHistoryUnderTrims exports the whole log in batches of 3
+// TestExportWholeHistoryUnderTrims exports the whole log one entry a read
 // while a trim loop keeps cutting the stream below the archive's head and
 // new messages arrive: every partition's export is the archive and stream
 // entry by entry, without a hole.
@@ -180,7 +180,7 @@ func TestExportWholeHistoryUnderTrims(t *testing.T) {
 		began[p] = info.Last
 	}
 	before := trimmed.Load()
-	out, errOut, err := ctl(t, append([]string{"export", "--batch-size", "3"}, w.flags(dsn)...)...)
+	out, errOut, err := ctl(t, append([]string{"export", "--batch-size", "1"}, w.flags(dsn)...)...)
 	cancel()
 	loop.Wait()
 	if err != nil {
