@@ -8,21 +8,28 @@ import (
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
+// appendMessages appends n messages to conv, one at a time, and returns
+// their positions.
+func (h *harness) appendMessages(tb testing.TB, conv string, n int) []eventstore.Position {
+	tb.Helper()
+	var pos []eventstore.Position
+	for i := range n {
+		res, err := h.store.Append(context.Background(), eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
+			Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, string(rune('a'+i%26)))}}}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pos = append(pos, res.Events[0].Position)
+	}
+	return pos
+}
+
 // TestReadPartitionStateTellsLostEntries appends 10 events, trims and
 // deletes, and checks what each read's state proves after each position.
 func TestReadPartitionStateTellsLostEntries(t *testing.T) {
 	h := newHarness(t, eventstore.Config{Partitions: 1})
 	ctx := context.Background()
-	const conv = "d/X.Y"
-	var pos []eventstore.Position
-	for i := range 10 {
-		res, err := h.store.Append(ctx, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
-			Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, string(rune('a'+i)))}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pos = append(pos, res.Events[0].Position)
-	}
+	pos := h.appendMessages(t, "d/X.Y", 10)
 	key := h.prefix + "{p0}:log"
 	state := func(after eventstore.Position) eventstore.StreamState {
 		recs, st, err := h.store.ReadPartitionState(ctx, 0, after, 100)
