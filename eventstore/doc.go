@@ -14,7 +14,8 @@
 //	{pN}:snap:<agg>   a snapshot of a KeepHistory aggregate: v (version), p (history entry of v), d (caller's encoding); a cache that expires
 //	{pN}:c:<agg>      compact per-message state cells of a conversation, by seq
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
-//	mpim:meta         deployment settings (partition count)
+//	mpim:meta         deployment settings (partition count); it exists once the
+//	                  deployment was created, and a read-only Open requires it
 //
 // Append checks expected versions, guards, cells and the idempotency key, then
 // assigns versions and conversation seqs and XADDs, all inside one script, so

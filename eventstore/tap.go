@@ -36,15 +36,17 @@ type Tap struct {
 	cfg TapConfig
 }
 
-// TapEntry is one delivered entry. Err is set for an undecodable entry; it
-// is delivered (and must be acknowledged) like any other.
+// TapEntry is one delivered entry. Err is set for an undecodable entry
+// (Raw then holds its stored bytes); it is delivered (and must be
+// acknowledged) like any other.
 type TapEntry struct {
 	Recorded
 	Deliveries int64
 	Err        error
 }
 
-// NewTap creates the group on every partition (if missing).
+// NewTap creates the group on every partition (if missing) of an existing
+// deployment; without one it fails with ErrNoDeployment and creates nothing.
 func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 	if cfg.MinIdle == 0 {
 		cfg.MinIdle = 30 * time.Second
@@ -63,6 +65,11 @@ func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 		errs = append(errs, fmt.Errorf("eventstore: tap max deliveries must be positive, got %d", cfg.MaxDeliveries))
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// A group on a wrong prefix would create streams there (MKSTREAM, which
+	// a partition nobody appended to yet needs): check the deployment first.
+	if _, err := s.recordedPartitions(ctx); err != nil {
 		return nil, err
 	}
 	for p := range s.cfg.Partitions {
@@ -150,6 +157,8 @@ func (t *Tap) deliver(ctx context.Context, p int, msgs []redis.XMessage) ([]TapE
 		r, err := decodeEntry(m.Values)
 		if err != nil {
 			e.Err = err
+			raw, _ := m.Values["d"].(string)
+			r.Raw = []byte(raw) // the stored bytes, for the undecodable entry's report
 		}
 		r.Partition, r.Position = p, pos
 		e.Recorded = r

@@ -53,7 +53,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				for _, e := range entries {
 					idle = false
 					if e.Err != nil {
-						out.printBad(&eventstore.DecodeError{Partition: p, Position: e.Position, Err: e.Err})
+						out.printBad(&eventstore.DecodeError{Partition: p, Position: e.Position, Raw: e.Raw, Err: e.Err})
 					} else if err := out.print(e.Recorded); err != nil {
 						return err
 					}
