@@ -109,19 +109,23 @@ func parseSub(fs *flag.FlagSet, args []string) (string, error) {
 	return fs.Arg(0), nil
 }
 
-// progressPrinter prints a rebuild's progress: every phase change, and a
-// batch at most every two seconds.
+// progressPrinter prints a rebuild's progress: every phase change, the
+// first batch of a phase, and then a batch at most every two seconds.
 type progressPrinter struct {
 	w    io.Writer
-	last time.Time
+	last time.Time // of the last batch line; zero at a phase change
 }
 
 func (pr *progressPrinter) print(p mysql.RebuildProgress) {
 	phase := p.Partition < 0
-	if !phase && time.Since(pr.last) < 2*time.Second {
+	switch {
+	case phase:
+		pr.last = time.Time{}
+	case !pr.last.IsZero() && time.Since(pr.last) < 2*time.Second:
 		return
+	default:
+		pr.last = time.Now()
 	}
-	pr.last = time.Now()
 	if phase && p.Phase == mysql.PhaseBuild && p.Resumed {
 		fmt.Fprintln(pr.w, "replay mysql: resuming from the rebuilt tables an earlier replay left (--fresh rebuilds from zero)")
 	}
