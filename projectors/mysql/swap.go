@@ -39,8 +39,8 @@ func (rb *rebuild) swap(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("%w (%d attempts, each waiting at most %s); the rebuilt tables are kept: end the long transaction "+
-		"(SHOW PROCESSLIST) and run the replay again to catch them up and swap: %w", ErrSwapBlocked, attempts, rb.opts.SwapLockWait, err)
+	return fmt.Errorf("%w (%d attempts, each waiting at most %s; the rebuilt tables are kept: end the long transaction, "+
+		"see SHOW PROCESSLIST, and run the replay again to catch them up and swap)", err, attempts, rb.opts.SwapLockWait)
 }
 
 // pauseOwner is what read_model_control.paused_by says while this rebuild
