@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"regexp"
 	"strings"
 	"testing"
@@ -62,17 +63,8 @@ func TestReplayFlagsAfterTheSubcommandAndProgress(t *testing.T) {
 // unpause` lifts a pause whose replay is gone, refuses one whose replay
 // runs unless --force, and says when there is nothing to lift.
 func TestReplayUnpauseAndStatsShowThePause(t *testing.T) {
-	base := seed(t)
-	dsn := testsvc.MySQL(t)
+	base, dsn, db := seedWithMySQL(t)
 	ctx := context.Background()
-	db, err := connect.MySQL(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := schema.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	pause := func() {
 		t.Helper()
 		if _, err := db.Exec("UPDATE read_model_control SET paused_until = UTC_TIMESTAMP(3) + INTERVAL 1 HOUR, paused_by = 'rebuild-x (host h pid 1) since 2026-12-05T10:00:00Z' WHERE id = 1"); err != nil {
@@ -126,4 +118,22 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// seedWithMySQL is seed with a migrated MySQL database: the flags, its DSN
+// and the database, closed when the test ends.
+func seedWithMySQL(t *testing.T) ([]string, string, *sql.DB) {
+	t.Helper()
+	base := seed(t)
+	dsn := testsvc.MySQL(t)
+	ctx := context.Background()
+	db, err := connect.MySQL(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := schema.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	return base, dsn, db
 }

@@ -92,15 +92,7 @@ func TestPausedProjectorLogsAndReportsItsLag(t *testing.T) {
 	}()
 	waitCaughtUp(t, env.store, rm.Checkpoints)
 
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	unlock, err := lockRebuild(ctx, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	unlock := holdRebuildLock(t, db)
 	pauseLive(t, db)
 	paused, err := rm.Checkpoint(ctx, 0)
 	if err != nil {
