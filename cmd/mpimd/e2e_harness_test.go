@@ -163,6 +163,10 @@ func startEmbeddedCluster(t *testing.T) *e2eCluster {
 	return cl
 }
 
+// testPasswordKey is the password key of every mpimd the tests start
+// (MPIM_PASSWORD_KEY): gateways of one deployment, restarts included, share it.
+const testPasswordKey = "6d70696d2074657374207061737377726420b579206e6f742061207365637274"
+
 // startMpimd starts the binary with args, its output in logDir/name.log,
 // on a free ops port. The process is killed when the test ends; its log is
 // shown if the test failed, and a data race or panic in it fails the test.
@@ -179,6 +183,7 @@ func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdPr
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, append(args, "--http-addr", p.ops)...)
+	p.cmd.Env = append(os.Environ(), "MPIM_PASSWORD_KEY="+testPasswordKey)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
