@@ -70,6 +70,7 @@ type e2eCluster struct {
 	projector *mpimdProc
 	gateways  []*mpimdProc
 	faults    faultAllowance // what the audits excuse (e2e_audit_test.go)
+	args      []string       // the settings its processes share (real servers only)
 
 	mu      sync.Mutex
 	devices []*e2eDevice
@@ -86,7 +87,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 	bin := buildBinary(t)
 	logDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	cl := &e2eCluster{t: t, ctx: ctx}
+	cl := &e2eCluster{t: t, ctx: ctx, args: common}
 	// Devices stop before the processes do (cleanups run last first).
 	t.Cleanup(func() { cl.stopDevices(cancel) })
 	start := func(name string, role string, extra ...string) *mpimdProc {
