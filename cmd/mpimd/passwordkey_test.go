@@ -65,10 +65,10 @@ func TestPasswordKeySettings(t *testing.T) {
 // process and says so.
 func TestGatewayWithoutPasswordKey(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
-	if err := m.ParseFlags("gateway", []string{"--listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}); err != nil {
+	if err := m.ParseFlags("gateway", newDeployment(t).args("--listen", "127.0.0.1:0")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err == nil || !strings.Contains(err.Error(), "no password key") || !strings.Contains(err.Error(), "openssl rand -hex 32") {
 		t.Fatalf("gateway without a password key: %v, want a refusal that says how to make one", err)
