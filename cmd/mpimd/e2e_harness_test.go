@@ -285,18 +285,27 @@ type e2eUser struct {
 
 func (u *e2eUser) password() string { return "password-" + u.name }
 
+// dialOnce opens a fresh connection to gw for a few requests within 30 s;
+// done closes it.
+func (cl *e2eCluster) dialOnce(t *testing.T, gw *mpimdProc) (context.Context, *client.Conn, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(cl.ctx, 30*time.Second)
+	c, err := client.Dial(ctx, "ws://"+gw.addr+"/ws", nil)
+	if err != nil {
+		cancel()
+		t.Fatalf("dial %s: %v", gw.name, err)
+	}
+	return ctx, c, func() { c.Close(); cancel() }
+}
+
 // register registers a user over a fresh connection to gw.
 func (cl *e2eCluster) register(t *testing.T, gw *mpimdProc, name string) *e2eUser {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(cl.ctx, 30*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+gw.addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", gw.name, err)
-	}
-	defer c.Close()
+	ctx, c, done := cl.dialOnce(t, gw)
+	defer done()
 	u := &e2eUser{name: name}
 	var r *mpimv1.Response
+	var err error
 	for {
 		// unavailable: the server's MySQL answered late (a loaded machine,
 		// the embedded one-connection stand-in); a real client retries.

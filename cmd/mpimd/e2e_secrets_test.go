@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mpim/mpim/client"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/redis/go-redis/v9"
 )
@@ -37,13 +36,8 @@ func changeBobsPassword(t *testing.T, cl *e2eCluster, b *e2eDevice, bob *e2eUser
 // error answered (nil: logged in).
 func loginOnce(t *testing.T, cl *e2eCluster, gw *mpimdProc, name, password string) *mpimv1.Error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(cl.ctx, 30*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+gw.addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", gw.name, err)
-	}
-	defer c.Close()
+	ctx, c, done := cl.dialOnce(t, gw)
+	defer done()
 	r, err := c.Call(ctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{Username: name, Password: password, DeviceId: "laptop"}})
 	if err != nil {
 		t.Fatalf("login %s: %v", name, err)

@@ -24,17 +24,26 @@ func storedHash(t *testing.T, cmd *command.Service, user domain.UserID) string {
 	return u.PasswordHash()
 }
 
+// addr is the client address of the tests' logins.
+const addr = "192.0.2.1:1000"
+
+// withAlice is newServices with alice registered (password "correct horse").
+func withAlice(t *testing.T) (*accounts.Service, *command.Service, func(*sealed.Keys) (*accounts.Service, error), domain.UserID) {
+	t.Helper()
+	s, _, cmd, with := newServices(t)
+	alice, _, err := s.Register(context.Background(), "alice", "correct horse", "", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, cmd, with, alice
+}
+
 // Registration and password changes put only sealed hashes in the log;
 // logins open them. A hash in the clear, as logs written before sealing
 // hold, still verifies.
 func TestPasswordHashesAreSealedInTheLog(t *testing.T) {
-	s, _, cmd, _ := newServices(t)
+	s, cmd, _, alice := withAlice(t)
 	ctx := context.Background()
-	const addr = "192.0.2.1:1000"
-	alice, _, err := s.Register(ctx, "alice", "correct horse", "", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := storedHash(t, cmd, alice)
 	if !strings.HasPrefix(h, sealed.Prefix) || strings.Contains(h, "argon2") {
 		t.Fatalf("registration logged %q, want a sealed hash", h)
@@ -70,13 +79,8 @@ func TestPasswordHashesAreSealedInTheLog(t *testing.T) {
 // gateway without the key that sealed a hash fails loudly (internal) rather
 // than calling the password wrong.
 func TestSealedHashesDoNotMoveOrOpenWithoutTheirKey(t *testing.T) {
-	s, _, cmd, with := newServices(t)
+	s, cmd, with, alice := withAlice(t)
 	ctx := context.Background()
-	const addr = "192.0.2.1:1000"
-	alice, _, err := s.Register(ctx, "alice", "correct horse", "", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := cmd.Register(ctx, "mallory", storedHash(t, cmd, alice), "", ""); err != nil {
 		t.Fatal(err)
 	}
