@@ -74,6 +74,8 @@ type Config struct {
 	HistoryPageBytes         int
 	HeavyQueryCost           int
 	HeavyQueriesInFlight     int
+	PasswordKeyFile          string
+	PasswordKey              string
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -143,6 +145,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistoryPageBytes, "history-page-bytes", 256<<10, "gateway: bytes of messages in one history page; a page over it ends early with hasMore")
 	fs.IntVar(&c.HeavyQueryCost, "heavy-query-cost", 10, "gateway: tokens a history or conversations request of the largest page (200) takes from the rate limits; smaller pages take proportionally fewer, other requests 1")
 	fs.IntVar(&c.HeavyQueriesInFlight, "heavy-queries-in-flight", 4, "gateway: history and conversations requests one user may have being answered at once on a gateway; more are answered rate_limited")
+	fs.StringVar(&c.PasswordKeyFile, "password-key-file", "", "gateway: file of the password keys (mode 600; one key a line, 32 random bytes as hex or base64: openssl rand -hex 32); the first seals password hashes before they enter the log, all open them. Required on real servers; every gateway needs the same file. See docs/deployment.md")
+	fs.StringVar(&c.PasswordKey, "password-key", "", "gateway: the password keys as text, as in --password-key-file (set MPIM_PASSWORD_KEY or the config file instead: command lines are visible to every local user)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -251,6 +255,9 @@ func (c *Config) Validate() error {
 		}
 		if c.MaxMute < minMaxMute || c.MaxMute > maxMaxMute {
 			errs = append(errs, fmt.Errorf("max-mute must be %s..%s, got %s", minMaxMute, maxMaxMute, c.MaxMute))
+		}
+		if _, err := c.loadPasswordKeys(); err != nil {
+			errs = append(errs, err)
 		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))
