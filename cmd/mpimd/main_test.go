@@ -121,14 +121,17 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
 	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
-		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0"})
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0", "--dlq-max-age", "30s"})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts"} {
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts", "dlq-max-age"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
+	}
+	if err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags("projector", []string{"--dlq-max-age", "9000h"}); err == nil || !strings.Contains(err.Error(), "dlq-max-age must be 1m..8760h") {
+		t.Fatalf("dlq-max-age beyond a year: %v", err)
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("unknown subcommand accepted")
