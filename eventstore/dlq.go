@@ -88,44 +88,55 @@ func (s *Store) DeadLetters(ctx context.Context, group string, p int, after Posi
 	return out, nil
 }
 
-// requeueScript moves up to ARGV[2] dead letters with ids up to ARGV[1]
-// from KEYS[1] (dead letters) to KEYS[2] (the retry stream), creating the
-// retry stream and its group ARGV[3] when missing. It returns how many
-// moved.
+// requeueScript moves up to ARGV[3] dead letters with ids from ARGV[1]
+// (an XRANGE start) up to ARGV[2] from KEYS[1] (dead letters) to KEYS[2]
+// (the retry stream), creating the retry stream and its group ARGV[4] when
+// missing. It returns how many moved and the id of the last one.
 var requeueScript = redis.NewScript(`
-local msgs = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', tonumber(ARGV[2]))
-if #msgs == 0 then return 0 end
+local msgs = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]))
+if #msgs == 0 then return {0, ''} end
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[4], '0', 'MKSTREAM')
 end
 for _, m in ipairs(msgs) do
   redis.call('XADD', KEYS[2], '*', unpack(m[2]))
   redis.call('XDEL', KEYS[1], m[1])
 end
-return #msgs
+return {#msgs, msgs[#msgs][1]}
 `)
 
 // RequeueDeadLetters moves the dead letters of group on partition p with ids
-// up to upTo (the zero Position: all) to the group's retry stream, where the
-// group's taps deliver them again first. It returns how many moved.
+// up to upTo (the zero Position: all there are now, not those that fail
+// again meanwhile) to the group's retry stream, where the group's taps
+// deliver them again first. It returns how many moved.
 func (s *Store) RequeueDeadLetters(ctx context.Context, group string, p int, upTo Position) (int64, error) {
 	if _, err := s.checkTapGroup(ctx, group, p); err != nil {
 		return 0, err
 	}
-	end := "+"
-	if !upTo.IsZero() {
-		end = upTo.String()
+	dlq := s.keys.dlq(p, group)
+	if upTo.IsZero() {
+		last, err := s.rdb.XRevRangeN(ctx, dlq, "+", "-", 1).Result()
+		if err != nil || len(last) == 0 {
+			if err != nil {
+				return 0, fmt.Errorf("eventstore: reading dead letters of partition %d: %w", p, err)
+			}
+			return 0, nil
+		}
+		upTo = mustPosition(last[0].ID)
 	}
 	var moved int64
+	start := "-"
 	for {
-		n, err := requeueScript.Run(ctx, s.rdb, []string{s.keys.dlq(p, group), s.keys.retry(p, group)}, end, 500, group).Int64()
+		res, err := requeueScript.Run(ctx, s.rdb, []string{dlq, s.keys.retry(p, group)}, start, upTo.String(), 500, group).Slice()
 		if err != nil {
 			return moved, fmt.Errorf("eventstore: requeueing dead letters of partition %d: %w", p, err)
 		}
-		moved += n
-		if n == 0 {
+		n, _ := res[0].(int64)
+		last, _ := res[1].(string)
+		if moved += n; n == 0 {
 			return moved, nil
 		}
+		start = "(" + last
 	}
 }
 
