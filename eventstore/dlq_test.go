@@ -86,7 +86,7 @@ func TestDeadLettersRequeueDeliversAgainAndFailsBackToTheDeadLetters(t *testing.
 	}
 	dls, err = h.store.DeadLetters(ctx, "g", 0, eventstore.Position{}, 10)
 	if err != nil || len(dls) != 2 || dls[0].Position != positions[2] || dls[1].Position != positions[1] {
-		t.Fatalf("dead letters after the retry failed: %+v, %v", dls, err)
+		t.Fatalf("dead letters after the retry failed: %v, %v; want %s then %s", dlPositions(dls), err, positions[2], positions[1])
 	}
 	if n, _ := h.rdb.XLen(ctx, h.prefix+"{p0}:retry:g").Result(); n != 0 {
 		t.Fatalf("retry stream keeps %d entries after they were acknowledged or dead-lettered", n)
@@ -116,4 +116,13 @@ func TestTrimDeadLettersRemovesOnlyOldOnes(t *testing.T) {
 	if _, err := h.store.TrimDeadLetters(ctx, 0); err == nil {
 		t.Fatal("zero max age accepted")
 	}
+}
+
+// dlPositions lists the log positions of dead letters.
+func dlPositions(dls []eventstore.DeadLetter) []string {
+	out := make([]string, len(dls))
+	for i, d := range dls {
+		out[i] = d.Position.String()
+	}
+	return out
 }
