@@ -96,6 +96,15 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 		}
 		return total < 24
 	})
+	// The dead-letter trim, beside it, deletes dead letters older than
+	// --dlq-max-age (168h): one from 1970 goes.
+	if _, err := store.NewTap(ctx, eventstore.TapConfig{Group: "old", Consumer: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: d.prefix + "{p0}:dlq:old", ID: "1000-0", Values: map[string]any{"from": "1-0"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "dead-letter trim", func() bool { return rdb.XLen(ctx, d.prefix+"{p0}:dlq:old").Val() == 0 })
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "mpim_projector_events_total"} {
 		resp, err := http.Get("http://" + m.opsAddr + path)
 		if err != nil {
