@@ -29,6 +29,12 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// Durability states what an acknowledged append means.
 	Durability Durability
+	// ReadOnly opens an existing deployment for reading: Open records
+	// nothing, loads no script and starts no committers, and fails with
+	// ErrNoDeployment when the deployment's meta hash is missing. Append,
+	// SaveSnapshot and TrimBefore then fail with ErrReadOnly. NewTap still
+	// creates its consumer group: that is state its caller asks for.
+	ReadOnly bool
 }
 
 // Durability selects what an acknowledged append guarantees.

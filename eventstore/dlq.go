@@ -75,7 +75,7 @@ func (s *Store) DeadLetters(ctx context.Context, group string, p int, after Posi
 	for _, m := range msgs {
 		id, _ := ParsePosition(m.ID)
 		d := DeadLetter{ID: id}
-		d.Recorded, d.Err = decodeEntry(m.Values)
+		d.Recorded, d.Err = decodeTapped(m.Values)
 		d.Partition = p
 		from, _ := m.Values["from"].(string)
 		if d.Position, err = ParsePosition(from); err != nil && d.Err == nil {

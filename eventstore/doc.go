@@ -16,7 +16,8 @@
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
 //	{pN}:dlq:<group>  a tap group's dead letters: the entry's fields, from (its position), n (deliveries)
 //	{pN}:retry:<group> dead letters requeued for the group's taps (read before the log)
-//	mpim:meta         deployment settings (partition count)
+//	mpim:meta         deployment settings (partition count); it exists once the
+//	                  deployment was created, and a read-only Open requires it
 //
 // Append checks expected versions, guards, cells and the idempotency key, then
 // assigns versions and conversation seqs and XADDs, all inside one script, so

@@ -47,6 +47,9 @@ func (s *Store) LoadSnapshot(ctx context.Context, partitionKey, aggregate string
 // nobody loads for that long loses it and is read in full once). Two
 // processes saving at once leave one of two valid snapshots.
 func (s *Store) SaveSnapshot(ctx context.Context, partitionKey, aggregate string, snap Snapshot, ttl time.Duration) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if snap.Version == 0 {
 		return errors.New("eventstore: a snapshot needs a version")
 	}

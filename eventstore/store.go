@@ -52,7 +52,9 @@ type outcome struct {
 
 // Open checks the deployment's recorded partition count (recording it on
 // first use) and the durability settings, and starts the group committers.
-// The caller keeps ownership of rdb.
+// With Config.ReadOnly it writes nothing (no meta hash, no SCRIPT LOAD, no
+// committers) and fails with ErrNoDeployment when the deployment does not
+// exist. The caller keeps ownership of rdb.
 func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -67,6 +69,9 @@ func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, e
 	}
 	if err := s.checkPartitions(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.ReadOnly {
+		return s, nil // no SCRIPT LOAD, no committers
 	}
 	if err := s.checkDurability(ctx); err != nil {
 		return nil, err
@@ -83,13 +88,14 @@ func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, e
 }
 
 func (s *Store) checkPartitions(ctx context.Context) error {
-	key := s.keys.meta()
-	if err := s.rdb.HSetNX(ctx, key, "partitions", s.cfg.Partitions).Err(); err != nil {
-		return fmt.Errorf("eventstore: recording partition count: %w", err)
+	if !s.cfg.ReadOnly {
+		if err := s.rdb.HSetNX(ctx, s.keys.meta(), "partitions", s.cfg.Partitions).Err(); err != nil {
+			return fmt.Errorf("eventstore: recording partition count: %w", err)
+		}
 	}
-	got, err := s.rdb.HGet(ctx, key, "partitions").Int()
+	got, err := s.recordedPartitions(ctx)
 	if err != nil {
-		return fmt.Errorf("eventstore: reading partition count: %w", err)
+		return err
 	}
 	if got != s.cfg.Partitions {
 		return fmt.Errorf("%w: the deployment was created with %d partitions, configured %d", ErrPartitionMismatch, got, s.cfg.Partitions)
@@ -144,6 +150,9 @@ func (s *Store) PartitionOf(partitionKey string) int { return s.keys.partitionOf
 // written), an EUnavailable error when Redis fails (the outcome is unknown:
 // retry with the same idempotency key), or ctx's error.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
+	if err := s.writable(); err != nil {
+		return AppendResult{}, err
+	}
 	p, err := s.prepare(&req)
 	if err != nil {
 		return AppendResult{}, err

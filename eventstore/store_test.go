@@ -252,17 +252,8 @@ func TestOneUsernameClaimWins(t *testing.T) {
 
 func TestReadPartitionFromAnyPosition(t *testing.T) {
 	h := newHarness(t, eventstore.Config{Partitions: 4})
-	ctx := context.Background()
 	const conv = "d/X.Y"
-	var positions []eventstore.Position
-	for i := range 30 {
-		res, err := h.store.Append(ctx, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
-			Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, string(rune('a'+i%26)))}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		positions = append(positions, res.Events[0].Position)
-	}
+	positions := h.appendMessages(t, conv, 30)
 	p := h.store.PartitionOf(conv)
 	for start := range positions {
 		var after eventstore.Position

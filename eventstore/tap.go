@@ -36,8 +36,9 @@ type Tap struct {
 	cfg TapConfig
 }
 
-// TapEntry is one delivered entry. Err is set for an undecodable entry; it
-// is delivered (and must be acknowledged) like any other.
+// TapEntry is one delivered entry. Err is set for an undecodable entry
+// (Raw then holds its stored bytes); it is delivered (and must be
+// acknowledged) like any other.
 type TapEntry struct {
 	Recorded
 	Deliveries int64
@@ -48,7 +49,8 @@ type TapEntry struct {
 	Retry Position
 }
 
-// NewTap creates the group on every partition (if missing).
+// NewTap creates the group on every partition (if missing) of an existing
+// deployment; without one it fails with ErrNoDeployment and creates nothing.
 func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 	if cfg.MinIdle == 0 {
 		cfg.MinIdle = 30 * time.Second
@@ -67,6 +69,11 @@ func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 		errs = append(errs, fmt.Errorf("eventstore: tap max deliveries must be positive, got %d", cfg.MaxDeliveries))
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// A group on a wrong prefix would create streams there (MKSTREAM, which
+	// a partition nobody appended to yet needs): check the deployment first.
+	if _, err := s.recordedPartitions(ctx); err != nil {
 		return nil, err
 	}
 	for p := range s.cfg.Partitions {
@@ -158,10 +165,8 @@ func (t *Tap) deliver(ctx context.Context, p int, key string, msgs []redis.XMess
 			continue
 		}
 		e := TapEntry{Deliveries: n}
-		r, err := decodeEntry(m.Values)
-		if err != nil {
-			e.Err = err
-		}
+		var r Recorded
+		r, e.Err = decodeTapped(m.Values)
 		r.Partition, r.Position = p, mustPosition(m.ID)
 		if retry {
 			from, _ := m.Values["from"].(string)
@@ -171,6 +176,17 @@ func (t *Tap) deliver(ctx context.Context, p int, key string, msgs []redis.XMess
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// decodeTapped decodes an entry a tap or peek hands out; an undecodable
+// one keeps its stored bytes in Raw, for its report.
+func decodeTapped(values map[string]any) (Recorded, error) {
+	r, err := decodeEntry(values)
+	if err != nil {
+		raw, _ := values["d"].(string)
+		r.Raw = []byte(raw)
+	}
+	return r, err
 }
 
 // mustPosition parses an entry id Redis gave (a malformed one, impossible,
@@ -243,7 +259,7 @@ func (s *Store) PeekAfter(ctx context.Context, p int, after Position, count int6
 	}
 	out := make([]TapEntry, len(msgs))
 	for i, m := range msgs {
-		out[i].Recorded, out[i].Err = decodeEntry(m.Values)
+		out[i].Recorded, out[i].Err = decodeTapped(m.Values)
 		out[i].Partition, out[i].Position = p, mustPosition(m.ID)
 	}
 	return out, nil
@@ -273,7 +289,7 @@ func (s *Store) PeekPending(ctx context.Context, group string, p int, count int6
 	for i, pe := range pending {
 		out[i].Deliveries = pe.RetryCount
 		if msgs := ranges[i].Val(); len(msgs) == 1 {
-			out[i].Recorded, out[i].Err = decodeEntry(msgs[0].Values)
+			out[i].Recorded, out[i].Err = decodeTapped(msgs[0].Values)
 		} else {
 			out[i].Err = errors.New("no longer in the log (trimmed)")
 		}

@@ -11,6 +11,9 @@ import (
 // entry some projector still needs is removed; aggregate histories, heads
 // and cells are never trimmed. A zero min removes nothing.
 func (s *Store) TrimBefore(ctx context.Context, p int, min Position) (int64, error) {
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	if err := s.checkPartition(p); err != nil {
 		return 0, err
 	}

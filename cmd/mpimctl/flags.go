@@ -45,7 +45,9 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return config.Load(fs, args, "MPIM", "config", os.LookupEnv)
 }
 
-// openStore connects to Redis and opens the event store.
+// openStore connects to Redis and opens the event store read-only: mpimctl
+// appends nothing, and a prefix, address or database without a deployment
+// is an error (eventstore.ErrNoDeployment) that creates no key there.
 func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
 	defer cancel()
@@ -53,7 +55,7 @@ func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Clien
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := eventstore.Open(cctx, rdb, eventstore.Config{Prefix: c.prefix, Partitions: c.partitions})
+	store, err := eventstore.Open(cctx, rdb, eventstore.Config{Prefix: c.prefix, Partitions: c.partitions, ReadOnly: true})
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,69 +10,7 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
-	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 )
-
-// printer writes events as human lines or JSON lines; it is safe for
-// concurrent use. Secrets (password hashes) are printed redacted unless
-// secrets is set.
-type printer struct {
-	mu      sync.Mutex
-	w       io.Writer
-	json    bool
-	secrets bool
-}
-
-var compact = protojson.MarshalOptions{UseProtoNames: true}
-
-func (p *printer) print(r eventstore.Recorded) error {
-	ev := r.Event
-	if !p.secrets {
-		ev = redact(ev).(*mpimv1.Event)
-	}
-	body, err := compact.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		line, err := json.Marshal(struct {
-			Partition int             `json:"partition"`
-			Position  string          `json:"position"`
-			Event     json.RawMessage `json:"event"`
-		}{r.Partition, r.Position.String(), body})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(p.w, "%s\n", line)
-		return err
-	}
-	kind := "?"
-	if pl := ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("payload")); pl != nil {
-		kind = string(pl.Message().Name())
-	}
-	when := time.UnixMilli(ev.GetOccurredAtMs()).UTC().Format("15:04:05.000")
-	seq := ""
-	if ev.GetSeq() > 0 {
-		seq = fmt.Sprintf(" seq=%d", ev.GetSeq())
-	}
-	_, err = fmt.Fprintf(p.w, "p%02d %-20s %s %-22s %s v%d%s actor=%s\n", r.Partition, r.Position, when, kind, ev.GetAggregate(),
-		ev.GetVersion(), seq, ev.GetActor().GetUserId())
-	return err
-}
-
-func (p *printer) printBad(de *eventstore.DecodeError) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.json {
-		line, _ := json.Marshal(map[string]any{"partition": de.Partition, "position": de.Position.String(), "error": de.Err.Error()})
-		fmt.Fprintf(p.w, "%s\n", line)
-		return
-	}
-	fmt.Fprintf(p.w, "p%02d %-20s UNDECODABLE: %v\n", de.Partition, de.Position, de.Err)
-}
 
 // partitionList parses --partition: "all" or a number.
 func partitionList(spec string, n int) ([]int, error) {
@@ -101,13 +38,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *limit < 0 {
+		return fmt.Errorf("--limit must not be negative, got %d", *limit)
+	}
 	return c.withPartitions(ctx, *part, func(store *eventstore.Store, parts []int) error {
-		out := &printer{w: stdout, json: *asJSON, secrets: *secrets}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		sink := &tailSink{out: &printer{w: stdout, json: *asJSON, secrets: *secrets}, limit: *limit, cancel: cancel}
 		var printed sync.WaitGroup
-		var mu sync.Mutex
-		count := 0
 		errc := make(chan error, len(parts))
 		for _, p := range parts {
 			var pos eventstore.Position
@@ -121,23 +59,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			printed.Add(1)
 			go func() {
 				defer printed.Done()
-				errc <- follow(ctx, store, p, pos, func(r eventstore.Recorded) bool {
-					if err := out.print(r); err != nil {
-						return false
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					count++
-					if *limit > 0 && count >= *limit {
-						cancel()
-						return false
-					}
-					return true
-				}, out.printBad)
+				errc <- follow(ctx, store, p, pos, sink.event, sink.bad)
 			}()
 		}
 		printed.Wait()
 		close(errc)
+		if sink.err != nil {
+			return sink.err
+		}
 		for err := range errc {
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
@@ -145,6 +74,49 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	})
+}
+
+// tailSink prints what the partition followers of tail read. The count
+// decision and the print happen under one lock, so tail --limit N prints
+// exactly N events however many partitions deliver at once; the first
+// print error ends the tail and is its result.
+type tailSink struct {
+	out    *printer
+	limit  int // 0: no limit
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	count int
+	err   error
+	done  bool
+}
+
+func (s *tailSink) event(r eventstore.Recorded) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false
+	}
+	if err := s.out.print(r); err != nil {
+		s.err, s.done = err, true
+		s.cancel()
+		return false
+	}
+	s.count++
+	if s.limit > 0 && s.count >= s.limit {
+		s.done = true
+		s.cancel()
+		return false
+	}
+	return true
+}
+
+func (s *tailSink) bad(de *eventstore.DecodeError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.done {
+		s.out.printBad(de)
+	}
 }
 
 // follow tails one partition from pos, calling each for every event until it
@@ -172,95 +144,4 @@ func follow(ctx context.Context, store *eventstore.Store, p int, pos eventstore.
 		}
 	}
 	return nil
-}
-
-func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := newFlags("export", stderr)
-	part := fs.String("partition", "all", "partition to export, or all")
-	since := fs.String("since", "", "export events at or after this time (RFC 3339) or this long ago (e.g. 1h); empty: from the oldest")
-	after := fs.String("after", "", "export events after this position (with --partition N)")
-	limit := fs.Int("limit", 0, "stop after this many events (0: all)")
-	secrets := fs.Bool("with-secrets", false, "export password hashes instead of "+redacted)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	start, err := exportStart(*since, *after, *part)
-	if err != nil {
-		return err
-	}
-	return c.withPartitions(ctx, *part, func(store *eventstore.Store, parts []int) error {
-		out := &printer{w: stdout, json: true, secrets: *secrets}
-		n := 0
-		lastReport := time.Now()
-		for _, p := range parts {
-			info, err := store.Info(ctx, p)
-			if err != nil {
-				return err
-			}
-			pos := start
-			for pos.Compare(info.Last) < 0 {
-				recs, err := store.ReadPartition(ctx, p, pos, 1000)
-				var de *eventstore.DecodeError
-				if errors.As(err, &de) {
-					out.printBad(de)
-				} else if err != nil {
-					return err
-				}
-				for _, r := range recs {
-					if err := out.print(r); err != nil {
-						return err
-					}
-					pos = r.Position
-					if n++; *limit > 0 && n >= *limit {
-						return nil
-					}
-				}
-				if de != nil {
-					pos = de.Position
-				}
-				if len(recs) == 0 && de == nil {
-					break
-				}
-				if time.Since(lastReport) > 2*time.Second {
-					fmt.Fprintf(stderr, "export: %d events, partition %d at %s\n", n, p, pos)
-					lastReport = time.Now()
-				}
-			}
-		}
-		fmt.Fprintf(stderr, "export: %d events\n", n)
-		return nil
-	})
-}
-
-// exportStart turns --since / --after into the position reads start after.
-func exportStart(since, after, part string) (eventstore.Position, error) {
-	switch {
-	case since != "" && after != "":
-		return eventstore.Position{}, errors.New("give --since or --after, not both")
-	case after != "":
-		if part == "" || part == "all" {
-			return eventstore.Position{}, errors.New("--after needs --partition N: positions of different partitions do not compare")
-		}
-		return eventstore.ParsePosition(after)
-	case since == "":
-		return eventstore.Position{}, nil
-	}
-	if d, err := time.ParseDuration(since); err == nil {
-		return positionAt(time.Now().Add(-d)), nil
-	}
-	t, err := time.Parse(time.RFC3339, since)
-	if err != nil {
-		return eventstore.Position{}, fmt.Errorf("--since %q is neither a duration nor an RFC 3339 time", since)
-	}
-	return positionAt(t), nil
-}
-
-// positionAt is the position just before every entry appended at or after t
-// (entry ids start with the Redis clock in milliseconds).
-func positionAt(t time.Time) eventstore.Position {
-	ms := t.UnixMilli()
-	if ms <= 0 {
-		return eventstore.Position{}
-	}
-	return eventstore.Position{Ms: uint64(ms) - 1, Seq: 1<<64 - 1}
 }

@@ -77,19 +77,17 @@ func TestTailExportTapStats(t *testing.T) {
 	if len(lines) != events {
 		t.Fatalf("export printed %d lines", len(lines))
 	}
-	var first struct {
-		Partition int             `json:"partition"`
-		Position  string          `json:"position"`
-		Event     json.RawMessage `json:"event"`
-	}
-	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Position == "" || len(first.Event) == 0 {
-		t.Fatalf("export line %q: %v", lines[0], err)
+	for _, l := range lines {
+		checkLine(t, "export", l) // format_test.go: the schema in docs, and the parser
 	}
 	// Password hashes are redacted unless asked for, in tail, export and tap.
 	for _, cmd := range [][]string{{"tail", "--from-start", "--json", "--limit", "9"}, {"export"}, {"tap", "--group", "redact", "--limit", "9"}} {
 		plain, _, err := ctl(t, append(cmd, base...)...)
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(plain), "\n") {
+			checkLine(t, cmd[0], l)
 		}
 		if strings.Contains(plain, `"password_hash":"$h"`) || !strings.Contains(plain, `"password_hash":"[redacted]"`) {
 			t.Errorf("%s printed a password hash:\n%s", cmd[0], plain)

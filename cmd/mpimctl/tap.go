@@ -145,7 +145,7 @@ func (l *tapLoop) print(entries []eventstore.TapEntry) (bool, error) {
 
 func printTapEntry(out *printer, e eventstore.TapEntry) error {
 	if e.Err != nil {
-		out.printBad(&eventstore.DecodeError{Partition: e.Partition, Position: e.Position, Err: e.Err})
+		out.printBad(&eventstore.DecodeError{Partition: e.Partition, Position: e.Position, Raw: e.Raw, Err: e.Err})
 		return nil
 	}
 	return out.print(e.Recorded)

@@ -74,6 +74,8 @@ var rules = []rule{
 		why: "the delivery contract between projectors/inbox and gateway/delivery"},
 	{path: "internal/testsvc/lazyfs", testImports: []string{"internal/testsvc"},
 		why: "test support, a FUSE file system that loses unsynced writes: nothing of ours"},
+	{path: "internal/eventjson", imports: []string{"proto", "internal/streamid"},
+		why: "the stable JSON line format of log entries (export, tap, tail): the wire format and positions only"},
 	{path: "internal/readmodel", imports: []string{"domain", "internal/streamid"},
 		why: "the read-model contract between projectors/mysql and query"},
 	{path: "cmd/mpimd", imports: []string{anyPackage}, why: "a composition root"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -57,9 +58,36 @@ func redisPing(addr string) error {
 	return nil
 }
 
+// Keys lists every key under the target's prefix, sorted: a test that must
+// leave the prefix untouched (or empty) compares it before and after.
+func (rt *RedisTarget) Keys(tb testing.TB) []string {
+	tb.Helper()
+	var all []string
+	err := redisScanPrefix(rt.Addr, rt.Prefix, func(_ *respConn, keys []any) error {
+		for _, k := range keys {
+			all = append(all, fmt.Sprint(k))
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("testsvc: listing Redis keys %s*: %v", rt.Prefix, err)
+	}
+	slices.Sort(all)
+	return all
+}
+
 // redisDeletePrefix unlinks every key that starts with prefix. The prefix
 // comes from randomID and holds no glob metacharacters.
 func redisDeletePrefix(addr, prefix string) error {
+	return redisScanPrefix(addr, prefix, func(c *respConn, keys []any) error {
+		_, err := c.do(append([]any{"UNLINK"}, keys...)...)
+		return err
+	})
+}
+
+// redisScanPrefix calls page with each non-empty SCAN page of the keys that
+// start with prefix.
+func redisScanPrefix(addr, prefix string, page func(*respConn, []any) error) error {
 	c, err := dialRESP(addr)
 	if err != nil {
 		return err
@@ -71,15 +99,13 @@ func redisDeletePrefix(addr, prefix string) error {
 		if err != nil {
 			return err
 		}
-		page, ok := r.([]any)
-		if !ok || len(page) != 2 {
+		reply, ok := r.([]any)
+		if !ok || len(reply) != 2 {
 			return fmt.Errorf("unexpected SCAN reply %v", r)
 		}
-		cursor, _ = page[0].(string)
-		keys, _ := page[1].([]any)
-		if len(keys) > 0 {
-			args := append([]any{"UNLINK"}, keys...)
-			if _, err := c.do(args...); err != nil {
+		cursor, _ = reply[0].(string)
+		if keys, _ := reply[1].([]any); len(keys) > 0 {
+			if err := page(c, keys); err != nil {
 				return err
 			}
 		}

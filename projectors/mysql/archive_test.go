@@ -120,10 +120,10 @@ func TestArchiveThenTailEqualsTheLog(t *testing.T) {
 	if archived == 0 {
 		t.Fatal("nothing was trimmed")
 	}
-	reader := &logReader{db: db, src: env.store}
+	reader := NewLogReader(db, env.store)
 	for p := range P {
 		got := readAll(t, p, func(after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
-			return reader.read(ctx, p, after, limit)
+			return reader.Read(ctx, p, after, limit)
 		})
 		sameEntries(t, fmt.Sprintf("archive + stream of partition %d", p), got, full[p])
 	}

@@ -21,7 +21,7 @@ import (
 // nothing more: the partition streams. *eventstore.Store satisfies it.
 type Log interface {
 	Partitions() int
-	ReadPartition(ctx context.Context, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error)
+	ReadPartitionState(ctx context.Context, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, eventstore.StreamState, error)
 }
 
 var _ Log = (*eventstore.Store)(nil)
@@ -128,12 +128,10 @@ const rebuildToken = 1
 //  2. Build: apply every partition from position zero to its head into the
 //     shadow tables, with the same projector code and the same
 //     transactional checkpoints (in read_model_checkpoints__rebuild),
-//     reading the archive (ReadArchive) and then the stream (src) seamlessly:
-//     the stream is read only when the archive has nothing after the
-//     position, and its entries are trusted only if the archive's head is
-//     still not past the position afterwards (otherwise the stream may have
-//     been trimmed in between and the archive is read again). Readers keep
-//     using the live tables, which the live projector keeps updating.
+//     reading the archive and then the stream (src) seamlessly through a
+//     LogReader, which fails with a GapError rather than skip entries the
+//     log lost. Readers keep using the live tables, which the live
+//     projector keeps updating.
 //  3. Chase: partitions whose shadow checkpoint is behind the live
 //     checkpoint are brought up to it, still unpaused, so the pause is short.
 //  4. Pause: set read_model_control.paused_until to now + PauseLease. Every
@@ -196,7 +194,7 @@ func Rebuild(ctx context.Context, db *sql.DB, src Log, opts RebuildOptions) erro
 
 	rb := &rebuild{
 		db: db, conn: conn, src: src, opts: opts, shadow: shadow, start: time.Now(),
-		reader: &logReader{db: db, src: src}, pos: make([]eventstore.Position, src.Partitions()),
+		reader: NewLogReader(db, src), pos: make([]eventstore.Position, src.Partitions()),
 		id: "rebuild-" + strings.ToLower(rand.Text()[:12]),
 	}
 	if err := rb.clearLeftovers(ctx); err != nil {
@@ -244,7 +242,7 @@ type rebuild struct {
 	src    Log
 	opts   RebuildOptions
 	shadow *ReadModel
-	reader *logReader
+	reader *LogReader
 	start  time.Time
 	id     string // paused_by
 
@@ -432,7 +430,7 @@ func (rb *rebuild) pump(ctx context.Context, p int, upTo *eventstore.Position) e
 // upTo. An undecodable entry ends the batch and is carried in Skipped, as
 // the runner does.
 func (rb *rebuild) next(ctx context.Context, p int, pos eventstore.Position, upTo *eventstore.Position) (*projectors.Batch, error) {
-	recs, err := rb.reader.read(ctx, p, pos, rb.opts.BatchSize)
+	recs, err := rb.reader.Read(ctx, p, pos, rb.opts.BatchSize)
 	var de *eventstore.DecodeError
 	if err != nil && !errors.As(err, &de) {
 		return nil, err
@@ -530,40 +528,4 @@ func (rb *rebuild) swap(ctx context.Context) (err error) {
 		return fmt.Errorf("mysql: rebuild: dropping the old tables: %w", err)
 	}
 	return nil
-}
-
-// logReader reads a partition from the archive, then from the stream, as
-// one log.
-type logReader struct {
-	db  *sql.DB
-	src Log
-}
-
-// read returns up to limit entries of partition p after position after, as
-// ReadPartition does (a *eventstore.DecodeError ends the result at an
-// undecodable entry). It reads the stream only when the archive has nothing
-// after the position, and trusts what the stream returned only if the
-// archive's head is still not past the position afterwards: the log is
-// trimmed only below the archive's head, so the stream then held every
-// entry after the position when it was read. Otherwise the archive got
-// further meanwhile, and it is read again.
-func (r *logReader) read(ctx context.Context, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
-	for {
-		recs, err := ReadArchive(ctx, r.db, p, after, limit)
-		if len(recs) > 0 || err != nil {
-			return recs, err
-		}
-		recs, err = r.src.ReadPartition(ctx, p, after, limit)
-		var de *eventstore.DecodeError
-		if err != nil && !errors.As(err, &de) {
-			return nil, err
-		}
-		head, herr := ArchiveHead(ctx, r.db, p)
-		if herr != nil {
-			return nil, herr
-		}
-		if head.Compare(after) <= 0 {
-			return recs, err
-		}
-	}
 }

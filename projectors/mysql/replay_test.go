@@ -273,10 +273,14 @@ type staticLog []eventstore.Recorded
 
 func (l staticLog) Partitions() int { return 1 }
 
-func (l staticLog) ReadPartition(_ context.Context, _ int, after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
+func (l staticLog) ReadPartitionState(_ context.Context, _ int, after eventstore.Position, limit int) ([]eventstore.Recorded, eventstore.StreamState, error) {
 	i := 0
 	for i < len(l) && l[i].Position.Compare(after) <= 0 {
 		i++
 	}
-	return l[i:min(len(l), i+limit)], nil
+	st := eventstore.StreamState{Length: int64(len(l)), EntriesAdded: int64(len(l))}
+	if len(l) > 0 {
+		st.First, st.LastGenerated = l[0].Position, l[len(l)-1].Position
+	}
+	return l[i:min(len(l), i+limit)], st, nil
 }
