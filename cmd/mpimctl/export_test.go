@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -192,9 +193,11 @@ func TestExportWholeHistoryUnderTrims(t *testing.T) {
 	arch.caughtUp(t, store, db)
 	got := map[int][]string{}
 	for _, line := range strings.SplitAfter(out, "\n") {
-		var p int
-		if _, err := fmt.Sscanf(line, `{"partition":%d`, &p); err == nil {
-			got[p] = append(got[p], line)
+		var l struct {
+			Partition *int `json:"partition"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err == nil && l.Partition != nil {
+			got[*l.Partition] = append(got[*l.Partition], line)
 		}
 	}
 	total := 0

@@ -8,9 +8,11 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/projectors/mysql"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/redis/go-redis/v9"
 )
@@ -20,6 +22,8 @@ type stats struct {
 	Partitions  []partitionStats  `json:"partitions"`
 	Checkpoints []checkpointStats `json:"checkpoints,omitempty"`
 	Inboxes     inboxSummary      `json:"inboxes"`
+	// Pause is the live mysql projector's pause by a replay (with --mysql).
+	Pause *mysql.Pause `json:"mysql_pause,omitempty"`
 }
 
 // inboxSummary describes the user inboxes (at most inboxScanLimit scanned).
@@ -147,6 +151,11 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		pause, err := mysql.ReadPause(ctx, db)
+		if err != nil {
+			return err
+		}
+		st.Pause = &pause
 	}
 	for _, name := range []string{"cache", "inbox"} {
 		cps := redisckpt.New(rdb, c.prefix, name)
@@ -184,6 +193,23 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", cp.Projector, cp.Partition, cp.Position, cp.LagMs)
 		}
 	}
+	if st.Pause != nil {
+		fmt.Fprintf(tw, "\n%s\n", pauseLine(*st.Pause))
+	}
 	fmt.Fprintf(tw, "\nINBOXES\t%d\tentries %d\tlargest %d\n", st.Inboxes.Count, st.Inboxes.Entries, st.Inboxes.Largest)
 	return tw.Flush()
+}
+
+// pauseLine describes the live mysql projector's pause for stats.
+func pauseLine(p mysql.Pause) string {
+	until := p.Until.UTC().Format(time.RFC3339)
+	switch {
+	case p.Holds():
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSED by %s, until %s (its replay is running)", p.By, until)
+	case p.Active:
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSE IGNORED: set by %s until %s, but its replay is gone (lift it: mpimctl replay unpause)", p.By, until)
+	case p.By != "":
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSE LAPSED: set by %s, its lease ended %s (lift it: mpimctl replay unpause)", p.By, until)
+	}
+	return "MYSQL PROJECTOR not paused"
 }
