@@ -39,6 +39,7 @@ type Config struct {
 	BatchSize                int
 	MaxAttempts              int
 	TrimInterval             time.Duration
+	DLQMaxAge                time.Duration
 	InboxWindow              int
 	InboxQuotaBytes          int64
 	FsyncAlways              bool
@@ -114,6 +115,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", 500, "events per projector batch")
 	fs.IntVar(&c.MaxAttempts, "projector-max-attempts", projectors.DefaultMaxAttempts, "projector: times a batch is applied while it fails with errors that are not transient (data, constraint, decoding) before the event that fails is quarantined and its partition moves on")
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
+	fs.DurationVar(&c.DLQMaxAge, "dlq-max-age", 168*time.Hour, "tap dead letters older than this are deleted at each trim (1m..8760h)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
 	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
@@ -286,6 +288,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TrimInterval < 0 {
 		errs = append(errs, fmt.Errorf("trim-interval must not be negative, got %s", c.TrimInterval))
+	}
+	if c.DLQMaxAge < time.Minute || c.DLQMaxAge > 8760*time.Hour {
+		errs = append(errs, fmt.Errorf("dlq-max-age must be 1m..8760h, got %s", c.DLQMaxAge))
 	}
 	if c.runs("projector") && c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
 		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))
