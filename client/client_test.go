@@ -17,6 +17,7 @@ import (
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/internal/connect"
 	inboxkeys "github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/sealed"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	inboxproj "github.com/mpim/mpim/projectors/inbox"
@@ -84,8 +85,10 @@ func startCore(tb testing.TB) core {
 		BatchSize: 200, Block: 20 * time.Millisecond, RetryBackoff: 5 * time.Millisecond})
 	must(err)
 	run("inbox projector", runner.Run)
+	keys, _, err := sealed.Generate()
+	must(err)
 	srv, err := gateway.New(gateway.Config{GatewayID: "gw-client", PublicAddr: "127.0.0.1:1", Prefix: rt.Prefix,
-		Argon2:   gateway.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1},
+		Argon2: gateway.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}, PasswordKeys: keys,
 		ConnRate: 1000, ConnBurst: 1000, UserRate: 1000, UserBurst: 1000, DrainGrace: 200 * time.Millisecond},
 		gateway.Deps{Commands: cmd, DB: db, Redis: rdb, Hub: gateway.DeliveryHub(hub), Registerer: reg})
 	must(err)

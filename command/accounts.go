@@ -17,6 +17,13 @@ import (
 // name exactly one succeeds; the others get an EExists error. A retry with
 // the same requestID (within the idempotency TTL) returns the same user.
 func (s *Service) Register(ctx context.Context, username, passwordHash, displayName, requestID string) (domain.UserID, error) {
+	return s.RegisterSealed(ctx, username, func(domain.UserID) (string, error) { return passwordHash, nil }, displayName, requestID)
+}
+
+// RegisterSealed is Register with the password hash made for the new user's
+// id, once it is minted: passwordHash(user) seals the hash to its owner
+// (see internal/sealed), so the log never holds a hash in the clear.
+func (s *Service) RegisterSealed(ctx context.Context, username string, passwordHash func(domain.UserID) (string, error), displayName, requestID string) (domain.UserID, error) {
 	name, err := s.policy.NormalizeUsername(username)
 	if err != nil {
 		return "", err
@@ -35,7 +42,11 @@ func (s *Service) Register(ctx context.Context, username, passwordHash, displayN
 	if err != nil {
 		return "", err
 	}
-	regEvents, err := u.Decide(domain.RegisterUser{User: user, Username: name, PasswordHash: passwordHash, DisplayName: displayName}, now, s.policy)
+	hash, err := passwordHash(user)
+	if err != nil {
+		return "", err
+	}
+	regEvents, err := u.Decide(domain.RegisterUser{User: user, Username: name, PasswordHash: hash, DisplayName: displayName}, now, s.policy)
 	if err != nil {
 		return "", err
 	}

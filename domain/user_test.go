@@ -43,6 +43,14 @@ func TestUserDecide(t *testing.T) {
 
 		{"password changes", registered, ChangePassword{PasswordHash: "$2b$10$abc"}, []Event{PasswordChanged{PasswordHash: "$2b$10$abc"}}, ""},
 		{"empty password hash is invalid", registered, ChangePassword{}, nil, EInvalid},
+		{"sealed password hash changes", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d:AbC-_9"}, []Event{PasswordChanged{PasswordHash: "sealed:v1:0a1b2c3d:AbC-_9"}}, ""},
+		{"sealed hash without key id is invalid", registered, ChangePassword{PasswordHash: "sealed:v1::AbC"}, nil, EInvalid},
+		{"sealed hash without body is invalid", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d"}, nil, EInvalid},
+		{"sealed hash with an empty body is invalid", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d:"}, nil, EInvalid},
+		{"sealed hash outside base64url is invalid", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d:Ab+/="}, nil, EInvalid},
+		{"sealed hash over 512 bytes is too large", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d:" + strings.Repeat("A", 494)}, nil, ETooLarge},
+		{"sealed hash of 512 bytes changes", registered, ChangePassword{PasswordHash: "sealed:v1:0a1b2c3d:" + strings.Repeat("A", 493)},
+			[]Event{PasswordChanged{PasswordHash: "sealed:v1:0a1b2c3d:" + strings.Repeat("A", 493)}}, ""},
 
 		{"device logs in", registered, LogIn{Device: "phone-1", Platform: "ios"}, []Event{DeviceLoggedIn{Device: "phone-1", Platform: "ios"}}, ""},
 		{"device logs in again", loggedIn, LogIn{Device: "phone-1", Platform: "android"}, []Event{DeviceLoggedIn{Device: "phone-1", Platform: "android"}}, ""},

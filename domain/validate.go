@@ -124,14 +124,35 @@ func checkDevice(d DeviceID) error {
 	return nil
 }
 
-// checkPasswordHash returns an EInvalid error unless h looks like the PHC or
-// modular-crypt string of a KDF ("$argon2id$...", "$2b$..."). Domain never sees
-// a password, only its hash.
+// sealedPrefix starts a password hash sealed with the deployment key
+// ("sealed:v1:<key id>:<base64url>"; the gateway seals and opens it).
+const sealedPrefix = "sealed:v1:"
+
+// checkPasswordHash returns an EInvalid error unless h looks like a sealed
+// password hash ("sealed:v1:<key id>:<base64url>") or, as in logs written
+// before hashes were sealed, the PHC or modular-crypt string of a KDF
+// ("$argon2id$...", "$2b$..."); ETooLarge over maxPasswordHashBytes. Domain
+// never sees a password, only its (sealed) hash.
 func checkPasswordHash(h string) error {
+	if len(h) > maxPasswordHashBytes {
+		return Errorf(ETooLarge, "domain: password hash is longer than %d bytes", maxPasswordHashBytes)
+	}
+	if rest, ok := strings.CutPrefix(h, sealedPrefix); ok {
+		id, body, ok := strings.Cut(rest, ":")
+		if !ok || id == "" || body == "" || strings.ContainsFunc(body, notBase64URL) || strings.ContainsFunc(id, notBase64URL) {
+			return Errorf(EInvalid, "domain: sealed password hash is not %s<key id>:<base64url>", sealedPrefix)
+		}
+		return nil
+	}
 	if !strings.HasPrefix(h, "$") || !printable(h, maxPasswordHashBytes) {
-		return Errorf(EInvalid, "domain: password hash is not a PHC string")
+		return Errorf(EInvalid, "domain: password hash is neither sealed nor a PHC string")
 	}
 	return nil
+}
+
+// notBase64URL reports whether r is outside the unpadded base64url alphabet.
+func notBase64URL(r rune) bool {
+	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
 }
 
 // applyAll applies events in order, stopping at the first error, which it

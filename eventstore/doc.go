@@ -14,6 +14,8 @@
 //	{pN}:snap:<agg>   a snapshot of a KeepHistory aggregate: v (version), p (history entry of v), d (caller's encoding); a cache that expires
 //	{pN}:c:<agg>      compact per-message state cells of a conversation, by seq
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
+//	{pN}:dlq:<group>  a tap group's dead letters: the entry's fields, from (its position), n (deliveries)
+//	{pN}:retry:<group> dead letters requeued for the group's taps (read before the log)
 //	mpim:meta         deployment settings (partition count); it exists once the
 //	                  deployment was created, and a read-only Open requires it
 //

@@ -43,6 +43,10 @@ type TapEntry struct {
 	Recorded
 	Deliveries int64
 	Err        error
+	// Retry is the entry's id in the group's retry stream when it is a
+	// requeued dead letter (Position is its position in the log), else
+	// zero. AckEntries acknowledges it where it came from.
+	Retry Position
 }
 
 // NewTap creates the group on every partition (if missing) of an existing
@@ -83,7 +87,7 @@ func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 
 // DeadLetterKey is the stream where entries of partition p that exceeded
 // MaxDeliveries are moved (fields: the original entry's, plus "from").
-func (t *Tap) DeadLetterKey(p int) string { return t.s.keys.tag(p) + "dlq:" + t.cfg.Group }
+func (t *Tap) DeadLetterKey(p int) string { return t.s.keys.dlq(p, t.cfg.Group) }
 
 // Read returns up to count entries of partition p for this consumer: first
 // entries other consumers left pending for longer than MinIdle (claimed with
@@ -96,6 +100,13 @@ func (t *Tap) Read(ctx context.Context, p int, count int64, block time.Duration)
 	}
 	if err := t.checkCut(ctx, p); err != nil {
 		return nil, err
+	}
+	retried, err := t.readRetry(ctx, p, count)
+	if err != nil || len(retried) > 0 {
+		if err != nil {
+			return nil, err
+		}
+		return t.deliver(ctx, p, t.s.keys.retry(p, t.cfg.Group), retried)
 	}
 	key := t.s.keys.log(p)
 	claimed, _, err := t.s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
@@ -116,16 +127,17 @@ func (t *Tap) Read(ctx context.Context, p int, count int64, block time.Duration)
 			msgs = streams[0].Messages
 		}
 	}
-	return t.deliver(ctx, p, msgs)
+	return t.deliver(ctx, p, key, msgs)
 }
 
 // deliver looks up delivery counts, dead-letters entries over the limit and
-// decodes the rest.
-func (t *Tap) deliver(ctx context.Context, p int, msgs []redis.XMessage) ([]TapEntry, error) {
+// decodes the rest. key is the stream msgs come from: the log or the
+// group's retry stream (whose entries carry their log position in "from").
+func (t *Tap) deliver(ctx context.Context, p int, key string, msgs []redis.XMessage) ([]TapEntry, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	key := t.s.keys.log(p)
+	retry := key != t.s.keys.log(p)
 	pending, err := t.s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: key, Group: t.cfg.Group, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)) * 4,
 	}).Result()
@@ -142,29 +154,50 @@ func (t *Tap) deliver(ctx context.Context, p int, msgs []redis.XMessage) ([]TapE
 		if n > t.cfg.MaxDeliveries {
 			values := map[string]any{"from": m.ID}
 			for k, v := range m.Values {
-				values[k] = v
+				values[k] = v // a retry entry keeps its "from"
 			}
+			values["n"] = n - 1
 			pipe := t.s.rdb.TxPipeline()
 			pipe.XAdd(ctx, &redis.XAddArgs{Stream: t.DeadLetterKey(p), Values: values})
 			pipe.XAck(ctx, key, t.cfg.Group, m.ID)
+			if retry {
+				pipe.XDel(ctx, key, m.ID)
+			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				return out, fmt.Errorf("eventstore: tap dead-letter on partition %d: %w", p, err)
 			}
 			continue
 		}
-		pos, _ := ParsePosition(m.ID)
 		e := TapEntry{Deliveries: n}
-		r, err := decodeEntry(m.Values)
-		if err != nil {
-			e.Err = err
-			raw, _ := m.Values["d"].(string)
-			r.Raw = []byte(raw) // the stored bytes, for the undecodable entry's report
+		var r Recorded
+		r, e.Err = decodeTapped(m.Values)
+		r.Partition, r.Position = p, mustPosition(m.ID)
+		if retry {
+			from, _ := m.Values["from"].(string)
+			e.Retry, r.Position = r.Position, mustPosition(from)
 		}
-		r.Partition, r.Position = p, pos
 		e.Recorded = r
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// decodeTapped decodes an entry a tap or peek hands out; an undecodable
+// one keeps its stored bytes in Raw, for its report.
+func decodeTapped(values map[string]any) (Recorded, error) {
+	r, err := decodeEntry(values)
+	if err != nil {
+		raw, _ := values["d"].(string)
+		r.Raw = []byte(raw)
+	}
+	return r, err
+}
+
+// mustPosition parses an entry id Redis gave (a malformed one, impossible,
+// reads as the zero Position).
+func mustPosition(id string) Position {
+	pos, _ := ParsePosition(id)
+	return pos
 }
 
 // Ack acknowledges processed entries of partition p.
@@ -180,4 +213,91 @@ func (t *Tap) Ack(ctx context.Context, p int, positions ...Position) error {
 		return fmt.Errorf("eventstore: tap ack on partition %d: %w", p, err)
 	}
 	return nil
+}
+
+// AckEntries acknowledges delivered entries of partition p where each came
+// from: the log, or the group's retry stream (where it is also deleted).
+func (t *Tap) AckEntries(ctx context.Context, p int, entries ...TapEntry) error {
+	var logged []Position
+	var retried []string
+	for _, e := range entries {
+		if e.Retry.IsZero() {
+			logged = append(logged, e.Position)
+		} else {
+			retried = append(retried, e.Retry.String())
+		}
+	}
+	if len(retried) > 0 {
+		key := t.s.keys.retry(p, t.cfg.Group)
+		pipe := t.s.rdb.TxPipeline()
+		pipe.XAck(ctx, key, t.cfg.Group, retried...)
+		pipe.XDel(ctx, key, retried...)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("eventstore: tap retry ack on partition %d: %w", p, err)
+		}
+	}
+	return t.Ack(ctx, p, logged...)
+}
+
+// TapGroupPosition returns group's last-delivered position on partition p:
+// its consumers' next new entry comes after it. It only reads (XINFO
+// GROUPS) and refuses a group that does not exist.
+func (s *Store) TapGroupPosition(ctx context.Context, group string, p int) (Position, error) {
+	g, err := s.checkTapGroup(ctx, group, p)
+	if err != nil {
+		return Position{}, err
+	}
+	return ParsePosition(g.LastDeliveredID)
+}
+
+// PeekAfter returns up to count entries of partition p after after (XRANGE),
+// changing nothing: no group reads, claims or acknowledges them.
+// Undecodable entries have Err set.
+func (s *Store) PeekAfter(ctx context.Context, p int, after Position, count int64) ([]TapEntry, error) {
+	if err := s.checkPartition(p); err != nil {
+		return nil, err
+	}
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.log(p), "("+after.String(), "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: peeking partition %d: %w", p, err)
+	}
+	out := make([]TapEntry, len(msgs))
+	for i, m := range msgs {
+		out[i].Recorded, out[i].Err = decodeTapped(m.Values)
+		out[i].Partition, out[i].Position = p, mustPosition(m.ID)
+	}
+	return out, nil
+}
+
+// PeekPending returns up to count of group's pending entries of partition
+// p (delivered, not yet acknowledged) with their delivery counts, changing
+// nothing (XPENDING, XRANGE). An entry trimmed from the log has Err set.
+func (s *Store) PeekPending(ctx context.Context, group string, p int, count int64) ([]TapEntry, error) {
+	if _, err := s.checkTapGroup(ctx, group, p); err != nil {
+		return nil, err
+	}
+	key := s.keys.log(p)
+	pending, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: group, Start: "-", End: "+", Count: count}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: pending entries of partition %d: %w", p, err)
+	}
+	pipe := s.rdb.Pipeline()
+	ranges := make([]*redis.XMessageSliceCmd, len(pending))
+	for i, pe := range pending {
+		ranges[i] = pipe.XRange(ctx, key, pe.ID, pe.ID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("eventstore: pending entries of partition %d: %w", p, err)
+	}
+	out := make([]TapEntry, len(pending))
+	for i, pe := range pending {
+		out[i].Deliveries = pe.RetryCount
+		if msgs := ranges[i].Val(); len(msgs) == 1 {
+			out[i].Recorded, out[i].Err = decodeTapped(msgs[0].Values)
+		} else {
+			out[i].Err = errors.New("no longer in the log (trimmed)")
+		}
+		out[i].Partition, out[i].Position = p, mustPosition(pe.ID)
+	}
+	return out, nil
 }

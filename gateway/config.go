@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/sealed"
 	"golang.org/x/time/rate"
 )
 
@@ -139,6 +140,12 @@ type Config struct {
 	// MaxConcurrentHashes bounds the password hashes computed at once
 	// (default: the number of CPUs), so logins cannot starve the gateway.
 	MaxConcurrentHashes int
+	// PasswordKeys are the deployment's password keys (required): every
+	// password hash is sealed with the first before it enters the log, bound
+	// to its user, and opened with whichever key sealed it at login; hashes
+	// in the clear from before sealing still verify. Every gateway of a
+	// deployment needs the same keys.
+	PasswordKeys *sealed.Keys
 	// MaxDevicesListed bounds the devices one listDevices answers with,
 	// the most recent logins first (default 100, at most 5000).
 	MaxDevicesListed int
@@ -174,7 +181,7 @@ func (c *Config) accounts() accounts.Config {
 	return accounts.Config{Prefix: c.Prefix, TokenTTL: c.TokenTTL, Argon2: c.Argon2, MaxConcurrentHashes: c.MaxConcurrentHashes,
 		LoginFailureWindow: c.LoginFailureWindow, LoginFailuresPerUser: c.LoginFailuresPerUser,
 		LoginFailuresPerAddr: c.LoginFailuresPerAddr, PasswordAttemptsPerAddr: c.PasswordAttemptsPerAddr, Now: c.Now,
-		DelayClock: c.LoginDelayClock}
+		DelayClock: c.LoginDelayClock, PasswordKeys: c.PasswordKeys}
 }
 
 func (c *Config) setDefaults() {

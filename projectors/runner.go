@@ -236,7 +236,9 @@ func (r *Runner) next(ctx context.Context, o *owned) (*Batch, error) {
 // processing (fenced, checkpoint moved, ctx).
 func (r *Runner) apply(ctx context.Context, o *owned, b *Batch) error {
 	start := time.Now()
+	stopLag := r.lagWhileApplying(ctx, o)
 	err := r.retry(ctx, o, "apply", r.cfg.MaxAttempts, func() error { return r.proj.Apply(ctx, b) })
+	stopLag()
 	switch {
 	case err == nil:
 		r.applied(o, b, start)
@@ -319,13 +321,48 @@ func (r *Runner) lagEvery(ctx context.Context, o *owned) {
 // entries after the checkpoint.
 func (r *Runner) observeLag(ctx context.Context, o *owned) {
 	o.lagAt = time.Now()
-	info, err := r.log.Info(ctx, o.p)
+	r.setLag(ctx, o.p, o.pos, o.pm.lagMs)
+}
+
+// setLag sets gauge to the milliseconds between pos and partition p's last
+// entry.
+func (r *Runner) setLag(ctx context.Context, p int, pos eventstore.Position, gauge prometheus.Gauge) {
+	info, err := r.log.Info(ctx, p)
 	if err != nil {
 		return
 	}
 	var ms float64
-	if info.Last.Compare(o.pos) > 0 {
-		ms = float64(info.Last.Ms - min(o.pos.Ms, info.Last.Ms))
+	if info.Last.Compare(pos) > 0 {
+		ms = float64(info.Last.Ms - min(pos.Ms, info.Last.Ms))
 	}
-	o.pm.lagMs.Set(ms)
+	gauge.Set(ms)
+}
+
+// lagWhileApplying keeps o's lag gauge moving, every lagInterval, while one
+// Apply takes longer than that (a projector waiting out a pause, a lock
+// wait, a slow batch), until the returned stop is called. It reads the
+// checkpoint before the batch and leaves o alone.
+func (r *Runner) lagWhileApplying(ctx context.Context, o *owned) (stop func()) {
+	pos, gauge := o.pos, o.pm.lagMs
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(lagInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.setLag(ctx, o.p, pos, gauge)
+				t.Reset(lagInterval)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
 }

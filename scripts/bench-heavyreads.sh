@@ -33,7 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-common=(--redis-addr 127.0.0.1:6379 --prefix "heavy$run_id:" --mysql "root@tcp(127.0.0.1:3306)/$db" --log-level warn)
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/password.key") # this deployment's password key
+common=(--redis-addr 127.0.0.1:6379 --prefix "heavy$run_id:" --mysql "root@tcp(127.0.0.1:3306)/$db" --log-level warn
+	--password-key-file "$dir/password.key")
 
 wait_ready() { # wait_ready HTTP_ADDR PID NAME
 	for _ in $(seq 300); do

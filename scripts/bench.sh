@@ -93,8 +93,9 @@ redis_pid=$(cat "$dir/redis.pid")
 mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 mysql_pid=$(pgrep -o -x mariadbd || pgrep -o -x mysqld || true)
 
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/password.key") # this deployment's password key
 common=(--redis-addr "127.0.0.1:$redis_port" --mysql "root@tcp(127.0.0.1:3306)/$db"
-	--zookeeper 127.0.0.1:2181 --zk-root "$zkroot" --log-level warn)
+	--zookeeper 127.0.0.1:2181 --zk-root "$zkroot" --log-level warn --password-key-file "$dir/password.key")
 
 wait_ready() { # wait_ready HTTP_ADDR PID NAME
 	for _ in $(seq 300); do

@@ -123,6 +123,7 @@ func (s *chatStack) start(name string, args ...string) *chatProc {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(s.bin, append(append(args, s.common...), "--http-addr", p.ops)...)
+	p.cmd.Env = append(os.Environ(), "MPIM_PASSWORD_KEY="+strings.Repeat("5a", 32)) // the gateways' shared password key
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,9 @@
 //	mpimctl stats  [--json]                       partitions, projector checkpoints and lag, inboxes
 //	mpimctl export [--since TIME] [--limit N]     NDJSON of events
 //	mpimctl tap    --group NAME [--consumer C]    competing-consumer reader
-//	mpimctl replay mysql                          rebuild the MySQL read model while running
+//	mpimctl tap dlq list|requeue|purge --group NAME   a tap group's dead letters
+//	mpimctl replay mysql [--fresh]                rebuild the MySQL read model while running
+//	mpimctl replay unpause [--force]              lift a pause a replay left on the live projector
 //	mpimctl quarantine list|reapply|drop          entries projectors set aside
 //
 // Settings come from flags, MPIM_* environment variables or --config FILE
@@ -34,8 +36,8 @@ func commands() []subcommand {
 		{"tail", "follow the log (human or --json lines)", runTail},
 		{"stats", "partitions, projector checkpoints and lag, inbox sizes", runStats},
 		{"export", "NDJSON of events from a position or time, for analytics", runExport},
-		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter", runTap},
-		{"replay", "rebuild the MySQL read model from zero while running, then swap: replay mysql", runReplay},
+		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter; --no-ack peeks; tap dlq list|requeue|purge", runTap},
+		{"replay", "rebuild the MySQL read model while running, then swap: replay mysql; lift a replay's pause: replay unpause", runReplay},
 		{"quarantine", "entries projectors set aside: list [--projector P] [--json], reapply|drop PROJECTOR PARTITION POSITION", runQuarantine},
 		{"chat", "terminal chat client over a gateway WebSocket: chat --gateway URL --user NAME", runChat},
 	}

@@ -7,25 +7,13 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
-	"github.com/mpim/mpim/internal/connect"
-	"github.com/mpim/mpim/internal/testsvc"
-	"github.com/mpim/mpim/schema"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 )
 
 func TestQuarantineListReapplyDrop(t *testing.T) {
-	base := seed(t)
-	dsn := testsvc.MySQL(t)
+	base, dsn, db := seedWithMySQL(t)
 	ctx := context.Background()
-	db, err := connect.MySQL(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := schema.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	rdb := redis.NewClient(&redis.Options{Addr: base[1]})
 	defer rdb.Close()
 	store, err := eventstore.Open(ctx, rdb, eventstore.Config{Prefix: base[3], Partitions: 4})

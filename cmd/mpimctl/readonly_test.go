@@ -29,6 +29,7 @@ var readOnlyCommands = [][]string{
 	{"quarantine", "drop", "cache", "1", "5-1"},
 	{"tap", "--group", "g", "--limit", "1"},
 	{"tap", "--group", "g", "--no-ack", "--limit", "1"},
+	{"tap", "dlq", "list", "--group", "g"},
 }
 
 func TestReadOnlyCommandsFailOnAMissingDeploymentAndCreateNothing(t *testing.T) {

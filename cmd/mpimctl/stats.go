@@ -8,9 +8,11 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/projectors/mysql"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/redis/go-redis/v9"
 )
@@ -21,6 +23,8 @@ type stats struct {
 	Checkpoints []checkpointStats `json:"checkpoints,omitempty"`
 	TapGroups   []tapGroupStats   `json:"tap_groups"`
 	Inboxes     inboxSummary      `json:"inboxes"`
+	// Pause is the live mysql projector's pause by a replay (with --mysql).
+	Pause *mysql.Pause `json:"mysql_pause,omitempty"`
 }
 
 // inboxSummary describes the user inboxes (at most inboxScanLimit scanned).
@@ -148,6 +152,11 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		pause, err := mysql.ReadPause(ctx, db)
+		if err != nil {
+			return err
+		}
+		st.Pause = &pause
 	}
 	for _, name := range []string{"cache", "inbox"} {
 		cps := redisckpt.New(rdb, c.prefix, name)
@@ -189,6 +198,9 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	printTapGroups(tw, st.TapGroups)
+	if st.Pause != nil {
+		fmt.Fprintf(tw, "\n%s\n", pauseLine(*st.Pause))
+	}
 	fmt.Fprintf(tw, "\nINBOXES\t%d\tentries %d\tlargest %d\n", st.Inboxes.Count, st.Inboxes.Entries, st.Inboxes.Largest)
 	return tw.Flush()
 }
@@ -247,4 +259,18 @@ func printTapGroups(w io.Writer, groups []tapGroupStats) {
 		}
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%s\n", g.Group, g.Partition, g.Floor, lag, g.Pending, g.Consumers, lost)
 	}
+}
+
+// pauseLine describes the live mysql projector's pause for stats.
+func pauseLine(p mysql.Pause) string {
+	until := p.Until.UTC().Format(time.RFC3339)
+	switch {
+	case p.Holds():
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSED by %s, until %s (its replay is running)", p.By, until)
+	case p.Active:
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSE IGNORED: set by %s until %s, but its replay is gone (lift it: mpimctl replay unpause)", p.By, until)
+	case p.By != "":
+		return fmt.Sprintf("MYSQL PROJECTOR PAUSE LAPSED: set by %s, its lease ended %s (lift it: mpimctl replay unpause)", p.By, until)
+	}
+	return "MYSQL PROJECTOR not paused"
 }

@@ -41,6 +41,7 @@ type Config struct {
 	TrimInterval             time.Duration
 	TapMaxAge                time.Duration
 	TapMaxBytes              int64
+	DLQMaxAge                time.Duration
 	InboxWindow              int
 	InboxQuotaBytes          int64
 	FsyncAlways              bool
@@ -76,6 +77,8 @@ type Config struct {
 	HistoryPageBytes         int
 	HeavyQueryCost           int
 	HeavyQueriesInFlight     int
+	PasswordKeyFile          string
+	PasswordKey              string
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
@@ -116,6 +119,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TrimInterval, "trim-interval", time.Minute, "how often to trim the log below every checkpoint (0: never)")
 	fs.DurationVar(&c.TapMaxAge, "tap-max-age", 24*time.Hour, "trim: a tap group (consumer group on the log) holds back trimming until its oldest needed entry is this old (1m..720h); then it is cut loose and its next read fails with the range it lost")
 	fs.Int64Var(&c.TapMaxBytes, "tap-max-bytes", 1<<30, "trim: tap groups hold back trimming of a partition stream until it uses this many bytes (1048576..68719476736); then the groups holding it back are cut loose")
+	fs.DurationVar(&c.DLQMaxAge, "dlq-max-age", 168*time.Hour, "tap dead letters older than this are deleted at each trim (1m..8760h)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
 	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
@@ -147,6 +151,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistoryPageBytes, "history-page-bytes", 256<<10, "gateway: bytes of messages in one history page; a page over it ends early with hasMore")
 	fs.IntVar(&c.HeavyQueryCost, "heavy-query-cost", 10, "gateway: tokens a history or conversations request of the largest page (200) takes from the rate limits; smaller pages take proportionally fewer, other requests 1")
 	fs.IntVar(&c.HeavyQueriesInFlight, "heavy-queries-in-flight", 4, "gateway: history and conversations requests one user may have being answered at once on a gateway; more are answered rate_limited")
+	fs.StringVar(&c.PasswordKeyFile, "password-key-file", "", "gateway: file of the password keys (mode 600; one key a line, 32 random bytes as hex or base64: openssl rand -hex 32); the first seals password hashes before they enter the log, all open them. Required on real servers; every gateway needs the same file. See docs/deployment.md")
+	fs.StringVar(&c.PasswordKey, "password-key", "", "gateway: the password keys as text, as in --password-key-file (set MPIM_PASSWORD_KEY or the config file instead: command lines are visible to every local user)")
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -256,6 +262,9 @@ func (c *Config) Validate() error {
 		if c.MaxMute < minMaxMute || c.MaxMute > maxMaxMute {
 			errs = append(errs, fmt.Errorf("max-mute must be %s..%s, got %s", minMaxMute, maxMaxMute, c.MaxMute))
 		}
+		if _, err := c.loadPasswordKeys(); err != nil {
+			errs = append(errs, err)
+		}
 		if c.GatewayID == "" || len(c.GatewayID) > 64 || strings.ContainsAny(c.GatewayID, " {}/:") {
 			errs = append(errs, fmt.Errorf("gateway-id %q: 1-64 characters without spaces, braces, slashes or colons", c.GatewayID))
 		}
@@ -283,6 +292,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TrimInterval < 0 {
 		errs = append(errs, fmt.Errorf("trim-interval must not be negative, got %s", c.TrimInterval))
+	}
+	if c.DLQMaxAge < time.Minute || c.DLQMaxAge > 8760*time.Hour {
+		errs = append(errs, fmt.Errorf("dlq-max-age must be 1m..8760h, got %s", c.DLQMaxAge))
 	}
 	if c.runs("projector") && c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
 		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))

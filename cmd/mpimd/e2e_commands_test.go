@@ -12,10 +12,16 @@ import (
 
 // Every client command, once, through real processes: profiles, friends,
 // blocks, a direct conversation (send, edit, recall, delete for me, read,
-// typing, history, conversation list), a group's whole life, presence, ping
-// and logout (the token no longer resumes). Queries read the MySQL read model, so each is repeated until
+// typing, history, conversation list), a group's whole life, presence, ping,
+// a password change (the new password logs in, the old one no longer) and
+// logout (the token no longer resumes); on real servers no password hash in
+// the clear is then anywhere in Redis, the archive or the users table. Queries read the MySQL read model, so each is repeated until
 // the projection shows the command before it.
-func TestE2EEveryCommand(t *testing.T) { testEveryCommand(t, startE2ECluster(t)) }
+func TestE2EEveryCommand(t *testing.T) {
+	cl := startE2ECluster(t)
+	testEveryCommand(t, cl)
+	auditSecrets(t, cl, 3) // bob changed his password in testEveryCommand
+}
 
 // The same against `mpimd all` on its embedded stand-ins.
 func TestEmbeddedEveryCommand(t *testing.T) { testEveryCommand(t, startEmbeddedCluster(t)) }
@@ -168,6 +174,7 @@ func testEveryCommand(t *testing.T, cl *e2eCluster) {
 	a.call(t, &mpimv1.ClientFrame_RemoveFriend{RemoveFriend: &mpimv1.RemoveFriendRequest{UserId: bob.id}})
 	b.eventually(t, "bob without friends", &mpimv1.ClientFrame_ListFriends{ListFriends: &mpimv1.ListFriendsRequest{}},
 		func(r *mpimv1.Response) bool { return len(r.GetListFriends().GetFriends()) == 0 })
+	changeBobsPassword(t, cl, b, bob, gwA)
 	c.call(t, &mpimv1.ClientFrame_Logout{Logout: &mpimv1.LogoutRequest{}})
 	c.goOffline()
 	if err := c.dial(gwB.addr); err == nil {

@@ -70,6 +70,7 @@ type e2eCluster struct {
 	projector *mpimdProc
 	gateways  []*mpimdProc
 	faults    faultAllowance // what the audits excuse (e2e_audit_test.go)
+	args      []string       // the settings its processes share (real servers only)
 
 	mu      sync.Mutex
 	devices []*e2eDevice
@@ -86,7 +87,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 	bin := buildBinary(t)
 	logDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	cl := &e2eCluster{t: t, ctx: ctx}
+	cl := &e2eCluster{t: t, ctx: ctx, args: common}
 	// Devices stop before the processes do (cleanups run last first).
 	t.Cleanup(func() { cl.stopDevices(cancel) })
 	start := func(name string, role string, extra ...string) *mpimdProc {
@@ -163,6 +164,10 @@ func startEmbeddedCluster(t *testing.T) *e2eCluster {
 	return cl
 }
 
+// testPasswordKey is the password key of every mpimd the tests start
+// (MPIM_PASSWORD_KEY): gateways of one deployment, restarts included, share it.
+const testPasswordKey = "6d70696d2074657374207061737377726420b579206e6f742061207365637274"
+
 // startMpimd starts the binary with args, its output in logDir/name.log,
 // on a free ops port. The process is killed when the test ends; its log is
 // shown if the test failed, and a data race or panic in it fails the test.
@@ -179,6 +184,7 @@ func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdPr
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, append(args, "--http-addr", p.ops)...)
+	p.cmd.Env = append(os.Environ(), "MPIM_PASSWORD_KEY="+testPasswordKey)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -279,18 +285,27 @@ type e2eUser struct {
 
 func (u *e2eUser) password() string { return "password-" + u.name }
 
+// dialOnce opens a fresh connection to gw for a few requests within 30 s;
+// done closes it.
+func (cl *e2eCluster) dialOnce(t *testing.T, gw *mpimdProc) (context.Context, *client.Conn, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(cl.ctx, 30*time.Second)
+	c, err := client.Dial(ctx, "ws://"+gw.addr+"/ws", nil)
+	if err != nil {
+		cancel()
+		t.Fatalf("dial %s: %v", gw.name, err)
+	}
+	return ctx, c, func() { c.Close(); cancel() }
+}
+
 // register registers a user over a fresh connection to gw.
 func (cl *e2eCluster) register(t *testing.T, gw *mpimdProc, name string) *e2eUser {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(cl.ctx, 30*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, "ws://"+gw.addr+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", gw.name, err)
-	}
-	defer c.Close()
+	ctx, c, done := cl.dialOnce(t, gw)
+	defer done()
 	u := &e2eUser{name: name}
 	var r *mpimv1.Response
+	var err error
 	for {
 		// unavailable: the server's MySQL answered late (a loaded machine,
 		// the embedded one-connection stand-in); a real client retries.

@@ -96,6 +96,15 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 		}
 		return total < 24
 	})
+	// The dead-letter trim, beside it, deletes dead letters older than
+	// --dlq-max-age (168h): one from 1970 goes.
+	if _, err := store.NewTap(ctx, eventstore.TapConfig{Group: "old", Consumer: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: d.prefix + "{p0}:dlq:old", ID: "1000-0", Values: map[string]any{"from": "1-0"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "dead-letter trim", func() bool { return rdb.XLen(ctx, d.prefix+"{p0}:dlq:old").Val() == 0 })
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "mpim_projector_events_total"} {
 		resp, err := http.Get("http://" + m.opsAddr + path)
 		if err != nil {
@@ -121,16 +130,19 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
 	err := m.ParseFlags("projector", []string{"--partitions", "0", "--projectors", "mysql,bogus", "--http-addr", "nope",
-		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0",
+		"--batch-size", "0", "--log-level", "loud", "--log-format", "xml", "--inbox-window", "1", "--inbox-quota-bytes", "100", "--mysql", "", "--projector-max-attempts", "0", "--dlq-max-age", "30s",
 		"--tap-max-age", "30s", "--tap-max-bytes", "1000"})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts",
+	for _, want := range []string{"partitions", "bogus", "http-addr", "batch-size", "log-level", "log-format", "inbox-window", "inbox-quota-bytes", "mysql DSN", "trim-interval", "projector-max-attempts", "dlq-max-age",
 		"tap-max-age must be 1m..720h, got 30s", "tap-max-bytes must be 1048576..68719476736 (1 MiB..64 GiB), got 1000"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}
+	}
+	if err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags("projector", []string{"--dlq-max-age", "9000h"}); err == nil || !strings.Contains(err.Error(), "dlq-max-age must be 1m..8760h") {
+		t.Fatalf("dlq-max-age beyond a year: %v", err)
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("unknown subcommand accepted")

@@ -15,6 +15,7 @@ import (
 	"github.com/mpim/mpim/internal/config"
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/coord"
+	"github.com/mpim/mpim/internal/sealed"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/schema"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,8 @@ type deps struct {
 	zk    *coord.ZooKeeper // nil without --zookeeper
 	reg   *prometheus.Registry
 	lg    *slog.Logger
+	// passwordKeys seal and open password hashes (gateways only).
+	passwordKeys *sealed.Keys
 }
 
 // task is a part of the process that runs until its context ends.
@@ -72,7 +75,14 @@ func (m *Main) Run(ctx context.Context) error {
 	c := &m.Config
 	d := &deps{reg: prometheus.NewRegistry(), lg: c.logger(m.Stderr)}
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	_, embeddedMySQL := c.embedded()
+	embeddedRedis, embeddedMySQL := c.embedded()
+	if c.runs("gateway") {
+		keys, err := c.passwordKeys(embeddedRedis, d.lg)
+		if err != nil {
+			return err
+		}
+		d.passwordKeys = keys
+	}
 	stopEmbedded, err := c.startEmbedded(m.Stderr, d.lg)
 	defer stopEmbedded()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/periodic"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
@@ -41,6 +42,10 @@ func (m *Main) projectorTasks(ctx context.Context, d *deps) ([]task, error) {
 		}
 		tasks = append(tasks, task{name: "trim", run: func(ctx context.Context) error {
 			trimLoop(ctx, c.TrimInterval, tr, d.lg)
+			return nil
+		}})
+		tasks = append(tasks, task{name: "dead-letter trim", run: func(ctx context.Context) error {
+			trimDeadLetters(ctx, c.TrimInterval, c.DLQMaxAge, d.store, d.lg)
 			return nil
 		}})
 	}
@@ -91,6 +96,21 @@ func trimLoop(ctx context.Context, every time.Duration, tr *projectors.TapTrimme
 		}
 		if n > 0 {
 			lg.Info("log trimmed", "entries", n)
+		}
+	})
+}
+
+// trimDeadLetters deletes tap dead letters older than maxAge each interval,
+// beside trimLoop.
+func trimDeadLetters(ctx context.Context, every, maxAge time.Duration, store *eventstore.Store, lg *slog.Logger) {
+	periodic.Run(ctx, every, nil, func() {
+		n, err := store.TrimDeadLetters(ctx, maxAge)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			lg.Warn("dead-letter trim failed", "err", err)
+			return
+		}
+		if n > 0 {
+			lg.Info("dead letters trimmed", "entries", n, "max_age", maxAge)
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/sealed"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -21,11 +22,13 @@ const CodeBadCredentials domain.Code = "bad_credentials"
 var errBadCredentials = domain.Errorf(CodeBadCredentials, "gateway: wrong username or password")
 
 // Service registers users and opens and closes their sessions: passwords
-// are hashed here and only the hash reaches the domain; logins issue tokens
-// that resume sessions on any gateway. It is safe for concurrent use.
+// are hashed here and only the hash, sealed with the deployment's password
+// key and bound to its user, reaches the domain; logins issue tokens that
+// resume sessions on any gateway. It is safe for concurrent use.
 type Service struct {
 	cmd      *command.Service
 	pw       *passwords
+	keys     *sealed.Keys
 	tokens   *tokens
 	throttle *loginThrottle
 }
@@ -39,11 +42,14 @@ func New(cfg Config, cmd *command.Service, db *sql.DB, rdb redis.UniversalClient
 	if cfg.Now == nil {
 		return nil, errors.New("accounts: Config.Now is required")
 	}
+	if cfg.PasswordKeys == nil {
+		return nil, errors.New("accounts: Config.PasswordKeys is required: password hashes are sealed before they enter the log")
+	}
 	pw, err := newPasswords(cfg.Argon2, cfg.MaxConcurrentHashes, hashes)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cmd: cmd, pw: pw, tokens: &tokens{db: db, ttl: cfg.TokenTTL, now: cfg.Now},
+	return &Service{cmd: cmd, pw: pw, keys: cfg.PasswordKeys, tokens: &tokens{db: db, ttl: cfg.TokenTTL, now: cfg.Now},
 		throttle: &loginThrottle{rdb: rdb, prefix: cfg.Prefix, window: cfg.LoginFailureWindow,
 			perUser: cfg.LoginFailuresPerUser, perAddr: cfg.LoginFailuresPerAddr, hashesPerAddr: cfg.PasswordAttemptsPerAddr,
 			now: cfg.DelayClock}}, nil
@@ -75,7 +81,7 @@ func (a *Service) Register(ctx context.Context, username, password, displayName,
 	if err != nil {
 		return "", "", err
 	}
-	id, err := a.cmd.Register(ctx, name, hash, displayName, "")
+	id, err := a.cmd.RegisterSealed(ctx, name, func(user domain.UserID) (string, error) { return a.seal(user, hash) }, displayName, "")
 	if err != nil {
 		return "", "", err
 	}
@@ -144,7 +150,11 @@ func (a *Service) Login(ctx context.Context, username, password string, device d
 // matches; otherwise it fails with errBadCredentials (the attempt stays a
 // failure).
 func (a *Service) checkPassword(ctx context.Context, name, addr string, user *domain.User, password string) error {
-	ok, err := a.pw.verify(ctx, user.PasswordHash(), password)
+	hash, err := a.open(user.ID(), user.PasswordHash())
+	if err != nil {
+		return err
+	}
+	ok, err := a.pw.verify(ctx, hash, password)
 	if err != nil {
 		return err
 	}
@@ -208,8 +218,36 @@ func (a *Service) ChangePassword(ctx context.Context, me command.Actor, addr, ol
 	if err != nil {
 		return err
 	}
+	if hash, err = a.seal(me.User, hash); err != nil {
+		return err
+	}
 	_, err = a.cmd.UpdateUser(ctx, me, domain.ChangePassword{PasswordHash: hash})
 	return err
+}
+
+// seal seals user's password hash with the deployment's key.
+func (a *Service) seal(user domain.UserID, hash string) (string, error) {
+	s, err := a.keys.Seal(string(user), hash)
+	if err != nil {
+		return "", domain.Errorf(domain.EInternal, "gateway: %w", err)
+	}
+	return s, nil
+}
+
+// open returns user's password hash from the log: sealed values are opened
+// with the deployment's keys; a hash in the clear (written before hashes
+// were sealed) is returned as it is. A value that does not open (its key is
+// not configured, it was altered or copied from another user) is an
+// internal error, not a wrong password.
+func (a *Service) open(user domain.UserID, stored string) (string, error) {
+	hash, err := a.keys.Open(string(user), stored)
+	if errors.Is(err, sealed.ErrNotSealed) {
+		return stored, nil
+	}
+	if err != nil {
+		return "", domain.Errorf(domain.EInternal, "gateway: password hash of %s: %w", user, err)
+	}
+	return hash, nil
 }
 
 // LogOutOthers logs out every device of the actor's user but the actor's

@@ -13,6 +13,7 @@ import (
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/gateway/accounts"
+	"github.com/mpim/mpim/internal/sealed"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/schema"
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,18 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock()
 // delays run on a clock that stands still, so a delay never ends while a
 // test runs, however slow the machine.
 func newService(tb testing.TB) (*accounts.Service, *clock) {
+	tb.Helper()
+	s, clk, _, _ := newServices(tb)
+	return s, clk
+}
+
+// testKey is the password key of the services of newService.
+const testKey = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+// newServices is newService that also returns its command service and a
+// function that makes another Service on the same deployment with other
+// password keys.
+func newServices(tb testing.TB) (*accounts.Service, *clock, *command.Service, func(*sealed.Keys) (*accounts.Service, error)) {
 	tb.Helper()
 	ctx := context.Background()
 	rt := testsvc.Redis(tb)
@@ -56,14 +69,21 @@ func newService(tb testing.TB) (*accounts.Service, *clock) {
 	if _, err := schema.Migrate(ctx, db); err != nil {
 		tb.Fatal(err)
 	}
-	s, err := accounts.New(accounts.Config{Prefix: rt.Prefix, TokenTTL: time.Hour,
-		Argon2:              accounts.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltBytes: 16, KeyBytes: 32},
-		MaxConcurrentHashes: 2, LoginFailureWindow: time.Minute, LoginFailuresPerUser: 2, LoginFailuresPerAddr: -1,
-		PasswordAttemptsPerAddr: -1, Now: clk.Now, DelayClock: func() time.Time { return stopped }}, cmd, db, rdb, nil)
+	with := func(keys *sealed.Keys) (*accounts.Service, error) {
+		return accounts.New(accounts.Config{Prefix: rt.Prefix, TokenTTL: time.Hour,
+			Argon2:              accounts.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltBytes: 16, KeyBytes: 32},
+			MaxConcurrentHashes: 2, LoginFailureWindow: time.Minute, LoginFailuresPerUser: 2, LoginFailuresPerAddr: -1,
+			PasswordAttemptsPerAddr: -1, Now: clk.Now, DelayClock: func() time.Time { return stopped }, PasswordKeys: keys}, cmd, db, rdb, nil)
+	}
+	keys, err := sealed.Parse(testKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return s, clk
+	s, err := with(keys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, clk, cmd, with
 }
 
 func TestTokensResumeUntilRevokedOrExpired(t *testing.T) {

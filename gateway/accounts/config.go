@@ -1,6 +1,10 @@
 package accounts
 
-import "time"
+import (
+	"time"
+
+	"github.com/mpim/mpim/internal/sealed"
+)
 
 // Config holds the settings of a Service; gateway.Config documents each,
 // fills its defaults and validates it.
@@ -25,6 +29,9 @@ type Config struct {
 	// PasswordAttemptsPerAddr caps the logins, registrations and password
 	// changes one client address may start per minute (-1: not limited).
 	PasswordAttemptsPerAddr int
+	// PasswordKeys seal the password hashes before they enter the log and
+	// open them at login (required; see gateway.Config.PasswordKeys).
+	PasswordKeys *sealed.Keys
 	// Now is the clock.
 	Now func() time.Time
 	// DelayClock, if not nil, is the clock of the login delays in place

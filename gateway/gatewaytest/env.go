@@ -15,12 +15,26 @@ import (
 	"github.com/mpim/mpim/gateway"
 	"github.com/mpim/mpim/gateway/delivery"
 	"github.com/mpim/mpim/internal/connect"
+	"github.com/mpim/mpim/internal/sealed"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/proto/frame"
 	"github.com/mpim/mpim/schema"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
+
+// PasswordKey is the password key of every test gateway (64 hex digits):
+// gateways of one deployment must share it.
+const PasswordKey = "6d70696d2074657374207061737377726420b579206e6f742061207365637274"
+
+// PasswordKeys are PasswordKey parsed, for gateway.Config.PasswordKeys.
+var PasswordKeys = func() *sealed.Keys {
+	k, err := sealed.Parse(PasswordKey)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // Tweak changes a gateway's configuration or dependencies before it starts.
 type Tweak func(*gateway.Config, *gateway.Deps)
@@ -127,7 +141,7 @@ func (e *Env) start(tb testing.TB, id string, tweak ...Tweak) {
 	var err error
 	cfg := gateway.Config{
 		GatewayID: id, PublicAddr: "127.0.0.1:1", Prefix: e.Prefix,
-		Argon2: gateway.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1},
+		Argon2: gateway.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}, PasswordKeys: PasswordKeys,
 		// Generous limits: the rate-limit tests set their own.
 		ConnRate: 1000, ConnBurst: 1000, UserRate: 1000, UserBurst: 1000,
 		DrainGrace: 200 * time.Millisecond,

@@ -87,6 +87,8 @@ type ReadModel struct {
 	// shadow during a rebuild is not).
 	live  bool
 	stmts *stmtCache
+	// pauses logs the pauses the live model waits for.
+	pauses pauseLog
 	// hook, when set (tests), runs between the statements of Apply; an
 	// error it returns fails the transaction there.
 	hook func(ctx context.Context, stage string) error
@@ -219,15 +221,24 @@ func (m *ReadModel) whenUnpaused(ctx context.Context, fn func(tx *sql.Tx) error)
 		err := inTx(ctx, m.db, func(tx *sql.Tx) error {
 			if m.live {
 				var paused sql.NullBool
+				var until sql.NullTime
+				var by string
 				err := tx.QueryRowContext(ctx,
-					"SELECT paused_until > UTC_TIMESTAMP(3) FROM "+tControl+" WHERE id = 1 LOCK IN SHARE MODE").Scan(&paused)
+					"SELECT paused_until > UTC_TIMESTAMP(3), paused_until, paused_by FROM "+tControl+" WHERE id = 1 LOCK IN SHARE MODE").Scan(&paused, &until, &by)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
 					return fmt.Errorf("mysql: reading the pause: %w", err)
 				}
-				if paused.Valid && paused.Bool {
-					if err := m.pauseHeld(ctx, tx); err != nil {
-						return err
+				active := paused.Valid && paused.Bool
+				var held error
+				if active {
+					held = m.pauseHeld(ctx, tx)
+					if held != nil && !errors.Is(held, errPaused) {
+						return held
 					}
+				}
+				m.pauses.observe(m.cfg.Logger, active, held != nil, by, until)
+				if held != nil {
+					return held
 				}
 			}
 			return fn(tx)

@@ -42,9 +42,19 @@ type RebuildOptions struct {
 	// PauseLease bounds how long the live projector stays paused if the
 	// rebuild dies during the swap (default 2m).
 	PauseLease time.Duration
-	// SwapTimeout bounds the wait of the RENAME TABLE for readers' metadata
-	// locks (default 30s); it must be shorter than PauseLease.
-	SwapTimeout time.Duration
+	// SwapLockWait bounds the wait of one attempt of the RENAME TABLE for
+	// other sessions' metadata locks (lock_wait_timeout, whole seconds,
+	// default 2s); it must be shorter than PauseLease. Readers of the tables
+	// queue behind a waiting RENAME, so this is also the longest they stall.
+	SwapLockWait time.Duration
+	// SwapAttempts is how many times the swap is tried when it times out
+	// waiting for locks (default 5, 1..101), each attempt SwapLockWait after
+	// the last, with the live projector unpaused in between.
+	SwapAttempts int
+	// Fresh builds from zero even if an earlier rebuild left its shadow
+	// tables (a failed swap, a kill); without it they are caught up from
+	// their checkpoints and swapped in.
+	Fresh bool
 	// Progress, if set, is called after every batch applied and at each
 	// phase change, never concurrently.
 	Progress func(RebuildProgress)
@@ -82,8 +92,16 @@ type RebuildProgress struct {
 	// is -1 on a phase change.
 	Partition int
 	Position  eventstore.Position
-	// Events counts the events applied so far, all partitions together.
+	// Events counts the events applied so far by this Rebuild, all
+	// partitions together.
 	Events int64
+	// Total is an estimate of the entries this Rebuild reads (the archive's
+	// rows after the shadow checkpoints, from the table statistics when
+	// building from zero, plus the stream entries not yet archived), at
+	// least Events.
+	Total int64
+	// Resumed: the shadow tables of an earlier rebuild were reused.
+	Resumed bool
 	// Elapsed is the time since Rebuild started.
 	Elapsed time.Duration
 }
@@ -92,7 +110,8 @@ func (o *RebuildOptions) setDefaults() {
 	o.BatchSize = cmp.Or(o.BatchSize, 20_000)
 	o.Parallelism = cmp.Or(o.Parallelism, 4)
 	o.PauseLease = cmp.Or(o.PauseLease, 2*time.Minute)
-	o.SwapTimeout = cmp.Or(o.SwapTimeout, 30*time.Second)
+	o.SwapLockWait = cmp.Or(o.SwapLockWait, 2*time.Second)
+	o.SwapAttempts = cmp.Or(o.SwapAttempts, 5)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,8 +126,11 @@ func (o RebuildOptions) Validate() error {
 	if o.Parallelism < 1 {
 		errs = append(errs, fmt.Errorf("mysql: rebuild parallelism must be positive, got %d", o.Parallelism))
 	}
-	if o.SwapTimeout < time.Second || o.SwapTimeout >= o.PauseLease {
-		errs = append(errs, fmt.Errorf("mysql: swap timeout (%s) must be at least 1s and shorter than the pause lease (%s)", o.SwapTimeout, o.PauseLease))
+	if o.SwapLockWait < time.Second || o.SwapLockWait%time.Second != 0 || o.SwapLockWait >= o.PauseLease {
+		errs = append(errs, fmt.Errorf("mysql: swap lock wait (%s) must be whole seconds, at least 1s and shorter than the pause lease (%s)", o.SwapLockWait, o.PauseLease))
+	}
+	if o.SwapAttempts < 1 || o.SwapAttempts > 101 {
+		errs = append(errs, fmt.Errorf("mysql: swap attempts must be 1..101, got %d", o.SwapAttempts))
 	}
 	return errors.Join(errs...)
 }
@@ -122,10 +144,13 @@ const rebuildToken = 1
 //
 //  1. Take the user lock "mpim_rebuild.<database>" (GET_LOCK): one rebuild
 //     per database at a time. Drop leftovers of an earlier rebuild (its
-//     tables, and its pause if it died paused) and create the shadow
+//     old tables, and its pause if it died paused). Reuse its shadow
+//     tables if they are all there with the live columns and Fresh is not
+//     set (a failed swap keeps them), else drop them and create the shadow
 //     tables, "<table>__rebuild" LIKE each model table and
 //     read_model_checkpoints (same DDL).
-//  2. Build: apply every partition from position zero to its head into the
+//  2. Build: apply every partition from its shadow checkpoint (zero for new
+//     tables) to its head into the
 //     shadow tables, with the same projector code and the same
 //     transactional checkpoints (in read_model_checkpoints__rebuild),
 //     reading the archive and then the stream (src) seamlessly through a
@@ -146,7 +171,13 @@ const rebuildToken = 1
 //  6. Swap with one statement, atomically for every reader:
 //     RENAME TABLE users TO users__old, users__rebuild TO users, ...,
 //     read_model_checkpoints TO read_model_checkpoints__old,
-//     read_model_checkpoints__rebuild TO read_model_checkpoints.
+//     read_model_checkpoints__rebuild TO read_model_checkpoints,
+//     under lock_wait_timeout = SwapLockWait: a RENAME waiting for a
+//     metadata lock (a long transaction that read a table) queues every
+//     later reader of that table behind it, so its wait is kept short. One
+//     that times out unpauses and is tried again from step 4, up to
+//     SwapAttempts in all; then Rebuild fails with ErrSwapBlocked and keeps
+//     the shadow tables for the next Rebuild.
 //  7. Unpause, and drop the __old tables.
 //
 // A rebuild killed at any point leaves the live tables whole, either all
@@ -158,7 +189,8 @@ const rebuildToken = 1
 // checkpoint gets projectors.ErrCheckpointMoved and claims again (the
 // runner does so by itself); it then resumes from the rebuilt checkpoint. If
 // anything fails before the rename the live model is untouched, the pause
-// is lifted and the shadow tables stay until the next Rebuild drops them.
+// is lifted and the shadow tables stay for the next Rebuild to reuse (or,
+// with Fresh, to drop).
 // If the rebuild dies while paused (before or after the rename), its
 // session ends and with it the lock of step 1: the live projector ignores
 // a pause whose rebuild no longer holds the lock, and the lease ends the
@@ -197,16 +229,19 @@ func Rebuild(ctx context.Context, db *sql.DB, src Log, opts RebuildOptions) erro
 		reader: NewLogReader(db, src), pos: make([]eventstore.Position, src.Partitions()),
 		id: "rebuild-" + strings.ToLower(rand.Text()[:12]),
 	}
-	if err := rb.clearLeftovers(ctx); err != nil {
-		return err
-	}
-	if err := rb.createShadow(ctx); err != nil {
+	if rb.resumed, err = rb.prepare(ctx); err != nil {
 		return err
 	}
 	for p := range rb.pos {
 		if rb.pos[p], err = shadow.Claim(ctx, p, rebuildToken); err != nil {
 			return err
 		}
+	}
+	if rb.resumed {
+		opts.Logger.Info("rebuild resumes from the rebuilt tables an earlier rebuild left")
+	}
+	if rb.total, err = rb.estimate(ctx); err != nil {
+		return err
 	}
 
 	rb.phase(PhaseBuild)
@@ -244,7 +279,11 @@ type rebuild struct {
 	shadow *ReadModel
 	reader *LogReader
 	start  time.Time
-	id     string // paused_by
+	id     string // paused_by starts with it
+	// resumed: the shadow tables of an earlier rebuild were reused; total
+	// estimates the entries to read (RebuildProgress.Total).
+	resumed bool
+	total   int64
 
 	pos    []eventstore.Position // shadow checkpoint per partition; pump of p owns pos[p]
 	events atomic.Int64
@@ -305,18 +344,23 @@ func (rb *rebuild) report(p int, pos eventstore.Position) {
 	}
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
-	rb.opts.Progress(RebuildProgress{Phase: rb.cur, Partition: p, Position: pos, Events: rb.events.Load(), Elapsed: time.Since(rb.start)})
+	ev := rb.events.Load()
+	rb.opts.Progress(RebuildProgress{Phase: rb.cur, Partition: p, Position: pos, Events: ev, Total: max(rb.total, ev),
+		Resumed: rb.resumed, Elapsed: time.Since(rb.start)})
 }
 
 // clearLeftovers undoes what an earlier rebuild that died (a crash, a
-// SIGKILL) left: its shadow and old tables, and its pause of the live
+// SIGKILL) left: its old tables, its shadow tables if shadowToo, and its pause of the live
 // projector, which would otherwise hold until its lease ends, for the
 // earlier rebuild's lock is free but this one's is not. Holding the lock,
 // no other rebuild can be running.
-func (rb *rebuild) clearLeftovers(ctx context.Context) error {
+func (rb *rebuild) clearLeftovers(ctx context.Context, shadowToo bool) error {
 	var drop []string
 	for _, t := range swapTables() {
-		drop = append(drop, t+rebuildSuffix, t+oldSuffix)
+		if shadowToo {
+			drop = append(drop, t+rebuildSuffix)
+		}
+		drop = append(drop, t+oldSuffix)
 	}
 	if _, err := rb.conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+strings.Join(drop, ", ")); err != nil {
 		return fmt.Errorf("mysql: rebuild: dropping leftover tables: %w", err)
@@ -454,78 +498,4 @@ func (rb *rebuild) next(ctx context.Context, p int, pos eventstore.Position, upT
 		return nil, nil
 	}
 	return b, nil
-}
-
-// swap pauses the live projector, catches the shadow up to the frozen live
-// checkpoints, copies the fencing tokens and renames the tables (steps 4-7
-// of Rebuild).
-func (rb *rebuild) swap(ctx context.Context) (err error) {
-	pause := func() error {
-		_, err := rb.conn.ExecContext(ctx,
-			"INSERT INTO "+tControl+" (id, paused_until, paused_by) VALUES (1, UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND, ?)"+
-				" ON DUPLICATE KEY UPDATE paused_until = VALUES(paused_until), paused_by = VALUES(paused_by)",
-			rb.opts.PauseLease.Microseconds(), rb.id)
-		if err != nil {
-			return fmt.Errorf("mysql: rebuild: pausing the live projector: %w", err)
-		}
-		return nil
-	}
-	paused := false
-	unpause := func() error {
-		if !paused {
-			return nil
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, err := rb.conn.ExecContext(ctx, "UPDATE "+tControl+" SET paused_until = NULL, paused_by = '' WHERE id = 1 AND paused_by = ?", rb.id)
-		if err != nil {
-			return fmt.Errorf("mysql: rebuild: unpausing the live projector: %w", err)
-		}
-		paused = false
-		return nil
-	}
-	defer func() { err = errors.Join(err, unpause()) }()
-	if err := pause(); err != nil {
-		return err
-	}
-	paused = true
-	live, err := readPositions(ctx, rb.db, tCheckpoints)
-	if err != nil {
-		return err
-	}
-	if _, err := rb.catchUp(ctx, live); err != nil {
-		return err
-	}
-	if err := pause(); err != nil { // renew the lease for the rename
-		return err
-	}
-	_, err = rb.conn.ExecContext(ctx, "UPDATE "+tCheckpoints+rebuildSuffix+" s JOIN "+tCheckpoints+" l ON s.partition_no = l.partition_no"+
-		" SET s.fencing_token = l.fencing_token")
-	if err != nil {
-		return fmt.Errorf("mysql: rebuild: copying fencing tokens: %w", err)
-	}
-	if _, err := rb.conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = ?", int(rb.opts.SwapTimeout.Seconds())); err != nil {
-		return fmt.Errorf("mysql: rebuild: %w", err)
-	}
-	defer func() {
-		// The connection goes back to the pool.
-		_, _ = rb.conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION lock_wait_timeout = DEFAULT")
-	}()
-	var renames, olds []string
-	for _, t := range swapTables() {
-		renames = append(renames, t+" TO "+t+oldSuffix, t+rebuildSuffix+" TO "+t)
-		olds = append(olds, t+oldSuffix)
-	}
-	rb.phase(PhaseRename)
-	if _, err := rb.conn.ExecContext(ctx, "RENAME TABLE "+strings.Join(renames, ", ")); err != nil {
-		return fmt.Errorf("mysql: rebuild: swapping tables: %w", err)
-	}
-	rb.phase(PhaseSwapped)
-	if err := unpause(); err != nil {
-		return err
-	}
-	if _, err := rb.conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+strings.Join(olds, ", ")); err != nil {
-		return fmt.Errorf("mysql: rebuild: dropping the old tables: %w", err)
-	}
-	return nil
 }

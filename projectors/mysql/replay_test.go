@@ -168,8 +168,8 @@ func TestSwapMovesTheLiveCheckpoint(t *testing.T) {
 }
 
 // holdRebuildLock takes the rebuild lock as a running Rebuild holds it,
-// until the test ends.
-func holdRebuildLock(t *testing.T, db *sql.DB) {
+// until the test ends or it calls the returned release.
+func holdRebuildLock(t *testing.T, db *sql.DB) (release func()) {
 	t.Helper()
 	conn, err := db.Conn(context.Background())
 	if err != nil {
@@ -181,6 +181,7 @@ func holdRebuildLock(t *testing.T, db *sql.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(unlock)
+	return unlock
 }
 
 // pauseLive sets the pause a swap sets, for an hour.
