@@ -87,6 +87,10 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 	if err != nil || !strings.Contains(errOut, fmt.Sprintf("accepted the loss of partition %d from %s to %s", p, recs[0].Position, recs[1].Position)) || out == "" {
 		t.Fatalf("tap --accept-loss: %v\nstdout %s\nstderr %s", err, out, errOut)
 	}
+	if _, _, err := ctl(t, append([]string{"tap", "--group", "cut", "--accept-loss", "--no-ack"}, base...)...); err == nil ||
+		!strings.Contains(err.Error(), "--accept-loss changes the group: it does not go with --no-ack") {
+		t.Errorf("tap --accept-loss --no-ack: %v", err)
+	}
 	for _, g := range readStats(t, base).TapGroups {
 		if g.CutFrom != "" {
 			t.Errorf("a cut marker after --accept-loss: %+v", g)
