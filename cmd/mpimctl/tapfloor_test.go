@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/mpim/mpim/eventstore"
-	"github.com/redis/go-redis/v9"
 )
 
 // readStats runs `mpimctl stats --json`.
@@ -29,7 +28,8 @@ func readStats(t *testing.T, base []string) stats {
 // markers; a cut group's tap fails with the range it lost until
 // --accept-loss.
 func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
-	base := seed(t)
+	w := newTapWorld(t)
+	base := w.base
 	if st := readStats(t, base); len(st.TapGroups) != 0 {
 		t.Fatalf("tap groups before any tap: %+v", st.TapGroups)
 	}
@@ -41,7 +41,7 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 	}
 	// "cut" is a group the trim cut loose on the partition of the messages.
 	ctx := context.Background()
-	store := openSeeded(t, base)
+	store := w.store
 	if _, err := store.NewTap(ctx, eventstore.TapConfig{Group: "cut", Consumer: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,17 +96,4 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 			t.Errorf("a cut marker after --accept-loss: %+v", g)
 		}
 	}
-}
-
-// openSeeded opens the store seed wrote (closed when the test ends).
-func openSeeded(t *testing.T, base []string) *eventstore.Store {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: base[1]})
-	t.Cleanup(func() { rdb.Close() })
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: base[3], Partitions: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return store
 }
