@@ -241,10 +241,15 @@ func (t *Tap) AckEntries(ctx context.Context, p int, entries ...TapEntry) error 
 
 // TapGroupPosition returns group's last-delivered position on partition p:
 // its consumers' next new entry comes after it. It only reads (XINFO
-// GROUPS) and refuses a group that does not exist.
+// GROUPS) and refuses a group that does not exist. A partition on which
+// the group was cut loose fails with a *TapCutError, as Tap.Read does: a
+// peek must not skip the lost range without saying so.
 func (s *Store) TapGroupPosition(ctx context.Context, group string, p int) (Position, error) {
 	g, err := s.checkTapGroup(ctx, group, p)
 	if err != nil {
+		return Position{}, err
+	}
+	if err := s.checkTapCut(ctx, group, p); err != nil {
 		return Position{}, err
 	}
 	return ParsePosition(g.LastDeliveredID)

@@ -237,12 +237,15 @@ func (s *Store) TapCuts(ctx context.Context, group string) ([]TapCut, error) {
 }
 
 // checkCut fails with a TapCutError when the group was cut loose on p.
-func (t *Tap) checkCut(ctx context.Context, p int) error {
-	h, err := t.s.rdb.HGetAll(ctx, t.s.keys.tapCut(p, t.cfg.Group)).Result()
+func (t *Tap) checkCut(ctx context.Context, p int) error { return t.s.checkTapCut(ctx, t.cfg.Group, p) }
+
+// checkTapCut fails with a TapCutError when group was cut loose on p.
+func (s *Store) checkTapCut(ctx context.Context, group string, p int) error {
+	h, err := s.rdb.HGetAll(ctx, s.keys.tapCut(p, group)).Result()
 	if err != nil {
 		return fmt.Errorf("eventstore: reading the cut marker of partition %d: %w", p, err)
 	}
-	cut, err := parseTapCut(t.cfg.Group, p, h)
+	cut, err := parseTapCut(group, p, h)
 	if err != nil || cut == nil {
 		return err
 	}

@@ -83,6 +83,9 @@ func TestStatsListsTapGroupsAndTapReportsItsLoss(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("tap of a cut group: %v (stderr %s), want %q", err, errOut, want)
 	}
+	if _, _, err := ctl(t, append([]string{"tap", "--group", "cut", "--no-ack", "--limit", "9"}, base...)...); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("tap --no-ack of a cut group: %v, want %q (a peek must not skip the lost range)", err, want)
+	}
 	out, errOut, err = ctl(t, append([]string{"tap", "--group", "cut", "--accept-loss", "--limit", "1"}, base...)...)
 	if err != nil || !strings.Contains(errOut, fmt.Sprintf("accepted the loss of partition %d from %s to %s", p, recs[0].Position, recs[1].Position)) || out == "" {
 		t.Fatalf("tap --accept-loss: %v\nstdout %s\nstderr %s", err, out, errOut)
