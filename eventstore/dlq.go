@@ -50,7 +50,7 @@ func (s *Store) checkTapGroup(ctx context.Context, group string, p int) (redis.X
 		return redis.XInfoGroup{}, err
 	}
 	groups, err := s.rdb.XInfoGroups(ctx, s.keys.log(p)).Result()
-	if err != nil && !redis.HasErrorPrefix(err, "ERR no such key") {
+	if err != nil && !isNoSuchKey(err) {
 		return redis.XInfoGroup{}, fmt.Errorf("eventstore: tap groups of partition %d: %w", p, err)
 	}
 	for _, g := range groups {
@@ -177,7 +177,7 @@ func (s *Store) TrimDeadLetters(ctx context.Context, maxAge time.Duration) (int6
 	var removed int64
 	for p := range s.cfg.Partitions {
 		groups, err := s.rdb.XInfoGroups(ctx, s.keys.log(p)).Result()
-		if err != nil && !redis.HasErrorPrefix(err, "ERR no such key") {
+		if err != nil && !isNoSuchKey(err) {
 			return removed, fmt.Errorf("eventstore: tap groups of partition %d: %w", p, err)
 		}
 		for _, g := range groups {

@@ -116,6 +116,15 @@ func TestTrimDeadLettersRemovesOnlyOldOnes(t *testing.T) {
 	if _, err := h.store.TrimDeadLetters(ctx, 0); err == nil {
 		t.Fatal("zero max age accepted")
 	}
+	// A partition nobody has written to yet has no stream: nothing to trim,
+	// no error (XINFO GROUPS answers "no such key").
+	fresh := newHarness(t, eventstore.Config{Partitions: 2})
+	if n, err := fresh.store.TrimDeadLetters(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("trim of a deployment without streams removed %d, %v; want 0, nil", n, err)
+	}
+	if _, err := fresh.store.DeadLetters(ctx, "g", 1, eventstore.Position{}, 10); err == nil || !strings.Contains(err.Error(), `no tap group "g" on partition 1`) {
+		t.Fatalf("dead letters of a group on a partition without a stream: %v, want no tap group", err)
+	}
 }
 
 // dlPositions lists the log positions of dead letters.
