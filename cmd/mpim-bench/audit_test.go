@@ -125,6 +125,8 @@ func TestFlags(t *testing.T) {
 		{"both targets are rejected", append(gw, "--dispatch", "http://127.0.0.1:1/dispatch"), []string{"not both"}},
 		{"remote gateway is rejected", []string{"--gateways", "ws://10.0.0.1:8080/ws"}, []string{"only loopback"}},
 		{"wrong scheme is rejected", []string{"--gateways", "http://127.0.0.1:8080/ws"}, []string{"scheme must be ws"}},
+		{"json clients are valid", append(gw, "--codec", "json"), nil},
+		{"unknown codec is rejected", append(gw, "--codec", "xml"), []string{`codec "xml": want proto or json`}},
 		{"unknown scenario is rejected", append(gw, "--scenario", "chaos"), []string{`scenario "chaos"`}},
 		{"odd pairs is rejected", append(gw, "--users", "7"), []string{"users must be even"}},
 		{"groups must divide users", append(gw, "--scenario", "groups", "--users", "10", "--group-size", "3"), []string{"multiple of group-size"}},

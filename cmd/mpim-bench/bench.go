@@ -203,7 +203,7 @@ func (r *runner) setHeartbeat(ms uint32) {
 func (r *runner) connect(ctx context.Context, cl *client) error {
 	// The handler reads cl.c: the first push comes after the login or
 	// resume answer, which the reader takes after cl.c is set.
-	c, err := mpimclient.Dial(ctx, cl.url, &mpimclient.Options{ReadLimit: 1 << 20,
+	c, err := mpimclient.Dial(ctx, cl.url, &mpimclient.Options{ReadLimit: 1 << 20, Encoding: codecs[r.cfg.Codec],
 		OnFrame: func(f *mpimv1.ServerFrame) { r.onFrame(cl, f) }})
 	if err != nil {
 		return err
@@ -228,10 +228,14 @@ func (r *runner) onFrame(cl *client, f *mpimv1.ServerFrame) {
 	if p.GetType() != "MessageSent" {
 		return
 	}
-	ev := &mpimv1.Event{}
-	if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
-		r.noteErr("undecodable push envelope: %v", err)
-		return
+	// JSON clients get the event decoded, binary ones its encoding.
+	ev := p.GetEvent()
+	if ev == nil {
+		ev = &mpimv1.Event{}
+		if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
+			r.noteErr("undecodable push envelope: %v", err)
+			return
+		}
 	}
 	ms := ev.GetMessageSent()
 	cmid := ms.GetClientMsgId()

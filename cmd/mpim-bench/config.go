@@ -10,14 +10,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mpim/mpim/proto/frame"
 )
 
 // scenarios are the workloads mpim-bench knows.
 var scenarios = []string{"pairs", "groups", "fanout", "idle", "storm"}
 
+// codecs are the encodings --codec names.
+var codecs = map[string]frame.Encoding{"proto": frame.Proto, "json": frame.JSON}
+
 // Config is mpim-bench's configuration.
 type Config struct {
 	Scenario    string
+	Codec       string   // "proto" or "json": the WebSocket subprotocol
 	Gateways    []string // ws:// URLs of gateways' /ws
 	Dispatch    string   // http:// URL of a dispatcher's /dispatch
 	Users       int      // connections (one user, one device each)
@@ -47,6 +53,7 @@ type Config struct {
 
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Scenario, "scenario", "pairs", "workload: "+strings.Join(scenarios, ", "))
+	fs.StringVar(&c.Codec, "codec", "proto", "protocol encoding of every client: proto (binary mpim.v1.proto) or json (text mpim.v1.json)")
 	fs.Func("gateways", "comma-separated gateway WebSocket URLs (ws://127.0.0.1:8080/ws,...); clients are spread round-robin", func(s string) error {
 		c.Gateways = splitList(s)
 		return nil
@@ -126,6 +133,9 @@ func (c *Config) Validate() error {
 	}
 	if !known {
 		bad("scenario %q: want one of %s", c.Scenario, strings.Join(scenarios, ", "))
+	}
+	if _, ok := codecs[c.Codec]; !ok {
+		bad("codec %q: want proto or json", c.Codec)
 	}
 	switch {
 	case len(c.Gateways) == 0 && c.Dispatch == "":

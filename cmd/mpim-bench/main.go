@@ -163,5 +163,9 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 		rep.ServerCPUPerMessageUs = rep.ServerCPUSeconds * 1e6 / float64(rep.SendsAcked)
 	}
 	rep.ServerRSSBytes = rss
+	rep.BenchCPUSeconds = cpu.self()
+	if rep.SendsAcked > 0 {
+		rep.BenchCPUPerMessageUs = rep.BenchCPUSeconds * 1e6 / float64(rep.SendsAcked)
+	}
 	return rep, nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +33,7 @@ func latencyOf(h *hdrhistogram.Histogram) Latency {
 // Report is the outcome of one run.
 type Report struct {
 	Scenario  string   `json:"scenario"`
+	Codec     string   `json:"codec,omitempty"`
 	Gateways  []string `json:"gateways,omitempty"`
 	Dispatch  string   `json:"dispatch,omitempty"`
 	Users     int      `json:"users"`
@@ -63,9 +66,12 @@ type Report struct {
 	ServerCPUSeconds      float64 `json:"server_cpu_s,omitempty"`
 	ServerCPUPerMessageUs float64 `json:"server_cpu_per_message_us,omitempty"`
 	ServerRSSBytes        int64   `json:"server_rss_bytes,omitempty"`
-	OpenConnections       int     `json:"open_connections,omitempty"`
-	RSSPerConnBytes       float64 `json:"rss_per_connection_bytes,omitempty"`
-	HeapPerConnBytes      float64 `json:"heap_per_connection_bytes,omitempty"`
+	// mpim-bench's own CPU over the measured window (user + system).
+	BenchCPUSeconds      float64 `json:"bench_cpu_s,omitempty"`
+	BenchCPUPerMessageUs float64 `json:"bench_cpu_per_message_us,omitempty"`
+	OpenConnections      int     `json:"open_connections,omitempty"`
+	RSSPerConnBytes      float64 `json:"rss_per_connection_bytes,omitempty"`
+	HeapPerConnBytes     float64 `json:"heap_per_connection_bytes,omitempty"`
 	// GCForced: idle memory was sampled after each gateway collected its
 	// garbage; MemorySettled: and after its RSS stopped moving.
 	GCForced      bool `json:"gc_forced,omitempty"`
@@ -81,7 +87,7 @@ type Report struct {
 
 func (r *runner) report(senders int, measured time.Duration) *Report {
 	c := r.cfg
-	rep := &Report{Scenario: c.Scenario, Gateways: c.Gateways, Dispatch: c.Dispatch, Users: c.Users, Senders: senders,
+	rep := &Report{Scenario: c.Scenario, Codec: c.Codec, Gateways: c.Gateways, Dispatch: c.Dispatch, Users: c.Users, Senders: senders,
 		Window: c.Window, Rate: c.Rate, Warmup: c.Warmup.Seconds(), Measured: measured.Seconds(),
 		SendsAcked: r.ackedIn.Load(), Deliveries: r.deliveredIn.Load(),
 		TotalSends: r.issued.Load(), TotalAcked: r.acked.Load(), RateLimited: r.rateLimited.Load(), SendErrors: r.sendErrors.Load()}
@@ -120,7 +126,7 @@ func (rep *Report) print(w io.Writer) {
 	if rep.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %.0f sends/s offered", rep.Rate)
 	}
-	row("scenario", "%s: %d users, %d senders, %s", rep.Scenario, rep.Users, rep.Senders, mode)
+	row("scenario", "%s: %d users, %d senders, %s, %s clients", rep.Scenario, rep.Users, rep.Senders, mode, cmp.Or(rep.Codec, "proto"))
 	if rep.Storm != nil {
 		row("setup", "%.1fs", rep.SetupSeconds)
 	} else {
@@ -166,6 +172,9 @@ func (rep *Report) print(w io.Writer) {
 	}
 	if rep.ServerCPUSeconds > 0 && rep.Storm == nil {
 		row("server CPU (--pid)", "%.2fs (%.1f µs per acked send)", rep.ServerCPUSeconds, rep.ServerCPUPerMessageUs)
+	}
+	if rep.BenchCPUSeconds > 0 && rep.Storm == nil {
+		row("mpim-bench CPU", "%.2fs (%.1f µs per acked send)", rep.BenchCPUSeconds, rep.BenchCPUPerMessageUs)
 	}
 	if rep.ServerRSSBytes > 0 {
 		row("server RSS (--pid)", "%.1f MiB", float64(rep.ServerRSSBytes)/(1<<20))
@@ -225,16 +234,29 @@ func (rep *Report) writeJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// cpuSampler measures the CPU time of processes between begin and end.
+// cpuSampler measures the CPU time of processes, and of mpim-bench itself,
+// between begin and end.
 type cpuSampler struct {
-	pids     []int
-	from, to float64
+	pids             []int
+	from, to         float64
+	selfFrom, selfTo float64
 }
 
 func newCPUSampler(pids []int) *cpuSampler { return &cpuSampler{pids: pids} }
-func (s *cpuSampler) begin()               { s.from = cpuOf(s.pids) }
-func (s *cpuSampler) end()                 { s.to = cpuOf(s.pids) }
+func (s *cpuSampler) begin()               { s.from, s.selfFrom = cpuOf(s.pids), selfCPU() }
+func (s *cpuSampler) end()                 { s.to, s.selfTo = cpuOf(s.pids), selfCPU() }
 func (s *cpuSampler) seconds() float64     { return s.to - s.from }
+func (s *cpuSampler) self() float64        { return s.selfTo - s.selfFrom }
+
+// selfCPU is this process's user + system CPU time so far, in seconds
+// (getrusage: microseconds, finer than /proc's ticks).
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
 
 // cpuOf sums utime+stime of the processes, in seconds (USER_HZ = 100).
 func cpuOf(pids []int) float64 {
