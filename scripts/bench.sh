@@ -19,6 +19,13 @@
 #   scripts/bench.sh --short                 # quick check, under 2 minutes
 #   scripts/bench.sh --durability always     # the full set
 #   scripts/bench.sh --only 'idle|pairs closed 1000'   # scenarios whose name matches (grep -E)
+#   scripts/bench.sh --short --only 'pairs closed' --repeat 3 --bench-bin /tmp/mpim-bench-old
+#                                            # each scenario 3 times, with another mpim-bench build
+#
+# Scenarios whose name ends in "json" drive JSON clients (mpim-bench --codec
+# json, subprotocol mpim.v1.json); the others binary protobuf clients. Every
+# traffic row also gives mpim-bench's own CPU per acked message over the
+# measured window, so that the load generator's share of the machine shows.
 #
 # Exits 1 if any scenario failed: its audit (lost, duplicated, reordered or
 # twice-appended messages, send errors, unanswered sends, dropped
@@ -33,6 +40,8 @@ SHORT=
 DURABILITY=everysec
 GATEWAYS=2
 ONLY=
+REPEAT=1
+BENCH_BIN=
 while (($#)); do
 	case $1 in
 	--short) SHORT=1 ;;
@@ -40,7 +49,9 @@ while (($#)); do
 	--durability=*) DURABILITY=${1#*=} ;;
 	--gateways) GATEWAYS=${2:?--gateways needs 1 or 2}; shift ;;
 	--only) ONLY=${2:?--only needs a pattern of scenario names}; shift ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	--repeat) REPEAT=${2:?--repeat needs a count}; shift ;;
+	--bench-bin) BENCH_BIN=${2:?--bench-bin needs the path of an mpim-bench binary}; shift ;;
+	-h | --help) sed -n '2,34p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -51,11 +62,17 @@ everysec | always) AOF=(--appendonly yes --appendfsync "$DURABILITY") ;;
 *) echo "bench.sh: --durability must be none, everysec or always" >&2; exit 2 ;;
 esac
 [[ $GATEWAYS == 1 || $GATEWAYS == 2 ]] || { echo "bench.sh: --gateways must be 1 or 2" >&2; exit 2; }
+[[ $REPEAT =~ ^[1-9]$ ]] || { echo "bench.sh: --repeat must be 1..9" >&2; exit 2; }
+if [[ -n $BENCH_BIN ]]; then
+	[[ -x $BENCH_BIN ]] || { echo "bench.sh: --bench-bin $BENCH_BIN is not an executable" >&2; exit 2; }
+	BENCH_BIN=$(realpath "$BENCH_BIN")
+fi
 
 scripts/services.sh >/dev/null
 mkdir -p bin bench/results
 go build -o bin/mpimd ./cmd/mpimd
 go build -o bin/mpim-bench ./cmd/mpim-bench
+BENCH_BIN=${BENCH_BIN:-bin/mpim-bench}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -141,6 +158,7 @@ echo "bench.sh: calibration: redis-benchmark -c 50 XADD $cal/s" >&2
 if [[ -n $SHORT ]]; then
 	SCENARIOS=(
 		"pairs closed|--scenario pairs --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
+		"pairs closed json|--scenario pairs --codec json --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
 		"pairs open 1500/s|--scenario pairs --users 100 --rate 1500 --warmup 1s --duration 6s --drain 20s"
 		"groups K=10|--scenario groups --users 60 --group-size 10 --warmup 1s --duration 4s --drain 20s"
 		"fanout 50|--scenario fanout --users 50 --senders 2 --warmup 1s --duration 4s"
@@ -151,6 +169,7 @@ if [[ -n $SHORT ]]; then
 else
 	SCENARIOS=(
 		"pairs closed 1000 conns|--scenario pairs --users 1000 --window 1 --warmup 5s --duration 30s"
+		"pairs closed 1000 conns json|--scenario pairs --codec json --users 1000 --window 1 --warmup 5s --duration 30s"
 		"pairs closed 200 conns|--scenario pairs --users 200 --window 1 --warmup 5s --duration 30s"
 		"pairs open 3000/s|--scenario pairs --users 1000 --rate 3000 --warmup 5s --duration 30s --drain 60s"
 		"pairs open 10000/s|--scenario pairs --users 1000 --rate 10000 --warmup 5s --duration 30s --drain 120s"
@@ -167,6 +186,13 @@ if [[ -n $ONLY ]]; then
 		if grep -Eq -- "$ONLY" <<<"${s%%|*}"; then kept+=("$s"); fi
 	done
 	((${#kept[@]})) || { echo "bench.sh: --only '$ONLY' matches no scenario name" >&2; exit 2; }
+	SCENARIOS=("${kept[@]}")
+fi
+if ((REPEAT > 1)); then
+	kept=()
+	for s in "${SCENARIOS[@]}"; do
+		for i in $(seq "$REPEAT"); do kept+=("${s%%|*} #$i|${s#*|}"); done
+	done
 	SCENARIOS=("${kept[@]}")
 fi
 
@@ -210,10 +236,10 @@ for s in "${SCENARIOS[@]}"; do
 	extra=(--plot "$dir/s$n.png" --plot-interval "$PLOT_INTERVAL")
 	[[ $flags == *idle* ]] && { pids=$(join "${GW_PIDS[@]}"); extra=(--metrics "$(join "${GW_METRICS[@]}")"); }
 	m0=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r0=$(cpu_ticks "$redis_pid") d0=$(cpu_ticks "$mysql_pid") t0=$(date +%s.%N)
-	echo "bench.sh: scenario $name: bin/mpim-bench --gateways $gateways $flags" >&2
+	echo "bench.sh: scenario $name: $BENCH_BIN --gateways $gateways $flags" >&2
 	rc=0
 	# shellcheck disable=SC2086
-	bin/mpim-bench --gateways "$gateways" $flags --pid "$pids" "${extra[@]}" --json "$json" || rc=$?
+	"$BENCH_BIN" --gateways "$gateways" $flags --pid "$pids" "${extra[@]}" --json "$json" || rc=$?
 	m1=$(sum_ticks "$proj_pid" "${GW_PIDS[@]}") r1=$(cpu_ticks "$redis_pid") d1=$(cpu_ticks "$mysql_pid") t1=$(date +%s.%N)
 	rss=$(rss_mib "$proj_pid" "${GW_PIDS[@]}")
 	drain=$(projection_drain)
@@ -263,7 +289,7 @@ for s in "${SCENARIOS[@]}"; do
 		if .scenario == "idle" then
 			"| \($name) | \(.users) conns open: \(.open_connections) | - | - | - | - | - | RSS/conn \((.rss_per_connection_bytes // 0) / 1024 * 10 | round / 10) KiB, heap+stack/conn \((.heap_per_connection_bytes // 0) / 1024 * 10 | round / 10) KiB (after a forced GC: \(.gc_forced // false), RSS settled: \(.memory_settled // false)) | - | mpimd RSS \($rss) MiB | \(if .audit_clean then "clean" else "FAILED \(.audit)" end) |"
 		else
-			"| \($name) | \(.sends_acked_per_s | round) | \(.deliveries_per_s | round) | \(f(.deliveries_per_s / ($cal | tonumber))) | \(f(.send_ack.p50_ms)) / \(f(.send_ack.p99_ms)) / \(f(.send_ack.p999_ms)) / \(f(.send_ack.max_ms)) | \(f(.send_delivery.p50_ms)) / \(f(.send_delivery.p99_ms)) / \(f(.send_delivery.p999_ms)) / \(f(.send_delivery.max_ms)) | \(.rate_limited) | whole scenario incl. setup: mpimd \(per($m)), redis \(per($r)), mariadb \(per($d)) µs/msg; measured window: mpimd \(.server_cpu_per_message_us // 0 | round) µs/msg | \(.total_sends)/\(.total_acked) | mpimd RSS \($rss) MiB | \(if .audit_clean then "clean" else "FAILED \(.audit)" end) |"
+			"| \($name) | \(.sends_acked_per_s | round) | \(.deliveries_per_s | round) | \(f(.deliveries_per_s / ($cal | tonumber))) | \(f(.send_ack.p50_ms)) / \(f(.send_ack.p99_ms)) / \(f(.send_ack.p999_ms)) / \(f(.send_ack.max_ms)) | \(f(.send_delivery.p50_ms)) / \(f(.send_delivery.p99_ms)) / \(f(.send_delivery.p999_ms)) / \(f(.send_delivery.max_ms)) | \(.rate_limited) | whole scenario incl. setup: mpimd \(per($m)), redis \(per($r)), mariadb \(per($d)) µs/msg; measured window: mpimd \(.server_cpu_per_message_us // 0 | round), mpim-bench \(f(.bench_cpu_per_message_us // 0)) µs/msg | \(.total_sends)/\(.total_acked) | mpimd RSS \($rss) MiB | \(if .audit_clean then "clean" else "FAILED \(.audit)" end) |"
 		end' "$json")")
 done
 
