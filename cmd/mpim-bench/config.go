@@ -49,6 +49,7 @@ type Config struct {
 	CatchupTimeout time.Duration // storm: how long the catch-up may take
 	Plot           string        // PNG of the latency percentiles over time
 	PlotInterval   time.Duration // the plot's (and the JSON timeline's) interval
+	CPUProfile     string        // pprof CPU profile of mpim-bench itself
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -92,6 +93,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Reconnects, "reconnect-concurrency", 1000, "storm: reconnects (dial and resume) in flight at once")
 	fs.DurationVar(&c.CatchupTimeout, "catchup-timeout", time.Minute, "storm: how long the reconnected clients may take to catch up")
 	fs.StringVar(&c.Plot, "plot", "", "write a PNG of send->ack and send->delivery p50/p99/p99.9 over time to this file")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile (pprof) of mpim-bench itself over the whole run to this file")
 	fs.DurationVar(&c.PlotInterval, "plot-interval", time.Second, "interval of the latency timeline (--plot and the JSON)")
 }
 
