@@ -110,6 +110,14 @@ func TestClientMsgIDRoundTrips(t *testing.T) {
 	if _, _, ok := r.parseClientMsgID("other." + id); ok {
 		t.Fatal("an id of another run was accepted")
 	}
+	for _, bad := range []string{r.prefix + "x.7.42.1", r.prefix + ".7.42", r.prefix + ".7.42.1.2", r.prefix + ".8.42.1", r.prefix + ".7.42.x", r.prefix} {
+		if _, _, ok := r.parseClientMsgID(bad); ok {
+			t.Errorf("malformed id %q was accepted", bad)
+		}
+	}
+	if testing.AllocsPerRun(100, func() { r.parseClientMsgID(id) }) != 0 {
+		t.Error("parsing a client message id allocates")
+	}
 }
 
 func TestFlags(t *testing.T) {

@@ -295,41 +295,6 @@ func (r *runner) ack(cl *client, inboxID string) {
 	})
 }
 
-// keepalive acknowledges cl's latest push every AckInterval and pings every
-// heartbeat, until ctx ends.
-func (r *runner) keepalive(ctx context.Context, cl *client) {
-	tick := r.cfg.AckInterval
-	if tick == 0 {
-		tick = time.Second
-	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	var acked string
-	lastPing := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-cl.c.Done():
-			return
-		case now := <-t.C:
-			if r.cfg.AckInterval > 0 {
-				cl.mu.Lock()
-				latest := cl.latestPush
-				cl.mu.Unlock()
-				if latest != acked {
-					acked = latest
-					r.ack(cl, latest)
-				}
-			}
-			if hb := time.Duration(r.heartbeat.Load()); hb > 0 && now.Sub(lastPing) >= hb/2 {
-				lastPing = now
-				_ = cl.c.Go(ctx, &mpimv1.ClientFrame{Request: &mpimv1.ClientFrame_Ping{Ping: &mpimv1.PingRequest{}}}, func(*mpimv1.Response) {}) // a lost ping is harmless; a broken connection ends the reader
-			}
-		}
-	}
-}
-
 // clientMsgID encodes the sender and the intended send time, so that a
 // receiver can measure latency without shared state.
 func (r *runner) clientMsgID(from, n int, intended int64) string {
@@ -337,16 +302,18 @@ func (r *runner) clientMsgID(from, n int, intended int64) string {
 }
 
 func (r *runner) parseClientMsgID(s string) (from int, intended int64, ok bool) {
-	rest, found := strings.CutPrefix(s, r.prefix+".")
-	if !found {
+	rest, found := strings.CutPrefix(s, r.prefix)
+	if !found || rest == "" || rest[0] != '.' {
 		return 0, 0, false
 	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
+	// from.n.intended, cut without allocating (this runs per delivery)
+	fs, rest, ok1 := strings.Cut(rest[1:], ".")
+	_, ts, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.IndexByte(ts, '.') >= 0 {
 		return 0, 0, false
 	}
-	f, err1 := strconv.Atoi(parts[0])
-	t, err2 := strconv.ParseInt(parts[2], 10, 64)
+	f, err1 := strconv.Atoi(fs)
+	t, err2 := strconv.ParseInt(ts, 10, 64)
 	if err1 != nil || err2 != nil || f < 0 || f >= len(r.clients) {
 		return 0, 0, false
 	}

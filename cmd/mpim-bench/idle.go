@@ -53,9 +53,7 @@ func (r *runner) runIdle(ctx context.Context) (*Report, error) {
 	var kwg sync.WaitGroup
 	defer kwg.Wait()
 	defer stopKeepalive()
-	for _, cl := range r.clients {
-		kwg.Go(func() { r.keepalive(kctx, cl) })
-	}
+	kwg.Go(func() { r.keepaliveAll(kctx, r.clients) })
 	setPhase("hold")
 	select {
 	case <-time.After(cfg.Duration):

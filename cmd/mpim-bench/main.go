@@ -121,9 +121,7 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	setupTime := time.Since(setupStart)
 	kctx, stopKeepalive := context.WithCancel(ctx)
 	var kwg sync.WaitGroup
-	for _, cl := range r.clients {
-		kwg.Go(func() { r.keepalive(kctx, cl) })
-	}
+	kwg.Go(func() { r.keepaliveAll(kctx, r.clients) })
 
 	setPhase("warmup")
 	start := time.Now()
