@@ -16,8 +16,12 @@
 // all reconnect at once and catch up; catch-up time per client and in
 // total). Closed loop by default (--window messages in flight per sender);
 // --rate makes it open loop with latency measured from the intended send
-// time. --plot writes a PNG of the latency percentiles over time. Only
-// loopback targets are accepted.
+// time. --codec json makes every client speak the JSON subprotocol
+// (mpim.v1.json) instead of binary protobuf, with the same audit. --plot
+// writes a PNG of the latency percentiles over time; --cpuprofile a pprof
+// CPU profile of mpim-bench itself. The report gives mpim-bench's own CPU
+// per acked send over the measured window, beside the servers' (--pid).
+// Only loopback targets are accepted.
 package main
 
 import (
