@@ -160,6 +160,7 @@ if [[ -n $SHORT ]]; then
 		"pairs closed|--scenario pairs --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
 		"pairs closed json|--scenario pairs --codec json --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
 		"pairs open 1500/s|--scenario pairs --users 100 --rate 1500 --warmup 1s --duration 6s --drain 20s"
+		"pairs open 1500/s json|--scenario pairs --codec json --users 100 --rate 1500 --warmup 1s --duration 6s --drain 20s"
 		"groups K=10|--scenario groups --users 60 --group-size 10 --warmup 1s --duration 4s --drain 20s"
 		"fanout 50|--scenario fanout --users 50 --senders 2 --warmup 1s --duration 4s"
 		"idle|--scenario idle --users 1000 --duration 3s"
