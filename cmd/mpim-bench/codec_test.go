@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +73,14 @@ func TestJSONPushIsAudited(t *testing.T) {
 	a := r.clients[1].audit
 	if _, ok := a.seen[string(ev.GetId())]; !ok || a.duplicates != 1 || a.delivered[ev.GetMessageSent().GetClientMsgId()] != string(ev.GetId()) {
 		t.Fatalf("audit %+v: want the event once under id %q and one duplicate", a, ev.GetId())
+	}
+}
+
+// A --cpuprofile that cannot be written stops the run before it starts,
+// with exit status 2.
+func TestBadCPUProfilePathIsRefused(t *testing.T) {
+	err := run(t.Context(), []string{"--gateways", "ws://127.0.0.1:1/ws", "--cpuprofile", t.TempDir() + "/missing/cpu.prof"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cpuprofile") || exitCode(err) != 2 {
+		t.Fatalf("run = %v (exit %d), want a cpuprofile error (exit 2)", err, exitCode(err))
 	}
 }
