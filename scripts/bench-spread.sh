@@ -26,12 +26,8 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/mpim-spread.XXXXXX")
 rport=$(free_port)
 PIDS=()
 cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-	done
+	((${#PIDS[@]})) && kill -TERM "${PIDS[@]}" 2>/dev/null || true
+	wait
 	redis-cli -p "$rport" shutdown nosave >/dev/null 2>&1 || true
 	for i in $(seq "$ROUNDS"); do for h in a b; do
 		mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`mpimspread_$$_$i$h\`" 2>/dev/null || true
