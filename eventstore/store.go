@@ -98,16 +98,16 @@ const metaHash = "hash"
 // deployment (the count was not recorded yet), the partition hash, in one
 // step: a process opening the deployment at the same moment never sees the
 // count without the hash, and a deployment created before the field existed
-// never gets one (it keeps FNV-1a).
+// never gets one (it keeps FNV-1a). ARGV: count, hash, the hash's field.
 var createMeta = redis.NewScript(`
 if redis.call('HSETNX', KEYS[1], 'partitions', ARGV[1]) == 1 then
-	redis.call('HSET', KEYS[1], 'hash', ARGV[2])
+	redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
 end
 return 0`)
 
 func (s *Store) checkPartitions(ctx context.Context) error {
 	if !s.cfg.ReadOnly {
-		if err := createMeta.Run(ctx, s.rdb, []string{s.keys.meta()}, s.cfg.Partitions, string(HashFNV1aFmix32)).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := createMeta.Run(ctx, s.rdb, []string{s.keys.meta()}, s.cfg.Partitions, string(HashFNV1aFmix32), metaHash).Err(); err != nil {
 			return fmt.Errorf("eventstore: recording partition count: %w", err)
 		}
 	}
