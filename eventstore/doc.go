@@ -2,7 +2,7 @@
 //
 // The log is P partition streams (P fixed when a deployment is created and
 // recorded in the store). An aggregate's partition is a stable hash of its
-// partition key; a stream entry id is the event's Position in its partition.
+// partition key (PartitionHash, recorded with the count); a stream entry id is the event's Position in its partition.
 // Every key of a partition shares the hash tag "{p<N>}", so each append is one
 // Lua script on one slot and the same code runs on Redis Cluster.
 //
@@ -16,8 +16,10 @@
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
 //	{pN}:dlq:<group>  a tap group's dead letters: the entry's fields, from (its position), n (deliveries)
 //	{pN}:retry:<group> dead letters requeued for the group's taps (read before the log)
-//	mpim:meta         deployment settings (partition count); it exists once the
-//	                  deployment was created, and a read-only Open requires it
+//	mpim:meta         deployment settings: partitions (the count) and hash (the
+//	                  PartitionHash; absent on deployments created before it,
+//	                  which keep FNV-1a); it exists once the deployment was
+//	                  created, and a read-only Open requires it
 //
 // Append checks expected versions, guards, cells and the idempotency key, then
 // assigns versions and conversation seqs and XADDs, all inside one script, so

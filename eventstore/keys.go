@@ -1,22 +1,68 @@
 package eventstore
 
 import (
-	"hash/fnv"
+	"fmt"
 	"strconv"
 )
+
+// PartitionHash names the function that maps a partition key to a
+// partition. A deployment records it in its meta hash (field "hash") when
+// it is created and keeps it for life: changing it would move aggregates to
+// other partitions and break the order of their history.
+type PartitionHash string
+
+const (
+	// HashFNV1a is FNV-1a 32 modulo the partition count: the hash of
+	// deployments created before the field existed (a meta hash without
+	// "hash" means this one). Its low bits depend only on the low bits of
+	// each byte, so ids minted together crowd a few partitions.
+	HashFNV1a PartitionHash = "fnv1a"
+	// HashFNV1aFmix32 is FNV-1a 32 followed by murmur3's fmix32 finalizer,
+	// modulo the partition count: every bit of the result depends on every
+	// bit of the key. New deployments record it.
+	HashFNV1aFmix32 PartitionHash = "fnv1a-fmix32"
+)
+
+// parsePartitionHash reads the "hash" field of a meta hash ("" when absent).
+func parsePartitionHash(recorded string) (PartitionHash, error) {
+	switch h := PartitionHash(recorded); h {
+	case "":
+		return HashFNV1a, nil
+	case HashFNV1a, HashFNV1aFmix32:
+		return h, nil
+	}
+	return "", fmt.Errorf("%w: the deployment records partition hash %q; this version knows %q and %q",
+		ErrPartitionHash, recorded, HashFNV1a, HashFNV1aFmix32)
+}
+
+// Of returns the partition of partitionKey among partitions (> 0).
+func (h PartitionHash) Of(partitionKey string, partitions int) int {
+	x := uint32(2166136261) // FNV-1a 32, without allocating
+	for i := 0; i < len(partitionKey); i++ {
+		x ^= uint32(partitionKey[i])
+		x *= 16777619
+	}
+	if h == HashFNV1aFmix32 {
+		x ^= x >> 16
+		x *= 0x85ebca6b
+		x ^= x >> 13
+		x *= 0xc2b2ae35
+		x ^= x >> 16
+	}
+	return int(x % uint32(partitions))
+}
 
 // keys builds the key names of one deployment (see the package comment).
 type keys struct {
 	prefix     string
 	partitions int
+	hash       PartitionHash // set by Open from the meta hash
 }
 
-// partitionOf is the stable hash of a partition key: FNV-1a 32 modulo the
-// partition count. It never changes for a deployment.
+// partitionOf is the deployment's partition of a partition key. It never
+// changes for a deployment.
 func (k keys) partitionOf(partitionKey string) int {
-	h := fnv.New32a()
-	h.Write([]byte(partitionKey))
-	return int(h.Sum32() % uint32(k.partitions))
+	return k.hash.Of(partitionKey, k.partitions)
 }
 
 func (k keys) tag(p int) string              { return k.prefix + "{p" + strconv.Itoa(p) + "}:" }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -19,18 +20,24 @@ var ErrNoDeployment = errors.New("eventstore: no mpim deployment")
 // Config.ReadOnly.
 var ErrReadOnly = errors.New("eventstore: store opened read-only")
 
-// recordedPartitions reads the deployment's partition count without
-// recording one; a missing meta hash is ErrNoDeployment.
-func (s *Store) recordedPartitions(ctx context.Context) (int, error) {
+// recordedMeta reads the deployment's partition count and partition hash
+// ("" when the field is absent) without writing anything.
+func (s *Store) recordedMeta(ctx context.Context) (int, string, error) {
 	key := s.keys.meta()
-	got, err := s.rdb.HGet(ctx, key, "partitions").Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("%w at prefix %q on redis %s (key %q is missing)", ErrNoDeployment, s.cfg.Prefix, redisAddr(s.rdb), key)
-	}
+	vals, err := s.rdb.HMGet(ctx, key, "partitions", metaHash).Result()
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: reading partition count: %w", err)
+		return 0, "", fmt.Errorf("eventstore: reading partition count: %w", err)
 	}
-	return got, nil
+	if vals[0] == nil {
+		return 0, "", fmt.Errorf("%w at prefix %q on redis %s (key %q is missing)", ErrNoDeployment, s.cfg.Prefix, redisAddr(s.rdb), key)
+	}
+	raw, _ := vals[0].(string)
+	got, err := strconv.Atoi(raw)
+	if err != nil {
+		return 0, "", fmt.Errorf("eventstore: reading partition count: field partitions of %q is %q, not a number", key, raw)
+	}
+	hash, _ := vals[1].(string)
+	return got, hash, nil
 }
 
 // writable fails on a store opened read-only.

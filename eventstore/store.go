@@ -25,6 +25,10 @@ var ErrClosed = domain.Errorf(domain.EUnavailable, "eventstore: store closed")
 // count differs from the one recorded when the deployment was created.
 var ErrPartitionMismatch = errors.New("eventstore: partition count mismatch")
 
+// ErrPartitionHash is returned by Open when the deployment records a
+// partition hash this version does not know.
+var ErrPartitionHash = errors.New("eventstore: unknown partition hash")
+
 // Store is the Redis Streams event store. It is safe for concurrent use.
 type Store struct {
 	rdb    redis.UniversalClient
@@ -87,20 +91,35 @@ func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, e
 	return s, nil
 }
 
+// metaHash is the meta hash field that names the deployment's PartitionHash.
+const metaHash = "hash"
+
+// createMeta records the partition count and, only when it creates the
+// deployment (the count was not recorded yet), the partition hash, in one
+// step: a process opening the deployment at the same moment never sees the
+// count without the hash, and a deployment created before the field existed
+// never gets one (it keeps FNV-1a). ARGV: count, hash, the hash's field.
+var createMeta = redis.NewScript(`
+if redis.call('HSETNX', KEYS[1], 'partitions', ARGV[1]) == 1 then
+	redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
+end
+return 0`)
+
 func (s *Store) checkPartitions(ctx context.Context) error {
 	if !s.cfg.ReadOnly {
-		if err := s.rdb.HSetNX(ctx, s.keys.meta(), "partitions", s.cfg.Partitions).Err(); err != nil {
+		if err := createMeta.Run(ctx, s.rdb, []string{s.keys.meta()}, s.cfg.Partitions, string(HashFNV1aFmix32), metaHash).Err(); err != nil {
 			return fmt.Errorf("eventstore: recording partition count: %w", err)
 		}
 	}
-	got, err := s.recordedPartitions(ctx)
+	got, hash, err := s.recordedMeta(ctx)
 	if err != nil {
 		return err
 	}
 	if got != s.cfg.Partitions {
 		return fmt.Errorf("%w: the deployment was created with %d partitions, configured %d", ErrPartitionMismatch, got, s.cfg.Partitions)
 	}
-	return nil
+	s.keys.hash, err = parsePartitionHash(hash)
+	return err
 }
 
 func (s *Store) checkDurability(ctx context.Context) error {
@@ -139,6 +158,9 @@ func (s *Store) Close() error {
 
 // Partitions returns the partition count.
 func (s *Store) Partitions() int { return s.cfg.Partitions }
+
+// PartitionHash returns the deployment's partition hash.
+func (s *Store) PartitionHash() PartitionHash { return s.keys.hash }
 
 // PartitionOf returns the partition of a partition key.
 func (s *Store) PartitionOf(partitionKey string) int { return s.keys.partitionOf(partitionKey) }

@@ -122,7 +122,7 @@ func BenchmarkProjectMessages(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			const partitions, batch = 4, 500
-			w := newMsgWorkload(func(k string) int { return int(fnv32(k) % partitions) }, 10_000, tc.directs, tc.groups, 20, tc.percent)
+			w := newMsgWorkload(func(k string) int { return eventstore.HashFNV1aFmix32.Of(k, partitions) }, 10_000, tc.directs, tc.groups, 20, tc.percent)
 			logs := make([][]eventstore.Recorded, partitions)
 			add := func(e genEvent) {
 				l := logs[e.partition]
@@ -170,15 +170,6 @@ func BenchmarkProjectMessages(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
 	}
-}
-
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
 }
 
 // TestRebuildMillionMessages writes 1,000,000 MessageSent events (90% in
