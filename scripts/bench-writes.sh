@@ -85,7 +85,7 @@ run() { # run I ROUND: prints "writes_per_msg cpu_us_per_msg"
 	json=$dir/run.json
 	w0=$(syscw "$gw")
 	"$dir/mpim-bench" --gateways "ws://$listen/ws" --scenario pairs --users 400 --window 1 --warmup 3s --duration 10s \
-		--pid "$proj,$gw" --progress 0 --json "$json" >/dev/null 2>"$dir/bench.log" ||
+		--pid "$proj,$gw" --progress 1m --json "$json" >/dev/null 2>"$dir/bench.log" ||
 		{ echo "bench-writes.sh: mpim-bench failed:" >&2; tail -5 "$dir/bench.log" >&2; exit 1; }
 	w1=$(syscw "$gw")
 	[[ $(jq -r .audit_clean "$json") == true ]] || { echo "bench-writes.sh: audit failed: $(jq -c .audit "$json")" >&2; exit 1; }
