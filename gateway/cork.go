@@ -11,9 +11,8 @@ import (
 // corkConn is the connection under a WebSocket: while corked, what the
 // WebSocket library writes (one write per frame, as it flushes every
 // message) is gathered, and uncork sends it in one write. The session's
-// writer corks while frames wait behind the one it writes and uncorks once
-// the queue is empty (or the cork holds enough), so a burst of pushes to
-// one client costs one system call instead of one per frame.
+// writer corks around a batch of queued frames, so a burst of pushes to one
+// client costs one system call instead of one per frame.
 //
 // Every write holds mu, so a frame the library writes from another
 // goroutine (a pong, a close) while the writer uncorks is neither
@@ -42,13 +41,6 @@ func (c *corkConn) cork() {
 	c.mu.Lock()
 	c.corked = true
 	c.mu.Unlock()
-}
-
-// buffered returns the number of bytes gathered.
-func (c *corkConn) buffered() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.buf)
 }
 
 // uncork sends what was gathered and stops gathering.

@@ -198,13 +198,13 @@ func (o *outbox) take(buf []outFrame) []outFrame {
 	return batch
 }
 
-// wrote counts frames the writer took off the queue and size bytes it
+// wrote counts one frame the writer took off the queue and size bytes it
 // sent (a corked frame's bytes count once the cork is sent), and wakes a
 // reader waiting for the queue to drain.
-func (o *outbox) wrote(frames, size int) {
+func (o *outbox) wrote(size int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.unwritten -= frames
+	o.unwritten--
 	o.queuedBytes -= size
 	o.m.bytes.Sub(float64(size))
 	if o.queuedBytes <= o.budget {

@@ -76,7 +76,7 @@ func TestOutboxBoundsFramesAndBytes(t *testing.T) {
 		t.Fatalf("peak %d, want the large frame's bytes", *peak)
 	}
 	batch := o.take(nil)
-	o.wrote(1, batch[0].size)
+	o.wrote(batch[0].size)
 	o.push(pushOf("3-0", 1), false)
 	o.push(pushOf("4-0", 1), false)
 	if ok, why := o.push(pushOf("5-0", 1), false); ok || !strings.Contains(why, "send queue full") {
@@ -111,7 +111,7 @@ func TestOutboxReaderWaitsUntilDrained(t *testing.T) {
 	default:
 	}
 	f := o.take(nil)[0]
-	o.wrote(1, f.size)
+	o.wrote(f.size)
 	if why := <-done; why != "" {
 		t.Fatalf("after the drain: %q", why)
 	}

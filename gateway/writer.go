@@ -21,93 +21,58 @@ func (s *session) writer() {
 		case <-s.ctx.Done():
 			return
 		}
-		if !s.drain(&w, &batch) {
-			return
-		}
-		if cap(batch) > 256 {
-			batch = nil // let a burst's buffer go
-		}
-		w.release()
-	}
-}
-
-// corkFlushBytes bounds what one write of gathered frames sends: past it
-// the writer sends what it gathered and goes on gathering.
-const corkFlushBytes = 64 << 10
-
-// drain writes every queued frame, including those queued while it writes,
-// and reports false once the writer must stop. Frames that find others
-// behind them (a batch of several, or a batch taken after another) are
-// gathered by the cork and leave in as few writes as possible: the cork is
-// sent when the queue is empty, so a lone frame is never held back, or once
-// it holds corkFlushBytes. A gathered frame's bytes count as queued until
-// the cork is sent.
-func (s *session) drain(w *frameWriter, batch *[]outFrame) bool {
-	corked, corkedBytes := false, 0
-	uncork := func() error {
-		corked = false
-		err := s.uncork()
-		s.out.wrote(0, corkedBytes)
-		corkedBytes = 0
-		return err
-	}
-	for first := true; ; first = false {
-		*batch = s.out.take(*batch)
-		b := *batch
-		if len(b) == 0 {
-			if corked {
-				return s.writeOK(uncork())
+		for {
+			batch = s.out.take(batch)
+			if len(batch) == 0 {
+				break
 			}
-			return true
-		}
-		if !corked && s.cork != nil && (len(b) > 1 || !first) {
-			s.cork.cork()
-			corked = true
-		}
-		for i, f := range b {
-			b[i] = outFrame{}
-			if f.close != nil {
-				if corked {
-					_ = uncork() // the close handshake fails if this did
+			// Several frames: one system call for all of them.
+			corked := s.cork != nil && len(batch) > 1
+			if corked {
+				s.cork.cork()
+			}
+			corkedBytes := 0
+			for i, f := range batch {
+				if f.close != nil {
+					if corked {
+						_ = s.uncork() // the close handshake fails if this did
+					}
+					s.conn.Close(f.close.code, f.close.reason)
+					return
 				}
-				s.conn.Close(f.close.code, f.close.reason)
-				return false
-			}
-			err := s.write(w, f)
-			if corked {
-				s.out.wrote(1, 0) // its bytes wait in the cork until it is sent
-				corkedBytes += f.size
-				if err == nil && s.cork.buffered() >= corkFlushBytes {
-					err = uncork()
-					if i < len(b)-1 {
-						s.cork.cork()
-						corked = true
+				err := s.write(&w, f)
+				if err == nil && corked && i == len(batch)-1 {
+					err = s.uncork()
+				}
+				batch[i] = outFrame{}
+				written := f.size
+				if corked { // the bytes wait in the cork's buffer until uncork sent them
+					corkedBytes, written = corkedBytes+f.size, 0
+					if i == len(batch)-1 {
+						written = corkedBytes
 					}
 				}
-			} else {
-				s.out.wrote(1, f.size)
+				s.out.wrote(written)
+				if err != nil {
+					s.mu.Lock()
+					if s.reason == "" {
+						s.reason = reasonWriteError
+					}
+					s.out.close()
+					s.mu.Unlock()
+					s.conn.CloseNow()
+					return
+				}
+				if s.ctx.Err() != nil {
+					return
+				}
 			}
-			if !s.writeOK(err) || s.ctx.Err() != nil {
-				return false
+			if cap(batch) > 256 {
+				batch = nil // let a burst's buffer go
 			}
+			w.release()
 		}
 	}
-}
-
-// writeOK reports whether err is nil; a failed write closes the
-// connection.
-func (s *session) writeOK(err error) bool {
-	if err == nil {
-		return true
-	}
-	s.mu.Lock()
-	if s.reason == "" {
-		s.reason = reasonWriteError
-	}
-	s.out.close()
-	s.mu.Unlock()
-	s.conn.CloseNow()
-	return false
 }
 
 // uncork sends the frames gathered since cork, under the write timeout as
