@@ -23,9 +23,9 @@ func pushEnvelope(t *testing.T, text int) []byte {
 	return b
 }
 
-// Pushers on several goroutines: the writer gathers what piles up into few
-// writes, some past the size at which it sends what it gathered (the big
-// frames), and every pusher's frames arrive, each once, in its order.
+// Pushers on several goroutines: the writer gathers what piles up into
+// one write per batch (small and big frames), and every pusher's frames
+// arrive, each once, in its order.
 func TestWriterKeepsOrderOfConcurrentPushes(t *testing.T) {
 	gatewaytest.Encodings(t, func(t *testing.T, enc frame.Encoding) {
 		e := gatewaytest.New(t)
@@ -86,7 +86,7 @@ func splitInboxID(id string) (g, i int, ok bool) {
 }
 
 // A frame alone in the queue leaves at once, before, between and after
-// bursts: the writer sends what it gathered when the queue is empty, with
+// bursts: the writer sends what it gathered at the end of each batch, with
 // no timer and without waiting for more frames.
 func TestWriterSendsALoneFrameAtOnce(t *testing.T) {
 	e := gatewaytest.New(t)
