@@ -171,15 +171,7 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 		c.WriteTimeout = time.Minute // the queue, not the write timeout, must trip
 	})
 	other := e.Login(t, frame.JSON, "henry")
-	// A client that stops reading after its first frame.
-	c, err := gatewaytest.Dial(gatewaytest.Ctx(t), e.URL, frame.Proto, &gatewaytest.Options{Buffer: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	gatewaytest.OK(t, c, &mpimv1.ClientFrame_Register{Register: &mpimv1.RegisterRequest{Username: "ivy", Password: "password-ivy"}})
-	id := gatewaytest.OK(t, c, gatewaytest.LoginReq("ivy", "password-ivy", "d1")).GetLogin().GetUserId()
-	dev := e.Hub.Device(t, id, "d1")
+	dev := stalledDevice(t, e, "ivy") // stops reading after its first frame
 	envelope := make([]byte, 32<<10)
 	pushed := 0
 	for ; pushed < 100_000; pushed++ {
