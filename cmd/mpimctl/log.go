@@ -33,7 +33,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	part := fs.String("partition", "all", "partition to follow, or all")
 	asJSON := fs.Bool("json", false, "JSON lines instead of human lines")
 	fromStart := fs.Bool("from-start", false, "start at the oldest entry instead of the end")
-	limit := fs.Int("limit", 0, "stop after this many events (0: follow until interrupted)")
+	limit := fs.Int("limit", 0, "stop after this many lines, events and undecodable entries (0: follow until interrupted)")
 	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -102,6 +102,11 @@ func (s *tailSink) event(r eventstore.Recorded) bool {
 		s.cancel()
 		return false
 	}
+	return s.counted()
+}
+
+// counted counts one printed line and ends the tail at the limit.
+func (s *tailSink) counted() bool {
 	s.count++
 	if s.limit > 0 && s.count >= s.limit {
 		s.done = true
@@ -111,28 +116,32 @@ func (s *tailSink) event(r eventstore.Recorded) bool {
 	return true
 }
 
-func (s *tailSink) bad(de *eventstore.DecodeError) {
+// bad prints an undecodable entry's line; like an event's, it counts
+// toward --limit (as tap counts it).
+func (s *tailSink) bad(de *eventstore.DecodeError) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.done {
-		s.out.printBad(de)
+	if s.done {
+		return false
 	}
+	s.out.printBad(de)
+	return s.counted()
 }
 
-// follow tails one partition from pos, calling each for every event until it
-// returns false or ctx ends. Undecodable entries are reported and skipped.
-func follow(ctx context.Context, store *eventstore.Store, p int, pos eventstore.Position, each func(eventstore.Recorded) bool, bad func(*eventstore.DecodeError)) error {
+// follow tails one partition from pos, calling each for every event and
+// bad for every undecodable entry, in log order, until one returns false or
+// ctx ends. An undecodable entry is reported and skipped.
+func follow(ctx context.Context, store *eventstore.Store, p int, pos eventstore.Position, each func(eventstore.Recorded) bool, bad func(*eventstore.DecodeError) bool) error {
 	for ctx.Err() == nil {
 		recs, err := store.Tail(ctx, p, pos, 500, time.Second)
 		var de *eventstore.DecodeError
-		if errors.As(err, &de) {
-			bad(de)
-		} else if err != nil {
+		if err != nil && !errors.As(err, &de) {
 			if ctx.Err() != nil {
 				return nil //nolint:nilerr // the caller ending the follow is no failure
 			}
 			return err
 		}
+		// The events before an undecodable entry come first: it ends the read.
 		for _, r := range recs {
 			if !each(r) {
 				return nil
@@ -140,6 +149,9 @@ func follow(ctx context.Context, store *eventstore.Store, p int, pos eventstore.
 			pos = r.Position
 		}
 		if de != nil {
+			if !bad(de) {
+				return nil
+			}
 			pos = de.Position
 		}
 	}
