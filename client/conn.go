@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coder/websocket"
+	"github.com/mpim/mpim/internal/corknet"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,9 @@ type Conn struct {
 
 	mu      sync.Mutex // guards pending
 	pending map[uint64]func(*mpimv1.Response)
+
+	wq   writeQueue    // see writer.go
+	cork *corknet.Conn // the socket, when the handshake dialed it (nil otherwise)
 }
 
 // Dial connects to a gateway's WebSocket URL (ws://host:port/ws) and starts
@@ -73,13 +77,19 @@ func Dial(ctx context.Context, url string, opts *Options) (*Conn, error) {
 	if protos == nil {
 		protos = []string{o.Encoding.String()}
 	}
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protos, HTTPHeader: o.Header}) //nolint:bodyclose // the library closes the handshake's response body
+	var cork *corknet.Conn
+	hc, err := corkingClient(func(cc *corknet.Conn) { cork = cc })
+	if err != nil {
+		return nil, err
+	}
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: protos, HTTPHeader: o.Header, HTTPClient: hc}) //nolint:bodyclose // the library closes the handshake's response body
+	hc.CloseIdleConnections()
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
 	ws.SetReadLimit(o.ReadLimit)
 	c := &Conn{ws: ws, enc: o.Encoding, onFrame: o.OnFrame, done: make(chan struct{}),
-		pending: make(map[uint64]func(*mpimv1.Response))}
+		pending: make(map[uint64]func(*mpimv1.Response)), cork: cork}
 	if c.onFrame == nil {
 		c.frames = make(chan *mpimv1.ServerFrame, o.Buffer)
 	}
@@ -209,22 +219,32 @@ func newFrame(request any) (*mpimv1.ClientFrame, error) {
 	return f, nil
 }
 
-// Send sends a frame as it is, without waiting for anything.
+// Send sends a frame as it is, without waiting for anything. It returns
+// once the frame is written, or queued behind a write in progress that
+// writes it before it returns (see SendRaw).
 func (c *Conn) Send(ctx context.Context, f *mpimv1.ClientFrame) error {
 	data, err := c.enc.EncodeClient(f)
 	if err != nil {
 		return err
 	}
-	return c.SendRaw(ctx, c.enc.Binary(), data)
+	return c.send(ctx, messageType(c.enc.Binary()), data, true)
 }
 
-// SendRaw sends one message as it is, binary or text.
+// SendRaw sends one message as it is, binary or text. Messages sent while
+// another is being written are queued, in order, and leave with it, in
+// one write system call where possible: SendRaw then returns before its
+// message is written, and a failure to write it ends the connection
+// (Done). The queue is bounded (256 messages, 1 MiB): beyond it, SendRaw
+// waits for room until ctx ends. data may be reused once SendRaw returns.
 func (c *Conn) SendRaw(ctx context.Context, binary bool, data []byte) error {
-	typ := websocket.MessageText
+	return c.send(ctx, messageType(binary), data, false)
+}
+
+func messageType(binary bool) websocket.MessageType {
 	if binary {
-		typ = websocket.MessageBinary
+		return websocket.MessageBinary
 	}
-	return c.ws.Write(ctx, typ, data)
+	return websocket.MessageText
 }
 
 // Next returns the next frame that is not an awaited response: a push,

@@ -10,7 +10,10 @@
 // goroutine. Requests carry ids: Call and Request send a request with a
 // fresh id and wait for the response with that id; Go sends one and hands
 // its response to a callback, without a goroutine of its own, for callers
-// that keep many requests in flight. Everything else the server sends
+// that keep many requests in flight. A connection has one writer at a
+// time: frames sent while another is being written are queued (bounded)
+// and leave right after it, together, in one write system call and in the
+// order they were sent; nothing waits for a timer. Everything else the server sends
 // (pushes, signals, sync requests, goaways) is delivered in arrival order,
 // either to Options.OnFrame on the reader goroutine or through Next from a
 // bounded queue: when the queue is full the reader stops reading until Next

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mpim/mpim/command"
+	"github.com/mpim/mpim/command/commandtest"
 	"github.com/mpim/mpim/domain"
 )
 
@@ -65,5 +66,41 @@ func TestConcurrentRetriesOfOneSendAppendOnce(t *testing.T) {
 	reply, err := e.svc.Send(ctx, bob, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "all of them?", ClientMsgID: "retry-0"})
 	if err != nil || reply.Duplicate || reply.Seq != rounds+1 {
 		t.Fatalf("bob's send with alice's client message id: %+v, %v; want a new message (the key is per sender)", reply, err)
+	}
+}
+
+// A send without a client message id writes no idempotency record; a send
+// with one writes one, and its retry is answered with the original ack.
+func TestSendWithoutClientIDWritesNoIdempotencyRecord(t *testing.T) {
+	w := commandtest.New(t, commandtest.Options{})
+	ctx := context.Background()
+	alice := commandtest.Register(t, w.Svc, "alice", "alice")
+	bob := commandtest.Register(t, w.Svc, "bob", "bob")
+	conv := domain.DirectConversation(alice.User, bob.User)
+	records := func() []string {
+		t.Helper()
+		keys, err := w.RDB.Keys(ctx, w.Prefix+"{p*}:i:send:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if _, err := w.Svc.Send(ctx, alice, domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "no id"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := records(); len(r) != 0 {
+		t.Fatalf("a send without a client message id wrote %v", r)
+	}
+	msg := domain.SendMessage{Conversation: conv, Kind: domain.KindText, Text: "with id", ClientMsgID: "c1"}
+	first, err := w.Svc.Send(ctx, alice, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := records(); len(r) != 1 {
+		t.Fatalf("idempotency records after a send with a client message id: %v; want one", r)
+	}
+	again, err := w.Svc.Send(ctx, alice, msg)
+	if err != nil || !again.Duplicate || again.EventID != first.EventID || again.Seq != first.Seq || again.Position != first.Position || !again.SentAt.Equal(first.SentAt) {
+		t.Fatalf("retry: %+v, %v; want the original %+v", again, err, first)
 	}
 }

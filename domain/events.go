@@ -51,6 +51,19 @@ type DeviceLoggedOut struct {
 	Device DeviceID
 }
 
+// PushTokenRegistered sets the push token of a logged-in device, replacing
+// the one it had. The token lasts until PushTokenRemoved or the device's
+// DeviceLoggedOut.
+type PushTokenRegistered struct {
+	Device DeviceID
+	PushToken
+}
+
+// PushTokenRemoved removes a device's push token (it may have had none).
+type PushTokenRemoved struct {
+	Device DeviceID
+}
+
 // Contact events (relationship aggregate of an unordered user pair).
 
 // FriendRequested is a friend request From -> To.
@@ -211,6 +224,21 @@ type MessageDeletedForMe struct {
 	Seq          uint64
 }
 
+// ConversationMuted is User's do-not-disturb of Conversation: no push
+// notifications of it until Until (zero: until unmuted). It replaces an
+// earlier mute of the conversation. A reader event.
+type ConversationMuted struct {
+	User         UserID
+	Conversation ConversationID
+	Until        time.Time
+}
+
+// ConversationUnmuted lifts User's mute of Conversation. A reader event.
+type ConversationUnmuted struct {
+	User         UserID
+	Conversation ConversationID
+}
+
 func (UserRegistered) EventType() string                { return "UserRegistered" }
 func (UsernameClaimed) EventType() string               { return "UsernameClaimed" }
 func (ProfileUpdated) EventType() string                { return "ProfileUpdated" }
@@ -240,3 +268,7 @@ func (MessageRecalled) EventType() string               { return "MessageRecalle
 func (MessageEdited) EventType() string                 { return "MessageEdited" }
 func (ConversationRead) EventType() string              { return "ConversationRead" }
 func (MessageDeletedForMe) EventType() string           { return "MessageDeletedForMe" }
+func (PushTokenRegistered) EventType() string           { return "PushTokenRegistered" }
+func (PushTokenRemoved) EventType() string              { return "PushTokenRemoved" }
+func (ConversationMuted) EventType() string             { return "ConversationMuted" }
+func (ConversationUnmuted) EventType() string           { return "ConversationUnmuted" }

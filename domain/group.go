@@ -362,15 +362,9 @@ func (g *Group) Decide(cmd GroupCommand, now time.Time, p Policy) ([]Event, erro
 		}
 		return []Event{GroupRenamed{Name: name, By: c.Actor}}, nil
 	case MuteMember:
-		until := c.Until
-		if !until.IsZero() {
-			until = until.UTC().Truncate(time.Millisecond)
-			if !until.After(now) {
-				return nil, Errorf(EInvalid, "domain: mute until %v is not after now", c.Until)
-			}
-			if until.After(now.Add(p.MaxMute)) {
-				return nil, Errorf(EInvalid, "domain: mute until %v is more than %v ahead", c.Until, p.MaxMute)
-			}
+		until, err := checkMuteEnd(c.Until, now, p)
+		if err != nil {
+			return nil, err
 		}
 		if err := g.outranks(c.Actor, c.Target, "mute"); err != nil {
 			return nil, err

@@ -26,7 +26,8 @@ type Device struct {
 }
 
 // UserCommand is a command for the User aggregate: RegisterUser,
-// UpdateProfile, ChangePassword, LogIn, LogOut or LogOutOthers.
+// UpdateProfile, ChangePassword, LogIn, LogOut, LogOutOthers,
+// RegisterPushToken or RemovePushToken.
 type UserCommand interface{ userCommand() }
 
 // RegisterUser creates the account. The caller appends the resulting
@@ -135,7 +136,9 @@ func (u *User) Devices() []Device {
 // other command returns ENotFound on an unregistered user, and LogOut returns
 // ENotFound for a device without a session; LogOutOthers returns no events
 // when no other device has one. Malformed fields give EInvalid,
-// overlong ones ETooLarge.
+// overlong ones ETooLarge. RegisterPushToken and RemovePushToken return
+// ENotFound for a device without a session, and RegisterPushToken the
+// EInvalid of PushToken.Check.
 func (u *User) Decide(cmd UserCommand, now time.Time, p Policy) ([]Event, error) {
 	if c, ok := cmd.(RegisterUser); ok {
 		return u.decideRegister(c, p)
@@ -179,6 +182,8 @@ func (u *User) Decide(cmd UserCommand, now time.Time, p Policy) ([]Event, error)
 			}
 		}
 		return events, nil
+	case RegisterPushToken, RemovePushToken:
+		return u.decidePush(c)
 	}
 	return nil, unknownCommand(u.AggregateID(), cmd)
 }
@@ -230,6 +235,8 @@ func (u *User) Apply(e Event) error {
 		u.devices[e.Device] = e.Platform
 	case DeviceLoggedOut:
 		delete(u.devices, e.Device)
+	case PushTokenRegistered, PushTokenRemoved:
+		// Tokens are not part of the aggregate's state (decidePush).
 	default:
 		return foreign(u.AggregateID(), e)
 	}

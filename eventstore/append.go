@@ -122,9 +122,13 @@ type prepared struct {
 	partition int
 	keys      []string
 	args      []any
+	heads     []string // the aggregates whose heads the script reads
 	nevents   int
 	req       *AppendRequest
 }
+
+// MaxGuards bounds the guards of one append request.
+const MaxGuards = 16
 
 // invalid returns a domain EInvalid error prefixed by the package.
 func invalid(format string, args ...any) error {
@@ -145,14 +149,18 @@ func (s *Store) prepare(req *AppendRequest) (*prepared, error) {
 		return nil, invalid("empty partition key")
 	}
 	p := &prepared{partition: s.keys.partitionOf(pk), req: req}
+	if len(req.Guards) > MaxGuards {
+		return nil, invalid("%d guards in one append, limit %d", len(req.Guards), MaxGuards)
+	}
 	// Sized up front: one allocation each for the common request.
-	nargs, nkeys := 3+len(req.Guards), 1+len(req.Guards)
+	nargs, nkeys := 3+2*len(req.Guards), 1
 	for i := range req.Streams {
-		nargs += 4 + 6*len(req.Streams[i].Events)
-		nkeys += 3
+		nargs += 5 + 6*len(req.Streams[i].Events)
+		nkeys += 2
 	}
 	p.args = make([]any, 0, nargs)
 	p.keys = make([]string, 0, nkeys)
+	p.heads = make([]string, 0, len(req.Guards)+len(req.Streams))
 	if req.IdempotencyKey != "" {
 		if len(req.IdempotencyKey) > 200 {
 			return nil, invalid("idempotency key longer than 200 bytes")
@@ -164,11 +172,11 @@ func (s *Store) prepare(req *AppendRequest) (*prepared, error) {
 	}
 	p.args = append(p.args, len(req.Guards))
 	for _, g := range req.Guards {
-		if g.Aggregate == "" {
-			return nil, invalid("guard without aggregate")
+		if g.Aggregate == "" || len(g.Aggregate) > 200 || !utf8.ValidString(g.Aggregate) {
+			return nil, invalid("invalid guard aggregate %q", g.Aggregate)
 		}
-		p.args = append(p.args, g.Version)
-		p.keys = append(p.keys, s.keys.head(p.partition, g.Aggregate))
+		p.args = append(p.args, g.Aggregate, g.Version)
+		p.heads = append(p.heads, g.Aggregate)
 	}
 	p.args = append(p.args, len(req.Streams))
 	for i := range req.Streams {
@@ -203,8 +211,8 @@ func (s *Store) prepareStream(p *prepared, st *StreamAppend) error {
 	if st.KeepHistory {
 		keep = "1"
 	}
-	p.args = append(p.args, string(st.Expected.kind), st.Expected.version, keep, len(st.Events))
-	p.keys = append(p.keys, s.keys.head(p.partition, st.Aggregate))
+	p.args = append(p.args, string(st.Expected.kind), st.Expected.version, keep, len(st.Events), st.Aggregate)
+	p.heads = append(p.heads, st.Aggregate)
 	if st.KeepHistory {
 		p.keys = append(p.keys, s.keys.history(p.partition, st.Aggregate))
 	}
@@ -271,6 +279,18 @@ func (s *Store) encode(aggregate string, ev *mpimv1.Event) (data []byte, sequenc
 	}
 	_, sequenced = ev.GetPayload().(*mpimv1.Event_MessageSent)
 	return data, sequenced, nil
+}
+
+// eventAt is the i-th event of req in request order, or nil.
+func eventAt(req *AppendRequest, i int) *mpimv1.Event {
+	for j := range req.Streams {
+		evs := req.Streams[j].Events
+		if i < len(evs) {
+			return evs[i]
+		}
+		i -= len(evs)
+	}
+	return nil
 }
 
 func payloadName(ev *mpimv1.Event) string {

@@ -4,44 +4,61 @@
 -- each transaction succeeds or fails on its own, in order.
 --
 -- KEYS[1]  the partition log stream
+-- KEYS[2]  the partition's heads hash: field <agg>, value "v" or "v:s"
 -- ARGV[1]  idempotency TTL in seconds
 -- ARGV[2]  number of transactions
+-- ARGV[3]  number of head fields H, then H x aggregate: every aggregate the
+--          transactions name (guards and streams), read in one HMGET
 -- then, per transaction (keys consumed from KEYS in the same order):
 --   idem flag "1"/"0"                              [KEYS: idempotency key if "1"]
---   guard count G, then G x expected version       [KEYS: G head keys]
+--   guard count G, then G x (aggregate, expected version)
 --   stream count S, then per stream:
 --     expected kind ("a" any, "n" no stream, "e" exact), expected version,
---     keep ("1": also append to the aggregate's own stream), event count N
---                                                  [KEYS: head, history if keep, cells]
+--     keep ("1": also append to the aggregate's own stream), event count N,
+--     aggregate                                    [KEYS: history if keep, cells]
 --     then N x (event id, sequenced "1"/"0", data, cell mode, cell args):
 --       cell mode "-": no cell; "s": 1 arg, the value stored at this event's seq;
 --       "x": 3 args (seq, expected value, new value), a compare-and-set.
 --
 -- Result: one string per transaction:
---   "O;" .. id:version:seq:position for each event, joined by ";"
---   "D;" .. the stored result of the first execution (idempotent retry)
+--   "O;" .. version:seq:position for each event, joined by ";" (the caller
+--          knows the event ids)
+--   "D;" .. id:version:seq:position for each event of the first execution
+--          (idempotent retry: the stored record)
 --   "V;" .. stream index .. ";" .. actual version   (version conflict)
 --   "G;" .. guard index .. ";" .. actual version    (guard conflict)
 --   "C;" .. stream index .. ";" .. event index      (cell conflict)
 --
--- Heads are read once per aggregate per call and written once at the end.
+-- Heads are read in one HMGET per call and written in one HSET at the end:
+-- per event the script calls XADD, HSET of a cell if any, and GET and SET
+-- of the idempotency record if the transaction has a key.
 
 -- Locals: globals are slow to reach from a script.
-local argv, keys, call, num = ARGV, KEYS, redis.call, tonumber
-local log = keys[1]
+local argv, keys, call, num, find, sub = ARGV, KEYS, redis.call, tonumber, string.find, string.sub
+local log, heads = keys[1], keys[2]
 local ttl = argv[1]
 local ntx = num(argv[2])
-local hv, hs, dirty, ndirty = {}, {}, {}, 0
+local nheads = num(argv[3])
+local hv, hs, dirty = {}, {}, {}
 
-local function head(key)
-  local v = hv[key]
-  if v == nil then
-    local r = call("HMGET", key, "v", "s")
-    v = num(r[1]) or 0
-    hv[key] = v
-    hs[key] = num(r[2]) or 0
+-- Redis' Lua takes at most a few thousand arguments per call: chunk.
+local chunk = 500
+for i = 4, 3 + nheads, chunk do
+  local last = math.min(i + chunk - 1, 3 + nheads)
+  local r = call("HMGET", heads, unpack(argv, i, last))
+  for j = i, last do
+    local raw, agg = r[j - i + 1], argv[j]
+    if raw then
+      local c = find(raw, ":", 1, true)
+      if c then
+        hv[agg], hs[agg] = num(sub(raw, 1, c - 1)), num(sub(raw, c + 1))
+      else
+        hv[agg], hs[agg] = num(raw), 0
+      end
+    else
+      hv[agg], hs[agg] = 0, 0
+    end
   end
-  return v
 end
 
 -- check walks one transaction from (a, k) without writing; it returns the
@@ -57,21 +74,21 @@ local function check(a, k)
   local ng = num(argv[a]); a = a + 1
   for g = 1, ng do
     if not failure then
-      local have = head(keys[k])
-      if have ~= num(argv[a]) then failure = "G;" .. g .. ";" .. have end
+      local have = hv[argv[a]]
+      if have ~= num(argv[a + 1]) then failure = "G;" .. g .. ";" .. have end
     end
-    a = a + 1; k = k + 1
+    a = a + 2
   end
   local ns = num(argv[a]); a = a + 1
   for s = 1, ns do
     local kind, keep, ne = argv[a], argv[a + 2] == "1", num(argv[a + 3])
     if not failure and kind ~= "a" then
-      local have = head(keys[k])
+      local have = hv[argv[a + 4]]
       if (kind == "n" and have ~= 0) or (kind == "e" and have ~= num(argv[a + 1])) then
         failure = "V;" .. s .. ";" .. have
       end
     end
-    a = a + 4; k = k + 1
+    a = a + 5
     if keep then k = k + 1 end
     local cells = keys[k]; k = k + 1
     for e = 1, ne do
@@ -92,21 +109,19 @@ end
 
 -- apply walks the same transaction again and writes it.
 local function apply(a, k)
-  local res = {}
+  local res, rec = {}, nil
   local idemKey
-  if argv[a] == "1" then idemKey = keys[k]; k = k + 1 end
+  if argv[a] == "1" then idemKey = keys[k]; k = k + 1; rec = {} end
   a = a + 1
-  local ng = num(argv[a]); a = a + 1 + ng; k = k + ng
+  local ng = num(argv[a]); a = a + 1 + 2 * ng
   local ns = num(argv[a]); a = a + 1
   for _ = 1, ns do
-    local keep, ne = argv[a + 2] == "1", num(argv[a + 3])
-    a = a + 4
-    local hk = keys[k]; k = k + 1
+    local keep, ne, agg = argv[a + 2] == "1", num(argv[a + 3]), argv[a + 4]
+    a = a + 5
     local hist
     if keep then hist = keys[k]; k = k + 1 end
     local cells = keys[k]; k = k + 1
-    local v = head(hk)
-    local seq = hs[hk]
+    local v, seq = hv[agg], hs[agg]
     for _ = 1, ne do
       local id, sequenced, data, mode = argv[a], argv[a + 1] == "1", argv[a + 2], argv[a + 3]
       a = a + 4
@@ -120,24 +135,29 @@ local function apply(a, k)
       elseif mode == "s" then
         call("HSET", cells, es, argv[a]); a = a + 1
       end
-      res[#res + 1] = id .. ":" .. v .. ":" .. es .. ":" .. pos
+      local part = v .. ":" .. es .. ":" .. pos
+      res[#res + 1] = part
+      if rec then rec[#rec + 1] = id .. ":" .. part end
     end
-    hv[hk], hs[hk] = v, seq
-    if not dirty[hk] then dirty[hk] = true; ndirty = ndirty + 1 end
+    hv[agg], hs[agg] = v, seq
+    dirty[agg] = true
   end
-  local r = table.concat(res, ";")
-  if idemKey then call("SET", idemKey, r, "EX", ttl) end
-  return "O;" .. r
+  if idemKey then call("SET", idemKey, table.concat(rec, ";"), "EX", ttl) end
+  return "O;" .. table.concat(res, ";")
 end
 
 local out = {}
-local a, k = 3, 2
+local a, k = 4 + nheads, 3
 for t = 1, ntx do
   local failure, na, nk = check(a, k)
   if failure then out[t] = failure else out[t] = apply(a, k) end
   a, k = na, nk
 end
-for key in pairs(dirty) do
-  call("HSET", key, "v", hv[key], "s", hs[key])
+local hset = {}
+for agg in pairs(dirty) do
+  hset[#hset + 1] = agg
+  if hs[agg] == 0 then hset[#hset + 1] = hv[agg] else hset[#hset + 1] = hv[agg] .. ":" .. hs[agg] end
+  if #hset >= 2 * chunk then call("HSET", heads, unpack(hset)); hset = {} end
 end
+if #hset > 0 then call("HSET", heads, unpack(hset)) end
 return out

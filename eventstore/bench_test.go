@@ -14,9 +14,11 @@ import (
 
 // BenchmarkAppendMessages appends b.N message events from 64 concurrent
 // appenders, each sending to a conversation of its own (spread over the
-// partitions) or all to one conversation, and reports events/s.
+// partitions) or all to one conversation, and reports events/s. Mode
+// "send" appends as command.Send does for a 1:1 message with a client
+// message id: a guard on the pair, an idempotency key and a cell.
 func BenchmarkAppendMessages(b *testing.B) {
-	for _, mode := range []string{"spread", "one-conversation"} {
+	for _, mode := range []string{"spread", "one-conversation", "send"} {
 		b.Run(mode, func(b *testing.B) {
 			h := newHarness(b, eventstore.Config{})
 			const appenders = 64
@@ -36,9 +38,15 @@ func BenchmarkAppendMessages(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						_, err := h.store.Append(ctx, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
-							Aggregate: convs[w], Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(convs[w], "benchmark message of ordinary size, ok")}}}})
+					for n := next.Add(1); n <= int64(b.N); n = next.Add(1) {
+						req := eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
+							Aggregate: convs[w], Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(convs[w], "benchmark message of ordinary size, ok")}}}}
+						if mode == "send" {
+							req.IdempotencyKey = eventstore.IdempotencyKey(fmt.Sprintf("send:u/bench-%02d:%d", w, n))
+							req.Guards = []eventstore.Guard{{Aggregate: "r/" + convs[w][2:]}}
+							req.Streams[0].Cells = []*eventstore.Cell{{Value: []byte("cell-of-a-message")}}
+						}
+						_, err := h.store.Append(ctx, req)
 						if err != nil {
 							b.Error(err)
 							return

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -64,9 +65,30 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// MaxPrefixBytes bounds Config.Prefix.
+const MaxPrefixBytes = 256
+
+// CheckPrefix reports a key prefix the store refuses: one longer than
+// MaxPrefixBytes, or one with a brace. A hash tag ("{...}") in the prefix
+// would be the hash tag of every key, putting the whole deployment in one
+// Redis Cluster slot, and a lone brace would change which part of the key
+// after it is the tag.
+func CheckPrefix(prefix string) error {
+	if len(prefix) > MaxPrefixBytes {
+		return fmt.Errorf("eventstore: prefix must be at most %d bytes, got %d", MaxPrefixBytes, len(prefix))
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return fmt.Errorf("eventstore: prefix %q must not contain { or }: a hash tag there would put every key in one Redis Cluster slot", prefix)
+	}
+	return nil
+}
+
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
+	if err := CheckPrefix(c.Prefix); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Partitions < 1 || c.Partitions > 4096 {
 		errs = append(errs, fmt.Errorf("eventstore: partitions must be 1..4096, got %d", c.Partitions))
 	}

@@ -9,17 +9,20 @@
 // Key layout, per partition N, under the configured prefix:
 //
 //	{pN}:log          the partition stream; entries have fields v (version), s (seq), d (envelope)
-//	{pN}:h:<agg>      head of an aggregate: v (last version), s (last message seq)
+//	{pN}:h            heads of the partition's aggregates: field <agg>, value "<v>"
+//	                  (last version) or "<v>:<s>" (and last message seq, if not 0);
+//	                  layout 1 had {pN}:h:<agg> (fields v, s), migrated at Open (layout.go)
 //	{pN}:e:<agg>      the aggregate's own history stream (KeepHistory aggregates only)
 //	{pN}:snap:<agg>   a snapshot of a KeepHistory aggregate: v (version), p (history entry of v), d (caller's encoding); a cache that expires
 //	{pN}:c:<agg>      compact per-message state cells of a conversation, by seq
 //	{pN}:i:<key>      idempotency record of a transaction (expires after IdempotencyTTL)
 //	{pN}:dlq:<group>  a tap group's dead letters: the entry's fields, from (its position), n (deliveries)
 //	{pN}:retry:<group> dead letters requeued for the group's taps (read before the log)
-//	mpim:meta         deployment settings: partitions (the count) and hash (the
+//	mpim:meta         deployment settings: partitions (the count), hash (the
 //	                  PartitionHash; absent on deployments created before it,
-//	                  which keep FNV-1a); it exists once the deployment was
-//	                  created, and a read-only Open requires it
+//	                  which keep FNV-1a) and layout (LayoutHeadsHash; absent
+//	                  until a layout-1 deployment is migrated); it exists once
+//	                  the deployment was created, and a read-only Open requires it
 //
 // Append checks expected versions, guards, cells and the idempotency key, then
 // assigns versions and conversation seqs and XADDs, all inside one script, so

@@ -57,6 +57,9 @@ type keys struct {
 	prefix     string
 	partitions int
 	hash       PartitionHash // set by Open from the meta hash
+	// oldHeads: the deployment has not recorded layout 2 yet (read-only
+	// opens read the per-aggregate heads as a fallback; see layout.go).
+	oldHeads bool
 }
 
 // partitionOf is the deployment's partition of a partition key. It never
@@ -65,10 +68,13 @@ func (k keys) partitionOf(partitionKey string) int {
 	return k.hash.Of(partitionKey, k.partitions)
 }
 
-func (k keys) tag(p int) string              { return k.prefix + "{p" + strconv.Itoa(p) + "}:" }
-func (k keys) log(p int) string              { return k.tag(p) + "log" }
-func (k keys) meta() string                  { return k.prefix + "mpim:meta" }
-func (k keys) head(p int, agg string) string { return k.tag(p) + "h:" + agg }
+func (k keys) tag(p int) string   { return k.prefix + "{p" + strconv.Itoa(p) + "}:" }
+func (k keys) log(p int) string   { return k.tag(p) + "log" }
+func (k keys) meta() string       { return k.prefix + "mpim:meta" }
+func (k keys) heads(p int) string { return k.tag(p) + "h" }
+func (k keys) oldHead(p int, agg string) string {
+	return k.tag(p) + "h:" + agg // layout 1 (see layout.go)
+}
 func (k keys) history(p int, agg string) string {
 	return k.tag(p) + "e:" + agg
 }

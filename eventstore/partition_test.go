@@ -172,7 +172,8 @@ func legacyPartition(key string, partitions int) int {
 
 // TestLegacyDeploymentKeepsFNV1a: a deployment whose meta hash has no hash
 // field (created before it existed) keeps FNV-1a, in writable and read-only
-// opens, and opening it records nothing new.
+// opens, and opening it records no hash (only the key layout its heads were
+// migrated to).
 func TestLegacyDeploymentKeepsFNV1a(t *testing.T) {
 	rt := testsvc.Redis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr})
@@ -197,8 +198,8 @@ func TestLegacyDeploymentKeepsFNV1a(t *testing.T) {
 			}
 		}
 	}
-	if fields, err := rdb.HKeys(ctx, metaKey(rt.Prefix)).Result(); err != nil || fmt.Sprint(fields) != "[partitions]" {
-		t.Errorf("meta fields after opening a legacy deployment: %v, %v; want [partitions]", fields, err)
+	if fields, err := rdb.HKeys(ctx, metaKey(rt.Prefix)).Result(); err != nil || fmt.Sprint(fields) != "[partitions layout]" {
+		t.Errorf("meta fields after opening a legacy deployment: %v, %v; want [partitions layout]", fields, err)
 	}
 	// The hash recorded explicitly is the same function.
 	if err := rdb.HSet(ctx, metaKey(rt.Prefix), "hash", "fnv1a").Err(); err != nil {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/proto/codec"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +23,42 @@ type Recorded struct {
 	Event     *mpimv1.Event
 	// Raw is the stored envelope bytes (what the archive keeps).
 	Raw []byte
+	// decoded memoizes Domain for every copy of a Recorded read from the
+	// log; nil in a Recorded built otherwise (Domain then decodes each call).
+	decoded *decodedOnce
+}
+
+// decodedOnce is Recorded.Domain's result, computed once.
+type decodedOnce struct {
+	once sync.Once
+	meta codec.Meta
+	ev   domain.Event
+	err  error
+}
+
+// Domain returns the envelope decoded to the domain (codec.Decode of Event).
+// For a Recorded returned by a read it is decoded once, on the first call,
+// and shared by every copy of it: the projectors of a process that read
+// through one projectors.SharedLog share one decode per entry, so the caller
+// must treat the event as read-only (its slices are shared). It is safe for
+// concurrent use. An entry without an envelope fails.
+func (r *Recorded) Domain() (codec.Meta, domain.Event, error) {
+	d := r.decoded
+	if d == nil {
+		d = new(decodedOnce)
+		d.decode(r.Event)
+		return d.meta, d.ev, d.err
+	}
+	d.once.Do(func() { d.decode(r.Event) })
+	return d.meta, d.ev, d.err
+}
+
+func (d *decodedOnce) decode(ev *mpimv1.Event) {
+	if ev == nil {
+		d.err = errors.New("eventstore: entry without an envelope")
+		return
+	}
+	d.meta, d.ev, d.err = codec.Decode(ev)
 }
 
 // DecodeError reports a log entry that cannot be decoded. Readers return the
@@ -86,7 +124,7 @@ func decodeEntry(values map[string]any) (Recorded, error) {
 		return Recorded{}, errors.New("envelope of an unknown event type")
 	}
 	ev.Version, ev.Seq = v, seq
-	return Recorded{Event: ev, Raw: raw}, nil
+	return Recorded{Event: ev, Raw: raw, decoded: new(decodedOnce)}, nil
 }
 
 func (s *Store) checkPartition(p int) error {
@@ -116,7 +154,10 @@ func (s *Store) ReadPartition(ctx context.Context, p int, after Position, limit 
 // Tail is ReadPartition that blocks up to block (at least 1ms) for events
 // after position after when there are none yet. It reads from an explicit
 // position, never "$", so nothing appended between two calls is missed.
-// It returns no events and no error when the block time passes.
+// It returns no events and no error when the block time passes. With
+// Durability.WaitReplicas it returns events only once that many replicas
+// have them (see confirmReplicated), and an EUnavailable error when they
+// do not within WaitTimeout.
 func (s *Store) Tail(ctx context.Context, p int, after Position, limit int, block time.Duration) ([]Recorded, error) {
 	if err := s.checkPartition(p); err != nil {
 		return nil, err
@@ -136,10 +177,18 @@ func (s *Store) Tail(ctx context.Context, p int, after Position, limit int, bloc
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: tailing partition %d: %w", p, err)
 	}
-	if len(streams) == 0 {
+	if len(streams) == 0 || len(streams[0].Messages) == 0 {
 		return nil, nil
 	}
-	return decode(p, streams[0].Messages)
+	msgs := streams[0].Messages
+	last, err := ParsePosition(msgs[len(msgs)-1].ID)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: tailing partition %d: %w", p, err)
+	}
+	if err := s.confirmReplicated(ctx, p, last); err != nil {
+		return nil, err
+	}
+	return decode(p, msgs)
 }
 
 // ReadAggregate returns every event of a KeepHistory aggregate in version
@@ -156,17 +205,11 @@ func (s *Store) ReadAggregate(ctx context.Context, partitionKey, aggregate strin
 
 // Version returns an aggregate's current version and last message seq.
 func (s *Store) Version(ctx context.Context, partitionKey, aggregate string) (version, seq uint64, err error) {
-	p := s.keys.partitionOf(partitionKey)
-	vals, err := s.rdb.HMGet(ctx, s.keys.head(p, aggregate), "v", "s").Result()
+	version, seq, err = s.head(ctx, s.keys.partitionOf(partitionKey), aggregate)
 	if err != nil {
 		return 0, 0, fmt.Errorf("eventstore: reading head of %s: %w", aggregate, err)
 	}
-	parse := func(v any) uint64 {
-		str, _ := v.(string)
-		n, _ := strconv.ParseUint(str, 10, 64)
-		return n
-	}
-	return parse(vals[0]), parse(vals[1]), nil
+	return version, seq, nil
 }
 
 // Cell returns the cell of message seq in a conversation aggregate, or an

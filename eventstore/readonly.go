@@ -20,24 +20,25 @@ var ErrNoDeployment = errors.New("eventstore: no mpim deployment")
 // Config.ReadOnly.
 var ErrReadOnly = errors.New("eventstore: store opened read-only")
 
-// recordedMeta reads the deployment's partition count and partition hash
-// ("" when the field is absent) without writing anything.
-func (s *Store) recordedMeta(ctx context.Context) (int, string, error) {
+// recordedMeta reads the deployment's partition count, partition hash and
+// key layout ("" when a field is absent) without writing anything.
+func (s *Store) recordedMeta(ctx context.Context) (partitions int, hash, layout string, err error) {
 	key := s.keys.meta()
-	vals, err := s.rdb.HMGet(ctx, key, "partitions", metaHash).Result()
+	vals, err := s.rdb.HMGet(ctx, key, "partitions", metaHash, metaLayout).Result()
 	if err != nil {
-		return 0, "", fmt.Errorf("eventstore: reading partition count: %w", err)
+		return 0, "", "", fmt.Errorf("eventstore: reading partition count: %w", err)
 	}
 	if vals[0] == nil {
-		return 0, "", fmt.Errorf("%w at prefix %q on redis %s (key %q is missing)", ErrNoDeployment, s.cfg.Prefix, redisAddr(s.rdb), key)
+		return 0, "", "", fmt.Errorf("%w at prefix %q on redis %s (key %q is missing)", ErrNoDeployment, s.cfg.Prefix, redisAddr(s.rdb), key)
 	}
 	raw, _ := vals[0].(string)
 	got, err := strconv.Atoi(raw)
 	if err != nil {
-		return 0, "", fmt.Errorf("eventstore: reading partition count: field partitions of %q is %q, not a number", key, raw)
+		return 0, "", "", fmt.Errorf("eventstore: reading partition count: field partitions of %q is %q, not a number", key, raw)
 	}
-	hash, _ := vals[1].(string)
-	return got, hash, nil
+	hash, _ = vals[1].(string)
+	layout, _ = vals[2].(string)
+	return got, hash, layout, nil
 }
 
 // writable fails on a store opened read-only.

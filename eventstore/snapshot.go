@@ -78,7 +78,7 @@ func (s *Store) ReadAggregateAfter(ctx context.Context, partitionKey, aggregate 
 	var head *redis.StringCmd
 	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		xr = pipe.XRange(ctx, s.keys.history(p, aggregate), "("+snap.Position.String(), "+")
-		head = pipe.HGet(ctx, s.keys.head(p, aggregate), "v")
+		head = pipe.HGet(ctx, s.keys.heads(p), aggregate)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -95,7 +95,8 @@ func (s *Store) ReadAggregateAfter(ctx context.Context, partitionKey, aggregate 
 		}
 		v++
 	}
-	if head.Val() != strconv.FormatUint(v, 10) {
+	// No head (or a layout-1 deployment read before its migration): read in full.
+	if have, _, err := parseHead(head.Val()); err != nil || have != v || head.Val() == "" {
 		return nil, false, nil
 	}
 	return recs, true, nil

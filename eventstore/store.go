@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,10 @@ var ErrPartitionMismatch = errors.New("eventstore: partition count mismatch")
 // ErrPartitionHash is returned by Open when the deployment records a
 // partition hash this version does not know.
 var ErrPartitionHash = errors.New("eventstore: unknown partition hash")
+
+// ErrLayout is returned by Open when the deployment records a key layout
+// this version does not know.
+var ErrLayout = errors.New("eventstore: unknown key layout")
 
 // Store is the Redis Streams event store. It is safe for concurrent use.
 type Store struct {
@@ -95,46 +100,82 @@ func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, e
 const metaHash = "hash"
 
 // createMeta records the partition count and, only when it creates the
-// deployment (the count was not recorded yet), the partition hash, in one
-// step: a process opening the deployment at the same moment never sees the
-// count without the hash, and a deployment created before the field existed
-// never gets one (it keeps FNV-1a). ARGV: count, hash, the hash's field.
+// deployment (the count was not recorded yet), the partition hash and the
+// key layout, in one step: a process opening the deployment at the same
+// moment never sees the count without the hash, and a deployment created
+// before a field existed never gets it (it keeps FNV-1a, and its heads are
+// migrated by Open). ARGV: count, hash, the hash's field, layout, the
+// layout's field.
 var createMeta = redis.NewScript(`
 if redis.call('HSETNX', KEYS[1], 'partitions', ARGV[1]) == 1 then
-	redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
+	redis.call('HSET', KEYS[1], ARGV[3], ARGV[2], ARGV[5], ARGV[4])
 end
 return 0`)
 
 func (s *Store) checkPartitions(ctx context.Context) error {
 	if !s.cfg.ReadOnly {
-		if err := createMeta.Run(ctx, s.rdb, []string{s.keys.meta()}, s.cfg.Partitions, string(HashFNV1aFmix32), metaHash).Err(); err != nil {
+		if err := createMeta.Run(ctx, s.rdb, []string{s.keys.meta()}, s.cfg.Partitions, string(HashFNV1aFmix32), metaHash,
+			LayoutHeadsHash, metaLayout).Err(); err != nil {
 			return fmt.Errorf("eventstore: recording partition count: %w", err)
 		}
 	}
-	got, hash, err := s.recordedMeta(ctx)
+	got, hash, layout, err := s.recordedMeta(ctx)
 	if err != nil {
 		return err
 	}
 	if got != s.cfg.Partitions {
 		return fmt.Errorf("%w: the deployment was created with %d partitions, configured %d", ErrPartitionMismatch, got, s.cfg.Partitions)
 	}
-	s.keys.hash, err = parsePartitionHash(hash)
-	return err
+	if s.keys.hash, err = parsePartitionHash(hash); err != nil {
+		return err
+	}
+	switch layout {
+	case LayoutHeadsHash:
+	case "":
+		s.keys.oldHeads = true
+		if !s.cfg.ReadOnly {
+			return s.migrateLayout(ctx)
+		}
+	default:
+		return fmt.Errorf("%w: the deployment records key layout %q; this version knows %q", ErrLayout, layout, LayoutHeadsHash)
+	}
+	return nil
 }
 
+// checkDurability fails unless every server that takes appends (the one
+// server, or every master of a cluster) runs with appendonly yes and
+// appendfsync always, when the configuration requires it. Every master
+// that does not is named in the error.
 func (s *Store) checkDurability(ctx context.Context) error {
 	if !s.cfg.Durability.RequireFsyncAlways {
 		return nil
 	}
-	conf, err := s.rdb.ConfigGet(ctx, "append*").Result()
+	var mu sync.Mutex
+	var errs []error
+	check := func(ctx context.Context, c redis.Cmdable, name string) error {
+		conf, err := c.ConfigGet(ctx, "append*").Result()
+		if err != nil {
+			return fmt.Errorf("eventstore: reading redis persistence settings%s: %w", name, err)
+		}
+		if conf["appendonly"] != "yes" || conf["appendfsync"] != "always" {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("eventstore: durability requires appendonly yes and appendfsync always; server%s has appendonly %s, appendfsync %s",
+				name, conf["appendonly"], conf["appendfsync"]))
+			mu.Unlock()
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return check(ctx, c, " "+c.Options().Addr) })
+	} else {
+		err = check(ctx, s.rdb, "")
+	}
 	if err != nil {
-		return fmt.Errorf("eventstore: reading redis persistence settings: %w", err)
+		return err
 	}
-	if conf["appendonly"] != "yes" || conf["appendfsync"] != "always" {
-		return fmt.Errorf("eventstore: durability requires appendonly yes and appendfsync always; server has appendonly %s, appendfsync %s",
-			conf["appendonly"], conf["appendfsync"])
-	}
-	return nil
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }
 
 // Close stops the committers. Appends queued but not yet committed fail with
@@ -238,6 +279,35 @@ type call struct {
 	cmd       *redis.Cmd
 }
 
+// build encodes the call: the log and heads keys, then the aggregates whose
+// heads the script reads (each once), then every transaction.
+func (c *call) build(k keys, ttl int64) {
+	nkeys, nargs, nheads := 2, 3, 0
+	for _, pd := range c.txs {
+		nkeys += len(pd.p.keys)
+		nargs += len(pd.p.args)
+		nheads += len(pd.p.heads)
+	}
+	c.keys = make([]string, 0, nkeys)
+	c.args = make([]any, 0, nargs+nheads)
+	c.keys = append(c.keys, k.log(c.partition), k.heads(c.partition))
+	c.args = append(c.args, ttl, len(c.txs), 0)
+	seen := make(map[string]struct{}, nheads)
+	for _, pd := range c.txs {
+		for _, h := range pd.p.heads {
+			if _, ok := seen[h]; !ok {
+				seen[h] = struct{}{}
+				c.args = append(c.args, h)
+			}
+		}
+	}
+	c.args[2] = len(seen)
+	for _, pd := range c.txs {
+		c.keys = append(c.keys, pd.p.keys...)
+		c.args = append(c.args, pd.p.args...)
+	}
+}
+
 // commit runs one group commit and answers every append of the batch.
 func (s *Store) commit(batch []*pending) {
 	calls := make([]*call, 0, 4)
@@ -264,19 +334,7 @@ func (s *Store) commit(batch []*pending) {
 	}
 	ttl := int64(s.cfg.IdempotencyTTL / time.Second)
 	for _, c := range calls {
-		nkeys, nargs := 1, 2
-		for _, pd := range c.txs {
-			nkeys += len(pd.p.keys)
-			nargs += len(pd.p.args)
-		}
-		c.keys = make([]string, 0, nkeys)
-		c.args = make([]any, 0, nargs)
-		c.keys = append(c.keys, s.keys.log(c.partition))
-		c.args = append(c.args, ttl, len(c.txs))
-		for _, pd := range c.txs {
-			c.keys = append(c.keys, pd.p.keys...)
-			c.args = append(c.args, pd.p.args...)
-		}
+		c.build(s.keys, ttl)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -298,16 +356,29 @@ func (s *Store) commit(batch []*pending) {
 		}
 		for i, pd := range c.txs {
 			res, err := parseReply(replies[i], pd.p)
+			if err == nil && res.Duplicate && len(res.Events) > 0 {
+				// A duplicate wrote nothing, so the WAIT after it counted
+				// the replicas of its connection's earlier write, not of
+				// the first execution (whose WAIT may have failed): confirm
+				// those events themselves before answering.
+				if werr := s.confirmReplicated(ctx, c.partition, res.Events[len(res.Events)-1].Position); werr != nil {
+					res, err = AppendResult{}, werr
+				}
+			}
 			pd.done <- outcome{res: res, err: err}
 		}
 	}
 }
 
 // run sends every call in one pipeline, followed by WAIT when durability
-// asks for it. A NOSCRIPT reply (the server lost its script cache) reloads
+// asks for it (on a cluster, one pipeline per master: see runOnMasters). A NOSCRIPT reply (the server lost its script cache) reloads
 // the script and retries once: a call that failed with NOSCRIPT wrote nothing.
 func (s *Store) run(ctx context.Context, calls []*call) error {
 	d := s.cfg.Durability
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok && d.WaitReplicas > 0 {
+		s.runOnMasters(ctx, cc, calls)
+		return nil
+	}
 	for attempt := 0; ; attempt++ {
 		var wait *redis.Cmd
 		_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
@@ -345,12 +416,26 @@ func parseReply(reply any, p *prepared) (AppendResult, error) {
 	switch kind {
 	case "O", "D":
 		res.Duplicate = kind == "D"
+		if kind == "O" {
+			res.Events = make([]Appended, 0, p.nevents)
+		}
+		i := 0
 		for part := range strings.SplitSeq(rest, ";") {
-			a, err := parseAppended(part)
+			var a Appended
+			var err error
+			if kind == "O" {
+				a, err = parseNew(part, p, i)
+			} else {
+				a, err = parseAppended(part)
+			}
 			if err != nil {
 				return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q: %w", str, err)
 			}
 			res.Events = append(res.Events, a)
+			i++
+		}
+		if kind == "O" && i != p.nevents {
+			return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: script result %q has %d events, want %d", str, i, p.nevents)
 		}
 		return res, nil
 	case "V", "G", "C":
@@ -370,28 +455,52 @@ func parseReply(reply any, p *prepared) (AppendResult, error) {
 	return AppendResult{}, domain.Errorf(domain.EInternal, "eventstore: bad script result %q", str)
 }
 
+// parseAppended parses "id:version:seq:position" (a stored idempotency
+// record's event).
 func parseAppended(s string) (Appended, error) {
-	f := strings.SplitN(s, ":", 4)
-	if len(f) != 4 {
+	idStr, rest, ok := strings.Cut(s, ":")
+	if !ok {
 		return Appended{}, errors.New("want id:version:seq:position")
 	}
-	id, err := ulid.ParseStrict(f[0])
+	id, err := ulid.ParseStrict(idStr)
 	if err != nil {
 		return Appended{}, err
 	}
-	v, err := strconv.ParseUint(f[1], 10, 64)
+	a, err := parseVSP(rest)
+	a.ID = id
+	return a, err
+}
+
+// parseNew parses "version:seq:position" of the i-th event of p, whose id
+// the request carries.
+func parseNew(s string, p *prepared, i int) (Appended, error) {
+	ev := eventAt(p.req, i)
+	if ev == nil {
+		return Appended{}, fmt.Errorf("more events than the request's %d", p.nevents)
+	}
+	a, err := parseVSP(s)
+	copy(a.ID[:], ev.GetId())
+	return a, err
+}
+
+func parseVSP(s string) (Appended, error) {
+	f := strings.SplitN(s, ":", 3)
+	if len(f) != 3 {
+		return Appended{}, errors.New("want version:seq:position")
+	}
+	v, err := strconv.ParseUint(f[0], 10, 64)
 	if err != nil {
 		return Appended{}, err
 	}
-	seq, err := strconv.ParseUint(f[2], 10, 64)
+	seq, err := strconv.ParseUint(f[1], 10, 64)
 	if err != nil {
 		return Appended{}, err
 	}
-	pos, err := ParsePosition(f[3])
+	pos, err := ParsePosition(f[2])
 	if err != nil {
 		return Appended{}, err
 	}
-	return Appended{ID: id, Version: v, Seq: seq, Position: pos}, nil
+	return Appended{Version: v, Seq: seq, Position: pos}, nil
 }
 
 func ulidString(b []byte) string {

@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,6 +399,8 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			Aggregate: conv, Expected: eventstore.NoStream, Events: []*mpimv1.Event{messageEvent(conv, "x")}}}}},
 		{"failed guard conflicts", domain.EConflict, eventstore.AppendRequest{PartitionKey: conv, Guards: []eventstore.Guard{{Aggregate: "g/nope", Version: 3}},
 			Streams: []eventstore.StreamAppend{{Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, "x")}}}}},
+		{"too many guards is invalid", domain.EInvalid, eventstore.AppendRequest{PartitionKey: conv, Guards: manyGuards(eventstore.MaxGuards + 1),
+			Streams: []eventstore.StreamAppend{{Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{messageEvent(conv, "x")}}}}},
 		{"cell mismatch conflicts", domain.EConflict, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{{
 			Aggregate: conv, Expected: eventstore.Any, Events: []*mpimv1.Event{renameEvent(conv, "r")},
 			Cells: []*eventstore.Cell{{Seq: 1, Expect: []byte("not this"), Value: []byte("v")}}}}}},
@@ -421,6 +424,15 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyGuards returns n valid guards (aggregates without events).
+func manyGuards(n int) []eventstore.Guard {
+	gs := make([]eventstore.Guard, n)
+	for i := range gs {
+		gs[i] = eventstore.Guard{Aggregate: fmt.Sprintf("g/many-%d", i)}
+	}
+	return gs
 }
 
 func TestGuardsAndCells(t *testing.T) {
@@ -517,6 +529,21 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 	for _, want := range []string{"partitions", "max event bytes", "max events per append", "max batch events", "committers", "idempotency TTL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// A prefix with a brace (a hash tag would put every key in one cluster
+// slot) or longer than MaxPrefixBytes is refused; ordinary ones pass.
+func TestPrefixWithBracesIsRefused(t *testing.T) {
+	for _, p := range []string{"{app}:", "a{", "}b", "x{y}z", strings.Repeat("p", eventstore.MaxPrefixBytes+1)} {
+		if err := (eventstore.Config{Prefix: p, Partitions: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("prefix %q: %v", p, err)
+		}
+	}
+	for _, p := range []string{"", "prod:", "t:abc:", strings.Repeat("p", eventstore.MaxPrefixBytes)} {
+		if err := eventstore.CheckPrefix(p); err != nil {
+			t.Errorf("prefix %q refused: %v", p, err)
 		}
 	}
 }

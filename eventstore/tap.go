@@ -73,7 +73,7 @@ func (s *Store) NewTap(ctx context.Context, cfg TapConfig) (*Tap, error) {
 	}
 	// A group on a wrong prefix would create streams there (MKSTREAM, which
 	// a partition nobody appended to yet needs): check the deployment first.
-	if _, _, err := s.recordedMeta(ctx); err != nil {
+	if _, _, _, err := s.recordedMeta(ctx); err != nil {
 		return nil, err
 	}
 	for p := range s.cfg.Partitions {

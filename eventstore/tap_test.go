@@ -7,6 +7,7 @@ import (
 
 	"github.com/mpim/mpim/eventstore"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestTapCompetingConsumersClaimAndDeadLetter(t *testing.T) {
@@ -18,7 +19,10 @@ func TestTapCompetingConsumersClaimAndDeadLetter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := eventstore.TapConfig{Group: "analytics", MinIdle: 20 * time.Millisecond, MaxDeliveries: 2}
+	// While a and b both run, neither claims the other's entries: their
+	// MinIdle is far longer than the test, so how slowly the machine runs
+	// cannot turn a's fresh pending entries into b's claim.
+	cfg := eventstore.TapConfig{Group: "analytics", MinIdle: time.Hour, MaxDeliveries: 2}
 	cfg.Consumer = "a"
 	a, err := h.store.NewTap(ctx, cfg)
 	if err != nil {
@@ -44,19 +48,26 @@ func TestTapCompetingConsumersClaimAndDeadLetter(t *testing.T) {
 	if err := b.Ack(ctx, 0, posB...); err != nil {
 		t.Fatal(err)
 	}
-	// a dies without acking: b claims a's entries once they are idle.
-	// Idleness is what is tested, so the test lets time pass: a sleep of
-	// twice MinIdle leaves the entries idle long enough, and a slower run
-	// only leaves them idler (nothing here asserts they are not claimed
-	// before MinIdle).
-	time.Sleep(40 * time.Millisecond)
+	// a dies without acking: b (restarted with a short MinIdle) claims a's
+	// entries once they are idle. The test waits until Redis itself reports
+	// them idle for MinIdle, rather than sleeping and hoping.
+	cfg.MinIdle = 20 * time.Millisecond
+	cfg.Consumer = "a"
+	if a, err = h.store.NewTap(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Consumer = "b"
+	if b, err = h.store.NewTap(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitPendingIdle(t, h, "analytics", "a", 3, cfg.MinIdle)
 	claimed, err := b.Read(ctx, 0, 10, 10*time.Millisecond)
 	if err != nil || len(claimed) != 3 || claimed[0].Position != gotA[0].Position || claimed[0].Deliveries != 2 {
 		t.Fatalf("claimed %+v, %v", claimed, err)
 	}
 	// b fails too: the next claim exceeds MaxDeliveries and dead-letters
-	// (the same idle time passes first).
-	time.Sleep(40 * time.Millisecond)
+	// (once the entries are idle again).
+	waitPendingIdle(t, h, "analytics", "b", 3, cfg.MinIdle)
 	again, err := a.Read(ctx, 0, 10, 10*time.Millisecond)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("after max deliveries read %d entries, %v", len(again), err)
@@ -71,6 +82,32 @@ func TestTapCompetingConsumersClaimAndDeadLetter(t *testing.T) {
 	}
 	if _, err := h.store.NewTap(ctx, eventstore.TapConfig{}); err == nil {
 		t.Fatal("tap without group and consumer accepted")
+	}
+}
+
+// waitPendingIdle waits (bounded) until consumer holds n pending entries of
+// partition 0 that Redis reports idle for at least minIdle.
+func waitPendingIdle(t *testing.T, h *harness, group, consumer string, n int, minIdle time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending, err := h.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
+			Stream: h.prefix + "{p0}:log", Group: group, Consumer: consumer, Start: "-", End: "+", Count: int64(n) + 1,
+		}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle := len(pending) == n
+		for _, p := range pending {
+			idle = idle && p.Idle >= minIdle
+		}
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's pending entries %+v are not %d idle for %v", consumer, pending, n, minIdle)
+		}
+		time.Sleep(minIdle / 4)
 	}
 }
 

@@ -156,6 +156,12 @@ func (a *api) handle(ctx context.Context, me *caller, f *mpimv1.ClientFrame) (*m
 	case *mpimv1.ClientFrame_MarkRead:
 		_, err = a.cmd.MarkRead(ctx, actor, domain.ConversationID(q.MarkRead.GetConversationId()), q.MarkRead.GetSeq())
 		r.Result = &mpimv1.Response_MarkRead{MarkRead: done}
+	case *mpimv1.ClientFrame_MuteConversation:
+		err = a.muteConversation(ctx, actor, q.MuteConversation)
+		r.Result = &mpimv1.Response_MuteConversation{MuteConversation: done}
+	case *mpimv1.ClientFrame_UnmuteConversation:
+		_, err = a.cmd.UnmuteConversation(ctx, actor, domain.ConversationID(q.UnmuteConversation.GetConversationId()))
+		r.Result = &mpimv1.Response_UnmuteConversation{UnmuteConversation: done}
 	case *mpimv1.ClientFrame_Conversations:
 		var l *mpimv1.ConversationList
 		l, err = a.conversations(ctx, me.user, q.Conversations)
@@ -228,6 +234,18 @@ func (a *api) updateProfile(ctx context.Context, me *caller, q *mpimv1.UpdatePro
 	// lagging read models do.
 	p.DisplayName, p.AvatarUrl = strings.TrimSpace(q.GetDisplayName()), q.GetAvatarUrl()
 	return p, nil
+}
+
+// muteConversation answers muteConversation: an until_ms beyond year 9999
+// or negative is invalid before the command decides the rest
+// (command.Service.MuteConversation).
+func (a *api) muteConversation(ctx context.Context, actor command.Actor, q *mpimv1.MuteConversationRequest) error {
+	until, err := domain.TimeFromUnixMilli("untilMs", q.GetUntilMs())
+	if err != nil {
+		return err
+	}
+	_, err = a.cmd.MuteConversation(ctx, actor, domain.ConversationID(q.GetConversationId()), until, q.GetForever())
+	return err
 }
 
 // conversations answers a conversations request. Arguments out of range

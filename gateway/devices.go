@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/coder/websocket"
+	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway/accounts"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
@@ -27,13 +28,16 @@ const (
 )
 
 // devices carries out a caller's requests about its own sessions: change
-// the password, list the devices, log out one device or every other one.
+// the password, list the devices, log out one device or every other one,
+// register or remove the calling device's push token (which a logout
+// removes with the session: DeviceLoggedOut ends both).
 // Logging a device out revokes its tokens first (so it cannot resume),
 // records DeviceLoggedOut in the log, then ends its live connections on
 // every gateway through the hub (close code 4003). It is safe for
 // concurrent use.
 type devices struct {
 	acc *accounts.Service
+	cmd *command.Service
 	hub Hub
 	q   *query.Service
 	// maxListed bounds listDevices.
@@ -58,6 +62,13 @@ func (d *devices) handle(ctx context.Context, me *caller, addr string, f *mpimv1
 	case *mpimv1.ClientFrame_LogoutOtherDevices:
 		err = d.logoutOthers(ctx, me, endLoggedOut)
 		r.Result = &mpimv1.Response_LogoutOtherDevices{LogoutOtherDevices: done}
+	case *mpimv1.ClientFrame_RegisterPushToken:
+		p := q.RegisterPushToken
+		_, err = d.cmd.RegisterPushToken(ctx, me.actor(), domain.PushToken{Platform: domain.PushPlatform(p.GetPlatform()), Token: p.GetToken(), AppID: p.GetAppId()})
+		r.Result = &mpimv1.Response_RegisterPushToken{RegisterPushToken: done}
+	case *mpimv1.ClientFrame_RemovePushToken:
+		_, err = d.cmd.RemovePushToken(ctx, me.actor())
+		r.Result = &mpimv1.Response_RemovePushToken{RemovePushToken: done}
 	default:
 		return nil, false, nil
 	}

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +24,8 @@ const codeOverloaded domain.Code = "overloaded"
 
 // memoryGuard keeps Redis from reaching maxmemory through this gateway: it
 // reads INFO memory every interval and, while used_memory is at or above
-// fraction × maxmemory, refuses the requests that add content (register,
+// fraction × maxmemory (on a Redis Cluster: on any master, as every master
+// takes a share of the writes), refuses the requests that add content (register,
 // send, edit, createGroup, addMember, joinGroup, requestFriend,
 // updateProfile) with "overloaded". Everything else (reads, acks, login,
 // leaving, blocking, marking read) still works, so clients keep their view
@@ -80,12 +83,13 @@ func (g *memoryGuard) run(ctx context.Context) {
 	}
 }
 
-// check reads INFO memory once and updates the verdict. It returns false
-// if the server does not report memory, so checking is pointless.
+// check reads INFO memory once (of every master on a cluster) and updates
+// the verdict from the fullest server. It returns false if the server does
+// not report memory, so checking is pointless.
 func (g *memoryGuard) check(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, max(g.interval, time.Second))
 	defer cancel()
-	info, err := g.rdb.Info(ctx, "memory").Result()
+	m, err := fullestNode(ctx, g.rdb)
 	var rerr redis.Error
 	switch {
 	case errors.As(err, &rerr):
@@ -98,7 +102,7 @@ func (g *memoryGuard) check(ctx context.Context) bool {
 		return true
 	}
 	g.warnedErr.Store(false)
-	used, limit := infoField(info, "used_memory"), infoField(info, "maxmemory")
+	used, limit, node := m.used, m.limit, m.node
 	if limit <= 0 {
 		g.ratio.Set(0)
 		g.over.Store(false)
@@ -109,12 +113,64 @@ func (g *memoryGuard) check(ctx context.Context) bool {
 	over := r >= g.fraction
 	if was := g.over.Swap(over); was != over {
 		if over {
-			g.log.Warn("gateway: Redis memory above the limit; refusing new content", "used_bytes", used, "maxmemory_bytes", limit, "fraction", g.fraction)
+			g.log.Warn("gateway: Redis memory above the limit; refusing new content", "used_bytes", used, "maxmemory_bytes", limit, "fraction", g.fraction, "node", node)
 		} else {
-			g.log.Info("gateway: Redis memory below the limit again; accepting new content", "used_bytes", used, "maxmemory_bytes", limit)
+			g.log.Info("gateway: Redis memory below the limit again; accepting new content", "used_bytes", used, "maxmemory_bytes", limit, "node", node)
 		}
 	}
 	return true
+}
+
+// nodeMemory is used_memory and maxmemory of one Redis server, as INFO
+// memory reports them; node is its address ("" for the one server).
+type nodeMemory struct {
+	node        string
+	used, limit int64
+}
+
+// fullestNode reads INFO memory of the one server, or of every master of a
+// cluster, and returns the fullest: the highest used_memory / maxmemory of
+// the masters with a maxmemory, or, if none has one, a master with limit 0.
+// An error of any master is returned.
+func fullestNode(ctx context.Context, rdb redis.UniversalClient) (nodeMemory, error) {
+	read := func(ctx context.Context, c redis.Cmdable, node string) (nodeMemory, error) {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return nodeMemory{}, err
+		}
+		return nodeMemory{node: node, used: infoField(info, "used_memory"), limit: infoField(info, "maxmemory")}, nil
+	}
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return read(ctx, rdb, "")
+	}
+	var mu sync.Mutex
+	var fullest nodeMemory
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		m, err := read(ctx, c, c.Options().Addr)
+		if err != nil {
+			return fmt.Errorf("master %s: %w", c.Options().Addr, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fullest.node == "" || fuller(m, fullest) {
+			fullest = m
+		}
+		return nil
+	})
+	return fullest, err
+}
+
+// fuller reports whether a is closer to its maxmemory than b; a server
+// without maxmemory is never fuller than one with it.
+func fuller(a, b nodeMemory) bool {
+	switch {
+	case a.limit <= 0:
+		return false
+	case b.limit <= 0:
+		return true
+	}
+	return float64(a.used)/float64(a.limit) > float64(b.used)/float64(b.limit)
 }
 
 // infoField returns the integer value of "name:<value>" in an INFO answer,

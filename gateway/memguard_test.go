@@ -64,7 +64,7 @@ func privateRedis(t *testing.T, args ...string) string {
 }
 
 // redisMemory returns used_memory and maxmemory of INFO memory.
-func redisMemory(t *testing.T, c *redis.Client) (used, limit int64) {
+func redisMemory(t *testing.T, c redis.UniversalClient) (used, limit int64) {
 	t.Helper()
 	info, err := c.Info(context.Background(), "memory").Result()
 	if err != nil {

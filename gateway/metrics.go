@@ -71,7 +71,7 @@ func (m *metrics) frameOut(typ string) {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		redisMemory: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mpim_gateway_redis_memory_used_ratio", Help: "Redis used_memory / maxmemory as last read (0: no maxmemory); new content is refused at --redis-memory-limit."}),
+			Name: "mpim_gateway_redis_memory_used_ratio", Help: "Redis used_memory / maxmemory as last read, of the fullest master on a cluster (0: no maxmemory); new content is refused at --redis-memory-limit."}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mpim_gateway_connections", Help: "Open WebSocket connections."}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -104,7 +104,7 @@ func TestOutboxReaderWaitsUntilDrained(t *testing.T) {
 	go func() { done <- o.waitUnder(nil) }()
 	// The reader pauses (it counts the pause before it waits) and stays
 	// paused until the writer drains the queue.
-	testsvc.Eventually(t, time.Minute, "the reader's pause", func() bool { return counterValue(t, o.m.pauses) == 1 })
+	testsvc.Eventually(t, time.Minute, "the reader's pause", func() bool { return metricValue(t, o.m.pauses) == 1 })
 	select {
 	case why := <-done:
 		t.Fatalf("returned over the budget: %q", why)
@@ -131,12 +131,15 @@ func TestOutboxReaderWaitTimesOut(t *testing.T) {
 	}
 }
 
-// counterValue reads c.
-func counterValue(tb testing.TB, c prometheus.Counter) float64 {
+// metricValue reads a counter or a gauge.
+func metricValue(tb testing.TB, c prometheus.Metric) float64 {
 	tb.Helper()
 	var m dto.Metric
 	if err := c.Write(&m); err != nil {
 		tb.Fatal(err)
+	}
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
 	}
 	return m.GetCounter().GetValue()
 }

@@ -66,6 +66,8 @@ type Server struct {
 	bg       sync.WaitGroup // reportLoad, pruneTokens and memGuard.run
 	stopBg   context.CancelFunc
 	memGuard *memoryGuard
+	// eventJSON encodes each pushed event's JSON once for every JSON session.
+	eventJSON eventJSONCache
 
 	mu       sync.Mutex // guards the fields below
 	sessions map[*session]struct{}
@@ -125,7 +127,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		memGuard: &memoryGuard{rdb: deps.Redis, fraction: cfg.MemoryLimitFraction, interval: cfg.MemoryCheckInterval,
 			log: deps.Logger.With("gateway", cfg.GatewayID), ratio: m.redisMemory},
 	}
-	s.devices = &devices{acc: s.accounts, hub: deps.Hub, q: q, maxListed: cfg.MaxDevicesListed}
+	s.devices = &devices{acc: s.accounts, cmd: deps.Commands, hub: deps.Hub, q: q, maxListed: cfg.MaxDevicesListed}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	s.handler = mux

@@ -15,6 +15,7 @@ import (
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway/accounts"
 	"github.com/mpim/mpim/gateway/delivery"
+	"github.com/mpim/mpim/internal/corknet"
 	"github.com/mpim/mpim/proto/frame"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"golang.org/x/time/rate"
@@ -48,7 +49,7 @@ const statusReplaced websocket.StatusCode = 4001
 type session struct {
 	srv  *Server
 	conn *websocket.Conn
-	cork *corkConn // under conn; nil if the ResponseWriter was not hijacked through it
+	cork *corknet.Conn // under conn; nil if the ResponseWriter was not hijacked through it
 	enc  frame.Encoding
 	log  *slog.Logger // immutable: the writer logs too
 	// remote is the client's address (host:port), set before run.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/coder/websocket"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // writer writes queued frames, in batches taken from the queue, until the
@@ -29,7 +28,7 @@ func (s *session) writer() {
 			// Several frames: one system call for all of them.
 			corked := s.cork != nil && len(batch) > 1
 			if corked {
-				s.cork.cork()
+				s.cork.Cork()
 			}
 			corkedBytes := 0
 			for i, f := range batch {
@@ -84,20 +83,22 @@ func (s *session) uncork() error {
 		return nil //nolint:nilerr // the writer stops at its next check
 	}
 	s.writeDog.Reset(s.srv.cfg.WriteTimeout)
-	err := s.cork.uncork()
+	err := s.cork.Uncork()
 	s.writeDog.Stop()
 	s.writing.Store(false)
 	return err
 }
 
-// frameWriter is the writer's reusable memory: the encoding buffer and the
-// Push of a delivery (the WebSocket library copies what it writes, so both
-// are free again once a write returned).
+// frameWriter is the writer's reusable memory: the encoding buffer, the
+// Push of a binary delivery and the Event a JSON delivery decodes into (the
+// WebSocket library copies what it writes, so all are free again once a
+// write returned).
 type frameWriter struct {
 	buf  []byte
 	push mpimv1.Push
 	pf   mpimv1.ServerFrame_Push
 	sf   mpimv1.ServerFrame
+	ev   mpimv1.Event
 }
 
 // release lets a burst's big buffer go.
@@ -109,14 +110,15 @@ func (w *frameWriter) release() {
 
 // write encodes and writes one frame.
 func (s *session) write(w *frameWriter, f outFrame) error {
-	sf, typ := f.frame, ""
+	typ := "push"
+	var data []byte
+	var err error
 	if f.push != nil {
-		sf, typ = s.pushFrame(w, f.push), "push"
-		defer func() { w.push = mpimv1.Push{} }() // drop the references
+		data, err = s.encodePush(w, f.push)
 	} else {
-		typ = serverFrameType(sf)
+		typ = serverFrameType(f.frame)
+		data, err = s.enc.AppendServer(w.buf[:0], f.frame)
 	}
-	data, err := s.enc.AppendServer(w.buf[:0], sf)
 	if err != nil {
 		s.log.Error("gateway: encoding a frame", "type", typ, "err", err)
 		return nil // drop it; the connection is fine
@@ -144,25 +146,24 @@ func (s *session) write(w *frameWriter, f outFrame) error {
 	return nil
 }
 
-// pushFrame builds the Push of a delivery in w: the envelope bytes for
-// binary clients, the decoded event for JSON clients.
-func (s *session) pushFrame(w *frameWriter, d *Delivery) *mpimv1.ServerFrame {
-	w.push = mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend}
-	p := &w.push
-	if s.enc.Binary() {
-		p.Envelope = d.Envelope
-	} else {
-		ev := &mpimv1.Event{}
-		if err := proto.Unmarshal(d.Envelope, ev); err != nil {
-			s.log.Error("gateway: undecodable envelope in a delivery", "inbox_id", d.InboxID, "err", err)
-			p.Envelope = d.Envelope
-		} else {
-			p.Event = ev
+// encodePush encodes the Push of a delivery into w.buf: the envelope bytes
+// for binary clients; for JSON clients the decoded event, encoded once per
+// event for all the gateway's sessions (eventJSONCache). An envelope that
+// does not decode is sent as bytes, in JSON too.
+func (s *session) encodePush(w *frameWriter, d *Delivery) ([]byte, error) {
+	if !s.enc.Binary() {
+		data, ok, err := s.srv.eventJSON.appendPush(w.buf[:0], d, &w.ev)
+		if ok {
+			return data, err
 		}
+		s.log.Error("gateway: undecodable envelope in a delivery", "inbox_id", d.InboxID)
 	}
-	w.pf.Push = p
+	w.push = mpimv1.Push{InboxId: d.InboxID, Type: d.Type, Resend: d.Resend, Envelope: d.Envelope}
+	w.pf.Push = &w.push
 	w.sf.Frame = &w.pf
-	return &w.sf
+	data, err := s.enc.AppendServer(w.buf[:0], &w.sf)
+	w.push = mpimv1.Push{} // drop the references
+	return data, err
 }
 
 func serverFrameType(f *mpimv1.ServerFrame) string {

@@ -17,6 +17,11 @@
 // with every new owner; a projector refuses (ErrFenced) a batch whose token is
 // older than the one it has seen, so an owner that paused and woke up late
 // cannot commit.
+//
+// The runners of one process share their reads through a SharedLog: one
+// XREAD and one decode per batch of a partition feed every projector, each
+// still reading after its own checkpoint. A batch's entries (Event, Raw and
+// the Domain decode) are therefore shared between projectors and read-only.
 package projectors
 
 import (
@@ -46,7 +51,9 @@ type Batch struct {
 	// After is the checkpoint the batch follows; To is the checkpoint after it
 	// (the position of its last entry, event or skipped).
 	After, To eventstore.Position
-	// Events are the decodable events, in log order.
+	// Events are the decodable events, in log order. They may be shared
+	// with the other projectors of the process (SharedLog): read them, use
+	// Recorded.Domain for the domain event, never modify them.
 	Events []eventstore.Recorded
 	// Skipped are entries that could not be decoded. The projector records
 	// them (quarantine) and moves past them: a bad entry never wedges a

@@ -13,20 +13,25 @@ import (
 // epoch stands for a NULL last_message_at in the conversation list's order.
 var epoch = time.Unix(0, 0).UTC()
 
+// whileMember is the condition, on a user_conversations row uc, that its
+// conversation is the user's: a group's conversation is the user's while the
+// user is a member. The row stays when the user leaves or is removed (two
+// partitions write it, and only upserts commute), so the membership decides
+// here. A group's conversation id is its group id with "c/" for "g/".
+const whileMember = " AND (uc.conversation_id NOT LIKE 'c/%' OR EXISTS (SELECT 1 FROM " + readmodel.Members + " m" +
+	" WHERE m.group_id = CONCAT('g/', SUBSTRING(uc.conversation_id, 3)) AND m.user_id = uc.user_id))"
+
 // Conversations returns a page of user's conversation list, most recent
 // first, with unread counts and titles (a peer's display name, else
-// username; a group's name). A group's conversation is listed while user
-// is a member.
+// username; a group's name) and user's do-not-disturb of each (a mute that
+// ended by Config.Now is not listed). A group's conversation is listed
+// while user is a member.
 func (s *Service) Conversations(ctx context.Context, user domain.UserID, page domain.ConversationsPage) (*mpimv1.ConversationList, error) {
 	limit := page.Limit
-	// A group's conversation is listed while the user is a member: the row
-	// stays when the user leaves or is removed (two partitions write it, and
-	// only upserts commute), so the membership decides here. A group's
-	// conversation id is its group id with "c/" for "g/".
-	sqlq := "SELECT uc.conversation_id, uc.last_seq, uc.last_message_at, uc.last_sender, uc.last_preview, uc.read_seq, uc.unread_count" +
-		" FROM " + readmodel.UserConversations + " uc WHERE uc.user_id = ?" +
-		" AND (uc.conversation_id NOT LIKE 'c/%' OR EXISTS (SELECT 1 FROM " + readmodel.Members + " m" +
-		" WHERE m.group_id = CONCAT('g/', SUBSTRING(uc.conversation_id, 3)) AND m.user_id = uc.user_id))"
+	sqlq := "SELECT uc.conversation_id, uc.last_seq, uc.last_message_at, uc.last_sender, uc.last_preview, uc.read_seq, uc.unread_count," +
+		" mu.user_id IS NOT NULL, mu.muted_until" +
+		" FROM " + readmodel.UserConversations + " uc LEFT JOIN " + readmodel.Mutes + " mu" +
+		" ON mu.user_id = uc.user_id AND mu.conversation_id = uc.conversation_id WHERE uc.user_id = ?" + whileMember
 	args := []any{string(user)}
 	if page.After {
 		before := page.Before
@@ -36,14 +41,24 @@ func (s *Service) Conversations(ctx context.Context, user domain.UserID, page do
 	sqlq += " ORDER BY uc.last_message_at DESC, uc.conversation_id DESC LIMIT ?"
 	args = append(args, limit+1)
 	out := &mpimv1.ConversationList{}
+	now := s.cfg.Now()
 	err := s.query(ctx, "listing conversations", func(rows *sql.Rows) error {
 		c := &mpimv1.ConversationSummary{}
-		var at sql.NullTime
-		if err := rows.Scan(&c.ConversationId, &c.LastSeq, &at, &c.LastSenderId, &c.LastPreview, &c.ReadSeq, &c.UnreadCount); err != nil {
+		var at, mutedUntil sql.NullTime
+		var muted bool
+		if err := rows.Scan(&c.ConversationId, &c.LastSeq, &at, &c.LastSenderId, &c.LastPreview, &c.ReadSeq, &c.UnreadCount,
+			&muted, &mutedUntil); err != nil {
 			return err
 		}
 		if at.Valid {
 			c.LastMessageAtMs = at.Time.UnixMilli()
+		}
+		switch {
+		case !muted:
+		case !mutedUntil.Valid:
+			c.MutedForever = true
+		case now.Before(mutedUntil.Time):
+			c.MutedUntilMs = mutedUntil.Time.UnixMilli()
 		}
 		out.Conversations = append(out.Conversations, c)
 		return nil

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/internal/pipeline"
 	"github.com/mpim/mpim/internal/readmodel"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
+	"github.com/redis/go-redis/v9"
 )
 
 // groupCols are the chat_groups columns scanGroup reads, prefixed "g.".
@@ -98,11 +100,32 @@ func (s *Service) GroupMembers(ctx context.Context, user domain.UserID, group do
 // MemberIDs returns the ids of group's members from the cache, in no
 // particular order.
 func (s *Service) MemberIDs(ctx context.Context, group domain.GroupID) ([]domain.UserID, error) {
-	ms, err := s.rdb.HKeys(ctx, s.keys.Members(group)).Result()
+	ms, err := s.MemberIDsOf(ctx, []domain.GroupID{group})
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// MemberIDsOf returns the ids of each group's members from the cache, in
+// the order of groups, each in no particular order: one round trip (a
+// pipeline) per pipeline.MaxCommands groups.
+func (s *Service) MemberIDsOf(ctx context.Context, groups []domain.GroupID) ([][]domain.UserID, error) {
+	cmds, err := pipeline.Chunked(ctx, s.rdb, len(groups), func(p redis.Pipeliner, i int) *redis.StringSliceCmd {
+		return p.HKeys(ctx, s.keys.Members(groups[i]))
+	})
 	if err != nil {
 		return nil, unavailable("reading cached members", err)
 	}
-	return userIDs(ms), nil
+	out := make([][]domain.UserID, len(groups))
+	for i, c := range cmds {
+		ms, err := c.Result()
+		if err != nil {
+			return nil, unavailable("reading cached members", err)
+		}
+		out[i] = userIDs(ms)
+	}
+	return out, nil
 }
 
 // roleOf maps a group_members.role value to the wire's role (the two

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,11 @@ func TestProfilesContactsAndDevices(t *testing.T) {
 			if err != nil || (tc.name == "-") != (p == nil) || (p != nil && p.GetDisplayName() != tc.name) {
 				t.Errorf("%s: %v, %v; want name %q", tc.user, p, err, tc.name)
 			}
+		}
+		ps, err := e.s.Profiles(ctx, []domain.UserID{u[2], u[1], u[0], u[1]})
+		if err != nil || len(ps) != 4 || ps[0] != nil || ps[1].GetUsername() != "ben" || ps[2].GetDisplayName() != "Ann (cached)" ||
+			ps[3].GetUserId() != string(u[1]) {
+			t.Errorf("profiles of nobody, ben, ann and ben at once: %v, %v", ps, err)
 		}
 	})
 	t.Run("friends, pending requests and blocks", func(t *testing.T) {
@@ -139,6 +145,9 @@ func TestGroupsAndConversations(t *testing.T) {
 		if ids, err := e.s.MemberIDs(ctx, g); err != nil || len(ids) != 2 {
 			t.Errorf("cached members %v, %v", ids, err)
 		}
+		if ids, err := e.s.MemberIDsOf(ctx, []domain.GroupID{g, "g/01ARZ3NDEKTSV4RRFFQ69G5FAW"}); err != nil || len(ids) != 2 || len(ids[0]) != 2 || len(ids[1]) != 0 {
+			t.Errorf("cached members of the group and of none %v, %v", ids, err)
+		}
 	})
 
 	t.Run("conversations, newest first, titled, paged", func(t *testing.T) {
@@ -166,6 +175,29 @@ func TestGroupsAndConversations(t *testing.T) {
 		}
 		if c := l.GetConversations()[0]; c.GetPeerUserId() != string(u[0]) || c.GetTitle() != "ANN" || c.GetUnreadCount() != 2 || c.GetReadSeq() != 1 {
 			t.Errorf("direct conversation %v", c)
+		}
+	})
+
+	t.Run("unread counts: the sum over the conversations listed, and the rows asked for", func(t *testing.T) {
+		direct, left := domain.DirectConversation(u[0], u[1]), domain.GroupConversation("g/01ARZ3NDEKTSV4RRFFQ69G5FAW")
+		got, err := e.s.Unread(ctx, u[1], []domain.ConversationID{direct, left, domain.DirectConversation(u[1], u[2])})
+		want := domain.Unread{Total: 3, Conversations: []domain.ConversationUnread{{Conversation: direct, LastSeq: 3, ReadSeq: 1, Count: 2}}}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("unread of ben %+v, %v; want %+v (the group left is not counted)", got, err, want)
+		}
+		if got, err := e.s.Unread(ctx, u[3], nil); err != nil || !reflect.DeepEqual(got, domain.Unread{}) {
+			t.Errorf("unread of a user without conversations %+v, %v", got, err)
+		}
+		for name, convs := range map[string][]domain.ConversationID{
+			"a malformed conversation": {"c/x y"},
+			"too many conversations":   make([]domain.ConversationID, domain.MaxUnreadConversations+1),
+		} {
+			if _, err := e.s.Unread(ctx, u[1], convs); domain.ErrorCode(err) != domain.EInvalid {
+				t.Errorf("%s: %v, want EInvalid", name, err)
+			}
+		}
+		if _, err := e.s.Unread(ctx, "bob", nil); domain.ErrorCode(err) != domain.EInvalid {
+			t.Errorf("a malformed user: %v, want EInvalid", err)
 		}
 	})
 }

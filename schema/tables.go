@@ -6,7 +6,8 @@ import "github.com/mpim/mpim/internal/readmodel"
 var otherTables = []string{
 	"schema_migrations",      // the runner's bookkeeping
 	"projector_checkpoints",  // how far each projector got, per partition
-	"event_archive",          // the archiver projector's copy of the log
+	"event_archive",          // the archiver projector's copy of the log, one row per event (before 0005, and re-applied entries)
+	"event_archive_segments", // the archiver projector's copy of the log, one row per batch
 	"quarantine",             // events a projector could not apply
 	"auth_tokens",            // sessions, written by the gateway
 	"read_model_checkpoints", // the MySQL projector's checkpoints, swapped with its tables

@@ -3,8 +3,9 @@ package main
 import "github.com/mpim/mpim/internal/streamid"
 
 // The audit: every benchmark run checks that what the gateways acknowledged
-// was delivered, once, in order, and that nothing was delivered that the
-// sender was not told about. The types here are pure bookkeeping, fed by the
+// was delivered, once, in order, to every device that must have it and not
+// to the connection that sent it (its send response is its copy), and that
+// nothing was delivered that the sender was not told about. The types here are pure bookkeeping, fed by the
 // clients and read once at the end; they do no I/O.
 
 // delivery is one MessageSent push as a device received it.
@@ -82,13 +83,15 @@ func (d *deviceAudit) acked(inboxID string) {
 }
 
 // sendRecord is one message a client sent. Recipients are the indexes of the
-// devices that must receive it, the sender's own included.
+// devices that must receive it: every device of every member but the
+// sending one (From), which must not.
 type sendRecord struct {
 	ClientMsgID string
 	From        int
 	Recipients  []int
 	Acked       bool // the gateway answered the send with a result
 	EventID     string
+	Seq         uint64 // the message's seq in its conversation, once acked
 }
 
 // AuditResult holds the audit counters; any non-zero one fails the run.
@@ -105,6 +108,9 @@ type AuditResult struct {
 	// OutOfOrder counts first deliveries whose seq did not exceed the last
 	// one the device received in that conversation.
 	OutOfOrder int `json:"out_of_order"`
+	// Echoes counts messages pushed to the connection that sent them
+	// (the gateway must not echo a message to its sending device).
+	Echoes int `json:"echoes"`
 	// DeliveredNotAcked counts messages some device received whose sender
 	// never got an acknowledgement.
 	DeliveredNotAcked int `json:"delivered_not_acked"`
@@ -119,6 +125,12 @@ type AuditResult struct {
 	// DroppedConnections counts connections that ended before the run
 	// closed them.
 	DroppedConnections int `json:"dropped_connections"`
+	// PushesLost counts (push scenario) acked messages to offline
+	// receivers that no webhook call carried within the wait.
+	PushesLost int `json:"pushes_lost,omitempty"`
+	// BadWebhookCalls counts (push scenario) webhook calls with a wrong
+	// signature, timestamp or body, or without the receiver's token.
+	BadWebhookCalls int `json:"bad_webhook_calls,omitempty"`
 }
 
 // Clean reports whether every counter is zero.
@@ -165,6 +177,9 @@ func audit(sends []*sendRecord, devices []*deviceAudit) AuditResult {
 	acked := make(map[string]bool, len(sends))
 	for _, s := range sends {
 		acked[s.ClientMsgID] = acked[s.ClientMsgID] || s.Acked
+		if _, echoed := devices[s.From].delivered[s.ClientMsgID]; echoed {
+			r.Echoes++
+		}
 		if !s.Acked {
 			continue
 		}

@@ -6,15 +6,17 @@ import (
 	"testing"
 )
 
-// fixture is two devices in one conversation: device 0 sends, both receive.
+// fixture is one conversation: device 0 sends; device 1 (the peer) and
+// device 2 (the sender's user's other device) receive; the sending device
+// has its copy in the send response and receives nothing.
 func fixture(tb testing.TB) ([]*sendRecord, []*deviceAudit) {
 	tb.Helper()
 	sends := []*sendRecord{
-		{ClientMsgID: "m1", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e1"},
-		{ClientMsgID: "m2", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e2"},
+		{ClientMsgID: "m1", From: 0, Recipients: []int{1, 2}, Acked: true, EventID: "e1"},
+		{ClientMsgID: "m2", From: 0, Recipients: []int{1, 2}, Acked: true, EventID: "e2"},
 	}
-	devs := []*deviceAudit{newDeviceAudit(), newDeviceAudit()}
-	for _, d := range devs {
+	devs := []*deviceAudit{newDeviceAudit(), newDeviceAudit(), newDeviceAudit()}
+	for _, d := range devs[1:] {
 		d.push(delivery{InboxID: "100-0", EventID: "e1", ClientMsgID: "m1", Conversation: "c1", Seq: 1})
 		d.push(delivery{InboxID: "100-1", EventID: "e2", ClientMsgID: "m2", Conversation: "c1", Seq: 2})
 	}
@@ -32,22 +34,30 @@ func TestAudit(t *testing.T) {
 			d[1].push(delivery{InboxID: "100-1", EventID: "e2", ClientMsgID: "m2", Conversation: "c1", Seq: 2, Resend: true})
 			return s
 		}, AuditResult{}},
-		{"acked message missing on a device is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e3"})
+		{"acked message missing on the devices is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{1, 2}, Acked: true, EventID: "e3"})
 		}, AuditResult{AckedNotDelivered: 2}},
+		{"acked message missing on the sender's other device is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
+			d[1].push(delivery{InboxID: "100-2", EventID: "e3", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{1, 2}, Acked: true, EventID: "e3"})
+		}, AuditResult{AckedNotDelivered: 1}},
+		{"a message pushed to the device that sent it is an echo", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
+			d[0].push(delivery{InboxID: "100-1", EventID: "e2", ClientMsgID: "m2", Conversation: "c1", Seq: 2})
+			return s
+		}, AuditResult{Echoes: 1}},
 		{"one client message id under two event ids is reappended", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			for _, dev := range d {
+			for _, dev := range d[1:] {
 				dev.push(delivery{InboxID: "100-2", EventID: "e1-again", ClientMsgID: "m1", Conversation: "c1", Seq: 3})
 			}
 			return s
 		}, AuditResult{Reappended: 2}},
 		{"an acked event replaced by another of its client message id is lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			d[1].push(delivery{InboxID: "100-2", EventID: "e3-other", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
-			d[0].push(delivery{InboxID: "100-2", EventID: "e3", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
-			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}, Acked: true, EventID: "e3"})
+			d[2].push(delivery{InboxID: "100-2", EventID: "e3", ClientMsgID: "m3", Conversation: "c1", Seq: 3})
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{1, 2}, Acked: true, EventID: "e3"})
 		}, AuditResult{AckedNotDelivered: 1}},
 		{"unacked undelivered send is not lost", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{0, 1}})
+			return append(s, &sendRecord{ClientMsgID: "m3", From: 0, Recipients: []int{1, 2}})
 		}, AuditResult{}},
 		{"resend after a confirmed ack is a duplicate", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
 			d[1].acked("100-1")
@@ -55,11 +65,11 @@ func TestAudit(t *testing.T) {
 			return s
 		}, AuditResult{Duplicates: 1}},
 		{"second inbox entry of one event is a duplicate", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			d[0].push(delivery{InboxID: "101-0", EventID: "e1", ClientMsgID: "m1", Conversation: "c1", Seq: 1, Resend: true})
+			d[2].push(delivery{InboxID: "101-0", EventID: "e1", ClientMsgID: "m1", Conversation: "c1", Seq: 1, Resend: true})
 			return s
 		}, AuditResult{Duplicates: 1}},
 		{"repeat without the resend flag is a duplicate", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			d[0].push(delivery{InboxID: "100-1", EventID: "e2", ClientMsgID: "m2", Conversation: "c1", Seq: 2})
+			d[2].push(delivery{InboxID: "100-1", EventID: "e2", ClientMsgID: "m2", Conversation: "c1", Seq: 2})
 			return s
 		}, AuditResult{Duplicates: 1}},
 		{"lower seq in a conversation is out of order", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
@@ -67,18 +77,18 @@ func TestAudit(t *testing.T) {
 			return append(s, &sendRecord{ClientMsgID: "m0", From: 0, Recipients: []int{1}, Acked: true, EventID: "e0"})
 		}, AuditResult{OutOfOrder: 1}},
 		{"seqs of other conversations are independent", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			d[1].push(delivery{InboxID: "100-2", EventID: "e9", ClientMsgID: "m9", Conversation: "c2", Seq: 1})
-			return append(s, &sendRecord{ClientMsgID: "m9", From: 1, Recipients: []int{1}, Acked: true, EventID: "e9"})
+			d[0].push(delivery{InboxID: "100-2", EventID: "e9", ClientMsgID: "m9", Conversation: "c2", Seq: 1})
+			return append(s, &sendRecord{ClientMsgID: "m9", From: 1, Recipients: []int{0}, Acked: true, EventID: "e9"})
 		}, AuditResult{}},
 		{"delivery of a never acked send is reported once", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			for _, dev := range d {
+			for _, dev := range d[1:] {
 				dev.push(delivery{InboxID: "100-5", EventID: "e5", ClientMsgID: "m5", Conversation: "c1", Seq: 3})
 			}
-			return append(s, &sendRecord{ClientMsgID: "m5", From: 0, Recipients: []int{0, 1}})
+			return append(s, &sendRecord{ClientMsgID: "m5", From: 0, Recipients: []int{1, 2}})
 		}, AuditResult{DeliveredNotAcked: 1}},
 		{"malformed inbox id is counted", func(s []*sendRecord, d []*deviceAudit) []*sendRecord {
-			d[1].push(delivery{InboxID: "garbage", EventID: "e7", ClientMsgID: "m7", Conversation: "c3", Seq: 1})
-			return append(s, &sendRecord{ClientMsgID: "m7", From: 1, Recipients: []int{1}, Acked: true, EventID: "e7"})
+			d[0].push(delivery{InboxID: "garbage", EventID: "e7", ClientMsgID: "m7", Conversation: "c3", Seq: 1})
+			return append(s, &sendRecord{ClientMsgID: "m7", From: 1, Recipients: []int{0}, Acked: true, EventID: "e7"})
 		}, AuditResult{MalformedInboxIDs: 1}},
 	}
 	for _, tc := range cases {

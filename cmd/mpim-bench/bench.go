@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +15,6 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	mpimclient "github.com/mpim/mpim/client"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // client is one benchmark user with one device and one connection.
@@ -29,12 +28,15 @@ type client struct {
 
 	audit *deviceAudit // used by c's reader goroutine until the run ends
 
-	mu           sync.Mutex // guards latestPush and ackConfirmed
+	mu           sync.Mutex // guards latestPush, unacked, ackSent and ackConfirmed
 	latestPush   string
-	ackConfirmed string // the latest inbox id whose ack the server confirmed
+	unacked      int    // pushes since the last ack sent
+	ackSent      string // the inbox id of the last ack sent
+	ackConfirmed string // the highest inbox id whose ack the server confirmed
 
-	sends  []*sendRecord // appended by the client's sender goroutine only
-	firsts atomic.Int64  // first deliveries of this run's messages
+	sends    []*sendRecord // appended by the goroutine sending for the client only (sender or pace)
+	inflight atomic.Int64  // open loop: sends not answered yet
+	firsts   atomic.Int64  // first deliveries of this run's messages
 
 	// storm: the missed messages owed (set while offline), received after
 	// the reconnect, when the last arrived (Unix ns) and when the resume
@@ -82,6 +84,7 @@ type runner struct {
 	sendingStopped  chan struct{} // closed with stopSending set (stopSenders)
 	stopOnce        sync.Once
 	cappedAt        atomic.Int64 // when --messages stopped sending
+	unoffered       atomic.Int64 // open loop: sends skipped, their sender's window full
 
 	caughtUp atomic.Int64 // storm: clients that received every missed message
 }
@@ -219,32 +222,42 @@ func (r *runner) onFrame(cl *client, f *mpimv1.ServerFrame) {
 		return
 	}
 	now := time.Now().UnixNano()
+	// Acks are cumulative (an ack covers every push before it): the latest
+	// push is acknowledged once AckEvery pushes arrived since the last ack,
+	// or by keepalive every AckInterval.
 	cl.mu.Lock()
 	cl.latestPush = p.GetInboxId()
+	cl.unacked++
+	due := r.cfg.AckInterval == 0 || (r.cfg.AckEvery > 0 && cl.unacked >= r.cfg.AckEvery)
+	if due {
+		cl.unacked, cl.ackSent = 0, cl.latestPush
+	}
 	cl.mu.Unlock()
-	if r.cfg.AckInterval == 0 {
+	if due {
 		r.ack(cl, p.GetInboxId())
 	}
 	if p.GetType() != "MessageSent" {
 		return
 	}
-	// JSON clients get the event decoded, binary ones its encoding.
-	ev := p.GetEvent()
-	if ev == nil {
-		ev = &mpimv1.Event{}
-		if err := proto.Unmarshal(p.GetEnvelope(), ev); err != nil {
-			r.noteErr("undecodable push envelope: %v", err)
-			return
-		}
+	// JSON clients get the event decoded, binary ones its encoding, read
+	// here once for the few fields the audit needs.
+	var ms sentFields
+	var err error
+	if ev := p.GetEvent(); ev != nil {
+		ms, err = sentOfEvent(ev)
+	} else {
+		ms, err = sentOf(p.GetEnvelope())
 	}
-	ms := ev.GetMessageSent()
-	cmid := ms.GetClientMsgId()
-	from, intended, ok := r.parseClientMsgID(cmid)
+	if err != nil {
+		r.noteErr("undecodable push envelope: %v", err)
+		return
+	}
+	from, intended, ok := r.parseClientMsgID(ms.clientMsgID)
 	if !ok {
 		return // not this run's
 	}
-	first := cl.audit.push(delivery{InboxID: p.GetInboxId(), EventID: string(ev.GetId()), ClientMsgID: cmid,
-		Conversation: ms.GetConversationId(), Seq: ev.GetSeq(), Resend: p.GetResend()})
+	first := cl.audit.push(delivery{InboxID: p.GetInboxId(), EventID: ms.eventID, ClientMsgID: ms.clientMsgID,
+		Conversation: ms.conversation, Seq: ms.seq, Resend: p.GetResend()})
 	if !first {
 		return
 	}
@@ -289,7 +302,9 @@ func (r *runner) ack(cl *client, inboxID string) {
 		if resp.GetError() == nil {
 			cl.audit.acked(inboxID)
 			cl.mu.Lock()
-			cl.ackConfirmed = inboxID
+			if later(inboxID, cl.ackConfirmed) {
+				cl.ackConfirmed = inboxID
+			}
 			cl.mu.Unlock()
 		}
 	})
@@ -320,25 +335,10 @@ func (r *runner) parseClientMsgID(s string) (from int, intended int64, ok bool) 
 	return f, t, true
 }
 
-// sender sends cl's messages to tg until sending stops: closed loop with
-// Window in flight, or open loop at perSender messages/s.
-func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender float64) {
-	window := r.cfg.Window
-	if perSender > 0 {
-		window = 10_000 // open loop: the offered rate rules, not the answers
-	}
-	slots := make(chan struct{}, window)
-	var interval time.Duration
-	if perSender > 0 {
-		interval = time.Duration(float64(time.Second) / perSender)
-	}
-	next := time.Unix(0, r.start.Load())
-	if interval > 0 {
-		// Each sender starts at a random phase of its interval, so that the
-		// offered load is spread over time instead of arriving in bursts of
-		// every sender at once.
-		next = next.Add(time.Duration(rand.Int64N(int64(interval))))
-	}
+// sender sends cl's messages to tg, closed loop with Window in flight,
+// until sending stops. (The open loop is pace's.)
+func (r *runner) sender(ctx context.Context, cl *client, tg target) {
+	slots := make(chan struct{}, r.cfg.Window)
 	for n := 0; ; n++ {
 		if r.stopSending.Load() || ctx.Err() != nil {
 			return
@@ -354,33 +354,38 @@ func (r *runner) sender(ctx context.Context, cl *client, tg target, perSender fl
 		case <-cl.c.Done():
 			return
 		}
-		intended := time.Now()
-		if interval > 0 {
-			if d := time.Until(next); d > 0 {
-				time.Sleep(d)
-			}
-			intended = next
-			next = next.Add(interval)
-		}
-		if r.stopSending.Load() || time.Now().UnixNano() >= r.to.Load() {
+		if !r.issue(ctx, cl, tg, n, time.Now().UnixNano(), func() { <-slots }) {
 			return
 		}
-		if n := r.issued.Add(1); r.cfg.Messages > 0 && n > int64(r.cfg.Messages) {
-			r.issued.Add(-1)
-			r.cappedAt.CompareAndSwap(0, time.Now().UnixNano())
-			r.stopSenders()
-			return
-		}
-		rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended.UnixNano()), From: cl.idx, Recipients: tg.recipients}
-		cl.sends = append(cl.sends, rec)
-		req := &mpimv1.SendRequest{ClientMsgId: rec.ClientMsgID, Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: r.text}
-		if tg.groupID != "" {
-			req.To = &mpimv1.SendRequest_GroupId{GroupId: tg.groupID}
-		} else {
-			req.To = &mpimv1.SendRequest_UserId{UserId: tg.userID}
-		}
-		r.send(ctx, cl, req, rec, intended.UnixNano(), func() { <-slots })
 	}
+}
+
+// issue sends message n of cl to tg, intended at intended (Unix ns);
+// release runs once it is answered (or failed). It reports false, without
+// sending, when sending must stop: stopped, the measured window is over, or
+// the --messages cap is reached. Only cl's sending goroutine calls it.
+func (r *runner) issue(ctx context.Context, cl *client, tg target, n int, intended int64, release func()) bool {
+	if r.stopSending.Load() || time.Now().UnixNano() >= r.to.Load() {
+		release()
+		return false
+	}
+	if n := r.issued.Add(1); r.cfg.Messages > 0 && n > int64(r.cfg.Messages) {
+		r.issued.Add(-1)
+		r.cappedAt.CompareAndSwap(0, time.Now().UnixNano())
+		r.stopSenders()
+		release()
+		return false
+	}
+	rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended), From: cl.idx, Recipients: tg.recipients}
+	cl.sends = append(cl.sends, rec)
+	req := &mpimv1.SendRequest{ClientMsgId: rec.ClientMsgID, Kind: mpimv1.MessageKind_MESSAGE_KIND_TEXT, Text: r.text}
+	if tg.groupID != "" {
+		req.To = &mpimv1.SendRequest_GroupId{GroupId: tg.groupID}
+	} else {
+		req.To = &mpimv1.SendRequest_UserId{UserId: tg.userID}
+	}
+	r.send(ctx, cl, req, rec, intended, release)
+	return true
 }
 
 // send sends req and handles its answer: rate-limited sends are retried with
@@ -402,7 +407,7 @@ func (r *runner) send(ctx context.Context, cl *client, req *mpimv1.SendRequest, 
 			return
 		}
 		now := time.Now().UnixNano()
-		rec.Acked, rec.EventID = true, string(resp.GetSend().GetEventId())
+		rec.Acked, rec.EventID, rec.Seq = true, string(resp.GetSend().GetEventId()), resp.GetSend().GetSeq()
 		r.answers.Add(1)
 		r.acked.Add(1)
 		r.expected.Add(int64(len(rec.Recipients)))
@@ -434,7 +439,7 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 		return s
 	}
 	switch r.cfg.Scenario {
-	case "pairs":
+	case "pairs", "push":
 		// Clients alternate over the gateways, so the two of a pair sit on
 		// different gateways; the sender alternates too (the first of one
 		// pair, the second of the next), so that every gateway both sends
@@ -444,7 +449,7 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 			if (i/2)%2 == 1 {
 				from, to = to, from
 			}
-			out[from] = target{userID: r.clients[to].userID, recipients: []int{i, i + 1}}
+			out[from] = target{userID: r.clients[to].userID, recipients: []int{to}}
 		}
 	case "groups", "fanout":
 		k, senders := r.cfg.GroupSize, r.cfg.GroupSize
@@ -465,10 +470,12 @@ func (r *runner) topology(ctx context.Context) (map[int]target, error) {
 				if err != nil {
 					return fmt.Errorf("createGroup: %w", err)
 				}
-				tg := target{groupID: resp.GetCreateGroup().GetGroupId(), recipients: all(lo, lo+k)}
+				gid := resp.GetCreateGroup().GetGroupId()
 				mu.Lock()
 				for i := lo; i < lo+senders; i++ {
-					out[i] = tg
+					// Every member but the sender, which has its copy in
+					// the send response.
+					out[i] = target{groupID: gid, recipients: slices.Concat(all(lo, i), all(i+1, lo+k))}
 				}
 				mu.Unlock()
 				return nil

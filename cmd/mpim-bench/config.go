@@ -15,7 +15,7 @@ import (
 )
 
 // scenarios are the workloads mpim-bench knows.
-var scenarios = []string{"pairs", "groups", "fanout", "idle", "storm"}
+var scenarios = []string{"pairs", "groups", "fanout", "idle", "storm", "push"}
 
 // codecs are the encodings --codec names.
 var codecs = map[string]frame.Encoding{"proto": frame.Proto, "json": frame.JSON}
@@ -35,7 +35,8 @@ type Config struct {
 	Warmup      time.Duration
 	Messages    int // cap on sends (0: none)
 	TextBytes   int
-	AckInterval time.Duration // how often pushes are acknowledged (0: every push)
+	AckInterval time.Duration // how often the latest push is acknowledged (0: every push)
+	AckEvery    int           // acknowledge the latest push after this many pushes
 	Drain       time.Duration // how long to wait for outstanding deliveries
 	Setup       int           // concurrent registrations
 	Pids        []int         // gateway processes: CPU and RSS
@@ -50,6 +51,10 @@ type Config struct {
 	Plot           string        // PNG of the latency percentiles over time
 	PlotInterval   time.Duration // the plot's (and the JSON timeline's) interval
 	CPUProfile     string        // pprof CPU profile of mpim-bench itself
+
+	PushListen     string // push: loopback host:port of the webhook receiver
+	PushSecretFile string // push: the webhook's HMAC secret, as given to mpimd
+	pushSecret     []byte // read from PushSecretFile by Validate
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -69,7 +74,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "sending time before measuring")
 	fs.IntVar(&c.Messages, "messages", 0, "stop after this many sends in all (0: no cap; not storm)")
 	fs.IntVar(&c.TextBytes, "text-bytes", 100, "message text size")
-	fs.DurationVar(&c.AckInterval, "ack-interval", 100*time.Millisecond, "how often each client acknowledges its latest push (0: every push at once); acks count against the gateway's rate limit")
+	fs.DurationVar(&c.AckInterval, "ack-interval", time.Second, "how often each client acknowledges its latest push if no ack covers it (0: every push at once); acks are cumulative and count against the gateway's rate limit; keep it under the gateway's ack timeout (5s)")
+	fs.IntVar(&c.AckEvery, "ack-every", 100, "each client also acknowledges its latest push as soon as this many pushes arrived since its last ack; keep it under half the gateway's max in flight (500)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "how long to wait for outstanding acks and deliveries after sending stops")
 	fs.IntVar(&c.Setup, "setup-concurrency", 8, "concurrent registrations and logins")
 	fs.Func("pid", "comma-separated gateway process ids: CPU over the measured time, and RSS (idle: per connection)", func(s string) error {
@@ -94,6 +100,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CatchupTimeout, "catchup-timeout", time.Minute, "storm: how long the reconnected clients may take to catch up")
 	fs.StringVar(&c.Plot, "plot", "", "write a PNG of send->ack and send->delivery p50/p99/p99.9 over time to this file")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile (pprof) of mpim-bench itself over the whole run to this file")
+	fs.StringVar(&c.PushListen, "push-listen", "", "push: loopback host:port where mpim-bench serves the webhook that mpimd's --push-webhook-url names")
+	fs.StringVar(&c.PushSecretFile, "push-secret-file", "", "push: file of the webhook secret, the one of mpimd's --push-webhook-secret-file")
 	fs.DurationVar(&c.PlotInterval, "plot-interval", time.Second, "interval of the latency timeline (--plot and the JSON)")
 }
 
@@ -199,6 +207,14 @@ func (c *Config) Validate() error {
 		if c.Rate > 0 {
 			bad("storm: sends closed loop; --rate is not supported")
 		}
+	case "push":
+		if c.Users%2 != 0 {
+			bad("push: users must be even (senders and offline receivers in pairs), got %d", c.Users)
+		}
+		c.validatePush(bad)
+	}
+	if c.Scenario != "push" && (c.PushListen != "" || c.PushSecretFile != "") {
+		bad("push-listen and push-secret-file are for the push scenario only")
 	}
 	if c.Window < 1 || c.Window > 10_000 {
 		bad("window must be 1..10000, got %d", c.Window)
@@ -218,6 +234,9 @@ func (c *Config) Validate() error {
 	if c.TextBytes < 1 || c.TextBytes > 16<<10 {
 		bad("text-bytes must be 1..16384, got %d", c.TextBytes)
 	}
+	if c.AckEvery < 1 || c.AckEvery > 10_000 {
+		bad("ack-every must be 1..10000, got %d", c.AckEvery)
+	}
 	if c.AckInterval < 0 || c.Drain < 0 || c.Progress <= 0 {
 		bad("ack-interval and drain must not be negative, progress must be positive")
 	}
@@ -231,6 +250,25 @@ func (c *Config) Validate() error {
 		bad("password must have at least 8 bytes")
 	}
 	return errors.Join(errs...)
+}
+
+// validatePush checks the push scenario's webhook flags and reads the
+// secret.
+func (c *Config) validatePush(bad func(format string, a ...any)) {
+	if c.PushListen == "" {
+		bad("push: give --push-listen, the host:port of mpimd's --push-webhook-url")
+	} else if host, port, err := net.SplitHostPort(c.PushListen); err != nil || !isLoopback(host) || port == "" {
+		bad("push-listen %q: want a loopback host:port, such as 127.0.0.1:9900", c.PushListen)
+	}
+	if c.PushSecretFile == "" {
+		bad("push: give --push-secret-file, the file of mpimd's --push-webhook-secret-file")
+		return
+	}
+	secret, err := readPushSecret(c.PushSecretFile)
+	if err != nil {
+		bad("push-secret-file: %v", err)
+	}
+	c.pushSecret = secret
 }
 
 // connections is how many users (and connections) the scenario needs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mpim/mpim/internal/streamid"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 )
 
@@ -60,7 +61,6 @@ func (r *runner) keepaliveAll(ctx context.Context, clients []*client) {
 
 // keepaliveState is what keepalive remembers of one client.
 type keepaliveState struct {
-	acked    string
 	lastPing time.Time
 }
 
@@ -71,15 +71,71 @@ func (r *runner) keepaliveTick() time.Duration {
 	return r.cfg.AckInterval
 }
 
-// keepaliveStep acknowledges cl's latest push if it changed and pings if
+// takeAck returns cl's latest push if no ack was sent for it yet, and
+// notes that one is sent.
+func (cl *client) takeAck() (latest string, due bool) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.latestPush == cl.ackSent {
+		return "", false
+	}
+	cl.unacked, cl.ackSent = 0, cl.latestPush
+	return cl.latestPush, true
+}
+
+// flushAcks acknowledges every client's latest push that no ack covers
+// yet and waits, at most d, until the server confirmed an ack of each
+// client's latest push; it reports whether all were confirmed. Sending
+// must have stopped and keepalive too.
+func (r *runner) flushAcks(ctx context.Context, d time.Duration) bool {
+	for _, cl := range r.clients {
+		if cl.c == nil {
+			continue
+		}
+		if latest, due := cl.takeAck(); due {
+			r.ack(cl, latest)
+		}
+	}
+	return waitFor(ctx, d, func() bool {
+		for _, cl := range r.clients {
+			if cl.c == nil {
+				continue
+			}
+			select {
+			case <-cl.c.Done():
+				continue // its acks died with it; the audit counts the drop
+			default:
+			}
+			cl.mu.Lock()
+			ok := cl.latestPush == "" || !later(cl.latestPush, cl.ackConfirmed)
+			cl.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// later reports whether inbox id a is after b ("" is before everything);
+// a malformed id is not after anything.
+func later(a, b string) bool {
+	pa, err := streamid.Parse(a)
+	if err != nil {
+		return false
+	}
+	if b == "" {
+		return true
+	}
+	pb, err := streamid.Parse(b)
+	return err != nil || pa.After(pb)
+}
+
+// keepaliveStep acknowledges cl's latest push if no ack covers it and pings if
 // half a heartbeat passed since the last ping.
 func (r *runner) keepaliveStep(ctx context.Context, cl *client, ka *keepaliveState, now time.Time) {
 	if r.cfg.AckInterval > 0 {
-		cl.mu.Lock()
-		latest := cl.latestPush
-		cl.mu.Unlock()
-		if latest != ka.acked {
-			ka.acked = latest
+		if latest, due := cl.takeAck(); due {
 			r.ack(cl, latest)
 		}
 	}

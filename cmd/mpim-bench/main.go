@@ -14,7 +14,10 @@
 // memory per connection with --pid/--metrics) and storm (all users
 // disconnect, --senders other connections send --missed messages to each,
 // all reconnect at once and catch up; catch-up time per client and in
-// total). Closed loop by default (--window messages in flight per sender);
+// total) and push (the pairs of pairs, the receivers offline with push
+// tokens: mpim-bench serves the webhook of mpimd's push projector on
+// --push-listen, checks each call's signature and measures send ->
+// webhook latency; a push lost fails the audit). Closed loop by default (--window messages in flight per sender);
 // --rate makes it open loop with latency measured from the intended send
 // time. --codec json makes every client speak the JSON subprotocol
 // (mpim.v1.json) instead of binary protobuf, with the same audit. --plot
@@ -29,9 +32,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -122,10 +127,18 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	var ps *pushScenario
+	if cfg.Scenario == "push" {
+		if ps, err = r.startPush(ctx, targets); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		defer ps.close()
+	}
 	setupTime := time.Since(setupStart)
 	kctx, stopKeepalive := context.WithCancel(ctx)
 	var kwg sync.WaitGroup
-	kwg.Go(func() { r.keepaliveAll(kctx, r.clients) })
+	online := slices.DeleteFunc(slices.Clone(r.clients), func(cl *client) bool { return cl.c == nil })
+	kwg.Go(func() { r.keepaliveAll(kctx, online) })
 
 	setPhase("warmup")
 	start := time.Now()
@@ -137,8 +150,12 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 		perSender = cfg.Rate / float64(len(targets))
 	}
 	var swg sync.WaitGroup
-	for i, tg := range targets {
-		swg.Go(func() { r.sender(ctx, r.clients[i], tg, perSender) })
+	if perSender > 0 {
+		swg.Go(func() { r.pace(ctx, targets, perSender, rand.Int64N) })
+	} else {
+		for i, tg := range targets {
+			swg.Go(func() { r.sender(ctx, r.clients[i], tg) })
+		}
 	}
 	cpu := newCPUSampler(cfg.Pids)
 	time.Sleep(time.Until(time.Unix(0, r.from.Load())))
@@ -158,11 +175,15 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	drainStart := time.Now()
 	answered := waitFor(ctx, cfg.Drain, func() bool { return r.inflight() <= 0 })
 	deliveredAll := waitFor(ctx, cfg.Drain-time.Since(drainStart), func() bool { return r.delivered.Load() >= r.expected.Load() })
-	// Let the last acks reach the server and be confirmed.
-	time.Sleep(2*cfg.AckInterval + 200*time.Millisecond)
-	drainTime := time.Since(drainStart)
+	var pushRep *PushReport
+	if ps != nil {
+		pushRep = r.finishPush(ctx, ps, cfg.Drain-time.Since(drainStart), measured)
+	}
 	stopKeepalive()
 	kwg.Wait()
+	// The last acks: each client's covers its latest push.
+	ackedAll := r.flushAcks(ctx, max(cfg.Drain-time.Since(drainStart), 2*time.Second))
+	drainTime := time.Since(drainStart)
 	rss := rssOf(cfg.Pids)
 	stopProgress()
 	audit := r.closeAndAudit()
@@ -170,7 +191,11 @@ func (r *runner) runTraffic(ctx context.Context) (*Report, error) {
 	rep := r.report(len(targets), measured)
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
-	rep.AllAnswered, rep.AllDelivered = answered, deliveredAll
+	rep.AllAnswered, rep.AllDelivered, rep.AllAcked = answered, deliveredAll, ackedAll
+	if pushRep != nil {
+		rep.Push = pushRep
+		audit.PushesLost, audit.BadWebhookCalls = int(pushRep.Lost), int(pushRep.BadCalls)
+	}
 	rep.setAudit(audit)
 	rep.ServerCPUSeconds = cpu.seconds()
 	if rep.ServerCPUSeconds > 0 && rep.SendsAcked > 0 {

@@ -51,13 +51,19 @@ type Report struct {
 	SendAck          Latency `json:"send_ack"`
 	SendDelivery     Latency `json:"send_delivery"`
 
-	TotalSends   int64  `json:"total_sends"`
-	TotalAcked   int64  `json:"total_acked"`
-	RateLimited  int64  `json:"rate_limited"`
+	TotalSends  int64 `json:"total_sends"`
+	TotalAcked  int64 `json:"total_acked"`
+	RateLimited int64 `json:"rate_limited"`
+	// Unoffered: open loop, sends skipped because their sender had 10,000
+	// unanswered.
+	Unoffered    int64  `json:"unoffered,omitempty"`
 	SendErrors   int64  `json:"send_errors"`
 	FirstError   string `json:"first_error,omitempty"`
 	AllAnswered  bool   `json:"all_answered"`
 	AllDelivered bool   `json:"all_delivered"`
+	// AllAcked: at the end the server confirmed, for every connection, an
+	// ack that covers its latest push.
+	AllAcked bool `json:"all_acked"`
 
 	SetupSeconds   float64 `json:"setup_s"`
 	ConnectSeconds float64 `json:"connect_s,omitempty"`
@@ -78,6 +84,7 @@ type Report struct {
 	MemorySettled bool `json:"memory_settled,omitempty"`
 
 	Storm    *StormReport `json:"storm,omitempty"`
+	Push     *PushReport  `json:"push,omitempty"`
 	Timeline *Timeline    `json:"timeline,omitempty"`
 	Plot     string       `json:"plot,omitempty"`
 
@@ -90,7 +97,8 @@ func (r *runner) report(senders int, measured time.Duration) *Report {
 	rep := &Report{Scenario: c.Scenario, Codec: c.Codec, Gateways: c.Gateways, Dispatch: c.Dispatch, Users: c.Users, Senders: senders,
 		Window: c.Window, Rate: c.Rate, Warmup: c.Warmup.Seconds(), Measured: measured.Seconds(),
 		SendsAcked: r.ackedIn.Load(), Deliveries: r.deliveredIn.Load(),
-		TotalSends: r.issued.Load(), TotalAcked: r.acked.Load(), RateLimited: r.rateLimited.Load(), SendErrors: r.sendErrors.Load()}
+		TotalSends: r.issued.Load(), TotalAcked: r.acked.Load(), RateLimited: r.rateLimited.Load(), SendErrors: r.sendErrors.Load(),
+		Unoffered: r.unoffered.Load()}
 	if c.Scenario == "groups" {
 		rep.GroupSize = c.GroupSize
 	}
@@ -160,13 +168,23 @@ func (rep *Report) print(w io.Writer) {
 		if st.CatchupServerCPUSeconds > 0 {
 			row("server CPU in catch-up (--pid)", "%.2fs (%.1f µs per delivery)", st.CatchupServerCPUSeconds, rep.ServerCPUPerMessageUs)
 		}
+	} else if pu := rep.Push; pu != nil {
+		row("sends acked", "%d (%.0f/s) to %d offline receivers (primed in %.1fs)", rep.SendsAcked, rep.SendsAckedPerSec, pu.Receivers, pu.PrimeSeconds)
+		row("send -> ack", "%s", lat(rep.SendAck))
+		row("WEBHOOK CALLS", "%d (%.0f/s in the measured window), %d notifications, %d collapsed, %d repeated keys, %d foreign, %d bad",
+			pu.Calls, pu.CallsPerSec, pu.Notifications, pu.Collapsed, pu.Repeated, pu.Foreign, pu.BadCalls)
+		row("send -> webhook", "%s", lat(pu.SendWebhook))
+		row("pushed", "%d of %d acked messages arrived, %d lost (waited %.1fs)", pu.Arrived, pu.Messages, pu.Lost, pu.WaitSeconds)
+		if pu.FirstBadCall != "" {
+			row("first bad call", "%s", pu.FirstBadCall)
+		}
 	} else {
 		row("sends acked", "%d (%.0f/s)", rep.SendsAcked, rep.SendsAckedPerSec)
 		row("deliveries", "%d (%.0f/s)", rep.Deliveries, rep.DeliveriesPerSec)
 		row("send -> ack", "%s", lat(rep.SendAck))
 		row("send -> delivery", "%s", lat(rep.SendDelivery))
 	}
-	row("totals", "%d sent, %d acked, %d rate-limited retries, %d errors", rep.TotalSends, rep.TotalAcked, rep.RateLimited, rep.SendErrors)
+	row("totals", "%d sent, %d acked, %d rate-limited retries, %d errors, %d not offered (window full)", rep.TotalSends, rep.TotalAcked, rep.RateLimited, rep.SendErrors, rep.Unoffered)
 	if rep.FirstError != "" {
 		row("first error", "%s", rep.FirstError)
 	}
@@ -182,7 +200,7 @@ func (rep *Report) print(w io.Writer) {
 	if rep.Plot != "" {
 		row("plot", "%s", rep.Plot)
 	}
-	row("drain", "%.1fs (all answered: %v, all delivered: %v)", rep.DrainSeconds, rep.AllAnswered, rep.AllDelivered)
+	row("drain", "%.1fs (all answered: %v, all delivered: %v, all acked: %v)", rep.DrainSeconds, rep.AllAnswered, rep.AllDelivered, rep.AllAcked)
 	rep.printAudit(row)
 	tw.Flush()
 }
@@ -194,10 +212,10 @@ func (rep *Report) printAudit(row func(k, format string, a ...any)) {
 	if !rep.AuditClean {
 		verdict = "FAILED"
 	}
-	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, reappended %d, out-of-order %d, delivered-not-acked %d, malformed %d, "+
-		"send errors %d, unanswered %d, dropped connections %d",
-		verdict, a.AckedNotDelivered, a.Duplicates, a.Reappended, a.OutOfOrder, a.DeliveredNotAcked, a.MalformedInboxIDs,
-		a.SendErrors, a.Unanswered, a.DroppedConnections)
+	row("AUDIT", "%s: acked-not-delivered %d, duplicates %d, reappended %d, out-of-order %d, echoes %d, delivered-not-acked %d, malformed %d, "+
+		"send errors %d, unanswered %d, dropped connections %d, pushes lost %d, bad webhook calls %d",
+		verdict, a.AckedNotDelivered, a.Duplicates, a.Reappended, a.OutOfOrder, a.Echoes, a.DeliveredNotAcked, a.MalformedInboxIDs,
+		a.SendErrors, a.Unanswered, a.DroppedConnections, a.PushesLost, a.BadWebhookCalls)
 }
 
 // plotText is the plot's title (a one-line description of the run) and
@@ -215,6 +233,8 @@ func (rep *Report) plotText() plotText {
 			rep.Users, rep.Storm.MissedPerClient, rep.Senders, rep.Window)}
 		t.Empty[seriesDelivery] = "none: the receivers are offline (see catch-up)"
 		return t
+	case "push":
+		return plotText{Title: fmt.Sprintf("offline push: %d senders, %s; delivery = the webhook call", rep.Senders, mode)}
 	}
 	return plotText{Title: fmt.Sprintf("%s: %d users, %d senders, %s", rep.Scenario, rep.Users, rep.Senders, mode)}
 }

@@ -139,8 +139,8 @@ func TestAuditFailsOnAMessageInTheLogTwice(t *testing.T) {
 		t.Fatalf("second send %+v: want a second append", second)
 	}
 
-	// Push every event of the message in the log to both devices, as the
-	// gateways would.
+	// Push every event of the message in the log to the receiving device,
+	// as the gateways would (the sending one gets no echo).
 	pushed := 0
 	for p := range env.Store.Partitions() {
 		recs, err := env.Store.ReadPartition(ctx, p, eventstore.Position{}, 1000)
@@ -158,17 +158,15 @@ func TestAuditFailsOnAMessageInTheLogTwice(t *testing.T) {
 			pushed++
 			f := &mpimv1.ServerFrame{Frame: &mpimv1.ServerFrame_Push{Push: &mpimv1.Push{
 				InboxId: fmt.Sprintf("100-%d", pushed), Type: "MessageSent", Envelope: envelope}}}
-			for _, cl := range r.clients {
-				r.onFrame(cl, f)
-			}
+			r.onFrame(r.clients[1], f)
 		}
 	}
 	if pushed != 2 {
 		t.Fatalf("the log holds %d events of the message, want 2", pushed)
 	}
-	r.clients[0].sends = []*sendRecord{{ClientMsgID: cmid, From: 0, Recipients: []int{0, 1}, Acked: true, EventID: string(first.EventID[:])}}
+	r.clients[0].sends = []*sendRecord{{ClientMsgID: cmid, From: 0, Recipients: []int{1}, Acked: true, EventID: string(first.EventID[:])}}
 	got := r.closeAndAudit()
-	if want := (AuditResult{Reappended: 2}); got != want {
+	if want := (AuditResult{Reappended: 1}); got != want {
 		t.Fatalf("audit = %+v, want %+v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +19,11 @@ import (
 // acknowledge it (so every device has a stored cursor), then all
 // disconnect. While they are offline, --senders sender connections (users
 // of their own, which stay online) send --missed messages to each of them,
-// closed loop with --window in flight per sender. Once every send is
-// answered and the senders' own copies have arrived (the projection has
-// caught up), every client reconnects at once (resume with its token,
+// closed loop with --window in flight per sender. Each sender's user has a
+// second device online, its witness: the gateway does not echo a message
+// to the device that sent it, so the witness gets the sender's copies.
+// Once every send is answered and the witnesses have every copy (the
+// projection has caught up), every client reconnects at once (resume with its token,
 // --reconnect-concurrency in flight) and catches up from its cursor.
 // Catch-up time is measured from the reconnect start until a client has
 // received every message it missed; then the run drains and is audited like
@@ -36,8 +39,9 @@ type StormReport struct {
 
 	OfflineSeconds     float64 `json:"offline_send_s"`
 	OfflineSendsPerSec float64 `json:"offline_sends_acked_per_s"`
-	// ProjectedBeforeReconnect: the senders had their own copies of every
-	// offline message before the reconnect (so the inboxes were written).
+	// ProjectedBeforeReconnect: the senders' witnesses (their users'
+	// other devices) had a copy of every offline message before the
+	// reconnect (so the inboxes were written).
 	ProjectedBeforeReconnect bool `json:"projected_before_reconnect"`
 
 	ReconnectConcurrency int     `json:"reconnect_concurrency"`
@@ -79,13 +83,17 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	}
 	n := cfg.Users
 	clients, senders := r.clients[:n], r.clients[n:]
+	witnesses, err := r.witnesses(ctx, senders)
+	if err != nil {
+		return nil, fmt.Errorf("storm: %w", err)
+	}
 
 	// Keep-alives (acks of the latest push, pings): the senders' for the
 	// whole run, the clients' per connection.
 	skctx, stopSenderKeepalive := context.WithCancel(ctx)
 	defer stopSenderKeepalive()
 	var skwg sync.WaitGroup
-	for _, cl := range senders {
+	for _, cl := range slices.Concat(senders, witnesses) {
 		skwg.Go(func() { r.keepalive(skctx, cl) })
 	}
 	ckctx, stopClientKeepalive := context.WithCancel(ctx)
@@ -122,7 +130,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 		for i := j; i < n; i += len(senders) {
 			to = append(to, i)
 		}
-		swg.Go(func() { r.stormSender(ctx, s, to) })
+		swg.Go(func() { r.stormSender(ctx, s, witnesses[j].idx, to) })
 	}
 	swg.Wait()
 	if !waitFor(ctx, cfg.Drain, func() bool { return r.inflight() <= 0 }) {
@@ -135,7 +143,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	}
 
 	// What each client missed (every answer is in: the records are ours to
-	// read) and what each sender must have received of its own.
+	// read) and what each sender's witness must have received.
 	st := &StormReport{Clients: n, SenderConns: len(senders), MissedPerClient: cfg.Missed,
 		ReconnectConcurrency: cfg.Reconnects, CatchupTimeoutSeconds: cfg.CatchupTimeout.Seconds()}
 	own := make([]int64, len(senders))
@@ -152,8 +160,8 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	st.OfflineSeconds = offTime.Seconds()
 	st.OfflineSendsPerSec = float64(st.MissedAcked) / offTime.Seconds()
 	st.ProjectedBeforeReconnect = waitFor(ctx, cfg.Drain, func() bool {
-		for j, s := range senders {
-			if s.firsts.Load() < own[j] {
+		for j, w := range witnesses {
+			if w.firsts.Load() < own[j] {
 				return false
 			}
 		}
@@ -201,16 +209,16 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	st.CatchupServerCPUSeconds = cpu.seconds()
 	st.summarise(clients, stormStart)
 
-	// Drain everything (the senders' copies too), then audit.
+	// Drain everything (the witnesses' copies too), then audit.
 	setPhase("drain")
 	drainStart := time.Now()
 	deliveredAll := waitFor(ctx, cfg.Drain, func() bool { return r.delivered.Load() >= r.expected.Load() })
-	time.Sleep(2*cfg.AckInterval + 200*time.Millisecond)
-	drainTime := time.Since(drainStart)
 	stopKeepalive()
 	stopSenderKeepalive()
 	kwg.Wait()
 	skwg.Wait()
+	ackedAll := r.flushAcks(ctx, max(cfg.Drain-time.Since(drainStart), 2*time.Second))
+	drainTime := time.Since(drainStart)
 	rss := rssOf(cfg.Pids)
 	stopProgress()
 	audit := r.closeAndAudit()
@@ -220,7 +228,7 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 	rep.Warmup = 0
 	rep.SetupSeconds = setupTime.Seconds()
 	rep.DrainSeconds = drainTime.Seconds()
-	rep.AllAnswered, rep.AllDelivered = true, deliveredAll
+	rep.AllAnswered, rep.AllDelivered, rep.AllAcked = true, deliveredAll, ackedAll
 	rep.setAudit(audit)
 	rep.ServerCPUSeconds = st.CatchupServerCPUSeconds
 	if rep.ServerCPUSeconds > 0 && st.CatchupDeliveries > 0 {
@@ -231,8 +239,9 @@ func (r *runner) runStorm(ctx context.Context) (*Report, error) {
 }
 
 // prime sends one message from each client to its partner (the pairs of
-// the pairs scenario) and waits until every client has both messages and
-// the server has confirmed its acknowledgement: its device then has a
+// the pairs scenario) and waits until every client has its partner's
+// message (its own is not echoed) and the server has confirmed its
+// acknowledgement: its device then has a
 // stored cursor to catch up from. (A device without one is new to the
 // server and would start at its inbox's end.)
 func (r *runner) prime(ctx context.Context, clients []*client) error {
@@ -241,7 +250,7 @@ func (r *runner) prime(ctx context.Context, clients []*client) error {
 	err := parallel(ctx, len(clients), 4*cfg.Setup, func(gctx context.Context, i int) error {
 		cl, peer := clients[i], clients[i^1]
 		intended := time.Now().UnixNano()
-		rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, 0, intended), From: cl.idx, Recipients: []int{cl.idx, peer.idx}}
+		rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, 0, intended), From: cl.idx, Recipients: []int{peer.idx}}
 		cl.sends = append(cl.sends, rec)
 		r.issued.Add(1)
 		answered := make(chan struct{})
@@ -265,7 +274,7 @@ func (r *runner) prime(ctx context.Context, clients []*client) error {
 	primed := func(cl *client) bool {
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
-		return cl.firsts.Load() >= 2 && cl.latestPush != "" && cl.ackConfirmed == cl.latestPush
+		return cl.firsts.Load() >= 1 && cl.latestPush != "" && cl.ackConfirmed == cl.latestPush
 	}
 	if !waitFor(ctx, limit, func() bool {
 		for _, cl := range clients {
@@ -295,8 +304,10 @@ func (r *runner) errText() string {
 
 // stormSender sends cfg.Missed messages to each of the clients to, round
 // robin (one to each, then the next round), with cfg.Window in flight,
-// until done, the offline time limit or the end of ctx.
-func (r *runner) stormSender(ctx context.Context, cl *client, to []int) {
+// until done, the offline time limit or the end of ctx. Each must reach
+// its recipient and witness, the index of the sender's user's other
+// device.
+func (r *runner) stormSender(ctx context.Context, cl *client, witness int, to []int) {
 	sctx, cancel := context.WithDeadline(ctx, time.Unix(0, r.to.Load()))
 	defer cancel()
 	slots := make(chan struct{}, r.cfg.Window)
@@ -311,7 +322,7 @@ func (r *runner) stormSender(ctx context.Context, cl *client, to []int) {
 				return
 			}
 			intended := time.Now().UnixNano()
-			rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended), From: cl.idx, Recipients: []int{cl.idx, i}}
+			rec := &sendRecord{ClientMsgID: r.clientMsgID(cl.idx, n, intended), From: cl.idx, Recipients: []int{witness, i}}
 			n++
 			cl.sends = append(cl.sends, rec)
 			r.issued.Add(1)
@@ -321,6 +332,32 @@ func (r *runner) stormSender(ctx context.Context, cl *client, to []int) {
 				To: &mpimv1.SendRequest_UserId{UserId: r.clients[i].userID}}, rec, intended, func() { <-slots })
 		}
 	}
+}
+
+// witnesses logs each sender's user in on a second device (its own
+// connection to the sender's gateway), cfg.Setup at a time, and adds them
+// to the run's clients (and its audit): the witness of senders[j] is the
+// j-th returned.
+func (r *runner) witnesses(ctx context.Context, senders []*client) ([]*client, error) {
+	ws := make([]*client, len(senders))
+	for j, s := range senders {
+		ws[j] = &client{idx: len(r.clients) + j, url: s.url, username: s.username, userID: s.userID, audit: newDeviceAudit()}
+	}
+	err := parallel(ctx, len(ws), r.cfg.Setup, func(gctx context.Context, j int) error {
+		w := ws[j]
+		if err := r.connect(gctx, w); err != nil {
+			return err
+		}
+		resp, err := w.c.Request(gctx, &mpimv1.ClientFrame_Login{Login: &mpimv1.LoginRequest{
+			Username: w.username, Password: r.cfg.Password, DeviceId: "bench-" + strconv.Itoa(senders[j].idx) + "-witness", Platform: "bench"}})
+		if err != nil {
+			return fmt.Errorf("witness login %s: %w", w.username, err)
+		}
+		w.token = resp.GetLogin().GetToken()
+		return nil
+	})
+	r.clients = append(r.clients, ws...)
+	return ws, err
 }
 
 // reconnect dials cl's gateway again and resumes its session, retrying a

@@ -141,11 +141,12 @@ func (c *chat) send(ctx context.Context, text string) {
 			return
 		}
 		cctx, ccancel := context.WithTimeout(pctx, callTimeout)
-		_, err = cl.Request(cctx, req)
+		r, err := cl.Request(cctx, req)
 		ccancel()
 		var re *client.ResponseError
 		switch {
 		case err == nil:
+			c.showSent(ctx, r.GetSend(), text)
 			return
 		case errors.As(err, &re):
 			switch re.Code {
@@ -168,6 +169,24 @@ func (c *chat) send(ctx context.Context, text string) {
 		case <-cl.Done():
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// showSent prints a message this device sent from its send's answer: the
+// gateway does not push it back to the device that sent it. A retry
+// answered as a duplicate of an attempt already shown prints nothing.
+func (c *chat) showSent(ctx context.Context, res *mpimv1.SendResult, text string) {
+	c.mu.Lock()
+	me := c.me
+	dup := c.seen[string(res.GetEventId())]
+	c.seen[string(res.GetEventId())] = true
+	where := ""
+	if c.open == nil || c.open.conversationID != res.GetConversationId() {
+		where = " [" + res.GetConversationId() + "]"
+	}
+	c.mu.Unlock()
+	if !dup {
+		c.printf("[%s] %s: %s%s", clock(res.GetSentAtMs()), c.name(ctx, me), text, where)
 	}
 }
 

@@ -147,7 +147,9 @@ func (s *chatStack) start(name string, args ...string) *chatProc {
 
 func (s *chatStack) waitReady(procs ...*chatProc) {
 	s.t.Helper()
-	waitFor(s.t, "the stack to be ready", func() bool {
+	// Start-up patience is generous: race-built processes on a loaded
+	// 2-core machine have taken over a minute to pass /readyz.
+	testsvc.Eventually(s.t, 3*time.Minute, "the stack to be ready", func() bool {
 		for _, p := range procs {
 			select {
 			case <-p.exited:
@@ -366,7 +368,7 @@ func TestChatReconnectsAfterGatewayRestart(t *testing.T) {
 	bob.say(t, "typed while away")
 	// Ann, on the other gateway, writes meanwhile: it waits in Bob's inbox.
 	ann.say(t, "while you were away")
-	ann.expect(t, "] ann: while you were away") // stored (Ann's own device got it)
+	ann.expect(t, "] ann: while you were away") // stored (the send's answer, which Ann's screen shows)
 	st.replaceGateway(1, "gw-chat1b")
 	bob.expect(t, "* reconnected")
 	bob.expect(t, "] ann: while you were away")

@@ -19,7 +19,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	after := fs.String("after", "", "export events after this position (with --partition N)")
 	limit := fs.Int("limit", 0, "stop after this many events (0: all)")
 	batch := fs.Int("batch-size", 1000, "entries read at a time (1..100000)")
-	secrets := fs.Bool("with-secrets", false, "export password hashes instead of "+redacted)
+	secrets := fs.Bool("with-secrets", false, "export password hashes and push tokens instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

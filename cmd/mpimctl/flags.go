@@ -18,6 +18,7 @@ import (
 // common are the settings every command shares.
 type common struct {
 	redisAddr, redisPassword string
+	redisCluster             bool
 	redisDB                  int
 	prefix                   string
 	partitions               int
@@ -30,7 +31,8 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *common) {
 	fs := flag.NewFlagSet("mpimctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &common{}
-	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address of the event log, or comma-separated seed nodes of a Redis Cluster")
+	fs.BoolVar(&c.redisCluster, "redis-cluster", false, "--redis-addr names Redis Cluster nodes (implied by more than one address)")
 	fs.StringVar(&c.redisPassword, "redis-password", "", "Redis password (set MPIM_REDIS_PASSWORD or the config file instead: command lines are visible to every local user)")
 	fs.IntVar(&c.redisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.prefix, "prefix", "", "key prefix of the deployment")
@@ -48,10 +50,14 @@ func parse(fs *flag.FlagSet, args []string) error {
 // openStore connects to Redis and opens the event store read-only: mpimctl
 // appends nothing, and a prefix, address or database without a deployment
 // is an error (eventstore.ErrNoDeployment) that creates no key there.
-func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Client, error) {
+func (c *common) openStore(ctx context.Context) (*eventstore.Store, redis.UniversalClient, error) {
+	addrs, err := connect.ParseRedisAddrs(c.redisAddr)
+	if err != nil {
+		return nil, nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
 	defer cancel()
-	rdb, err := connect.Redis(cctx, connect.RedisConfig{Addr: c.redisAddr, Password: c.redisPassword, DB: c.redisDB})
+	rdb, err := connect.Redis(cctx, connect.RedisConfig{Addrs: addrs, Cluster: c.redisCluster, Password: c.redisPassword, DB: c.redisDB})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -64,7 +70,7 @@ func (c *common) openStore(ctx context.Context) (*eventstore.Store, *redis.Clien
 }
 
 // closeStore closes what openStore opened.
-func closeStore(store *eventstore.Store, rdb *redis.Client) {
+func closeStore(store *eventstore.Store, rdb redis.UniversalClient) {
 	store.Close()
 	rdb.Close()
 }

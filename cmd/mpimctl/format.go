@@ -13,7 +13,7 @@ import (
 
 // printer writes events as human lines or as the JSON lines of
 // docs/analytics-format.md; it is safe for concurrent use. Secrets (password
-// hashes) are printed redacted unless secrets is set.
+// hashes, push tokens) are printed redacted unless secrets is set.
 type printer struct {
 	mu      sync.Mutex
 	w       io.Writer

@@ -222,6 +222,30 @@ func TestSecretsAreRedactedInLines(t *testing.T) {
 	}
 }
 
+// TestPushTokensAreRedactedInLines: a push token reads [redacted] in the
+// line unless secrets are asked for; the device, platform and app id stay.
+func TestPushTokensAreRedactedInLines(t *testing.T) {
+	ev := &mpimv1.Event{Id: make([]byte, 16), Aggregate: "u/a", Version: 2,
+		Payload: &mpimv1.Event_PushTokenRegistered{PushTokenRegistered: &mpimv1.PushTokenRegistered{
+			DeviceId: "phone", Platform: "apns", Token: "device-token-123", AppId: "com.example.chat"}}}
+	r := eventstore.Recorded{Event: ev}
+	line, err := eventLine(r, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &mpimv1.PushTokenRegistered{DeviceId: "phone", Platform: "apns", Token: redacted, AppId: "com.example.chat"}
+	if e := checkLine(t, "redacted", string(line)); !proto.Equal(e.Event.GetPushTokenRegistered(), want) {
+		t.Fatalf("redacted line: %s", line)
+	}
+	if ev.GetPushTokenRegistered().GetToken() != "device-token-123" {
+		t.Fatal("redaction changed the event")
+	}
+	line, _ = eventLine(r, true)
+	if e := checkLine(t, "with secrets", string(line)); !proto.Equal(e.Event, ev) {
+		t.Fatalf("line with secrets: %s", line)
+	}
+}
+
 // TestUndecodableLine: an entry that cannot be decoded prints its position,
 // the reason and the stored bytes, which parse back.
 func TestUndecodableLine(t *testing.T) {

@@ -34,7 +34,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "JSON lines instead of human lines")
 	fromStart := fs.Bool("from-start", false, "start at the oldest entry instead of the end")
 	limit := fs.Int("limit", 0, "stop after this many lines, events and undecodable entries (0: follow until interrupted)")
-	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
+	secrets := fs.Bool("with-secrets", false, "print password hashes and push tokens instead of "+redacted)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

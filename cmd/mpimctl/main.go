@@ -10,6 +10,7 @@
 //	mpimctl replay mysql [--fresh]                rebuild the MySQL read model while running
 //	mpimctl replay unpause [--force]              lift a pause a replay left on the live projector
 //	mpimctl quarantine list|reapply|drop          entries projectors set aside
+//	mpimctl push dead-letters list|resend         webhook calls the push projector dead-lettered
 //
 // Settings come from flags, MPIM_* environment variables or --config FILE
 // (JSON), in that order of precedence.
@@ -38,6 +39,7 @@ func commands() []subcommand {
 		{"export", "NDJSON of events from a position or time, for analytics", runExport},
 		{"tap", "consumer-group reader: XREADGROUP, XACK, XAUTOCLAIM, dead-letter; --no-ack peeks; tap dlq list|requeue|purge", runTap},
 		{"replay", "rebuild the MySQL read model while running, then swap: replay mysql; lift a replay's pause: replay unpause", runReplay},
+		{"push", "webhook calls dead-lettered by the push projector: push dead-letters list|resend", runPush},
 		{"quarantine", "entries projectors set aside: list [--projector P] [--json], reapply|drop PROJECTOR PARTITION POSITION", runQuarantine},
 		{"chat", "terminal chat client over a gateway WebSocket: chat --gateway URL --user NAME", runChat},
 	}

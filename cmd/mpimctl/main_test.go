@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +16,14 @@ import (
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/mpim/mpim/projectors/push"
+	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/redis/go-redis/v9"
 )
 
-// seed writes a small chat through the real write path and returns the
-// flags that address it.
-func seed(t *testing.T) []string {
+// newLog returns the command service of a new 4-partition log, which
+// closes with t, and the flags that address it.
+func newLog(t *testing.T) (*command.Service, []string) {
 	t.Helper()
 	rt := testsvc.Redis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr})
@@ -27,11 +32,19 @@ func seed(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
 	svc, err := command.New(store, command.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return svc, []string{"--redis-addr", rt.Addr, "--prefix", rt.Prefix, "--partitions", "4"}
+}
+
+// seed writes a small chat through the real write path and returns the
+// flags that address it.
+func seed(t *testing.T) []string {
+	t.Helper()
+	svc, base := newLog(t)
 	ctx := context.Background()
 	a, err := svc.Register(ctx, "ann", "$h", "Ann", "")
 	if err != nil {
@@ -46,7 +59,57 @@ func seed(t *testing.T) []string {
 			t.Fatal(err)
 		}
 	}
-	return []string{"--redis-addr", rt.Addr, "--prefix", rt.Prefix, "--partitions", "4"}
+	return base
+}
+
+// TestPushTokensAreRedacted: tail, export and tap print a registered push
+// token as [redacted], and in the clear with --with-secrets.
+func TestPushTokensAreRedacted(t *testing.T) {
+	svc, base := newLog(t)
+	ctx := context.Background()
+	u, err := svc.Register(ctx, "ann", "$h", "Ann", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := command.Actor{User: u, Device: "phone"}
+	if _, err := svc.UpdateUser(ctx, phone, domain.LogIn{Device: "phone", Platform: "ios"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RegisterPushToken(ctx, phone, domain.PushToken{Platform: domain.PushAPNs, Token: "tok-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
+	checkRedaction(t, base, 4, "token", "tok-0123456789")
+}
+
+// checkRedaction runs tail, export and tap (at most limit entries) on the
+// deployment base names and fails t unless field reads [redacted] in every
+// output, and value with --with-secrets. Every line must parse.
+func checkRedaction(t *testing.T, base []string, limit int, field, value string) {
+	t.Helper()
+	n := strconv.Itoa(limit)
+	clear, hidden := `"`+field+`":"`+value+`"`, `"`+field+`":"`+redacted+`"`
+	for _, cmd := range [][]string{{"tail", "--from-start", "--json", "--limit", n}, {"export"}, {"tap", "--group", "redact", "--limit", n}} {
+		plain, _, err := ctl(t, append(cmd, base...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(plain), "\n") {
+			checkLine(t, cmd[0], l)
+		}
+		if strings.Contains(plain, clear) || !strings.Contains(plain, hidden) {
+			t.Errorf("%s printed a secret %s:\n%s", cmd[0], field, plain)
+		}
+		if cmd[0] == "tap" {
+			cmd[2] = "redact-with-secrets" // a new group reads the log again
+		}
+		secret, _, err := ctl(t, append(append(cmd, "--with-secrets"), base...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(secret, clear) || strings.Contains(secret, redacted) {
+			t.Errorf("%s --with-secrets did not print the %s:\n%s", cmd[0], field, secret)
+		}
+	}
 }
 
 func ctl(t *testing.T, args ...string) (string, string, error) {
@@ -81,28 +144,7 @@ func TestTailExportTapStats(t *testing.T) {
 		checkLine(t, "export", l) // format_test.go: the schema in docs, and the parser
 	}
 	// Password hashes are redacted unless asked for, in tail, export and tap.
-	for _, cmd := range [][]string{{"tail", "--from-start", "--json", "--limit", "9"}, {"export"}, {"tap", "--group", "redact", "--limit", "9"}} {
-		plain, _, err := ctl(t, append(cmd, base...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(strings.TrimSpace(plain), "\n") {
-			checkLine(t, cmd[0], l)
-		}
-		if strings.Contains(plain, `"password_hash":"$h"`) || !strings.Contains(plain, `"password_hash":"[redacted]"`) {
-			t.Errorf("%s printed a password hash:\n%s", cmd[0], plain)
-		}
-		if cmd[0] == "tap" {
-			cmd[2] = "redact-with-secrets" // a new group reads the log again
-		}
-		secret, _, err := ctl(t, append(append(cmd, "--with-secrets"), base...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(secret, `"password_hash":"$h"`) || strings.Contains(secret, "[redacted]") {
-			t.Errorf("%s --with-secrets did not print the password hash:\n%s", cmd[0], secret)
-		}
-	}
+	checkRedaction(t, base, events, "password_hash", "$h")
 	out, _, err = ctl(t, append([]string{"export", "--since", "2099-01-01T00:00:00Z"}, base...)...)
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Fatalf("export from the future: %q %v", out, err)
@@ -179,5 +221,75 @@ func TestReplayBuildsTheReadModel(t *testing.T) {
 	}
 	if _, _, err := ctl(t, append([]string{"replay"}, base...)...); err == nil {
 		t.Fatal("replay without a projector name accepted")
+	}
+}
+
+// TestStatsListsPushCheckpoints: stats lists the push projector's
+// checkpoints beside cache's and inbox's, on the partitions where it ran
+// only, in the table and in JSON.
+func TestStatsListsPushCheckpoints(t *testing.T) {
+	base := seed(t)
+	pushRows := func(st stats) map[int]checkpointStats {
+		rows := map[int]checkpointStats{}
+		for _, cp := range st.Checkpoints {
+			if cp.Projector == push.Name {
+				rows[cp.Partition] = cp
+			}
+		}
+		return rows
+	}
+	if rows := pushRows(readStats(t, base)); len(rows) != 0 {
+		t.Fatalf("push checkpoints before a push projector ran: %+v", rows)
+	}
+	addr, prefix := base[1], base[3] // seed's --redis-addr and --prefix
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: prefix, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// The seeded messages share one partition: the push projector stands
+	// at its first message there (lagging) and at the empty head of
+	// another.
+	ctx := context.Background()
+	full, empty := -1, -1
+	var first, last eventstore.Position
+	for p := range 4 {
+		recs, err := store.ReadPartition(ctx, p, eventstore.Position{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case len(recs) >= 2 && full < 0:
+			full, first, last = p, recs[0].Position, recs[len(recs)-1].Position
+		case len(recs) == 0 && empty < 0:
+			empty = p
+		}
+	}
+	if full < 0 || empty < 0 {
+		t.Fatalf("seed left no partition with 2 entries (%d) or none empty (%d)", full, empty)
+	}
+	ckpt := redisckpt.New(rdb, prefix, push.Name)
+	for p, to := range map[int]eventstore.Position{full: first, empty: {}} {
+		if _, err := ckpt.Claim(ctx, p, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := ckpt.Advance(ctx, p, 1, eventstore.Position{}, to, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := pushRows(readStats(t, base))
+	if len(rows) != 2 || rows[full].Position != first.String() || rows[full].LagMs != last.Ms-first.Ms ||
+		rows[empty].Position != "0-0" || rows[empty].LagMs != 0 {
+		t.Fatalf("push checkpoints %+v; want partition %d at %s (lag %d ms) and %d at 0-0", rows, full, first, last.Ms-first.Ms, empty)
+	}
+	out, _, err := ctl(t, append([]string{"stats"}, base...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(push.Name, " ", full, " ", first, " ", last.Ms-first.Ms)
+	if !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return strings.Join(strings.Fields(l), " ") == want }) {
+		t.Fatalf("stats table without the push checkpoint of partition %d at %s:\n%s", full, first, out)
 	}
 }

@@ -154,7 +154,7 @@ func listQuarantine(ctx context.Context, c *common, projector string, limit int,
 }
 
 // redisQuarantine reads the quarantine stream of a Redis projector.
-func redisQuarantine(ctx context.Context, rdb *redis.Client, prefix, name string, limit int) ([]projectors.QuarantineRecord, error) {
+func redisQuarantine(ctx context.Context, rdb redis.UniversalClient, prefix, name string, limit int) ([]projectors.QuarantineRecord, error) {
 	msgs, err := rdb.XRangeN(ctx, prefix+"quarantine:"+name, "-", "+", int64(limit)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the %s quarantine: %w", name, err)

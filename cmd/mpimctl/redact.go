@@ -10,9 +10,10 @@ const redacted = "[redacted]"
 
 // secretFields are the event fields that tail, export and tap print as
 // redacted unless --with-secrets is given: a password hash can be attacked
-// offline, so it must not land in a terminal, a pipe or an export file by
-// default.
-var secretFields = map[protoreflect.Name]bool{"password_hash": true}
+// offline, and a push token (PushTokenRegistered) lets whoever holds the
+// app's push credentials reach the device, so neither may land in a
+// terminal, a pipe or an export file by default.
+var secretFields = map[protoreflect.Name]bool{"password_hash": true, "token": true}
 
 // redact returns m, or a copy of m in which every non-empty secret field, at
 // any depth, reads redacted. m itself is never changed.

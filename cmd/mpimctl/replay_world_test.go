@@ -94,7 +94,7 @@ func (w *replayWorld) lastSent(conv domain.ConversationID) uint64 {
 
 // flags address the world's log and the read model at dsn.
 func (w *replayWorld) flags(dsn string) []string {
-	return []string{"--redis-addr", w.env.RDB.Options().Addr, "--prefix", w.env.Prefix,
+	return []string{"--redis-addr", w.env.Addr, "--prefix", w.env.Prefix,
 		"--partitions", fmt.Sprint(worldPartitions), "--mysql", dsn}
 }
 

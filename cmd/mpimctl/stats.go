@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/inbox"
+	"github.com/mpim/mpim/internal/keyscan"
 	"github.com/mpim/mpim/projectors/mysql"
+	"github.com/mpim/mpim/projectors/push"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/redis/go-redis/v9"
 )
@@ -35,14 +38,18 @@ type inboxSummary struct {
 
 const inboxScanLimit = 100_000
 
-// inboxStats scans the inbox streams: how many, total and largest length.
-func inboxStats(ctx context.Context, rdb *redis.Client, prefix string) (inboxSummary, error) {
+// inboxStats scans the inbox streams (on every master of a cluster): how
+// many, total and largest length.
+func inboxStats(ctx context.Context, rdb redis.UniversalClient, prefix string) (inboxSummary, error) {
 	var sum inboxSummary
 	pattern := escapeGlob(strings.TrimSuffix(inbox.NewKeys(prefix).Inbox(""), "}")) + "*"
-	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	var keys []string
-	flush := func() error {
-		pipe := rdb.Pipeline()
+	errEnough := errors.New("inbox scan limit reached")
+	err := keyscan.Each(ctx, rdb, pattern, func(c redis.Cmdable, keys []string) error {
+		keys = slices.DeleteFunc(keys, func(k string) bool { return strings.Contains(k, ":cursor:") })
+		if room := inboxScanLimit - sum.Count; int64(len(keys)) >= room {
+			keys, sum.Truncated = keys[:room], true
+		}
+		pipe := c.Pipeline()
 		lens := make([]*redis.IntCmd, len(keys))
 		for i, k := range keys {
 			lens[i] = pipe.XLen(ctx, k)
@@ -55,27 +62,15 @@ func inboxStats(ctx context.Context, rdb *redis.Client, prefix string) (inboxSum
 			sum.Entries += l.Val()
 			sum.Largest = max(sum.Largest, l.Val())
 		}
-		keys = keys[:0]
+		if sum.Truncated {
+			return errEnough
+		}
 		return nil
-	}
-	for iter.Next(ctx) {
-		if !strings.Contains(iter.Val(), ":cursor:") {
-			keys = append(keys, iter.Val())
-		}
-		if len(keys) == 1000 {
-			if err := flush(); err != nil {
-				return sum, err
-			}
-		}
-		if sum.Count+int64(len(keys)) >= inboxScanLimit {
-			sum.Truncated = true
-			break
-		}
-	}
-	if err := iter.Err(); err != nil {
+	})
+	if err != nil && !errors.Is(err, errEnough) {
 		return sum, err
 	}
-	return sum, flush()
+	return sum, nil
 }
 
 // escapeGlob escapes the glob characters of a literal key part.
@@ -158,9 +153,18 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		st.Pause = &pause
 	}
-	for _, name := range []string{"cache", "inbox"} {
+	for _, name := range []string{"cache", "inbox", push.Name} {
 		cps := redisckpt.New(rdb, c.prefix, name)
 		for p := range store.Partitions() {
+			if name == push.Name {
+				started, err := cps.Started(ctx, p)
+				if err != nil {
+					return err
+				}
+				if !started {
+					continue // no push projector ran here: most deployments have no webhook
+				}
+			}
 			pos, err := cps.Checkpoint(ctx, p)
 			if err != nil {
 				return err

@@ -27,7 +27,7 @@ func runTap(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	wait := fs.Duration("wait", 2*time.Second, "with --limit: stop once every partition had nothing to read for this long (10ms..1h)")
 	noAck := fs.Bool("no-ack", false, "peek: print what the group gets next (after its last-delivered position) without reading as the group, claiming, acknowledging or dead-lettering anything")
 	pending := fs.Bool("pending", false, "with --no-ack: first print the group's pending entries (delivered, not yet acknowledged)")
-	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
+	secrets := fs.Bool("with-secrets", false, "print password hashes and push tokens instead of "+redacted)
 	acceptLoss := fs.Bool("accept-loss", false, "accept the events the group lost to the trim (printed to stderr; the archive holds them) and read on")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -52,7 +52,7 @@ func groupFlag(fs *flag.FlagSet) string { return fs.Lookup("group").Value.String
 func dlqList(ctx context.Context, fs *flag.FlagSet, stdout io.Writer) func(*eventstore.Store, []int) error {
 	limit := fs.Int("limit", 0, "print at most this many dead letters (0: all)")
 	asJSON := fs.Bool("json", false, "JSON lines instead of human lines")
-	secrets := fs.Bool("with-secrets", false, "print password hashes instead of "+redacted)
+	secrets := fs.Bool("with-secrets", false, "print password hashes and push tokens instead of "+redacted)
 	return func(store *eventstore.Store, parts []int) error {
 		if *limit < 0 {
 			return fmt.Errorf("--limit must not be negative, got %d", *limit)

@@ -29,7 +29,7 @@ func TestAuditLogCatchesAClientMessageIDAppendedTwice(t *testing.T) {
 	}
 	sent := []sentMsg{{key: msgKey{conv: string(conv), sender: string(alice.User), clientMsgID: "m1"}, eventID: string(first.EventID[:]), seq: first.Seq}}
 	// The log of commandtest is not trimmed: it is read from the stream.
-	store := openLog(t, w.RDB.Options().Addr, w.Prefix, 4)
+	store := openLog(t, w.Addr, w.Prefix, 4)
 	if la := checkLog(t, store, 4, store.ReadPartition, sent, logAudit{}); !la.clean(1) {
 		t.Fatalf("the log audit fails a clean log: %v", la)
 	}
@@ -63,7 +63,7 @@ type auditFixture struct {
 
 func newAuditFixture(t *testing.T) *auditFixture {
 	f := &auditFixture{t: t, ann: &e2eUser{name: "ann", id: "u/ann"}, bob: &e2eUser{name: "bob", id: "u/bob"}, eve: &e2eUser{name: "eve", id: "u/eve"}}
-	f.d = &e2eDevice{cl: &e2eCluster{t: t}, user: f.bob, id: "phone", inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}}
+	f.d = &e2eDevice{cl: &e2eCluster{t: t}, user: f.bob, id: "phone", inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}, ownSeqs: map[string]map[uint64]bool{}}
 	f.cn = f.newConn()
 	f.conv, f.eveConv = "d/ann.bob", "d/ann.eve"
 	f.sentToBob = sentMsg{key: msgKey{f.conv, f.ann.id, "a1"}, eventID: eventID(1), seq: 1, to: []*e2eUser{f.ann, f.bob}}
@@ -79,13 +79,32 @@ func eventID(n byte) string { return string(append(make([]byte, 15), n)) }
 
 // push pushes m's event to bob's device as inbox entry inboxID.
 func (f *auditFixture) push(cn *e2eConn, m sentMsg, inboxID string, resend bool) {
-	ev := &mpimv1.Event{Id: []byte(m.eventID), Seq: m.seq, Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{
-		ConversationId: m.key.conv, SenderId: m.key.sender, ClientMsgId: m.key.clientMsgID}}}
+	f.pushBy(cn, m, inboxID, resend, "phone")
+}
+
+// pushBy is push of an event made by the sender's device device.
+func (f *auditFixture) pushBy(cn *e2eConn, m sentMsg, inboxID string, resend bool, device string) {
+	ev := &mpimv1.Event{Id: []byte(m.eventID), Seq: m.seq, Actor: &mpimv1.Actor{UserId: m.key.sender, DeviceId: device},
+		Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{
+			ConversationId: m.key.conv, SenderId: m.key.sender, ClientMsgId: m.key.clientMsgID}}}
 	env, err := proto.Marshal(ev)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	f.d.push(cn, &mpimv1.Push{InboxId: inboxID, Type: "MessageSent", Envelope: env, Resend: resend})
+}
+
+// bobSends is a message of bob's device in the conversation with ann,
+// with seq, shown on the device from its send's answer.
+func (f *auditFixture) bobSends(clientMsgID string, id byte, seq uint64) sentMsg {
+	m := sentMsg{key: msgKey{f.conv, f.bob.id, clientMsgID}, eventID: eventID(id), seq: seq, to: []*e2eUser{f.ann, f.bob}}
+	f.d.sent(m)
+	return m
+}
+
+// annSays is a message of ann's in the conversation with bob, with seq.
+func (f *auditFixture) annSays(clientMsgID string, id byte, seq uint64) sentMsg {
+	return sentMsg{key: msgKey{f.conv, f.ann.id, clientMsgID}, eventID: eventID(id), seq: seq, to: []*e2eUser{f.ann, f.bob}}
 }
 
 // ack confirms bob's ack of inboxID on cn.
@@ -109,15 +128,27 @@ func TestDeviceAuditCatchesForbiddenPushes(t *testing.T) {
 	if a := audit([]sentMsg{allowed.sentToBob}, []*e2eDevice{allowed.d}); !a.ok() || a.stats.dupPushes != 2 {
 		t.Fatalf("allowed repeats fail the audit: %v", a)
 	}
+	// The device's own messages are shown from their answers, not pushed:
+	// the pushes of the conversation go past their seqs.
+	own := newAuditFixture(t)
+	own.push(own.cn, own.sentToBob, "1-1", false)
+	mine := own.bobSends("b1", 5, 2)
+	after := own.annSays("a5", 6, 3)
+	own.push(own.cn, after, "1-2", false)
+	if a := audit([]sentMsg{own.sentToBob, mine, after}, []*e2eDevice{own.d}); !a.ok() || a.checked != 3 {
+		t.Fatalf("the device's own message, shown from its answer, fails the audit: %v", a)
+	}
 
 	for _, c := range []struct {
 		name  string
 		do    func(f *auditFixture)
 		count func(a deliveryAudit) int
 	}{
-		{"a push after the ack", func(f *auditFixture) {
-			f.push(f.cn, f.sentToBob, "1-1", false)
-			f.ack(f.cn, "1-1")
+		{"a push after the ack of an entry never shown", func(f *auditFixture) {
+			second := f.sentToBob
+			second.key.clientMsgID, second.eventID, second.seq = "a3", eventID(3), 2
+			f.push(f.cn, second, "1-2", false)
+			f.ack(f.cn, "1-2")
 			f.push(f.newConn(), f.sentToBob, "1-1", false)
 		}, func(a deliveryAudit) int { return a.stats.afterAck }},
 		{"a resend after the ack", func(f *auditFixture) {
@@ -140,6 +171,16 @@ func TestDeviceAuditCatchesForbiddenPushes(t *testing.T) {
 			f.push(f.cn, f.sentToBob, "1-1", false)
 			f.d.ackAnswered(f.cn, "1-1", &mpimv1.Response{Result: &mpimv1.Response_Error{Error: &mpimv1.Error{Code: "unavailable"}}})
 		}, func(a deliveryAudit) int { return a.stats.ackErrors }},
+		{"a message never shown on a member's device", func(f *auditFixture) {}, func(a deliveryAudit) int { return a.missing }},
+		{"a message pushed back to the device that sent it", func(f *auditFixture) {
+			f.push(f.cn, f.sentToBob, "1-1", false)
+			f.pushBy(f.cn, f.bobSends("b1", 5, 2), "1-2", false, "phone")
+		}, func(a deliveryAudit) int { return a.stats.echoes }},
+		{"a gap of a message the device did not send", func(f *auditFixture) {
+			f.push(f.cn, f.sentToBob, "1-1", false)
+			f.bobSends("b1", 5, 2)
+			f.push(f.cn, f.annSays("a5", 6, 4), "1-2", false) // seq 3 skipped
+		}, func(a deliveryAudit) int { return a.stats.gaps }},
 		{"a message to a non-member", func(f *auditFixture) {
 			f.push(f.cn, f.sentToBob, "1-1", false)
 			f.push(f.cn, f.toEve, "1-2", false)
@@ -165,5 +206,22 @@ func TestDeviceAuditCatchesForbiddenPushes(t *testing.T) {
 	f.push(f.cn, f.sentToBob, "1-2", false)
 	if a := audit([]sentMsg{f.sentToBob}, []*e2eDevice{f.d}); !a.ok() || a.stats.refanned != 1 || a.stats.ackOutage != 1 {
 		t.Fatalf("allowed faults fail the audit: %v", a)
+	}
+	// An entry acknowledged on one connection and pushed again on the next
+	// one (its cursor was not stored yet) is allowed, under the inbox id it
+	// was shown with; not under another one.
+	k := newAuditFixture(t)
+	k.push(k.cn, k.sentToBob, "1-1", false)
+	k.ack(k.cn, "1-1")
+	k.push(k.newConn(), k.sentToBob, "1-1", false)
+	if a := audit([]sentMsg{k.sentToBob}, []*e2eDevice{k.d}); !a.ok() || a.stats.redelivered != 1 {
+		t.Fatalf("a redelivery on the next connection fails the audit: %v", a)
+	}
+	k = newAuditFixture(t)
+	k.push(k.cn, k.sentToBob, "1-1", false)
+	k.ack(k.cn, "1-1")
+	k.push(k.newConn(), k.sentToBob, "1-0", false)
+	if a := audit([]sentMsg{k.sentToBob}, []*e2eDevice{k.d}); a.ok() || a.stats.afterAck != 1 {
+		t.Fatalf("an acknowledged event pushed under an earlier inbox id passes the audit: %v", a)
 	}
 }

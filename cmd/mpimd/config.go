@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/mpim/mpim/domain"
+	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/config"
+	"github.com/mpim/mpim/internal/connect"
+	"github.com/mpim/mpim/internal/inbox"
 	"github.com/mpim/mpim/projectors"
 )
 
@@ -25,6 +28,7 @@ type Config struct {
 	// Role is what the process runs: "projector", "gateway" or "all".
 	Role                     string
 	RedisAddr, RedisPassword string
+	RedisCluster             bool
 	RedisDB                  int
 	Prefix                   string
 	Partitions               int
@@ -44,6 +48,12 @@ type Config struct {
 	DLQMaxAge                time.Duration
 	InboxWindow              int
 	InboxQuotaBytes          int64
+	InboxNotifyBytes         int
+	RouteCacheEntries        int
+	RouteCacheBytes          int64
+	SharedLogEntries         int
+	SharedLogBytes           int64
+	AckInterval              time.Duration
 	FsyncAlways              bool
 	WaitReplicas             int
 	LogLevel, LogFormat      string
@@ -79,15 +89,18 @@ type Config struct {
 	HeavyQueriesInFlight     int
 	PasswordKeyFile          string
 	PasswordKey              string
+	Push                     pushConfig
 }
 
 // runs reports whether the process runs part ("projector" or "gateway").
 func (c *Config) runs(part string) bool { return c.Role == part || c.Role == "all" }
 
 // needsMySQL reports whether the process uses MySQL: gateways read the read
-// models and keep login tokens there; two projectors write it.
+// models and keep login tokens there; two projectors write it; the push
+// projector reads profiles the cache does not hold.
 func (c *Config) needsMySQL() bool {
-	return c.runs("gateway") || slices.Contains(c.Projectors, "mysql") || slices.Contains(c.Projectors, "archive")
+	return c.runs("gateway") || slices.Contains(c.Projectors, "mysql") || slices.Contains(c.Projectors, "archive") ||
+		slices.Contains(c.Projectors, "push")
 }
 
 func (c *Config) flags(fs *flag.FlagSet) {
@@ -95,7 +108,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	if c.Role == "all" {
 		redisAddr, dsn = Embedded, Embedded // try-it-out default: nothing to install
 	}
-	fs.StringVar(&c.RedisAddr, "redis-addr", redisAddr, "Redis address of the event log, inboxes and caches (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", redisAddr, "Redis address of the event log, inboxes and caches, or comma-separated seed nodes of a Redis Cluster (\"embedded\": an in-memory stand-in in this process, mpimd all only)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr names Redis Cluster nodes (implied by more than one address)")
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (set MPIM_REDIS_PASSWORD or the config file instead: command lines are visible to every local user)")
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "Redis database number")
 	fs.StringVar(&c.Prefix, "prefix", "", "key prefix of the deployment")
@@ -122,6 +136,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DLQMaxAge, "dlq-max-age", 168*time.Hour, "tap dead letters older than this are deleted at each trim (1m..8760h)")
 	fs.IntVar(&c.InboxWindow, "inbox-window", 10000, "entries kept per user inbox")
 	fs.Int64Var(&c.InboxQuotaBytes, "inbox-quota-bytes", 16<<20, "bytes kept per user inbox (65536..1073741824): beyond them the oldest entries are trimmed, as beyond --inbox-window")
+	fs.IntVar(&c.InboxNotifyBytes, "inbox-notify-bytes", 64<<10, fmt.Sprintf("inbox projector: payload of one gateway's notification of a batch (1..%d): recipients' entries are carried while they fit, the others get their head only and the gateway reads their inbox back", inbox.MaxNotificationBytes))
+	fs.IntVar(&c.RouteCacheEntries, "inbox-route-cache-entries", 100_000, "inbox projector: users whose presence routes are kept in memory (1..10000000); beyond it random entries are evicted and looked up again")
+	fs.Int64Var(&c.RouteCacheBytes, "inbox-route-cache-bytes", 16<<20, "inbox projector: estimated memory of the route cache (4096..4294967296), evicting as --inbox-route-cache-entries does")
+	fs.IntVar(&c.SharedLogEntries, "shared-log-entries", 4096, "projector: log entries the projectors of this process share in memory, per partition (1..1000000)")
+	fs.Int64Var(&c.SharedLogBytes, "shared-log-bytes", 4<<20, "projector: stored bytes of the shared log entries, per partition (1024..1073741824; the decoded form takes a few times that)")
 	fs.BoolVar(&c.FsyncAlways, "fsync-always", false, "refuse to start unless Redis runs with appendfsync always")
 	fs.IntVar(&c.WaitReplicas, "wait-replicas", 0, "replicas each append must reach (WAIT) before it is acknowledged")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -148,11 +167,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OutboxBytes, "outbox-bytes", 4<<20, "gateway: byte budget of what is queued for one connection; over it the connection's requests are not read until it drains")
 	fs.IntVar(&c.OutboxHardBytes, "outbox-hard-bytes", 16<<20, "gateway: the most one connection may have queued; a frame over it closes the connection (1008)")
 	fs.DurationVar(&c.OutboxDrainTimeout, "outbox-drain-timeout", 30*time.Second, "gateway: a connection whose queue stays over outbox-bytes this long is closed (1008)")
+	fs.DurationVar(&c.AckInterval, "ack-interval", 500*time.Millisecond, "gateway: how often acknowledged inbox cursors are stored (1ms..5s); a gateway crash may push again what was acknowledged within the last interval (de-duplicated by event id)")
 	fs.IntVar(&c.HistoryPageBytes, "history-page-bytes", 256<<10, "gateway: bytes of messages in one history page; a page over it ends early with hasMore")
 	fs.IntVar(&c.HeavyQueryCost, "heavy-query-cost", 10, "gateway: tokens a history or conversations request of the largest page (200) takes from the rate limits; smaller pages take proportionally fewer, other requests 1")
 	fs.IntVar(&c.HeavyQueriesInFlight, "heavy-queries-in-flight", 4, "gateway: history and conversations requests one user may have being answered at once on a gateway; more are answered rate_limited")
 	fs.StringVar(&c.PasswordKeyFile, "password-key-file", "", "gateway: file of the password keys (mode 600; one key a line, 32 random bytes as hex or base64: openssl rand -hex 32); the first seals password hashes before they enter the log, all open them. Required on real servers; every gateway needs the same file. See docs/deployment.md")
 	fs.StringVar(&c.PasswordKey, "password-key", "", "gateway: the password keys as text, as in --password-key-file (set MPIM_PASSWORD_KEY or the config file instead: command lines are visible to every local user)")
+	c.Push.flags(fs)
 	fs.StringVar(&c.GatewayID, "gateway-id", fmt.Sprintf("gw-%s-%d", host, os.Getpid()), "gateway: this gateway's id (routes, registration)")
 }
 
@@ -170,6 +191,18 @@ const minMaxMute, maxMaxMute = time.Minute, 10 * 365 * 24 * time.Hour
 // benchmark set-ups that register many users.
 const minPasswordMemoryKiB = 1 << 10
 
+// redisConfig is the connection of --redis-addr, --redis-cluster,
+// --redis-db and --redis-password, checked (connect.RedisConfig.Validate).
+// The pool and metrics fields are left for the caller.
+func (c *Config) redisConfig() (connect.RedisConfig, error) {
+	addrs, err := connect.ParseRedisAddrs(c.RedisAddr)
+	if err != nil {
+		return connect.RedisConfig{}, err
+	}
+	rc := connect.RedisConfig{Addrs: addrs, Cluster: c.RedisCluster, Password: c.RedisPassword, DB: c.RedisDB}
+	return rc, rc.Validate()
+}
+
 // weakPasswordHashing reports whether the argon2id settings are below the
 // OWASP recommendations.
 func (c *Config) weakPasswordHashing() bool {
@@ -181,6 +214,15 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.RedisAddr == "" {
 		errs = append(errs, errors.New("redis-addr is empty"))
+	} else if c.RedisAddr == Embedded {
+		if c.RedisCluster {
+			errs = append(errs, fmt.Errorf("redis-cluster: the %q stand-in is one server, not a cluster", Embedded))
+		}
+	} else if _, err := c.redisConfig(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := eventstore.CheckPrefix(c.Prefix); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Role != "all" && (c.RedisAddr == Embedded || c.MySQL == Embedded) {
 		errs = append(errs, fmt.Errorf("redis-addr and mysql %q run in-process and serve only mpimd all: separate gateways and projectors must share real servers", Embedded))
@@ -189,8 +231,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("partitions must be 1..4096, got %d", c.Partitions))
 	}
 	for _, p := range c.Projectors {
-		if !slices.Contains(projectorNames, p) {
-			errs = append(errs, fmt.Errorf("unknown projector %q (known: %s)", p, strings.Join(projectorNames, ",")))
+		if !c.knownProjector(p) {
+			errs = append(errs, fmt.Errorf("unknown projector %q (known: %s, and push with --push-webhook-url)", p, strings.Join(projectorNames, ",")))
 		}
 	}
 	if len(c.Projectors) == 0 {
@@ -247,6 +289,9 @@ func (c *Config) Validate() error {
 		if c.OutboxDrainTimeout < time.Second || c.OutboxDrainTimeout > 10*time.Minute {
 			errs = append(errs, fmt.Errorf("outbox-drain-timeout must be 1s..10m, got %s", c.OutboxDrainTimeout))
 		}
+		if c.AckInterval < time.Millisecond || c.AckInterval > 5*time.Second {
+			errs = append(errs, fmt.Errorf("ack-interval must be 1ms..5s, got %s", c.AckInterval))
+		}
 		if c.HistoryPageBytes < 4<<10 || c.HistoryPageBytes > 16<<20 {
 			errs = append(errs, fmt.Errorf("history-page-bytes must be 4KiB..16MiB (%d..%d), got %d", 4<<10, 16<<20, c.HistoryPageBytes))
 		}
@@ -296,9 +341,10 @@ func (c *Config) Validate() error {
 	if c.DLQMaxAge < time.Minute || c.DLQMaxAge > 8760*time.Hour {
 		errs = append(errs, fmt.Errorf("dlq-max-age must be 1m..8760h, got %s", c.DLQMaxAge))
 	}
-	if c.runs("projector") && c.TrimInterval > 0 && len(c.Projectors) != len(projectorNames) {
+	if c.runs("projector") && c.TrimInterval > 0 && !c.runsEveryProjector() {
 		errs = append(errs, errors.New("trim-interval needs every projector in this process, so no checkpoint is missed (set 0 here and trim from a process that runs them all)"))
 	}
+	errs = append(errs, c.Push.validate()...)
 	if c.TapMaxAge < time.Minute || c.TapMaxAge > 720*time.Hour {
 		errs = append(errs, fmt.Errorf("tap-max-age must be 1m..720h, got %s", c.TapMaxAge))
 	}
@@ -310,6 +356,21 @@ func (c *Config) Validate() error {
 	}
 	if c.InboxQuotaBytes < 64<<10 || c.InboxQuotaBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("inbox-quota-bytes must be 65536..1073741824, got %d", c.InboxQuotaBytes))
+	}
+	if c.InboxNotifyBytes < 1 || c.InboxNotifyBytes > inbox.MaxNotificationBytes {
+		errs = append(errs, fmt.Errorf("inbox-notify-bytes must be 1..%d, got %d", inbox.MaxNotificationBytes, c.InboxNotifyBytes))
+	}
+	if c.RouteCacheEntries < 1 || c.RouteCacheEntries > 10_000_000 {
+		errs = append(errs, fmt.Errorf("inbox-route-cache-entries must be 1..10000000, got %d", c.RouteCacheEntries))
+	}
+	if c.RouteCacheBytes < 4<<10 || c.RouteCacheBytes > 4<<30 {
+		errs = append(errs, fmt.Errorf("inbox-route-cache-bytes must be 4096..4294967296 (4 KiB..4 GiB), got %d", c.RouteCacheBytes))
+	}
+	if c.SharedLogEntries < 1 || c.SharedLogEntries > 1_000_000 {
+		errs = append(errs, fmt.Errorf("shared-log-entries must be 1..1000000, got %d", c.SharedLogEntries))
+	}
+	if c.SharedLogBytes < 1<<10 || c.SharedLogBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("shared-log-bytes must be 1024..1073741824 (1 KiB..1 GiB), got %d", c.SharedLogBytes))
 	}
 	if c.WaitReplicas < 0 {
 		errs = append(errs, fmt.Errorf("wait-replicas must not be negative, got %d", c.WaitReplicas))

@@ -120,8 +120,10 @@ func (d *e2eDevice) send(ctx context.Context, req *mpimv1.SendRequest, to []*e2e
 				s.duplicates++
 			}
 		})
-		return sentMsg{key: msgKey{conv: res.GetConversationId(), sender: d.user.id, clientMsgID: req.GetClientMsgId()},
-			eventID: string(res.GetEventId()), seq: res.GetSeq(), to: to, duplicate: res.GetDuplicate()}, nil
+		m := sentMsg{key: msgKey{conv: res.GetConversationId(), sender: d.user.id, clientMsgID: req.GetClientMsgId()},
+			eventID: string(res.GetEventId()), seq: res.GetSeq(), to: to, duplicate: res.GetDuplicate()}
+		d.sent(m) // the device's copy: it is not pushed back to it
+		return m, nil
 	}
 }
 
@@ -216,22 +218,23 @@ func (a *deliveryAudit) detail(format string, args ...any) {
 }
 
 // ok reports whether every acknowledged message is shown exactly once, as
-// acknowledged, in order, on every device of every member and on no other
-// device, and whether every push kept the delivery contract and every ack
+// acknowledged, in order, on every device of every member (the sending
+// device from its send's answer, never pushed) and on no other device, and whether every push kept the delivery contract and every ack
 // was answered (deviceStats: the exceptions a test may allow).
 func (a deliveryAudit) ok() bool {
 	return a.missing == 0 && a.twice == 0 && a.mismatched == 0 && a.unacked == 0 && a.nonMember == 0 &&
-		a.stats.outOfOrder == 0 && a.stats.gaps == 0 && a.stats.afterAck == 0 && a.stats.unmarked == 0 &&
+		a.stats.outOfOrder == 0 && a.stats.gaps == 0 && a.stats.echoes == 0 && a.stats.afterAck == 0 && a.stats.unmarked == 0 &&
 		(a.stats.refanned == 0 || a.refanout) && a.stats.ackErrors == 0
 }
 
 func (a deliveryAudit) String() string {
 	return fmt.Sprintf("%d deliveries checked: %d acked but never shown, %d shown twice after de-duplication, %d shown unlike acked, "+
-		"%d shown but never acked, %d shown to non-members, %d out of order, %d gaps; %d pushes, %d duplicate pushes before de-duplication "+
-		"(%d marked resend; not allowed: %d after the ack, %d repeated unmarked or marked but new; %d under a second inbox id, allowed %v), "+
+		"%d shown but never acked, %d shown to non-members, %d out of order, %d gaps, %d pushed back to their sending device; %d pushes, %d duplicate pushes before de-duplication "+
+		"(%d marked resend; not allowed: %d after the ack, %d repeated unmarked or marked but new; %d under a second inbox id, allowed %v; "+
+		"%d acknowledged on an earlier connection pushed again on a later one, allowed), "+
 		"%d reconnects (%d failed attempts), %d ack errors (%d more answered unavailable during an outage)%s",
-		a.checked, a.missing, a.twice, a.mismatched, a.unacked, a.nonMember, a.stats.outOfOrder, a.stats.gaps, a.stats.pushes, a.stats.dupPushes,
-		a.stats.resends, a.stats.afterAck, a.stats.unmarked, a.stats.refanned, a.refanout,
+		a.checked, a.missing, a.twice, a.mismatched, a.unacked, a.nonMember, a.stats.outOfOrder, a.stats.gaps, a.stats.echoes, a.stats.pushes, a.stats.dupPushes,
+		a.stats.resends, a.stats.afterAck, a.stats.unmarked, a.stats.refanned, a.refanout, a.stats.redelivered,
 		a.stats.reconnects, a.stats.dialFails, a.stats.ackErrors, a.stats.ackOutage, strings.Join(append([]string{""}, a.details...), "\n\t"))
 }
 
@@ -249,6 +252,7 @@ func audit(sent []sentMsg, devs []*e2eDevice) deliveryAudit {
 		}
 		d.mu.Lock()
 		a.stats.add(d.stats)
+		a.stats.gaps += d.gapsLocked(a.detail)
 		for _, p := range d.problems {
 			a.detail("%s: %s", d, p)
 		}

@@ -21,11 +21,23 @@ type msgKey struct {
 	conv, sender, clientMsgID string
 }
 
-// shownEvent is an event on a device's screen: pushed, not a duplicate.
+// shownEvent is an event on a device's screen: pushed, not a duplicate, or
+// a message the device sent, shown from its send's answer (own: the
+// gateway does not echo it to the sending device).
 type shownEvent struct {
 	eventID, typ, inboxID string
 	msg                   msgKey // MessageSent only
 	seq                   uint64 // MessageSent only
+	own                   bool   // from the send's answer, not pushed
+}
+
+// hole is a run of seqs, from..to, that a device's pushes of a
+// conversation went past: allowed only where every one of them is a
+// message the device sent itself (shown from its send's answer).
+type hole struct {
+	conv     string
+	from, to uint64
+	at       string // the client message id of the push after it
 }
 
 // deviceStats are a device's counts.
@@ -35,18 +47,27 @@ type deviceStats struct {
 	resends    int // pushes marked resend
 	syncs      int // sync_required frames
 	outOfOrder int // messages shown with a seq at or below one shown before in their conversation
-	gaps       int // messages shown with a seq beyond the next one of their conversation
+	gaps       int // messages pushed with a seq beyond the next one of their conversation, the device's own messages between them aside (counted by the audit)
+	echoes     int // messages pushed to the device that sent them (its copy is the send's answer)
 	reconnects int
 	dialFails  int // reconnect attempts that failed (a dead gateway, still dispatched or known)
 	ackErrors  int // acks answered with an error (other than unavailable during an outage the test causes)
 	ackOutage  int // acks answered unavailable while the test held Redis down
 
 	// Pushes the delivery contract (gateway/delivery) does not allow; each
-	// fails the audit. An entry may be pushed again only while it is not
-	// acknowledged: marked resend on the connection that had it, or on the
-	// device's next connection (from the stored cursor).
-	afterAck int // an entry at or before the device's acknowledged cursor
+	// fails the audit. An entry may be pushed again while it is not
+	// acknowledged (marked resend on the connection that had it, or on the
+	// device's next connection, from the stored cursor), and on a later
+	// connection when its acknowledgement was not stored yet (redelivered).
+	afterAck int // an entry at or before the device's acknowledged cursor, new to the device or on the connection that acknowledged it
 	unmarked int // an entry pushed again on one connection without the resend mark, or marked resend though it was not pushed there before
+	// redelivered counts entries acknowledged on an earlier connection of
+	// the device and pushed again on a later one, under the inbox id the
+	// device showed: allowed, since a gateway stores a device's cursor once
+	// per AckInterval (internal/inbox: Cursor), so a connection that ends
+	// (or a gateway that dies) before the write lets the next connection
+	// start from the older stored cursor.
+	redelivered int
 	// refanned counts events pushed again under another inbox id: the
 	// inbox projector's fan-out is at least once, so an event is in an
 	// inbox twice only if the test interrupted it (faultAllowance.refanout).
@@ -60,6 +81,7 @@ func (s *deviceStats) add(o deviceStats) {
 	s.syncs += o.syncs
 	s.outOfOrder += o.outOfOrder
 	s.gaps += o.gaps
+	s.echoes += o.echoes
 	s.reconnects += o.reconnects
 	s.dialFails += o.dialFails
 	s.ackErrors += o.ackErrors
@@ -67,6 +89,7 @@ func (s *deviceStats) add(o deviceStats) {
 	s.afterAck += o.afterAck
 	s.unmarked += o.unmarked
 	s.refanned += o.refanned
+	s.redelivered += o.redelivered
 }
 
 // e2eConn is one connection of a device.
@@ -105,7 +128,9 @@ type e2eDevice struct {
 	inboxOf   map[string]string // event id -> the inbox id it was first shown under
 	acked     string            // the latest inbox id whose ack the server confirmed, on any connection
 	byMsg     map[msgKey][]int  // indexes into screen
-	lastSeq   map[string]uint64
+	lastSeq   map[string]uint64 // per conversation, the last seq pushed
+	ownSeqs   map[string]map[uint64]bool
+	holes     []hole // seqs the pushes went past, for the audit to check against ownSeqs
 	stats     deviceStats
 	problems  []string // the first few order and delivery problems, for the failure message
 }
@@ -117,7 +142,7 @@ func (d *e2eDevice) String() string { return d.user.name + "/" + d.id }
 func (cl *e2eCluster) login(t *testing.T, u *e2eUser, device string, gw *mpimdProc, enc frame.Encoding) *e2eDevice {
 	t.Helper()
 	d := &e2eDevice{cl: cl, user: u, id: device, enc: enc, connected: make(chan struct{}),
-		inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}}
+		inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}, ownSeqs: map[string]map[uint64]bool{}}
 	cl.mu.Lock()
 	cl.devices = append(cl.devices, d)
 	cl.mu.Unlock()
@@ -244,6 +269,10 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 		d.stats.resends++
 	}
 	id, inboxID := string(ev.GetId()), p.GetInboxId()
+	if a := ev.GetActor(); ev.GetMessageSent() != nil && a.GetUserId() == d.user.id && a.GetDeviceId() == d.id {
+		d.stats.echoes++
+		d.problem("%s (event %x) is a message this device sent, pushed back to it", inboxID, id)
+	}
 	d.checkRepush(cn, inboxID, id, p.GetResend())
 	cn.pushed[inboxID] = true
 	if inboxAfter(inboxID, cn.lastInbox) {
@@ -268,8 +297,7 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 			d.stats.outOfOrder++
 			d.problem("%s: seq %d after %d (%s)", s.msg.conv, s.seq, last, s.msg.clientMsgID)
 		case s.seq > last+1:
-			d.stats.gaps++
-			d.problem("%s: seq %d after %d, a gap (%s)", s.msg.conv, s.seq, last, s.msg.clientMsgID)
+			d.holes = append(d.holes, hole{conv: s.msg.conv, from: last + 1, to: s.seq - 1, at: s.msg.clientMsgID})
 			d.lastSeq[s.msg.conv] = s.seq
 		default:
 			d.lastSeq[s.msg.conv] = s.seq
@@ -279,14 +307,53 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 	d.screen = append(d.screen, s)
 }
 
+// sent shows m, a message the device sent, from its send's answer, once
+// (a retry answered as a duplicate shows nothing new), and records its seq
+// as the device's own: its pushes go past it.
+func (d *e2eDevice) sent(m sentMsg) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	own := d.ownSeqs[m.key.conv]
+	if own == nil {
+		own = map[uint64]bool{}
+		d.ownSeqs[m.key.conv] = own
+	}
+	own[m.seq] = true
+	if len(d.byMsg[m.key]) > 0 {
+		return
+	}
+	d.byMsg[m.key] = append(d.byMsg[m.key], len(d.screen))
+	d.screen = append(d.screen, shownEvent{eventID: m.eventID, typ: "MessageSent", msg: m.key, seq: m.seq, own: true})
+}
+
+// gapsLocked counts the holes of the device's pushes that are not only its
+// own messages, telling detail of each; the caller holds d.mu.
+func (d *e2eDevice) gapsLocked(detail func(format string, args ...any)) int {
+	n := 0
+	for _, h := range d.holes {
+		for seq := h.from; seq <= h.to; seq++ {
+			if !d.ownSeqs[h.conv][seq] {
+				n++
+				detail("%s: %s: seqs %d..%d skipped before %s, %d not sent by this device: a gap", d, h.conv, h.from, h.to, h.at, seq)
+				break
+			}
+		}
+	}
+	return n
+}
+
 // checkRepush counts a push of inboxID (event eventID) that the delivery
-// contract does not allow: one at or before the acknowledged cursor, one
+// contract does not allow: one at or before the acknowledged cursor (but
+// an entry shown before, pushed again on a connection that has not
+// acknowledged it: redelivered from an older stored cursor), one
 // repeated on a connection without the resend mark (or marked but new
 // there), and an event pushed under a second inbox id. The caller holds
 // d.mu.
 func (d *e2eDevice) checkRepush(cn *e2eConn, inboxID, eventID string, resend bool) {
 	first, shown := d.inboxOf[eventID]
 	switch {
+	case !inboxAfter(inboxID, d.acked) && shown && first == inboxID && inboxAfter(inboxID, cn.acked):
+		d.stats.redelivered++
 	case !inboxAfter(inboxID, d.acked):
 		d.stats.afterAck++
 		d.problem("%s (event %x) pushed after the device's ack of %s (resend %v)", inboxID, eventID, d.acked, resend)

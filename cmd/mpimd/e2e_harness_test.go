@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,14 +144,15 @@ func clusterArgs(t *testing.T) []string {
 // startEmbeddedCluster builds mpimd and starts one `mpimd all` given nothing
 // but its addresses: embedded Redis and MySQL stand-ins, static
 // coordination. The one process is the cluster's projector and both its
-// "gateways", so the end-to-end tests run unchanged against it.
-func startEmbeddedCluster(t *testing.T) *e2eCluster {
+// "gateways", so the end-to-end tests run unchanged against it. extra are
+// more flags.
+func startEmbeddedCluster(t *testing.T, extra ...string) *e2eCluster {
 	t.Helper()
 	bin := buildBinary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cl := &e2eCluster{t: t, ctx: ctx}
 	t.Cleanup(func() { cl.stopDevices(cancel) })
-	p := startMpimd(t, bin, t.TempDir(), "gw-embedded", "all", "--gateway-id", "gw-embedded", "--listen", testsvc.FreeAddr(t), "--log-level", "warn")
+	p := startMpimd(t, bin, t.TempDir(), "gw-embedded", append([]string{"all", "--gateway-id", "gw-embedded", "--listen", testsvc.FreeAddr(t), "--log-level", "warn"}, extra...)...)
 	waitUntil(t, "embedded mpimd ready", func() bool {
 		if !p.alive() {
 			t.Fatalf("embedded mpimd exited at start-up: %v", p.err)
@@ -168,12 +170,33 @@ func startEmbeddedCluster(t *testing.T) *e2eCluster {
 // (MPIM_PASSWORD_KEY): gateways of one deployment, restarts included, share it.
 const testPasswordKey = "6d70696d2074657374207061737377726420b579206e6f742061207365637274"
 
+// redirectOrCrossSlot matches what a process logs when a command reached a
+// node that does not own its slot, or spanned slots.
+var redirectOrCrossSlot = regexp.MustCompile(`\bMOVED\b|\bASK\b|CROSSSLOT`)
+
+// failoverTests are the tests (by name) that fail a master over: a command
+// in flight when the slot's new master took over may fail with the MOVED
+// the cluster answers until the client reloads its slot map, so their logs
+// may hold MOVED lines (never ASK or CROSSSLOT).
+var failoverTests sync.Map
+
+// expectFailoverRedirects lets t's mpimd logs hold MOVED lines.
+func expectFailoverRedirects(t *testing.T) {
+	failoverTests.Store(t.Name(), true)
+	t.Cleanup(func() { failoverTests.Delete(t.Name()) })
+}
+
+var askOrCrossSlot = regexp.MustCompile(`\bASK\b|CROSSSLOT`)
+
 // startMpimd starts the binary with args, its output in logDir/name.log,
 // on a free ops port. The process is killed when the test ends; its log is
-// shown if the test failed, and a data race or panic in it fails the test.
+// shown if the test failed, and a data race or panic in it fails the test,
+// as does, on a Redis Cluster (a --redis-addr listing several nodes), a
+// MOVED, ASK or CROSSSLOT in it.
 func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdProc {
 	t.Helper()
 	p := &mpimdProc{name: name, ops: testsvc.FreeAddr(t), log: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
+	onCluster := strings.Contains(flagValue(args, "--redis-addr"), ",")
 	for i, a := range args {
 		if a == "--listen" && i+1 < len(args) {
 			p.addr = args[i+1]
@@ -201,6 +224,22 @@ func startMpimd(t *testing.T, bin, logDir, name string, args ...string) *mpimdPr
 		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
 			if bytes.Contains(out, []byte(bad)) {
 				t.Errorf("%s: %q in its log", name, bad)
+			}
+		}
+		if onCluster {
+			bad := redirectOrCrossSlot
+			if _, ok := failoverTests.Load(t.Name()); ok {
+				bad = askOrCrossSlot
+			}
+			var redirects [][]byte
+			for _, line := range bytes.Split(out, []byte("\n")) {
+				if bad.Match(line) {
+					redirects = append(redirects, line)
+				}
+			}
+			if len(redirects) > 0 {
+				t.Errorf("%s on the Redis Cluster logged %d lines with MOVED, ASK or CROSSSLOT, the first:\n%s",
+					name, len(redirects), bytes.Join(redirects[:min(3, len(redirects))], []byte("\n")))
 			}
 		}
 		if t.Failed() {

@@ -38,7 +38,9 @@ func (m *Main) gatewayTasks(ctx context.Context, d *deps) ([]task, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	hub, err := delivery.New(d.rdb, delivery.Config{Prefix: c.Prefix, GatewayID: c.GatewayID, Registerer: d.reg, Logger: d.lg.With("part", "delivery")})
+	dc := c.deliveryConfig()
+	dc.Registerer, dc.Logger = d.reg, d.lg.With("part", "delivery")
+	hub, err := delivery.New(d.rdb, dc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -118,4 +120,9 @@ func tokenPruneInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// deliveryConfig is the delivery hub's configuration from the flags.
+func (c *Config) deliveryConfig() delivery.Config {
+	return delivery.Config{Prefix: c.Prefix, GatewayID: c.GatewayID, AckInterval: c.AckInterval}
 }

@@ -85,7 +85,7 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 		return n
 	}
 	waitUntil(t, "read model and archive", func() bool {
-		return count("SELECT COUNT(*) FROM messages") == 20 && count("SELECT COUNT(*) FROM users") == 2 && count("SELECT COUNT(*) FROM event_archive") == 24
+		return count("SELECT COUNT(*) FROM messages") == 20 && count("SELECT COUNT(*) FROM users") == 2 && count("SELECT (SELECT COUNT(*) FROM event_archive) + (SELECT COALESCE(SUM(events), 0) FROM event_archive_segments)") == 24
 	})
 	// The trim loop removes what every projector processed.
 	waitUntil(t, "trim", func() bool {
@@ -105,15 +105,18 @@ func TestProjectorProcessProjectsAndShutsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "dead-letter trim", func() bool { return rdb.XLen(ctx, d.prefix+"{p0}:dlq:old").Val() == 0 })
-	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "mpim_projector_events_total"} {
+	for path, wants := range map[string][]string{"/healthz": {"ok"}, "/readyz": {"ready"},
+		"/metrics": {"mpim_projector_events_total", `mpim_redis_roundtrips_total{client="projector"}`, `mpim_redis_commands_sent_total{client="projector"}`}} {
 		resp, err := http.Get("http://" + m.opsAddr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		for _, want := range wants {
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("%s: %d, no %q in %.200q", path, resp.StatusCode, want, body)
+			}
 		}
 	}
 	cancel()
@@ -143,6 +146,32 @@ func TestBadConfigurationIsReportedAtOnce(t *testing.T) {
 	}
 	if err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags("projector", []string{"--dlq-max-age", "9000h"}); err == nil || !strings.Contains(err.Error(), "dlq-max-age must be 1m..8760h") {
 		t.Fatalf("dlq-max-age beyond a year: %v", err)
+	}
+	// Each of the projector's memory bounds alone is refused, naming itself.
+	for _, bad := range [][]string{{"--inbox-notify-bytes", "0"}, {"--inbox-notify-bytes", "1048577"},
+		{"--inbox-route-cache-entries", "0"}, {"--inbox-route-cache-entries", "10000001"},
+		{"--inbox-route-cache-bytes", "4095"}, {"--inbox-route-cache-bytes", "4294967297"},
+		{"--shared-log-entries", "0"}, {"--shared-log-entries", "1000001"},
+		{"--shared-log-bytes", "1023"}, {"--shared-log-bytes", "1073741825"}} {
+		err := (&Main{Stdout: io.Discard, Stderr: io.Discard}).ParseFlags("projector", bad)
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")+" must be") {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	// Values within the bounds are taken.
+	m = &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.ParseFlags("all", []string{"--ack-interval", "20ms", "--inbox-notify-bytes", "1024", "--inbox-route-cache-entries", "5",
+		"--inbox-route-cache-bytes", "4096", "--shared-log-entries", "7", "--shared-log-bytes", "2048"}); err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Config; c.AckInterval != 20*time.Millisecond || c.InboxNotifyBytes != 1024 || c.RouteCacheEntries != 5 ||
+		c.RouteCacheBytes != 4096 || c.SharedLogEntries != 7 || c.SharedLogBytes != 2048 {
+		t.Fatalf("parsed %+v", c)
+	}
+	// ... and reach the parts they configure.
+	if dc, ic, sc := m.Config.deliveryConfig(), m.Config.inboxConfig(), m.Config.sharedLogConfig(); dc.AckInterval != 20*time.Millisecond ||
+		ic.NotifyBytes != 1024 || ic.RouteCacheEntries != 5 || ic.RouteCacheBytes != 4096 || sc.MaxEntries != 7 || sc.MaxBytes != 2048 {
+		t.Fatalf("delivery %+v, inbox %+v, shared log %+v", dc, ic, sc)
 	}
 	if err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); err == nil {
 		t.Fatal("unknown subcommand accepted")
@@ -196,7 +225,8 @@ func TestGatewaySettingsAreValidated(t *testing.T) {
 		{"--redis-memory-limit", "0.05"}, {"--redis-memory-limit", "1.5"}, {"--redis-memory-check-interval", "1ms"},
 		{"--max-devices-listed", "0"}, {"--max-devices-listed", "5001"},
 		{"--outbox-bytes", "1000"}, {"--outbox-hard-bytes", "1048576"}, {"--outbox-drain-timeout", "0s"},
-		{"--history-page-bytes", "100"}, {"--heavy-query-cost", "101"}, {"--heavy-queries-in-flight", "0"}} {
+		{"--history-page-bytes", "100"}, {"--heavy-query-cost", "101"}, {"--heavy-queries-in-flight", "0"},
+		{"--ack-interval", "0s"}, {"--ack-interval", "500us"}, {"--ack-interval", "6s"}} {
 		m = &Main{Stdout: io.Discard, Stderr: io.Discard}
 		err := m.ParseFlags("gateway", bad)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "--")) {

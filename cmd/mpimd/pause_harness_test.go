@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"github.com/mpim/mpim/domain"
-	"github.com/mpim/mpim/eventstore"
-	"github.com/redis/go-redis/v9"
 )
 
 // freezeProxy forwards TCP connections from a loopback port of its own to a
@@ -190,6 +187,23 @@ func (o ownership) partitionsOf(name, member string) []int {
 	return ps
 }
 
+// sharedByP0AndP1 returns whether members p0 and p1 own every one of
+// partitions of every projector, settled: p1 has its half (partition p
+// goes to member p mod 2).
+func sharedByP0AndP1(partitions int) func(ownership) bool {
+	return func(o ownership) bool {
+		if !o.ownedBy(projectorNames, partitions, "p0", "p1") {
+			return false
+		}
+		for _, name := range projectorNames {
+			if len(o.partitionsOf(name, "p1")) != partitions/2 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // waitOwners waits until the ownership in the ZooKeeper tree under root
 // satisfies cond, and returns it.
 func waitOwners(t *testing.T, server, root, what string, cond func(ownership) bool) ownership {
@@ -224,13 +238,7 @@ func (fc *faultCluster) startProjectorVia(t *testing.T, member, zkAddr string) *
 // routes.
 func (fc *faultCluster) trafficInto(t *testing.T, own ownership, member string, senders []faultSender, gid string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: fc.redisAddr})
-	defer rdb.Close()
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: fc.prefix, Partitions: fc.partitions})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openLog(t, fc.redisAddr, fc.prefix, fc.partitions)
 	written := map[int]bool{store.PartitionOf(domain.GroupConversation(domain.GroupID(gid)).PartitionKey()): true}
 	for _, s := range senders {
 		for _, r := range s.routes {

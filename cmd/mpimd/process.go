@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"sync"
 	"time"
 
@@ -47,12 +48,13 @@ func (m *Main) ParseFlags(role string, args []string) error {
 	if err := config.Load(fs, args, "MPIM", "config", os.LookupEnv); err != nil {
 		return err
 	}
+	m.Config.addPushByDefault(fs)
 	return m.Config.Validate()
 }
 
 // deps are the process's connections and shared services.
 type deps struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	db    *sql.DB
 	store *eventstore.Store
 	zk    *coord.ZooKeeper // nil without --zookeeper
@@ -60,6 +62,20 @@ type deps struct {
 	lg    *slog.Logger
 	// passwordKeys seal and open password hashes (gateways only).
 	passwordKeys *sealed.Keys
+}
+
+// newRegistry returns the process's metric registry with the Go and
+// process collectors on it. Beside the default Go metrics it exports the
+// runtime's CPU estimates by class (runtime/metrics /cpu/classes/...:
+// go_cpu_classes_gc_total_cpu_seconds_total, ..._idle_..., ..._total_...)
+// so that the garbage collector's share of the CPU the process used can
+// be read from /metrics (scripts/bench.sh does).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/classes/`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // task is a part of the process that runs until its context ends.
@@ -73,8 +89,7 @@ type task struct {
 // finish their batch and hand their partitions over.
 func (m *Main) Run(ctx context.Context) error {
 	c := &m.Config
-	d := &deps{reg: prometheus.NewRegistry(), lg: c.logger(m.Stderr)}
-	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &deps{reg: newRegistry(), lg: c.logger(m.Stderr)}
 	embeddedRedis, embeddedMySQL := c.embedded()
 	if c.runs("gateway") {
 		keys, err := c.passwordKeys(embeddedRedis, d.lg)
@@ -166,8 +181,12 @@ func (m *Main) open(ctx context.Context, d *deps, embeddedMySQL bool) (func(), m
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	var err error
-	if d.rdb, err = connect.Redis(ctx, connect.RedisConfig{Addr: c.RedisAddr, Password: c.RedisPassword, DB: c.RedisDB, PoolSize: c.redisPoolSize()}); err != nil {
+	rc, err := c.redisConfig()
+	if err != nil {
+		return closeAll, nil, err
+	}
+	rc.PoolSize, rc.Registerer, rc.Name = c.redisPoolSize(), d.reg, c.Role
+	if d.rdb, err = connect.Redis(ctx, rc); err != nil {
 		return closeAll, nil, err
 	}
 	closers = append(closers, func() { d.rdb.Close() })

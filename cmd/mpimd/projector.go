@@ -13,6 +13,8 @@ import (
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/cache"
 	"github.com/mpim/mpim/projectors/inbox"
+	"github.com/mpim/mpim/projectors/push"
+	"github.com/mpim/mpim/push/webhook"
 )
 
 // projectorTasks builds the selected projectors' runners and the trim loop.
@@ -22,13 +24,44 @@ func (m *Main) projectorTasks(ctx context.Context, d *deps) ([]task, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One read and one decode per partition feed every runner of the
+	// process (projectors.SharedLog).
+	slc := c.sharedLogConfig()
+	slc.Registerer = d.reg
+	log, err := projectors.NewSharedLog(d.store, slc)
+	if err != nil {
+		return nil, err
+	}
+	var sender *webhook.Sender
+	if slices.Contains(c.Projectors, push.Name) {
+		var p *push.Projector
+		if p, sender, err = buildPush(c, d); err != nil {
+			return nil, fmt.Errorf("projector %s: %w", push.Name, err)
+		}
+		projs = append(projs, p)
+	}
 	var tasks []task
 	for _, p := range projs {
-		r, err := projectors.NewRunner(d.store, d.coordinator(), p, projectors.RunnerConfig{BatchSize: c.BatchSize, MaxAttempts: c.MaxAttempts, Logger: d.lg, Registerer: d.reg})
+		r, err := projectors.NewRunner(log, d.coordinator(), p, projectors.RunnerConfig{BatchSize: c.BatchSize, MaxAttempts: c.MaxAttempts, Logger: d.lg, Registerer: d.reg})
 		if err != nil {
+			if sender != nil {
+				closeSender(sender)
+			}
 			return nil, err
 		}
-		tasks = append(tasks, task{name: "projector " + p.Name(), run: r.Run})
+		run := r.Run
+		if p.Name() == push.Name {
+			// The sender outlives the runner's last Apply: it is closed
+			// once the runner returned.
+			run = func(ctx context.Context) error {
+				err := r.Run(ctx)
+				if cerr := closeSender(sender); cerr != nil {
+					d.lg.Warn("push webhook closed with calls unsettled; they are sent again after a restart", "err", cerr)
+				}
+				return err
+			}
+		}
+		tasks = append(tasks, task{name: "projector " + p.Name(), run: run})
 	}
 	if c.TrimInterval > 0 {
 		cps := make([]projectors.Checkpointer, len(projs))
@@ -80,7 +113,9 @@ func buildProjector(ctx context.Context, name string, c *Config, d *deps) (check
 	case "cache":
 		return cache.New(d.rdb, cache.Config{Prefix: c.Prefix, Logger: lg})
 	case "inbox":
-		return inbox.New(d.rdb, inbox.Config{Prefix: c.Prefix, Window: int64(c.InboxWindow), QuotaBytes: c.InboxQuotaBytes, Registerer: d.reg, Logger: lg})
+		ic := c.inboxConfig()
+		ic.Registerer, ic.Logger = d.reg, lg
+		return inbox.New(d.rdb, ic)
 	}
 	return buildMySQLProjector(ctx, name, c, d)
 }
@@ -113,4 +148,16 @@ func trimDeadLetters(ctx context.Context, every, maxAge time.Duration, store *ev
 			lg.Info("dead letters trimmed", "entries", n, "max_age", maxAge)
 		}
 	})
+}
+
+// sharedLogConfig is the shared log's configuration from the flags.
+func (c *Config) sharedLogConfig() projectors.SharedLogConfig {
+	return projectors.SharedLogConfig{MaxEntries: c.SharedLogEntries, MaxBytes: c.SharedLogBytes}
+}
+
+// inboxConfig is the inbox projector's configuration from the flags.
+func (c *Config) inboxConfig() inbox.Config {
+	return inbox.Config{Prefix: c.Prefix, Window: int64(c.InboxWindow), QuotaBytes: c.InboxQuotaBytes,
+		NotifyBytes: c.InboxNotifyBytes, RouteCacheEntries: c.RouteCacheEntries, RouteCacheBytes: c.RouteCacheBytes,
+		WaitReplicas: c.WaitReplicas}
 }

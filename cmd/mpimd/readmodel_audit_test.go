@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -91,7 +92,7 @@ func (fc *faultCluster) auditReadModels(t *testing.T, sent []sentMsg) int64 {
 // rmConns are the connections of one audit.
 type rmConns struct {
 	ctx   context.Context
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	store *eventstore.Store
 	db    *sql.DB
 	tg    rmTarget
@@ -102,8 +103,7 @@ type rmConns struct {
 func auditReadModelsAt(t *testing.T, tg rmTarget, sent []sentMsg) readModelAudit {
 	t.Helper()
 	ctx := context.Background()
-	c := rmConns{ctx: ctx, tg: tg, rdb: redis.NewClient(&redis.Options{Addr: tg.redisAddr})}
-	defer c.rdb.Close()
+	c := rmConns{ctx: ctx, tg: tg, rdb: auditRedis(t, tg.redisAddr)}
 	var err error
 	if c.store, err = eventstore.Open(ctx, c.rdb, eventstore.Config{Prefix: tg.prefix, Partitions: tg.partitions}); err != nil {
 		t.Fatal(err)
@@ -296,7 +296,8 @@ func membersOf(sent []sentMsg, conv string) []string {
 	return nil
 }
 
-// auditArchive checks event_archive against the log and the acked sends.
+// auditArchive checks the archive (as ReadArchive reads it back) against
+// the log and the acked sends.
 func (c rmConns) auditArchive(t *testing.T, a *readModelAudit, logged []loggedEntry, sent []sentMsg) {
 	t.Helper()
 	type row struct {
@@ -307,19 +308,38 @@ func (c rmConns) auditArchive(t *testing.T, a *readModelAudit, logged []loggedEn
 	}
 	byID := map[string]*row{}
 	versions := map[string][]uint64{}
-	c.query(t, "SELECT partition_no, pos_ms, pos_seq, event_id, aggregate, version, seq, event_type FROM event_archive", func(rs *sql.Rows) error {
-		r := &row{}
-		var id []byte
-		err := rs.Scan(&r.partition, &r.pos.Ms, &r.pos.Seq, &id, &r.aggregate, &r.version, &r.seq, &r.typ)
-		r.id = string(id)
-		a.archived++
-		if byID[r.id] != nil {
-			a.problem("archive: event %x archived twice (p%d %s and p%d %s)", id, byID[r.id].partition, byID[r.id].pos, r.partition, r.pos)
+	for p := range c.store.Partitions() {
+		var after eventstore.Position
+		for range 1_000_000 {
+			recs, err := pmysql.ReadArchive(c.ctx, c.db, p, after, 1000)
+			var de *eventstore.DecodeError
+			if err != nil && !errors.As(err, &de) {
+				t.Fatalf("reading the archive of partition %d: %v", p, err)
+			}
+			for _, rec := range recs {
+				ev := rec.Event
+				r := &row{loggedEntry: loggedEntry{partition: p, pos: rec.Position, id: string(ev.GetId()), aggregate: ev.GetAggregate(), version: ev.GetVersion()},
+					seq: ev.GetSeq()}
+				if m := ev.ProtoReflect(); m.WhichOneof(m.Descriptor().Oneofs().ByName("payload")) != nil {
+					r.typ = string(m.WhichOneof(m.Descriptor().Oneofs().ByName("payload")).Message().Name())
+				}
+				a.archived++
+				if byID[r.id] != nil {
+					a.problem("archive: event %x archived twice (p%d %s and p%d %s)", r.id, byID[r.id].partition, byID[r.id].pos, r.partition, r.pos)
+				}
+				byID[r.id] = r
+				versions[r.aggregate] = append(versions[r.aggregate], r.version)
+				after = rec.Position
+			}
+			if de != nil {
+				after = de.Position
+				continue
+			}
+			if len(recs) == 0 {
+				break
+			}
 		}
-		byID[r.id] = r
-		versions[r.aggregate] = append(versions[r.aggregate], r.version)
-		return err
-	})
+	}
 	for agg, vs := range versions {
 		slices.Sort(vs)
 		if vs[0] != 1 || vs[len(vs)-1] != uint64(len(vs)) {

@@ -14,7 +14,6 @@ import (
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/internal/testsvc"
-	"github.com/redis/go-redis/v9"
 )
 
 // Traffic with trimming on, then `mpimctl replay mysql` while the processes
@@ -108,8 +107,7 @@ func runBounded(cmd *exec.Cmd, limit time.Duration) ([]byte, error) {
 // loop removed the rest.
 func waitStreamsTrimmedToLast(t *testing.T, redisAddr, prefix string, partitions int) streamTrim {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rdb.Close()
+	rdb := auditRedis(t, redisAddr)
 	var st streamTrim
 	waitUntil(t, "every partition stream trimmed down to its last entry", func() bool {
 		var err error

@@ -31,7 +31,8 @@ type Options struct {
 // Env is the write side of one test. Its client and store are closed when
 // the test ends; its keys are deleted by testsvc.
 type Env struct {
-	RDB    *redis.Client
+	RDB    redis.UniversalClient
+	Addr   string // the address of the Redis RDB is a client of
 	Prefix string
 	Store  *eventstore.Store
 	Svc    *command.Service
@@ -56,7 +57,7 @@ func New(tb testing.TB, opts Options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Env{RDB: rdb, Prefix: rt.Prefix, Store: store, Svc: svc}
+	return &Env{RDB: rdb, Addr: rt.Addr, Prefix: rt.Prefix, Store: store, Svc: svc}
 }
 
 // Register registers the user name (shown as display) with PasswordHash

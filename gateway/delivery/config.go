@@ -25,6 +25,13 @@ type Config struct {
 	// AckTimeout is how long a push may stay unacknowledged before it is
 	// sent again, marked as a resend (default 5s).
 	AckTimeout time.Duration
+	// AckInterval is how often acknowledged cursors are stored: a device's
+	// cursor is written at most once per interval (the highest id it
+	// acknowledged) and when it detaches; acknowledgements in between only
+	// update memory. A gateway that dies loses at most the last interval's
+	// acknowledgements: those entries are pushed again on the device's next
+	// attachment (default 500ms; 1ms..5s).
+	AckInterval time.Duration
 	// MaxInFlight bounds the unacknowledged pushes of one device; a device
 	// that reaches it is not read again until acknowledgements bring it down
 	// to half (default 500). Unacknowledged pushes are held in memory for
@@ -50,9 +57,14 @@ type Config struct {
 	Now func() time.Time
 }
 
+// maxAckInterval bounds Config.AckInterval, and so what a gateway crash
+// costs in re-delivered entries.
+const maxAckInterval = 5 * time.Second
+
 func (c *Config) setDefaults() {
 	c.PageSize = cmp.Or(c.PageSize, 200)
 	c.AckTimeout = cmp.Or(c.AckTimeout, 5*time.Second)
+	c.AckInterval = cmp.Or(c.AckInterval, 500*time.Millisecond)
 	c.MaxInFlight = cmp.Or(c.MaxInFlight, 500)
 	c.RouteRefresh = cmp.Or(c.RouteRefresh, inbox.RouteTTL/3)
 	c.PollInterval = cmp.Or(c.PollInterval, 2*time.Second)
@@ -74,6 +86,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AckTimeout < time.Millisecond {
 		errs = append(errs, fmt.Errorf("delivery: ack timeout must be at least 1ms, got %s", c.AckTimeout))
+	}
+	if c.AckInterval < time.Millisecond || c.AckInterval > maxAckInterval {
+		errs = append(errs, fmt.Errorf("delivery: ack interval must be 1ms..%s, got %s", maxAckInterval, c.AckInterval))
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("delivery: max in flight must be positive, got %d", c.MaxInFlight))

@@ -146,8 +146,12 @@ func TestLostNotificationIsRepairedByThePositionCheck(t *testing.T) {
 		s.waitFor(t, fmt.Sprintf("round %d", round), func() bool { return len(s.firsts()) >= len(want) })
 	}
 	inOrder(t, "repaired", s.firsts(), want)
-	if got := h.metric(t, "mpim_gateway_position_check_wakes_total"); got < 2 {
-		t.Errorf("position check wakes %v, want at least 2", got)
+	// Without a notification only the position check wakes the reader (the
+	// rounds above would time out otherwise); a round added while the
+	// reader still ends its previous read is found by that read, so the
+	// wakes can be fewer than the rounds after the first.
+	if got := h.metric(t, "mpim_gateway_position_check_wakes_total"); got < 1 {
+		t.Errorf("position check wakes %v, want at least 1", got)
 	}
 	if got := h.metric(t, "mpim_gateway_notifications_received_total"); got != 0 {
 		t.Errorf("%v notifications received, want none", got)
@@ -223,9 +227,7 @@ func TestCursorMovesOnlyForwardAndSurvivesReattachOnAnotherGateway(t *testing.T)
 			t.Fatalf("ack %s: %v", id, err)
 		}
 	}
-	if got := e.cursor(t, u, "d"); got != ids[5] {
-		t.Fatalf("cursor %s, want %s", got, ids[5])
-	}
+	waitFor(t, "the cursor to reach "+ids[5], nil, func() bool { return e.cursor(t, u, "d") == ids[5] })
 	if err := d.Ack(ctx, "not-an-id"); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("malformed ack: %v, want an EInvalid error", err)
 	}
@@ -236,10 +238,10 @@ func TestCursorMovesOnlyForwardAndSurvivesReattachOnAnotherGateway(t *testing.T)
 	if err := d.Ack(ctx, ids[6]); err != nil {
 		t.Fatal(err)
 	}
+	d.Detach(ctx, false) // stores the acknowledged cursor
 	if got := e.cursor(t, u, "d"); got != ids[7] {
 		t.Fatalf("cursor %s moved back from %s", got, ids[7])
 	}
-	d.Detach(ctx, false)
 
 	s2 := newSink()
 	b.attach(t, u, "d", s2)
@@ -268,6 +270,7 @@ func TestEveryDeviceOfAUserHasItsOwnCursorAndReceivesEverything(t *testing.T) {
 	if err := dp.Ack(ctx, ids[39]); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "the phone's cursor", nil, func() bool { return e.cursor(t, u, "phone") == ids[39] })
 	if got, other := e.cursor(t, u, "phone"), e.cursor(t, u, "laptop"); got != ids[39] || other != "" {
 		t.Fatalf("cursors phone %q laptop %q, want %q and none", got, other, ids[39])
 	}

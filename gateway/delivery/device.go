@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,6 +77,10 @@ type pushed struct {
 	d     Delivery
 	first time.Time // first push
 	sent  time.Time // last (re)send
+	// through is the last of the device's own echoes skipped right after
+	// this push (skipEcho), zero if none: acknowledging the push
+	// acknowledges them too.
+	through streamid.ID
 }
 
 // Device is one attached device: its read position, its unacknowledged
@@ -97,6 +102,8 @@ type Device struct {
 	again      bool        // woken while being read: read once more
 	paused     bool        // MaxInFlight reached: not read until acks
 	behind     bool        // the next read checks the inbox window
+	unanchored bool        // no cursor was stored when it attached: its first ack is stored at once (anchorCursor)
+	anchor     streamid.ID // an echo that was its first acknowledgement, for the reader to store (takeAnchor); zero if none
 	caughtUp   bool        // a read found the inbox's end since attaching
 	detached   bool        // no more pushes
 	replaced   bool        // a newer attachment of the same device took over
@@ -163,17 +170,18 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 	}
 	now := h.cfg.Now()
 	var (
-		route *redis.Cmd
-		cur   *redis.StringCmd
-		info  *redis.XInfoStreamCmd
+		route, announced *redis.Cmd
+		cur              *redis.StringCmd
+		info             *redis.XInfoStreamCmd
 	)
 	err := h.pipeline(ctx, func(p redis.Pipeliner) {
 		route = h.writeRoute(ctx, p, d, now, "a")
+		announced = h.announce(ctx, p, d, now, false) // before the reads: see announce
 		cur = p.Get(ctx, d.cursorKey)
 		info = p.XInfoStream(ctx, d.inboxKey)
 	})
 	if err == nil {
-		err = route.Err()
+		err = cmp.Or(route.Err(), announced.Err())
 	}
 	if err == nil && cur.Err() != nil && !errors.Is(cur.Err(), redis.Nil) {
 		err = cur.Err()
@@ -195,6 +203,9 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 	}
 	cursor, err := streamid.Parse(cur.Val())
 	hasCursor := err == nil
+	if p, ok := h.cursors.peek(d.cursorKey); ok && (!hasCursor || p.After(cursor)) {
+		cursor, hasCursor = p, true // acknowledged on this gateway, not stored yet
+	}
 	if prev, _ := route.Val().(string); prev != "" && prev != h.cfg.GatewayID {
 		h.replaceElsewhere(ctx, prev, d)
 	}
@@ -223,24 +234,49 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 			return nil, fmt.Errorf("delivery: device %s of %s: %w", device, user, err)
 		}
 	}
+	d.unanchored = !hasCursor
 	h.queue.push(d)
 	d.mu.Unlock()
 	return d, nil
 }
 
+// anchorCursor stores the first acknowledgement of a device without a
+// stored cursor at once, not at the next AckInterval: a gateway that died
+// before it was stored would let the device come back as new again
+// (starting at the inbox's end, told to sync history), past the entries
+// that arrived while it was away. A failed write is left to the ack loop.
+func (h *Hub) anchorCursor(ctx context.Context, key string, pos streamid.ID) {
+	var cmd *redis.Cmd
+	err := h.pipeline(ctx, func(p redis.Pipeliner) { cmd = h.storeCursor(ctx, p, key, pos) })
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		h.cursors.mark(key, pos)
+	}
+}
+
+// takeAnchor returns and clears the echo skipEcho left to be stored as
+// the device's first cursor; zero if none. The caller holds d.mu and
+// stores it (anchorCursor) after releasing it.
+func (d *Device) takeAnchor() streamid.ID {
+	a := d.anchor
+	d.anchor = streamid.ID{}
+	return a
+}
+
 // Ack acknowledges inboxID and every entry pushed before it: they are not
-// resent, and the device's stored cursor moves to inboxID unless it is
-// there or later already (the cursor only moves forward). It waits for the
-// cursor write, which is batched with other devices' acknowledgements.
-// Acknowledging an id after the device's read position (not pushed in this
-// attachment), or acknowledging on a detached device, does nothing. Ack
-// fails with a domain EInvalid error for a malformed id and EUnavailable
-// when the cursor could not be stored (the entries stay acknowledged in
-// memory: they are not resent). Acknowledging an id again, or an older
-// one, stores the cursor again, a no-op unless an earlier Ack failed to
-// store it: a client that retries a failed Ack is answered success only
-// once its cursor is stored. A sink that implements AckObserver hears how
-// long each acknowledged push waited.
+// resent, and the device's stored cursor will move to inboxID unless it is
+// there or later already (the cursor only moves forward). Ack touches only
+// memory: the cursor is stored within Config.AckInterval, together with
+// other devices' (the highest id acknowledged in the interval), and when
+// the device detaches. Acknowledging an id after the device's read
+// position (not pushed in this attachment), or acknowledging on a detached
+// device, does nothing. Ack fails only with a domain EInvalid error, for a
+// malformed id. Acknowledging an id again, or an older one, records it
+// again: a no-op unless an earlier write of the cursor was lost. A sink
+// that implements AckObserver hears how long each acknowledged push
+// waited.
 func (d *Device) Ack(ctx context.Context, inboxID string) error {
 	id, err := streamid.Parse(inboxID)
 	if err != nil {
@@ -262,10 +298,20 @@ func (d *Device) Ack(ctx context.Context, inboxID string) error {
 		return nil
 	}
 	if found {
+		if through := d.inflight[i].through; through.After(id) {
+			id = through // the device's own echoes after the push
+		}
 		d.takeOut(i)
 	}
+	first := d.unanchored
+	d.unanchored = false
 	d.mu.Unlock()
-	return h.acks.commit(ctx, d.cursorKey, id)
+	if first {
+		h.anchorCursor(ctx, d.cursorKey, id)
+		return nil
+	}
+	h.cursors.mark(d.cursorKey, id)
+	return nil
 }
 
 // takeOut removes the pushes in flight up to index i, which Ack
@@ -308,7 +354,8 @@ func (d *Device) Covers(inboxID string) bool {
 // client said goodbye) deletes the device's presence route at once, unless
 // the route already names another gateway or a newer attachment on this
 // one; otherwise the route is left to reach its deadline. The user's
-// last-seen time is recorded. Detach may be called more than once (a clean
+// last-seen time is recorded and the device's acknowledged cursor stored,
+// in the same round trip. Detach may be called more than once (a clean
 // call after an unclean one still deletes the route) and after the hub
 // detached the device itself. Redis failures are logged: the route then
 // expires by itself.
@@ -343,15 +390,31 @@ func (h *Hub) detach(ctx context.Context, d *Device, clean bool) {
 	if deleteRoute {
 		flag = "1"
 	}
-	var cmd *redis.Cmd
+	cursor, store := h.cursors.take(d.cursorKey) // always stored on detach
+	var cmd, cur, announced *redis.Cmd
 	err := h.pipeline(ctx, func(p redis.Pipeliner) {
+		if store {
+			cur = h.storeCursor(ctx, p, d.cursorKey, cursor)
+		}
 		cmd = h.scripts.detach.EvalSha(ctx, p, []string{h.keys.Presence(d.user), h.keys.LastSeen(d.user)},
 			string(d.id), h.cfg.GatewayID, flag, seen, lastSeenTTL.Milliseconds())
+		if deleteRoute {
+			announced = h.announce(ctx, p, d, time.Time{}, true)
+		}
 	})
+	if err == nil && store && cur.Err() != nil {
+		h.cursors.mark(d.cursorKey, cursor) // the ack loop tries again
+	}
 	if err == nil {
 		err = cmd.Err()
 	}
+	if err == nil && announced != nil {
+		err = announced.Err()
+	}
 	if err != nil {
+		if store {
+			h.cursors.mark(d.cursorKey, cursor)
+		}
 		h.m.redisErrors.WithLabelValues("detach").Inc()
 		h.log.Warn("detach not recorded; the route expires by itself", "user", d.user, "device", d.id, "err", err)
 	}

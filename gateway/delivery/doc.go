@@ -21,8 +21,23 @@
 // reordered (the gim #46 race cannot happen: there is no separate live path
 // to race with).
 //
+// A notification that carries a user's entries (internal/inbox.Head.Prev
+// and Entries) is pushed straight to each of the user's devices whose
+// position is exactly Prev and that no reader holds (not queued): the
+// entries continue the device's position without a gap, so they are pushed
+// in order without reading the inbox, up to MaxInFlight. Any other device
+// is queued as for a head: the reader fills the gap from its position.
+//
+// A device is not pushed its own messages: a MessageSent entry whose
+// envelope's actor is the device's user and device (read from the
+// envelope's actor field without decoding the rest) moves the position
+// past it without a push, in catch-up, in reads and from a notification
+// alike. Its send's answer carried the event id and seq. Other events a
+// device made (edits, recalls, reads) are pushed to it as to any device.
+//
 // A device is queued when it attaches, when a notification on this
-// gateway's channel names its user with an entry after its position, when
+// gateway's channel names its user with an entry after its position (and
+// does not carry entries that continue it), when
 // its last read filled a page, and when the periodic position check
 // (Config.PollInterval) finds its inbox longer than its position: one
 // pipelined XRANGE ... COUNT 1 after each idle device's position, so a lost
@@ -37,7 +52,14 @@
 // cursor (the stored position it resumes from, on any gateway) moves only
 // on Device.Ack, only forward (a Lua max-compare), and only to an inbox id
 // that was pushed to that device and is still unacknowledged; an
-// acknowledgement is cumulative. Unacknowledged pushes are kept in memory
+// acknowledgement is cumulative. The device's own messages, never pushed
+// to it, are the exception: one skipped right after a push is acknowledged
+// with that push (the cursor moves through it), one skipped with nothing
+// in flight at once, as by an Ack of it. Ack only updates memory: the cursor is
+// written at most once per Config.AckInterval (the highest id acknowledged
+// in it, every device's in one pipeline) and when the device detaches, so a
+// gateway that dies re-delivers at most the last interval's acknowledged
+// entries on the device's next attachment. Unacknowledged pushes are kept in memory
 // and pushed again, marked Resend, every Config.AckTimeout until
 // acknowledged. A device with Config.MaxInFlight unacknowledged pushes is
 // not read until acknowledgements halve them. Devices of one user each have

@@ -25,12 +25,15 @@ import (
 // assertion.
 const patience = 60 * time.Second
 
-// env is a real Redis under a key prefix of the test's own.
+// env is a real Redis under a key prefix of the test's own: one server,
+// or with cluster set a Redis Cluster (rdb a *redis.ClusterClient, addr
+// one of its nodes).
 type env struct {
-	addr   string
-	rdb    *redis.Client
-	prefix string
-	keys   inbox.Keys
+	addr    string
+	rdb     redis.UniversalClient
+	prefix  string
+	keys    inbox.Keys
+	cluster *testsvc.RedisClusterTarget
 }
 
 func newEnv(tb testing.TB) *env {
@@ -39,6 +42,15 @@ func newEnv(tb testing.TB) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: 32})
 	tb.Cleanup(func() { rdb.Close() })
 	return &env{addr: rt.Addr, rdb: rdb, prefix: rt.Prefix, keys: inbox.NewKeys(rt.Prefix)}
+}
+
+// newClusterEnv is newEnv on the test services' Redis Cluster.
+func newClusterEnv(tb testing.TB) *env {
+	tb.Helper()
+	ct := testsvc.RedisCluster(tb)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: ct.Addrs, PoolSize: 32})
+	tb.Cleanup(func() { rdb.Close() })
+	return &env{addr: ct.Addrs[0], rdb: rdb, prefix: ct.Prefix, keys: inbox.NewKeys(ct.Prefix), cluster: ct}
 }
 
 // testHub is a running Hub with its metrics.
@@ -50,7 +62,7 @@ type testHub struct {
 // hub starts a Hub of gateway gw on e (on rdb if given) and stops it when
 // the test ends. Unless mod says otherwise, the position check runs every
 // 50ms and pushes are not resent within the test.
-func (e *env) hub(tb testing.TB, gw string, rdb *redis.Client, mod func(*delivery.Config)) *testHub {
+func (e *env) hub(tb testing.TB, gw string, rdb redis.UniversalClient, mod func(*delivery.Config)) *testHub {
 	tb.Helper()
 	if rdb == nil {
 		rdb = e.rdb
@@ -415,11 +427,20 @@ func (e *env) setCursor(tb testing.TB, user domain.UserID, device, id string) {
 func (e *env) waitSubscribed(tb testing.TB, gw string) {
 	tb.Helper()
 	waitFor(tb, "gateway "+gw+" to subscribe", nil, func() bool {
-		n, err := e.rdb.PubSubNumSub(context.Background(), e.keys.Notify(gw)).Result()
+		ctx, ch := context.Background(), e.keys.Notify(gw)
+		numSub := e.rdb.PubSubNumSub
+		if cc, ok := e.rdb.(*redis.ClusterClient); ok { // sharded: ask the channel's master
+			node, err := cc.MasterForKey(ctx, ch)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			numSub = node.PubSubShardNumSub
+		}
+		n, err := numSub(ctx, ch).Result()
 		if err != nil {
 			tb.Fatal(err)
 		}
-		return n[e.keys.Notify(gw)] > 0
+		return n[ch] > 0
 	})
 }
 
@@ -435,4 +456,43 @@ func inOrder(tb testing.TB, what string, got, want []string) {
 	}
 	tb.Fatalf("%s: %d pushes, want %d; first difference at %d: got %s, want %s", what, len(got), len(want), i,
 		strings.Join(got[i:min(i+3, len(got))], ","), strings.Join(want[i:min(i+3, len(want))], ","))
+}
+
+// cmdCounter counts the commands a client sends, pipelined or not, that
+// match.
+type cmdCounter struct {
+	match func(redis.Cmder) bool
+	n     atomic.Int64
+}
+
+func (c *cmdCounter) count(cmd redis.Cmder) {
+	if c.match(cmd) {
+		c.n.Add(1)
+	}
+}
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.count(cmd); return next(ctx, cmd) }
+}
+
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// countingClient returns a client of e's Redis whose commands that match
+// are counted.
+func (e *env) countingClient(tb testing.TB, match func(redis.Cmder) bool) (*redis.Client, *cmdCounter) {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: 16})
+	tb.Cleanup(func() { rdb.Close() })
+	c := &cmdCounter{match: match}
+	rdb.AddHook(c)
+	return rdb, c
 }

@@ -36,16 +36,17 @@ const (
 // read inboxes, check positions, refresh routes and resend. Create it with
 // New, run it with Run.
 type Hub struct {
-	rdb     redis.UniversalClient
-	cfg     Config
-	keys    inbox.Keys
-	log     *slog.Logger
-	m       *metrics
-	scripts scripts
-	acks    ackBatcher
-	queue   readQueue
-	pollNow chan struct{} // capacity 1: run a position check now
-	running atomic.Bool
+	rdb      redis.UniversalClient
+	cfg      Config
+	keys     inbox.Keys
+	channels inbox.Channels // plain or sharded pub/sub, by rdb
+	log      *slog.Logger
+	m        *metrics
+	scripts  scripts
+	cursors  cursorWriter
+	queue    readQueue
+	pollNow  chan struct{} // capacity 1: run a position check now
+	running  atomic.Bool
 
 	mu    sync.RWMutex
 	users map[domain.UserID][]*Device // guarded by mu: attached devices by user
@@ -73,19 +74,19 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{
-		rdb: rdb, cfg: cfg, keys: inbox.NewKeys(cfg.Prefix), log: cfg.Logger.With("gateway", cfg.GatewayID), m: m,
+		rdb: rdb, cfg: cfg, keys: inbox.NewKeys(cfg.Prefix), channels: inbox.ChannelsOf(rdb), log: cfg.Logger.With("gateway", cfg.GatewayID), m: m,
 		scripts: newScripts(), queue: readQueue{ready: make(chan struct{}, 1)}, pollNow: make(chan struct{}, 1),
 		users: make(map[domain.UserID][]*Device),
 	}
-	h.acks.h = h
+	h.cursors.h = h
 	return h, nil
 }
 
 // Run delivers until ctx ends, then returns nil: it subscribes to this
 // gateway's notification and signal channels (subscribing again, with
 // backoff, whenever the connection drops), and runs the inbox readers, the
-// position check, the route heartbeat and the resends. Redis failures are
-// logged, counted and retried; they never end Run. Run fails at once if the
+// position check, the route heartbeat, the resends and the cursor writes
+// (written once more when ctx ends). Redis failures are logged, counted and retried; they never end Run. Run fails at once if the
 // hub is already running.
 func (h *Hub) Run(ctx context.Context) error {
 	if !h.running.CompareAndSwap(false, true) {
@@ -100,6 +101,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.pollLoop(ctx) })
 	wg.Go(func() { h.refreshLoop(ctx) })
 	wg.Go(func() { h.resendLoop(ctx) })
+	wg.Go(func() { h.ackLoop(ctx) })
 	wg.Wait()
 	return nil
 }
@@ -202,6 +204,12 @@ func (h *Hub) wake(d *Device, last streamid.ID) bool {
 	if d.detached || d.paused || !last.IsZero() && !last.After(d.pos) {
 		return false
 	}
+	return h.wakeLocked(d)
+}
+
+// wakeLocked queues d for a read, or for a read again if a reader holds
+// it; false if it was queued already. The caller holds d.mu.
+func (h *Hub) wakeLocked(d *Device) bool {
 	if d.queued {
 		if d.reading {
 			d.again = true

@@ -46,6 +46,46 @@ func TestCompletedEnvelopeDecodesWithVersionAndSeq(t *testing.T) {
 	}
 }
 
+// actedBy names the envelope's actor as the parser does (the last
+// occurrence wins) and never takes a malformed envelope, one without an
+// actor or another user's or device's for the device's own.
+func TestActedByMatchesOnlyTheActorDevice(t *testing.T) {
+	raw, err := proto.Marshal(&mpimv1.Event{Id: bytes.Repeat([]byte{7}, 16), Aggregate: "c/x", OccurredAtMs: 1,
+		Actor: &mpimv1.Actor{UserId: "u/a", DeviceId: "phone"}, Payload: &mpimv1.Event_MessageSent{
+			MessageSent: &mpimv1.MessageSent{Text: "u/a phone"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noActor, err := proto.Marshal(&mpimv1.Event{Id: bytes.Repeat([]byte{7}, 16), Aggregate: "c/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := proto.Marshal(&mpimv1.Event{Actor: &mpimv1.Actor{DeviceId: "laptop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name         string
+		env          []byte
+		user, device string
+		want         bool
+	}{
+		{"its own", raw, "u/a", "phone", true},
+		{"another device of the user", raw, "u/a", "laptop", false},
+		{"another user's device of the same name", raw, "u/b", "phone", false},
+		{"no actor", noActor, "u/a", "", false},
+		{"empty", nil, "u/a", "phone", false},
+		{"cut short", raw[:len(raw)-3], "u/a", "phone", false},
+		{"actor cut short", []byte{0x2a, 0x05, 0x0a, 0x03, 'u'}, "u", "", false},
+		{"bad tag", []byte{0xff}, "u/a", "phone", false},
+		{"a later actor merged in", slices.Concat(raw, later), "u/a", "laptop", true},
+	} {
+		if got := actedBy(c.env, c.user, c.device); got != c.want {
+			t.Errorf("%s: actedBy = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestWindowLostErrsTowardsSync(t *testing.T) {
 	pos := streamid.ID{Ms: 100, Seq: 5}
 	for name, c := range map[string]struct {
@@ -114,6 +154,23 @@ func TestReadQueueIsFIFOAndCompacts(t *testing.T) {
 	for i, d := range got {
 		if d != devs[i%len(devs)] {
 			t.Fatalf("item %d out of order", i)
+		}
+	}
+}
+
+// BenchmarkActedBy is the cost of the echo check per MessageSent entry
+// pushed (a 100-byte text message).
+func BenchmarkActedBy(b *testing.B) {
+	raw, err := proto.Marshal(&mpimv1.Event{Id: bytes.Repeat([]byte{7}, 16), Aggregate: "c/d.01HZZZZZZZZZZZZZZZZZZZZZZZ.01HYYYYYYYYYYYYYYYYYYYYYYY",
+		OccurredAtMs: 1_700_000_000_123, Actor: &mpimv1.Actor{UserId: "u/01HZZZZZZZZZZZZZZZZZZZZZZZ", DeviceId: "bench-0001"},
+		Payload: &mpimv1.Event_MessageSent{MessageSent: &mpimv1.MessageSent{Text: string(bytes.Repeat([]byte{'x'}, 100))}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if actedBy(raw, "u/01HZZZZZZZZZZZZZZZZZZZZZZZ", "bench-0002") {
+			b.Fatal("matched another device")
 		}
 	}
 }

@@ -18,6 +18,9 @@ type metrics struct {
 	reconnects    prometheus.Counter
 	sinkFailures  prometheus.Counter
 	badEntries    prometheus.Counter
+	carried       prometheus.Counter
+	carriedMisses prometheus.Counter
+	echoes        prometheus.Counter
 	signalsOut    prometheus.Counter
 	signalsIn     prometheus.Counter
 	redisErrors   *prometheus.CounterVec
@@ -50,6 +53,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Devices detached because their connection refused a push or signal (full queue, closed)."}),
 		badEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_malformed_entries_total",
 			Help: "Inbox entries skipped because they could not be decoded."}),
+		carried: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_carried_deliveries_total",
+			Help: "Inbox entries pushed straight from a notification that carried them, without reading the inbox (included in deliveries)."}),
+		carriedMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_carried_misses_total",
+			Help: "Devices that could not take a notification's carried entries directly (being read, or their position was not the entries' predecessor) and read their inbox instead."}),
+		echoes: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_echoes_skipped_total",
+			Help: "Inbox entries not pushed to a device because it sent the message itself (the send response confirmed it); its position and cursor move past them."}),
 		signalsOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_signals_published_total",
 			Help: "Ephemeral signal messages published, one per receiving gateway per signal."}),
 		signalsIn: prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_gateway_signals_received_total",
@@ -58,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed Redis round trips, by operation (each is retried or repaired)."}, []string{"op"}),
 	}
 	if err := promreg.Register(reg, "delivery: metrics", m.deliveries, m.resends, m.catchUp, m.notifications, m.badNotes, m.devices,
-		m.latency, m.syncRequired, m.pollWakes, m.reconnects, m.sinkFailures, m.badEntries, m.signalsOut, m.signalsIn, m.redisErrors); err != nil {
+		m.latency, m.syncRequired, m.pollWakes, m.reconnects, m.sinkFailures, m.badEntries, m.carried, m.carriedMisses, m.echoes, m.signalsOut, m.signalsIn, m.redisErrors); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -65,6 +65,9 @@ type readReq struct {
 	count int
 	check bool // check the window after reading
 	cmd   *readCmd
+	// anchor is an echo the read acknowledged as the device's first
+	// cursor, stored after the read (skipEcho); zero if none.
+	anchor streamid.ID
 }
 
 // readCmd is one XRANGE (and XINFO) shared by the devices of one user that
@@ -165,6 +168,8 @@ func (h *Hub) read(ctx context.Context, devs []*Device) error {
 		}
 		if !h.deliver(r) {
 			failed = append(failed, r.d)
+		} else if !r.anchor.IsZero() {
+			h.anchorCursor(ctx, r.d.cursorKey, r.anchor)
 		}
 	}
 	for _, d := range failed {
@@ -289,25 +294,18 @@ func (h *Hub) deliver(r *readReq) bool {
 			d.pos = id
 			continue
 		}
-		del := Delivery{InboxID: msg.ID, EventID: e.EventID, Type: e.Type, Envelope: completeEnvelope(e.Envelope, e.Version, e.Seq)}
-		if err := d.sink.Push(del); err != nil {
+		sent, err := h.push(d, id, msg.ID, &e, now)
+		if err != nil {
 			d.queued = false
 			h.m.deliveries.Add(float64(pushedNow))
 			return false
 		}
-		pushedNow++
-		d.pos = id
-		if len(d.inflight) == 0 {
-			d.oldestSent = now
-		}
-		d.inflight = append(d.inflight, pushed{id: id, d: del, first: now, sent: now})
-		if !d.caughtUp {
-			h.m.catchUp.Inc()
-		} else if at, ok := occurredAt(del.Envelope); ok {
-			h.m.latency.Observe(max(now.Sub(at), 0).Seconds())
+		if sent {
+			pushedNow++
 		}
 	}
 	h.m.deliveries.Add(float64(pushedNow))
+	r.anchor = d.takeAnchor()
 	full := len(msgs) == r.count
 	if full {
 		d.behind = true
@@ -323,4 +321,57 @@ func (h *Hub) deliver(r *readReq) bool {
 		d.queued = false
 	}
 	return true
+}
+
+// push gives d the inbox entry e with id (inboxID in text) and moves its
+// position to it, unless e is the device's own echo (skipEcho), which
+// moves the position without a push; the caller holds d.mu and pushes in
+// inbox order. It reports whether it pushed, and returns the sink's
+// refusal.
+func (h *Hub) push(d *Device, id streamid.ID, inboxID string, e *inbox.Entry, now time.Time) (bool, error) {
+	if e.Type == messageSent && actedBy(e.Envelope, string(d.user), string(d.id)) {
+		h.skipEcho(d, id)
+		return false, nil
+	}
+	del := Delivery{InboxID: inboxID, EventID: e.EventID, Type: e.Type, Envelope: completeEnvelope(e.Envelope, e.Version, e.Seq)}
+	if err := d.sink.Push(del); err != nil {
+		return false, err
+	}
+	d.pos = id
+	if len(d.inflight) == 0 {
+		d.oldestSent = now
+	}
+	d.inflight = append(d.inflight, pushed{id: id, d: del, first: now, sent: now})
+	if !d.caughtUp {
+		h.m.catchUp.Inc()
+	} else if at, ok := occurredAt(del.Envelope); ok {
+		h.m.latency.Observe(max(now.Sub(at), 0).Seconds())
+	}
+	return true, nil
+}
+
+// messageSent is the event type the device that sent it is not pushed.
+const messageSent = "MessageSent"
+
+// skipEcho passes over the inbox entry id, a message the device sent
+// itself (its send response carried the event id and seq): the position
+// moves past it and the entry counts as acknowledged with what precedes
+// it. Behind a push in flight it is acknowledged with that push (Ack
+// moves the cursor through it); with nothing in flight it is acknowledged
+// at once, so a device that only sends still moves its cursor. A device
+// without a stored cursor gets it stored at once, as by its first Ack:
+// the reader that called push does that after releasing the device
+// (takeAnchor). The caller holds d.mu.
+func (h *Hub) skipEcho(d *Device, id streamid.ID) {
+	d.pos = id
+	h.m.echoes.Inc()
+	if n := len(d.inflight); n > 0 {
+		d.inflight[n-1].through = id
+		return
+	}
+	if d.unanchored {
+		d.unanchored, d.anchor = false, id
+		return
+	}
+	h.cursors.mark(d.cursorKey, id)
 }

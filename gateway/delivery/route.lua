@@ -11,7 +11,9 @@
 --          device reconnected there)
 --
 -- Other devices' dead routes (deadline reached) are removed on the way.
--- Result of "r": 1 if the route was written, 0 if another gateway holds it.
+-- Result of "r": 1 if the route was written over this gateway's live route,
+-- 2 if it was written where there was none or a dead one (the caller
+-- announces it: announce.lua), 0 if another gateway holds it.
 -- Result of "a": the id of the gateway whose live route of the device was
 -- taken over ("" if none), so that it can be told to let the device go.
 
@@ -26,6 +28,7 @@ local elsewhere = cur and string.sub(cur, 1, #gateway + 1) ~= gateway .. " " and
 if ARGV[6] == "r" and elsewhere then
   return 0
 end
+local revived = not cur or deadline(cur) <= now or string.sub(cur, 1, #gateway + 1) ~= gateway .. " "
 redis.call("HSET", key, device, ARGV[3])
 local all = redis.call("HGETALL", key)
 for i = 1, #all, 2 do
@@ -38,4 +41,5 @@ if ARGV[6] == "a" then
   if elsewhere then return string.match(cur, "^(%S+) ") or "" end
   return ""
 end
+if revived then return 2 end
 return 1

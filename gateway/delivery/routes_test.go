@@ -180,7 +180,31 @@ func killPubSub(tb testing.TB, e *env, name string) int {
 }
 
 func TestSignalReachesOnlyTheGatewaysOfOnlineRecipients(t *testing.T) {
-	e := newEnv(t)
+	testSignalReachesOnlyOnlineRecipients(t, newEnv(t))
+}
+
+// On a Redis Cluster the signals go by sharded pub/sub (the hubs' cluster
+// clients SPUBLISH and SSUBSCRIBE): the same deliveries, and no master
+// runs a PUBLISH.
+func TestSignalReachesOnlyTheGatewaysOfOnlineRecipientsOnACluster(t *testing.T) {
+	e := newClusterEnv(t)
+	publish, spublish := e.cluster.CommandCalls(t, "publish"), e.cluster.CommandCalls(t, "spublish")
+	testSignalReachesOnlyOnlineRecipients(t, e)
+	var sharded int64
+	for m, n := range e.cluster.CommandCalls(t, "publish") {
+		if n != publish[m] {
+			t.Errorf("master %s ran %d PUBLISH, want 0", m, n-publish[m])
+		}
+	}
+	for m, n := range e.cluster.CommandCalls(t, "spublish") {
+		sharded += n - spublish[m]
+	}
+	if sharded < 3 { // two signal messages of gw-c, one of gw-a
+		t.Errorf("the masters ran %d SPUBLISH, want at least 3", sharded)
+	}
+}
+
+func testSignalReachesOnlyOnlineRecipients(t *testing.T, e *env) {
 	ctx := context.Background()
 	a, b, c := e.hub(t, "gw-a", nil, nil), e.hub(t, "gw-b", nil, nil), e.hub(t, "gw-c", nil, nil)
 	for _, gw := range []string{"gw-a", "gw-b", "gw-c"} {

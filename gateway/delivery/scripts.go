@@ -14,16 +14,20 @@ var (
 	detachLua string
 	//go:embed ack.lua
 	ackLua string
+	//go:embed announce.lua
+	announceLua string
 )
 
-// scripts are the hub's Lua scripts. Each touches the keys of one user only
-// (one hash tag), so they are valid on Redis Cluster.
+// scripts are the hub's Lua scripts. Each touches the keys of one hash tag
+// only (one user's, or the route change stream's), so they are valid on
+// Redis Cluster.
 type scripts struct {
-	route, detach, ack *redis.Script
+	route, detach, ack, announce *redis.Script
 }
 
 func newScripts() scripts {
-	return scripts{route: redis.NewScript(routeLua), detach: redis.NewScript(detachLua), ack: redis.NewScript(ackLua)}
+	return scripts{route: redis.NewScript(routeLua), detach: redis.NewScript(detachLua), ack: redis.NewScript(ackLua),
+		announce: redis.NewScript(announceLua)}
 }
 
 // pipeline runs fill on a fresh pipeline and executes it, so the commands
@@ -51,7 +55,7 @@ func (h *Hub) pipeline(ctx context.Context, fill func(redis.Pipeliner)) error {
 		if !missing || attempt > 0 {
 			return nil
 		}
-		for _, s := range []*redis.Script{h.scripts.route, h.scripts.detach, h.scripts.ack} {
+		for _, s := range []*redis.Script{h.scripts.route, h.scripts.detach, h.scripts.ack, h.scripts.announce} {
 			if err := s.Load(ctx, h.rdb).Err(); err != nil {
 				return err
 			}

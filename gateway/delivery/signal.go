@@ -87,7 +87,7 @@ func publishSignals[V any](ctx context.Context, h *Hub, byGateway map[string]V, 
 	pubs := make(map[string]*redis.IntCmd, len(byGateway))
 	err := h.pipeline(ctx, func(p redis.Pipeliner) {
 		for gw, v := range byGateway {
-			pubs[gw] = p.Publish(ctx, h.keys.Signal(gw), payload(v))
+			pubs[gw] = h.channels.Publish(ctx, p, h.keys.Signal(gw), payload(v))
 		}
 	})
 	errs := []error{err}
@@ -115,7 +115,7 @@ func (h *Hub) replaceElsewhere(ctx context.Context, gateway string, d *Device) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	payload := encodeSignal([]domain.UserID{d.user}, Signal{From: string(d.id), Kind: kindReplaced})
-	if err := h.rdb.Publish(ctx, h.keys.Signal(gateway), payload).Err(); err != nil {
+	if err := h.channels.Publish(ctx, h.rdb, h.keys.Signal(gateway), payload).Err(); err != nil {
 		h.m.redisErrors.WithLabelValues("replace").Inc()
 		h.log.Warn("could not tell the device's previous gateway to let it go", "user", d.user, "device", d.id, "gateway", gateway, "err", err)
 	}

@@ -46,14 +46,15 @@ func (h *Hub) subscribeLoop(ctx context.Context) {
 // connection fails (a read error, or a ping unanswered for healthInterval)
 // or ctx ends. It always returns an error.
 func (h *Hub) subscribe(ctx context.Context, onSubscribed func()) error {
-	ps := h.rdb.Subscribe(ctx)
+	notify, signal := h.keys.Notify(h.cfg.GatewayID), h.keys.Signal(h.cfg.GatewayID)
+	ps, err := h.channels.Subscribe(ctx, h.rdb, notify, signal)
 	defer ps.Close()
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
-	notify, signal := h.keys.Notify(h.cfg.GatewayID), h.keys.Signal(h.cfg.GatewayID)
-	if err := ps.Subscribe(ctx, notify, signal); err != nil {
+	if err != nil {
 		return err
 	}
+	kind := h.channels.SubscribeKind()
 	confirmed := 0
 	for confirmed < 2 {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
@@ -62,7 +63,7 @@ func (h *Hub) subscribe(ctx context.Context, onSubscribed func()) error {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind == kind {
 				confirmed++
 			}
 		case *redis.Message:
@@ -92,7 +93,7 @@ func (h *Hub) subscribe(ctx context.Context, onSubscribed func()) error {
 		case *redis.Message:
 			h.handle(m, notify)
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
+			if m.Kind != kind {
 				return fmt.Errorf("delivery: unexpected %s of %s", m.Kind, m.Channel)
 			}
 		}
@@ -111,8 +112,73 @@ func (h *Hub) handle(m *redis.Message, notify string) {
 		h.m.badNotes.Inc()
 		h.log.Warn("ignoring a malformed notification; the position check covers it", "err", err)
 	}
-	for _, head := range n.Users { // the well-formed lines before a bad one too
+	for i := range n.Users { // the well-formed heads before a bad one too
+		head := &n.Users[i]
+		if len(head.Entries) > 0 {
+			h.pushCarried(head)
+			continue
+		}
 		last, _ := streamid.Parse(head.Last)
 		h.wakeUser(head.User, last)
 	}
+}
+
+// pushCarried pushes the entries a notification carries to the user's
+// devices that were given exactly up to head.Prev and are not being read:
+// for them the entries continue their position without a gap (the
+// projector wrote them contiguously after Prev). Every other device (being
+// read or catching up, behind after a lost notification, paused) is woken
+// as by a head, and reads its inbox from its position.
+func (h *Hub) pushCarried(head *inbox.Head) {
+	prev, _ := streamid.Parse(head.Prev)
+	last, _ := streamid.Parse(head.Last)
+	for _, d := range h.devicesOf(head.User) {
+		anchor, ok := h.pushFrom(d, prev, last, head.Entries)
+		switch {
+		case !ok:
+			h.m.sinkFailures.Inc()
+			h.log.Info("detaching a device whose connection refused a push", "user", d.user, "device", d.id)
+			h.detach(context.Background(), d, false)
+		case !anchor.IsZero():
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			h.anchorCursor(ctx, d.cursorKey, anchor)
+			cancel()
+		}
+	}
+}
+
+// pushFrom pushes entries to d if its position is prev and no reader holds
+// it, as many as MaxInFlight allows (the rest are read); otherwise it wakes
+// d for a read up to last. It returns false if the sink refused a push,
+// and the echo to store as d's first cursor (takeAnchor), zero if none.
+func (h *Hub) pushFrom(d *Device, prev, last streamid.ID, entries []inbox.Carried) (anchor streamid.ID, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.detached || d.paused || !last.After(d.pos) {
+		return anchor, true
+	}
+	if d.queued || d.pos != prev {
+		h.m.carriedMisses.Inc()
+		h.wakeLocked(d)
+		return anchor, true
+	}
+	now := h.cfg.Now()
+	pushedNow := 0
+	defer func() { h.m.deliveries.Add(float64(pushedNow)); h.m.carried.Add(float64(pushedNow)) }()
+	for i := range entries {
+		if len(d.inflight) >= h.cfg.MaxInFlight {
+			d.paused = true // acknowledgements read the rest
+			return d.takeAnchor(), true
+		}
+		c := &entries[i]
+		id, _ := streamid.Parse(c.ID)
+		sent, err := h.push(d, id, c.ID, &c.Entry, now)
+		if err != nil {
+			return anchor, false
+		}
+		if sent {
+			pushedNow++
+		}
+	}
+	return d.takeAnchor(), true
 }

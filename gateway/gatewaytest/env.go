@@ -73,7 +73,7 @@ func (c *ManualClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); 
 // unless a Tweak replaces it, a fake hub. Nothing runs the projectors: the
 // read models hold what a test's harness projects into them.
 type Env struct {
-	Redis    *redis.Client
+	Redis    redis.UniversalClient
 	Prefix   string
 	Store    *eventstore.Store
 	Commands *command.Service

@@ -2,17 +2,20 @@ package connect_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mpim/mpim/internal/connect"
 	"github.com/mpim/mpim/internal/testsvc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestConnectsToRealServers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rdb, err := connect.Redis(ctx, connect.RedisConfig{Addr: testsvc.Redis(t).Addr})
+	rdb, err := connect.Redis(ctx, connect.RedisConfig{Addrs: []string{testsvc.Redis(t).Addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +67,7 @@ func TestMySQLArgumentsRoundTrip(t *testing.T) {
 func TestBadSettingsFailClearly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if _, err := connect.Redis(ctx, connect.RedisConfig{Addr: "127.0.0.1:1"}); err == nil {
+	if _, err := connect.Redis(ctx, connect.RedisConfig{Addrs: []string{"127.0.0.1:1"}}); err == nil {
 		t.Fatal("unreachable redis accepted")
 	}
 	if _, err := connect.Redis(ctx, connect.RedisConfig{}); err == nil {
@@ -74,5 +77,91 @@ func TestBadSettingsFailClearly(t *testing.T) {
 		if _, err := connect.MySQL(ctx, dsn); err == nil {
 			t.Errorf("dsn %q accepted", dsn)
 		}
+	}
+}
+
+// The round-trip hook counts what goes over the wire: a pipeline of N
+// commands is one round trip and N commands, a transaction adds MULTI and
+// EXEC, a command alone is one of each, an empty pipeline nothing.
+func TestRedisRoundTripsAreCounted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	// One connection. Its handshake (HELLO, CLIENT SETINFO) is counted too,
+	// and go-redis initialises the connection again on its first pipeline:
+	// the steps are measured after a warm-up of each kind.
+	rdb, err := connect.Redis(ctx, connect.RedisConfig{Addrs: []string{testsvc.Redis(t).Addr}, PoolSize: 1, Registerer: reg, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	counts := func() (trips, cmds float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != "client" || m.GetLabel()[0].GetValue() != "test" {
+					t.Fatalf("%s labels %v, want client=test", mf.GetName(), m.GetLabel())
+				}
+				switch mf.GetName() {
+				case "mpim_redis_roundtrips_total":
+					trips = m.GetCounter().GetValue()
+				case "mpim_redis_commands_sent_total":
+					cmds = m.GetCounter().GetValue()
+				}
+			}
+		}
+		return trips, cmds
+	}
+	step := func(what string, wantTrips, wantCmds float64, f func() error) {
+		t.Helper()
+		t0, c0 := counts()
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+		t1, c1 := counts()
+		if t1-t0 != wantTrips || c1-c0 != wantCmds {
+			t.Errorf("%s: %v round trips and %v commands, want %v and %v", what, t1-t0, c1-c0, wantTrips, wantCmds)
+		}
+	}
+	key := "connect-test:" + t.Name()
+	pipeline := func(p redis.Pipeliner) error { p.Incr(ctx, key+":n"); return nil }
+	if _, err := rdb.Pipelined(ctx, pipeline); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rdb.TxPipelined(ctx, pipeline); err != nil {
+		t.Fatal(err)
+	}
+	step("one command", 1, 1, func() error { return rdb.Set(ctx, key, "v", time.Minute).Err() })
+	step("a pipeline of 5", 1, 5, func() error {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for range 5 {
+				p.Incr(ctx, key+":n")
+			}
+			return nil
+		})
+		return err
+	})
+	step("a transaction of 3", 1, 5, func() error {
+		_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Incr(ctx, key+":n")
+			p.Expire(ctx, key+":n", time.Minute)
+			p.Del(ctx, key)
+			return nil
+		})
+		return err
+	})
+	step("an empty pipeline", 0, 0, func() error { _, err := rdb.Pipelined(ctx, func(redis.Pipeliner) error { return nil }); return err })
+	rdb.Del(ctx, key+":n")
+
+	if _, err := connect.Redis(ctx, connect.RedisConfig{Addrs: []string{testsvc.Redis(t).Addr}, Registerer: reg, Name: "test"}); err == nil ||
+		!strings.Contains(err.Error(), "already registered") {
+		t.Errorf("the same name twice on one registry: %v", err)
+	}
+	if _, err := connect.Redis(ctx, connect.RedisConfig{Addrs: []string{testsvc.Redis(t).Addr}, Registerer: reg}); err == nil {
+		t.Error("a registry without a client name accepted")
 	}
 }

@@ -72,36 +72,45 @@ func DecodeEntry(values map[string]any) (Entry, error) {
 			return "", fmt.Errorf("inbox: entry field %q is a %T", field, v)
 		}
 	}
-	var errs []error
-	str := func(field string) string {
+	var errs [6]error // one per field, on the stack
+	str := func(i int, field string) string {
 		s, err := get(field)
-		errs = append(errs, err)
+		errs[i] = err
 		return s
 	}
-	id, typ, pos, ver, seq, env := str(FieldEventID), str(FieldType), str(FieldPosition), str(FieldVersion), str(FieldSeq), str(FieldEnvelope)
-	if err := errors.Join(errs...); err != nil {
+	id, typ, pos, ver, seq, env := str(0, FieldEventID), str(1, FieldType), str(2, FieldPosition), str(3, FieldVersion), str(4, FieldSeq), str(5, FieldEnvelope)
+	if err := errors.Join(errs[:]...); err != nil {
 		return e, err
 	}
 	if len(id) != len(e.EventID) {
 		return e, fmt.Errorf("inbox: entry event id of %d bytes", len(id))
 	}
 	copy(e.EventID[:], id)
+	if err := e.parseMeta(typ, pos, ver, seq); err != nil {
+		return e, err
+	}
+	e.Envelope = []byte(env)
+	return e, nil
+}
+
+// parseMeta sets e's type, position, version and seq from their field
+// values; it fails on a malformed one.
+func (e *Entry) parseMeta(typ, pos, ver, seq string) error {
 	if typ == "" {
-		return e, errors.New("inbox: entry without event type")
+		return errors.New("inbox: entry without event type")
 	}
 	e.Type = typ
 	part, offset, ok := strings.Cut(pos, ":")
 	p, err := strconv.Atoi(part)
 	if _, perr := streamid.Parse(offset); !ok || err != nil || perr != nil || p < 0 {
-		return e, fmt.Errorf("inbox: entry position %q", pos)
+		return fmt.Errorf("inbox: entry position %q", pos)
 	}
 	e.Partition, e.Position = p, offset
 	if e.Version, err = strconv.ParseUint(ver, 10, 64); err != nil {
-		return e, fmt.Errorf("inbox: entry version %q", ver)
+		return fmt.Errorf("inbox: entry version %q", ver)
 	}
 	if e.Seq, err = strconv.ParseUint(seq, 10, 64); err != nil {
-		return e, fmt.Errorf("inbox: entry seq %q", seq)
+		return fmt.Errorf("inbox: entry seq %q", seq)
 	}
-	e.Envelope = []byte(env)
-	return e, nil
+	return nil
 }

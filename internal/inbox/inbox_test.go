@@ -114,3 +114,87 @@ func TestNotificationRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+func TestRouteChangeRoundTrips(t *testing.T) {
+	r := inbox.Route{Gateway: "gw-1", Expires: time.UnixMilli(1_700_000_000_123).UTC()}
+	for _, c := range []inbox.RouteChange{
+		{Seq: 7, User: "u/01HZZZZZZZZZZZZZZZZZZZZZZZ", Device: "ph-1", Gateway: "gw-1", Route: r},
+		{Seq: 8, User: "u/01HZZZZZZZZZZZZZZZZZZZZZZZ", Device: "ph-1", Gateway: "gw-1", Deleted: true},
+	} {
+		args := c.ChangeArgs()
+		values := map[string]any{inbox.FieldChangeSeq: "7", inbox.FieldChangeUser: args[0], inbox.FieldChangeDevice: args[1],
+			inbox.FieldChangeGateway: args[2], inbox.FieldChangeRoute: args[3]}
+		values[inbox.FieldChangeSeq] = map[bool]string{false: "7", true: "8"}[c.Deleted]
+		got, err := inbox.DecodeRouteChange(values)
+		if err != nil || got != c {
+			t.Fatalf("decoded %+v, %v; want %+v", got, err, c)
+		}
+	}
+	good := map[string]any{"n": "1", "u": "u/01HZZZZZZZZZZZZZZZZZZZZZZZ", "d": "ph", "g": "gw-1", "r": r.Encode()}
+	for name, mutate := range map[string]func(map[string]any){
+		"zero number":       func(m map[string]any) { m["n"] = "0" },
+		"missing device":    func(m map[string]any) { delete(m, "d") },
+		"bad user":          func(m map[string]any) { m["u"] = "bob" },
+		"bad gateway":       func(m map[string]any) { m["g"] = "g w" },
+		"other gateway":     func(m map[string]any) { m["g"] = "gw-2" },
+		"malformed route":   func(m map[string]any) { m["r"] = "gw-1" },
+		"number not a word": func(m map[string]any) { m["n"] = "x" },
+	} {
+		m := map[string]any{}
+		for k, v := range good {
+			m[k] = v
+		}
+		mutate(m)
+		if _, err := inbox.DecodeRouteChange(m); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+	if _, err := inbox.DecodeRouteChange(good); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNotificationCarriesEntries(t *testing.T) {
+	e1 := inbox.Entry{EventID: [16]byte{1, 2}, Type: "MessageSent", Partition: 3, Position: "5-1", Version: 2, Seq: 9, Envelope: []byte("a\nb c\x00")}
+	e2 := inbox.Entry{EventID: [16]byte{3, '\n'}, Type: "MessageRead", Partition: 0, Position: "6-0", Version: 1, Seq: 0, Envelope: []byte{}}
+	n := inbox.Notification{Users: []inbox.Head{
+		{User: "u/A", Last: "10-1", Prev: "0-0", Entries: []inbox.Carried{{ID: "10-0", Entry: e1}, {ID: "10-1", Entry: e2}}},
+		{User: "u/B", Last: "11-0"},
+		{User: "u/C", Last: "12-0", Prev: "9-3", Entries: []inbox.Carried{{ID: "12-0", Entry: e1}}},
+	}}
+	b := n.Encode()
+	size, ends := 0, map[int]bool{}
+	for i := range n.Users {
+		size += n.Users[i].Size()
+		ends[size] = true
+	}
+	if size != len(b) {
+		t.Fatalf("Size says %d bytes, Encode made %d", size, len(b))
+	}
+	got, err := inbox.DecodeNotification(b)
+	if err != nil || !reflect.DeepEqual(got, n) {
+		t.Fatalf("decoded %+v, %v\nwant %+v", got, err, n)
+	}
+	// Every truncation of the payload but between heads, and entries out
+	// of order or not ending at Last, fail.
+	for i := 1; i < len(b); i++ {
+		if ends[i] {
+			continue
+		}
+		if _, err := inbox.DecodeNotification(b[:i]); err == nil {
+			t.Errorf("payload cut at %d of %d decoded without error", i, len(b))
+		}
+	}
+	for _, h := range []inbox.Head{
+		{User: "u/A", Last: "10-1", Prev: "10-0", Entries: []inbox.Carried{{ID: "10-0", Entry: e1}, {ID: "10-1", Entry: e2}}},
+		{User: "u/A", Last: "10-1", Prev: "0-0", Entries: []inbox.Carried{{ID: "10-1", Entry: e1}, {ID: "10-0", Entry: e2}}},
+		{User: "u/A", Last: "10-2", Prev: "0-0", Entries: []inbox.Carried{{ID: "10-1", Entry: e1}}},
+	} {
+		if _, err := inbox.DecodeNotification(inbox.Notification{Users: []inbox.Head{h}}.Encode()); err == nil {
+			t.Errorf("head %+v decoded without error", h)
+		}
+	}
+	if _, err := inbox.DecodeNotification(make([]byte, inbox.MaxNotificationBytes+1)); err == nil {
+		t.Error("an oversize payload decoded without error")
+	}
+}

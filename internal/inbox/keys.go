@@ -16,6 +16,10 @@ const (
 	// CursorTTL is how long a device's cursor outlives the device's last
 	// acknowledgement.
 	CursorTTL = 30 * 24 * time.Hour
+	// RouteChangesLen is about how many route changes the route change
+	// stream keeps (MAXLEN ~): a reader that falls further behind sees a gap
+	// in the change numbers and starts its cache over.
+	RouteChangesLen = 10_000
 )
 
 // Keys builds the delivery key names of one deployment (see the package
@@ -69,3 +73,12 @@ func (k Keys) LastSeen(user domain.UserID) string {
 func (k Keys) Signal(gateway string) string {
 	return k.prefix + "signal:{" + gateway + "}"
 }
+
+// RouteChanges returns the key of the stream of route changes (a
+// RouteChange per entry) under the hash tag "{routes}":
+// "<prefix>{routes}:changes".
+func (k Keys) RouteChanges() string { return k.prefix + "{routes}:changes" }
+
+// RouteSeq returns the key of the counter that numbers route changes, beside
+// the stream under the same hash tag: "<prefix>{routes}:seq".
+func (k Keys) RouteSeq() string { return k.prefix + "{routes}:seq" }

@@ -8,7 +8,7 @@
 // # Tables
 //
 //	users                  a user's profile (Users)
-//	user_devices           a user's logged-in devices (Devices)
+//	user_devices           a user's logged-in devices and their push tokens (Devices)
 //	friend_requests        requests and their status (Requests)
 //	friendships            one row per direction of a friendship (Friendships)
 //	blocks                 who blocks whom (Blocks)
@@ -19,6 +19,7 @@
 //	conversations          a conversation's last message and version (Conversations)
 //	user_conversations     a user's conversation list with unread counts (UserConversations)
 //	group_member_periods   the seq ranges of each membership of a group (Periods)
+//	conversation_mutes     a user's do-not-disturb per conversation (Mutes)
 //
 // Tables lists them in the order the migrations create them. They are
 // derived from the log alone: a replay rebuilds exactly these, under the
@@ -31,6 +32,8 @@
 // the group's ULID, so SQL maps one to the other by swapping the prefix).
 // Times are UTC DATETIME(3) taken from the events, never from the clock.
 //
+// user_devices.push_platform holds a domain.PushPlatform ("" without a
+// token); conversation_mutes.muted_until is NULL for a mute until unmuted.
 // The enum columns hold names: messages.kind (KindName, ParseKind),
 // group_members.role (RoleName, ParseRole) and friend_requests.status
 // (RequestPending, RequestAccepted, RequestDeclined). messages.attachment is

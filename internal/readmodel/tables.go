@@ -14,6 +14,7 @@ const (
 	Conversations     = "conversations"
 	UserConversations = "user_conversations"
 	Periods           = "group_member_periods"
+	Mutes             = "conversation_mutes"
 )
 
 // Tables returns the read-model tables in the order the migrations create
@@ -21,6 +22,6 @@ const (
 func Tables() []string {
 	return []string{
 		Users, Devices, Requests, Friendships, Blocks, Groups, Members,
-		Messages, Deletions, Conversations, UserConversations, Periods,
+		Messages, Deletions, Conversations, UserConversations, Periods, Mutes,
 	}
 }

@@ -24,6 +24,15 @@ import (
 // at once seldom meet, and checks that it is free.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
+	addr, err := freeAddr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return addr
+}
+
+// freeAddr is FreeAddr for callers without a test.
+func freeAddr() (string, error) {
 	ports.mu.Lock()
 	defer ports.mu.Unlock()
 	for range ports.size {
@@ -32,16 +41,16 @@ func FreeAddr(tb testing.TB) string {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			ln.Close()
-			return addr
+			return addr, nil
 		}
 	}
 	// No range (a kernel whose ephemeral range starts low): any free port.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	defer ln.Close()
-	return ln.Addr().String()
+	return ln.Addr().String(), nil
 }
 
 // ports is the range FreeAddr hands out: up to 10,000 ports ending below

@@ -93,6 +93,12 @@ func redisScanPrefix(addr, prefix string, page func(*respConn, []any) error) err
 		return err
 	}
 	defer c.Close()
+	return scanPrefix(c, prefix, func(keys []any) error { return page(c, keys) })
+}
+
+// scanPrefix calls page with each non-empty SCAN page of the keys on c's
+// server that start with prefix.
+func scanPrefix(c *respConn, prefix string, page func([]any) error) error {
 	cursor := "0"
 	for {
 		r, err := c.do("SCAN", cursor, "MATCH", prefix+"*", "COUNT", "1000")
@@ -105,7 +111,7 @@ func redisScanPrefix(addr, prefix string, page func(*respConn, []any) error) err
 		}
 		cursor, _ = reply[0].(string)
 		if keys, _ := reply[1].([]any); len(keys) > 0 {
-			if err := page(c, keys); err != nil {
+			if err := page(keys); err != nil {
 				return err
 			}
 		}

@@ -14,6 +14,10 @@
 //	MPIM_TEST_REDIS  host:port                  (default 127.0.0.1:6379)
 //	MPIM_TEST_MYSQL  go-sql-driver/mysql DSN     (default root@tcp(127.0.0.1:3306)/)
 //	MPIM_TEST_ZK     comma-separated host:port   (default 127.0.0.1:2181)
+//	MPIM_TEST_REDIS_CLUSTER  every node's host:port, comma-separated (default:
+//	                 a cluster of three masters and three replicas that the
+//	                 test binary starts itself; scripts/redis-cluster.sh
+//	                 starts one by hand)
 //
 // Beside the servers it holds the few pieces such tests share: FreeAddr, a
 // port for a server the test starts itself; Eventually, waiting for an

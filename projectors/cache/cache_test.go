@@ -22,7 +22,7 @@ import (
 )
 
 type env struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *eventstore.Store
 	svc    *command.Service
 	prefix string

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/cachekeys"
@@ -57,15 +58,21 @@ func (p *Projector) write(ctx context.Context, pipe redis.Pipeliner, agg string,
 	case domain.GroupRenamed:
 		pipe.HSet(ctx, k.GroupInfo(domain.GroupID(agg)), cachekeys.GroupName, e.Name)
 	case domain.MemberMuted:
-		var until int64
-		if !e.Until.IsZero() {
-			until = e.Until.UnixMilli()
-		}
-		pipe.HSet(ctx, k.Muted(domain.GroupID(agg)), string(e.User), strconv.FormatInt(until, 10))
+		pipe.HSet(ctx, k.Muted(domain.GroupID(agg)), string(e.User), strconv.FormatInt(unixMilli(e.Until), 10))
 	case domain.MemberUnmuted:
 		pipe.HDel(ctx, k.Muted(domain.GroupID(agg)), string(e.User))
 	case domain.GroupDissolved:
 		pipe.HSet(ctx, k.GroupInfo(domain.GroupID(agg)), cachekeys.GroupDissolved, "1")
+	case domain.DeviceLoggedOut:
+		pipe.HDel(ctx, k.Push(domain.UserID(agg)), string(e.Device))
+	case domain.PushTokenRegistered:
+		pipe.HSet(ctx, k.Push(domain.UserID(agg)), string(e.Device), cachekeys.EncodePushToken(e.PushToken))
+	case domain.PushTokenRemoved:
+		pipe.HDel(ctx, k.Push(domain.UserID(agg)), string(e.Device))
+	case domain.ConversationMuted:
+		pipe.HSet(ctx, k.DoNotDisturb(e.User), string(e.Conversation), strconv.FormatInt(unixMilli(e.Until), 10))
+	case domain.ConversationUnmuted:
+		pipe.HDel(ctx, k.DoNotDisturb(e.User), string(e.Conversation))
 	}
 }
 
@@ -88,4 +95,13 @@ func flag(b bool) string {
 		return "1"
 	}
 	return "0"
+}
+
+// unixMilli returns t in Unix milliseconds, 0 for the zero time (a mute
+// without end).
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }

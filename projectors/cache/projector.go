@@ -10,28 +10,22 @@ import (
 
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
-	"github.com/mpim/mpim/internal/luascript"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/redisckpt"
-	"github.com/mpim/mpim/proto/codec"
 	"github.com/redis/go-redis/v9"
 )
 
 // Name is the projector's name.
 const Name = "cache"
 
-//go:embed commit.lua
-var commitLua string
-
 // Projector is the cache projector. It is safe for concurrent use by the
 // owners of different partitions; one partition is applied by one owner at a
 // time (the Projector contract).
 type Projector struct {
-	rdb    redis.UniversalClient
-	cfg    Config
-	keys   cachekeys.Keys
-	ckpt   *redisckpt.Store
-	commit *redis.Script
+	rdb  redis.UniversalClient
+	cfg  Config
+	keys cachekeys.Keys
+	ckpt *redisckpt.Store
 }
 
 var (
@@ -51,7 +45,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 		return nil, errors.New("cache: projector needs a Redis client")
 	}
 	return &Projector{rdb: rdb, cfg: cfg, keys: cachekeys.New(cfg.Prefix),
-		ckpt: redisckpt.New(rdb, cfg.Prefix, Name), commit: luascript.New(commitLua)}, nil
+		ckpt: redisckpt.New(rdb, cfg.Prefix, Name)}, nil
 }
 
 // Name returns "cache".
@@ -87,7 +81,7 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 	pipe := p.rdb.Pipeline()
 	for i := range b.Events {
 		r := &b.Events[i]
-		_, ev, err := codec.Decode(r.Event)
+		_, ev, err := r.Domain()
 		if err != nil {
 			p.quarantine(ctx, pipe, r.Partition, r.Position, err.Error(), r.Raw)
 			continue
@@ -105,24 +99,20 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 		// Only the check first: a fenced batch writes nothing. A batch
 		// without writes (messages only, the common case) needs no
 		// separate check: the move below checks too.
-		if err := p.moveCheckpoint(ctx, b, ""); err != nil {
+		if err := p.moveCheckpoint(ctx, b, true); err != nil {
 			return err
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("cache: writing partition %d: %w", b.Partition, err)
 		}
 	}
-	return p.moveCheckpoint(ctx, b, b.To.String())
+	return p.moveCheckpoint(ctx, b, false)
 }
 
-// moveCheckpoint runs commit.lua: it checks b's token and After and, unless
-// to is empty, moves the checkpoint to to.
-func (p *Projector) moveCheckpoint(ctx context.Context, b *projectors.Batch, to string) error {
-	res, err := p.commit.Run(ctx, p.rdb, []string{p.ckpt.Key(b.Partition)}, redisckpt.FormatToken(b.Token), b.After.String(), to).Slice()
-	if err != nil {
-		return fmt.Errorf("cache: checkpoint of partition %d: %w", b.Partition, err)
-	}
-	return p.ckpt.Verdict(res, b.Partition, b.Token)
+// moveCheckpoint checks b's token and After and, unless check, moves the
+// checkpoint to b.To (redisckpt.Store.Advance).
+func (p *Projector) moveCheckpoint(ctx context.Context, b *projectors.Batch, check bool) error {
+	return p.ckpt.Advance(ctx, b.Partition, b.Token, b.After, b.To, check)
 }
 
 func (p *Projector) quarantine(ctx context.Context, pipe redis.Pipeliner, partition int, pos eventstore.Position, reason string, raw []byte) {
@@ -137,7 +127,7 @@ var _ projectors.Quarantiner = (*Projector)(nil)
 // cause as the reason and moves the checkpoint from b.After to b.To, with
 // Apply's checks (projectors.Quarantiner).
 func (p *Projector) Quarantine(ctx context.Context, b *projectors.Batch, cause error) error {
-	if err := p.moveCheckpoint(ctx, b, ""); err != nil {
+	if err := p.moveCheckpoint(ctx, b, true); err != nil {
 		return err
 	}
 	pipe := p.rdb.Pipeline()
@@ -150,5 +140,5 @@ func (p *Projector) Quarantine(ctx context.Context, b *projectors.Batch, cause e
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("cache: quarantining in partition %d: %w", b.Partition, err)
 	}
-	return p.moveCheckpoint(ctx, b, b.To.String())
+	return p.moveCheckpoint(ctx, b, false)
 }

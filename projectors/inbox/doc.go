@@ -59,8 +59,15 @@
 // A batch is applied in three round trips: (1) the fencing check and the
 // membership read; (2) all inbox appends (XADD trimmed to about Window
 // entries, and one INCRBY of each inbox's byte count by what the batch adds
-// to it), quarantine records and the presence reads of every recipient, in
-// one pipeline; (3) the checkpoint compare-and-set with the membership changes,
+// to it), quarantine records and the read of the route changes since the
+// last batch, in one MULTI/EXEC that first reads the last inbox id (the
+// Prev its notification carries; XREVRANGE COUNT 1) of each recipient whose
+// Prev it cannot prove, then the presence reads (HGETALL) of the
+// recipients the route cache does not know;
+// (on a Redis Cluster, which runs no transaction across slots, one
+// MULTI/EXEC per recipient inbox, all at once, then the route and presence
+// reads and the quarantine records in one pipeline: see batchWrite);
+// (3) the checkpoint compare-and-set with the membership changes,
 // and at most one PUBLISH per gateway, in one pipeline. Between (2) and (3),
 // an inbox whose byte count passed QuotaBytes is trimmed to three quarters
 // of it by quota.lua (one call per such inbox, rare: once per quarter of the
@@ -78,8 +85,47 @@
 //
 // Notifications are hints, published after the entries exist: at most one
 // per gateway per batch, naming the recipients with a live presence route on
-// that gateway (internal/inbox.Route; the projector only reads routes).
+// that gateway (internal/inbox.Route; the projector only reads routes) and
+// carrying their entries of the batch while the payload stays within
+// Config.NotifyBytes (heads only for the users past it).
 // Offline users get only the inbox entry.
+//
+// # Prev without a read
+//
+// The projector remembers the last id it appended to each recent
+// recipient's inbox (as many users as RouteCacheEntries, random eviction).
+// A recipient with exactly one entry in the batch and a remembered id no
+// more than ten seconds old gets its entry appended with the explicit id
+// right after that one, NOMKSTREAM, instead of "*" after an XREVRANGE:
+// Redis accepts an explicit id only above the stream's last id, so an
+// accepted append proves that the remembered id was the inbox's last, and
+// is the Prev of the notification. A refused one (an entry appended
+// since, by another partition's batch or another process, or the inbox
+// deleted) writes nothing; the batch appends those entries again in one
+// more MULTI/EXEC, after an XREVRANGE each (its byte count already
+// includes them). A remembered id is taken out while its claim is in
+// flight, so two batches never claim the same one, and only the process
+// that appended an entry remembers its id. A user with several entries is
+// never claimed: a refused claim must leave nothing written, and in a
+// transaction only a single XADD is refused whole. Metrics:
+// mpim_inbox_prev_claims_total, mpim_inbox_prev_claims_refused_total.
+//
+// # Route cache
+//
+// The routes of recent recipients (offline ones included) are cached in
+// memory, bounded by Config.RouteCacheEntries and RouteCacheBytes (random
+// eviction), and kept fresh by the gateways' route change stream
+// (internal/inbox: Route changes), which every batch reads after its inbox
+// appends in the same pipeline: a route written before an entry was appended
+// is applied before the batch picks the gateways to notify. A recipient is
+// looked up (HGETALL) instead when it is not cached, when a cached route
+// reached its deadline or the entry is older than internal/inbox.RouteTTL
+// (heartbeats are not announced), and, in one more round trip, when the
+// change read failed or returned its bound (1024). A gap in the change
+// numbers empties the cache. A looked-up entry is cached only if no change
+// after those the lookup is known to see was applied meanwhile. Lost or
+// missed changes therefore cost lookups, never deliveries: and a missed
+// notification is still repaired by the gateways' position checks.
 //
 // # Large groups
 //

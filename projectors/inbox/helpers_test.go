@@ -20,7 +20,8 @@ import (
 // env is the real write path (command service on the event store) on a real
 // Redis under a key prefix of its own.
 type env struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
+	addr   string // the address of the Redis rdb is a client of
 	store  *eventstore.Store
 	svc    *command.Service
 	prefix string
@@ -30,7 +31,7 @@ type env struct {
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
 	w := commandtest.New(tb, commandtest.Options{Partitions: 4})
-	return &env{rdb: w.RDB, store: w.Store, svc: w.Svc, prefix: w.Prefix, keys: delivery.NewKeys(w.Prefix)}
+	return &env{rdb: w.RDB, addr: w.Addr, store: w.Store, svc: w.Svc, prefix: w.Prefix, keys: delivery.NewKeys(w.Prefix)}
 }
 
 func (e *env) projector(tb testing.TB, cfg inbox.Config) *inbox.Projector {

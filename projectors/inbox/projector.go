@@ -9,14 +9,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	delivery "github.com/mpim/mpim/internal/inbox"
 	"github.com/mpim/mpim/internal/luascript"
+	"github.com/mpim/mpim/internal/streamid"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/redisckpt"
-	"github.com/mpim/mpim/proto/codec"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,15 +37,27 @@ var (
 // owners of different partitions; one partition is applied by one owner at a
 // time (the Projector contract).
 type Projector struct {
-	rdb    redis.UniversalClient
-	cfg    Config
-	keys   delivery.Keys
-	ckpt   *redisckpt.Store
-	begin  *redis.Script
-	commit *redis.Script
-	quota  *redis.Script
-	m      *metrics
+	rdb  redis.UniversalClient
+	cfg  Config
+	keys delivery.Keys
+	// channels publishes notifications: sharded pub/sub on a cluster.
+	channels delivery.Channels
+	routes   *routeCache
+	last     *lastIDs
+	ckpt     *redisckpt.Store
+	begin    *redis.Script
+	commit   *redis.Script
+	quota    *redis.Script
+	m        *metrics
+	// payloads holds *[]byte buffers that notifications are encoded into
+	// for PUBLISH; finish returns them after its pipeline has run (never
+	// before: the pipeline writes them then). Buffers over
+	// maxPooledPayload are left to the garbage collector.
+	payloads sync.Pool
 }
+
+// maxPooledPayload bounds the buffers kept in Projector.payloads.
+const maxPooledPayload = 64 << 10
 
 var (
 	_ projectors.Projector    = (*Projector)(nil)
@@ -66,9 +79,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys := delivery.NewKeys(cfg.Prefix)
 	return &Projector{
-		rdb: rdb, cfg: cfg, keys: delivery.NewKeys(cfg.Prefix), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
+		rdb: rdb, cfg: cfg, keys: keys, channels: delivery.ChannelsOf(rdb), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
 		begin: luascript.New(beginLua), commit: luascript.New(commitLua), quota: redis.NewScript(quotaLua),
+		routes: newRouteCache(keys, &cfg, m), last: newLastIDs(cfg.RouteCacheEntries),
 	}, nil
 }
 
@@ -192,16 +207,25 @@ func (p *Projector) start(ctx context.Context, b *projectors.Batch, groups []dom
 	return view, nil
 }
 
+// written is one inbox entry of a batch for one recipient and its XADD.
+type written struct {
+	user  domain.UserID
+	entry *delivery.Entry
+	args  *redis.XAddArgs // without the stream: shared by the event's recipients
+	size  int64
+	cmd   *redis.StringCmd
+}
+
 // write is round trip 2: every recipient's entries, the quarantine records
-// and the recipients' presence routes, in one pipeline. It moves view past
-// the batch and returns the notifications to publish.
+// and the recipients' presence routes, in one transaction (MULTI/EXEC), so
+// that each recipient's entries of the batch are contiguous in its inbox
+// and the entry just before the first is known (the Prev a notification
+// carries): either read by an XREVRANGE before them, or, for a user with
+// one entry whose inbox's last id this process remembers, proven by
+// appending the entry with the id right after it (see lastIDs). A refused
+// claim costs one more transaction (appendAgain). It moves view past the
+// batch and returns the notifications to publish.
 func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []decoded, bad []quarantined, view membership) (map[string]*delivery.Notification, error) {
-	type written struct {
-		user   domain.UserID
-		fields []any
-		size   int64
-		cmd    *redis.StringCmd
-	}
 	// The audience moves view, so it is computed once; the pipeline below
 	// may run twice.
 	var entries []written
@@ -209,19 +233,24 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	seen := make(map[domain.UserID]struct{})
 	once := make(map[domain.UserID]struct{})
 	for _, d := range events {
-		var fields []any
-		var size int64
+		var (
+			e    *delivery.Entry
+			args *redis.XAddArgs
+			size int64
+		)
 		clear(once)
 		view.audience(d.agg, d.ev, func(u domain.UserID) {
 			if _, dup := once[u]; dup || !u.Valid() {
 				return
 			}
 			once[u] = struct{}{}
-			if fields == nil {
-				fields = entryFields(b.Partition, d)
+			if e == nil {
+				e = entryOf(b.Partition, d)
+				fields := e.AppendFields(make([]any, 0, 12))
+				args = &redis.XAddArgs{MaxLen: p.cfg.Window, Approx: true, Values: fields}
 				size = fieldsSize(fields)
 			}
-			entries = append(entries, written{user: u, fields: fields, size: size})
+			entries = append(entries, written{user: u, entry: e, args: args, size: size})
 			if _, ok := seen[u]; !ok {
 				seen[u] = struct{}{}
 				users = append(users, u)
@@ -231,36 +260,156 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	if len(entries) == 0 && len(bad) == 0 {
 		return nil, nil
 	}
-	recipients := make(map[domain.UserID]*redis.MapStringStringCmd, len(users))
-	pipe := p.rdb.Pipeline()
+	now := p.cfg.Now()
+	routes := p.routes.plan(users, now)
+	perUser := make(map[domain.UserID]int, len(users))
+	for i := range entries {
+		perUser[entries[i].user]++
+	}
+	claims := p.last.claim(perUser, now)
+	before := make(map[domain.UserID]*redis.XMessageSliceCmd, len(users))
+	bw := newBatchWrite(p.rdb) // Prev of each head: no other partition's entry between it and the batch's
+	for _, u := range users {
+		if _, ok := claims[u]; !ok {
+			before[u] = bw.forInbox(u).XRevRangeN(ctx, p.keys.Inbox(u), "+", "-", 1)
+		}
+	}
 	added := make(map[domain.UserID]int64, len(users)) // bytes per inbox
 	for i := range entries {
 		w := &entries[i]
-		w.cmd = pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.Inbox(w.user), MaxLen: p.cfg.Window, Approx: true, Values: w.fields})
+		a := *w.args
+		a.Stream = p.keys.Inbox(w.user)
+		if x, ok := claims[w.user]; ok {
+			a.ID, a.NoMkStream = next(x).String(), true
+		}
+		w.cmd = bw.forInbox(w.user).XAdd(ctx, &a)
 		added[w.user] += w.size
 	}
+	p.routes.queue(ctx, bw.rest(), routes) // after the entries: see routeCache
 	counts := make(map[domain.UserID]*redis.IntCmd, len(users))
 	for _, u := range users {
-		counts[u] = pipe.IncrBy(ctx, p.keys.InboxBytes(u), added[u]) // one per inbox and batch
-		recipients[u] = pipe.HGetAll(ctx, p.keys.Presence(u))
+		counts[u] = bw.forInbox(u).IncrBy(ctx, p.keys.InboxBytes(u), added[u]) // one per inbox and batch
 	}
 	for _, q := range bad {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
+		bw.rest().XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
 			"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
 		}})
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	refused := make(map[domain.UserID]bool)
+	var refusedMu sync.Mutex // on a cluster, inboxes' transactions end concurrently
+	err := bw.exec(ctx, func(c redis.Cmder) bool {
+		if c == routes.read {
+			return true
+		}
+		if x, ok := c.(*redis.StringCmd); ok && refusedClaim(x.Err()) {
+			for i := range entries { // a refused claim is its user's only entry
+				if w := &entries[i]; w.cmd == x {
+					if _, claimed := claims[w.user]; claimed {
+						refusedMu.Lock()
+						refused[w.user] = true
+						refusedMu.Unlock()
+						return true
+					}
+					return false
+				}
+			}
+		}
+		return false
+	})
+	if err != nil {
 		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
 	}
+	if err := p.appendAgain(ctx, entries, refused, before); err != nil {
+		return nil, fmt.Errorf("inbox: writing entries of partition %d after refused claims: %w", b.Partition, err)
+	}
+	for u := range refused {
+		delete(claims, u)
+	}
+	p.m.claims.Add(float64(len(claims)))
+	p.m.refusedClaims.Add(float64(len(refused)))
 	if err := p.enforceQuota(ctx, counts); err != nil {
 		return nil, fmt.Errorf("inbox: byte quota of partition %d: %w", b.Partition, err)
 	}
-	p.m.entries.Add(float64(len(entries)))
-	last := make(map[domain.UserID]string, len(recipients))
-	for _, w := range entries {
-		last[w.user] = w.cmd.Val() // in pipeline order, so the user's newest entry wins
+	if err := p.waitReplicated(ctx, users); err != nil {
+		return nil, fmt.Errorf("inbox: partition %d: %w", b.Partition, err)
 	}
-	return p.notifications(b.Partition, recipients, last), nil
+	p.m.entries.Add(float64(len(entries)))
+	heads := make(map[domain.UserID]*delivery.Head, len(users))
+	for _, u := range users {
+		h := &delivery.Head{User: u, Prev: "0-0"}
+		if x, ok := claims[u]; ok {
+			h.Prev = x.String()
+		} else if msgs := before[u].Val(); len(msgs) > 0 {
+			h.Prev = msgs[0].ID
+		}
+		heads[u] = h
+	}
+	for _, w := range entries { // in transaction order, so in inbox order
+		h := heads[w.user]
+		h.Last = w.cmd.Val()
+		h.Entries = append(h.Entries, delivery.Carried{ID: h.Last, Entry: *w.entry})
+	}
+	for u, h := range heads {
+		if last, err := streamid.Parse(h.Last); err == nil {
+			p.last.remember(u, last)
+		}
+	}
+	return p.notifications(p.routes.resolve(ctx, p.rdb, routes), heads), nil
+}
+
+// appendAgain appends the only entry of each refused user again, in one
+// transaction after a read of the inbox's last id (into before), as an
+// unclaimed entry is appended. The entries' bytes were already counted.
+func (p *Projector) appendAgain(ctx context.Context, entries []written, refused map[domain.UserID]bool, before map[domain.UserID]*redis.XMessageSliceCmd) error {
+	if len(refused) == 0 {
+		return nil
+	}
+	bw := newBatchWrite(p.rdb)
+	for i := range entries {
+		if w := &entries[i]; refused[w.user] {
+			pipe := bw.forInbox(w.user)
+			before[w.user] = pipe.XRevRangeN(ctx, p.keys.Inbox(w.user), "+", "-", 1)
+			a := *w.args
+			a.Stream = p.keys.Inbox(w.user)
+			w.cmd = pipe.XAdd(ctx, &a)
+		}
+	}
+	return bw.exec(ctx, func(redis.Cmder) bool { return false })
+}
+
+// encode encodes n into a buffer of p.payloads; release it once the
+// PUBLISH that carries it has been written.
+func (p *Projector) encode(n *delivery.Notification) *[]byte {
+	b, _ := p.payloads.Get().(*[]byte)
+	if b == nil {
+		b = new([]byte)
+	}
+	*b = n.AppendEncoded((*b)[:0])
+	return b
+}
+
+// release returns a buffer of encode to p.payloads unless it is over
+// maxPooledPayload.
+func (p *Projector) release(b *[]byte) {
+	if cap(*b) <= maxPooledPayload {
+		p.payloads.Put(b)
+	}
+}
+
+// execIgnoring runs pipe and returns the first error of its commands for
+// which skip is false (skip: the route change read, whose failure only
+// costs lookups, and refused claims).
+func execIgnoring(ctx context.Context, pipe redis.Pipeliner, skip func(redis.Cmder) bool) error {
+	cmds, err := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if c.Err() != nil && !skip(c) {
+			return c.Err()
+		}
+	}
+	if len(cmds) == 0 {
+		return err
+	}
+	return nil
 }
 
 // finish is round trip 3: the checkpoint's compare-and-set with the
@@ -279,10 +428,15 @@ func (p *Projector) finish(ctx context.Context, b *projectors.Batch, changes []c
 	}
 	slices.Sort(gateways)
 	published := make([]*redis.IntCmd, len(gateways))
+	payloads := make([]*[]byte, len(gateways))
 	for i, gw := range gateways {
-		published[i] = pipe.Publish(ctx, p.keys.Notify(gw), notes[gw].Encode())
+		payloads[i] = p.encode(notes[gw])
+		published[i] = p.channels.Publish(ctx, pipe, p.keys.Notify(gw), *payloads[i])
 	}
 	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	for _, b := range payloads {
+		p.release(b)
+	}
 	res, err := commit.Slice()
 	if errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// The server lost its scripts (restart, SCRIPT FLUSH): the commit did
@@ -313,7 +467,7 @@ func decodeBatch(b *projectors.Batch) ([]decoded, []quarantined) {
 	var bad []quarantined
 	for i := range b.Events {
 		r := &b.Events[i]
-		_, ev, err := codec.Decode(r.Event)
+		_, ev, err := r.Domain()
 		if err != nil {
 			bad = append(bad, quarantined{partition: r.Partition, position: r.Position, reason: err.Error(), raw: r.Raw})
 			continue
@@ -367,10 +521,9 @@ func fieldsSize(fields []any) int64 {
 	return n
 }
 
-// entryFields returns the XADD fields of d's inbox entry, shared by every
-// recipient's XADD.
-func entryFields(partition int, d decoded) []any {
-	e := delivery.Entry{
+// entryOf returns d's inbox entry, shared by every recipient's XADD.
+func entryOf(partition int, d decoded) *delivery.Entry {
+	e := &delivery.Entry{
 		Type:      d.ev.EventType(),
 		Partition: partition,
 		Position:  d.rec.Position.String(),
@@ -379,38 +532,37 @@ func entryFields(partition int, d decoded) []any {
 		Envelope:  d.rec.Raw,
 	}
 	copy(e.EventID[:], d.rec.Event.GetId())
-	return e.AppendFields(make([]any, 0, 12))
+	return e
 }
 
 // notifications groups the recipients with a live route by gateway: one
-// Notification per gateway, each user once, users sorted.
-func (p *Projector) notifications(partition int, recipients map[domain.UserID]*redis.MapStringStringCmd, last map[domain.UserID]string) map[string]*delivery.Notification {
-	now := p.cfg.Now()
+// Notification per gateway, each user once, users sorted. gateways holds
+// each recipient's gateways (routeCache.resolve). A user's head carries the
+// user's entries while the gateway's payload stays within NotifyBytes; past
+// that, heads go without entries (the gateway reads those inboxes back).
+func (p *Projector) notifications(gateways map[domain.UserID][]string, heads map[domain.UserID]*delivery.Head) map[string]*delivery.Notification {
 	notes := make(map[string]*delivery.Notification)
-	var gateways []string // the user's gateways
-	for u, cmd := range recipients {
-		gateways = gateways[:0]
-		for device, v := range cmd.Val() {
-			r, err := delivery.DecodeRoute(v)
-			if err != nil {
-				p.cfg.Logger.Warn("ignoring a malformed presence route", "user", u, "device", device, "partition", partition, "err", err)
-				continue
-			}
-			if r.Live(now) && !slices.Contains(gateways, r.Gateway) {
-				gateways = append(gateways, r.Gateway)
-			}
-		}
-		for _, gw := range gateways {
+	for u, gws := range gateways {
+		for _, gw := range gws {
 			n := notes[gw]
 			if n == nil {
 				n = &delivery.Notification{}
 				notes[gw] = n
 			}
-			n.Users = append(n.Users, delivery.Head{User: u, Last: last[u]})
+			n.Users = append(n.Users, *heads[u])
 		}
 	}
 	for _, n := range notes {
 		slices.SortFunc(n.Users, func(a, b delivery.Head) int { return strings.Compare(string(a.User), string(b.User)) })
+		size := 0
+		for i := range n.Users {
+			h := &n.Users[i]
+			if size+h.Size() > p.cfg.NotifyBytes {
+				h.Prev, h.Entries = "", nil
+				p.m.headsOnly.Inc()
+			}
+			size += h.Size()
+		}
 	}
 	return notes
 }

@@ -40,11 +40,7 @@ func decodeBatch(b *projectors.Batch) []item {
 	for i := range b.Events {
 		r := &b.Events[i]
 		it := item{rec: r}
-		if r.Event == nil {
-			it.err = errors.New("entry without an envelope")
-		} else {
-			it.meta, it.ev, it.err = codec.Decode(r.Event)
-		}
+		it.meta, it.ev, it.err = r.Domain() // decoded once per process (projectors.SharedLog)
 		items[i] = it
 	}
 	return items
@@ -87,6 +83,7 @@ type applier struct {
 	uc        map[ucKey]*ucDelta
 	deletions map[delKey]ms
 	periods   map[periodKey]periodEnd // membership periods opened or closed
+	mutes     map[ucKey]*muteRow      // the batch's last mute per user and conversation; nil: unmuted
 }
 
 func newApplier(m *ReadModel, tx *sql.Tx, partition int) *applier {
@@ -95,7 +92,7 @@ func newApplier(m *ReadModel, tx *sql.Tx, partition int) *applier {
 		users: map[string]*userRow{}, usernames: map[string]string{}, devices: map[devKey]*deviceRow{},
 		pairs: map[pairKey]*pairState{}, groups: map[string]*groupRow{}, convs: map[string]*convRow{},
 		msgs: map[msgKey]*msgRow{}, uc: map[ucKey]*ucDelta{}, deletions: map[delKey]ms{},
-		periods: map[periodKey]periodEnd{},
+		periods: map[periodKey]periodEnd{}, mutes: map[ucKey]*muteRow{},
 	}
 }
 
@@ -199,11 +196,13 @@ func (a *applier) want(it *item) {
 	case domain.ProfileUpdated, domain.PasswordChanged:
 		a.wantUser(agg)
 	case domain.DeviceLoggedIn:
-		a.wantUser(agg)
-		a.wantDevice(devKey{agg, string(e.Device)})
+		a.wantUserDevice(agg, e.Device)
 	case domain.DeviceLoggedOut:
-		a.wantUser(agg)
-		a.wantDevice(devKey{agg, string(e.Device)})
+		a.wantUserDevice(agg, e.Device)
+	case domain.PushTokenRegistered:
+		a.wantUserDevice(agg, e.Device)
+	case domain.PushTokenRemoved:
+		a.wantUserDevice(agg, e.Device)
 	case domain.FriendRequested, domain.FriendRequestAccepted, domain.FriendRequestDeclined,
 		domain.FriendRemoved, domain.UserBlocked, domain.UserUnblocked:
 		if k, ok := pairOf(agg); ok {
@@ -249,7 +248,11 @@ func want[K comparable, V any](m map[K]*V, k K) {
 
 func (a *applier) wantUser(id string) { want(a.users, id) }
 
-func (a *applier) wantDevice(k devKey) { want(a.devices, k) }
+// wantUserDevice loads user aggregate agg's row and its device's.
+func (a *applier) wantUserDevice(agg string, dev domain.DeviceID) {
+	a.wantUser(agg)
+	want(a.devices, devKey{agg, string(dev)})
+}
 
 func (a *applier) wantGroup(id string) { want(a.groups, id) }
 
@@ -283,7 +286,8 @@ func (a *applier) apply(it *item) error {
 		return a.quarantine("occurred at %d ms, a time beyond the DATETIME columns", it.meta.OccurredAt.UnixMilli())
 	}
 	switch it.ev.(type) {
-	case domain.UserRegistered, domain.ProfileUpdated, domain.PasswordChanged, domain.DeviceLoggedIn, domain.DeviceLoggedOut:
+	case domain.UserRegistered, domain.ProfileUpdated, domain.PasswordChanged, domain.DeviceLoggedIn, domain.DeviceLoggedOut,
+		domain.PushTokenRegistered, domain.PushTokenRemoved:
 		return a.applyUser(it)
 	case domain.UsernameClaimed:
 		// The username aggregate only reserves the name; users.username
@@ -298,7 +302,7 @@ func (a *applier) apply(it *item) error {
 		return a.applyGroup(it)
 	case domain.MessageSent, domain.MessageRecalled, domain.MessageEdited:
 		return a.applyConversation(it)
-	case domain.ConversationRead, domain.MessageDeletedForMe:
+	case domain.ConversationRead, domain.MessageDeletedForMe, domain.ConversationMuted, domain.ConversationUnmuted:
 		return a.applyReader(it)
 	}
 	return a.quarantine("no read-model effect is defined for %s", it.ev.EventType())
@@ -334,7 +338,7 @@ func (a *applier) at() ms { return msOf(a.cur.meta.OccurredAt) }
 func (a *applier) write(ctx context.Context) error {
 	for _, w := range []func(context.Context) error{
 		a.writeUsers, a.writeDevices, a.writePairs, a.writeGroups, a.writePeriods, a.writeConvs, a.writeMsgs,
-		a.writeUserConvs, a.writeDeletions, a.writeQuarantine,
+		a.writeUserConvs, a.writeDeletions, a.writeMutes, a.writeQuarantine,
 	} {
 		if err := w(ctx); err != nil {
 			return err

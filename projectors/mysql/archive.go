@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -33,6 +34,12 @@ type ArchiverConfig struct {
 	// MaxRowsPerStatement bounds the rows of one multi-row insert (default
 	// 1000); inserts are also cut at about 4 MiB of payload.
 	MaxRowsPerStatement int
+	// SegmentEvents bounds the entries of one archive segment (default
+	// 1000, at most 100000).
+	SegmentEvents int
+	// SegmentBytes bounds the body of one archive segment (default 1 MiB,
+	// 1 KiB..4 MiB); an entry larger than that gets a segment of its own.
+	SegmentBytes int
 	// Linger is how long a runner lets a partition's events gather before
 	// it archives a batch that is not full (projectors.Lingering; default
 	// DefaultArchiveLinger, negative: none).
@@ -41,24 +48,35 @@ type ArchiverConfig struct {
 
 // Validate reports every problem of the configuration at once.
 func (c ArchiverConfig) Validate() error {
+	var errs []error
 	if c.MaxRowsPerStatement < 1 || c.MaxRowsPerStatement > 10_000 {
-		return fmt.Errorf("mysql: max rows per statement must be 1..10000, got %d", c.MaxRowsPerStatement)
+		errs = append(errs, fmt.Errorf("mysql: max rows per statement must be 1..10000, got %d", c.MaxRowsPerStatement))
 	}
-	return nil
+	if c.SegmentEvents < 1 || c.SegmentEvents > maxSegmentEvents {
+		errs = append(errs, fmt.Errorf("mysql: archive segment events must be 1..%d, got %d", maxSegmentEvents, c.SegmentEvents))
+	}
+	if c.SegmentBytes < minSegmentBytes || c.SegmentBytes > maxSegmentBytes {
+		errs = append(errs, fmt.Errorf("mysql: archive segment bytes must be %d..%d, got %d", minSegmentBytes, maxSegmentBytes, c.SegmentBytes))
+	}
+	return errors.Join(errs...)
 }
 
-// Archiver is the archiver projector ("archive"): it copies every event of
-// the log into event_archive (the envelope bytes as the stream stores them,
-// with partition, position, event id, aggregate, version, seq, type and
-// time), so the log can be trimmed below its checkpoint and replays can read
-// it back (ReadArchive). Like ReadModel, each Apply is one transaction that
-// inserts the batch and moves the checkpoint with a compare-and-set on
-// position and fencing token.
+// Archiver is the archiver projector ("archive"): it copies every entry of
+// the log into event_archive_segments, one row per batch (segments bounded
+// by ArchiverConfig.SegmentEvents and SegmentBytes), each entry with its
+// position, version, seq and the envelope bytes as the stream stores them,
+// so the log can be trimmed below its checkpoint and replays can read it
+// back (ReadArchive). Like ReadModel, each Apply is one transaction that
+// inserts the batch's segments and moves the checkpoint with a
+// compare-and-set on position and fencing token, so every entry is archived
+// exactly once, at its position.
 //
-// Entries that cannot be decoded, and events whose id or aggregate and
-// version were archived already (a duplicate in the log), are recorded in
-// quarantine under "archive" instead; ReadArchive returns them as
-// *eventstore.DecodeError where they sit, as the event store does.
+// Entries that cannot be decoded, or lack the envelope fields (id,
+// aggregate, version, payload), are recorded in quarantine under "archive"
+// instead; ReadArchive returns them as *eventstore.DecodeError where they
+// sit, as the event store does. The archive is a copy of the log: an event
+// the log holds twice (at two positions) is archived twice, as a reader of
+// the stream would see it.
 //
 // An Archiver is safe for concurrent use by one goroutine per partition.
 type Archiver struct {
@@ -80,9 +98,9 @@ func NewArchiver(db *sql.DB, cfg ArchiverConfig) (*Archiver, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxRowsPerStatement == 0 {
-		cfg.MaxRowsPerStatement = defaultMaxRows
-	}
+	cfg.MaxRowsPerStatement = cmp.Or(cfg.MaxRowsPerStatement, defaultMaxRows)
+	cfg.SegmentEvents = cmp.Or(cfg.SegmentEvents, defaultSegmentEvents)
+	cfg.SegmentBytes = cmp.Or(cfg.SegmentBytes, defaultSegmentBytes)
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultArchiveLinger
 	}
@@ -123,7 +141,8 @@ func (a *Archiver) Checkpoint(ctx context.Context, p int) (eventstore.Position, 
 	return ArchiveHead(ctx, a.db, p)
 }
 
-// archived is one event_archive row.
+// archived is one archived entry: an event_archive row, or an entry of a
+// segment.
 type archived struct {
 	pos        eventstore.Position
 	id         []byte
@@ -142,47 +161,34 @@ func (a *Archiver) Apply(ctx context.Context, b *projectors.Batch) error {
 		return errors.New("mysql: nil batch")
 	}
 	rows, bad := archiveRows(b)
-	var dups []quarantined
-	err := inTx(ctx, a.db, func(tx *sql.Tx) error { return a.apply(ctx, tx, b, rows, bad) })
-	if mysqlErrno(err) == errDupEntry {
-		// Some event is archived already (or twice in the batch): find which,
-		// quarantine those, archive the rest.
-		err = inTx(ctx, a.db, func(tx *sql.Tx) error {
-			keep, d, err := a.dedupe(ctx, tx, rows)
-			if err != nil {
+	segs := segments(rows, a.cfg.SegmentEvents, a.cfg.SegmentBytes)
+	err := inTx(ctx, a.db, func(tx *sql.Tx) error {
+		if err := begin(ctx, tx, a.ckpt, b); err != nil {
+			return err
+		}
+		w := newMultiRow("INSERT INTO event_archive_segments (partition_no, last_ms, last_seq, first_ms, first_seq, events, checksum, body) VALUES ",
+			"", 8, a.cfg.MaxRowsPerStatement, a.stmts)
+		for i := range segs {
+			s := &segs[i]
+			if err := w.add(ctx, tx, b.Partition, s.last.Ms, s.last.Seq, s.first.Ms, s.first.Seq, s.events, s.checksum(), s.body); err != nil {
 				return err
 			}
-			dups = d
-			return a.apply(ctx, tx, b, keep, append(slices.Clip(bad), d...))
-		})
-	}
+		}
+		if err := w.flush(ctx, tx); err != nil {
+			return err
+		}
+		if err := writeQuarantine(ctx, tx, ArchiveName, b.Partition, bad, a.cfg.MaxRowsPerStatement); err != nil {
+			return err
+		}
+		return a.ckpt.advance(ctx, tx, b.Partition, b.To)
+	})
 	if err != nil {
 		return err
 	}
-	for _, q := range append(bad, dups...) {
+	for _, q := range bad {
 		a.cfg.Logger.Warn("entry quarantined", "projector", ArchiveName, "partition", b.Partition, "position", q.pos.String(), "reason", q.reason)
 	}
 	return nil
-}
-
-func (a *Archiver) apply(ctx context.Context, tx *sql.Tx, b *projectors.Batch, rows []archived, bad []quarantined) error {
-	if err := begin(ctx, tx, a.ckpt, b); err != nil {
-		return err
-	}
-	w := newMultiRow("INSERT INTO event_archive (partition_no, pos_ms, pos_seq, event_id, aggregate, version, seq, event_type, occurred_at, payload) VALUES ",
-		"", 10, a.cfg.MaxRowsPerStatement, a.stmts)
-	for _, r := range rows {
-		if err := w.add(ctx, tx, b.Partition, r.pos.Ms, r.pos.Seq, r.id, r.aggregate, r.version, r.seq, r.eventType, r.occurredAt, r.payload); err != nil {
-			return err
-		}
-	}
-	if err := w.flush(ctx, tx); err != nil {
-		return err
-	}
-	if err := writeQuarantine(ctx, tx, ArchiveName, b.Partition, bad, a.cfg.MaxRowsPerStatement); err != nil {
-		return err
-	}
-	return a.ckpt.advance(ctx, tx, b.Partition, b.To)
 }
 
 // archiveRows turns the batch into archive rows, and entries that cannot be
@@ -237,70 +243,6 @@ func eventType(ev *mpimv1.Event) string {
 	return string(fd.Message().Name())
 }
 
-// dedupe splits rows into those to archive and duplicates of archived
-// events (by event id or by aggregate and version), to be quarantined.
-func (a *Archiver) dedupe(ctx context.Context, tx *sql.Tx, rows []archived) ([]archived, []quarantined, error) {
-	ids := map[string]bool{}
-	type aggVersion struct {
-		agg string
-		v   uint64
-	}
-	avs := map[aggVersion]bool{}
-	for lo := 0; lo < len(rows); lo += 500 {
-		chunk := rows[lo:min(lo+500, len(rows))]
-		idArgs := make([]any, len(chunk))
-		avArgs := make([]any, 0, 2*len(chunk))
-		for i, r := range chunk {
-			idArgs[i] = r.id
-			avArgs = append(avArgs, r.aggregate, r.version)
-		}
-		if err := scanAll(ctx, tx, "SELECT event_id FROM event_archive WHERE event_id IN ("+placeholders(len(chunk))+")", idArgs,
-			func(rows *sql.Rows) error {
-				var id []byte
-				err := rows.Scan(&id)
-				ids[string(id)] = true
-				return err
-			}); err != nil {
-			return nil, nil, err
-		}
-		if err := scanAll(ctx, tx, orList("SELECT aggregate, version FROM event_archive WHERE", "aggregate", "version")(len(chunk)), avArgs,
-			func(rows *sql.Rows) error {
-				var av aggVersion
-				err := rows.Scan(&av.agg, &av.v)
-				avs[av] = true
-				return err
-			}); err != nil {
-			return nil, nil, err
-		}
-	}
-	var keep []archived
-	var dups []quarantined
-	for _, r := range rows {
-		av := aggVersion{r.aggregate, r.version}
-		if ids[string(r.id)] || avs[av] {
-			dups = append(dups, quarantined{pos: r.pos, reason: fmt.Sprintf("duplicate of an archived event (id or %s version %d)", r.aggregate, r.version), raw: r.payload})
-			continue
-		}
-		ids[string(r.id)], avs[av] = true, true
-		keep = append(keep, r)
-	}
-	return keep, dups, nil
-}
-
-func scanAll(ctx context.Context, tx *sql.Tx, q string, args []any, scan func(*sql.Rows) error) error {
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("mysql: %s: %w", firstWords(q), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return fmt.Errorf("mysql: %s: %w", firstWords(q), err)
-		}
-	}
-	return rows.Err()
-}
-
 // writeQuarantine records entries set aside by projector in partition p.
 func writeQuarantine(ctx context.Context, tx *sql.Tx, projector string, p int, qs []quarantined, maxRows int) error {
 	if len(qs) == 0 {
@@ -324,66 +266,101 @@ func writeQuarantine(ctx context.Context, tx *sql.Tx, projector string, p int, q
 // ReadArchive returns up to limit archived entries of partition p after
 // position after (exclusive), in log order, like eventstore's ReadPartition:
 // each event as the stream gave it (envelope decoded from the stored bytes,
-// version and seq filled in, Raw the stored bytes). An entry the archiver
+// version and seq filled in, Raw the stored bytes). It merges the segments
+// (event_archive_segments) with the rows of event_archive (archived before
+// segments, or re-applied from quarantine). An entry the archiver
 // quarantined ends the result: ReadArchive returns the events before it with
 // a *eventstore.DecodeError for it, so a reader can skip it (read again after
-// its position). An empty result means the archive holds nothing after
-// after; see ArchiveHead for how far it is complete.
+// its position). A segment that does not decode fails the read with an error
+// wrapping ErrMalformedSegment. An empty result means the archive holds
+// nothing after after; see ArchiveHead for how far it is complete.
 func ReadArchive(ctx context.Context, db *sql.DB, p int, after eventstore.Position, limit int) ([]eventstore.Recorded, error) {
 	if limit <= 0 {
 		return nil, errors.New("mysql: read limit must be positive")
 	}
-	const range_ = " AND (pos_ms > ? OR (pos_ms = ? AND pos_seq > ?)) ORDER BY pos_ms, pos_seq LIMIT ?"
-	rows, err := db.QueryContext(ctx, "SELECT pos_ms, pos_seq, version, seq, payload FROM event_archive WHERE partition_no = ?"+range_,
-		p, after.Ms, after.Ms, after.Seq, limit)
+	rows, stop, err := readArchiveRows(ctx, db, p, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+		return nil, err
 	}
-	out := make([]eventstore.Recorded, 0, min(limit, 1024))
-	err = func() error {
-		defer rows.Close()
-		for rows.Next() {
-			r := eventstore.Recorded{Partition: p}
-			var version, seq uint64
-			if err := rows.Scan(&r.Position.Ms, &r.Position.Seq, &version, &seq, &r.Raw); err != nil {
-				return err
-			}
-			ev := new(mpimv1.Event)
-			if err := proto.Unmarshal(r.Raw, ev); err != nil {
-				return &eventstore.DecodeError{Partition: p, Position: r.Position, Raw: r.Raw, Err: err}
-			}
-			ev.Version, ev.Seq = version, seq
-			r.Event = ev
-			out = append(out, r)
-		}
-		return rows.Err()
-	}()
-	var de *eventstore.DecodeError
-	if errors.As(err, &de) {
-		return out, de
-	}
+	segs, err := readSegments(ctx, db, p, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+		return nil, err
 	}
+	// Each list is complete up to its limit-th entry (or its end), so the
+	// first limit of the merge are.
+	out := mergeRecorded(rows, segs, limit)
 	// Quarantined entries interleave by position.
 	var q struct {
 		pos    eventstore.Position
 		reason string
 		raw    []byte
 	}
-	err = db.QueryRowContext(ctx, "SELECT pos_ms, pos_seq, reason, raw FROM "+tQuarantine+" WHERE projector = ? AND partition_no = ?"+range_,
+	err = db.QueryRowContext(ctx, "SELECT pos_ms, pos_seq, reason, raw FROM "+tQuarantine+" WHERE projector = ? AND partition_no = ?"+archiveRange,
 		ArchiveName, p, after.Ms, after.Ms, after.Seq, 1).Scan(&q.pos.Ms, &q.pos.Seq, &q.reason, &q.raw)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return out, nil
 	case err != nil:
 		return nil, fmt.Errorf("mysql: reading archive quarantine of partition %d: %w", p, err)
+	case stop == nil || q.pos.Compare(stop.Position) < 0:
+		stop = &eventstore.DecodeError{Partition: p, Position: q.pos, Raw: q.raw, Err: errors.New(strings.TrimPrefix(q.reason, undecodablePrefix))}
 	}
-	i, _ := slices.BinarySearchFunc(out, q.pos, func(r eventstore.Recorded, pos eventstore.Position) int { return r.Position.Compare(pos) })
+	if stop == nil {
+		return out, nil
+	}
+	i, _ := slices.BinarySearchFunc(out, stop.Position, func(r eventstore.Recorded, pos eventstore.Position) int { return r.Position.Compare(pos) })
 	if i == len(out) && len(out) == limit {
 		return out, nil // the quarantined entry comes after this page
 	}
-	return out[:i], &eventstore.DecodeError{Partition: p, Position: q.pos, Raw: q.raw, Err: errors.New(strings.TrimPrefix(q.reason, undecodablePrefix))}
+	return out[:i], stop
+}
+
+// archiveRange selects the positions after one, in order, up to a limit.
+const archiveRange = " AND (pos_ms > ? OR (pos_ms = ? AND pos_seq > ?)) ORDER BY pos_ms, pos_seq LIMIT ?"
+
+// readArchiveRows returns up to limit event_archive rows of partition p
+// after position after; a row whose envelope does not decode ends them and
+// is returned as stop.
+func readArchiveRows(ctx context.Context, db *sql.DB, p int, after eventstore.Position, limit int) (out []eventstore.Recorded, stop *eventstore.DecodeError, err error) {
+	rows, err := db.QueryContext(ctx, "SELECT pos_ms, pos_seq, version, seq, payload FROM event_archive WHERE partition_no = ?"+archiveRange,
+		p, after.Ms, after.Ms, after.Seq, limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := eventstore.Recorded{Partition: p}
+		var version, seq uint64
+		if err := rows.Scan(&r.Position.Ms, &r.Position.Seq, &version, &seq, &r.Raw); err != nil {
+			return nil, nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+		}
+		ev := new(mpimv1.Event)
+		if err := proto.Unmarshal(r.Raw, ev); err != nil {
+			return out, &eventstore.DecodeError{Partition: p, Position: r.Position, Raw: r.Raw, Err: err}, nil
+		}
+		ev.Version, ev.Seq = version, seq
+		r.Event = ev
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("mysql: reading archive partition %d: %w", p, err)
+	}
+	return out, nil, nil
+}
+
+// mergeRecorded merges two lists in log order and keeps the first limit.
+func mergeRecorded(a, b []eventstore.Recorded, limit int) []eventstore.Recorded {
+	if len(a) == 0 && len(b) <= limit {
+		return b
+	}
+	out := make([]eventstore.Recorded, 0, min(limit, len(a)+len(b)))
+	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || (len(a) > 0 && a[0].Position.Compare(b[0].Position) < 0) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 // ArchiveHead returns the archiver's checkpoint of partition p: every entry

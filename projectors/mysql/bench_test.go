@@ -2,10 +2,12 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +47,9 @@ func newMsgWorkload(partitionOf func(string) int, users, directs, groups, groupS
 	for range directs {
 		a := w.users[w.rng.IntN(len(w.users))]
 		b := w.users[w.rng.IntN(len(w.users))]
+		if directs*2 == users { // disjoint pairs, as mpim-bench's pairs scenario
+			a, b = w.users[2*len(w.directs)], w.users[2*len(w.directs)+1]
+		}
 		if a != b {
 			w.directs = append(w.directs, domain.DirectConversation(a, b))
 		}
@@ -106,27 +111,50 @@ func (w *msgWorkload) message() genEvent {
 	return genEvent{w.partitionOf(conv.PartitionKey()), env}
 }
 
-// BenchmarkProjectMessages applies b.N MessageSent events to the read model
-// in batches of 500, four partitions at once (the way the runner drives
-// it), and reports events/s. The log is generated in memory beforehand, so
-// this measures the projector and MariaDB only.
+// BenchmarkProjectMessages applies b.N MessageSent events to a projector
+// in batches, four partitions at once (the way the runner drives it), and
+// reports events/s and the server's statements (round trips) and rows
+// written per event: the growth of MariaDB's global Questions and
+// Handler_write + Handler_update counters over the timed part, exact only
+// on a server nobody else uses. With MPIM_BENCH_MYSQLD_PID set to that
+// server's process id it also reports the server's CPU (utime + stime from
+// /proc) per event over the timed part. The log is generated in memory
+// beforehand, so this measures the projector and MariaDB only. "pairs" is
+// mpim-bench's pairs scenario (1,000 users in 500 pairs) in batches of 40,
+// about what a partition gathers in DefaultLinger at 3,000 msg/s. Each
+// workload runs the read model ("mysql") and the archiver ("archive")
+// apart, so their shares of the server's work show.
 //
 //	go test -run '^$' -bench ProjectMessages -benchtime 200000x ./projectors/mysql/
 func BenchmarkProjectMessages(b *testing.B) {
+	for _, proj := range []string{"mysql", "archive"} {
+		b.Run(proj, func(b *testing.B) { benchmarkProjectMessages(b, proj) })
+	}
+}
+
+func benchmarkProjectMessages(b *testing.B, proj string) {
 	for _, tc := range []struct {
-		name                     string
-		directs, groups, percent int
+		name                   string
+		users, directs         int
+		groups, percent, batch int
 	}{
-		{"direct", 20_000, 0, 0},
-		{"mixed_10pct_groups_of_20", 20_000, 200, 10},
+		{"direct", 10_000, 20_000, 0, 0, 500},
+		{"mixed_10pct_groups_of_20", 10_000, 20_000, 200, 10, 500},
+		{"pairs", 1000, 500, 0, 0, 40},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			const partitions, batch = 4, 500
-			w := newMsgWorkload(func(k string) int { return eventstore.HashFNV1aFmix32.Of(k, partitions) }, 10_000, tc.directs, tc.groups, 20, tc.percent)
+			const partitions = 4
+			batch := tc.batch
+			w := newMsgWorkload(func(k string) int { return eventstore.HashFNV1aFmix32.Of(k, partitions) }, tc.users, tc.directs, tc.groups, 20, tc.percent)
 			logs := make([][]eventstore.Recorded, partitions)
 			add := func(e genEvent) {
 				l := logs[e.partition]
-				logs[e.partition] = append(l, eventstore.Recorded{Partition: e.partition, Position: eventstore.Position{Ms: uint64(len(l) + 1)}, Event: e.env})
+				raw, err := proto.Marshal(&mpimv1.Event{Id: e.env.Id, Aggregate: e.env.Aggregate, OccurredAtMs: e.env.OccurredAtMs,
+					Actor: e.env.Actor, Payload: e.env.Payload})
+				if err != nil {
+					b.Fatal(err)
+				}
+				logs[e.partition] = append(l, eventstore.Recorded{Partition: e.partition, Position: eventstore.Position{Ms: uint64(len(l) + 1)}, Event: e.env, Raw: raw})
 			}
 			for _, e := range w.setup() {
 				add(e)
@@ -139,7 +167,15 @@ func BenchmarkProjectMessages(b *testing.B) {
 				add(w.message())
 			}
 			db := openTestDB(b)
-			rm := testReadModel(b, db, Config{})
+			var rm interface {
+				Claim(ctx context.Context, p int, token uint64) (eventstore.Position, error)
+				Apply(ctx context.Context, b *projectors.Batch) error
+			}
+			if proj == "archive" {
+				rm = testArchiver(b, db, ArchiverConfig{})
+			} else {
+				rm = testReadModel(b, db, Config{})
+			}
 			ctx := context.Background()
 			apply := func(p int, recs []eventstore.Recorded, after eventstore.Position) eventstore.Position {
 				for lo := 0; lo < len(recs); lo += batch {
@@ -160,6 +196,7 @@ func BenchmarkProjectMessages(b *testing.B) {
 				}
 				after[p] = apply(p, logs[p][:setup[p]], eventstore.Position{})
 			}
+			q0, w0, cpu0 := questions(b, db), rowsWritten(b, db), serverCPU(b)
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
@@ -168,8 +205,63 @@ func BenchmarkProjectMessages(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			b.StopTimer()
+			b.ReportMetric(float64(questions(b, db)-q0-2)/float64(b.N), "stmts/event")
+			b.ReportMetric(float64(rowsWritten(b, db)-w0)/float64(b.N), "rows/event")
+			if cpu0 >= 0 {
+				b.ReportMetric(float64(serverCPU(b)-cpu0)/float64(b.N)/1000, "server-us/event")
+			}
 		})
 	}
+}
+
+// rowsWritten returns the server's count of rows inserted and updated
+// (Handler_write + Handler_update).
+func rowsWritten(tb testing.TB, db *sql.DB) int64 {
+	tb.Helper()
+	var n int64
+	if err := db.QueryRow("SELECT CAST(SUM(VARIABLE_VALUE) AS UNSIGNED) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_UPDATE')").Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// serverCPU returns the CPU time (utime + stime) in nanoseconds of the
+// process MPIM_BENCH_MYSQLD_PID names, or -1 when it is not set.
+func serverCPU(tb testing.TB) int64 {
+	tb.Helper()
+	pid := os.Getenv("MPIM_BENCH_MYSQLD_PID")
+	if pid == "" {
+		return -1
+	}
+	if _, err := strconv.ParseUint(pid, 10, 31); err != nil {
+		tb.Fatalf("MPIM_BENCH_MYSQLD_PID=%q is not a process id", pid)
+	}
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces): state is
+	// field 3, utime 14 and stime 15, in clock ticks of 10 ms.
+	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+	f := strings.Fields(rest)
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("/proc/%s/stat: %q", pid, stat)
+	}
+	return (utime + stime) * int64(10*time.Millisecond)
+}
+
+// questions returns the server's count of statements received.
+func questions(tb testing.TB, db *sql.DB) int64 {
+	tb.Helper()
+	var name string
+	var n int64
+	if err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&name, &n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 // TestRebuildMillionMessages writes 1,000,000 MessageSent events (90% in

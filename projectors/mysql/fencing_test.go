@@ -118,5 +118,7 @@ func TestArchiverFencing(t *testing.T) {
 	recs := oneOwnerLog(t)
 	db := openTestDB(t)
 	fencingSuite(t, recs, func() projectors.Projector { return testArchiver(t, db, ArchiverConfig{}) },
-		func() string { return hash(dumpTable(t, db, "event_archive", "")) })
+		func() string {
+			return hash(append(dumpTable(t, db, "event_archive", ""), dumpTable(t, db, "event_archive_segments", "")...))
+		})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mpim/mpim/internal/readmodel"
 	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
+	"github.com/mpim/mpim/projectors/projectorstest"
 	"github.com/mpim/mpim/schema"
 	"github.com/redis/go-redis/v9"
 )
@@ -43,7 +44,7 @@ func openTestDB(tb testing.TB) *sql.DB {
 
 // logEnv is an event store on a test prefix with the write side on it.
 type logEnv struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	store  *eventstore.Store
 	svc    *command.Service
@@ -57,20 +58,6 @@ func newLogEnv(tb testing.TB, partitions int) *logEnv {
 
 // streamKey is partition p's stream (the layout eventstore documents).
 func (e *logEnv) streamKey(p int) string { return fmt.Sprintf("%s{p%d}:log", e.prefix, p) }
-
-// heads returns the last position of every partition.
-func heads(ctx context.Context, tb testing.TB, store *eventstore.Store) []eventstore.Position {
-	tb.Helper()
-	out := make([]eventstore.Position, store.Partitions())
-	for p := range out {
-		info, err := store.Info(ctx, p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out[p] = info.Last
-	}
-	return out
-}
 
 // checkpointer reads a projector's checkpoints.
 type checkpointer func(ctx context.Context) (map[int]eventstore.Position, error)
@@ -96,7 +83,7 @@ func caughtUp(ctx context.Context, tb testing.TB, store *eventstore.Store, ck ch
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for p, head := range heads(ctx, tb, store) {
+	for p, head := range projectorstest.Heads(ctx, tb, store) {
 		if got[p].Compare(head) < 0 {
 			return false
 		}
@@ -146,7 +133,7 @@ func waitCaughtUp(tb testing.TB, store *eventstore.Store, ck checkpointer) {
 	for !caughtUp(ctx, tb, store, ck) {
 		if time.Now().After(deadline) {
 			got, _ := ck(ctx)
-			tb.Fatalf("projector did not catch up: checkpoints %v, heads %v", got, heads(ctx, tb, store))
+			tb.Fatalf("projector did not catch up: checkpoints %v, heads %v", got, projectorstest.Heads(ctx, tb, store))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -117,10 +117,10 @@ func TestLogReaderReportsGaps(t *testing.T) {
 			}
 			return GapError{After: full[ord-1].pos, Next: full[ord+2].pos, Missing: -1, Proven: true}
 		}},
-		{"archive rows deleted after the stream was trimmed", func(t *testing.T, env *logEnv, db *sql.DB, full []entry, ord int) GapError {
+		{"archive segment deleted after the stream was trimmed", func(t *testing.T, env *logEnv, db *sql.DB, full []entry, ord int) GapError {
 			trimTo(t, env, full[ord-1].pos)
-			cut := full[ord-6].pos
-			if _, err := db.Exec("DELETE FROM event_archive WHERE partition_no = 0 AND (pos_ms > ? OR pos_ms = ? AND pos_seq > ?)", cut.Ms, cut.Ms, cut.Seq); err != nil {
+			cut := full[ord-6].pos // the end of the first segment
+			if _, err := db.Exec("DELETE FROM event_archive_segments WHERE partition_no = 0 AND (last_ms > ? OR last_ms = ? AND last_seq > ?)", cut.Ms, cut.Ms, cut.Seq); err != nil {
 				t.Fatal(err)
 			}
 			return GapError{After: cut, Next: full[ord-1].pos, Missing: 4, Proven: true}
@@ -135,7 +135,9 @@ func TestLogReaderReportsGaps(t *testing.T) {
 			})
 			db := openTestDB(t)
 			const ord = 20
-			if head := archiveUpTo(t, env.store, testArchiver(t, db, ArchiverConfig{}), 0, ord); head != full[ord-1].pos {
+			arch := testArchiver(t, db, ArchiverConfig{})
+			archiveUpTo(t, env.store, arch, 0, ord-5) // two segments
+			if head := archiveUpTo(t, env.store, arch, 0, 5); head != full[ord-1].pos {
 				t.Fatalf("archive head %s, want %s", head, full[ord-1].pos)
 			}
 			want := tc.breakLog(t, env, db, full, ord)

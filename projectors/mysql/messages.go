@@ -269,14 +269,13 @@ func (a *applier) changeMessage(cid domain.ConversationID, c *convRow, seq uint6
 }
 
 // applyReader applies an event of a reader aggregate ("m/<ulid>"): read
-// markers and deletions for the reader's user. Whether the message exists is
+// markers and deletions for the reader's user, and mutes (applyMute). Whether the message exists is
 // not checked: it lives in another partition, and the result must not depend
 // on the order partitions are processed in.
 func (a *applier) applyReader(it *item) error {
 	agg := it.meta.Aggregate
-	ulid, ok := strings.CutPrefix(agg, "m/")
-	reader := domain.UserID("u/" + ulid)
-	if !ok || !reader.Valid() {
+	reader, ok := readerOf(agg)
+	if !ok {
 		return a.quarantine("%s is not a reader aggregate", agg)
 	}
 	var user domain.UserID
@@ -287,6 +286,8 @@ func (a *applier) applyReader(it *item) error {
 		user, conv, seq = e.User, e.Conversation, e.Seq
 	case domain.MessageDeletedForMe:
 		user, conv, seq = e.User, e.Conversation, e.Seq
+	case domain.ConversationMuted, domain.ConversationUnmuted:
+		return a.applyMute(reader, e)
 	}
 	if user != reader || !conv.Valid() || seq == 0 || seq > domain.MaxSeq {
 		return a.quarantine("reader %s: malformed marker for %s in %s at %d (seqs are 1..%d)", agg, user, conv, seq, domain.MaxSeq)
@@ -304,6 +305,13 @@ func (a *applier) applyReader(it *item) error {
 		a.deletions[k] = t
 	}
 	return nil
+}
+
+// readerOf returns the user of reader aggregate agg ("m/<ulid>").
+func readerOf(agg string) (domain.UserID, bool) {
+	ulid, ok := strings.CutPrefix(agg, "m/")
+	user := domain.UserID("u/" + ulid)
+	return user, ok && user.Valid()
 }
 
 // touchUC adds to the delta of user's row of conv: last (if not nil) as the

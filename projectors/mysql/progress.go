@@ -30,7 +30,12 @@ func (rb *rebuild) estimate(ctx context.Context) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("mysql: rebuild: estimating the archive's size: %w", err)
 		}
-		total = rows
+		var segs int64
+		err = rb.conn.QueryRowContext(ctx, "SELECT COALESCE(SUM(events), 0) FROM event_archive_segments").Scan(&segs)
+		if err != nil {
+			return 0, fmt.Errorf("mysql: rebuild: estimating the archive's size: %w", err)
+		}
+		total = rows + segs
 	}
 	info, _ := rb.src.(streamInfo)
 	for p, pos := range rb.pos {
@@ -61,11 +66,12 @@ func (rb *rebuild) estimate(ctx context.Context) (int64, error) {
 }
 
 // archiveCount counts partition p's archived entries after pos (op ">") or
-// at and after it (">=").
+// at and after it (">="), about: a segment that holds pos counts whole.
 func (rb *rebuild) archiveCount(ctx context.Context, p int, pos eventstore.Position, op string) (int64, error) {
 	var n int64
-	err := rb.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM event_archive WHERE partition_no = ? AND (pos_ms > ? OR (pos_ms = ? AND pos_seq "+op+" ?))",
-		p, pos.Ms, pos.Ms, pos.Seq).Scan(&n)
+	err := rb.conn.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM event_archive WHERE partition_no = ? AND (pos_ms > ? OR (pos_ms = ? AND pos_seq "+op+" ?)))"+
+		" + (SELECT COALESCE(SUM(events), 0) FROM event_archive_segments WHERE partition_no = ? AND (last_ms > ? OR (last_ms = ? AND last_seq "+op+" ?)))",
+		p, pos.Ms, pos.Ms, pos.Seq, p, pos.Ms, pos.Ms, pos.Seq).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("mysql: rebuild: counting partition %d's archive: %w", p, err)
 	}

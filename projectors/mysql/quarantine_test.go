@@ -11,6 +11,7 @@ import (
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/readmodel"
+	"github.com/mpim/mpim/projectors/projectorstest"
 	"github.com/mpim/mpim/proto/codec"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"github.com/oklog/ulid/v2"
@@ -40,8 +41,8 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 	xadd("x", "y")
 	// An event type from a newer writer: the envelope parses, its payload is
 	// unknown. It is alice's next event, so her version moves past it.
-	head := env.prefix + "{p0}:h:" + string(a)
-	v, err := env.rdb.HIncrBy(ctx, head, "v", 1).Result()
+	// (A user's head in its partition's heads hash is "<version>".)
+	v, err := env.rdb.HIncrBy(ctx, env.prefix+"{p0}:h", string(a), 1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestBadEntriesAreQuarantinedAndProjectionContinues(t *testing.T) {
 		t.Errorf("archive quarantined %d entries, want 3", n)
 	}
 	before := modelDigest(t, db)
-	last := heads(ctx, t, env.store)[0]
+	last := projectorstest.Heads(ctx, t, env.store)[0]
 	if err := env.rdb.XTrimMinID(ctx, env.streamKey(0), eventstore.Position{Ms: last.Ms, Seq: last.Seq + 1}.String()).Err(); err != nil {
 		t.Fatal(err)
 	}

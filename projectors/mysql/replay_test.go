@@ -98,6 +98,7 @@ func TestReplayWhileWritesContinue(t *testing.T) {
 	src := dbName(t, db)
 	for _, q := range []string{
 		"INSERT INTO event_archive SELECT * FROM `" + src + "`.event_archive",
+		"INSERT INTO event_archive_segments SELECT * FROM `" + src + "`.event_archive_segments",
 		"INSERT INTO projector_checkpoints SELECT * FROM `" + src + "`.projector_checkpoints WHERE projector = 'archive'",
 		"INSERT INTO quarantine SELECT * FROM `" + src + "`.quarantine WHERE projector = 'archive'",
 	} {

@@ -26,7 +26,7 @@ func swapTables() []string {
 type tables struct {
 	users, devices, requests, friendships, blocks, groups, members string
 	messages, deletions, convs, userConvs, checkpoints             string
-	periods                                                        string
+	periods, mutes                                                 string
 }
 
 func newTables(suffix string) tables {
@@ -35,6 +35,6 @@ func newTables(suffix string) tables {
 		friendships: readmodel.Friendships + suffix, blocks: readmodel.Blocks + suffix, groups: readmodel.Groups + suffix,
 		members: readmodel.Members + suffix, messages: readmodel.Messages + suffix, deletions: readmodel.Deletions + suffix,
 		convs: readmodel.Conversations + suffix, userConvs: readmodel.UserConversations + suffix, checkpoints: tCheckpoints + suffix,
-		periods: readmodel.Periods + suffix,
+		periods: readmodel.Periods + suffix, mutes: readmodel.Mutes + suffix,
 	}
 }

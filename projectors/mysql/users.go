@@ -23,6 +23,7 @@ type devKey struct{ user, device string }
 type deviceRow struct {
 	platform             string
 	lastLogin, loggedOut ms
+	push                 domain.PushToken // zero: no push token
 	dirty                bool
 }
 
@@ -74,11 +75,12 @@ func (a *applier) loadDevices(ctx context.Context) error {
 	}
 	keys := keyTuples(a.devices, func(k devKey) []any { return []any{k.user, k.device} })
 	return a.queryKeys(ctx, keys,
-		orList("SELECT user_id, device_id, platform, last_login_at, logged_out_at FROM "+a.t.devices+" WHERE", "user_id", "device_id"),
+		orList("SELECT user_id, device_id, platform, last_login_at, logged_out_at, push_platform, push_token, push_app_id FROM "+a.t.devices+" WHERE", "user_id", "device_id"),
 		func(rows *sql.Rows) error {
 			var k devKey
 			d := &deviceRow{}
-			if err := rows.Scan(&k.user, &k.device, &d.platform, d.lastLogin.scan(), d.loggedOut.scan()); err != nil {
+			if err := rows.Scan(&k.user, &k.device, &d.platform, d.lastLogin.scan(), d.loggedOut.scan(),
+				&d.push.Platform, &d.push.Token, &d.push.AppID); err != nil {
 				return err
 			}
 			a.devices[k] = d
@@ -136,13 +138,31 @@ func (a *applier) applyUser(it *item) error {
 		if e.Device == "" || !fitsBytes(string(e.Device), 64) || !fitsText(e.Platform, 64) {
 			return a.quarantine("device %q of %s does not fit its columns", e.Device, id)
 		}
-		a.devices[devKey{id, string(e.Device)}] = &deviceRow{platform: e.Platform, lastLogin: t, loggedOut: nullTime, dirty: true}
+		k := devKey{id, string(e.Device)}
+		var push domain.PushToken
+		if d := a.devices[k]; d != nil && d.loggedOut == nullTime {
+			push = d.push // a login on a logged-in device keeps its token
+		}
+		a.devices[k] = &deviceRow{platform: e.Platform, lastLogin: t, loggedOut: nullTime, push: push, dirty: true}
 	case domain.DeviceLoggedOut:
 		d := a.devices[devKey{id, string(e.Device)}]
 		if d == nil || d.loggedOut != nullTime {
 			return a.quarantine("device %q of %s is not logged in", e.Device, id)
 		}
-		d.loggedOut, d.dirty = t, true
+		d.loggedOut, d.push, d.dirty = t, domain.PushToken{}, true
+	case domain.PushTokenRegistered:
+		d := a.devices[devKey{id, string(e.Device)}]
+		if d == nil || d.loggedOut != nullTime {
+			return a.quarantine("push token of device %q of %s, which is not logged in", e.Device, id)
+		}
+		if e.PushToken.Check() != nil {
+			return a.quarantine("push token of device %q of %s is malformed", e.Device, id)
+		}
+		d.push, d.dirty = e.PushToken, true
+	case domain.PushTokenRemoved:
+		if d := a.devices[devKey{id, string(e.Device)}]; d != nil && d.push != (domain.PushToken{}) {
+			d.push, d.dirty = domain.PushToken{}, true
+		}
 	}
 	u.updated = t
 	return nil
@@ -165,14 +185,15 @@ func (a *applier) writeUsers(ctx context.Context) error {
 }
 
 func (a *applier) writeDevices(ctx context.Context) error {
-	w := a.multi("INSERT INTO "+a.t.devices+" (user_id, device_id, platform, last_login_at, logged_out_at) VALUES ",
-		" ON DUPLICATE KEY UPDATE platform = VALUES(platform), last_login_at = VALUES(last_login_at), logged_out_at = VALUES(logged_out_at)", 5)
+	w := a.multi("INSERT INTO "+a.t.devices+" (user_id, device_id, platform, last_login_at, logged_out_at, push_platform, push_token, push_app_id) VALUES ",
+		" ON DUPLICATE KEY UPDATE platform = VALUES(platform), last_login_at = VALUES(last_login_at), logged_out_at = VALUES(logged_out_at),"+
+			" push_platform = VALUES(push_platform), push_token = VALUES(push_token), push_app_id = VALUES(push_app_id)", 8)
 	return writeRows(ctx, a.tx, w, a.devices, func(x, y devKey) int {
 		return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.device, y.device))
 	}, func(k devKey, d *deviceRow) []any {
 		if d == nil || !d.dirty {
 			return nil
 		}
-		return []any{k.user, k.device, d.platform, d.lastLogin.sql(), d.loggedOut.sql()}
+		return []any{k.user, k.device, d.platform, d.lastLogin.sql(), d.loggedOut.sql(), string(d.push.Platform), d.push.Token, d.push.AppID}
 	})
 }

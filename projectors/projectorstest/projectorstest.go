@@ -62,3 +62,18 @@ func RunToHead(tb testing.TB, store *eventstore.Store, proj projectors.Projector
 		}
 	}
 }
+
+// Heads returns the last position of every partition of store (the zero
+// Position for an empty one). It fails tb if the store cannot be read.
+func Heads(ctx context.Context, tb testing.TB, store *eventstore.Store) []eventstore.Position {
+	tb.Helper()
+	out := make([]eventstore.Position, store.Partitions())
+	for p := range out {
+		info, err := store.Info(ctx, p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[p] = info.Last
+	}
+	return out
+}

@@ -17,8 +17,15 @@ import (
 //go:embed claim.lua
 var claimLua string
 
-// claim is shared by every Store; a Script is not changed after NewScript.
-var claim = luascript.New(claimLua)
+//go:embed advance.lua
+var advanceLua string
+
+// claim and advance are shared by every Store; a Script is not changed
+// after NewScript.
+var (
+	claim   = luascript.New(claimLua)
+	advance = luascript.New(advanceLua)
+)
 
 // globEscaper escapes the metacharacters of a SCAN MATCH pattern.
 var globEscaper = strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`)
@@ -83,6 +90,34 @@ func (s *Store) Claim(ctx context.Context, partition int, token uint64) (eventst
 		pos, _ = res[1].(string)
 	}
 	return eventstore.ParsePosition(pos)
+}
+
+// Advance checks that token is the partition's current fencing token and
+// after its checkpoint and, unless check is true, moves the checkpoint to
+// to, in one script (advance.lua). It fails with an error wrapping
+// projectors.ErrFenced or projectors.ErrCheckpointMoved, changing nothing,
+// when the check fails. A projector whose effects are not written with its
+// checkpoint checks before them and moves after them.
+func (s *Store) Advance(ctx context.Context, partition int, token uint64, after, to eventstore.Position, check bool) error {
+	target := to.String()
+	if check {
+		target = ""
+	}
+	res, err := advance.Run(ctx, s.rdb, []string{s.Key(partition)}, FormatToken(token), after.String(), target).Slice()
+	if err != nil {
+		return fmt.Errorf("%s: checkpoint of partition %d: %w", s.projector, partition, err)
+	}
+	return s.Verdict(res, partition, token)
+}
+
+// Started reports whether the partition's checkpoint was ever written (a
+// checkpoint at the zero Position may be either).
+func (s *Store) Started(ctx context.Context, partition int) (bool, error) {
+	ok, err := s.rdb.HExists(ctx, s.Key(partition), "pos").Result()
+	if err != nil {
+		return false, fmt.Errorf("%s: reading checkpoint of partition %d: %w", s.projector, partition, err)
+	}
+	return ok, nil
 }
 
 // Checkpoint returns the partition's checkpoint without claiming it: the

@@ -177,6 +177,14 @@ func setPayload(env *mpimv1.Event, e domain.Event) error {
 		env.Payload = &mpimv1.Event_ConversationRead{ConversationRead: &mpimv1.ConversationRead{UserId: string(e.User), ConversationId: string(e.Conversation), Seq: e.Seq}}
 	case domain.MessageDeletedForMe:
 		env.Payload = &mpimv1.Event_MessageDeletedForMe{MessageDeletedForMe: &mpimv1.MessageDeletedForMe{UserId: string(e.User), ConversationId: string(e.Conversation), Seq: e.Seq}}
+	case domain.PushTokenRegistered:
+		env.Payload = &mpimv1.Event_PushTokenRegistered{PushTokenRegistered: &mpimv1.PushTokenRegistered{DeviceId: string(e.Device), Platform: string(e.Platform), Token: e.Token, AppId: e.AppID}}
+	case domain.PushTokenRemoved:
+		env.Payload = &mpimv1.Event_PushTokenRemoved{PushTokenRemoved: &mpimv1.PushTokenRemoved{DeviceId: string(e.Device)}}
+	case domain.ConversationMuted:
+		env.Payload = &mpimv1.Event_ConversationMuted{ConversationMuted: &mpimv1.ConversationMuted{UserId: string(e.User), ConversationId: string(e.Conversation), UntilMs: toMs(e.Until)}}
+	case domain.ConversationUnmuted:
+		env.Payload = &mpimv1.Event_ConversationUnmuted{ConversationUnmuted: &mpimv1.ConversationUnmuted{UserId: string(e.User), ConversationId: string(e.Conversation)}}
 	default:
 		return fmt.Errorf("codec: no wire message for event %T", e)
 	}
@@ -269,6 +277,18 @@ func payload(env *mpimv1.Event) (domain.Event, error) {
 	case *mpimv1.Event_MessageDeletedForMe:
 		x := p.MessageDeletedForMe
 		return domain.MessageDeletedForMe{User: domain.UserID(x.GetUserId()), Conversation: domain.ConversationID(x.GetConversationId()), Seq: x.GetSeq()}, nil
+	case *mpimv1.Event_PushTokenRegistered:
+		x := p.PushTokenRegistered
+		return domain.PushTokenRegistered{Device: domain.DeviceID(x.GetDeviceId()),
+			PushToken: domain.PushToken{Platform: domain.PushPlatform(x.GetPlatform()), Token: x.GetToken(), AppID: x.GetAppId()}}, nil
+	case *mpimv1.Event_PushTokenRemoved:
+		return domain.PushTokenRemoved{Device: domain.DeviceID(p.PushTokenRemoved.GetDeviceId())}, nil
+	case *mpimv1.Event_ConversationMuted:
+		x := p.ConversationMuted
+		return domain.ConversationMuted{User: domain.UserID(x.GetUserId()), Conversation: domain.ConversationID(x.GetConversationId()), Until: fromMs(x.GetUntilMs())}, nil
+	case *mpimv1.Event_ConversationUnmuted:
+		x := p.ConversationUnmuted
+		return domain.ConversationUnmuted{User: domain.UserID(x.GetUserId()), Conversation: domain.ConversationID(x.GetConversationId())}, nil
 	case nil:
 		return nil, fmt.Errorf("codec: event without payload (unknown event type)")
 	}

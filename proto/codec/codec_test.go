@@ -49,6 +49,10 @@ var samples = []domain.Event{
 	domain.MessageEdited{Seq: 9, By: alice, Text: "edited"},
 	domain.ConversationRead{User: bob, Conversation: domain.DirectConversation(alice, bob), Seq: 9},
 	domain.MessageDeletedForMe{User: bob, Conversation: domain.DirectConversation(alice, bob), Seq: 9},
+	domain.PushTokenRegistered{Device: "phone", PushToken: domain.PushToken{Platform: domain.PushAPNs, Token: "abc123", AppID: "com.example.chat"}},
+	domain.PushTokenRemoved{Device: "phone"},
+	domain.ConversationMuted{User: bob, Conversation: domain.DirectConversation(alice, bob), Until: when},
+	domain.ConversationUnmuted{User: bob, Conversation: domain.DirectConversation(alice, bob)},
 }
 
 func TestEveryEventRoundTrips(t *testing.T) {

@@ -129,14 +129,16 @@ func (e Encoding) decode(binary bool, data []byte, m proto.Message) error {
 	return nil
 }
 
-// EncodeServer encodes a server frame.
-func (e Encoding) EncodeServer(f *mpimv1.ServerFrame) ([]byte, error) { return e.encode(f) }
+// EncodeServer encodes a server frame: AppendServer to a new buffer.
+func (e Encoding) EncodeServer(f *mpimv1.ServerFrame) ([]byte, error) { return e.AppendServer(nil, f) }
 
 // AppendServer encodes a server frame, appending it to buf (which may be
 // nil), and returns the extended buffer: a writer that reuses its buffer
 // allocates nothing per frame. A binary Push, the most frequent frame by
 // far, is encoded directly (the same bytes as proto.Marshal, without its
-// reflective size pass over the oneof).
+// reflective size pass over the oneof); in JSON the push, the send
+// response and the ack response are written directly (jsonfast.go), with
+// what protojson writes.
 func (e Encoding) AppendServer(buf []byte, f *mpimv1.ServerFrame) ([]byte, error) {
 	switch e {
 	case Proto:
@@ -145,6 +147,9 @@ func (e Encoding) AppendServer(buf []byte, f *mpimv1.ServerFrame) ([]byte, error
 		}
 		return protoOut.MarshalAppend(buf, f)
 	case JSON:
+		if out, ok, err := appendJSONFast(buf, f); ok {
+			return out, err
+		}
 		return jsonOut.MarshalAppend(buf, f)
 	}
 	return nil, fmt.Errorf("frame: unknown encoding %d", int(e))

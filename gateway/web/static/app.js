@@ -75,7 +75,12 @@
       S.authed = false;
       clearInterval(S.heartbeat);
       clearTimeout(S.ackTimer); S.ackTimer = null; S.ackWant = ''; S.acked = '';
-      for (const p of S.pending.values()) p.reject({ code: 'unavailable', message: 'connection closed' });
+      // Calls in flight fail with the close's meaning: their error handlers
+      // run after this one, and must not replace a logout's reason.
+      const closed = ev.code === 4003
+        ? { code: 'logged_out', message: ev.reason || 'logged out from another device; log in again' }
+        : { code: 'unavailable', message: 'connection closed' };
+      for (const p of S.pending.values()) p.reject(closed);
       S.pending.clear();
       for (const w of openWaiters) w.reject({ code: 'unavailable', message: 'cannot connect to the server' });
       openWaiters = [];

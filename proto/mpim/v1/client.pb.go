@@ -102,6 +102,8 @@ type ClientFrame struct {
 	//	*ClientFrame_ListDevices
 	//	*ClientFrame_LogoutDevice
 	//	*ClientFrame_LogoutOtherDevices
+	//	*ClientFrame_RegisterPushToken
+	//	*ClientFrame_RemovePushToken
 	//	*ClientFrame_RequestFriend
 	//	*ClientFrame_AcceptFriend
 	//	*ClientFrame_DeclineFriend
@@ -132,6 +134,8 @@ type ClientFrame struct {
 	//	*ClientFrame_MarkRead
 	//	*ClientFrame_Conversations
 	//	*ClientFrame_History
+	//	*ClientFrame_MuteConversation
+	//	*ClientFrame_UnmuteConversation
 	//	*ClientFrame_Typing
 	//	*ClientFrame_Presence
 	//	*ClientFrame_Ack
@@ -279,6 +283,24 @@ func (x *ClientFrame) GetLogoutOtherDevices() *LogoutOtherDevicesRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_LogoutOtherDevices); ok {
 			return x.LogoutOtherDevices
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetRegisterPushToken() *RegisterPushTokenRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_RegisterPushToken); ok {
+			return x.RegisterPushToken
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetRemovePushToken() *RemovePushTokenRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_RemovePushToken); ok {
+			return x.RemovePushToken
 		}
 	}
 	return nil
@@ -554,6 +576,24 @@ func (x *ClientFrame) GetHistory() *HistoryRequest {
 	return nil
 }
 
+func (x *ClientFrame) GetMuteConversation() *MuteConversationRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_MuteConversation); ok {
+			return x.MuteConversation
+		}
+	}
+	return nil
+}
+
+func (x *ClientFrame) GetUnmuteConversation() *UnmuteConversationRequest {
+	if x != nil {
+		if x, ok := x.Request.(*ClientFrame_UnmuteConversation); ok {
+			return x.UnmuteConversation
+		}
+	}
+	return nil
+}
+
 func (x *ClientFrame) GetTyping() *TypingRequest {
 	if x != nil {
 		if x, ok := x.Request.(*ClientFrame_Typing); ok {
@@ -639,6 +679,15 @@ type ClientFrame_LogoutDevice struct {
 
 type ClientFrame_LogoutOtherDevices struct {
 	LogoutOtherDevices *LogoutOtherDevicesRequest `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
+type ClientFrame_RegisterPushToken struct {
+	// Push: the calling device's push token (see docs/protocol.md, Push).
+	RegisterPushToken *RegisterPushTokenRequest `protobuf:"bytes,91,opt,name=register_push_token,json=registerPushToken,proto3,oneof"`
+}
+
+type ClientFrame_RemovePushToken struct {
+	RemovePushToken *RemovePushTokenRequest `protobuf:"bytes,92,opt,name=remove_push_token,json=removePushToken,proto3,oneof"`
 }
 
 type ClientFrame_RequestFriend struct {
@@ -764,6 +813,15 @@ type ClientFrame_History struct {
 	History *HistoryRequest `protobuf:"bytes,66,opt,name=history,proto3,oneof"`
 }
 
+type ClientFrame_MuteConversation struct {
+	// Do-not-disturb of one conversation for the caller.
+	MuteConversation *MuteConversationRequest `protobuf:"bytes,67,opt,name=mute_conversation,json=muteConversation,proto3,oneof"`
+}
+
+type ClientFrame_UnmuteConversation struct {
+	UnmuteConversation *UnmuteConversationRequest `protobuf:"bytes,68,opt,name=unmute_conversation,json=unmuteConversation,proto3,oneof"`
+}
+
 type ClientFrame_Typing struct {
 	// Ephemeral and delivery.
 	Typing *TypingRequest `protobuf:"bytes,80,opt,name=typing,proto3,oneof"`
@@ -802,6 +860,10 @@ func (*ClientFrame_ListDevices) isClientFrame_Request() {}
 func (*ClientFrame_LogoutDevice) isClientFrame_Request() {}
 
 func (*ClientFrame_LogoutOtherDevices) isClientFrame_Request() {}
+
+func (*ClientFrame_RegisterPushToken) isClientFrame_Request() {}
+
+func (*ClientFrame_RemovePushToken) isClientFrame_Request() {}
 
 func (*ClientFrame_RequestFriend) isClientFrame_Request() {}
 
@@ -862,6 +924,10 @@ func (*ClientFrame_MarkRead) isClientFrame_Request() {}
 func (*ClientFrame_Conversations) isClientFrame_Request() {}
 
 func (*ClientFrame_History) isClientFrame_Request() {}
+
+func (*ClientFrame_MuteConversation) isClientFrame_Request() {}
+
+func (*ClientFrame_UnmuteConversation) isClientFrame_Request() {}
 
 func (*ClientFrame_Typing) isClientFrame_Request() {}
 
@@ -1027,6 +1093,8 @@ type Response struct {
 	//	*Response_ListDevices
 	//	*Response_LogoutDevice
 	//	*Response_LogoutOtherDevices
+	//	*Response_RegisterPushToken
+	//	*Response_RemovePushToken
 	//	*Response_RequestFriend
 	//	*Response_AcceptFriend
 	//	*Response_DeclineFriend
@@ -1057,6 +1125,8 @@ type Response struct {
 	//	*Response_MarkRead
 	//	*Response_Conversations
 	//	*Response_History
+	//	*Response_MuteConversation
+	//	*Response_UnmuteConversation
 	//	*Response_Typing
 	//	*Response_Presence
 	//	*Response_Ack
@@ -1213,6 +1283,24 @@ func (x *Response) GetLogoutOtherDevices() *Done {
 	if x != nil {
 		if x, ok := x.Result.(*Response_LogoutOtherDevices); ok {
 			return x.LogoutOtherDevices
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetRegisterPushToken() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_RegisterPushToken); ok {
+			return x.RegisterPushToken
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetRemovePushToken() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_RemovePushToken); ok {
+			return x.RemovePushToken
 		}
 	}
 	return nil
@@ -1488,6 +1576,24 @@ func (x *Response) GetHistory() *History {
 	return nil
 }
 
+func (x *Response) GetMuteConversation() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_MuteConversation); ok {
+			return x.MuteConversation
+		}
+	}
+	return nil
+}
+
+func (x *Response) GetUnmuteConversation() *Done {
+	if x != nil {
+		if x, ok := x.Result.(*Response_UnmuteConversation); ok {
+			return x.UnmuteConversation
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetTyping() *Done {
 	if x != nil {
 		if x, ok := x.Result.(*Response_Typing); ok {
@@ -1574,6 +1680,14 @@ type Response_LogoutDevice struct {
 
 type Response_LogoutOtherDevices struct {
 	LogoutOtherDevices *Done `protobuf:"bytes,90,opt,name=logout_other_devices,json=logoutOtherDevices,proto3,oneof"`
+}
+
+type Response_RegisterPushToken struct {
+	RegisterPushToken *Done `protobuf:"bytes,91,opt,name=register_push_token,json=registerPushToken,proto3,oneof"`
+}
+
+type Response_RemovePushToken struct {
+	RemovePushToken *Done `protobuf:"bytes,92,opt,name=remove_push_token,json=removePushToken,proto3,oneof"`
 }
 
 type Response_RequestFriend struct {
@@ -1696,6 +1810,14 @@ type Response_History struct {
 	History *History `protobuf:"bytes,66,opt,name=history,proto3,oneof"`
 }
 
+type Response_MuteConversation struct {
+	MuteConversation *Done `protobuf:"bytes,67,opt,name=mute_conversation,json=muteConversation,proto3,oneof"`
+}
+
+type Response_UnmuteConversation struct {
+	UnmuteConversation *Done `protobuf:"bytes,68,opt,name=unmute_conversation,json=unmuteConversation,proto3,oneof"`
+}
+
 type Response_Typing struct {
 	Typing *Done `protobuf:"bytes,80,opt,name=typing,proto3,oneof"`
 }
@@ -1735,6 +1857,10 @@ func (*Response_ListDevices) isResponse_Result() {}
 func (*Response_LogoutDevice) isResponse_Result() {}
 
 func (*Response_LogoutOtherDevices) isResponse_Result() {}
+
+func (*Response_RegisterPushToken) isResponse_Result() {}
+
+func (*Response_RemovePushToken) isResponse_Result() {}
 
 func (*Response_RequestFriend) isResponse_Result() {}
 
@@ -1795,6 +1921,10 @@ func (*Response_MarkRead) isResponse_Result() {}
 func (*Response_Conversations) isResponse_Result() {}
 
 func (*Response_History) isResponse_Result() {}
+
+func (*Response_MuteConversation) isResponse_Result() {}
+
+func (*Response_UnmuteConversation) isResponse_Result() {}
 
 func (*Response_Typing) isResponse_Result() {}
 
@@ -2405,7 +2535,10 @@ type DeviceInfo struct {
 	// The device has a live connection on some gateway.
 	Online bool `protobuf:"varint,5,opt,name=online,proto3" json:"online,omitempty"`
 	// This is the device of the connection that asked.
-	Current       bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	Current bool `protobuf:"varint,6,opt,name=current,proto3" json:"current,omitempty"`
+	// The device's push token, if it registered one (the token itself is not
+	// listed).
+	Push          *DevicePush `protobuf:"bytes,7,opt,name=push,proto3" json:"push,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2482,6 +2615,174 @@ func (x *DeviceInfo) GetCurrent() bool {
 	return false
 }
 
+func (x *DeviceInfo) GetPush() *DevicePush {
+	if x != nil {
+		return x.Push
+	}
+	return nil
+}
+
+// DevicePush describes a device's registered push token.
+type DevicePush struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "apns", "fcm", "webpush" or "custom".
+	Platform string `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// The app the token belongs to ("" if none was given).
+	AppId         string `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DevicePush) Reset() {
+	*x = DevicePush{}
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DevicePush) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DevicePush) ProtoMessage() {}
+
+func (x *DevicePush) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DevicePush.ProtoReflect.Descriptor instead.
+func (*DevicePush) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DevicePush) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *DevicePush) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+// RegisterPushTokenRequest sets the push token of the calling device,
+// replacing the one it had. The token lasts until removed, until the device
+// logs out or is logged out elsewhere.
+type RegisterPushTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "apns", "fcm", "webpush" or "custom"; anything else is invalid.
+	Platform string `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// 1 to 4096 bytes of printable ASCII without spaces (an APNs device token
+	// in hex, an FCM registration token, a Web Push subscription as compact
+	// JSON, ...); longer, empty or other characters are invalid.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// Optional: the app the token is for (an APNs topic or bundle id, an FCM
+	// project), at most 128 bytes of printable ASCII without spaces.
+	AppId         string `protobuf:"bytes,3,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterPushTokenRequest) Reset() {
+	*x = RegisterPushTokenRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterPushTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterPushTokenRequest) ProtoMessage() {}
+
+func (x *RegisterPushTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterPushTokenRequest.ProtoReflect.Descriptor instead.
+func (*RegisterPushTokenRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RegisterPushTokenRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *RegisterPushTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RegisterPushTokenRequest) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+// RemovePushTokenRequest removes the calling device's push token.
+type RemovePushTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovePushTokenRequest) Reset() {
+	*x = RemovePushTokenRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePushTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePushTokenRequest) ProtoMessage() {}
+
+func (x *RemovePushTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePushTokenRequest.ProtoReflect.Descriptor instead.
+func (*RemovePushTokenRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
+}
+
 // LogoutDeviceRequest logs out one of the caller's other devices: its tokens
 // are revoked and its live connections closed (4003).
 type LogoutDeviceRequest struct {
@@ -2493,7 +2794,7 @@ type LogoutDeviceRequest struct {
 
 func (x *LogoutDeviceRequest) Reset() {
 	*x = LogoutDeviceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2806,7 @@ func (x *LogoutDeviceRequest) String() string {
 func (*LogoutDeviceRequest) ProtoMessage() {}
 
 func (x *LogoutDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[15]
+	mi := &file_mpim_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2819,7 @@ func (x *LogoutDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutDeviceRequest.ProtoReflect.Descriptor instead.
 func (*LogoutDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogoutDeviceRequest) GetDeviceId() string {
@@ -2537,7 +2838,7 @@ type LogoutOtherDevicesRequest struct {
 
 func (x *LogoutOtherDevicesRequest) Reset() {
 	*x = LogoutOtherDevicesRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2850,7 @@ func (x *LogoutOtherDevicesRequest) String() string {
 func (*LogoutOtherDevicesRequest) ProtoMessage() {}
 
 func (x *LogoutOtherDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[16]
+	mi := &file_mpim_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2863,7 @@ func (x *LogoutOtherDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutOtherDevicesRequest.ProtoReflect.Descriptor instead.
 func (*LogoutOtherDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 type GetProfileRequest struct {
@@ -2575,7 +2876,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2888,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[17]
+	mi := &file_mpim_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2901,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetProfileRequest) GetUserId() string {
@@ -2621,7 +2922,7 @@ type UpdateProfileRequest struct {
 
 func (x *UpdateProfileRequest) Reset() {
 	*x = UpdateProfileRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2934,7 @@ func (x *UpdateProfileRequest) String() string {
 func (*UpdateProfileRequest) ProtoMessage() {}
 
 func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[18]
+	mi := &file_mpim_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2947,7 @@ func (x *UpdateProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProfileRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProfileRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateProfileRequest) GetDisplayName() string {
@@ -2672,7 +2973,7 @@ type FindUserRequest struct {
 
 func (x *FindUserRequest) Reset() {
 	*x = FindUserRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2985,7 @@ func (x *FindUserRequest) String() string {
 func (*FindUserRequest) ProtoMessage() {}
 
 func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[19]
+	mi := &file_mpim_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2998,7 @@ func (x *FindUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindUserRequest.ProtoReflect.Descriptor instead.
 func (*FindUserRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FindUserRequest) GetUsername() string {
@@ -2719,7 +3020,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +3032,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[20]
+	mi := &file_mpim_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +3045,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Profile) GetUserId() string {
@@ -2785,7 +3086,7 @@ type RequestFriendRequest struct {
 
 func (x *RequestFriendRequest) Reset() {
 	*x = RequestFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3098,7 @@ func (x *RequestFriendRequest) String() string {
 func (*RequestFriendRequest) ProtoMessage() {}
 
 func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[21]
+	mi := &file_mpim_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3111,7 @@ func (x *RequestFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestFriendRequest.ProtoReflect.Descriptor instead.
 func (*RequestFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RequestFriendRequest) GetUserId() string {
@@ -2837,7 +3138,7 @@ type AcceptFriendRequest struct {
 
 func (x *AcceptFriendRequest) Reset() {
 	*x = AcceptFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +3150,7 @@ func (x *AcceptFriendRequest) String() string {
 func (*AcceptFriendRequest) ProtoMessage() {}
 
 func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[22]
+	mi := &file_mpim_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +3163,7 @@ func (x *AcceptFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptFriendRequest.ProtoReflect.Descriptor instead.
 func (*AcceptFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{22}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AcceptFriendRequest) GetUserId() string {
@@ -2881,7 +3182,7 @@ type DeclineFriendRequest struct {
 
 func (x *DeclineFriendRequest) Reset() {
 	*x = DeclineFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3194,7 @@ func (x *DeclineFriendRequest) String() string {
 func (*DeclineFriendRequest) ProtoMessage() {}
 
 func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[23]
+	mi := &file_mpim_v1_client_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3207,7 @@ func (x *DeclineFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineFriendRequest.ProtoReflect.Descriptor instead.
 func (*DeclineFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{23}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeclineFriendRequest) GetUserId() string {
@@ -2925,7 +3226,7 @@ type RemoveFriendRequest struct {
 
 func (x *RemoveFriendRequest) Reset() {
 	*x = RemoveFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +3238,7 @@ func (x *RemoveFriendRequest) String() string {
 func (*RemoveFriendRequest) ProtoMessage() {}
 
 func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[24]
+	mi := &file_mpim_v1_client_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +3251,7 @@ func (x *RemoveFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveFriendRequest.ProtoReflect.Descriptor instead.
 func (*RemoveFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveFriendRequest) GetUserId() string {
@@ -2968,7 +3269,7 @@ type ListFriendsRequest struct {
 
 func (x *ListFriendsRequest) Reset() {
 	*x = ListFriendsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3281,7 @@ func (x *ListFriendsRequest) String() string {
 func (*ListFriendsRequest) ProtoMessage() {}
 
 func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[25]
+	mi := &file_mpim_v1_client_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3294,7 @@ func (x *ListFriendsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
 }
 
 type FriendList struct {
@@ -3005,7 +3306,7 @@ type FriendList struct {
 
 func (x *FriendList) Reset() {
 	*x = FriendList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3318,7 @@ func (x *FriendList) String() string {
 func (*FriendList) ProtoMessage() {}
 
 func (x *FriendList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[26]
+	mi := &file_mpim_v1_client_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3331,7 @@ func (x *FriendList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendList.ProtoReflect.Descriptor instead.
 func (*FriendList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FriendList) GetFriends() []*Profile {
@@ -3048,7 +3349,7 @@ type ListFriendRequestsRequest struct {
 
 func (x *ListFriendRequestsRequest) Reset() {
 	*x = ListFriendRequestsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3361,7 @@ func (x *ListFriendRequestsRequest) String() string {
 func (*ListFriendRequestsRequest) ProtoMessage() {}
 
 func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[27]
+	mi := &file_mpim_v1_client_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3374,7 @@ func (x *ListFriendRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFriendRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListFriendRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
 }
 
 type PendingFriendRequest struct {
@@ -3090,7 +3391,7 @@ type PendingFriendRequest struct {
 
 func (x *PendingFriendRequest) Reset() {
 	*x = PendingFriendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3403,7 @@ func (x *PendingFriendRequest) String() string {
 func (*PendingFriendRequest) ProtoMessage() {}
 
 func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[28]
+	mi := &file_mpim_v1_client_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3416,7 @@ func (x *PendingFriendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingFriendRequest.ProtoReflect.Descriptor instead.
 func (*PendingFriendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PendingFriendRequest) GetFromUserId() string {
@@ -3163,7 +3464,7 @@ type FriendRequestList struct {
 
 func (x *FriendRequestList) Reset() {
 	*x = FriendRequestList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3476,7 @@ func (x *FriendRequestList) String() string {
 func (*FriendRequestList) ProtoMessage() {}
 
 func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[29]
+	mi := &file_mpim_v1_client_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3489,7 @@ func (x *FriendRequestList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequestList.ProtoReflect.Descriptor instead.
 func (*FriendRequestList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FriendRequestList) GetIncoming() []*PendingFriendRequest {
@@ -3214,7 +3515,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3226,7 +3527,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[30]
+	mi := &file_mpim_v1_client_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3239,7 +3540,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{30}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BlockRequest) GetUserId() string {
@@ -3258,7 +3559,7 @@ type UnblockRequest struct {
 
 func (x *UnblockRequest) Reset() {
 	*x = UnblockRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3571,7 @@ func (x *UnblockRequest) String() string {
 func (*UnblockRequest) ProtoMessage() {}
 
 func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[31]
+	mi := &file_mpim_v1_client_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3584,7 @@ func (x *UnblockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockRequest.ProtoReflect.Descriptor instead.
 func (*UnblockRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{31}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnblockRequest) GetUserId() string {
@@ -3301,7 +3602,7 @@ type ListBlocksRequest struct {
 
 func (x *ListBlocksRequest) Reset() {
 	*x = ListBlocksRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3614,7 @@ func (x *ListBlocksRequest) String() string {
 func (*ListBlocksRequest) ProtoMessage() {}
 
 func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[32]
+	mi := &file_mpim_v1_client_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3627,7 @@ func (x *ListBlocksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBlocksRequest.ProtoReflect.Descriptor instead.
 func (*ListBlocksRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{32}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
 }
 
 type BlockList struct {
@@ -3338,7 +3639,7 @@ type BlockList struct {
 
 func (x *BlockList) Reset() {
 	*x = BlockList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3651,7 @@ func (x *BlockList) String() string {
 func (*BlockList) ProtoMessage() {}
 
 func (x *BlockList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[33]
+	mi := &file_mpim_v1_client_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3664,7 @@ func (x *BlockList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockList.ProtoReflect.Descriptor instead.
 func (*BlockList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{33}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BlockList) GetUserIds() []string {
@@ -3386,7 +3687,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3699,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[34]
+	mi := &file_mpim_v1_client_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3712,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{34}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -3445,7 +3746,7 @@ type CreateGroupResult struct {
 
 func (x *CreateGroupResult) Reset() {
 	*x = CreateGroupResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3758,7 @@ func (x *CreateGroupResult) String() string {
 func (*CreateGroupResult) ProtoMessage() {}
 
 func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[35]
+	mi := &file_mpim_v1_client_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3771,7 @@ func (x *CreateGroupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResult.ProtoReflect.Descriptor instead.
 func (*CreateGroupResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{35}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateGroupResult) GetGroupId() string {
@@ -3497,7 +3798,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3810,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[36]
+	mi := &file_mpim_v1_client_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3823,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{36}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AddMemberRequest) GetGroupId() string {
@@ -3548,7 +3849,7 @@ type JoinGroupRequest struct {
 
 func (x *JoinGroupRequest) Reset() {
 	*x = JoinGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3861,7 @@ func (x *JoinGroupRequest) String() string {
 func (*JoinGroupRequest) ProtoMessage() {}
 
 func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[37]
+	mi := &file_mpim_v1_client_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3874,7 @@ func (x *JoinGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinGroupRequest.ProtoReflect.Descriptor instead.
 func (*JoinGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{37}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinGroupRequest) GetGroupId() string {
@@ -3592,7 +3893,7 @@ type LeaveGroupRequest struct {
 
 func (x *LeaveGroupRequest) Reset() {
 	*x = LeaveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3604,7 +3905,7 @@ func (x *LeaveGroupRequest) String() string {
 func (*LeaveGroupRequest) ProtoMessage() {}
 
 func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[38]
+	mi := &file_mpim_v1_client_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3617,7 +3918,7 @@ func (x *LeaveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveGroupRequest.ProtoReflect.Descriptor instead.
 func (*LeaveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{38}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LeaveGroupRequest) GetGroupId() string {
@@ -3637,7 +3938,7 @@ type KickMemberRequest struct {
 
 func (x *KickMemberRequest) Reset() {
 	*x = KickMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3649,7 +3950,7 @@ func (x *KickMemberRequest) String() string {
 func (*KickMemberRequest) ProtoMessage() {}
 
 func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[39]
+	mi := &file_mpim_v1_client_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3662,7 +3963,7 @@ func (x *KickMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KickMemberRequest.ProtoReflect.Descriptor instead.
 func (*KickMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{39}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KickMemberRequest) GetGroupId() string {
@@ -3691,7 +3992,7 @@ type SetRoleRequest struct {
 
 func (x *SetRoleRequest) Reset() {
 	*x = SetRoleRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +4004,7 @@ func (x *SetRoleRequest) String() string {
 func (*SetRoleRequest) ProtoMessage() {}
 
 func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[40]
+	mi := &file_mpim_v1_client_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +4017,7 @@ func (x *SetRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRoleRequest.ProtoReflect.Descriptor instead.
 func (*SetRoleRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{40}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetRoleRequest) GetGroupId() string {
@@ -3750,7 +4051,7 @@ type RenameGroupRequest struct {
 
 func (x *RenameGroupRequest) Reset() {
 	*x = RenameGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +4063,7 @@ func (x *RenameGroupRequest) String() string {
 func (*RenameGroupRequest) ProtoMessage() {}
 
 func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[41]
+	mi := &file_mpim_v1_client_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +4076,7 @@ func (x *RenameGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameGroupRequest.ProtoReflect.Descriptor instead.
 func (*RenameGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{41}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RenameGroupRequest) GetGroupId() string {
@@ -3804,7 +4105,7 @@ type MuteMemberRequest struct {
 
 func (x *MuteMemberRequest) Reset() {
 	*x = MuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +4117,7 @@ func (x *MuteMemberRequest) String() string {
 func (*MuteMemberRequest) ProtoMessage() {}
 
 func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[42]
+	mi := &file_mpim_v1_client_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +4130,7 @@ func (x *MuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*MuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{42}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MuteMemberRequest) GetGroupId() string {
@@ -3863,7 +4164,7 @@ type UnmuteMemberRequest struct {
 
 func (x *UnmuteMemberRequest) Reset() {
 	*x = UnmuteMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3875,7 +4176,7 @@ func (x *UnmuteMemberRequest) String() string {
 func (*UnmuteMemberRequest) ProtoMessage() {}
 
 func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[43]
+	mi := &file_mpim_v1_client_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3888,7 +4189,7 @@ func (x *UnmuteMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmuteMemberRequest.ProtoReflect.Descriptor instead.
 func (*UnmuteMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{43}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnmuteMemberRequest) GetGroupId() string {
@@ -3916,7 +4217,7 @@ type UnbanMemberRequest struct {
 
 func (x *UnbanMemberRequest) Reset() {
 	*x = UnbanMemberRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4229,7 @@ func (x *UnbanMemberRequest) String() string {
 func (*UnbanMemberRequest) ProtoMessage() {}
 
 func (x *UnbanMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[44]
+	mi := &file_mpim_v1_client_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4242,7 @@ func (x *UnbanMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnbanMemberRequest.ProtoReflect.Descriptor instead.
 func (*UnbanMemberRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{44}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UnbanMemberRequest) GetGroupId() string {
@@ -3967,7 +4268,7 @@ type DissolveGroupRequest struct {
 
 func (x *DissolveGroupRequest) Reset() {
 	*x = DissolveGroupRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4280,7 @@ func (x *DissolveGroupRequest) String() string {
 func (*DissolveGroupRequest) ProtoMessage() {}
 
 func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[45]
+	mi := &file_mpim_v1_client_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4293,7 @@ func (x *DissolveGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DissolveGroupRequest.ProtoReflect.Descriptor instead.
 func (*DissolveGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{45}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DissolveGroupRequest) GetGroupId() string {
@@ -4015,7 +4316,7 @@ type SetHistoryVisibilityRequest struct {
 
 func (x *SetHistoryVisibilityRequest) Reset() {
 	*x = SetHistoryVisibilityRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4027,7 +4328,7 @@ func (x *SetHistoryVisibilityRequest) String() string {
 func (*SetHistoryVisibilityRequest) ProtoMessage() {}
 
 func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[46]
+	mi := &file_mpim_v1_client_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4040,7 +4341,7 @@ func (x *SetHistoryVisibilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHistoryVisibilityRequest.ProtoReflect.Descriptor instead.
 func (*SetHistoryVisibilityRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{46}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetHistoryVisibilityRequest) GetGroupId() string {
@@ -4066,7 +4367,7 @@ type GroupMembersRequest struct {
 
 func (x *GroupMembersRequest) Reset() {
 	*x = GroupMembersRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4379,7 @@ func (x *GroupMembersRequest) String() string {
 func (*GroupMembersRequest) ProtoMessage() {}
 
 func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[47]
+	mi := &file_mpim_v1_client_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4392,7 @@ func (x *GroupMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembersRequest.ProtoReflect.Descriptor instead.
 func (*GroupMembersRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{47}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GroupMembersRequest) GetGroupId() string {
@@ -4122,7 +4423,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4435,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[48]
+	mi := &file_mpim_v1_client_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4448,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{48}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GroupSummary) GetGroupId() string {
@@ -4236,7 +4537,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4248,7 +4549,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[49]
+	mi := &file_mpim_v1_client_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4261,7 +4562,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{49}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GroupMember) GetUserId() string {
@@ -4326,7 +4627,7 @@ type GroupMembers struct {
 
 func (x *GroupMembers) Reset() {
 	*x = GroupMembers{}
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4338,7 +4639,7 @@ func (x *GroupMembers) String() string {
 func (*GroupMembers) ProtoMessage() {}
 
 func (x *GroupMembers) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[50]
+	mi := &file_mpim_v1_client_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4351,7 +4652,7 @@ func (x *GroupMembers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
 func (*GroupMembers) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{50}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupMembers) GetGroup() *GroupSummary {
@@ -4383,7 +4684,7 @@ type MyGroupsRequest struct {
 
 func (x *MyGroupsRequest) Reset() {
 	*x = MyGroupsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4395,7 +4696,7 @@ func (x *MyGroupsRequest) String() string {
 func (*MyGroupsRequest) ProtoMessage() {}
 
 func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[51]
+	mi := &file_mpim_v1_client_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4408,7 +4709,7 @@ func (x *MyGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyGroupsRequest.ProtoReflect.Descriptor instead.
 func (*MyGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{51}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
 }
 
 type GroupList struct {
@@ -4420,7 +4721,7 @@ type GroupList struct {
 
 func (x *GroupList) Reset() {
 	*x = GroupList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4432,7 +4733,7 @@ func (x *GroupList) String() string {
 func (*GroupList) ProtoMessage() {}
 
 func (x *GroupList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[52]
+	mi := &file_mpim_v1_client_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4445,7 +4746,7 @@ func (x *GroupList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupList.ProtoReflect.Descriptor instead.
 func (*GroupList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{52}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupList) GetGroups() []*GroupSummary {
@@ -4478,7 +4779,7 @@ type SendRequest struct {
 
 func (x *SendRequest) Reset() {
 	*x = SendRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4490,7 +4791,7 @@ func (x *SendRequest) String() string {
 func (*SendRequest) ProtoMessage() {}
 
 func (x *SendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[53]
+	mi := &file_mpim_v1_client_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4503,7 +4804,7 @@ func (x *SendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendRequest.ProtoReflect.Descriptor instead.
 func (*SendRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{53}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SendRequest) GetTo() isSendRequest_To {
@@ -4606,7 +4907,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4618,7 +4919,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[54]
+	mi := &file_mpim_v1_client_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4631,7 +4932,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{54}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SendResult) GetEventId() []byte {
@@ -4679,7 +4980,7 @@ type RecallRequest struct {
 
 func (x *RecallRequest) Reset() {
 	*x = RecallRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4691,7 +4992,7 @@ func (x *RecallRequest) String() string {
 func (*RecallRequest) ProtoMessage() {}
 
 func (x *RecallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[55]
+	mi := &file_mpim_v1_client_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4704,7 +5005,7 @@ func (x *RecallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
 func (*RecallRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{55}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RecallRequest) GetConversationId() string {
@@ -4732,7 +5033,7 @@ type EditRequest struct {
 
 func (x *EditRequest) Reset() {
 	*x = EditRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4744,7 +5045,7 @@ func (x *EditRequest) String() string {
 func (*EditRequest) ProtoMessage() {}
 
 func (x *EditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[56]
+	mi := &file_mpim_v1_client_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4757,7 +5058,7 @@ func (x *EditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
 func (*EditRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{56}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EditRequest) GetConversationId() string {
@@ -4791,7 +5092,7 @@ type DeleteForMeRequest struct {
 
 func (x *DeleteForMeRequest) Reset() {
 	*x = DeleteForMeRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4803,7 +5104,7 @@ func (x *DeleteForMeRequest) String() string {
 func (*DeleteForMeRequest) ProtoMessage() {}
 
 func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[57]
+	mi := &file_mpim_v1_client_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4816,7 +5117,7 @@ func (x *DeleteForMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForMeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForMeRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{57}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DeleteForMeRequest) GetConversationId() string {
@@ -4844,7 +5145,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +5157,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[58]
+	mi := &file_mpim_v1_client_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +5170,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{58}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *MarkReadRequest) GetConversationId() string {
@@ -4886,6 +5187,118 @@ func (x *MarkReadRequest) GetSeq() uint64 {
 	return 0
 }
 
+// MuteConversationRequest silences push notifications of one conversation
+// for the caller, either until a time or forever; delivery to connected
+// devices is not affected. Muting again replaces the earlier mute.
+type MuteConversationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// End of the mute in Unix milliseconds: after now and at most a year
+	// (the deployment's --max-mute) ahead. Must be 0 when forever is set.
+	UntilMs int64 `protobuf:"varint,2,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	// Mute until unmuted; until_ms must then be 0.
+	Forever       bool `protobuf:"varint,3,opt,name=forever,proto3" json:"forever,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MuteConversationRequest) Reset() {
+	*x = MuteConversationRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MuteConversationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MuteConversationRequest) ProtoMessage() {}
+
+func (x *MuteConversationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MuteConversationRequest.ProtoReflect.Descriptor instead.
+func (*MuteConversationRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *MuteConversationRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *MuteConversationRequest) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+func (x *MuteConversationRequest) GetForever() bool {
+	if x != nil {
+		return x.Forever
+	}
+	return false
+}
+
+// UnmuteConversationRequest lifts the caller's mute of a conversation
+// (done also when it was not muted).
+type UnmuteConversationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ConversationId string                 `protobuf:"bytes,1,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UnmuteConversationRequest) Reset() {
+	*x = UnmuteConversationRequest{}
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmuteConversationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmuteConversationRequest) ProtoMessage() {}
+
+func (x *UnmuteConversationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmuteConversationRequest.ProtoReflect.Descriptor instead.
+func (*UnmuteConversationRequest) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *UnmuteConversationRequest) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
 type ConversationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most this many (default 50, at most 200).
@@ -4900,7 +5313,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4912,7 +5325,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[59]
+	mi := &file_mpim_v1_client_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4925,7 +5338,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{59}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ConversationsRequest) GetLimit() uint32 {
@@ -4964,13 +5377,18 @@ type ConversationSummary struct {
 	LastPreview     string `protobuf:"bytes,8,opt,name=last_preview,json=lastPreview,proto3" json:"last_preview,omitempty"`
 	ReadSeq         uint64 `protobuf:"varint,9,opt,name=read_seq,json=readSeq,proto3" json:"read_seq,omitempty"`
 	UnreadCount     uint64 `protobuf:"varint,10,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The caller's do-not-disturb of the conversation: the end of a timed
+	// mute in Unix milliseconds (0: none), or muted_forever. A mute that has
+	// ended is not listed.
+	MutedUntilMs  int64 `protobuf:"varint,11,opt,name=muted_until_ms,json=mutedUntilMs,proto3" json:"muted_until_ms,omitempty"`
+	MutedForever  bool  `protobuf:"varint,12,opt,name=muted_forever,json=mutedForever,proto3" json:"muted_forever,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConversationSummary) Reset() {
 	*x = ConversationSummary{}
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4982,7 +5400,7 @@ func (x *ConversationSummary) String() string {
 func (*ConversationSummary) ProtoMessage() {}
 
 func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[60]
+	mi := &file_mpim_v1_client_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4995,7 +5413,7 @@ func (x *ConversationSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationSummary.ProtoReflect.Descriptor instead.
 func (*ConversationSummary) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{60}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ConversationSummary) GetConversationId() string {
@@ -5068,6 +5486,20 @@ func (x *ConversationSummary) GetUnreadCount() uint64 {
 	return 0
 }
 
+func (x *ConversationSummary) GetMutedUntilMs() int64 {
+	if x != nil {
+		return x.MutedUntilMs
+	}
+	return 0
+}
+
+func (x *ConversationSummary) GetMutedForever() bool {
+	if x != nil {
+		return x.MutedForever
+	}
+	return false
+}
+
 type ConversationList struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Most recent first.
@@ -5079,7 +5511,7 @@ type ConversationList struct {
 
 func (x *ConversationList) Reset() {
 	*x = ConversationList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5091,7 +5523,7 @@ func (x *ConversationList) String() string {
 func (*ConversationList) ProtoMessage() {}
 
 func (x *ConversationList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[61]
+	mi := &file_mpim_v1_client_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5104,7 +5536,7 @@ func (x *ConversationList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationList.ProtoReflect.Descriptor instead.
 func (*ConversationList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{61}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ConversationList) GetConversations() []*ConversationSummary {
@@ -5136,7 +5568,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5148,7 +5580,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[62]
+	mi := &file_mpim_v1_client_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5161,7 +5593,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{62}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *HistoryRequest) GetConversationId() string {
@@ -5218,7 +5650,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5230,7 +5662,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[63]
+	mi := &file_mpim_v1_client_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5243,7 +5675,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{63}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ChatMessage) GetSeq() uint64 {
@@ -5343,7 +5775,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5355,7 +5787,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[64]
+	mi := &file_mpim_v1_client_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5368,7 +5800,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{64}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *History) GetConversationId() string {
@@ -5403,7 +5835,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5415,7 +5847,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[65]
+	mi := &file_mpim_v1_client_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5428,7 +5860,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{65}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *TypingRequest) GetConversationId() string {
@@ -5453,7 +5885,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5465,7 +5897,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[66]
+	mi := &file_mpim_v1_client_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5478,7 +5910,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{66}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{71}
 }
 
 type UserPresence struct {
@@ -5493,7 +5925,7 @@ type UserPresence struct {
 
 func (x *UserPresence) Reset() {
 	*x = UserPresence{}
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5505,7 +5937,7 @@ func (x *UserPresence) String() string {
 func (*UserPresence) ProtoMessage() {}
 
 func (x *UserPresence) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[67]
+	mi := &file_mpim_v1_client_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5518,7 +5950,7 @@ func (x *UserPresence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPresence.ProtoReflect.Descriptor instead.
 func (*UserPresence) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{67}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *UserPresence) GetUserId() string {
@@ -5552,7 +5984,7 @@ type PresenceList struct {
 
 func (x *PresenceList) Reset() {
 	*x = PresenceList{}
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5564,7 +5996,7 @@ func (x *PresenceList) String() string {
 func (*PresenceList) ProtoMessage() {}
 
 func (x *PresenceList) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[68]
+	mi := &file_mpim_v1_client_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5577,7 +6009,7 @@ func (x *PresenceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceList.ProtoReflect.Descriptor instead.
 func (*PresenceList) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{68}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PresenceList) GetUsers() []*UserPresence {
@@ -5597,7 +6029,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[69]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5609,7 +6041,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[69]
+	mi := &file_mpim_v1_client_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5622,7 +6054,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{69}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *AckRequest) GetInboxId() string {
@@ -5640,7 +6072,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_mpim_v1_client_proto_msgTypes[70]
+	mi := &file_mpim_v1_client_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5652,7 +6084,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[70]
+	mi := &file_mpim_v1_client_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5665,7 +6097,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{70}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{75}
 }
 
 type Pong struct {
@@ -5677,7 +6109,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_mpim_v1_client_proto_msgTypes[71]
+	mi := &file_mpim_v1_client_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5689,7 +6121,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[71]
+	mi := &file_mpim_v1_client_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5702,7 +6134,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{71}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Pong) GetServerTimeMs() int64 {
@@ -5732,7 +6164,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_mpim_v1_client_proto_msgTypes[72]
+	mi := &file_mpim_v1_client_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5744,7 +6176,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[72]
+	mi := &file_mpim_v1_client_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5757,7 +6189,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{72}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Push) GetInboxId() string {
@@ -5811,7 +6243,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_mpim_v1_client_proto_msgTypes[73]
+	mi := &file_mpim_v1_client_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5823,7 +6255,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[73]
+	mi := &file_mpim_v1_client_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5836,7 +6268,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{73}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Signal) GetFromUserId() string {
@@ -5877,7 +6309,7 @@ type SyncRequired struct {
 
 func (x *SyncRequired) Reset() {
 	*x = SyncRequired{}
-	mi := &file_mpim_v1_client_proto_msgTypes[74]
+	mi := &file_mpim_v1_client_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5889,7 +6321,7 @@ func (x *SyncRequired) String() string {
 func (*SyncRequired) ProtoMessage() {}
 
 func (x *SyncRequired) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[74]
+	mi := &file_mpim_v1_client_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5902,7 +6334,7 @@ func (x *SyncRequired) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequired.ProtoReflect.Descriptor instead.
 func (*SyncRequired) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{74}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *SyncRequired) GetCursor() string {
@@ -5924,7 +6356,7 @@ type Goaway struct {
 
 func (x *Goaway) Reset() {
 	*x = Goaway{}
-	mi := &file_mpim_v1_client_proto_msgTypes[75]
+	mi := &file_mpim_v1_client_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5936,7 +6368,7 @@ func (x *Goaway) String() string {
 func (*Goaway) ProtoMessage() {}
 
 func (x *Goaway) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_client_proto_msgTypes[75]
+	mi := &file_mpim_v1_client_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5949,7 +6381,7 @@ func (x *Goaway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goaway.ProtoReflect.Descriptor instead.
 func (*Goaway) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_client_proto_rawDescGZIP(), []int{75}
+	return file_mpim_v1_client_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Goaway) GetReason() string {
@@ -5977,7 +6409,7 @@ var File_mpim_v1_client_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_client_proto_rawDesc = "" +
 	"\n" +
-	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\x8f\x16\n" +
+	"\x14mpim/v1/client.proto\x12\ampim.v1\x1a\x13mpim/v1/event.proto\"\xdb\x18\n" +
 	"\vClientFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
 	"\bregister\x18\n" +
@@ -5992,7 +6424,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x0fchange_password\x18\x11 \x01(\v2\x1e.mpim.v1.ChangePasswordRequestH\x00R\x0echangePassword\x12@\n" +
 	"\flist_devices\x18\x12 \x01(\v2\x1b.mpim.v1.ListDevicesRequestH\x00R\vlistDevices\x12C\n" +
 	"\rlogout_device\x18\x13 \x01(\v2\x1c.mpim.v1.LogoutDeviceRequestH\x00R\flogoutDevice\x12V\n" +
-	"\x14logout_other_devices\x18Z \x01(\v2\".mpim.v1.LogoutOtherDevicesRequestH\x00R\x12logoutOtherDevices\x12F\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\".mpim.v1.LogoutOtherDevicesRequestH\x00R\x12logoutOtherDevices\x12S\n" +
+	"\x13register_push_token\x18[ \x01(\v2!.mpim.v1.RegisterPushTokenRequestH\x00R\x11registerPushToken\x12M\n" +
+	"\x11remove_push_token\x18\\ \x01(\v2\x1f.mpim.v1.RemovePushTokenRequestH\x00R\x0fremovePushToken\x12F\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\x1d.mpim.v1.RequestFriendRequestH\x00R\rrequestFriend\x12C\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\x1c.mpim.v1.AcceptFriendRequestH\x00R\facceptFriend\x12F\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\x1d.mpim.v1.DeclineFriendRequestH\x00R\rdeclineFriend\x12C\n" +
@@ -6028,7 +6462,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\rdelete_for_me\x18? \x01(\v2\x1b.mpim.v1.DeleteForMeRequestH\x00R\vdeleteForMe\x127\n" +
 	"\tmark_read\x18@ \x01(\v2\x18.mpim.v1.MarkReadRequestH\x00R\bmarkRead\x12E\n" +
 	"\rconversations\x18A \x01(\v2\x1d.mpim.v1.ConversationsRequestH\x00R\rconversations\x123\n" +
-	"\ahistory\x18B \x01(\v2\x17.mpim.v1.HistoryRequestH\x00R\ahistory\x120\n" +
+	"\ahistory\x18B \x01(\v2\x17.mpim.v1.HistoryRequestH\x00R\ahistory\x12O\n" +
+	"\x11mute_conversation\x18C \x01(\v2 .mpim.v1.MuteConversationRequestH\x00R\x10muteConversation\x12U\n" +
+	"\x13unmute_conversation\x18D \x01(\v2\".mpim.v1.UnmuteConversationRequestH\x00R\x12unmuteConversation\x120\n" +
 	"\x06typing\x18P \x01(\v2\x16.mpim.v1.TypingRequestH\x00R\x06typing\x126\n" +
 	"\bpresence\x18Q \x01(\v2\x18.mpim.v1.PresenceRequestH\x00R\bpresence\x12'\n" +
 	"\x03ack\x18R \x01(\v2\x13.mpim.v1.AckRequestH\x00R\x03ack\x12*\n" +
@@ -6040,7 +6476,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x06signal\x18\x03 \x01(\v2\x0f.mpim.v1.SignalH\x00R\x06signal\x12<\n" +
 	"\rsync_required\x18\x04 \x01(\v2\x15.mpim.v1.SyncRequiredH\x00R\fsyncRequired\x12)\n" +
 	"\x06goaway\x18\x05 \x01(\v2\x0f.mpim.v1.GoawayH\x00R\x06goawayB\a\n" +
-	"\x05frame\"\xef\x12\n" +
+	"\x05frame\"\xed\x14\n" +
 	"\bResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
 	"\x05error\x18\x02 \x01(\v2\x0e.mpim.v1.ErrorH\x00R\x05error\x125\n" +
@@ -6056,7 +6492,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x0fchange_password\x18\x11 \x01(\v2\r.mpim.v1.DoneH\x00R\x0echangePassword\x128\n" +
 	"\flist_devices\x18\x12 \x01(\v2\x13.mpim.v1.DeviceListH\x00R\vlistDevices\x124\n" +
 	"\rlogout_device\x18\x13 \x01(\v2\r.mpim.v1.DoneH\x00R\flogoutDevice\x12A\n" +
-	"\x14logout_other_devices\x18Z \x01(\v2\r.mpim.v1.DoneH\x00R\x12logoutOtherDevices\x126\n" +
+	"\x14logout_other_devices\x18Z \x01(\v2\r.mpim.v1.DoneH\x00R\x12logoutOtherDevices\x12?\n" +
+	"\x13register_push_token\x18[ \x01(\v2\r.mpim.v1.DoneH\x00R\x11registerPushToken\x12;\n" +
+	"\x11remove_push_token\x18\\ \x01(\v2\r.mpim.v1.DoneH\x00R\x0fremovePushToken\x126\n" +
 	"\x0erequest_friend\x18\x14 \x01(\v2\r.mpim.v1.DoneH\x00R\rrequestFriend\x124\n" +
 	"\raccept_friend\x18\x15 \x01(\v2\r.mpim.v1.DoneH\x00R\facceptFriend\x126\n" +
 	"\x0edecline_friend\x18\x16 \x01(\v2\r.mpim.v1.DoneH\x00R\rdeclineFriend\x124\n" +
@@ -6092,7 +6530,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\rdelete_for_me\x18? \x01(\v2\r.mpim.v1.DoneH\x00R\vdeleteForMe\x12,\n" +
 	"\tmark_read\x18@ \x01(\v2\r.mpim.v1.DoneH\x00R\bmarkRead\x12A\n" +
 	"\rconversations\x18A \x01(\v2\x19.mpim.v1.ConversationListH\x00R\rconversations\x12,\n" +
-	"\ahistory\x18B \x01(\v2\x10.mpim.v1.HistoryH\x00R\ahistory\x12'\n" +
+	"\ahistory\x18B \x01(\v2\x10.mpim.v1.HistoryH\x00R\ahistory\x12<\n" +
+	"\x11mute_conversation\x18C \x01(\v2\r.mpim.v1.DoneH\x00R\x10muteConversation\x12@\n" +
+	"\x13unmute_conversation\x18D \x01(\v2\r.mpim.v1.DoneH\x00R\x12unmuteConversation\x12'\n" +
 	"\x06typing\x18P \x01(\v2\r.mpim.v1.DoneH\x00R\x06typing\x123\n" +
 	"\bpresence\x18Q \x01(\v2\x15.mpim.v1.PresenceListH\x00R\bpresence\x12!\n" +
 	"\x03ack\x18R \x01(\v2\r.mpim.v1.DoneH\x00R\x03ack\x12#\n" +
@@ -6131,7 +6571,7 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x12ListDevicesRequest\";\n" +
 	"\n" +
 	"DeviceList\x12-\n" +
-	"\adevices\x18\x01 \x03(\v2\x13.mpim.v1.DeviceInfoR\adevices\"\xc0\x01\n" +
+	"\adevices\x18\x01 \x03(\v2\x13.mpim.v1.DeviceInfoR\adevices\"\xe9\x01\n" +
 	"\n" +
 	"DeviceInfo\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
@@ -6140,7 +6580,17 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\flast_seen_ms\x18\x04 \x01(\x03R\n" +
 	"lastSeenMs\x12\x16\n" +
 	"\x06online\x18\x05 \x01(\bR\x06online\x12\x18\n" +
-	"\acurrent\x18\x06 \x01(\bR\acurrent\"2\n" +
+	"\acurrent\x18\x06 \x01(\bR\acurrent\x12'\n" +
+	"\x04push\x18\a \x01(\v2\x13.mpim.v1.DevicePushR\x04push\"?\n" +
+	"\n" +
+	"DevicePush\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x15\n" +
+	"\x06app_id\x18\x02 \x01(\tR\x05appId\"c\n" +
+	"\x18RegisterPushTokenRequest\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x15\n" +
+	"\x06app_id\x18\x03 \x01(\tR\x05appId\"\x18\n" +
+	"\x16RemovePushTokenRequest\"2\n" +
 	"\x13LogoutDeviceRequest\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x1b\n" +
 	"\x19LogoutOtherDevicesRequest\",\n" +
@@ -6290,11 +6740,17 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\"L\n" +
 	"\x0fMarkReadRequest\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x7f\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"w\n" +
+	"\x17MuteConversationRequest\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12\x19\n" +
+	"\buntil_ms\x18\x02 \x01(\x03R\auntilMs\x12\x18\n" +
+	"\aforever\x18\x03 \x01(\bR\aforever\"D\n" +
+	"\x19UnmuteConversationRequest\x12'\n" +
+	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\"\x7f\n" +
 	"\x14ConversationsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1b\n" +
 	"\tbefore_ms\x18\x02 \x01(\x03R\bbeforeMs\x124\n" +
-	"\x16before_conversation_id\x18\x03 \x01(\tR\x14beforeConversationId\"\xe0\x02\n" +
+	"\x16before_conversation_id\x18\x03 \x01(\tR\x14beforeConversationId\"\xab\x03\n" +
 	"\x13ConversationSummary\x12'\n" +
 	"\x0fconversation_id\x18\x01 \x01(\tR\x0econversationId\x12 \n" +
 	"\fpeer_user_id\x18\x02 \x01(\tR\n" +
@@ -6307,7 +6763,9 @@ const file_mpim_v1_client_proto_rawDesc = "" +
 	"\flast_preview\x18\b \x01(\tR\vlastPreview\x12\x19\n" +
 	"\bread_seq\x18\t \x01(\x04R\areadSeq\x12!\n" +
 	"\funread_count\x18\n" +
-	" \x01(\x04R\vunreadCount\"q\n" +
+	" \x01(\x04R\vunreadCount\x12$\n" +
+	"\x0emuted_until_ms\x18\v \x01(\x03R\fmutedUntilMs\x12#\n" +
+	"\rmuted_forever\x18\f \x01(\bR\fmutedForever\"q\n" +
 	"\x10ConversationList\x12B\n" +
 	"\rconversations\x18\x01 \x03(\v2\x1c.mpim.v1.ConversationSummaryR\rconversations\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"\xa3\x01\n" +
@@ -6391,7 +6849,7 @@ func file_mpim_v1_client_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_mpim_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_mpim_v1_client_proto_goTypes = []any{
 	(HistoryDirection)(0),               // 0: mpim.v1.HistoryDirection
 	(*ClientFrame)(nil),                 // 1: mpim.v1.ClientFrame
@@ -6409,195 +6867,209 @@ var file_mpim_v1_client_proto_goTypes = []any{
 	(*ListDevicesRequest)(nil),          // 13: mpim.v1.ListDevicesRequest
 	(*DeviceList)(nil),                  // 14: mpim.v1.DeviceList
 	(*DeviceInfo)(nil),                  // 15: mpim.v1.DeviceInfo
-	(*LogoutDeviceRequest)(nil),         // 16: mpim.v1.LogoutDeviceRequest
-	(*LogoutOtherDevicesRequest)(nil),   // 17: mpim.v1.LogoutOtherDevicesRequest
-	(*GetProfileRequest)(nil),           // 18: mpim.v1.GetProfileRequest
-	(*UpdateProfileRequest)(nil),        // 19: mpim.v1.UpdateProfileRequest
-	(*FindUserRequest)(nil),             // 20: mpim.v1.FindUserRequest
-	(*Profile)(nil),                     // 21: mpim.v1.Profile
-	(*RequestFriendRequest)(nil),        // 22: mpim.v1.RequestFriendRequest
-	(*AcceptFriendRequest)(nil),         // 23: mpim.v1.AcceptFriendRequest
-	(*DeclineFriendRequest)(nil),        // 24: mpim.v1.DeclineFriendRequest
-	(*RemoveFriendRequest)(nil),         // 25: mpim.v1.RemoveFriendRequest
-	(*ListFriendsRequest)(nil),          // 26: mpim.v1.ListFriendsRequest
-	(*FriendList)(nil),                  // 27: mpim.v1.FriendList
-	(*ListFriendRequestsRequest)(nil),   // 28: mpim.v1.ListFriendRequestsRequest
-	(*PendingFriendRequest)(nil),        // 29: mpim.v1.PendingFriendRequest
-	(*FriendRequestList)(nil),           // 30: mpim.v1.FriendRequestList
-	(*BlockRequest)(nil),                // 31: mpim.v1.BlockRequest
-	(*UnblockRequest)(nil),              // 32: mpim.v1.UnblockRequest
-	(*ListBlocksRequest)(nil),           // 33: mpim.v1.ListBlocksRequest
-	(*BlockList)(nil),                   // 34: mpim.v1.BlockList
-	(*CreateGroupRequest)(nil),          // 35: mpim.v1.CreateGroupRequest
-	(*CreateGroupResult)(nil),           // 36: mpim.v1.CreateGroupResult
-	(*AddMemberRequest)(nil),            // 37: mpim.v1.AddMemberRequest
-	(*JoinGroupRequest)(nil),            // 38: mpim.v1.JoinGroupRequest
-	(*LeaveGroupRequest)(nil),           // 39: mpim.v1.LeaveGroupRequest
-	(*KickMemberRequest)(nil),           // 40: mpim.v1.KickMemberRequest
-	(*SetRoleRequest)(nil),              // 41: mpim.v1.SetRoleRequest
-	(*RenameGroupRequest)(nil),          // 42: mpim.v1.RenameGroupRequest
-	(*MuteMemberRequest)(nil),           // 43: mpim.v1.MuteMemberRequest
-	(*UnmuteMemberRequest)(nil),         // 44: mpim.v1.UnmuteMemberRequest
-	(*UnbanMemberRequest)(nil),          // 45: mpim.v1.UnbanMemberRequest
-	(*DissolveGroupRequest)(nil),        // 46: mpim.v1.DissolveGroupRequest
-	(*SetHistoryVisibilityRequest)(nil), // 47: mpim.v1.SetHistoryVisibilityRequest
-	(*GroupMembersRequest)(nil),         // 48: mpim.v1.GroupMembersRequest
-	(*GroupSummary)(nil),                // 49: mpim.v1.GroupSummary
-	(*GroupMember)(nil),                 // 50: mpim.v1.GroupMember
-	(*GroupMembers)(nil),                // 51: mpim.v1.GroupMembers
-	(*MyGroupsRequest)(nil),             // 52: mpim.v1.MyGroupsRequest
-	(*GroupList)(nil),                   // 53: mpim.v1.GroupList
-	(*SendRequest)(nil),                 // 54: mpim.v1.SendRequest
-	(*SendResult)(nil),                  // 55: mpim.v1.SendResult
-	(*RecallRequest)(nil),               // 56: mpim.v1.RecallRequest
-	(*EditRequest)(nil),                 // 57: mpim.v1.EditRequest
-	(*DeleteForMeRequest)(nil),          // 58: mpim.v1.DeleteForMeRequest
-	(*MarkReadRequest)(nil),             // 59: mpim.v1.MarkReadRequest
-	(*ConversationsRequest)(nil),        // 60: mpim.v1.ConversationsRequest
-	(*ConversationSummary)(nil),         // 61: mpim.v1.ConversationSummary
-	(*ConversationList)(nil),            // 62: mpim.v1.ConversationList
-	(*HistoryRequest)(nil),              // 63: mpim.v1.HistoryRequest
-	(*ChatMessage)(nil),                 // 64: mpim.v1.ChatMessage
-	(*History)(nil),                     // 65: mpim.v1.History
-	(*TypingRequest)(nil),               // 66: mpim.v1.TypingRequest
-	(*PresenceRequest)(nil),             // 67: mpim.v1.PresenceRequest
-	(*UserPresence)(nil),                // 68: mpim.v1.UserPresence
-	(*PresenceList)(nil),                // 69: mpim.v1.PresenceList
-	(*AckRequest)(nil),                  // 70: mpim.v1.AckRequest
-	(*PingRequest)(nil),                 // 71: mpim.v1.PingRequest
-	(*Pong)(nil),                        // 72: mpim.v1.Pong
-	(*Push)(nil),                        // 73: mpim.v1.Push
-	(*Signal)(nil),                      // 74: mpim.v1.Signal
-	(*SyncRequired)(nil),                // 75: mpim.v1.SyncRequired
-	(*Goaway)(nil),                      // 76: mpim.v1.Goaway
-	(Role)(0),                           // 77: mpim.v1.Role
-	(MessageKind)(0),                    // 78: mpim.v1.MessageKind
-	(*Attachment)(nil),                  // 79: mpim.v1.Attachment
-	(*Event)(nil),                       // 80: mpim.v1.Event
+	(*DevicePush)(nil),                  // 16: mpim.v1.DevicePush
+	(*RegisterPushTokenRequest)(nil),    // 17: mpim.v1.RegisterPushTokenRequest
+	(*RemovePushTokenRequest)(nil),      // 18: mpim.v1.RemovePushTokenRequest
+	(*LogoutDeviceRequest)(nil),         // 19: mpim.v1.LogoutDeviceRequest
+	(*LogoutOtherDevicesRequest)(nil),   // 20: mpim.v1.LogoutOtherDevicesRequest
+	(*GetProfileRequest)(nil),           // 21: mpim.v1.GetProfileRequest
+	(*UpdateProfileRequest)(nil),        // 22: mpim.v1.UpdateProfileRequest
+	(*FindUserRequest)(nil),             // 23: mpim.v1.FindUserRequest
+	(*Profile)(nil),                     // 24: mpim.v1.Profile
+	(*RequestFriendRequest)(nil),        // 25: mpim.v1.RequestFriendRequest
+	(*AcceptFriendRequest)(nil),         // 26: mpim.v1.AcceptFriendRequest
+	(*DeclineFriendRequest)(nil),        // 27: mpim.v1.DeclineFriendRequest
+	(*RemoveFriendRequest)(nil),         // 28: mpim.v1.RemoveFriendRequest
+	(*ListFriendsRequest)(nil),          // 29: mpim.v1.ListFriendsRequest
+	(*FriendList)(nil),                  // 30: mpim.v1.FriendList
+	(*ListFriendRequestsRequest)(nil),   // 31: mpim.v1.ListFriendRequestsRequest
+	(*PendingFriendRequest)(nil),        // 32: mpim.v1.PendingFriendRequest
+	(*FriendRequestList)(nil),           // 33: mpim.v1.FriendRequestList
+	(*BlockRequest)(nil),                // 34: mpim.v1.BlockRequest
+	(*UnblockRequest)(nil),              // 35: mpim.v1.UnblockRequest
+	(*ListBlocksRequest)(nil),           // 36: mpim.v1.ListBlocksRequest
+	(*BlockList)(nil),                   // 37: mpim.v1.BlockList
+	(*CreateGroupRequest)(nil),          // 38: mpim.v1.CreateGroupRequest
+	(*CreateGroupResult)(nil),           // 39: mpim.v1.CreateGroupResult
+	(*AddMemberRequest)(nil),            // 40: mpim.v1.AddMemberRequest
+	(*JoinGroupRequest)(nil),            // 41: mpim.v1.JoinGroupRequest
+	(*LeaveGroupRequest)(nil),           // 42: mpim.v1.LeaveGroupRequest
+	(*KickMemberRequest)(nil),           // 43: mpim.v1.KickMemberRequest
+	(*SetRoleRequest)(nil),              // 44: mpim.v1.SetRoleRequest
+	(*RenameGroupRequest)(nil),          // 45: mpim.v1.RenameGroupRequest
+	(*MuteMemberRequest)(nil),           // 46: mpim.v1.MuteMemberRequest
+	(*UnmuteMemberRequest)(nil),         // 47: mpim.v1.UnmuteMemberRequest
+	(*UnbanMemberRequest)(nil),          // 48: mpim.v1.UnbanMemberRequest
+	(*DissolveGroupRequest)(nil),        // 49: mpim.v1.DissolveGroupRequest
+	(*SetHistoryVisibilityRequest)(nil), // 50: mpim.v1.SetHistoryVisibilityRequest
+	(*GroupMembersRequest)(nil),         // 51: mpim.v1.GroupMembersRequest
+	(*GroupSummary)(nil),                // 52: mpim.v1.GroupSummary
+	(*GroupMember)(nil),                 // 53: mpim.v1.GroupMember
+	(*GroupMembers)(nil),                // 54: mpim.v1.GroupMembers
+	(*MyGroupsRequest)(nil),             // 55: mpim.v1.MyGroupsRequest
+	(*GroupList)(nil),                   // 56: mpim.v1.GroupList
+	(*SendRequest)(nil),                 // 57: mpim.v1.SendRequest
+	(*SendResult)(nil),                  // 58: mpim.v1.SendResult
+	(*RecallRequest)(nil),               // 59: mpim.v1.RecallRequest
+	(*EditRequest)(nil),                 // 60: mpim.v1.EditRequest
+	(*DeleteForMeRequest)(nil),          // 61: mpim.v1.DeleteForMeRequest
+	(*MarkReadRequest)(nil),             // 62: mpim.v1.MarkReadRequest
+	(*MuteConversationRequest)(nil),     // 63: mpim.v1.MuteConversationRequest
+	(*UnmuteConversationRequest)(nil),   // 64: mpim.v1.UnmuteConversationRequest
+	(*ConversationsRequest)(nil),        // 65: mpim.v1.ConversationsRequest
+	(*ConversationSummary)(nil),         // 66: mpim.v1.ConversationSummary
+	(*ConversationList)(nil),            // 67: mpim.v1.ConversationList
+	(*HistoryRequest)(nil),              // 68: mpim.v1.HistoryRequest
+	(*ChatMessage)(nil),                 // 69: mpim.v1.ChatMessage
+	(*History)(nil),                     // 70: mpim.v1.History
+	(*TypingRequest)(nil),               // 71: mpim.v1.TypingRequest
+	(*PresenceRequest)(nil),             // 72: mpim.v1.PresenceRequest
+	(*UserPresence)(nil),                // 73: mpim.v1.UserPresence
+	(*PresenceList)(nil),                // 74: mpim.v1.PresenceList
+	(*AckRequest)(nil),                  // 75: mpim.v1.AckRequest
+	(*PingRequest)(nil),                 // 76: mpim.v1.PingRequest
+	(*Pong)(nil),                        // 77: mpim.v1.Pong
+	(*Push)(nil),                        // 78: mpim.v1.Push
+	(*Signal)(nil),                      // 79: mpim.v1.Signal
+	(*SyncRequired)(nil),                // 80: mpim.v1.SyncRequired
+	(*Goaway)(nil),                      // 81: mpim.v1.Goaway
+	(Role)(0),                           // 82: mpim.v1.Role
+	(MessageKind)(0),                    // 83: mpim.v1.MessageKind
+	(*Attachment)(nil),                  // 84: mpim.v1.Attachment
+	(*Event)(nil),                       // 85: mpim.v1.Event
 }
 var file_mpim_v1_client_proto_depIdxs = []int32{
 	6,   // 0: mpim.v1.ClientFrame.register:type_name -> mpim.v1.RegisterRequest
 	8,   // 1: mpim.v1.ClientFrame.login:type_name -> mpim.v1.LoginRequest
 	9,   // 2: mpim.v1.ClientFrame.resume:type_name -> mpim.v1.ResumeRequest
 	10,  // 3: mpim.v1.ClientFrame.logout:type_name -> mpim.v1.LogoutRequest
-	18,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
-	19,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
-	20,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
+	21,  // 4: mpim.v1.ClientFrame.get_profile:type_name -> mpim.v1.GetProfileRequest
+	22,  // 5: mpim.v1.ClientFrame.update_profile:type_name -> mpim.v1.UpdateProfileRequest
+	23,  // 6: mpim.v1.ClientFrame.find_user:type_name -> mpim.v1.FindUserRequest
 	12,  // 7: mpim.v1.ClientFrame.change_password:type_name -> mpim.v1.ChangePasswordRequest
 	13,  // 8: mpim.v1.ClientFrame.list_devices:type_name -> mpim.v1.ListDevicesRequest
-	16,  // 9: mpim.v1.ClientFrame.logout_device:type_name -> mpim.v1.LogoutDeviceRequest
-	17,  // 10: mpim.v1.ClientFrame.logout_other_devices:type_name -> mpim.v1.LogoutOtherDevicesRequest
-	22,  // 11: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
-	23,  // 12: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
-	24,  // 13: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
-	25,  // 14: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
-	26,  // 15: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
-	28,  // 16: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
-	31,  // 17: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
-	32,  // 18: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
-	33,  // 19: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
-	35,  // 20: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
-	37,  // 21: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
-	38,  // 22: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
-	39,  // 23: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
-	40,  // 24: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
-	41,  // 25: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
-	42,  // 26: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
-	43,  // 27: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
-	44,  // 28: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
-	46,  // 29: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
-	48,  // 30: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
-	52,  // 31: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
-	45,  // 32: mpim.v1.ClientFrame.unban_member:type_name -> mpim.v1.UnbanMemberRequest
-	47,  // 33: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
-	54,  // 34: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
-	56,  // 35: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
-	57,  // 36: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
-	58,  // 37: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
-	59,  // 38: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
-	60,  // 39: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
-	63,  // 40: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
-	66,  // 41: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
-	67,  // 42: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
-	70,  // 43: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
-	71,  // 44: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
-	3,   // 45: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
-	73,  // 46: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
-	74,  // 47: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
-	75,  // 48: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
-	76,  // 49: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
-	4,   // 50: mpim.v1.Response.error:type_name -> mpim.v1.Error
-	7,   // 51: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
-	11,  // 52: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
-	11,  // 53: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
-	5,   // 54: mpim.v1.Response.logout:type_name -> mpim.v1.Done
-	21,  // 55: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
-	21,  // 56: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
-	21,  // 57: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
-	5,   // 58: mpim.v1.Response.change_password:type_name -> mpim.v1.Done
-	14,  // 59: mpim.v1.Response.list_devices:type_name -> mpim.v1.DeviceList
-	5,   // 60: mpim.v1.Response.logout_device:type_name -> mpim.v1.Done
-	5,   // 61: mpim.v1.Response.logout_other_devices:type_name -> mpim.v1.Done
-	5,   // 62: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
-	5,   // 63: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
-	5,   // 64: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
-	5,   // 65: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
-	27,  // 66: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
-	30,  // 67: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
-	5,   // 68: mpim.v1.Response.block:type_name -> mpim.v1.Done
-	5,   // 69: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
-	34,  // 70: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
-	36,  // 71: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
-	5,   // 72: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
-	5,   // 73: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
-	5,   // 74: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
-	5,   // 75: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
-	5,   // 76: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
-	5,   // 77: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
-	5,   // 78: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
-	5,   // 79: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
-	5,   // 80: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
-	51,  // 81: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
-	53,  // 82: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
-	5,   // 83: mpim.v1.Response.unban_member:type_name -> mpim.v1.Done
-	5,   // 84: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
-	55,  // 85: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
-	5,   // 86: mpim.v1.Response.recall:type_name -> mpim.v1.Done
-	5,   // 87: mpim.v1.Response.edit:type_name -> mpim.v1.Done
-	5,   // 88: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
-	5,   // 89: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
-	62,  // 90: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
-	65,  // 91: mpim.v1.Response.history:type_name -> mpim.v1.History
-	5,   // 92: mpim.v1.Response.typing:type_name -> mpim.v1.Done
-	69,  // 93: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
-	5,   // 94: mpim.v1.Response.ack:type_name -> mpim.v1.Done
-	72,  // 95: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
-	21,  // 96: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
-	15,  // 97: mpim.v1.DeviceList.devices:type_name -> mpim.v1.DeviceInfo
-	21,  // 98: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
-	21,  // 99: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
-	29,  // 100: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
-	29,  // 101: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
-	77,  // 102: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
-	77,  // 103: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
-	77,  // 104: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
-	49,  // 105: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
-	50,  // 106: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
-	49,  // 107: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
-	78,  // 108: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
-	79,  // 109: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
-	61,  // 110: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
-	0,   // 111: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
-	78,  // 112: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
-	79,  // 113: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
-	64,  // 114: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
-	68,  // 115: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
-	80,  // 116: mpim.v1.Push.event:type_name -> mpim.v1.Event
-	117, // [117:117] is the sub-list for method output_type
-	117, // [117:117] is the sub-list for method input_type
-	117, // [117:117] is the sub-list for extension type_name
-	117, // [117:117] is the sub-list for extension extendee
-	0,   // [0:117] is the sub-list for field type_name
+	19,  // 9: mpim.v1.ClientFrame.logout_device:type_name -> mpim.v1.LogoutDeviceRequest
+	20,  // 10: mpim.v1.ClientFrame.logout_other_devices:type_name -> mpim.v1.LogoutOtherDevicesRequest
+	17,  // 11: mpim.v1.ClientFrame.register_push_token:type_name -> mpim.v1.RegisterPushTokenRequest
+	18,  // 12: mpim.v1.ClientFrame.remove_push_token:type_name -> mpim.v1.RemovePushTokenRequest
+	25,  // 13: mpim.v1.ClientFrame.request_friend:type_name -> mpim.v1.RequestFriendRequest
+	26,  // 14: mpim.v1.ClientFrame.accept_friend:type_name -> mpim.v1.AcceptFriendRequest
+	27,  // 15: mpim.v1.ClientFrame.decline_friend:type_name -> mpim.v1.DeclineFriendRequest
+	28,  // 16: mpim.v1.ClientFrame.remove_friend:type_name -> mpim.v1.RemoveFriendRequest
+	29,  // 17: mpim.v1.ClientFrame.list_friends:type_name -> mpim.v1.ListFriendsRequest
+	31,  // 18: mpim.v1.ClientFrame.list_friend_requests:type_name -> mpim.v1.ListFriendRequestsRequest
+	34,  // 19: mpim.v1.ClientFrame.block:type_name -> mpim.v1.BlockRequest
+	35,  // 20: mpim.v1.ClientFrame.unblock:type_name -> mpim.v1.UnblockRequest
+	36,  // 21: mpim.v1.ClientFrame.list_blocks:type_name -> mpim.v1.ListBlocksRequest
+	38,  // 22: mpim.v1.ClientFrame.create_group:type_name -> mpim.v1.CreateGroupRequest
+	40,  // 23: mpim.v1.ClientFrame.add_member:type_name -> mpim.v1.AddMemberRequest
+	41,  // 24: mpim.v1.ClientFrame.join_group:type_name -> mpim.v1.JoinGroupRequest
+	42,  // 25: mpim.v1.ClientFrame.leave_group:type_name -> mpim.v1.LeaveGroupRequest
+	43,  // 26: mpim.v1.ClientFrame.kick_member:type_name -> mpim.v1.KickMemberRequest
+	44,  // 27: mpim.v1.ClientFrame.set_role:type_name -> mpim.v1.SetRoleRequest
+	45,  // 28: mpim.v1.ClientFrame.rename_group:type_name -> mpim.v1.RenameGroupRequest
+	46,  // 29: mpim.v1.ClientFrame.mute_member:type_name -> mpim.v1.MuteMemberRequest
+	47,  // 30: mpim.v1.ClientFrame.unmute_member:type_name -> mpim.v1.UnmuteMemberRequest
+	49,  // 31: mpim.v1.ClientFrame.dissolve_group:type_name -> mpim.v1.DissolveGroupRequest
+	51,  // 32: mpim.v1.ClientFrame.group_members:type_name -> mpim.v1.GroupMembersRequest
+	55,  // 33: mpim.v1.ClientFrame.my_groups:type_name -> mpim.v1.MyGroupsRequest
+	48,  // 34: mpim.v1.ClientFrame.unban_member:type_name -> mpim.v1.UnbanMemberRequest
+	50,  // 35: mpim.v1.ClientFrame.set_history_visibility:type_name -> mpim.v1.SetHistoryVisibilityRequest
+	57,  // 36: mpim.v1.ClientFrame.send:type_name -> mpim.v1.SendRequest
+	59,  // 37: mpim.v1.ClientFrame.recall:type_name -> mpim.v1.RecallRequest
+	60,  // 38: mpim.v1.ClientFrame.edit:type_name -> mpim.v1.EditRequest
+	61,  // 39: mpim.v1.ClientFrame.delete_for_me:type_name -> mpim.v1.DeleteForMeRequest
+	62,  // 40: mpim.v1.ClientFrame.mark_read:type_name -> mpim.v1.MarkReadRequest
+	65,  // 41: mpim.v1.ClientFrame.conversations:type_name -> mpim.v1.ConversationsRequest
+	68,  // 42: mpim.v1.ClientFrame.history:type_name -> mpim.v1.HistoryRequest
+	63,  // 43: mpim.v1.ClientFrame.mute_conversation:type_name -> mpim.v1.MuteConversationRequest
+	64,  // 44: mpim.v1.ClientFrame.unmute_conversation:type_name -> mpim.v1.UnmuteConversationRequest
+	71,  // 45: mpim.v1.ClientFrame.typing:type_name -> mpim.v1.TypingRequest
+	72,  // 46: mpim.v1.ClientFrame.presence:type_name -> mpim.v1.PresenceRequest
+	75,  // 47: mpim.v1.ClientFrame.ack:type_name -> mpim.v1.AckRequest
+	76,  // 48: mpim.v1.ClientFrame.ping:type_name -> mpim.v1.PingRequest
+	3,   // 49: mpim.v1.ServerFrame.response:type_name -> mpim.v1.Response
+	78,  // 50: mpim.v1.ServerFrame.push:type_name -> mpim.v1.Push
+	79,  // 51: mpim.v1.ServerFrame.signal:type_name -> mpim.v1.Signal
+	80,  // 52: mpim.v1.ServerFrame.sync_required:type_name -> mpim.v1.SyncRequired
+	81,  // 53: mpim.v1.ServerFrame.goaway:type_name -> mpim.v1.Goaway
+	4,   // 54: mpim.v1.Response.error:type_name -> mpim.v1.Error
+	7,   // 55: mpim.v1.Response.register:type_name -> mpim.v1.RegisterResult
+	11,  // 56: mpim.v1.Response.login:type_name -> mpim.v1.SessionResult
+	11,  // 57: mpim.v1.Response.resume:type_name -> mpim.v1.SessionResult
+	5,   // 58: mpim.v1.Response.logout:type_name -> mpim.v1.Done
+	24,  // 59: mpim.v1.Response.get_profile:type_name -> mpim.v1.Profile
+	24,  // 60: mpim.v1.Response.update_profile:type_name -> mpim.v1.Profile
+	24,  // 61: mpim.v1.Response.find_user:type_name -> mpim.v1.Profile
+	5,   // 62: mpim.v1.Response.change_password:type_name -> mpim.v1.Done
+	14,  // 63: mpim.v1.Response.list_devices:type_name -> mpim.v1.DeviceList
+	5,   // 64: mpim.v1.Response.logout_device:type_name -> mpim.v1.Done
+	5,   // 65: mpim.v1.Response.logout_other_devices:type_name -> mpim.v1.Done
+	5,   // 66: mpim.v1.Response.register_push_token:type_name -> mpim.v1.Done
+	5,   // 67: mpim.v1.Response.remove_push_token:type_name -> mpim.v1.Done
+	5,   // 68: mpim.v1.Response.request_friend:type_name -> mpim.v1.Done
+	5,   // 69: mpim.v1.Response.accept_friend:type_name -> mpim.v1.Done
+	5,   // 70: mpim.v1.Response.decline_friend:type_name -> mpim.v1.Done
+	5,   // 71: mpim.v1.Response.remove_friend:type_name -> mpim.v1.Done
+	30,  // 72: mpim.v1.Response.list_friends:type_name -> mpim.v1.FriendList
+	33,  // 73: mpim.v1.Response.list_friend_requests:type_name -> mpim.v1.FriendRequestList
+	5,   // 74: mpim.v1.Response.block:type_name -> mpim.v1.Done
+	5,   // 75: mpim.v1.Response.unblock:type_name -> mpim.v1.Done
+	37,  // 76: mpim.v1.Response.list_blocks:type_name -> mpim.v1.BlockList
+	39,  // 77: mpim.v1.Response.create_group:type_name -> mpim.v1.CreateGroupResult
+	5,   // 78: mpim.v1.Response.add_member:type_name -> mpim.v1.Done
+	5,   // 79: mpim.v1.Response.join_group:type_name -> mpim.v1.Done
+	5,   // 80: mpim.v1.Response.leave_group:type_name -> mpim.v1.Done
+	5,   // 81: mpim.v1.Response.kick_member:type_name -> mpim.v1.Done
+	5,   // 82: mpim.v1.Response.set_role:type_name -> mpim.v1.Done
+	5,   // 83: mpim.v1.Response.rename_group:type_name -> mpim.v1.Done
+	5,   // 84: mpim.v1.Response.mute_member:type_name -> mpim.v1.Done
+	5,   // 85: mpim.v1.Response.unmute_member:type_name -> mpim.v1.Done
+	5,   // 86: mpim.v1.Response.dissolve_group:type_name -> mpim.v1.Done
+	54,  // 87: mpim.v1.Response.group_members:type_name -> mpim.v1.GroupMembers
+	56,  // 88: mpim.v1.Response.my_groups:type_name -> mpim.v1.GroupList
+	5,   // 89: mpim.v1.Response.unban_member:type_name -> mpim.v1.Done
+	5,   // 90: mpim.v1.Response.set_history_visibility:type_name -> mpim.v1.Done
+	58,  // 91: mpim.v1.Response.send:type_name -> mpim.v1.SendResult
+	5,   // 92: mpim.v1.Response.recall:type_name -> mpim.v1.Done
+	5,   // 93: mpim.v1.Response.edit:type_name -> mpim.v1.Done
+	5,   // 94: mpim.v1.Response.delete_for_me:type_name -> mpim.v1.Done
+	5,   // 95: mpim.v1.Response.mark_read:type_name -> mpim.v1.Done
+	67,  // 96: mpim.v1.Response.conversations:type_name -> mpim.v1.ConversationList
+	70,  // 97: mpim.v1.Response.history:type_name -> mpim.v1.History
+	5,   // 98: mpim.v1.Response.mute_conversation:type_name -> mpim.v1.Done
+	5,   // 99: mpim.v1.Response.unmute_conversation:type_name -> mpim.v1.Done
+	5,   // 100: mpim.v1.Response.typing:type_name -> mpim.v1.Done
+	74,  // 101: mpim.v1.Response.presence:type_name -> mpim.v1.PresenceList
+	5,   // 102: mpim.v1.Response.ack:type_name -> mpim.v1.Done
+	77,  // 103: mpim.v1.Response.ping:type_name -> mpim.v1.Pong
+	24,  // 104: mpim.v1.SessionResult.profile:type_name -> mpim.v1.Profile
+	15,  // 105: mpim.v1.DeviceList.devices:type_name -> mpim.v1.DeviceInfo
+	16,  // 106: mpim.v1.DeviceInfo.push:type_name -> mpim.v1.DevicePush
+	24,  // 107: mpim.v1.FriendList.friends:type_name -> mpim.v1.Profile
+	24,  // 108: mpim.v1.PendingFriendRequest.user:type_name -> mpim.v1.Profile
+	32,  // 109: mpim.v1.FriendRequestList.incoming:type_name -> mpim.v1.PendingFriendRequest
+	32,  // 110: mpim.v1.FriendRequestList.outgoing:type_name -> mpim.v1.PendingFriendRequest
+	82,  // 111: mpim.v1.SetRoleRequest.role:type_name -> mpim.v1.Role
+	82,  // 112: mpim.v1.GroupSummary.my_role:type_name -> mpim.v1.Role
+	82,  // 113: mpim.v1.GroupMember.role:type_name -> mpim.v1.Role
+	52,  // 114: mpim.v1.GroupMembers.group:type_name -> mpim.v1.GroupSummary
+	53,  // 115: mpim.v1.GroupMembers.members:type_name -> mpim.v1.GroupMember
+	52,  // 116: mpim.v1.GroupList.groups:type_name -> mpim.v1.GroupSummary
+	83,  // 117: mpim.v1.SendRequest.kind:type_name -> mpim.v1.MessageKind
+	84,  // 118: mpim.v1.SendRequest.attachment:type_name -> mpim.v1.Attachment
+	66,  // 119: mpim.v1.ConversationList.conversations:type_name -> mpim.v1.ConversationSummary
+	0,   // 120: mpim.v1.HistoryRequest.direction:type_name -> mpim.v1.HistoryDirection
+	83,  // 121: mpim.v1.ChatMessage.kind:type_name -> mpim.v1.MessageKind
+	84,  // 122: mpim.v1.ChatMessage.attachment:type_name -> mpim.v1.Attachment
+	69,  // 123: mpim.v1.History.messages:type_name -> mpim.v1.ChatMessage
+	73,  // 124: mpim.v1.PresenceList.users:type_name -> mpim.v1.UserPresence
+	85,  // 125: mpim.v1.Push.event:type_name -> mpim.v1.Event
+	126, // [126:126] is the sub-list for method output_type
+	126, // [126:126] is the sub-list for method input_type
+	126, // [126:126] is the sub-list for extension type_name
+	126, // [126:126] is the sub-list for extension extendee
+	0,   // [0:126] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_client_proto_init() }
@@ -6618,6 +7090,8 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_ListDevices)(nil),
 		(*ClientFrame_LogoutDevice)(nil),
 		(*ClientFrame_LogoutOtherDevices)(nil),
+		(*ClientFrame_RegisterPushToken)(nil),
+		(*ClientFrame_RemovePushToken)(nil),
 		(*ClientFrame_RequestFriend)(nil),
 		(*ClientFrame_AcceptFriend)(nil),
 		(*ClientFrame_DeclineFriend)(nil),
@@ -6648,6 +7122,8 @@ func file_mpim_v1_client_proto_init() {
 		(*ClientFrame_MarkRead)(nil),
 		(*ClientFrame_Conversations)(nil),
 		(*ClientFrame_History)(nil),
+		(*ClientFrame_MuteConversation)(nil),
+		(*ClientFrame_UnmuteConversation)(nil),
 		(*ClientFrame_Typing)(nil),
 		(*ClientFrame_Presence)(nil),
 		(*ClientFrame_Ack)(nil),
@@ -6673,6 +7149,8 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_ListDevices)(nil),
 		(*Response_LogoutDevice)(nil),
 		(*Response_LogoutOtherDevices)(nil),
+		(*Response_RegisterPushToken)(nil),
+		(*Response_RemovePushToken)(nil),
 		(*Response_RequestFriend)(nil),
 		(*Response_AcceptFriend)(nil),
 		(*Response_DeclineFriend)(nil),
@@ -6703,12 +7181,14 @@ func file_mpim_v1_client_proto_init() {
 		(*Response_MarkRead)(nil),
 		(*Response_Conversations)(nil),
 		(*Response_History)(nil),
+		(*Response_MuteConversation)(nil),
+		(*Response_UnmuteConversation)(nil),
 		(*Response_Typing)(nil),
 		(*Response_Presence)(nil),
 		(*Response_Ack)(nil),
 		(*Response_Ping)(nil),
 	}
-	file_mpim_v1_client_proto_msgTypes[53].OneofWrappers = []any{
+	file_mpim_v1_client_proto_msgTypes[56].OneofWrappers = []any{
 		(*SendRequest_ConversationId)(nil),
 		(*SendRequest_UserId)(nil),
 		(*SendRequest_GroupId)(nil),
@@ -6719,7 +7199,7 @@ func file_mpim_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_client_proto_rawDesc), len(file_mpim_v1_client_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   76,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

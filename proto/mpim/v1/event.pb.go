@@ -209,6 +209,8 @@ type Event struct {
 	//	*Event_PasswordChanged
 	//	*Event_DeviceLoggedIn
 	//	*Event_DeviceLoggedOut
+	//	*Event_PushTokenRegistered
+	//	*Event_PushTokenRemoved
 	//	*Event_FriendRequested
 	//	*Event_FriendRequestAccepted
 	//	*Event_FriendRequestDeclined
@@ -232,6 +234,8 @@ type Event struct {
 	//	*Event_MessageEdited
 	//	*Event_ConversationRead
 	//	*Event_MessageDeletedForMe
+	//	*Event_ConversationMuted
+	//	*Event_ConversationUnmuted
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -379,6 +383,24 @@ func (x *Event) GetDeviceLoggedOut() *DeviceLoggedOut {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_DeviceLoggedOut); ok {
 			return x.DeviceLoggedOut
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPushTokenRegistered() *PushTokenRegistered {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PushTokenRegistered); ok {
+			return x.PushTokenRegistered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPushTokenRemoved() *PushTokenRemoved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PushTokenRemoved); ok {
+			return x.PushTokenRemoved
 		}
 	}
 	return nil
@@ -591,6 +613,24 @@ func (x *Event) GetMessageDeletedForMe() *MessageDeletedForMe {
 	return nil
 }
 
+func (x *Event) GetConversationMuted() *ConversationMuted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ConversationMuted); ok {
+			return x.ConversationMuted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetConversationUnmuted() *ConversationUnmuted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ConversationUnmuted); ok {
+			return x.ConversationUnmuted
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -617,6 +657,14 @@ type Event_DeviceLoggedIn struct {
 
 type Event_DeviceLoggedOut struct {
 	DeviceLoggedOut *DeviceLoggedOut `protobuf:"bytes,105,opt,name=device_logged_out,json=deviceLoggedOut,proto3,oneof"`
+}
+
+type Event_PushTokenRegistered struct {
+	PushTokenRegistered *PushTokenRegistered `protobuf:"bytes,106,opt,name=push_token_registered,json=pushTokenRegistered,proto3,oneof"`
+}
+
+type Event_PushTokenRemoved struct {
+	PushTokenRemoved *PushTokenRemoved `protobuf:"bytes,107,opt,name=push_token_removed,json=pushTokenRemoved,proto3,oneof"`
 }
 
 type Event_FriendRequested struct {
@@ -711,6 +759,14 @@ type Event_MessageDeletedForMe struct {
 	MessageDeletedForMe *MessageDeletedForMe `protobuf:"bytes,501,opt,name=message_deleted_for_me,json=messageDeletedForMe,proto3,oneof"`
 }
 
+type Event_ConversationMuted struct {
+	ConversationMuted *ConversationMuted `protobuf:"bytes,502,opt,name=conversation_muted,json=conversationMuted,proto3,oneof"`
+}
+
+type Event_ConversationUnmuted struct {
+	ConversationUnmuted *ConversationUnmuted `protobuf:"bytes,503,opt,name=conversation_unmuted,json=conversationUnmuted,proto3,oneof"`
+}
+
 func (*Event_UserRegistered) isEvent_Payload() {}
 
 func (*Event_UsernameClaimed) isEvent_Payload() {}
@@ -722,6 +778,10 @@ func (*Event_PasswordChanged) isEvent_Payload() {}
 func (*Event_DeviceLoggedIn) isEvent_Payload() {}
 
 func (*Event_DeviceLoggedOut) isEvent_Payload() {}
+
+func (*Event_PushTokenRegistered) isEvent_Payload() {}
+
+func (*Event_PushTokenRemoved) isEvent_Payload() {}
 
 func (*Event_FriendRequested) isEvent_Payload() {}
 
@@ -768,6 +828,10 @@ func (*Event_MessageEdited) isEvent_Payload() {}
 func (*Event_ConversationRead) isEvent_Payload() {}
 
 func (*Event_MessageDeletedForMe) isEvent_Payload() {}
+
+func (*Event_ConversationMuted) isEvent_Payload() {}
+
+func (*Event_ConversationUnmuted) isEvent_Payload() {}
 
 type UserRegistered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1081,6 +1145,122 @@ func (x *DeviceLoggedOut) GetDeviceId() string {
 	return ""
 }
 
+// PushTokenRegistered sets the push token of a logged-in device, replacing
+// the one it had. DeviceLoggedOut of the device removes it too.
+type PushTokenRegistered struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// "apns", "fcm", "webpush" or "custom".
+	Platform string `protobuf:"bytes,2,opt,name=platform,proto3" json:"platform,omitempty"`
+	Token    string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// "" if none.
+	AppId         string `protobuf:"bytes,4,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushTokenRegistered) Reset() {
+	*x = PushTokenRegistered{}
+	mi := &file_mpim_v1_event_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushTokenRegistered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushTokenRegistered) ProtoMessage() {}
+
+func (x *PushTokenRegistered) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushTokenRegistered.ProtoReflect.Descriptor instead.
+func (*PushTokenRegistered) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PushTokenRegistered) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *PushTokenRegistered) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PushTokenRegistered) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *PushTokenRegistered) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+type PushTokenRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeviceId      string                 `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushTokenRemoved) Reset() {
+	*x = PushTokenRemoved{}
+	mi := &file_mpim_v1_event_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushTokenRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushTokenRemoved) ProtoMessage() {}
+
+func (x *PushTokenRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushTokenRemoved.ProtoReflect.Descriptor instead.
+func (*PushTokenRemoved) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PushTokenRemoved) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 type FriendRequested struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	FromUserId    string                 `protobuf:"bytes,1,opt,name=from_user_id,json=fromUserId,proto3" json:"from_user_id,omitempty"`
@@ -1092,7 +1272,7 @@ type FriendRequested struct {
 
 func (x *FriendRequested) Reset() {
 	*x = FriendRequested{}
-	mi := &file_mpim_v1_event_proto_msgTypes[8]
+	mi := &file_mpim_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1284,7 @@ func (x *FriendRequested) String() string {
 func (*FriendRequested) ProtoMessage() {}
 
 func (x *FriendRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[8]
+	mi := &file_mpim_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1297,7 @@ func (x *FriendRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequested.ProtoReflect.Descriptor instead.
 func (*FriendRequested) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{8}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FriendRequested) GetFromUserId() string {
@@ -1151,7 +1331,7 @@ type FriendRequestAccepted struct {
 
 func (x *FriendRequestAccepted) Reset() {
 	*x = FriendRequestAccepted{}
-	mi := &file_mpim_v1_event_proto_msgTypes[9]
+	mi := &file_mpim_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1343,7 @@ func (x *FriendRequestAccepted) String() string {
 func (*FriendRequestAccepted) ProtoMessage() {}
 
 func (x *FriendRequestAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[9]
+	mi := &file_mpim_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1356,7 @@ func (x *FriendRequestAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequestAccepted.ProtoReflect.Descriptor instead.
 func (*FriendRequestAccepted) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{9}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FriendRequestAccepted) GetFromUserId() string {
@@ -1206,7 +1386,7 @@ type FriendRequestDeclined struct {
 
 func (x *FriendRequestDeclined) Reset() {
 	*x = FriendRequestDeclined{}
-	mi := &file_mpim_v1_event_proto_msgTypes[10]
+	mi := &file_mpim_v1_event_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1398,7 @@ func (x *FriendRequestDeclined) String() string {
 func (*FriendRequestDeclined) ProtoMessage() {}
 
 func (x *FriendRequestDeclined) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[10]
+	mi := &file_mpim_v1_event_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1411,7 @@ func (x *FriendRequestDeclined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRequestDeclined.ProtoReflect.Descriptor instead.
 func (*FriendRequestDeclined) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{10}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FriendRequestDeclined) GetFromUserId() string {
@@ -1265,7 +1445,7 @@ type FriendRemoved struct {
 
 func (x *FriendRemoved) Reset() {
 	*x = FriendRemoved{}
-	mi := &file_mpim_v1_event_proto_msgTypes[11]
+	mi := &file_mpim_v1_event_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1457,7 @@ func (x *FriendRemoved) String() string {
 func (*FriendRemoved) ProtoMessage() {}
 
 func (x *FriendRemoved) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[11]
+	mi := &file_mpim_v1_event_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1470,7 @@ func (x *FriendRemoved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendRemoved.ProtoReflect.Descriptor instead.
 func (*FriendRemoved) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{11}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FriendRemoved) GetByUserId() string {
@@ -1317,7 +1497,7 @@ type UserBlocked struct {
 
 func (x *UserBlocked) Reset() {
 	*x = UserBlocked{}
-	mi := &file_mpim_v1_event_proto_msgTypes[12]
+	mi := &file_mpim_v1_event_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1509,7 @@ func (x *UserBlocked) String() string {
 func (*UserBlocked) ProtoMessage() {}
 
 func (x *UserBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[12]
+	mi := &file_mpim_v1_event_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1522,7 @@ func (x *UserBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserBlocked.ProtoReflect.Descriptor instead.
 func (*UserBlocked) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{12}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserBlocked) GetBlockerId() string {
@@ -1369,7 +1549,7 @@ type UserUnblocked struct {
 
 func (x *UserUnblocked) Reset() {
 	*x = UserUnblocked{}
-	mi := &file_mpim_v1_event_proto_msgTypes[13]
+	mi := &file_mpim_v1_event_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1561,7 @@ func (x *UserUnblocked) String() string {
 func (*UserUnblocked) ProtoMessage() {}
 
 func (x *UserUnblocked) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[13]
+	mi := &file_mpim_v1_event_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1574,7 @@ func (x *UserUnblocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserUnblocked.ProtoReflect.Descriptor instead.
 func (*UserUnblocked) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{13}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UserUnblocked) GetBlockerId() string {
@@ -1424,7 +1604,7 @@ type GroupCreated struct {
 
 func (x *GroupCreated) Reset() {
 	*x = GroupCreated{}
-	mi := &file_mpim_v1_event_proto_msgTypes[14]
+	mi := &file_mpim_v1_event_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1616,7 @@ func (x *GroupCreated) String() string {
 func (*GroupCreated) ProtoMessage() {}
 
 func (x *GroupCreated) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[14]
+	mi := &file_mpim_v1_event_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1629,7 @@ func (x *GroupCreated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupCreated.ProtoReflect.Descriptor instead.
 func (*GroupCreated) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{14}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GroupCreated) GetGroupId() string {
@@ -1497,7 +1677,7 @@ type MemberAdded struct {
 
 func (x *MemberAdded) Reset() {
 	*x = MemberAdded{}
-	mi := &file_mpim_v1_event_proto_msgTypes[15]
+	mi := &file_mpim_v1_event_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1689,7 @@ func (x *MemberAdded) String() string {
 func (*MemberAdded) ProtoMessage() {}
 
 func (x *MemberAdded) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[15]
+	mi := &file_mpim_v1_event_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1702,7 @@ func (x *MemberAdded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAdded.ProtoReflect.Descriptor instead.
 func (*MemberAdded) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{15}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberAdded) GetUserId() string {
@@ -1548,7 +1728,7 @@ type MemberJoined struct {
 
 func (x *MemberJoined) Reset() {
 	*x = MemberJoined{}
-	mi := &file_mpim_v1_event_proto_msgTypes[16]
+	mi := &file_mpim_v1_event_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1740,7 @@ func (x *MemberJoined) String() string {
 func (*MemberJoined) ProtoMessage() {}
 
 func (x *MemberJoined) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[16]
+	mi := &file_mpim_v1_event_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1753,7 @@ func (x *MemberJoined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberJoined.ProtoReflect.Descriptor instead.
 func (*MemberJoined) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{16}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberJoined) GetUserId() string {
@@ -1592,7 +1772,7 @@ type MemberLeft struct {
 
 func (x *MemberLeft) Reset() {
 	*x = MemberLeft{}
-	mi := &file_mpim_v1_event_proto_msgTypes[17]
+	mi := &file_mpim_v1_event_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1784,7 @@ func (x *MemberLeft) String() string {
 func (*MemberLeft) ProtoMessage() {}
 
 func (x *MemberLeft) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[17]
+	mi := &file_mpim_v1_event_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1797,7 @@ func (x *MemberLeft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberLeft.ProtoReflect.Descriptor instead.
 func (*MemberLeft) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{17}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MemberLeft) GetUserId() string {
@@ -1637,7 +1817,7 @@ type MemberKicked struct {
 
 func (x *MemberKicked) Reset() {
 	*x = MemberKicked{}
-	mi := &file_mpim_v1_event_proto_msgTypes[18]
+	mi := &file_mpim_v1_event_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1829,7 @@ func (x *MemberKicked) String() string {
 func (*MemberKicked) ProtoMessage() {}
 
 func (x *MemberKicked) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[18]
+	mi := &file_mpim_v1_event_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1842,7 @@ func (x *MemberKicked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberKicked.ProtoReflect.Descriptor instead.
 func (*MemberKicked) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{18}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MemberKicked) GetUserId() string {
@@ -1690,7 +1870,7 @@ type MemberRoleChanged struct {
 
 func (x *MemberRoleChanged) Reset() {
 	*x = MemberRoleChanged{}
-	mi := &file_mpim_v1_event_proto_msgTypes[19]
+	mi := &file_mpim_v1_event_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1882,7 @@ func (x *MemberRoleChanged) String() string {
 func (*MemberRoleChanged) ProtoMessage() {}
 
 func (x *MemberRoleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[19]
+	mi := &file_mpim_v1_event_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1895,7 @@ func (x *MemberRoleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRoleChanged.ProtoReflect.Descriptor instead.
 func (*MemberRoleChanged) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{19}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MemberRoleChanged) GetUserId() string {
@@ -1752,7 +1932,7 @@ type GroupHistoryVisibilityChanged struct {
 
 func (x *GroupHistoryVisibilityChanged) Reset() {
 	*x = GroupHistoryVisibilityChanged{}
-	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	mi := &file_mpim_v1_event_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1944,7 @@ func (x *GroupHistoryVisibilityChanged) String() string {
 func (*GroupHistoryVisibilityChanged) ProtoMessage() {}
 
 func (x *GroupHistoryVisibilityChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[20]
+	mi := &file_mpim_v1_event_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1957,7 @@ func (x *GroupHistoryVisibilityChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupHistoryVisibilityChanged.ProtoReflect.Descriptor instead.
 func (*GroupHistoryVisibilityChanged) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{20}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GroupHistoryVisibilityChanged) GetVisible() bool {
@@ -1804,7 +1984,7 @@ type GroupRenamed struct {
 
 func (x *GroupRenamed) Reset() {
 	*x = GroupRenamed{}
-	mi := &file_mpim_v1_event_proto_msgTypes[21]
+	mi := &file_mpim_v1_event_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1996,7 @@ func (x *GroupRenamed) String() string {
 func (*GroupRenamed) ProtoMessage() {}
 
 func (x *GroupRenamed) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[21]
+	mi := &file_mpim_v1_event_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2009,7 @@ func (x *GroupRenamed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRenamed.ProtoReflect.Descriptor instead.
 func (*GroupRenamed) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{21}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GroupRenamed) GetName() string {
@@ -1858,7 +2038,7 @@ type MemberMuted struct {
 
 func (x *MemberMuted) Reset() {
 	*x = MemberMuted{}
-	mi := &file_mpim_v1_event_proto_msgTypes[22]
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2050,7 @@ func (x *MemberMuted) String() string {
 func (*MemberMuted) ProtoMessage() {}
 
 func (x *MemberMuted) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[22]
+	mi := &file_mpim_v1_event_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2063,7 @@ func (x *MemberMuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberMuted.ProtoReflect.Descriptor instead.
 func (*MemberMuted) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{22}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberMuted) GetUserId() string {
@@ -1917,7 +2097,7 @@ type MemberUnmuted struct {
 
 func (x *MemberUnmuted) Reset() {
 	*x = MemberUnmuted{}
-	mi := &file_mpim_v1_event_proto_msgTypes[23]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2109,7 @@ func (x *MemberUnmuted) String() string {
 func (*MemberUnmuted) ProtoMessage() {}
 
 func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[23]
+	mi := &file_mpim_v1_event_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2122,7 @@ func (x *MemberUnmuted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUnmuted.ProtoReflect.Descriptor instead.
 func (*MemberUnmuted) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{23}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberUnmuted) GetUserId() string {
@@ -1970,7 +2150,7 @@ type MemberUnbanned struct {
 
 func (x *MemberUnbanned) Reset() {
 	*x = MemberUnbanned{}
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2162,7 @@ func (x *MemberUnbanned) String() string {
 func (*MemberUnbanned) ProtoMessage() {}
 
 func (x *MemberUnbanned) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[24]
+	mi := &file_mpim_v1_event_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2175,7 @@ func (x *MemberUnbanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberUnbanned.ProtoReflect.Descriptor instead.
 func (*MemberUnbanned) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{24}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberUnbanned) GetUserId() string {
@@ -2021,7 +2201,7 @@ type GroupDissolved struct {
 
 func (x *GroupDissolved) Reset() {
 	*x = GroupDissolved{}
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2033,7 +2213,7 @@ func (x *GroupDissolved) String() string {
 func (*GroupDissolved) ProtoMessage() {}
 
 func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[25]
+	mi := &file_mpim_v1_event_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2046,7 +2226,7 @@ func (x *GroupDissolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupDissolved.ProtoReflect.Descriptor instead.
 func (*GroupDissolved) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{25}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GroupDissolved) GetByUserId() string {
@@ -2072,7 +2252,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2264,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[26]
+	mi := &file_mpim_v1_event_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2277,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{26}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Attachment) GetUrl() string {
@@ -2165,7 +2345,7 @@ type MessageSent struct {
 
 func (x *MessageSent) Reset() {
 	*x = MessageSent{}
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2357,7 @@ func (x *MessageSent) String() string {
 func (*MessageSent) ProtoMessage() {}
 
 func (x *MessageSent) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[27]
+	mi := &file_mpim_v1_event_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2370,7 @@ func (x *MessageSent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSent.ProtoReflect.Descriptor instead.
 func (*MessageSent) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{27}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MessageSent) GetConversationId() string {
@@ -2261,7 +2441,7 @@ type MessageRecalled struct {
 
 func (x *MessageRecalled) Reset() {
 	*x = MessageRecalled{}
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2453,7 @@ func (x *MessageRecalled) String() string {
 func (*MessageRecalled) ProtoMessage() {}
 
 func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[28]
+	mi := &file_mpim_v1_event_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2466,7 @@ func (x *MessageRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageRecalled.ProtoReflect.Descriptor instead.
 func (*MessageRecalled) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{28}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MessageRecalled) GetSeq() uint64 {
@@ -2328,7 +2508,7 @@ type MessageEdited struct {
 
 func (x *MessageEdited) Reset() {
 	*x = MessageEdited{}
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2520,7 @@ func (x *MessageEdited) String() string {
 func (*MessageEdited) ProtoMessage() {}
 
 func (x *MessageEdited) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[29]
+	mi := &file_mpim_v1_event_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2533,7 @@ func (x *MessageEdited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEdited.ProtoReflect.Descriptor instead.
 func (*MessageEdited) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{29}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MessageEdited) GetSeq() uint64 {
@@ -2388,7 +2568,7 @@ type ConversationRead struct {
 
 func (x *ConversationRead) Reset() {
 	*x = ConversationRead{}
-	mi := &file_mpim_v1_event_proto_msgTypes[30]
+	mi := &file_mpim_v1_event_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2580,7 @@ func (x *ConversationRead) String() string {
 func (*ConversationRead) ProtoMessage() {}
 
 func (x *ConversationRead) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[30]
+	mi := &file_mpim_v1_event_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2593,7 @@ func (x *ConversationRead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationRead.ProtoReflect.Descriptor instead.
 func (*ConversationRead) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{30}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ConversationRead) GetUserId() string {
@@ -2448,7 +2628,7 @@ type MessageDeletedForMe struct {
 
 func (x *MessageDeletedForMe) Reset() {
 	*x = MessageDeletedForMe{}
-	mi := &file_mpim_v1_event_proto_msgTypes[31]
+	mi := &file_mpim_v1_event_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2640,7 @@ func (x *MessageDeletedForMe) String() string {
 func (*MessageDeletedForMe) ProtoMessage() {}
 
 func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
-	mi := &file_mpim_v1_event_proto_msgTypes[31]
+	mi := &file_mpim_v1_event_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2653,7 @@ func (x *MessageDeletedForMe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageDeletedForMe.ProtoReflect.Descriptor instead.
 func (*MessageDeletedForMe) Descriptor() ([]byte, []int) {
-	return file_mpim_v1_event_proto_rawDescGZIP(), []int{31}
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MessageDeletedForMe) GetUserId() string {
@@ -2497,6 +2677,121 @@ func (x *MessageDeletedForMe) GetSeq() uint64 {
 	return 0
 }
 
+// ConversationMuted is a user's do-not-disturb of one conversation: no push
+// notifications of it until until_ms. It replaces an earlier mute.
+type ConversationMuted struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	UserId         string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	// Zero: muted until unmuted.
+	UntilMs       int64 `protobuf:"varint,3,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationMuted) Reset() {
+	*x = ConversationMuted{}
+	mi := &file_mpim_v1_event_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationMuted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationMuted) ProtoMessage() {}
+
+func (x *ConversationMuted) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationMuted.ProtoReflect.Descriptor instead.
+func (*ConversationMuted) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ConversationMuted) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ConversationMuted) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
+func (x *ConversationMuted) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+type ConversationUnmuted struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	UserId         string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ConversationId string                 `protobuf:"bytes,2,opt,name=conversation_id,json=conversationId,proto3" json:"conversation_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ConversationUnmuted) Reset() {
+	*x = ConversationUnmuted{}
+	mi := &file_mpim_v1_event_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationUnmuted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationUnmuted) ProtoMessage() {}
+
+func (x *ConversationUnmuted) ProtoReflect() protoreflect.Message {
+	mi := &file_mpim_v1_event_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationUnmuted.ProtoReflect.Descriptor instead.
+func (*ConversationUnmuted) Descriptor() ([]byte, []int) {
+	return file_mpim_v1_event_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ConversationUnmuted) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ConversationUnmuted) GetConversationId() string {
+	if x != nil {
+		return x.ConversationId
+	}
+	return ""
+}
+
 var File_mpim_v1_event_proto protoreflect.FileDescriptor
 
 const file_mpim_v1_event_proto_rawDesc = "" +
@@ -2504,7 +2799,7 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x13mpim/v1/event.proto\x12\ampim.v1\"=\n" +
 	"\x05Actor\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\x86\x12\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\"\xc7\x14\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\fR\x02id\x12\x1c\n" +
 	"\taggregate\x18\x02 \x01(\tR\taggregate\x12\x18\n" +
@@ -2519,7 +2814,9 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x0fprofile_updated\x18f \x01(\v2\x17.mpim.v1.ProfileUpdatedH\x00R\x0eprofileUpdated\x12E\n" +
 	"\x10password_changed\x18g \x01(\v2\x18.mpim.v1.PasswordChangedH\x00R\x0fpasswordChanged\x12C\n" +
 	"\x10device_logged_in\x18h \x01(\v2\x17.mpim.v1.DeviceLoggedInH\x00R\x0edeviceLoggedIn\x12F\n" +
-	"\x11device_logged_out\x18i \x01(\v2\x18.mpim.v1.DeviceLoggedOutH\x00R\x0fdeviceLoggedOut\x12F\n" +
+	"\x11device_logged_out\x18i \x01(\v2\x18.mpim.v1.DeviceLoggedOutH\x00R\x0fdeviceLoggedOut\x12R\n" +
+	"\x15push_token_registered\x18j \x01(\v2\x1c.mpim.v1.PushTokenRegisteredH\x00R\x13pushTokenRegistered\x12I\n" +
+	"\x12push_token_removed\x18k \x01(\v2\x19.mpim.v1.PushTokenRemovedH\x00R\x10pushTokenRemoved\x12F\n" +
 	"\x10friend_requested\x18\xc8\x01 \x01(\v2\x18.mpim.v1.FriendRequestedH\x00R\x0ffriendRequested\x12Y\n" +
 	"\x17friend_request_accepted\x18\xc9\x01 \x01(\v2\x1e.mpim.v1.FriendRequestAcceptedH\x00R\x15friendRequestAccepted\x12Y\n" +
 	"\x17friend_request_declined\x18\xca\x01 \x01(\v2\x1e.mpim.v1.FriendRequestDeclinedH\x00R\x15friendRequestDeclined\x12@\n" +
@@ -2543,7 +2840,9 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x10message_recalled\x18\x91\x03 \x01(\v2\x18.mpim.v1.MessageRecalledH\x00R\x0fmessageRecalled\x12@\n" +
 	"\x0emessage_edited\x18\x92\x03 \x01(\v2\x16.mpim.v1.MessageEditedH\x00R\rmessageEdited\x12I\n" +
 	"\x11conversation_read\x18\xf4\x03 \x01(\v2\x19.mpim.v1.ConversationReadH\x00R\x10conversationRead\x12T\n" +
-	"\x16message_deleted_for_me\x18\xf5\x03 \x01(\v2\x1c.mpim.v1.MessageDeletedForMeH\x00R\x13messageDeletedForMeB\t\n" +
+	"\x16message_deleted_for_me\x18\xf5\x03 \x01(\v2\x1c.mpim.v1.MessageDeletedForMeH\x00R\x13messageDeletedForMe\x12L\n" +
+	"\x12conversation_muted\x18\xf6\x03 \x01(\v2\x1a.mpim.v1.ConversationMutedH\x00R\x11conversationMuted\x12R\n" +
+	"\x14conversation_unmuted\x18\xf7\x03 \x01(\v2\x1c.mpim.v1.ConversationUnmutedH\x00R\x13conversationUnmutedB\t\n" +
 	"\apayload\"\x8d\x01\n" +
 	"\x0eUserRegistered\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n" +
@@ -2563,6 +2862,13 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\".\n" +
 	"\x0fDeviceLoggedOut\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"{\n" +
+	"\x13PushTokenRegistered\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
+	"\bplatform\x18\x02 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12\x15\n" +
+	"\x06app_id\x18\x04 \x01(\tR\x05appId\"/\n" +
+	"\x10PushTokenRemoved\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"k\n" +
 	"\x0fFriendRequested\x12 \n" +
 	"\ffrom_user_id\x18\x01 \x01(\tR\n" +
@@ -2687,7 +2993,14 @@ const file_mpim_v1_event_proto_rawDesc = "" +
 	"\x13MessageDeletedForMe\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12'\n" +
 	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq*M\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"p\n" +
+	"\x11ConversationMuted\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId\x12\x19\n" +
+	"\buntil_ms\x18\x03 \x01(\x03R\auntilMs\"W\n" +
+	"\x13ConversationUnmuted\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12'\n" +
+	"\x0fconversation_id\x18\x02 \x01(\tR\x0econversationId*M\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x0e\n" +
@@ -2715,7 +3028,7 @@ func file_mpim_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_mpim_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_mpim_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_mpim_v1_event_proto_goTypes = []any{
 	(Role)(0),                             // 0: mpim.v1.Role
 	(MessageKind)(0),                      // 1: mpim.v1.MessageKind
@@ -2727,31 +3040,35 @@ var file_mpim_v1_event_proto_goTypes = []any{
 	(*PasswordChanged)(nil),               // 7: mpim.v1.PasswordChanged
 	(*DeviceLoggedIn)(nil),                // 8: mpim.v1.DeviceLoggedIn
 	(*DeviceLoggedOut)(nil),               // 9: mpim.v1.DeviceLoggedOut
-	(*FriendRequested)(nil),               // 10: mpim.v1.FriendRequested
-	(*FriendRequestAccepted)(nil),         // 11: mpim.v1.FriendRequestAccepted
-	(*FriendRequestDeclined)(nil),         // 12: mpim.v1.FriendRequestDeclined
-	(*FriendRemoved)(nil),                 // 13: mpim.v1.FriendRemoved
-	(*UserBlocked)(nil),                   // 14: mpim.v1.UserBlocked
-	(*UserUnblocked)(nil),                 // 15: mpim.v1.UserUnblocked
-	(*GroupCreated)(nil),                  // 16: mpim.v1.GroupCreated
-	(*MemberAdded)(nil),                   // 17: mpim.v1.MemberAdded
-	(*MemberJoined)(nil),                  // 18: mpim.v1.MemberJoined
-	(*MemberLeft)(nil),                    // 19: mpim.v1.MemberLeft
-	(*MemberKicked)(nil),                  // 20: mpim.v1.MemberKicked
-	(*MemberRoleChanged)(nil),             // 21: mpim.v1.MemberRoleChanged
-	(*GroupHistoryVisibilityChanged)(nil), // 22: mpim.v1.GroupHistoryVisibilityChanged
-	(*GroupRenamed)(nil),                  // 23: mpim.v1.GroupRenamed
-	(*MemberMuted)(nil),                   // 24: mpim.v1.MemberMuted
-	(*MemberUnmuted)(nil),                 // 25: mpim.v1.MemberUnmuted
-	(*MemberUnbanned)(nil),                // 26: mpim.v1.MemberUnbanned
-	(*GroupDissolved)(nil),                // 27: mpim.v1.GroupDissolved
-	(*Attachment)(nil),                    // 28: mpim.v1.Attachment
-	(*MessageSent)(nil),                   // 29: mpim.v1.MessageSent
-	(*MessageRecalled)(nil),               // 30: mpim.v1.MessageRecalled
-	(*MessageEdited)(nil),                 // 31: mpim.v1.MessageEdited
-	(*ConversationRead)(nil),              // 32: mpim.v1.ConversationRead
-	(*MessageDeletedForMe)(nil),           // 33: mpim.v1.MessageDeletedForMe
-	nil,                                   // 34: mpim.v1.Attachment.MetaEntry
+	(*PushTokenRegistered)(nil),           // 10: mpim.v1.PushTokenRegistered
+	(*PushTokenRemoved)(nil),              // 11: mpim.v1.PushTokenRemoved
+	(*FriendRequested)(nil),               // 12: mpim.v1.FriendRequested
+	(*FriendRequestAccepted)(nil),         // 13: mpim.v1.FriendRequestAccepted
+	(*FriendRequestDeclined)(nil),         // 14: mpim.v1.FriendRequestDeclined
+	(*FriendRemoved)(nil),                 // 15: mpim.v1.FriendRemoved
+	(*UserBlocked)(nil),                   // 16: mpim.v1.UserBlocked
+	(*UserUnblocked)(nil),                 // 17: mpim.v1.UserUnblocked
+	(*GroupCreated)(nil),                  // 18: mpim.v1.GroupCreated
+	(*MemberAdded)(nil),                   // 19: mpim.v1.MemberAdded
+	(*MemberJoined)(nil),                  // 20: mpim.v1.MemberJoined
+	(*MemberLeft)(nil),                    // 21: mpim.v1.MemberLeft
+	(*MemberKicked)(nil),                  // 22: mpim.v1.MemberKicked
+	(*MemberRoleChanged)(nil),             // 23: mpim.v1.MemberRoleChanged
+	(*GroupHistoryVisibilityChanged)(nil), // 24: mpim.v1.GroupHistoryVisibilityChanged
+	(*GroupRenamed)(nil),                  // 25: mpim.v1.GroupRenamed
+	(*MemberMuted)(nil),                   // 26: mpim.v1.MemberMuted
+	(*MemberUnmuted)(nil),                 // 27: mpim.v1.MemberUnmuted
+	(*MemberUnbanned)(nil),                // 28: mpim.v1.MemberUnbanned
+	(*GroupDissolved)(nil),                // 29: mpim.v1.GroupDissolved
+	(*Attachment)(nil),                    // 30: mpim.v1.Attachment
+	(*MessageSent)(nil),                   // 31: mpim.v1.MessageSent
+	(*MessageRecalled)(nil),               // 32: mpim.v1.MessageRecalled
+	(*MessageEdited)(nil),                 // 33: mpim.v1.MessageEdited
+	(*ConversationRead)(nil),              // 34: mpim.v1.ConversationRead
+	(*MessageDeletedForMe)(nil),           // 35: mpim.v1.MessageDeletedForMe
+	(*ConversationMuted)(nil),             // 36: mpim.v1.ConversationMuted
+	(*ConversationUnmuted)(nil),           // 37: mpim.v1.ConversationUnmuted
+	nil,                                   // 38: mpim.v1.Attachment.MetaEntry
 }
 var file_mpim_v1_event_proto_depIdxs = []int32{
 	2,  // 0: mpim.v1.Event.actor:type_name -> mpim.v1.Actor
@@ -2761,38 +3078,42 @@ var file_mpim_v1_event_proto_depIdxs = []int32{
 	7,  // 4: mpim.v1.Event.password_changed:type_name -> mpim.v1.PasswordChanged
 	8,  // 5: mpim.v1.Event.device_logged_in:type_name -> mpim.v1.DeviceLoggedIn
 	9,  // 6: mpim.v1.Event.device_logged_out:type_name -> mpim.v1.DeviceLoggedOut
-	10, // 7: mpim.v1.Event.friend_requested:type_name -> mpim.v1.FriendRequested
-	11, // 8: mpim.v1.Event.friend_request_accepted:type_name -> mpim.v1.FriendRequestAccepted
-	12, // 9: mpim.v1.Event.friend_request_declined:type_name -> mpim.v1.FriendRequestDeclined
-	13, // 10: mpim.v1.Event.friend_removed:type_name -> mpim.v1.FriendRemoved
-	14, // 11: mpim.v1.Event.user_blocked:type_name -> mpim.v1.UserBlocked
-	15, // 12: mpim.v1.Event.user_unblocked:type_name -> mpim.v1.UserUnblocked
-	16, // 13: mpim.v1.Event.group_created:type_name -> mpim.v1.GroupCreated
-	17, // 14: mpim.v1.Event.member_added:type_name -> mpim.v1.MemberAdded
-	18, // 15: mpim.v1.Event.member_joined:type_name -> mpim.v1.MemberJoined
-	19, // 16: mpim.v1.Event.member_left:type_name -> mpim.v1.MemberLeft
-	20, // 17: mpim.v1.Event.member_kicked:type_name -> mpim.v1.MemberKicked
-	21, // 18: mpim.v1.Event.member_role_changed:type_name -> mpim.v1.MemberRoleChanged
-	23, // 19: mpim.v1.Event.group_renamed:type_name -> mpim.v1.GroupRenamed
-	24, // 20: mpim.v1.Event.member_muted:type_name -> mpim.v1.MemberMuted
-	25, // 21: mpim.v1.Event.member_unmuted:type_name -> mpim.v1.MemberUnmuted
-	27, // 22: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
-	26, // 23: mpim.v1.Event.member_unbanned:type_name -> mpim.v1.MemberUnbanned
-	22, // 24: mpim.v1.Event.group_history_visibility_changed:type_name -> mpim.v1.GroupHistoryVisibilityChanged
-	29, // 25: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
-	30, // 26: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
-	31, // 27: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
-	32, // 28: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
-	33, // 29: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
-	0,  // 30: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
-	34, // 31: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
-	1,  // 32: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
-	28, // 33: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	10, // 7: mpim.v1.Event.push_token_registered:type_name -> mpim.v1.PushTokenRegistered
+	11, // 8: mpim.v1.Event.push_token_removed:type_name -> mpim.v1.PushTokenRemoved
+	12, // 9: mpim.v1.Event.friend_requested:type_name -> mpim.v1.FriendRequested
+	13, // 10: mpim.v1.Event.friend_request_accepted:type_name -> mpim.v1.FriendRequestAccepted
+	14, // 11: mpim.v1.Event.friend_request_declined:type_name -> mpim.v1.FriendRequestDeclined
+	15, // 12: mpim.v1.Event.friend_removed:type_name -> mpim.v1.FriendRemoved
+	16, // 13: mpim.v1.Event.user_blocked:type_name -> mpim.v1.UserBlocked
+	17, // 14: mpim.v1.Event.user_unblocked:type_name -> mpim.v1.UserUnblocked
+	18, // 15: mpim.v1.Event.group_created:type_name -> mpim.v1.GroupCreated
+	19, // 16: mpim.v1.Event.member_added:type_name -> mpim.v1.MemberAdded
+	20, // 17: mpim.v1.Event.member_joined:type_name -> mpim.v1.MemberJoined
+	21, // 18: mpim.v1.Event.member_left:type_name -> mpim.v1.MemberLeft
+	22, // 19: mpim.v1.Event.member_kicked:type_name -> mpim.v1.MemberKicked
+	23, // 20: mpim.v1.Event.member_role_changed:type_name -> mpim.v1.MemberRoleChanged
+	25, // 21: mpim.v1.Event.group_renamed:type_name -> mpim.v1.GroupRenamed
+	26, // 22: mpim.v1.Event.member_muted:type_name -> mpim.v1.MemberMuted
+	27, // 23: mpim.v1.Event.member_unmuted:type_name -> mpim.v1.MemberUnmuted
+	29, // 24: mpim.v1.Event.group_dissolved:type_name -> mpim.v1.GroupDissolved
+	28, // 25: mpim.v1.Event.member_unbanned:type_name -> mpim.v1.MemberUnbanned
+	24, // 26: mpim.v1.Event.group_history_visibility_changed:type_name -> mpim.v1.GroupHistoryVisibilityChanged
+	31, // 27: mpim.v1.Event.message_sent:type_name -> mpim.v1.MessageSent
+	32, // 28: mpim.v1.Event.message_recalled:type_name -> mpim.v1.MessageRecalled
+	33, // 29: mpim.v1.Event.message_edited:type_name -> mpim.v1.MessageEdited
+	34, // 30: mpim.v1.Event.conversation_read:type_name -> mpim.v1.ConversationRead
+	35, // 31: mpim.v1.Event.message_deleted_for_me:type_name -> mpim.v1.MessageDeletedForMe
+	36, // 32: mpim.v1.Event.conversation_muted:type_name -> mpim.v1.ConversationMuted
+	37, // 33: mpim.v1.Event.conversation_unmuted:type_name -> mpim.v1.ConversationUnmuted
+	0,  // 34: mpim.v1.MemberRoleChanged.role:type_name -> mpim.v1.Role
+	38, // 35: mpim.v1.Attachment.meta:type_name -> mpim.v1.Attachment.MetaEntry
+	1,  // 36: mpim.v1.MessageSent.kind:type_name -> mpim.v1.MessageKind
+	30, // 37: mpim.v1.MessageSent.attachment:type_name -> mpim.v1.Attachment
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_mpim_v1_event_proto_init() }
@@ -2807,6 +3128,8 @@ func file_mpim_v1_event_proto_init() {
 		(*Event_PasswordChanged)(nil),
 		(*Event_DeviceLoggedIn)(nil),
 		(*Event_DeviceLoggedOut)(nil),
+		(*Event_PushTokenRegistered)(nil),
+		(*Event_PushTokenRemoved)(nil),
 		(*Event_FriendRequested)(nil),
 		(*Event_FriendRequestAccepted)(nil),
 		(*Event_FriendRequestDeclined)(nil),
@@ -2830,6 +3153,8 @@ func file_mpim_v1_event_proto_init() {
 		(*Event_MessageEdited)(nil),
 		(*Event_ConversationRead)(nil),
 		(*Event_MessageDeletedForMe)(nil),
+		(*Event_ConversationMuted)(nil),
+		(*Event_ConversationUnmuted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2837,7 +3162,7 @@ func file_mpim_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mpim_v1_event_proto_rawDesc), len(file_mpim_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
