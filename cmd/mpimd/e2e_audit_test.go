@@ -91,6 +91,7 @@ func (d *e2eDevice) send(ctx context.Context, req *mpimv1.SendRequest, to []*e2e
 			// Retry with the same client message id, on the next
 			// connection if this one is gone.
 			st.count(func(s *sendStats) { s.retries++ })
+			d.retried(fmt.Sprintf("send %s: %v", req.GetClientMsgId(), err))
 			select {
 			case <-cn.c.Done():
 				d.awaitOther(ctx, cn)
@@ -99,6 +100,7 @@ func (d *e2eDevice) send(ctx context.Context, req *mpimv1.SendRequest, to []*e2e
 			continue
 		}
 		if e := r.GetError(); e != nil {
+			d.retried(fmt.Sprintf("send %s: %s (%s)", req.GetClientMsgId(), e.GetCode(), e.GetMessage()))
 			switch e.GetCode() {
 			case "rate_limited":
 				st.count(func(s *sendStats) { s.rateLimited++ })

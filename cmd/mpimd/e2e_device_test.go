@@ -104,6 +104,8 @@ type e2eConn struct {
 	lastInbox string          // the latest inbox id pushed on this connection
 	acked     string          // the latest inbox id acknowledged on this connection
 	pushed    map[string]bool // the inbox ids pushed on this connection
+	n         int             // the device's how-many-th connection
+	recent    []string        // the last inbox ids pushed on this connection, for a problem's message
 }
 
 // e2eDevice is a client device: it acknowledges every push (one ack covers
@@ -127,12 +129,22 @@ type e2eDevice struct {
 	screen    []shownEvent
 	inboxOf   map[string]string // event id -> the inbox id it was first shown under
 	acked     string            // the latest inbox id whose ack the server confirmed, on any connection
+	ackedOn   string            // the connection acked was confirmed on
+	conns     int               // connections made so far
 	byMsg     map[msgKey][]int  // indexes into screen
 	lastSeq   map[string]uint64 // per conversation, the last seq pushed
 	ownSeqs   map[string]map[uint64]bool
 	holes     []hole // seqs the pushes went past, for the audit to check against ownSeqs
 	stats     deviceStats
 	problems  []string // the first few order and delivery problems, for the failure message
+	lastRetry string   // why the device's latest send was retried, for a timeout's message
+}
+
+// retried records why a send of d is being retried.
+func (d *e2eDevice) retried(why string) {
+	d.mu.Lock()
+	d.lastRetry = time.Now().Format("15:04:05.000") + " " + why
+	d.mu.Unlock()
 }
 
 func (d *e2eDevice) String() string { return d.user.name + "/" + d.id }
@@ -171,7 +183,11 @@ func (d *e2eDevice) dialRetry(addr string) error {
 func (d *e2eDevice) dial(addr string) error {
 	ctx, cancel := context.WithTimeout(d.cl.ctx, 20*time.Second)
 	defer cancel()
-	cn := &e2eConn{gw: addr, kick: make(chan struct{}, 1), settled: make(chan struct{}), pushed: map[string]bool{}}
+	d.mu.Lock()
+	d.conns++
+	n := d.conns
+	d.mu.Unlock()
+	cn := &e2eConn{gw: addr, kick: make(chan struct{}, 1), settled: make(chan struct{}), pushed: map[string]bool{}, n: n}
 	// Frames are handled on the connection's reader, in arrival order, as
 	// are the answers to acks (acker): the audit compares each push with
 	// the acks confirmed before it, which another goroutine would reorder.
@@ -275,6 +291,9 @@ func (d *e2eDevice) push(cn *e2eConn, p *mpimv1.Push) {
 	}
 	d.checkRepush(cn, inboxID, id, p.GetResend())
 	cn.pushed[inboxID] = true
+	if cn.recent = append(cn.recent, inboxID); len(cn.recent) > 8 {
+		cn.recent = cn.recent[1:]
+	}
 	if inboxAfter(inboxID, cn.lastInbox) {
 		cn.lastInbox = inboxID
 	}
@@ -356,7 +375,8 @@ func (d *e2eDevice) checkRepush(cn *e2eConn, inboxID, eventID string, resend boo
 		d.stats.redelivered++
 	case !inboxAfter(inboxID, d.acked):
 		d.stats.afterAck++
-		d.problem("%s (event %x) pushed after the device's ack of %s (resend %v)", inboxID, eventID, d.acked, resend)
+		d.problem("%s (event %x, shown before as %q) pushed on connection %d (%s; acked there %s; pushed there before it %v) after the device's ack of %s on connection %s (resend %v)",
+			inboxID, eventID, first, cn.n, cn.gw, cn.acked, cn.recent, d.acked, d.ackedOn, resend)
 	case resend != cn.pushed[inboxID]:
 		d.stats.unmarked++
 		d.problem("%s (event %x) pushed with resend %v, pushed on this connection before: %v", inboxID, eventID, resend, cn.pushed[inboxID])
@@ -431,6 +451,7 @@ func (d *e2eDevice) ackAnswered(cn *e2eConn, id string, r *mpimv1.Response) {
 	}
 	if inboxAfter(id, d.acked) {
 		d.acked = id
+		d.ackedOn = fmt.Sprintf("%d (%s; pushed there up to it %v)", cn.n, cn.gw, cn.recent)
 	}
 }
 

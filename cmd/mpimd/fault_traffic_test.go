@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,6 +46,7 @@ type faultTraffic struct {
 	// idempotent retries happen in every run, not only when a fault
 	// catches a send in flight (at most one per sender).
 	dropping atomic.Bool
+	senders  []faultSender
 }
 
 // dropEvery is how often a fault sender drops its connection after a send
@@ -103,7 +106,7 @@ func (s faultSender) request(n int, gid string) (*mpimv1.SendRequest, []*e2eUser
 
 func startFaultTraffic(t *testing.T, ctx context.Context, senders []faultSender, gid string) *faultTraffic {
 	ctx, abort := context.WithCancel(ctx)
-	tr := &faultTraffic{t: t, acked: make([]int, len(senders)), stop: make(chan struct{}), errs: make(chan error, len(senders)), abort: abort, n: len(senders)}
+	tr := &faultTraffic{t: t, acked: make([]int, len(senders)), stop: make(chan struct{}), errs: make(chan error, len(senders)), abort: abort, n: len(senders), senders: senders}
 	for i, s := range senders {
 		go func() {
 			for n := 0; ; n++ {
@@ -157,17 +160,59 @@ func (tr *faultTraffic) snapshot() []int {
 }
 
 // waitEach waits until every sender has at least base[i]+n sends acked.
+// On a timeout it names the senders behind and the error that stopped
+// any of them (a sender stops on an answer it does not retry).
 func (tr *faultTraffic) waitEach(what string, base []int, n int) {
 	tr.t.Helper()
-	waitUntil(tr.t, what, func() bool {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
 		now := tr.snapshot()
+		var behind []string
 		for i := range now {
 			if now[i] < base[i]+n {
-				return false
+				d := tr.senders[i].d
+				d.mu.Lock()
+				why := cmp.Or(d.lastRetry, "never retried")
+				d.mu.Unlock()
+				behind = append(behind, fmt.Sprintf("%s at %d of %d (last retry: %s)", d, now[i]-base[i], n, why))
 			}
 		}
-		return true
-	})
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tr.t.Fatalf("timed out waiting for %s: %s; %s", what, strings.Join(behind, ", "), tr.stoppedSenders())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stoppedSenders describes the senders that ended with an error so far,
+// keeping the errors for finish.
+func (tr *faultTraffic) stoppedSenders() string {
+	var errs []error
+	for {
+		select {
+		case err := <-tr.errs:
+			errs = append(errs, err)
+			continue
+		default:
+		}
+		break
+	}
+	for _, err := range errs {
+		tr.errs <- err
+	}
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return "no sender stopped with an error (each is still retrying or waiting)"
+	}
+	return "stopped: " + strings.Join(msgs, "; ")
 }
 
 // finish stops the senders: each finishes the send it is in (retrying until
