@@ -5,9 +5,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -20,8 +22,8 @@ import (
 // many processes a test runs (to Redis, MariaDB, ZooKeeper) can take
 // before the server binds it; CI saw "address already in use" that way.
 // Below the range only another listener can take it: this process hands
-// each port out once, from a random start so that test processes running
-// at once seldom meet, and checks that it is free.
+// each port out once, from a random start, locked against the other test
+// processes running at once (reservePort), and checks that it is free.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	addr, err := freeAddr()
@@ -39,6 +41,9 @@ func freeAddr() (string, error) {
 		port := ports.low + ports.next%ports.size
 		ports.next++
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if !reservePort(port) {
+			continue
+		}
 		if ln, err := net.Listen("tcp", addr); err == nil {
 			ln.Close()
 			return addr, nil
@@ -59,6 +64,7 @@ var ports struct {
 	mu        sync.Mutex
 	low, size int
 	next      int
+	held      []*os.File // reservePort's locks
 }
 
 func init() {
@@ -80,4 +86,29 @@ func init() {
 	}
 	ports.low = ephemeralLow - ports.size
 	ports.next = rand.IntN(ports.size)
+}
+
+// portLocks is the directory of the ports' lock files (reservePort).
+var portLocks = filepath.Join(os.TempDir(), "mpim-test-ports")
+
+// reservePort takes an exclusive lock on port's file, held until this
+// process exits, so that test processes running at once never hand out
+// the same port: a port one of them checked and handed to a server that
+// binds it later (or that it restarts on it after a kill) is not free to
+// the others' check meanwhile. Without the lock directory every port is
+// free to take, as before.
+func reservePort(port int) bool {
+	if err := os.MkdirAll(portLocks, 0o777); err != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(portLocks, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false // another test process holds it
+	}
+	ports.held = append(ports.held, f) // the lock lasts as long as the file stays open
+	return true
 }
