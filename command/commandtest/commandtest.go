@@ -26,6 +26,9 @@ type Options struct {
 	PoolSize int
 	// Now is the command service's clock (default: the service's).
 	Now func() time.Time
+	// Cluster runs on the test Redis Cluster (testsvc.RedisCluster) with a
+	// cluster client; Addr is then its first node's.
+	Cluster bool
 }
 
 // Env is the write side of one test. Its client and store are closed when
@@ -45,10 +48,21 @@ func New(tb testing.TB, opts Options) *Env {
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 32
 	}
-	rt := testsvc.Redis(tb)
-	rdb := redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: opts.PoolSize})
+	var (
+		rdb          redis.UniversalClient
+		addr, prefix string
+	)
+	if opts.Cluster {
+		ct := testsvc.RedisCluster(tb)
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: ct.Addrs, PoolSize: opts.PoolSize})
+		addr, prefix = ct.Addrs[0], ct.Prefix
+	} else {
+		rt := testsvc.Redis(tb)
+		rdb = redis.NewClient(&redis.Options{Addr: rt.Addr, PoolSize: opts.PoolSize})
+		addr, prefix = rt.Addr, rt.Prefix
+	}
 	tb.Cleanup(func() { rdb.Close() })
-	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: rt.Prefix, Partitions: opts.Partitions})
+	store, err := eventstore.Open(context.Background(), rdb, eventstore.Config{Prefix: prefix, Partitions: opts.Partitions})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -57,7 +71,7 @@ func New(tb testing.TB, opts Options) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &Env{RDB: rdb, Addr: rt.Addr, Prefix: rt.Prefix, Store: store, Svc: svc}
+	return &Env{RDB: rdb, Addr: addr, Prefix: prefix, Store: store, Svc: svc}
 }
 
 // Register registers the user name (shown as display) with PasswordHash

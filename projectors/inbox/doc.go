@@ -65,8 +65,10 @@
 // Prev it cannot prove, then the presence reads (HGETALL) of the
 // recipients the route cache does not know;
 // (on a Redis Cluster, which runs no transaction across slots, one
-// MULTI/EXEC per recipient inbox, all at once, then the route and presence
-// reads and the quarantine records in one pipeline: see batchWrite);
+// append.lua call per recipient inbox doing that inbox's read, appends and
+// count, all calls in one pipeline the client splits by master, then the
+// route and presence reads and the quarantine records in one pipeline: see
+// write.go);
 // (3) the checkpoint compare-and-set with the membership changes,
 // and at most one PUBLISH per gateway, in one pipeline. Between (2) and (3),
 // an inbox whose byte count passed QuotaBytes is trimmed to three quarters

@@ -31,6 +31,8 @@ var (
 	commitLua string
 	//go:embed quota.lua
 	quotaLua string
+	//go:embed append.lua
+	appendLua string
 )
 
 // Projector is the inbox projector. It is safe for concurrent use by the
@@ -48,7 +50,11 @@ type Projector struct {
 	begin    *redis.Script
 	commit   *redis.Script
 	quota    *redis.Script
-	m        *metrics
+	// appendScript writes one inbox's entries of a batch on a cluster
+	// (writeScripted).
+	appendScript *redis.Script
+	cluster      bool // rdb is a Redis Cluster client
+	m            *metrics
 	// payloads holds *[]byte buffers that notifications are encoded into
 	// for PUBLISH; finish returns them after its pipeline has run (never
 	// before: the pipeline writes them then). Buffers over
@@ -84,6 +90,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Projector, error) {
 		rdb: rdb, cfg: cfg, keys: keys, channels: delivery.ChannelsOf(rdb), m: m, ckpt: redisckpt.New(rdb, cfg.Prefix, Name),
 		begin: luascript.New(beginLua), commit: luascript.New(commitLua), quota: redis.NewScript(quotaLua),
 		routes: newRouteCache(keys, &cfg, m), last: newLastIDs(cfg.RouteCacheEntries),
+		appendScript: redis.NewScript(appendLua), cluster: isCluster(rdb),
 	}, nil
 }
 
@@ -266,67 +273,20 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 	for i := range entries {
 		perUser[entries[i].user]++
 	}
-	claims := p.last.claim(perUser, now)
-	before := make(map[domain.UserID]*redis.XMessageSliceCmd, len(users))
-	bw := newBatchWrite(p.rdb) // Prev of each head: no other partition's entry between it and the batch's
-	for _, u := range users {
-		if _, ok := claims[u]; !ok {
-			before[u] = bw.forInbox(u).XRevRangeN(ctx, p.keys.Inbox(u), "+", "-", 1)
-		}
+	var (
+		claims map[domain.UserID]streamid.ID
+		before = make(map[domain.UserID]*redis.XMessageSliceCmd, len(users))
+		counts = make(map[domain.UserID]*redis.IntCmd, len(users))
+		err    error
+	)
+	if p.cluster {
+		err = p.writeScripted(ctx, b.Partition, entries, users, before, counts, routes, bad)
+	} else {
+		claims, err = p.writeTx(ctx, b.Partition, entries, users, before, counts, routes, bad, perUser, now)
 	}
-	added := make(map[domain.UserID]int64, len(users)) // bytes per inbox
-	for i := range entries {
-		w := &entries[i]
-		a := *w.args
-		a.Stream = p.keys.Inbox(w.user)
-		if x, ok := claims[w.user]; ok {
-			a.ID, a.NoMkStream = next(x).String(), true
-		}
-		w.cmd = bw.forInbox(w.user).XAdd(ctx, &a)
-		added[w.user] += w.size
-	}
-	p.routes.queue(ctx, bw.rest(), routes) // after the entries: see routeCache
-	counts := make(map[domain.UserID]*redis.IntCmd, len(users))
-	for _, u := range users {
-		counts[u] = bw.forInbox(u).IncrBy(ctx, p.keys.InboxBytes(u), added[u]) // one per inbox and batch
-	}
-	for _, q := range bad {
-		bw.rest().XAdd(ctx, &redis.XAddArgs{Stream: p.quarantineKey(), MaxLen: p.cfg.QuarantineLen, Approx: true, Values: []any{
-			"partition", strconv.Itoa(q.partition), "position", q.position.String(), "reason", q.reason, "raw", q.raw,
-		}})
-	}
-	refused := make(map[domain.UserID]bool)
-	var refusedMu sync.Mutex // on a cluster, inboxes' transactions end concurrently
-	err := bw.exec(ctx, func(c redis.Cmder) bool {
-		if c == routes.read {
-			return true
-		}
-		if x, ok := c.(*redis.StringCmd); ok && refusedClaim(x.Err()) {
-			for i := range entries { // a refused claim is its user's only entry
-				if w := &entries[i]; w.cmd == x {
-					if _, claimed := claims[w.user]; claimed {
-						refusedMu.Lock()
-						refused[w.user] = true
-						refusedMu.Unlock()
-						return true
-					}
-					return false
-				}
-			}
-		}
-		return false
-	})
 	if err != nil {
-		return nil, fmt.Errorf("inbox: writing entries of partition %d: %w", b.Partition, err)
+		return nil, err
 	}
-	if err := p.appendAgain(ctx, entries, refused, before); err != nil {
-		return nil, fmt.Errorf("inbox: writing entries of partition %d after refused claims: %w", b.Partition, err)
-	}
-	for u := range refused {
-		delete(claims, u)
-	}
-	p.m.claims.Add(float64(len(claims)))
-	p.m.refusedClaims.Add(float64(len(refused)))
 	if err := p.enforceQuota(ctx, counts); err != nil {
 		return nil, fmt.Errorf("inbox: byte quota of partition %d: %w", b.Partition, err)
 	}
@@ -349,9 +309,11 @@ func (p *Projector) write(ctx context.Context, b *projectors.Batch, events []dec
 		h.Last = w.cmd.Val()
 		h.Entries = append(h.Entries, delivery.Carried{ID: h.Last, Entry: *w.entry})
 	}
-	for u, h := range heads {
-		if last, err := streamid.Parse(h.Last); err == nil {
-			p.last.remember(u, last)
+	if !p.cluster { // claims are made on one server only (writeTx)
+		for u, h := range heads {
+			if last, err := streamid.Parse(h.Last); err == nil {
+				p.last.remember(u, last)
+			}
 		}
 	}
 	return p.notifications(p.routes.resolve(ctx, p.rdb, routes), heads), nil
@@ -364,17 +326,16 @@ func (p *Projector) appendAgain(ctx context.Context, entries []written, refused 
 	if len(refused) == 0 {
 		return nil
 	}
-	bw := newBatchWrite(p.rdb)
+	pipe := p.rdb.TxPipeline()
 	for i := range entries {
 		if w := &entries[i]; refused[w.user] {
-			pipe := bw.forInbox(w.user)
 			before[w.user] = pipe.XRevRangeN(ctx, p.keys.Inbox(w.user), "+", "-", 1)
 			a := *w.args
 			a.Stream = p.keys.Inbox(w.user)
 			w.cmd = pipe.XAdd(ctx, &a)
 		}
 	}
-	return bw.exec(ctx, func(redis.Cmder) bool { return false })
+	return execIgnoring(ctx, pipe, func(redis.Cmder) bool { return false })
 }
 
 // encode encodes n into a buffer of p.payloads; release it once the
@@ -637,4 +598,10 @@ func (p *Projector) Quarantine(ctx context.Context, b *projectors.Batch, cause e
 		return err
 	}
 	return p.finish(ctx, b, nil, nil)
+}
+
+// isCluster reports whether rdb is a Redis Cluster client.
+func isCluster(rdb redis.UniversalClient) bool {
+	_, ok := rdb.(*redis.ClusterClient)
+	return ok
 }
