@@ -45,6 +45,24 @@ func newPipeline(partition int, token uint64, pos eventstore.Position) *pipeline
 	return &pipeline{partition: partition, token: token, stored: pos, tail: pos, changed: make(chan struct{})}
 }
 
+// Pending returns the batches applied and not settled yet, over every
+// partition of this process (the checkpoint waits for them).
+func (p *Projector) Pending() int {
+	p.mu.Lock()
+	pipes := make([]*pipeline, 0, len(p.pipes))
+	for _, pl := range p.pipes {
+		pipes = append(pipes, pl)
+	}
+	p.mu.Unlock()
+	n := 0
+	for _, pl := range pipes {
+		pl.mu.Lock()
+		n += len(pl.queue)
+		pl.mu.Unlock()
+	}
+	return n
+}
+
 // follows reports whether b is the next batch of pl: same token, After at
 // pl's last batch.
 func (pl *pipeline) follows(b *projectors.Batch) bool {

@@ -13,6 +13,7 @@ import (
 	"github.com/mpim/mpim/command"
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
+	"github.com/mpim/mpim/internal/testsvc"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/projectorstest"
 	"github.com/mpim/mpim/projectors/push"
@@ -161,8 +162,12 @@ func TestBatchesAreAppliedWithoutWaitingForTheirCalls(t *testing.T) {
 	if !x.full(t, bs[bound]) {
 		t.Fatalf("batch %d applied beyond the bound of %d pending", bound, bound)
 	}
+	if n := x.p.Pending(); n != bound {
+		t.Fatalf("%d batches pending (mpim_push_pending_batches), want %d", n, bound)
+	}
 	x.release()
 	x.waitCheckpoint(t, bs[bound-1].To)
+	testsvc.Eventually(t, 30*time.Second, "no batch pending once the checkpoint passed them all", func() bool { return x.p.Pending() == 0 })
 	if err := x.p.Apply(x.ctx, bs[bound]); err != nil {
 		t.Fatalf("apply after the calls settled: %v", err)
 	}

@@ -100,12 +100,16 @@ func New(rdb redis.UniversalClient, dir Directory, sender Notifier, heads Heads,
 	}
 	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "mpim_push_badge_failures_total",
 		Help: "Users pushed without an unread badge because the read model could not be read."})
-	if err := promreg.Register(cfg.Registerer, "push: metrics", failures); err != nil {
+	p := &Projector{rdb: rdb, cfg: cfg, dir: dir, sender: sender, heads: heads,
+		keys: inbox.NewKeys(cfg.Prefix), ckpt: redisckpt.New(rdb, cfg.Prefix, Name), badgeFailures: failures,
+		pipes: make(map[int]*pipeline)}
+	pendingBatches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mpim_push_pending_batches",
+		Help: "Batches applied whose webhook calls have not settled yet (the checkpoint waits for them), over the partitions this process owns; at most --push-max-pending per partition."},
+		func() float64 { return float64(p.Pending()) })
+	if err := promreg.Register(cfg.Registerer, "push: metrics", failures, pendingBatches); err != nil {
 		return nil, err
 	}
-	return &Projector{rdb: rdb, cfg: cfg, dir: dir, sender: sender, heads: heads,
-		keys: inbox.NewKeys(cfg.Prefix), ckpt: redisckpt.New(rdb, cfg.Prefix, Name), badgeFailures: failures,
-		pipes: make(map[int]*pipeline)}, nil
+	return p, nil
 }
 
 // Name returns "push".
