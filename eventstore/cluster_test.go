@@ -151,6 +151,54 @@ func TestWaitFollowsAnAskRedirect(t *testing.T) {
 	m.wantOnDst(t, 2)
 }
 
+// While the partition's slot is migrating and only some of its keys have
+// moved (the log on dst, the heads still on src), src answers the append's
+// script TRYAGAIN (nothing written). The append is sent again after a
+// backoff; once the resharding moved the rest and gave the slot to dst
+// (here 300 ms later), it is redirected there and succeeds, with WaitReplicas
+// confirmed on dst: the client never sees the migration.
+func TestAppendWaitsOutAMigratingSlot(t *testing.T) {
+	m := newSlotMove(t)
+	m.appendMessage(t) // the partition's keys, on src
+	m.migrate(t)
+	m.moveKey(t, m.log)
+	tryAgain := m.appendRaw(t)
+	if tryAgain == nil || !strings.HasPrefix(tryAgain.Error(), "TRYAGAIN") {
+		t.Fatalf("a script on src with its log moved answered %v, want TRYAGAIN (the test's premise)", tryAgain)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		m.moveKeys(t)
+		m.finish(t)
+	}()
+	m.appendMessage(t)
+	<-done
+	m.wantOnDst(t, 2)
+}
+
+// moveKey migrates key from src to dst.
+func (m *slotMove) moveKey(t *testing.T, key string) {
+	t.Helper()
+	host, port, _ := strings.Cut(m.dst.Options().Addr, ":")
+	if err := m.src.Do(context.Background(), "MIGRATE", host, port, key, 0, 5000).Err(); err != nil {
+		t.Fatalf("MIGRATE %s to %s: %v", key, m.dst.Options().Addr, err)
+	}
+}
+
+// appendRaw runs a two-key script on src over the partition's log and a
+// key of the slot still on src, as the append does, and returns its error.
+func (m *slotMove) appendRaw(t *testing.T) error {
+	t.Helper()
+	ctx := context.Background()
+	left, err := m.src.ClusterGetKeysInSlot(ctx, int(m.slot), 1).Result()
+	if err != nil || len(left) == 0 {
+		t.Fatalf("keys of slot %d left on src: %v %v", m.slot, left, err)
+	}
+	return m.src.Eval(ctx, "return redis.call('EXISTS', KEYS[1], KEYS[2])", []string{m.log, left[0]}).Err()
+}
+
 // slotMove is a cluster of the test's own, a store on it (WaitReplicas 1)
 // and the slot of a conversation's partition, empty, about to move from
 // its master src to another master dst.

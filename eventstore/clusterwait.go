@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -25,7 +26,20 @@ type nodeCalls struct {
 	node   *redis.Client
 	calls  []*call
 	asking bool
+	tries  int // TRYAGAIN answers so far
 }
+
+// A call answered TRYAGAIN (its slot is migrating and only some of its
+// keys have moved yet) wrote nothing; it is sent again to the same node
+// after a backoff from tryAgainFirst, doubling up to tryAgainMax, at most
+// maxTryAgain times (about 3 s in all), before it fails unavailable as any
+// other error does. A resharding moves a partition's few keys in
+// milliseconds.
+const (
+	maxTryAgain   = 10
+	tryAgainFirst = 10 * time.Millisecond
+	tryAgainMax   = 500 * time.Millisecond
+)
 
 // runOnMasters groups calls by the master of their partition and runs
 // each group on its master, every group at the same time. Every outcome
@@ -67,7 +81,8 @@ func addCall(groups []nodeCalls, node *redis.Client, c *call, asking bool) []nod
 // refused with NOSCRIPT (the node lost its script cache) or redirected by
 // MOVED or ASK wrote nothing; with retries left it is sent again, after
 // SCRIPT LOAD on the node or to the node the redirect names (WAIT then
-// runs there), else it fails. The calls that ran fail when WAIT counts
+// runs there), else it fails. A call answered TRYAGAIN is sent again
+// after a backoff (see maxTryAgain). The calls that ran fail when WAIT counts
 // fewer replicas than Durability.WaitReplicas.
 func (s *Store) runOnNode(ctx context.Context, cc *redis.ClusterClient, g nodeCalls, retries int) {
 	d := s.cfg.Durability
@@ -82,13 +97,15 @@ func (s *Store) runOnNode(ctx context.Context, cc *redis.ClusterClient, g nodeCa
 		wait = pipe.Do(ctx, "WAIT", d.WaitReplicas, d.WaitTimeout.Milliseconds())
 		return nil
 	})
-	var ran, noscript []*call
+	var ran, noscript, again []*call
 	var moved []nodeCalls
 	for _, c := range g.calls {
 		cerr := c.cmd.Err()
 		switch {
 		case cerr == nil:
 			ran = append(ran, c)
+		case g.tries < maxTryAgain && redis.HasErrorPrefix(cerr, "TRYAGAIN"):
+			again = append(again, c)
 		case retries > 0 && redis.HasErrorPrefix(cerr, "NOSCRIPT"):
 			noscript = append(noscript, c)
 		case retries > 0 && (redis.HasErrorPrefix(cerr, "MOVED") || redis.HasErrorPrefix(cerr, "ASK")):
@@ -122,6 +139,18 @@ func (s *Store) runOnNode(ctx context.Context, cc *redis.ClusterClient, g nodeCa
 	}
 	for _, m := range moved {
 		s.runOnNode(ctx, cc, m, retries-1)
+	}
+	if len(again) > 0 {
+		t := time.NewTimer(min(tryAgainFirst<<g.tries, tryAgainMax))
+		select {
+		case <-t.C:
+			s.runOnNode(ctx, cc, nodeCalls{node: g.node, calls: again, asking: g.asking, tries: g.tries + 1}, retries)
+		case <-ctx.Done():
+			t.Stop()
+			for _, c := range again {
+				c.fail(ctx, ctx.Err())
+			}
+		}
 	}
 }
 
