@@ -111,7 +111,7 @@ func buildProjector(ctx context.Context, name string, c *Config, d *deps) (check
 	lg := d.lg.With("projector", name)
 	switch name {
 	case "cache":
-		return cache.New(d.rdb, cache.Config{Prefix: c.Prefix, Logger: lg})
+		return cache.New(d.rdb, cache.Config{Prefix: c.Prefix, Logger: lg, WaitReplicas: c.WaitReplicas})
 	case "inbox":
 		ic := c.inboxConfig()
 		ic.Registerer, ic.Logger = d.reg, lg

@@ -76,6 +76,8 @@ var rules = []rule{
 		why: "the one SCAN loop over a server or a cluster's masters: a leaf (go-redis only)"},
 	{path: "internal/pipeline", imports: []string{}, testImports: []string{"internal/testsvc"},
 		why: "the one chunked pipeline of many single-key reads, on a server or a cluster: a leaf (go-redis only)"},
+	{path: "internal/replwait", imports: []string{}, testImports: []string{"internal/testsvc"},
+		why: "holds a checkpoint until the writes before it are on replicas (WAIT per master): a leaf (go-redis only)"},
 	{path: "internal/streamid", stdlibOnly: true,
 		why: "the stream entry id every layer parses: a leaf"},
 	{path: "internal/inbox", imports: []string{"domain", "internal/streamid"},

@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/eventstore"
 	"github.com/mpim/mpim/internal/cachekeys"
+	"github.com/mpim/mpim/internal/replwait"
 	"github.com/mpim/mpim/projectors"
 	"github.com/mpim/mpim/projectors/redisckpt"
 	"github.com/redis/go-redis/v9"
@@ -102,11 +104,36 @@ func (p *Projector) Apply(ctx context.Context, b *projectors.Batch) error {
 		if err := p.moveCheckpoint(ctx, b, true); err != nil {
 			return err
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		cmds, err := pipe.Exec(ctx)
+		if err != nil {
 			return fmt.Errorf("cache: writing partition %d: %w", b.Partition, err)
+		}
+		if err := p.waitReplicated(ctx, cmds); err != nil {
+			return fmt.Errorf("cache: partition %d: %w", b.Partition, err)
 		}
 	}
 	return p.moveCheckpoint(ctx, b, false)
+}
+
+// waitReplicated returns nil once the keys cmds wrote are on
+// Config.WaitReplicas replicas (at once without WaitReplicas): only then may
+// the checkpoint pass them (internal/replwait).
+func (p *Projector) waitReplicated(ctx context.Context, cmds []redis.Cmder) error {
+	if p.cfg.WaitReplicas <= 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		if args := c.Args(); len(args) > 1 {
+			if k, ok := args[1].(string); ok {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if err := replwait.Wait(ctx, p.rdb, keys, p.cfg.WaitReplicas, p.cfg.WaitTimeout); err != nil {
+		return domain.Errorf(domain.EUnavailable, "cache: %w", err)
+	}
+	return nil
 }
 
 // moveCheckpoint checks b's token and After and, unless check, moves the
