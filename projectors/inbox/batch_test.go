@@ -68,8 +68,16 @@ func drain(t *testing.T, e *env, sub *redis.PubSub, channels []string) map[strin
 		}
 	}
 	got := map[string][]delivery.Notification{}
-	for open := len(channels); open > 0; {
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	receiveUntilEnd(t, sub, len(channels), got)
+	return got
+}
+
+// receiveUntilEnd adds the notifications sub receives to got, by channel,
+// until it has received ends "end" sentinels.
+func receiveUntilEnd(t *testing.T, sub *redis.PubSub, ends int, got map[string][]delivery.Notification) {
+	t.Helper()
+	for open := ends; open > 0; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		msg, err := sub.ReceiveMessage(ctx)
 		cancel()
 		if err != nil {
@@ -85,7 +93,6 @@ func drain(t *testing.T, e *env, sub *redis.PubSub, channels []string) map[strin
 		}
 		got[msg.Channel] = append(got[msg.Channel], n)
 	}
-	return got
 }
 
 func lastInboxID(t *testing.T, e *env, u domain.UserID) string {

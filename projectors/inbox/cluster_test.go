@@ -116,26 +116,10 @@ func drainSharded(t *testing.T, cc *redis.ClusterClient, subs map[string]*redis.
 	t.Helper()
 	got := map[string][]delivery.Notification{}
 	for ch, sub := range subs {
-		ctx := context.Background()
-		if err := cc.SPublish(ctx, ch, "end").Err(); err != nil {
+		if err := cc.SPublish(context.Background(), ch, "end").Err(); err != nil {
 			t.Fatal(err)
 		}
-		for {
-			ctx, cancel := context.WithTimeout(ctx, time.Minute)
-			msg, err := sub.ReceiveMessage(ctx)
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if msg.Payload == "end" {
-				break
-			}
-			n, err := delivery.DecodeNotification([]byte(msg.Payload))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got[msg.Channel] = append(got[msg.Channel], n)
-		}
+		receiveUntilEnd(t, sub, 1, got)
 	}
 	return got
 }
