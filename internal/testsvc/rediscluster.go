@@ -78,10 +78,14 @@ func RedisCluster(tb testing.TB) *RedisClusterTarget {
 // if the cluster does not reach cluster_state:ok on every node.
 func StartRedisCluster(tb testing.TB, args ...string) *RedisClusterTarget {
 	tb.Helper()
+	// The directory first: cleanups run last in, first out, so the nodes
+	// stop before it is removed (a node rewriting its AOF in the
+	// background would otherwise write into it while it goes).
+	dir := tb.TempDir()
 	var nodes []*clusterNode
 	tb.Cleanup(func() { stopNodes(tb, nodes) })
 	var err error
-	nodes, err = startCluster(tb.TempDir(), func(cmd *exec.Cmd) error { return cmd.Start() }, args)
+	nodes, err = startCluster(dir, func(cmd *exec.Cmd) error { return cmd.Start() }, args)
 	if err != nil {
 		tb.Fatalf("testsvc: starting a Redis Cluster: %v", err)
 	}
@@ -216,25 +220,35 @@ func (ct *RedisClusterTarget) RestartNode(tb testing.TB, addr string) {
 // first its ROLE lists), failing tb if it has none.
 func (ct *RedisClusterTarget) ReplicaOf(tb testing.TB, master string) string {
 	tb.Helper()
+	rep, err := replicaOf(master)
+	if err != nil {
+		tb.Fatalf("testsvc: %v", err)
+	}
+	return rep
+}
+
+// replicaOf is ReplicaOf's lookup. A master lists a replica once it is
+// online there: its full sync done and acknowledged, a moment after the
+// replica itself reports its link up.
+func replicaOf(master string) (string, error) {
 	c, err := dialRESP(master)
 	if err != nil {
-		tb.Fatalf("testsvc: Redis Cluster node %s: %v", master, err)
+		return "", fmt.Errorf("Redis Cluster node %s: %w", master, err)
 	}
 	r, err := c.do("ROLE")
 	c.Close()
 	if err != nil {
-		tb.Fatalf("testsvc: Redis Cluster node %s: ROLE: %v", master, err)
+		return "", fmt.Errorf("Redis Cluster node %s: ROLE: %w", master, err)
 	}
 	// ["master", offset, [[ip, port, offset], ...]]
 	if role, ok := r.([]any); ok && len(role) == 3 && role[0] == "master" {
 		if replicas, ok := role[2].([]any); ok && len(replicas) > 0 {
 			if rep, ok := replicas[0].([]any); ok && len(rep) >= 2 {
-				return net.JoinHostPort(fmt.Sprint(rep[0]), fmt.Sprint(rep[1]))
+				return net.JoinHostPort(fmt.Sprint(rep[0]), fmt.Sprint(rep[1])), nil
 			}
 		}
 	}
-	tb.Fatalf("testsvc: Redis Cluster node %s is not a master with a replica: ROLE %v", master, r)
-	return ""
+	return "", fmt.Errorf("Redis Cluster node %s is not a master with a replica: ROLE %v", master, r)
 }
 
 // Ready reports nil once every running node sees cluster_state:ok and
