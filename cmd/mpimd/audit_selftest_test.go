@@ -63,7 +63,7 @@ type auditFixture struct {
 
 func newAuditFixture(t *testing.T) *auditFixture {
 	f := &auditFixture{t: t, ann: &e2eUser{name: "ann", id: "u/ann"}, bob: &e2eUser{name: "bob", id: "u/bob"}, eve: &e2eUser{name: "eve", id: "u/eve"}}
-	f.d = &e2eDevice{cl: &e2eCluster{t: t}, user: f.bob, id: "phone", inboxOf: map[string]string{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}, ownSeqs: map[string]map[uint64]bool{}}
+	f.d = &e2eDevice{cl: &e2eCluster{t: t}, user: f.bob, id: "phone", inboxOf: map[string]string{}, pushedAll: map[string]bool{}, byMsg: map[msgKey][]int{}, lastSeq: map[string]uint64{}, ownSeqs: map[string]map[uint64]bool{}}
 	f.cn = f.newConn()
 	f.conv, f.eveConv = "d/ann.bob", "d/ann.eve"
 	f.sentToBob = sentMsg{key: msgKey{f.conv, f.ann.id, "a1"}, eventID: eventID(1), seq: 1, to: []*e2eUser{f.ann, f.bob}}
@@ -223,5 +223,39 @@ func TestDeviceAuditCatchesForbiddenPushes(t *testing.T) {
 	k.push(k.newConn(), k.sentToBob, "1-0", false)
 	if a := audit([]sentMsg{k.sentToBob}, []*e2eDevice{k.d}); a.ok() || a.stats.afterAck != 1 {
 		t.Fatalf("an acknowledged event pushed under an earlier inbox id passes the audit: %v", a)
+	}
+	// An event fanned out twice (the test interrupts the inbox projector)
+	// is in the inbox under two ids, both pushed in inbox order; the next
+	// connection, from an older stored cursor, pushes both again: each is
+	// redelivered under its own inbox id. (The audit took the second for a
+	// push after the ack: the fault tests' rare "pushed after the device's
+	// ack" failures.) An entry at or before the ack that was never pushed
+	// to the device is still caught, under either id.
+	r := newAuditFixture(t)
+	r.d.cl.faults.refanout.Store(true)
+	other := r.annSays("a3", 3, 2)
+	r.push(r.cn, r.sentToBob, "1-1", false)
+	r.push(r.cn, other, "1-2", false)
+	r.push(r.cn, r.sentToBob, "1-3", false) // the second fan-out
+	r.ack(r.cn, "1-3")
+	again := r.newConn()
+	for _, id := range []string{"1-1", "1-2", "1-3"} {
+		m := r.sentToBob
+		if id == "1-2" {
+			m = other
+		}
+		r.push(again, m, id, false)
+	}
+	if a := audit([]sentMsg{r.sentToBob, other}, []*e2eDevice{r.d}); !a.ok() || a.stats.redelivered != 3 || a.stats.redeliveredRefanned != 1 {
+		t.Fatalf("a redelivery of an event's two inbox ids on the next connection fails the audit: %v", a)
+	}
+	r = newAuditFixture(t)
+	r.d.cl.faults.refanout.Store(true)
+	r.push(r.cn, r.sentToBob, "1-1", false)
+	r.push(r.cn, other, "1-3", false)
+	r.ack(r.cn, "1-3")
+	r.push(r.newConn(), r.sentToBob, "1-2", false) // its second id, never pushed before
+	if a := audit([]sentMsg{r.sentToBob, other}, []*e2eDevice{r.d}); a.ok() || a.stats.afterAck != 1 {
+		t.Fatalf("an acknowledged event's second inbox id, never pushed before, passes the audit: %v", a)
 	}
 }

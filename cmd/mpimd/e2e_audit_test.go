@@ -233,10 +233,10 @@ func (a deliveryAudit) String() string {
 	return fmt.Sprintf("%d deliveries checked: %d acked but never shown, %d shown twice after de-duplication, %d shown unlike acked, "+
 		"%d shown but never acked, %d shown to non-members, %d out of order, %d gaps, %d pushed back to their sending device; %d pushes, %d duplicate pushes before de-duplication "+
 		"(%d marked resend; not allowed: %d after the ack, %d repeated unmarked or marked but new; %d under a second inbox id, allowed %v; "+
-		"%d acknowledged on an earlier connection pushed again on a later one, allowed), "+
+		"%d acknowledged on an earlier connection pushed again on a later one (%d of them under an event's second inbox id), allowed), "+
 		"%d reconnects (%d failed attempts), %d ack errors (%d more answered unavailable during an outage)%s",
 		a.checked, a.missing, a.twice, a.mismatched, a.unacked, a.nonMember, a.stats.outOfOrder, a.stats.gaps, a.stats.echoes, a.stats.pushes, a.stats.dupPushes,
-		a.stats.resends, a.stats.afterAck, a.stats.unmarked, a.stats.refanned, a.refanout, a.stats.redelivered,
+		a.stats.resends, a.stats.afterAck, a.stats.unmarked, a.stats.refanned, a.refanout, a.stats.redelivered, a.stats.redeliveredRefanned,
 		a.stats.reconnects, a.stats.dialFails, a.stats.ackErrors, a.stats.ackOutage, strings.Join(append([]string{""}, a.details...), "\n\t"))
 }
 

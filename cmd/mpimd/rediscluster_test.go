@@ -51,6 +51,17 @@ func TestRedisClusterE2EChat(t *testing.T) {
 	wantShardedPubSub(t, ct, cl, func() { testE2EChat(t, cl) })
 }
 
+// The kills of TestFaultProjectorAndGatewayKill (the projector cut off
+// mid-batch, then the projector and gateway A at once, under the fault
+// traffic) on a deployment on the Redis Cluster: there the inbox
+// projector's per-inbox transactions of a batch end independently, so a
+// kill leaves more of a batch's entries written, and fanned out again by
+// the next projector, than on one server.
+func TestRedisClusterFaultProjectorAndGatewayKill(t *testing.T) {
+	ct := testsvc.RedisCluster(t)
+	testFaultProjectorAndGatewayKill(t, redisClusterAddr(ct), ct.Prefix)
+}
+
 // The chat of TestE2EChatReachesEveryDeviceOnBothGateways, then the
 // offline catch-up of TestE2EOfflineDevicesCatchUpInOrder (1,000 messages
 // to offline devices, then live ones), on a Redis Cluster of three masters
