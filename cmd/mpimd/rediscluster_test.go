@@ -54,7 +54,7 @@ func TestRedisClusterE2EChat(t *testing.T) {
 // The kills of TestFaultProjectorAndGatewayKill (the projector cut off
 // mid-batch, then the projector and gateway A at once, under the fault
 // traffic) on a deployment on the Redis Cluster: there the inbox
-// projector's per-inbox transactions of a batch end independently, so a
+// projector's per-inbox script calls of a batch end independently, so a
 // kill leaves more of a batch's entries written, and fanned out again by
 // the next projector, than on one server.
 func TestRedisClusterFaultProjectorAndGatewayKill(t *testing.T) {
