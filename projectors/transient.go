@@ -10,13 +10,16 @@ import (
 	"syscall"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/mpim/mpim/domain"
 	"github.com/redis/go-redis/v9"
 )
 
 // Transient reports whether err is a failure of the infrastructure rather
 // than of the batch: a lost or refused connection, a timeout, a MySQL
 // deadlock (1213) or lock wait timeout (1205), a Redis server that is
-// loading, busy with a script, read-only or failing over. The runner retries
+// loading, busy with a script, read-only or failing over, and any error a
+// package classed domain.EUnavailable (writes not yet on the replicas a
+// WAIT asked for, say: a failover in progress). The runner retries
 // transient errors without bound; any other error that repeats on the same
 // batch is taken to be the batch's (a data error, a constraint violation, a
 // bug) and leads to quarantine (see Quarantiner).
@@ -29,6 +32,9 @@ func Transient(err error) bool {
 	}
 	var tr interface{ Transient() bool }
 	if errors.As(err, &tr) && tr.Transient() {
+		return true
+	}
+	if domain.ErrorCode(err) == domain.EUnavailable {
 		return true
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
