@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/gateway/delivery"
+	"github.com/mpim/mpim/internal/inbox"
 	mpimv1 "github.com/mpim/mpim/proto/mpim/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -119,6 +120,56 @@ func TestAttachOnAnotherGatewayReplacesTheOldAttachment(t *testing.T) {
 	if err := ha.Signal(context.Background(), []domain.UserID{u}, delivery.Signal{From: "d", Kind: "!replaced"}); err == nil {
 		t.Fatal("a signal of a reserved kind was accepted")
 	}
+}
+
+// A takeover signal that arrives after the device came back (here, then
+// on gw-b, then here again before gw-b's signal was handled) is older than
+// the attachment here and leaves it alone: the route names this gateway
+// again. The same signal while the route names gw-b lets the attachment go.
+func TestLateTakeoverSignalLeavesTheNewerAttachment(t *testing.T) {
+	e := newEnv(t)
+	ha, hb := e.hub(t, "gw-a", nil, nil), e.hub(t, "gw-b", nil, nil)
+	e.waitSubscribed(t, "gw-a")
+	e.waitSubscribed(t, "gw-b")
+	u := newUser()
+	first, second, third := newSink(), newSink(), newSink()
+	ha.attach(t, u, "d", first)
+	hb.attach(t, u, "d", second)
+	first.waitFor(t, "gw-a letting the first attachment go", func() bool { return first.replaced.Load() == 1 })
+	ha.attach(t, u, "d", third)
+	second.waitFor(t, "gw-b letting the second attachment go", func() bool { return second.replaced.Load() == 1 })
+	if r, ok := e.route(t, u, "d"); !ok || r.Gateway != "gw-a" {
+		t.Fatalf("route %+v %v, want gw-a's", r, ok)
+	}
+	// gw-b's signal of the second attach, late, as the channel would carry it.
+	late := string(u) + "\nd\n!replaced\n"
+	if err := e.rdb.Publish(context.Background(), e.keys.Signal("gw-a"), late).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A signal published after the late one is handled after it: once gw-a
+	// has passed it on, the late one was handled.
+	if err := hb.Signal(context.Background(), []domain.UserID{u}, delivery.Signal{From: "x", Kind: "typing"}); err != nil {
+		t.Fatal(err)
+	}
+	third.waitFor(t, "the typing signal after the late takeover", func() bool {
+		return len(third.signalKinds()) == 1 || third.replaced.Load() > 0
+	})
+	if n := third.replaced.Load(); n != 0 || ha.Devices() != 1 {
+		t.Fatalf("the late signal replaced the newer attachment: Replaced called %d times, %d devices on gw-a", n, ha.Devices())
+	}
+	ids := e.project(t, u, 2)
+	third.waitFor(t, "pushes to the attachment that came back", func() bool { return len(third.firsts()) == 2 })
+	inOrder(t, "attachment that came back", third.firsts(), ids)
+
+	// While the route names another gateway, the same signal takes effect.
+	if err := e.rdb.HSet(context.Background(), e.keys.Presence(u), "d",
+		inbox.Route{Gateway: "gw-b", Expires: time.Now().Add(time.Minute)}.Encode()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.Publish(context.Background(), e.keys.Signal("gw-a"), late).Err(); err != nil {
+		t.Fatal(err)
+	}
+	third.waitFor(t, "a takeover signal while the route names gw-b", func() bool { return third.replaced.Load() == 1 })
 }
 
 // envelope decodes a pushed envelope.

@@ -107,6 +107,7 @@ type Device struct {
 	caughtUp   bool        // a read found the inbox's end since attaching
 	detached   bool        // no more pushes
 	replaced   bool        // a newer attachment of the same device took over
+	routed     bool        // its attach wrote its route (see replacedElsewhere)
 	routeGone  bool        // the clean detach's route deletion ran
 }
 
@@ -197,6 +198,9 @@ func (h *Hub) Attach(ctx context.Context, user domain.UserID, device domain.Devi
 		h.unregister(d)
 		return nil, domain.Errorf(domain.EUnavailable, "delivery: attaching device %s of %s: %w", device, user, err)
 	}
+	d.mu.Lock()
+	d.routed = true
+	d.mu.Unlock()
 	var last streamid.ID
 	if info.Err() == nil {
 		last, _ = streamid.Parse(info.Val().LastGeneratedID)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mpim/mpim/domain"
 	"github.com/mpim/mpim/internal/inbox"
@@ -144,12 +145,40 @@ func (h *Hub) receiveSignal(payload []byte) {
 // replacedElsewhere lets go of device of users, which attached to another
 // gateway: its sink hears of it (Replaceable) and it is detached without
 // touching the route, which is the other gateway's now.
+//
+// A signal can come late: the device attached here, then on another
+// gateway, then here again before that gateway's signal arrived. The
+// device's route then names this gateway again and the attachment here is
+// newer than the signal, so it stays (routeHere). Only attachments whose
+// route write had completed are let go: one still attaching writes its
+// route after the sender's, which the signal came after, so it is newer.
+// When the route cannot be read the attachments stay, as when the signal
+// is lost: they live until their connections end.
 func (h *Hub) replacedElsewhere(users []domain.UserID, device domain.DeviceID) {
 	for _, u := range users {
+		var olds []*Device
 		for _, d := range h.devicesOf(u) {
-			if d.id != device {
-				continue
+			d.mu.Lock()
+			if d.id == device && d.routed && !d.detached {
+				olds = append(olds, d)
 			}
+			d.mu.Unlock()
+		}
+		if len(olds) == 0 {
+			continue
+		}
+		here, err := h.routeHere(u, device)
+		if err != nil {
+			h.m.redisErrors.WithLabelValues("replace").Inc()
+			h.log.Warn("could not read the route of a device another gateway took over; keeping its attachment here",
+				"user", u, "device", device, "err", err)
+			continue
+		}
+		if here {
+			h.log.Info("ignoring a late takeover signal: the device attached here again since", "user", u, "device", device)
+			continue
+		}
+		for _, d := range olds {
 			d.mu.Lock()
 			d.replaced = true
 			d.mu.Unlock()
@@ -160,6 +189,25 @@ func (h *Hub) replacedElsewhere(users []domain.UserID, device domain.DeviceID) {
 		}
 	}
 }
+
+// routeHere reports whether device's presence route names this gateway.
+func (h *Hub) routeHere(user domain.UserID, device domain.DeviceID) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), signalReadTimeout)
+	defer cancel()
+	v, err := h.rdb.HGet(ctx, h.keys.Presence(user), string(device)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r, err := inbox.DecodeRoute(v)
+	return err == nil && r.Gateway == h.cfg.GatewayID, nil
+}
+
+// signalReadTimeout bounds the route read of a takeover signal, which
+// holds up the gateway's channel messages meanwhile.
+const signalReadTimeout = time.Second
 
 // deliverSignal gives s to every attached device of users.
 func (h *Hub) deliverSignal(ctx context.Context, users []domain.UserID, s Signal) {
