@@ -69,13 +69,16 @@ func (e *env) publish(tb testing.TB, gw string, heads ...inbox.Head) {
 }
 
 // settle attaches a device of a fresh user on h and waits until a first
-// live push reached it, so the device is idle at the inbox's end.
+// live push reached it and no read of it is pending, so the device is idle
+// at the inbox's end. (The push's notification may come while the
+// attach's read runs, which then reads once more after the push.)
 func settle(t *testing.T, e *env, h *testHub, user domain.UserID, device string) (*delivery.Device, *sink, []string) {
 	t.Helper()
 	s := newSink()
 	d := h.attach(t, user, domain.DeviceID(device), s)
 	ids := e.project(t, user, 1)
 	s.waitFor(t, "the first push", func() bool { return len(s.firsts()) == 1 })
+	s.waitFor(t, "the device idle after its first push", d.Idle)
 	return d, s, ids
 }
 
