@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/mpim/mpim/domain"
-	"github.com/redis/go-redis/v9"
+	"github.com/mpim/mpim/internal/replwait"
 )
 
 // With Durability.WaitReplicas an append is acknowledged only once the
@@ -29,28 +29,13 @@ func (s *Store) confirmReplicated(ctx context.Context, p int, last Position) err
 	if d.WaitReplicas <= 0 {
 		return nil
 	}
-	var node redis.Cmdable = s.rdb
-	cc, cluster := s.rdb.(*redis.ClusterClient)
-	if cluster {
-		master, err := cc.MasterForKey(ctx, s.keys.log(p))
-		if err != nil {
-			return domain.Errorf(domain.EUnavailable, "eventstore: master of partition %d: %w", p, err)
-		}
-		node = master
-	}
-	var wait *redis.Cmd
-	_, err := node.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.Set(ctx, s.keys.replicated(p), last.String(), 0)
-		wait = pipe.Do(ctx, "WAIT", d.WaitReplicas, d.WaitTimeout.Milliseconds())
-		return nil
-	})
+	// On a cluster, a partition whose slot moved to another master
+	// (resharding) is confirmed there: OnMaster follows the MOVED.
+	n, err := replwait.OnMaster(ctx, s.rdb, s.keys.replicated(p), last.String(), 0, d.WaitReplicas, d.WaitTimeout)
 	if err != nil {
-		if cluster { // the slot may have moved: learn the map again
-			cc.ReloadState(ctx)
-		}
 		return domain.Errorf(domain.EUnavailable, "eventstore: confirming partition %d replicated up to %s: %w", p, last, err)
 	}
-	if n, _ := wait.Int64(); n < int64(d.WaitReplicas) {
+	if n < int64(d.WaitReplicas) {
 		return domain.Errorf(domain.EUnavailable, "eventstore: partition %d up to %s is on %d of %d replicas within %s",
 			p, last, n, d.WaitReplicas, d.WaitTimeout)
 	}
