@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpim/mpim/internal/replwait"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -165,16 +166,7 @@ func redirectTarget(ctx context.Context, cc *redis.ClusterClient, err error) (*r
 	if !asking {
 		cc.ReloadState(ctx)
 	}
-	var mu sync.Mutex
-	var found *redis.Client
-	ferr := cc.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
-		if node.Options().Addr == f[2] {
-			mu.Lock()
-			found = node
-			mu.Unlock()
-		}
-		return nil
-	})
+	found, ferr := replwait.MasterAt(ctx, cc, f[2])
 	if ferr != nil {
 		return nil, false, ferr
 	}

@@ -207,19 +207,26 @@ func movedTo(ctx context.Context, cc *redis.ClusterClient, moved error) (*redis.
 	if len(f) != 3 {
 		return nil, fmt.Errorf("malformed redirect %q", moved)
 	}
+	node, err := MasterAt(ctx, cc, f[2])
+	if err == nil && node == nil {
+		err = fmt.Errorf("%s is not a known master", f[2])
+	}
+	return node, err
+}
+
+// MasterAt returns the cluster client's client of the master at addr, nil
+// if the client knows no such master.
+func MasterAt(ctx context.Context, cc *redis.ClusterClient, addr string) (*redis.Client, error) {
 	var mu sync.Mutex
 	var found *redis.Client
 	err := cc.ForEachMaster(ctx, func(_ context.Context, node *redis.Client) error {
-		if node.Options().Addr == f[2] {
+		if node.Options().Addr == addr {
 			mu.Lock()
 			found = node
 			mu.Unlock()
 		}
 		return nil
 	})
-	if err == nil && found == nil {
-		err = fmt.Errorf("%s is not a known master", f[2])
-	}
 	return found, err
 }
 
