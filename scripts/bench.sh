@@ -248,6 +248,7 @@ if [[ -n $SHORT ]]; then
 		"pairs open 300/s|--scenario pairs --users 100 --rate 300 --warmup 1s --duration 6s --drain 20s"
 		"groups K=10|--scenario groups --users 60 --group-size 10 --warmup 1s --duration 4s --drain 20s"
 		"fanout 50|--scenario fanout --users 50 --senders 2 --warmup 1s --duration 4s"
+		"fanout 50 open 100/s|--scenario fanout --users 50 --senders 2 --rate 100 --warmup 1s --duration 6s --drain 20s"
 		"idle|--scenario idle --users 1000 --duration 3s"
 		"storm 200x20|--scenario storm --users 200 --senders 50 --missed 20 --window 2 --duration 60s --drain 20s --catchup-timeout 60s --setup-concurrency 16"
 		"pairs closed +push|--scenario pairs --users 100 --window 1 --warmup 1s --duration 5s --drain 20s"
