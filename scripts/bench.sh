@@ -65,11 +65,14 @@
 #
 #   --layout L         the Redis the run uses: "one" (default), the private
 #                      server above, or "cluster": a local Redis Cluster of 3
-#                      masters + 3 replicas that scripts/redis-cluster.sh
-#                      starts on free loopback ports (durability as above on
-#                      every node); Redis CPU then sums the six redis-server
-#                      processes, Redis commands sum INFO commandstats over
+#                      masters + 3 replicas (see --cluster-replicas) that
+#                      scripts/redis-cluster.sh starts on free loopback ports
+#                      (durability as above on every node); Redis CPU then
+#                      sums its redis-server processes, Redis commands sum INFO commandstats over
 #                      the masters, and the calibration runs on one master
+#   --cluster-replicas N  replicas per master of the cluster layout: 1
+#                      (default) or 0 (three masters alone, the like-for-like
+#                      comparison with one node, which has no replica)
 #   --cluster          both layouts side by side in one run: each scenario
 #                      (without --only: the pairs, groups and fanout ones)
 #                      runs once on one node and once on the cluster (a run
@@ -120,6 +123,7 @@ PROFILE=
 PUSH_WINDOW=100ms # mpimd --push-window of the push scenarios
 LAYOUT=
 CLUSTER=
+REPLICAS=1
 while (($#)); do
 	case $1 in
 	--short) SHORT=1 ;;
@@ -136,6 +140,7 @@ while (($#)); do
 	--profile) PROFILE=${2:?--profile needs the seconds of CPU profile per scenario}; shift ;;
 	--layout) LAYOUT=${2:?--layout needs one or cluster}; shift ;;
 	--cluster) CLUSTER=1 ;;
+	--cluster-replicas) REPLICAS=${2:?--cluster-replicas needs 0 or 1}; shift ;;
 	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;p}' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -149,6 +154,7 @@ esac
 [[ -z $CLUSTER || -z $LAYOUT ]] || { echo "bench.sh: --cluster runs both layouts; --layout picks one" >&2; exit 2; }
 LAYOUT=${LAYOUT:-one}
 [[ $LAYOUT == one || $LAYOUT == cluster ]] || { echo "bench.sh: --layout must be one or cluster" >&2; exit 2; }
+[[ $REPLICAS == 0 || $REPLICAS == 1 ]] || { echo "bench.sh: --cluster-replicas must be 0 or 1" >&2; exit 2; }
 [[ $GATEWAYS == 1 || $GATEWAYS == 2 ]] || { echo "bench.sh: --gateways must be 1 or 2" >&2; exit 2; }
 [[ $REPEAT =~ ^[1-9]$ ]] || { echo "bench.sh: --repeat must be 1..9" >&2; exit 2; }
 [[ -z $PROFILE ]] || { [[ $PROFILE =~ ^[1-9][0-9]{0,2}$ ]] && ((PROFILE <= 600)); } ||
@@ -176,7 +182,7 @@ compare_layouts() {
 	trap 'rm -rf "$tmp"' EXIT
 	: >"$tmp/one.jsonl"
 	: >"$tmp/cluster.jsonl"
-	args=(${SHORT:+--short} --durability "$DURABILITY" --gateways "$GATEWAYS" --no-calibration --out "$sub"
+	args=(${SHORT:+--short} --durability "$DURABILITY" --gateways "$GATEWAYS" --cluster-replicas "$REPLICAS" --no-calibration --out "$sub"
 		--mpimd-bin "$MPIMD_BIN" --bench-bin "$BENCH_BIN" ${PROFILE:+--profile "$PROFILE"})
 	for round in $(seq "$REPEAT"); do
 		for s in "${SCENARIOS[@]}"; do
@@ -201,7 +207,7 @@ compare_layouts() {
 		echo
 		echo "- when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'); $(nproc) cores, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 		echo "- command: \`scripts/bench.sh --cluster${SHORT:+ --short} --durability $DURABILITY --gateways $GATEWAYS --only '$ONLY'$( ((REPEAT == 1)) || echo " --repeat $REPEAT")\`"
-		echo "- layouts: one private redis-server; a private cluster of 3 masters + 3 replicas (scripts/redis-cluster.sh), durability $DURABILITY on every node;"
+		echo "- layouts: one private redis-server; a private cluster of 3 masters + $((3 * REPLICAS)) replicas (scripts/redis-cluster.sh), durability $DURABILITY on every node;"
 		echo "  1 projector + $GATEWAYS gateway(s) each; each scenario runs on both, one run of scripts/bench.sh each, the first layout alternating"
 		echo "- each run: \`scripts/bench.sh ${args[*]} --layout one|cluster --only '^SCENARIO\$'\`; its report in [cluster-$stamp/](cluster-$stamp/)"
 		echo "- runs: $(printf '%s; ' "${runs[@]}" | sed 's/; $//')"
@@ -209,7 +215,7 @@ compare_layouts() {
 			xargs -r grep -h '^- MOVED/ASK/CROSSSLOT' | grep -vc ': none$' || true) run(s) with any"
 		echo
 		echo "Per acked message, whole scenario (setup included). CPU: utime+stime of the processes (Redis: the one"
-		echo "redis-server, or the six of the cluster, replicas included); Redis commands: INFO commandstats of the one node,"
+		echo "redis-server, or every one of the cluster, replicas included); Redis commands: INFO commandstats of the one node,"
 		echo "or summed over the three masters (scripts' inner calls included). Medians$( ((REPEAT == 1)) || echo ", each run in brackets")."
 		echo
 		echo "| scenario | layout | sends acked/s | send->delivery p50 / p99 ms | send->ack p50 / p99 ms | CPU µs/msg mpimd / Redis / MariaDB | Redis commands/msg | audits clean |"
@@ -363,11 +369,14 @@ trap 'exit 2' INT TERM
 # REDIS_PORTS and REDIS_PIDS: every redis-server of the run; redis_addr:
 # mpimd's --redis-addr.
 if [[ $LAYOUT == cluster ]]; then
-	redis_cluster() { MPIM_REDIS_CLUSTER_DIR="$dir/cluster" MPIM_REDIS_CLUSTER_ARGS="${AOF[*]}" scripts/redis-cluster.sh "$@"; }
+	redis_cluster() {
+		MPIM_REDIS_CLUSTER_DIR="$dir/cluster" MPIM_REDIS_CLUSTER_ARGS="${AOF[*]}" MPIM_REDIS_CLUSTER_REPLICAS=$REPLICAS \
+			scripts/redis-cluster.sh "$@"
+	}
 	cluster_base=$(free_cluster_base)
 	redis_addr=$(redis_cluster start "$cluster_base" | awk '$1 == "--redis-addr" {print $2}')
 	[[ -n $redis_addr ]] || { echo "bench.sh: scripts/redis-cluster.sh start $cluster_base printed no --redis-addr" >&2; exit 2; }
-	mapfile -t REDIS_PORTS < <(seq "$cluster_base" $((cluster_base + 5)))
+	mapfile -t REDIS_PORTS < <(seq "$cluster_base" $((cluster_base + 3 * (1 + REPLICAS) - 1)))
 	mapfile -t REDIS_PIDS < <(cat "$dir"/cluster/*/redis.pid)
 else
 	redis-server --port "$redis_port" --bind 127.0.0.1 --save "" "${AOF[@]}" --daemonize yes \
@@ -735,7 +744,7 @@ report=$OUT/bench-$stamp.md
 	echo "- when: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 	echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 	if [[ $LAYOUT == cluster ]]; then
-		echo "- redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'), private **cluster of 3 masters + 3 replicas** (scripts/redis-cluster.sh, ports ${REDIS_PORTS[0]}..${REDIS_PORTS[5]}), durability **$DURABILITY** on every node; Redis CPU sums the six redis-server processes, Redis commands the masters; $(mariadb -uroot -h127.0.0.1 -N -B -e 'SELECT VERSION()'); ZooKeeper root $zkroot"
+		echo "- redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'), private **cluster of 3 masters + $((3 * REPLICAS)) replicas** (scripts/redis-cluster.sh, ports ${REDIS_PORTS[0]}..${REDIS_PORTS[-1]}), durability **$DURABILITY** on every node; Redis CPU sums the ${#REDIS_PORTS[@]} redis-server processes, Redis commands the masters; $(mariadb -uroot -h127.0.0.1 -N -B -e 'SELECT VERSION()'); ZooKeeper root $zkroot"
 	else
 		echo "- redis $(redis-server --version | awk '{print $3}' | sed 's/v=//'), private, **one node**, durability **$DURABILITY**; $(mariadb -uroot -h127.0.0.1 -N -B -e 'SELECT VERSION()'); ZooKeeper root $zkroot"
 	fi

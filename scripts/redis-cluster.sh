@@ -15,17 +15,22 @@
 # when MPIM_TEST_REDIS_CLUSTER lists its six nodes. MPIM_REDIS_CLUSTER_ARGS
 # adds redis-server arguments to every node's, after the defaults, e.g.
 # "--appendonly yes --appendfsync everysec" (scripts/bench.sh --cluster).
+# MPIM_REDIS_CLUSTER_REPLICAS=0 starts the three masters only (ports
+# BASEPORT..BASEPORT+2; scripts/bench.sh --cluster-replicas 0).
 # Needs redis-server and redis-cli 7 (scripts/services.sh installs them).
 set -euo pipefail
 
 readonly HOST=127.0.0.1
-readonly NODES=6
 readonly WAIT_SECONDS=${MPIM_SERVICES_WAIT:-60}
 
 die() {
 	echo "redis-cluster.sh: $*" >&2
 	exit 1
 }
+
+readonly REPLICAS=${MPIM_REDIS_CLUSTER_REPLICAS:-1}
+[[ $REPLICAS == 0 || $REPLICAS == 1 ]] || die "MPIM_REDIS_CLUSTER_REPLICAS must be 0 or 1, got $REPLICAS"
+readonly NODES=$((3 * (1 + REPLICAS)))
 
 usage() { die "usage: redis-cluster.sh start|stop [BASEPORT]"; }
 
@@ -86,10 +91,10 @@ start() {
 			wait_for cli "$p" ping >/dev/null 2>&1 || die "redis-server on port $p does not answer (log: $DIR/$p/redis.log)"
 		done
 		# shellcheck disable=SC2046
-		redis-cli --cluster create $(addrs) --cluster-replicas 1 --cluster-yes >"$DIR/create.log" 2>&1 ||
+		redis-cli --cluster create $(addrs) --cluster-replicas "$REPLICAS" --cluster-yes >"$DIR/create.log" 2>&1 ||
 			die "redis-cli --cluster create failed: $(tail -n 5 "$DIR/create.log")"
 		wait_for state_ok || die "cluster_state is not ok on every node within ${WAIT_SECONDS}s"
-		echo "redis-cluster: started 3 masters + 3 replicas on ports $BASE..$((BASE + NODES - 1)) in $DIR"
+		echo "redis-cluster: started 3 masters + $((3 * REPLICAS)) replicas on ports $BASE..$((BASE + NODES - 1)) in $DIR"
 	fi
 	echo "--redis-addr $HOST:$BASE,$HOST:$((BASE + 1)),$HOST:$((BASE + 2))"
 }
