@@ -60,7 +60,11 @@ func RedisCluster(tb testing.TB) *RedisClusterTarget {
 	tb.Helper()
 	if v := env("MPIM_TEST_REDIS_CLUSTER", ""); v != "" {
 		addrs := strings.Split(v, ",")
-		if err := clusterOK(addrs, len(addrs)); err != nil {
+		err := clusterOK(addrs, len(addrs))
+		if err == nil {
+			err = mastersHaveReplicas(addrs)
+		}
+		if err != nil {
 			tb.Fatalf("testsvc: Redis Cluster at %s (MPIM_TEST_REDIS_CLUSTER): %v\n\tscripts/redis-cluster.sh start starts one", v, err)
 		}
 		return newClusterTarget(tb, addrs)
@@ -454,7 +458,36 @@ func startCluster(dir string, start func(*exec.Cmd) error, args []string) ([]*cl
 	if err := waitUntil(deadline, nil, func() error { return clusterOK(nodeAddrs(nodes), len(nodes)) }); err != nil {
 		return nodes, err
 	}
+	// A master counts a replica in WAIT, and lists it in ROLE, only once
+	// the replica is online there, a moment after the replica reports its
+	// link up (which clusterOK waits for).
+	if err := waitUntil(deadline, nil, func() error { return mastersHaveReplicas(nodeAddrs(nodes)) }); err != nil {
+		return nodes, err
+	}
 	return nodes, nil
+}
+
+// mastersHaveReplicas reports nil once every master among addrs lists
+// clusterReplicas replicas in ROLE.
+func mastersHaveReplicas(addrs []string) error {
+	for _, a := range addrs {
+		c, err := dialRESP(a)
+		if err != nil {
+			return err
+		}
+		r, err := c.do("ROLE")
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("node %s: ROLE: %w", a, err)
+		}
+		// ["master", offset, [[ip, port, offset], ...]]
+		if role, ok := r.([]any); ok && len(role) == 3 && role[0] == "master" {
+			if replicas, _ := role[2].([]any); len(replicas) < clusterReplicas {
+				return fmt.Errorf("master %s lists %d replicas, want %d", a, len(replicas), clusterReplicas)
+			}
+		}
+	}
+	return nil
 }
 
 // waitUntil polls f every 50ms until it succeeds, deadline passes (f's last
